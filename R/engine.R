@@ -1,0 +1,122 @@
+# The one file that touches C: every .Call of the package is here.
+#
+# C errors arrive as "[iclv_error_<kind>] message"; .iclv_call() turns them
+# into classed R conditions (see conditions.R).
+
+.iclv_call <- function(fun, ...) {
+  tryCatch(
+    .Call(fun, ...),
+    error = function(e) {
+      msg <- conditionMessage(e)
+      m <- regmatches(msg, regexec("^\\[iclv_error_([a-z_]+)\\] (.*)$", msg))[[1]]
+      if (length(m) == 3L) iclv_abort(m[2], m[3])
+      stop(e)
+    }
+  )
+}
+
+#' Is CUDA support compiled in, and is a GPU usable now?
+#'
+#' `iclv_cuda_compiled()` says whether this build of iclv contains the CUDA
+#' backend (decided by `configure` when the package was installed).
+#' `iclv_cuda_available()` says whether that backend can run now: CUDA is
+#' compiled in and at least one device answers. These are two different
+#' questions: a CUDA build on a machine without a GPU or driver loads fine and
+#' reports `FALSE` here.
+#'
+#' @return A single logical. `iclv_cuda_available()` carries an attribute
+#'   `reason` saying why it is `FALSE`.
+#' @examples
+#' iclv_cuda_compiled()
+#' iclv_cuda_available()
+#' @export
+iclv_cuda_compiled <- function() {
+  .iclv_call(C_iclv_cuda_compiled)
+}
+
+#' @rdname iclv_cuda_compiled
+#' @export
+iclv_cuda_available <- function() {
+  if (!iclv_cuda_compiled()) {
+    return(structure(FALSE, reason = "iclv was built without CUDA (see the README: how the CUDA build is chosen)"))
+  }
+  d <- .iclv_call(C_iclv_cuda_devices)
+  if (length(d$name) == 0L) return(structure(FALSE, reason = d$reason))
+  TRUE
+}
+
+#' CUDA devices visible to iclv
+#'
+#' Queries the CUDA runtime (cudaGetDeviceCount, cudaGetDeviceProperties,
+#' cudaMemGetInfo). Nothing touches CUDA until this or an estimation on the
+#' GPU is called.
+#'
+#' @return A data.frame with one row per device: `device` (ordinal), `name`,
+#'   `memory_total` and `memory_free` (bytes), `compute_capability` (e.g.
+#'   "9.0") and `multiprocessors`. Zero rows without a GPU, without a driver,
+#'   or in a build without CUDA; the attribute `reason` then says why.
+#' @examples
+#' iclv_devices()
+#' @export
+iclv_devices <- function() {
+  d <- .iclv_call(C_iclv_cuda_devices)
+  n <- length(d$name)
+  out <- data.frame(
+    device = seq_len(n) - 1L,
+    name = d$name,
+    memory_total = d$total_bytes,
+    memory_free = d$free_bytes,
+    compute_capability = if (n) paste0(d$major, ".", d$minor) else character(),
+    multiprocessors = d$multiprocessors,
+    stringsAsFactors = FALSE
+  )
+  if (n == 0L) attr(out, "reason") <- d$reason
+  out
+}
+
+# ---- engines ---------------------------------------------------------------
+# An engine holds the compiled model, the draw design and every workspace of
+# one fit; it is created once and evaluated many times.
+
+.iclv_backend_code <- function(backend) {
+  switch(backend, cpu = 0L, cuda = 1L,
+         iclv_abort("control", sprintf("unknown backend %s", iclv_quote(backend))))
+}
+
+.engine_new <- function(compiled, draws_spec, backend = "cpu",
+                        n_threads = 0L, device = 0L, device_memory = 0) {
+  .iclv_call(C_iclv_engine_new, compiled, draws_spec, .iclv_backend_code(backend),
+             list(n_threads = as.integer(n_threads), device = as.integer(device),
+                  device_memory = as.double(device_memory)))
+}
+
+.engine_eval <- function(engine, theta, gradient = TRUE, scores = FALSE, hessian = FALSE) {
+  .iclv_call(C_iclv_engine_eval, engine, as.double(theta),
+             c(isTRUE(gradient), isTRUE(scores), isTRUE(hessian)))
+}
+
+.engine_predict <- function(engine, theta) {
+  .iclv_call(C_iclv_engine_predict, engine, as.double(theta))
+}
+
+.engine_memory <- function(engine) {
+  .iclv_call(C_iclv_engine_memory, engine)
+}
+
+.engine_release <- function(engine) {
+  invisible(.iclv_call(C_iclv_engine_release, engine))
+}
+
+.draws_generate <- function(draws_spec) {
+  .iclv_call(C_iclv_draws_generate, draws_spec)
+}
+
+.eigen_sym <- function(a) {
+  storage.mode(a) <- "double"
+  .iclv_call(C_iclv_eigen_sym, a)
+}
+
+.inverse_spd <- function(a) {
+  storage.mode(a) <- "double"
+  .iclv_call(C_iclv_inverse_spd, a)
+}

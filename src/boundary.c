@@ -1,0 +1,553 @@
+/*
+ * boundary.c -- the only place where R objects meet the C core.
+ *
+ * It turns R objects into the plain C structs of iclv_model.h, calls the
+ * core, and turns a non-zero iclv_status into an R error. Errors are raised
+ * with a leading tag "[iclv_error_<class>]" that R/engine.R converts into a
+ * classed R condition.
+ *
+ * Engines (CPU or CUDA) live in a tagged external pointer. The pointer's
+ * `protected` slot keeps the R vectors the model points into alive; its
+ * finalizer is registered before anything is allocated, is idempotent and
+ * never raises.
+ */
+#include <R.h>
+#include <Rinternals.h>
+#include <string.h>
+#include <stdio.h>
+
+#include "iclv_model.h"
+#include "engine.h"
+#ifdef ICLV_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+/* ---- errors ------------------------------------------------------------- */
+
+static const char *status_class(int code) {
+  switch (code) {
+  case ICLV_ERR_INPUT:   return "iclv_error_input";
+  case ICLV_ERR_NUMERIC: return "iclv_error_numeric";
+  case ICLV_ERR_MEMORY:  return "iclv_error_memory";
+  case ICLV_ERR_CUDA:    return "iclv_error_cuda";
+  case ICLV_ERR_LAPACK:  return "iclv_error_lapack";
+  default:               return "iclv_error";
+  }
+}
+
+static void stop_status(const iclv_status *st) {
+  Rf_error("[%s] %s", status_class(st->code), st->msg);
+}
+
+static void stop_input(const char *what) {
+  Rf_error("[iclv_error_input] %s", what);
+}
+
+/* ---- reading the compiled list ----------------------------------------- */
+
+static SEXP get_elt(SEXP list, const char *name) {
+  SEXP names = Rf_getAttrib(list, R_NamesSymbol);
+  if (!Rf_isNewList(list) || Rf_isNull(names)) stop_input("compiled model is not a named list");
+  R_xlen_t n = XLENGTH(list);
+  for (R_xlen_t i = 0; i < n; i++)
+    if (strcmp(CHAR(STRING_ELT(names, i)), name) == 0) return VECTOR_ELT(list, i);
+  Rf_error("[iclv_error_input] compiled model lacks element '%s'", name);
+  return R_NilValue; /* not reached */
+}
+
+static int get_int(SEXP list, const char *name) {
+  SEXP x = get_elt(list, name);
+  if (!Rf_isInteger(x) || XLENGTH(x) != 1 || INTEGER(x)[0] == NA_INTEGER)
+    Rf_error("[iclv_error_input] compiled element '%s' must be one integer", name);
+  return INTEGER(x)[0];
+}
+
+/* An integer vector of exactly `len` entries (NULL pointer when len == 0). */
+static const int *get_ivec(SEXP list, const char *name, R_xlen_t len) {
+  SEXP x = get_elt(list, name);
+  if (!Rf_isInteger(x) || XLENGTH(x) != len)
+    Rf_error("[iclv_error_input] compiled element '%s' must be an integer vector of length %lld (has %lld)",
+             name, (long long) len, (long long) XLENGTH(x));
+  return len > 0 ? INTEGER(x) : NULL;
+}
+
+static const double *get_dvec(SEXP list, const char *name, R_xlen_t len) {
+  SEXP x = get_elt(list, name);
+  if (!Rf_isReal(x) || XLENGTH(x) != len)
+    Rf_error("[iclv_error_input] compiled element '%s' must be a double vector of length %lld (has %lld)",
+             name, (long long) len, (long long) XLENGTH(x));
+  return len > 0 ? REAL(x) : NULL;
+}
+
+/* Checks that a CSR pointer array is non-decreasing from 0 and that every
+ * index in `idx` lies in [lo, hi). */
+static void check_ptr(const int *ptr, int n, const char *name) {
+  if (n >= 0 && ptr[0] != 0) Rf_error("[iclv_error_input] compiled '%s' must start at 0", name);
+  for (int i = 0; i < n; i++)
+    if (ptr[i + 1] < ptr[i]) Rf_error("[iclv_error_input] compiled '%s' decreases at %d", name, i);
+}
+
+static void check_idx(const int *idx, int len, int lo, int hi, const char *name) {
+  for (int i = 0; i < len; i++)
+    if (idx[i] < lo || idx[i] >= hi)
+      Rf_error("[iclv_error_input] compiled '%s'[%d] = %d is outside [%d, %d)", name, i, idx[i], lo, hi);
+}
+
+/* Fills *m from the R list `compiled` (built by R/compile.R). The pointers
+ * in *m point into `compiled`, which the caller must keep protected. Every
+ * index is range-checked here, so the core may trust the struct. */
+static void model_from_R(SEXP compiled, iclv_model *m) {
+  memset(m, 0, sizeof(*m));
+  m->n_ind = get_int(compiled, "n_ind");
+  m->n_lv = get_int(compiled, "n_lv");
+  m->n_par = get_int(compiled, "n_par");
+  m->n_cov = get_int(compiled, "n_cov");
+  m->n_indic = get_int(compiled, "n_indic");
+  m->n_obs = get_int(compiled, "n_obs");
+  m->n_rows = get_int(compiled, "n_rows");
+  m->n_alt = get_int(compiled, "n_alt");
+  m->n_xcol = get_int(compiled, "n_xcol");
+  m->n_avail = get_int(compiled, "n_avail");
+  m->choice_type = get_int(compiled, "choice_type");
+  if (m->n_ind < 1 || m->n_lv < 0 || m->n_par < 0 || m->n_cov < 0 || m->n_indic < 0 ||
+      m->n_obs < 0 || m->n_rows < 0 || m->n_alt < 0 || m->n_xcol < 0)
+    stop_input("compiled model has a negative or zero dimension");
+  if (m->choice_type < ICLV_CHOICE_NONE || m->choice_type > ICLV_CHOICE_PROBIT)
+    stop_input("compiled model has an unknown choice_type");
+  if (m->choice_type == ICLV_CHOICE_PROBIT && m->n_alt != 2)
+    stop_input("a binary probit choice model needs exactly 2 alternatives");
+  if (m->n_avail != 0 && m->n_avail != m->n_rows * m->n_alt)
+    stop_input("compiled 'n_avail' must be 0 or n_rows * n_alt");
+
+  int K = m->n_lv, P = m->n_par, M = m->n_indic, N = m->n_ind, J = m->n_alt;
+  m->lv_order = get_ivec(compiled, "lv_order", K);
+  check_idx(m->lv_order, K, 0, K, "lv_order");
+  m->st_ptr = get_ivec(compiled, "st_ptr", K + 1);
+  check_ptr(m->st_ptr, K, "st_ptr");
+  int n_st = m->st_ptr[K];
+  m->st_par = get_ivec(compiled, "st_par", n_st);
+  m->st_src_type = get_ivec(compiled, "st_src_type", n_st);
+  m->st_src = get_ivec(compiled, "st_src", n_st);
+  check_idx(m->st_par, n_st, 0, P, "st_par");
+  check_idx(m->st_src_type, n_st, 0, 2, "st_src_type");
+  for (int t = 0; t < n_st; t++)
+    check_idx(m->st_src + t, 1, 0, m->st_src_type[t] == ICLV_SRC_COV ? m->n_cov : K, "st_src");
+  m->cov = get_dvec(compiled, "cov", (R_xlen_t) N * m->n_cov);
+
+  m->ind_type = get_ivec(compiled, "ind_type", M);
+  check_idx(m->ind_type, M, ICLV_IND_ORDERED_PROBIT, ICLV_IND_BINARY_LOGIT + 1, "ind_type");
+  m->ind_ncat = get_ivec(compiled, "ind_ncat", M);
+  m->ind_thr = get_ivec(compiled, "ind_thr", M);
+  m->ind_icpt = get_ivec(compiled, "ind_icpt", M);
+  m->ind_sd = get_ivec(compiled, "ind_sd", M);
+  for (int i = 0; i < M; i++) {
+    int ty = m->ind_type[i];
+    int ordered = ty == ICLV_IND_ORDERED_PROBIT || ty == ICLV_IND_ORDERED_LOGIT;
+    if (ordered) {
+      if (m->ind_ncat[i] < 2 || m->ind_thr[i] < 0 || m->ind_thr[i] + m->ind_ncat[i] - 1 > P)
+        Rf_error("[iclv_error_input] compiled indicator %d: bad categories/thresholds", i);
+    }
+    if ((ty == ICLV_IND_NORMAL || ty == ICLV_IND_BINARY_PROBIT || ty == ICLV_IND_BINARY_LOGIT))
+      check_idx(m->ind_icpt + i, 1, 0, P, "ind_icpt");
+    if (ty == ICLV_IND_NORMAL) check_idx(m->ind_sd + i, 1, 0, P, "ind_sd");
+  }
+  m->ind_load_ptr = get_ivec(compiled, "ind_load_ptr", M + 1);
+  check_ptr(m->ind_load_ptr, M, "ind_load_ptr");
+  int n_load = m->ind_load_ptr[M];
+  m->ind_load_lv = get_ivec(compiled, "ind_load_lv", n_load);
+  m->ind_load_par = get_ivec(compiled, "ind_load_par", n_load);
+  check_idx(m->ind_load_lv, n_load, 0, K, "ind_load_lv");
+  check_idx(m->ind_load_par, n_load, 0, P, "ind_load_par");
+  m->obs_ptr = get_ivec(compiled, "obs_ptr", N + 1);
+  check_ptr(m->obs_ptr, N, "obs_ptr");
+  if (m->obs_ptr[N] != m->n_obs) stop_input("compiled 'obs_ptr' does not end at n_obs");
+  m->obs_ind = get_ivec(compiled, "obs_ind", m->n_obs);
+  check_idx(m->obs_ind, m->n_obs, 0, M, "obs_ind");
+  m->obs_val = get_dvec(compiled, "obs_val", m->n_obs);
+
+  m->row_ptr = get_ivec(compiled, "row_ptr", N + 1);
+  check_ptr(m->row_ptr, N, "row_ptr");
+  if (m->row_ptr[N] != m->n_rows) stop_input("compiled 'row_ptr' does not end at n_rows");
+  m->y = get_ivec(compiled, "y", m->n_rows);
+  check_idx(m->y, m->n_rows, 0, J > 0 ? J : 1, "y");
+  m->avail = get_ivec(compiled, "avail", m->n_avail);
+  m->X = get_dvec(compiled, "X", (R_xlen_t) m->n_rows * m->n_xcol);
+  m->ut_ptr = get_ivec(compiled, "ut_ptr", J + 1);
+  check_ptr(m->ut_ptr, J, "ut_ptr");
+  int n_ut = m->ut_ptr[J];
+  m->ut_par = get_ivec(compiled, "ut_par", n_ut);
+  m->ut_col = get_ivec(compiled, "ut_col", n_ut);
+  m->ut_lv = get_ivec(compiled, "ut_lv", n_ut);
+  check_idx(m->ut_par, n_ut, 0, P, "ut_par");
+  check_idx(m->ut_col, n_ut, -1, m->n_xcol, "ut_col");
+  check_idx(m->ut_lv, n_ut, -1, K, "ut_lv");
+}
+
+/* Fills *d from the R draw specification list (R/engine.R builds it):
+ * list(type = int, n_draws = int, n_dim = int, n_ind = int, seed = double,
+ *      skip = double, user = double array or NULL). */
+static void draws_from_R(SEXP spec, iclv_draws *d) {
+  memset(d, 0, sizeof(*d));
+  d->type = get_int(spec, "type");
+  d->n_draws = get_int(spec, "n_draws");
+  d->n_dim = get_int(spec, "n_dim");
+  d->n_ind = get_int(spec, "n_ind");
+  if (d->type < ICLV_DRAWS_USER || d->type > ICLV_DRAWS_PSEUDO) stop_input("unknown draw type");
+  if (d->n_draws < 1 || d->n_dim < 0 || d->n_ind < 1) stop_input("draw design has a bad dimension");
+  double seed = REAL(get_elt(spec, "seed"))[0];
+  double skip = REAL(get_elt(spec, "skip"))[0];
+  if (!(seed >= 0) || !(skip >= 0)) stop_input("draw seed and skip must be non-negative numbers");
+  d->seed = (uint64_t) seed;
+  d->skip = (int64_t) skip;
+  d->user = NULL;
+  if (d->type == ICLV_DRAWS_USER)
+    d->user = get_dvec(spec, "user", (R_xlen_t) d->n_ind * d->n_draws * d->n_dim);
+}
+
+/* ---- devices ------------------------------------------------------------ */
+
+SEXP C_iclv_cuda_compiled(void) {
+#ifdef ICLV_HAVE_CUDA
+  return Rf_ScalarLogical(1);
+#else
+  return Rf_ScalarLogical(0);
+#endif
+}
+
+/* list(name, total_bytes, free_bytes, major, minor, multiprocessors, reason) */
+SEXP C_iclv_cuda_devices(void) {
+  int nprot = 0;
+  int n = 0;
+  char reason[256] = "CUDA support was not compiled into this build of iclv";
+#ifdef ICLV_HAVE_CUDA
+  iclv_device_info info[ICLV_MAX_DEVICES];
+  reason[0] = '\0';
+  iclv_cuda_list_devices(info, ICLV_MAX_DEVICES, &n, reason, (int) sizeof(reason));
+#endif
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 7)); nprot++;
+  SEXP nm = PROTECT(Rf_allocVector(STRSXP, n)); nprot++;
+  SEXP tot = PROTECT(Rf_allocVector(REALSXP, n)); nprot++;
+  SEXP fre = PROTECT(Rf_allocVector(REALSXP, n)); nprot++;
+  SEXP maj = PROTECT(Rf_allocVector(INTSXP, n)); nprot++;
+  SEXP min = PROTECT(Rf_allocVector(INTSXP, n)); nprot++;
+  SEXP smc = PROTECT(Rf_allocVector(INTSXP, n)); nprot++;
+#ifdef ICLV_HAVE_CUDA
+  for (int i = 0; i < n; i++) {
+    SET_STRING_ELT(nm, i, Rf_mkChar(info[i].name));
+    REAL(tot)[i] = info[i].total_bytes;
+    REAL(fre)[i] = info[i].free_bytes;
+    INTEGER(maj)[i] = info[i].major;
+    INTEGER(min)[i] = info[i].minor;
+    INTEGER(smc)[i] = info[i].multiprocessors;
+  }
+#endif
+  SET_VECTOR_ELT(out, 0, nm);
+  SET_VECTOR_ELT(out, 1, tot);
+  SET_VECTOR_ELT(out, 2, fre);
+  SET_VECTOR_ELT(out, 3, maj);
+  SET_VECTOR_ELT(out, 4, min);
+  SET_VECTOR_ELT(out, 5, smc);
+  SET_VECTOR_ELT(out, 6, Rf_mkString(reason));
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, 7)); nprot++;
+  const char *fields[7] = {"name", "total_bytes", "free_bytes", "major", "minor",
+                           "multiprocessors", "reason"};
+  for (int i = 0; i < 7; i++) SET_STRING_ELT(names, i, Rf_mkChar(fields[i]));
+  Rf_setAttrib(out, R_NamesSymbol, names);
+  UNPROTECT(nprot);
+  return out;
+}
+
+/* ---- draws -------------------------------------------------------------- */
+
+/* C_iclv_draws_generate(spec): the (n_ind, n_draws, n_dim) array of standard
+ * normal draws that the engines use for design `spec`. */
+SEXP C_iclv_draws_generate(SEXP spec) {
+  int nprot = 0;
+  iclv_draws d;
+  iclv_status st = {0, ""};
+  draws_from_R(spec, &d);
+  R_xlen_t len = (R_xlen_t) d.n_ind * d.n_draws * d.n_dim;
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, len)); nprot++;
+  SEXP dim = PROTECT(Rf_allocVector(INTSXP, 3)); nprot++;
+  INTEGER(dim)[0] = d.n_ind;
+  INTEGER(dim)[1] = d.n_draws;
+  INTEGER(dim)[2] = d.n_dim;
+  if (iclv_draws_fill(&d, REAL(out), &st) != ICLV_OK) {
+    UNPROTECT(nprot);
+    stop_status(&st);
+  }
+  Rf_setAttrib(out, R_DimSymbol, dim);
+  UNPROTECT(nprot);
+  return out;
+}
+
+/* ---- engines ------------------------------------------------------------ */
+
+enum { ICLV_BACKEND_CPU = 0, ICLV_BACKEND_CUDA = 1 };
+
+typedef struct {
+  int backend;
+  iclv_model model;
+  iclv_draws draws;
+  iclv_cpu_engine *cpu; /* the CPU engine: always present (predictions use it) */
+#ifdef ICLV_HAVE_CUDA
+  iclv_cuda_engine *gpu;
+#endif
+} engine_handle;
+
+static SEXP engine_tag(void) { return Rf_install("iclv_engine"); }
+
+static void engine_release(engine_handle *h) {
+  if (h == NULL) return;
+  if (h->cpu) { iclv_cpu_engine_free(h->cpu); h->cpu = NULL; }
+#ifdef ICLV_HAVE_CUDA
+  if (h->gpu) { iclv_cuda_engine_free(h->gpu); h->gpu = NULL; }
+#endif
+}
+
+static void engine_finalize(SEXP ptr) {
+  engine_handle *h = (engine_handle *) R_ExternalPtrAddr(ptr);
+  if (h == NULL) return;
+  engine_release(h);
+  free(h);
+  R_ClearExternalPtr(ptr);
+}
+
+static engine_handle *engine_get(SEXP ptr) {
+  if (TYPEOF(ptr) != EXTPTRSXP || R_ExternalPtrTag(ptr) != engine_tag())
+    stop_input("not an iclv engine");
+  engine_handle *h = (engine_handle *) R_ExternalPtrAddr(ptr);
+  if (h == NULL) stop_input("this iclv engine has been released");
+  return h;
+}
+
+/* C_iclv_engine_new(compiled, spec, backend, options)
+ *   compiled: list of iclv_model.h arrays; spec: draw design list;
+ *   backend: 0 CPU, 1 CUDA; options: list(n_threads = int, device = int,
+ *   device_memory = double bytes or <= 0 for the default).
+ * Returns a tagged external pointer. */
+SEXP C_iclv_engine_new(SEXP compiled, SEXP spec, SEXP backend, SEXP options) {
+  int nprot = 0;
+  iclv_status st = {0, ""};
+  int be = Rf_asInteger(backend);
+  int n_threads = Rf_asInteger(get_elt(options, "n_threads"));
+  if (be != ICLV_BACKEND_CPU && be != ICLV_BACKEND_CUDA) stop_input("unknown backend");
+#ifndef ICLV_HAVE_CUDA
+  if (be == ICLV_BACKEND_CUDA)
+    Rf_error("[iclv_error_cuda] backend = \"cuda\" was requested, but this build of iclv was compiled without CUDA");
+#endif
+  /* keep the R objects the structs point into alive with the pointer */
+  SEXP prot = PROTECT(Rf_list2(compiled, spec)); nprot++;
+  SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, engine_tag(), prot)); nprot++;
+  R_RegisterCFinalizerEx(ptr, engine_finalize, TRUE);
+
+  engine_handle *h = (engine_handle *) calloc(1, sizeof(engine_handle));
+  if (h == NULL) {
+    UNPROTECT(nprot);
+    Rf_error("[iclv_error_memory] could not allocate the engine handle");
+  }
+  R_SetExternalPtrAddr(ptr, h);
+  h->backend = be;
+  model_from_R(compiled, &h->model);
+  draws_from_R(spec, &h->draws);
+  if (h->draws.n_ind != h->model.n_ind || h->draws.n_dim != h->model.n_lv)
+    stop_input("the draw design does not match the model (individuals or LVs)");
+
+  if (iclv_cpu_engine_create(&h->model, &h->draws, n_threads, &h->cpu, &st) != ICLV_OK) {
+    UNPROTECT(nprot);
+    stop_status(&st);
+  }
+#ifdef ICLV_HAVE_CUDA
+  if (be == ICLV_BACKEND_CUDA) {
+    iclv_cuda_options opt;
+    opt.device = Rf_asInteger(get_elt(options, "device"));
+    opt.device_memory_budget = Rf_asReal(get_elt(options, "device_memory"));
+    if (iclv_cuda_engine_create(&h->model, &h->draws, &opt, &h->gpu, &st) != ICLV_OK) {
+      UNPROTECT(nprot);
+      stop_status(&st);
+    }
+  }
+#endif
+  UNPROTECT(nprot);
+  return ptr;
+}
+
+SEXP C_iclv_engine_release(SEXP ptr) {
+  if (TYPEOF(ptr) == EXTPTRSXP && R_ExternalPtrTag(ptr) == engine_tag()) engine_finalize(ptr);
+  return R_NilValue;
+}
+
+/* C_iclv_engine_eval(ptr, theta, what): what = c(gradient, scores, hessian)
+ * as logicals. Returns list(loglik, loglik_i, gradient, scores, hessian);
+ * the unrequested ones are NULL. */
+SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
+  int nprot = 0;
+  engine_handle *h = engine_get(ptr);
+  const iclv_model *m = &h->model;
+  if (!Rf_isReal(theta) || XLENGTH(theta) != m->n_par)
+    Rf_error("[iclv_error_input] params must be a double vector of length %d", m->n_par);
+  if (!Rf_isLogical(what) || XLENGTH(what) != 3) stop_input("'what' must be 3 logicals");
+  for (int p = 0; p < m->n_par; p++)
+    if (!R_FINITE(REAL(theta)[p])) Rf_error("[iclv_error_input] parameter %d is not finite", p + 1);
+  int want_g = LOGICAL(what)[0] == TRUE, want_s = LOGICAL(what)[1] == TRUE, want_h = LOGICAL(what)[2] == TRUE;
+
+  SEXP ll = PROTECT(Rf_allocVector(REALSXP, 1)); nprot++;
+  SEXP lli = PROTECT(Rf_allocVector(REALSXP, m->n_ind)); nprot++;
+  SEXP g = R_NilValue, s = R_NilValue, H = R_NilValue;
+  if (want_g) { g = PROTECT(Rf_allocVector(REALSXP, m->n_par)); nprot++; }
+  if (want_s) { s = PROTECT(Rf_allocMatrix(REALSXP, m->n_ind, m->n_par)); nprot++; }
+  if (want_h) { H = PROTECT(Rf_allocMatrix(REALSXP, m->n_par, m->n_par)); nprot++; }
+
+  iclv_eval_out out;
+  out.loglik = REAL(ll);
+  out.loglik_i = REAL(lli);
+  out.grad = want_g ? REAL(g) : NULL;
+  out.scores = want_s ? REAL(s) : NULL;
+  out.hess = want_h ? REAL(H) : NULL;
+  iclv_status st = {0, ""};
+  int rc;
+#ifdef ICLV_HAVE_CUDA
+  if (h->backend == ICLV_BACKEND_CUDA)
+    rc = iclv_cuda_eval(h->gpu, REAL(theta), &out, &st);
+  else
+#endif
+    rc = iclv_cpu_eval(h->cpu, REAL(theta), &out, &st);
+  if (rc != ICLV_OK) {
+    UNPROTECT(nprot);
+    stop_status(&st);
+  }
+  SEXP res = PROTECT(Rf_allocVector(VECSXP, 5)); nprot++;
+  SET_VECTOR_ELT(res, 0, ll);
+  SET_VECTOR_ELT(res, 1, lli);
+  SET_VECTOR_ELT(res, 2, g);
+  SET_VECTOR_ELT(res, 3, s);
+  SET_VECTOR_ELT(res, 4, H);
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, 5)); nprot++;
+  const char *f[5] = {"loglik", "loglik_i", "gradient", "scores", "hessian"};
+  for (int i = 0; i < 5; i++) SET_STRING_ELT(names, i, Rf_mkChar(f[i]));
+  Rf_setAttrib(res, R_NamesSymbol, names);
+  UNPROTECT(nprot);
+  return res;
+}
+
+/* C_iclv_engine_predict(ptr, theta): list(prob, lv_mean, lv_sd, comp_ll),
+ * always from the CPU engine (a one-off computation after estimation). */
+SEXP C_iclv_engine_predict(SEXP ptr, SEXP theta) {
+  int nprot = 0;
+  engine_handle *h = engine_get(ptr);
+  const iclv_model *m = &h->model;
+  if (!Rf_isReal(theta) || XLENGTH(theta) != m->n_par)
+    Rf_error("[iclv_error_input] params must be a double vector of length %d", m->n_par);
+  SEXP prob = PROTECT(Rf_allocMatrix(REALSXP, m->n_rows, m->n_alt)); nprot++;
+  SEXP mean = PROTECT(Rf_allocMatrix(REALSXP, m->n_ind, m->n_lv)); nprot++;
+  SEXP sd = PROTECT(Rf_allocMatrix(REALSXP, m->n_ind, m->n_lv)); nprot++;
+  SEXP comp = PROTECT(Rf_allocVector(REALSXP, m->n_indic + 1)); nprot++;
+  iclv_status st = {0, ""};
+  if (iclv_cpu_predict(h->cpu, REAL(theta), REAL(prob), REAL(mean), REAL(sd), REAL(comp), &st) != ICLV_OK) {
+    UNPROTECT(nprot);
+    stop_status(&st);
+  }
+  SEXP res = PROTECT(Rf_allocVector(VECSXP, 4)); nprot++;
+  SET_VECTOR_ELT(res, 0, prob);
+  SET_VECTOR_ELT(res, 1, mean);
+  SET_VECTOR_ELT(res, 2, sd);
+  SET_VECTOR_ELT(res, 3, comp);
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, 4)); nprot++;
+  const char *f[4] = {"prob", "lv_mean", "lv_sd", "comp_ll"};
+  for (int i = 0; i < 4; i++) SET_STRING_ELT(names, i, Rf_mkChar(f[i]));
+  Rf_setAttrib(res, R_NamesSymbol, names);
+  UNPROTECT(nprot);
+  return res;
+}
+
+static SEXP account_to_R(const iclv_mem_account *a) {
+  int nprot = 0;
+  SEXP bytes = PROTECT(Rf_allocVector(REALSXP, a->n)); nprot++;
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, a->n)); nprot++;
+  for (int i = 0; i < a->n; i++) {
+    REAL(bytes)[i] = a->bytes[i];
+    SET_STRING_ELT(names, i, Rf_mkChar(a->name[i]));
+  }
+  Rf_setAttrib(bytes, R_NamesSymbol, names);
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 3)); nprot++;
+  SET_VECTOR_ELT(out, 0, bytes);
+  SET_VECTOR_ELT(out, 1, Rf_ScalarReal(a->current));
+  SET_VECTOR_ELT(out, 2, Rf_ScalarReal(a->peak));
+  SEXP nm = PROTECT(Rf_allocVector(STRSXP, 3)); nprot++;
+  SET_STRING_ELT(nm, 0, Rf_mkChar("buffers"));
+  SET_STRING_ELT(nm, 1, Rf_mkChar("current"));
+  SET_STRING_ELT(nm, 2, Rf_mkChar("peak"));
+  Rf_setAttrib(out, R_NamesSymbol, nm);
+  UNPROTECT(nprot);
+  return out;
+}
+
+/* C_iclv_engine_memory(ptr): list(host = account, device = account or NULL,
+ * per_chunk, n_chunks, device_total, device_free_at_start). */
+SEXP C_iclv_engine_memory(SEXP ptr) {
+  int nprot = 0;
+  engine_handle *h = engine_get(ptr);
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 6)); nprot++;
+  SET_VECTOR_ELT(out, 0, account_to_R(iclv_cpu_engine_memory(h->cpu)));
+  int per_chunk = h->model.n_ind, n_chunks = 1;
+  double dev_total = NA_REAL, dev_free = NA_REAL;
+#ifdef ICLV_HAVE_CUDA
+  if (h->gpu) {
+    SET_VECTOR_ELT(out, 1, account_to_R(iclv_cuda_engine_memory(h->gpu)));
+    iclv_cuda_engine_chunking(h->gpu, &per_chunk, &n_chunks, &dev_total, &dev_free);
+  }
+#endif
+  SET_VECTOR_ELT(out, 2, Rf_ScalarInteger(per_chunk));
+  SET_VECTOR_ELT(out, 3, Rf_ScalarInteger(n_chunks));
+  SET_VECTOR_ELT(out, 4, Rf_ScalarReal(dev_total));
+  SET_VECTOR_ELT(out, 5, Rf_ScalarReal(dev_free));
+  SEXP nm = PROTECT(Rf_allocVector(STRSXP, 6)); nprot++;
+  const char *f[6] = {"host", "device", "per_chunk", "n_chunks", "device_total", "device_free_at_start"};
+  for (int i = 0; i < 6; i++) SET_STRING_ELT(nm, i, Rf_mkChar(f[i]));
+  Rf_setAttrib(out, R_NamesSymbol, nm);
+  UNPROTECT(nprot);
+  return out;
+}
+
+/* ---- linear algebra ----------------------------------------------------- */
+
+static int square_dim(SEXP a) {
+  SEXP dim = Rf_getAttrib(a, R_DimSymbol);
+  if (!Rf_isReal(a) || Rf_length(dim) != 2 || INTEGER(dim)[0] != INTEGER(dim)[1])
+    stop_input("expected a square double matrix");
+  return INTEGER(dim)[0];
+}
+
+SEXP C_iclv_eigen_sym(SEXP a) {
+  int nprot = 0;
+  int n = square_dim(a);
+  SEXP values = PROTECT(Rf_allocVector(REALSXP, n)); nprot++;
+  SEXP vectors = PROTECT(Rf_allocMatrix(REALSXP, n, n)); nprot++;
+  iclv_status st = {0, ""};
+  if (iclv_eigen_sym(n, REAL(a), REAL(values), REAL(vectors), &st) != ICLV_OK) {
+    UNPROTECT(nprot);
+    stop_status(&st);
+  }
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 2)); nprot++;
+  SET_VECTOR_ELT(out, 0, values);
+  SET_VECTOR_ELT(out, 1, vectors);
+  SEXP nm = PROTECT(Rf_allocVector(STRSXP, 2)); nprot++;
+  SET_STRING_ELT(nm, 0, Rf_mkChar("values"));
+  SET_STRING_ELT(nm, 1, Rf_mkChar("vectors"));
+  Rf_setAttrib(out, R_NamesSymbol, nm);
+  UNPROTECT(nprot);
+  return out;
+}
+
+SEXP C_iclv_inverse_spd(SEXP a) {
+  int nprot = 0;
+  int n = square_dim(a);
+  SEXP inv = PROTECT(Rf_allocMatrix(REALSXP, n, n)); nprot++;
+  iclv_status st = {0, ""};
+  if (iclv_inverse_spd(n, REAL(a), REAL(inv), &st) != ICLV_OK) {
+    UNPROTECT(nprot);
+    stop_status(&st);
+  }
+  UNPROTECT(nprot);
+  return inv;
+}

@@ -1,0 +1,54 @@
+/*
+ * cuda_backend.h -- the CUDA backend's interface, callable from C.
+ * Plain C types only (no R headers); implemented in cuda_devices.cu and
+ * cuda_engine.cu. Only compiled when ICLV_HAVE_CUDA is defined.
+ */
+#ifndef ICLV_CUDA_BACKEND_H
+#define ICLV_CUDA_BACKEND_H
+
+#include "../iclv_model.h"
+#include "../engine.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ICLV_MAX_DEVICES 16
+typedef struct {
+  char name[256];
+  double total_bytes;
+  double free_bytes;
+  int major, minor;
+  int multiprocessors;
+} iclv_device_info;
+
+/* Lists CUDA devices. Returns ICLV_OK with *n_devices >= 0; when the driver
+ * is missing or too old, ICLV_OK with *n_devices = 0 and `reason` set to the
+ * CUDA error text (reason is "" when devices were found). */
+int iclv_cuda_list_devices(iclv_device_info *info, int max_devices,
+                           int *n_devices, char *reason, int reason_len);
+
+typedef struct iclv_cuda_engine iclv_cuda_engine;
+
+typedef struct {
+  int device;                  /* CUDA device ordinal */
+  double device_memory_budget; /* bytes the engine may use; <= 0: 80% of free */
+} iclv_cuda_options;
+
+int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
+                            const iclv_cuda_options *opt,
+                            iclv_cuda_engine **out, iclv_status *st);
+int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta,
+                   iclv_eval_out *out, iclv_status *st);
+const iclv_mem_account *iclv_cuda_engine_memory(const iclv_cuda_engine *e);
+/* individuals per chunk and number of chunks the engine uses */
+void iclv_cuda_engine_chunking(const iclv_cuda_engine *e, int *per_chunk,
+                               int *n_chunks, double *dev_total,
+                               double *dev_free_at_start);
+void iclv_cuda_engine_free(iclv_cuda_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

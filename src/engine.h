@@ -1,0 +1,84 @@
+/*
+ * engine.h -- the evaluation interface shared by the CPU engine (engine.c)
+ * and the CUDA backend (cuda/cuda_engine.cu). Plain C types only.
+ *
+ * An engine is created once per fit from a model and a draw design; it
+ * allocates every workspace it will ever need at creation (none inside the
+ * evaluation path) and records the bytes of each buffer in its account.
+ */
+#ifndef ICLV_ENGINE_H
+#define ICLV_ENGINE_H
+
+#include "iclv_model.h"
+
+/* What one evaluation returns. Pointers the caller does not want are NULL;
+ * the caller owns all memory. Derivatives are with respect to every natural
+ * parameter theta[0..n_par-1] (fixed ones included; the caller drops them). */
+typedef struct {
+  double *loglik;    /* (1)  sum_n log L_n */
+  double *loglik_i;  /* (n_ind) log L_n, or NULL */
+  double *grad;      /* (n_par) d LL / d theta, or NULL */
+  double *scores;    /* (n_ind, n_par) column-major: d log L_n / d theta_p at [n + n_ind*p], or NULL */
+  double *hess;      /* (n_par, n_par) column-major exact Hessian of LL, or NULL */
+} iclv_eval_out;
+
+/* Memory accounting: every buffer an engine allocates, by name. */
+#define ICLV_MAX_BUFFERS 32
+#define ICLV_BUFNAME_LEN 40
+typedef struct {
+  int n;                                       /* buffers recorded */
+  char name[ICLV_MAX_BUFFERS][ICLV_BUFNAME_LEN];
+  double bytes[ICLV_MAX_BUFFERS];              /* bytes of each buffer */
+  double current;                              /* bytes allocated now */
+  double peak;                                 /* largest `current` seen */
+} iclv_mem_account;
+
+/* ---- CPU engine (engine.c) ---------------------------------------------- */
+typedef struct iclv_cpu_engine iclv_cpu_engine;
+
+/* Creates the CPU engine. `m` and `d` must outlive the engine (they point
+ * into R objects that the caller keeps protected). n_threads <= 0 means the
+ * OpenMP default (which respects OMP_NUM_THREADS / OMP_THREAD_LIMIT).
+ * On success *out is set and ICLV_OK returned; on failure *out is NULL and
+ * nothing is leaked. */
+int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d,
+                           int n_threads, iclv_cpu_engine **out,
+                           iclv_status *st);
+
+/* One evaluation at theta (n_par). Allocates nothing. Returns ICLV_OK, or
+ * ICLV_ERR_NUMERIC with a message naming the individual and the model part
+ * when log L_n is not finite, or ICLV_ERR_INPUT (e.g. thresholds not
+ * increasing, sd <= 0). */
+int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
+                  iclv_status *st);
+
+/* Post-estimation quantities at theta:
+ *   prob      (n_rows, n_alt) column-major: choice probabilities of each row
+ *             integrated over the LV distribution given covariates only,
+ *             (1/R) sum_r P_r(j), or NULL;
+ *   lv_mean, lv_sd (n_ind, n_lv) column-major: posterior mean and sd of each
+ *             LV given all data of the individual (weights w_nr), or NULL;
+ *   comp_ll   (n_indic + 1): per-component simulated LL, sum_n log((1/R) sum_r
+ *             P_component,nr), the indicators first, then the choice model
+ *             (0 when there is none), or NULL. */
+int iclv_cpu_predict(iclv_cpu_engine *e, const double *theta, double *prob,
+                     double *lv_mean, double *lv_sd, double *comp_ll,
+                     iclv_status *st);
+
+const iclv_mem_account *iclv_cpu_engine_memory(const iclv_cpu_engine *e);
+void iclv_cpu_engine_free(iclv_cpu_engine *e); /* NULL-safe, idempotent use by caller */
+
+/* ---- draws (draws.c, draws.h) ------------------------------------------- */
+/* Fills out (n_ind, n_draws, n_dim) column-major with the standard normal
+ * draws e[n, r, k] of design d, exactly as the engines see them. */
+int iclv_draws_fill(const iclv_draws *d, double *out, iclv_status *st);
+
+/* ---- linear algebra (linalg.c, LAPACKE) ---------------------------------- */
+/* Symmetric eigendecomposition of a (n x n) column-major; values ascending. */
+int iclv_eigen_sym(int n, const double *a, double *values, double *vectors,
+                   iclv_status *st);
+/* Inverse of a symmetric positive definite matrix via Cholesky; ICLV_ERR_LAPACK
+ * when not positive definite. */
+int iclv_inverse_spd(int n, const double *a, double *inv, iclv_status *st);
+
+#endif /* ICLV_ENGINE_H */

@@ -1,0 +1,165 @@
+/*
+ * iclv_model.h -- the compiled ICLV model and data as plain C arrays.
+ *
+ * This header is the contract between the R side (R/compile.R builds the
+ * list `compiled` whose elements carry exactly these names), the CPU engine
+ * (engine.c) and the CUDA backend (cuda/). It contains plain C types only: no
+ * R headers, so .cu files can include it.
+ *
+ * Conventions
+ *   - Every index is 0-based and stored as int.
+ *   - "CSR" means a pointer array ptr[n+1] into flat arrays: the entries of
+ *     item i are [ptr[i], ptr[i+1]).
+ *   - Row-major means element (i, j) of an (n x m) table is at [i*m + j].
+ *   - theta is the vector of *natural* parameters, length n_par, in the order
+ *     of the model's parameter table (model$partable$name); fixed parameters
+ *     are included. Thresholds are thresholds (strictly increasing within an
+ *     indicator), standard deviations are standard deviations (> 0).
+ *   - Individuals are n = 0..n_ind-1 in the order of first appearance of
+ *     their id in the data.
+ *
+ * The model, for individual n and draw r (e[k] = standard normal draw of
+ * dimension k, the draw dimension equals the latent variable index):
+ *
+ *   Structural (LVs computed in lv_order, a topological order):
+ *     eta[k] = e[k] + sum_{t in st_ptr[k]..} theta[st_par[t]] * src_t
+ *       src_t = cov[n*n_cov + st_src[t]]   if st_src_type[t] == ICLV_SRC_COV
+ *             = eta[st_src[t]]             if st_src_type[t] == ICLV_SRC_LV
+ *
+ *   Measurement, one term per observation o of individual n
+ *   (o in obs_ptr[n]..obs_ptr[n+1]-1, indicator m = obs_ind[o], y = obs_val[o]):
+ *     s = sum_{q in ind_load_ptr[m]..} theta[ind_load_par[q]] * eta[ind_load_lv[q]]
+ *     ordered probit/logit (y in 1..C, C = ind_ncat[m]; tau_c = theta[ind_thr[m] + c - 1],
+ *       c = 1..C-1; tau_0 = -Inf, tau_C = +Inf):
+ *         log P = log( F(tau_y - s) - F(tau_{y-1} - s) ),  F = Phi or logistic
+ *     normal: mu = theta[ind_icpt[m]] + s, sd = theta[ind_sd[m]]:
+ *         log p = log dnorm(y; mu, sd)
+ *     binary probit/logit (y in {0, 1}): a = theta[ind_icpt[m]] + s,
+ *         log P = log F(a) if y == 1, log F(-a) if y == 0
+ *
+ *   Choice, one term per row t of individual n (t in row_ptr[n]..row_ptr[n+1]-1):
+ *     V[j] = sum_{u in ut_ptr[j]..} theta[ut_par[u]] * x_u * lvf_u
+ *       x_u   = X[t*n_xcol + ut_col[u]] if ut_col[u] >= 0, else 1
+ *       lvf_u = eta[ut_lv[u]]            if ut_lv[u]  >= 0, else 1
+ *     MNL:    log P = V[y_t] - log sum_{j available} exp(V[j])
+ *     probit: (n_alt == 2) log P = log Phi(V[0] - V[1]) if y_t == 0, else log Phi(V[1] - V[0])
+ *     availability: avail[t*n_alt + j] != 0 (all available when n_avail == 0)
+ *
+ *   l_nr = sum of the above; log L_n = logsumexp_r(l_nr) - log R; LL = sum_n log L_n.
+ */
+#ifndef ICLV_MODEL_H
+#define ICLV_MODEL_H
+
+#include <stdint.h>
+
+/* indicator types (ind_type) */
+enum {
+  ICLV_IND_ORDERED_PROBIT = 1,
+  ICLV_IND_ORDERED_LOGIT  = 2,
+  ICLV_IND_NORMAL         = 3,
+  ICLV_IND_BINARY_PROBIT  = 4,
+  ICLV_IND_BINARY_LOGIT   = 5
+};
+
+/* choice model types (choice_type) */
+enum {
+  ICLV_CHOICE_NONE   = 0,
+  ICLV_CHOICE_MNL    = 1,
+  ICLV_CHOICE_PROBIT = 2
+};
+
+/* sources of structural terms (st_src_type) */
+enum {
+  ICLV_SRC_COV = 0,
+  ICLV_SRC_LV  = 1
+};
+
+/* draw types (iclv_draws.type) */
+enum {
+  ICLV_DRAWS_USER             = 0,
+  ICLV_DRAWS_HALTON           = 1,
+  ICLV_DRAWS_SCRAMBLED_HALTON = 2,
+  ICLV_DRAWS_SOBOL            = 3,
+  ICLV_DRAWS_MLHS             = 4,
+  ICLV_DRAWS_PSEUDO           = 5
+};
+
+typedef struct {
+  /* dimensions */
+  int n_ind;      /* N individuals */
+  int n_lv;       /* K latent variables (= draw dimensions) */
+  int n_par;      /* P natural parameters (free and fixed) */
+  int n_cov;      /* C covariates per individual (structural model) */
+  int n_indic;    /* M indicators */
+  int n_obs;      /* total indicator observations (non-missing) */
+  int n_rows;     /* total choice rows (tasks) */
+  int n_alt;      /* J alternatives (0 when choice_type == NONE) */
+  int n_xcol;     /* attribute columns in X */
+  int n_avail;    /* n_rows * n_alt, or 0 when every alternative is always available */
+  int choice_type;/* ICLV_CHOICE_* */
+
+  /* structural model */
+  const int *lv_order;     /* (n_lv) topological order of the LVs */
+  const int *st_ptr;       /* (n_lv + 1) CSR over LVs */
+  const int *st_par;       /* (st_ptr[n_lv]) parameter index of each term */
+  const int *st_src_type;  /* (st_ptr[n_lv]) ICLV_SRC_COV or ICLV_SRC_LV */
+  const int *st_src;       /* (st_ptr[n_lv]) covariate column or LV index */
+  const double *cov;       /* (n_ind, n_cov) row-major */
+
+  /* measurement model */
+  const int *ind_type;     /* (n_indic) ICLV_IND_* */
+  const int *ind_ncat;     /* (n_indic) categories C for ordered, 2 for binary, 0 for normal */
+  const int *ind_thr;      /* (n_indic) index of the first threshold parameter, or -1 */
+  const int *ind_icpt;     /* (n_indic) intercept parameter (normal, binary), or -1 */
+  const int *ind_sd;       /* (n_indic) sd parameter (normal), or -1 */
+  const int *ind_load_ptr; /* (n_indic + 1) CSR over indicators */
+  const int *ind_load_lv;  /* (ind_load_ptr[n_indic]) LV of each loading */
+  const int *ind_load_par; /* (ind_load_ptr[n_indic]) parameter of each loading */
+  const int *obs_ptr;      /* (n_ind + 1) CSR over individuals */
+  const int *obs_ind;      /* (n_obs) indicator of each observation */
+  const double *obs_val;   /* (n_obs) observed value: category 1..C, 0/1, or real */
+
+  /* choice model */
+  const int *row_ptr;      /* (n_ind + 1) CSR over individuals */
+  const int *y;            /* (n_rows) chosen alternative 0..n_alt-1 */
+  const int *avail;        /* (n_rows, n_alt) row-major, or NULL when n_avail == 0 */
+  const double *X;         /* (n_rows, n_xcol) row-major attributes */
+  const int *ut_ptr;       /* (n_alt + 1) CSR over alternatives */
+  const int *ut_par;       /* (ut_ptr[n_alt]) parameter of each utility term */
+  const int *ut_col;       /* (ut_ptr[n_alt]) column of X, or -1 */
+  const int *ut_lv;        /* (ut_ptr[n_alt]) LV, or -1 */
+} iclv_model;
+
+/* The draw design: how e[n, r, k] is defined. */
+typedef struct {
+  int type;           /* ICLV_DRAWS_* */
+  int n_draws;        /* R draws per individual */
+  int n_dim;          /* dimensions (= n_lv) */
+  int n_ind;          /* individuals the design covers */
+  uint64_t seed;      /* seed for scrambled Halton, MLHS, pseudo */
+  int64_t skip;       /* points skipped at the start of Halton/Sobol sequences */
+  const double *user; /* (n_ind, n_draws, n_dim) in R's column-major order:
+                         e[n, r, k] = user[n + n_ind * (r + n_draws * k)];
+                         standard normal values; NULL unless type == USER */
+} iclv_draws;
+
+/* Status returned by every core routine: code 0 is success; msg says what
+ * went wrong (for CUDA errors: the call, file and line). Only the R boundary
+ * turns a non-zero code into an R error. */
+enum {
+  ICLV_OK          = 0,
+  ICLV_ERR_INPUT   = 1, /* bad argument or model */
+  ICLV_ERR_NUMERIC = 2, /* non-finite likelihood */
+  ICLV_ERR_MEMORY  = 3, /* allocation failed */
+  ICLV_ERR_CUDA    = 4, /* a CUDA call failed */
+  ICLV_ERR_LAPACK  = 5  /* a LAPACK routine failed */
+};
+
+#define ICLV_MSG_LEN 512
+
+typedef struct {
+  int code;
+  char msg[ICLV_MSG_LEN];
+} iclv_status;
+
+#endif /* ICLV_MODEL_H */
