@@ -1,0 +1,236 @@
+# Compiles a model and its data into the flat arrays of src/iclv_model.h.
+#
+# Layout (see the header for the meaning of every element):
+#   - individuals n = 0..N-1 in order of first appearance of their id; the
+#     rows of one id are adjacent (checked);
+#   - choice rows: every data row is one choice row, in data order
+#     (row_ptr over individuals), so `rows` is 1..nrow(data);
+#   - indicator observations of individual n: grouped by indicator (in the
+#     model's indicator order), and within an indicator by data row. With
+#     indicator_level "individual" an indicator gives one observation per
+#     individual (its value on the individual's rows), with "row" one per
+#     non-missing row. Missing values are skipped and counted in n_missing.
+
+.iclv_compile <- function(model, data) {
+  if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
+  .val_data_frame(data)
+  idv <- .val_ids(data, model$id)
+  grp <- idv$grp
+  ids <- idv$ids
+  N <- length(ids)
+  n <- nrow(data)
+
+  # ---- measurement ---------------------------------------------------------
+  inds <- model$indicators
+  M <- length(inds)
+  ncat <- stats::setNames(integer(M), inds)
+  obs <- vector("list", M)
+  n_missing <- stats::setNames(integer(M), inds)
+  for (m in seq_len(M)) {
+    ind <- inds[m]
+    type <- model$ind_type[[ind]]
+    .val_column_exists(data, ind, "indicator")
+    x <- .val_numeric_column(data, ind, "indicator")
+    declared <- if (.is_ordered(type)) model$categories[[ind]] else NA_integer_
+    ncat[m] <- .val_indicator_values(x, ind, type, declared)
+    if (model$level[[ind]] == "individual") {
+      v <- .val_constant_within(x, grp, N, ind, "indicator", ids)
+      have <- which(!is.na(v))
+      obs[[m]] <- data.frame(n = have, m = rep(m, length(have)), val = v[have], row = match(have, grp))
+      n_missing[m] <- N - length(have)
+    } else {
+      have <- which(!is.na(x))
+      obs[[m]] <- data.frame(n = grp[have], m = rep(m, length(have)), val = x[have], row = have)
+      n_missing[m] <- n - length(have)
+    }
+  }
+  # every LV needs at least one observed indicator value
+  for (l in model$lvs) {
+    mine <- inds[vapply(model$loads, function(ls) l %in% ls, logical(1))]
+    if (all(vapply(obs[match(mine, inds)], nrow, integer(1)) == 0L)) {
+      iclv_abort("data", sprintf("latent variable %s has no observed indicator value: its indicators %s are all missing",
+                                 iclv_quote(l), iclv_quote(mine)))
+    }
+  }
+  empty <- inds[vapply(obs, nrow, integer(1)) == 0L]
+  if (length(empty)) {
+    iclv_abort("data", sprintf("indicator %s is missing (NA) in every row", iclv_quote(empty[1])))
+  }
+  ob <- do.call(rbind, obs)
+  ob <- ob[order(ob$n, ob$m, ob$row), , drop = FALSE]
+  categories <- ncat[.is_ordered(model$ind_type)]
+
+  # ---- structural ------------------------------------------------------------
+  covs <- model$covariates
+  covmat <- matrix(0, N, length(covs), dimnames = list(NULL, covs))
+  for (j in seq_along(covs)) {
+    cv <- covs[j]
+    if (!cv %in% names(data)) {
+      iclv_abort("data", sprintf(
+        "covariate %s of the structural model is neither a column of the data nor a latent variable of the model",
+        iclv_quote(cv)))
+    }
+    x <- .val_numeric_column(data, cv, "covariate")
+    na <- which(is.na(x))
+    if (length(na)) iclv_abort("data", sprintf("covariate %s is missing (NA) in row %d", iclv_quote(cv), na[1]))
+    covmat[, j] <- .val_constant_within(x, grp, N, cv, "covariate", ids)
+  }
+
+  # ---- choice ------------------------------------------------------------------
+  ch <- model$choice
+  if (!is.null(ch)) {
+    alts <- ch$alternatives
+    y <- .val_choice_column(data, ch$choice, alts)
+    A <- .val_availability(data, ch$available, alts, y)
+    X <- .val_attributes(data, ch$columns, ch$terms, alts, A)
+  }
+
+  # ---- parameter table ---------------------------------------------------------
+  pt <- .iclv_partable(model, categories)
+  .spec_check_names(model, pt, c(names(model$fixed), names(model$start)))
+  given <- c(names(model$fixed), names(model$start))
+  pt <- .compile_starts(pt, model, ob, inds, given)
+  P <- nrow(pt)
+  pidx <- function(nm) match(nm, pt$name) - 1L
+
+  # ---- the C list ---------------------------------------------------------------
+  lvs <- model$lvs
+  K <- length(lvs)
+  st_len <- vapply(lvs, function(l) length(model$structural[[l]]), integer(1))
+  st_lv <- rep(lvs, st_len)
+  st_s <- unlist(lapply(lvs, function(l) model$structural[[l]]), use.names = FALSE)
+  if (is.null(st_s)) st_s <- character()
+  st_is_lv <- st_s %in% lvs
+
+  load_ind <- rep(inds, vapply(model$loads, length, integer(1)))
+  load_lv <- unlist(model$loads, use.names = FALSE)
+  load_par <- pt$name[pt$role == "loading"]  # same order: per indicator, per LV
+
+  ord <- .is_ordered(model$ind_type)
+  thr_first <- vapply(inds, function(i) {
+    if (.is_ordered(model$ind_type[[i]])) pidx(sprintf("tau_%s_1", i)) else -1L
+  }, integer(1))
+  icpt <- vapply(inds, function(i) if (.is_ordered(model$ind_type[[i]])) -1L else pidx(sprintf("alpha_%s", i)), integer(1))
+  sdp <- vapply(inds, function(i) if (model$ind_type[[i]] == "normal") pidx(sprintf("sigma_%s", i)) else -1L, integer(1))
+
+  cl <- list(
+    n_ind = as.integer(N), n_lv = as.integer(K), n_par = as.integer(P),
+    n_cov = as.integer(length(covs)), n_indic = as.integer(M), n_obs = as.integer(nrow(ob)),
+    n_rows = 0L, n_alt = 0L, n_xcol = 0L, n_avail = 0L, choice_type = 0L,
+    lv_order = as.integer(match(model$lv_order, lvs) - 1L),
+    st_ptr = as.integer(c(0L, cumsum(st_len))),
+    st_par = as.integer(pidx(sprintf("gamma_%s_%s", st_lv, st_s))),
+    st_src_type = as.integer(ifelse(st_is_lv, 1L, 0L)),
+    st_src = as.integer(ifelse(st_is_lv, match(st_s, lvs), match(st_s, covs)) - 1L),
+    cov = as.double(t(covmat)),
+    ind_type = as.integer(unname(.ind_type_code[model$ind_type])),
+    ind_ncat = as.integer(unname(ncat)),
+    ind_thr = as.integer(unname(thr_first)),
+    ind_icpt = as.integer(unname(icpt)),
+    ind_sd = as.integer(unname(sdp)),
+    ind_load_ptr = as.integer(c(0L, cumsum(vapply(model$loads, length, integer(1))))),
+    ind_load_lv = as.integer(match(load_lv, lvs) - 1L),
+    ind_load_par = as.integer(pidx(load_par)),
+    obs_ptr = as.integer(c(0L, cumsum(tabulate(ob$n, N)))),
+    obs_ind = as.integer(ob$m - 1L),
+    obs_val = as.double(ob$val),
+    row_ptr = integer(N + 1L), y = integer(), avail = integer(), X = double(),
+    ut_ptr = 0L, ut_par = integer(), ut_col = integer(), ut_lv = integer()
+  )
+  rows <- integer()
+  if (!is.null(ch)) {
+    J <- length(alts)
+    ta <- do.call(rbind, lapply(alts, function(a) ch$terms[[a]]))
+    cl$n_rows <- as.integer(n)
+    cl$n_alt <- as.integer(J)
+    cl$n_xcol <- as.integer(length(ch$columns))
+    cl$choice_type <- if (ch$type == "mnl") 1L else 2L
+    cl$row_ptr <- as.integer(c(0L, cumsum(tabulate(grp, N))))
+    cl$y <- as.integer(y - 1L)
+    if (!is.null(A)) {
+      cl$avail <- as.integer(t(A))
+      cl$n_avail <- as.integer(n * J)
+    }
+    cl$X <- as.double(t(X))
+    cl$ut_ptr <- as.integer(c(0L, cumsum(vapply(alts, function(a) nrow(ch$terms[[a]]), integer(1)))))
+    cl$ut_par <- as.integer(pidx(ta$param))
+    cl$ut_col <- as.integer(ifelse(is.na(ta$col), -1L, match(ta$col, ch$columns) - 1L))
+    cl$ut_lv <- as.integer(ifelse(is.na(ta$lv), -1L, match(ta$lv, lvs) - 1L))
+    rows <- seq_len(n)
+  }
+  stopifnot(!anyNA(unlist(cl[vapply(cl, is.integer, logical(1))])))
+  cl <- lapply(cl, function(v) { names(v) <- NULL; v })
+
+  thr <- lapply(inds[ord], function(i) as.integer(match(sprintf("tau_%s_%d", i, seq_len(ncat[[i]] - 1L)), pt$name)))
+  names(thr) <- inds[ord]
+  structure(list(
+    c = cl, partable = pt, ids = ids, n_ind = N, rows = rows,
+    alternatives = if (is.null(ch)) character() else alts,
+    lvs = lvs, indicators = inds, covariates = covs,
+    thresholds = thr, positive = which(pt$role == "sd"),
+    n_missing = n_missing, n_obs_indicator = stats::setNames(tabulate(ob$m, M), inds),
+    categories = categories, xcols = if (is.null(ch)) character() else ch$columns,
+    id = model$id, choice_type = if (is.null(ch)) "none" else ch$type
+  ), class = "iclv_compiled")
+}
+
+# Data-driven starting values where the user gave none (names in `given`),
+# then the user's values; thresholds must end up strictly increasing.
+.compile_starts <- function(pt, model, ob, inds, given) {
+  keep <- pt$name %in% given
+  for (m in seq_along(inds)) {
+    ind <- inds[m]
+    type <- model$ind_type[[ind]]
+    v <- ob$val[ob$m == m]
+    nv <- length(v)
+    lo <- 0.5 / nv
+    q <- if (type %in% c("ordered_logit", "binary_logit")) stats::qlogis else stats::qnorm
+    set <- function(nm, val) {
+      k <- match(nm, pt$name)
+      if (!keep[k]) pt$start[k] <<- val
+    }
+    if (.is_ordered(type)) {
+      C <- sum(pt$lhs == ind & pt$role == "threshold") + 1L
+      cp <- cumsum(tabulate(as.integer(v), C))[seq_len(C - 1L)] / nv
+      tau <- q(pmin(pmax(cp, lo), 1 - lo))
+      for (c in seq_len(C - 1L)[-1L]) if (tau[c] < tau[c - 1L] + 0.1) tau[c] <- tau[c - 1L] + 0.1
+      for (c in seq_len(C - 1L)) set(sprintf("tau_%s_%d", ind, c), tau[c])
+    } else if (type == "normal") {
+      s <- if (nv > 1L) stats::sd(v) else NA_real_
+      if (!is.finite(s) || s <= 0) s <- 1
+      set(sprintf("alpha_%s", ind), mean(v))
+      set(sprintf("sigma_%s", ind), s)
+      for (nm in pt$name[pt$role == "loading" & pt$rhs == ind]) {
+        set(nm, 0.5 * s / length(model$loads[[ind]]))
+      }
+    } else {
+      set(sprintf("alpha_%s", ind), q(min(max(mean(v), lo), 1 - lo)))
+    }
+  }
+  # the user's values (thresholds named before the categories were known)
+  if (!is.null(model$start)) pt$start[match(names(model$start), pt$name)] <- model$start
+  if (!is.null(model$fixed)) {
+    k <- match(names(model$fixed), pt$name)
+    pt$start[k] <- model$fixed
+    pt$free[k] <- FALSE
+  }
+  for (ind in unique(pt$lhs[pt$role == "threshold"])) {
+    tv <- pt$start[pt$role == "threshold" & pt$lhs == ind]
+    if (length(tv) > 1L && any(diff(tv) <= 0)) {
+      iclv_abort("spec", sprintf("the thresholds of %s must be strictly increasing; their start/fixed values are %s",
+                                 iclv_quote(ind), paste(format(tv), collapse = ", ")))
+    }
+  }
+  if (anyNA(pt$start)) {
+    iclv_abort("spec", sprintf("no starting value for %s", iclv_quote(pt$name[is.na(pt$start)][1])))
+  }
+  pt
+}
+
+#' @export
+print.iclv_compiled <- function(x, ...) {
+  cc <- x$c
+  cat(sprintf("Compiled ICLV model: %d individuals, %d latent variables, %d parameters, %d indicator observations, %d choice rows\n",
+              cc$n_ind, cc$n_lv, cc$n_par, cc$n_obs, cc$n_rows))
+  invisible(x)
+}

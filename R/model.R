@@ -1,0 +1,548 @@
+#' Specify an ICLV (hybrid choice) model
+#'
+#' Builds and checks the specification of an integrated choice and latent
+#' variable model: a measurement model (latent variables measured by
+#' indicators), an optional structural model (latent variables explained by
+#' covariates and by other latent variables) and an optional choice model
+#' ([iclv_choice()]). The result holds the parameter table that [iclv()]
+#' estimates.
+#'
+#' @section Normalisation and identification:
+#' Every latent variable (LV) `eta_k` has a structural equation
+#' \deqn{\eta_k = \sum_s \gamma_{k,s} x_s + \sum_l \gamma_{k,l} \eta_l + \epsilon_k,
+#'   \quad \epsilon_k \sim N(0, 1),}
+#' with no intercept: the mean of the structural error is 0 and its variance
+#' is 1 (an LV without a structural equation is standard normal). These two
+#' restrictions fix the location and scale of each LV, so that
+#' \itemize{
+#'   \item every loading `zeta` is free (none is fixed to 1);
+#'   \item every threshold of an ordered indicator is free and ordered
+#'     indicators have no intercept;
+#'   \item normal indicators have a free intercept `alpha` and a free standard
+#'     deviation `sigma`; binary indicators have a free intercept `alpha` (their
+#'     error has variance 1 for probit, `pi^2/3` for logit).
+#' }
+#' The sign of each LV is fixed only by the starting values (loadings start
+#' positive); `fixed` fixes any parameter at a value.
+#'
+#' The structural model must be recursive (acyclic); the LVs are computed in
+#' a topological order of the graph "LV depends on LV". A cycle is an error
+#' that names the LVs on it.
+#'
+#' @section Indicators:
+#' With `lv =~ y` the latent response of `y` is `y* = zeta * lv + e`
+#' (a sum over LVs for an indicator loading on several LVs). Ordered
+#' indicators (`"ordered_probit"`, `"ordered_logit"`) take the values
+#' `1..C`: `P(y <= c) = F(tau_c - zeta * lv)` with `F` the normal or
+#' logistic distribution function. `C` is declared with `categories` (one integer for
+#' all ordered indicators or a named list) or read from the data, whose
+#' observed values must then be exactly `1..C`. `"normal"` indicators are
+#' `alpha + zeta * lv + sigma * e`, `e ~ N(0, 1)`; `"binary_probit"` and
+#' `"binary_logit"` (`"binary"` is `"binary_probit"`) take the values 0 and 1
+#' with `P(y = 1) = F(alpha + zeta * lv)`.
+#'
+#' With `indicator_level = "individual"` (default) an indicator is measured
+#' once per individual: its non-missing values must be the same on every row
+#' of the individual and it contributes one observation. With `"row"` every
+#' non-missing row of the individual is one observation. Missing values (NA)
+#' are allowed and skipped (never imputed).
+#'
+#' @section Parameter names:
+#' \tabular{ll}{
+#'   `zeta_<ind>` \tab loading of indicator `ind` (`zeta_<lv>_<ind>` when `ind` loads on several LVs)\cr
+#'   `tau_<ind>_<c>` \tab threshold `c = 1..C-1` of an ordered indicator\cr
+#'   `alpha_<ind>` \tab intercept of a normal or binary indicator\cr
+#'   `sigma_<ind>` \tab standard deviation of a normal indicator\cr
+#'   `gamma_<lv>_<source>` \tab structural coefficient of a covariate or LV `source` in the equation of `lv`\cr
+#'   user names \tab choice parameters, as written in the utilities
+#' }
+#' A choice parameter named like a generated name is an error. `coef()` of a
+#' fit uses these names, in the order of `$partable`: the measurement block
+#' (per indicator: loadings, then thresholds, or intercept and sd), the
+#' structural block, the choice block (order of first appearance).
+#'
+#' When ordered categories are not declared, the thresholds are added to the
+#' parameter table when the model meets its data (in [iclv()]); `start` and
+#' `fixed` may already name them.
+#'
+#' @section Compiled layout:
+#' For estimation the model and the data are compiled into flat arrays
+#' (0-based indices, row-major tables, CSR pointer arrays) whose names and
+#' meaning are documented in the C header `src/iclv_model.h` of the package
+#' sources: individuals in order of first appearance of their id (the rows
+#' of one id must be adjacent), one choice row per data row, indicator
+#' observations per individual grouped by indicator.
+#'
+#' @param measurement Measurement model in lavaan syntax: lines
+#'   `lv =~ ind1 + ind2 + ...`; `#` starts a comment, a line ending in `+`
+#'   continues on the next line, a latent variable may appear on several
+#'   lines, an indicator may load on several latent variables.
+#' @param structural `NULL` or structural equations `lv ~ x1 + x2 + other_lv`:
+#'   names that are latent variables are LV effects, other names are
+#'   individual-level covariates (data columns constant within an id).
+#' @param indicators The indicator type: one of `"ordered_probit"`,
+#'   `"ordered_logit"`, `"normal"`, `"binary_probit"` (alias `"binary"`),
+#'   `"binary_logit"` for all indicators, or a named list / named character
+#'   vector of types per indicator (indicators not named are ordered probit).
+#' @param choice `NULL` (a measurement-only model) or an [iclv_choice()] object.
+#' @param id Name of the data column identifying individuals.
+#' @param indicator_level `"individual"` or `"row"` (see Indicators), or a
+#'   named character vector per indicator (indicators not named are
+#'   `"individual"`).
+#' @param fixed `NULL` or a named numeric vector: these parameters are fixed
+#'   (not estimated) at the given values.
+#' @param start `NULL` or a named numeric vector of starting values; others
+#'   come from the data (thresholds from the marginal frequencies, normal
+#'   indicators from their mean and sd, binary intercepts from their mean),
+#'   loadings start at 1 (0.5 for each loading of a cross-loading indicator;
+#'   half the sd for normal indicators), structural and choice coefficients
+#'   at 0.
+#' @param ... `categories`: one integer (number of categories of every
+#'   ordered indicator) or a named list / vector per ordered indicator.
+#'   `data`: optionally, a data.frame to check the model against now (its
+#'   categories then complete the parameter table). Any other argument is an
+#'   error.
+#' @return An object of class `"iclv_model"`: a list holding the parsed
+#'   specification and `partable`, a data.frame with one row per parameter
+#'   and the columns `name`, `block` (`"measurement"`, `"structural"`,
+#'   `"choice"`), `lhs`, `op` (`"=~"` loading, `"|"` threshold, `"~1"`
+#'   intercept, `"~~"` sd, `"~"` structural, `":="` choice coefficient),
+#'   `rhs`, `free`, `start` (`NA` where the start comes from the data) and
+#'   `role` (`"loading"`, `"threshold"`, `"intercept"`, `"sd"`,
+#'   `"structural"`, `"choice"`).
+#' @seealso [iclv_choice()], [iclv()], [iclv_simulate()]
+#' @examples
+#' m <- iclv_model(
+#'   measurement = "
+#'     quality  =~ att_quality + att_patent   # indicators of an LV
+#'     distrust =~ att_ingredients + att_dominance",
+#'   structural = "
+#'     quality  ~ over_50
+#'     distrust ~ regular_user + quality",
+#'   choice = iclv_choice("mnl", choice = "best", utilities = list(
+#'     brand1 = "asc_1 + b_price * price_1 + l_quality * quality",
+#'     brand2 = "b_price * price_2 + l_distrust * distrust")),
+#'   id = "ID", categories = 5)
+#' m
+#' summary(m)
+#' @export
+iclv_model <- function(measurement, structural = NULL, indicators = "ordered_probit",
+                       choice = NULL, id, indicator_level = "individual",
+                       fixed = NULL, start = NULL, ...) {
+  dots <- list(...)
+  .spec_check_dots(dots, "iclv_model", allowed = c("categories", "data"))
+  cl <- match.call()
+  if (missing(measurement)) {
+    iclv_abort("spec", "'measurement' is required: give at least one 'lv =~ indicator' line")
+  }
+  if (missing(id) || !is.character(id) || length(id) != 1L || is.na(id) || !nzchar(id)) {
+    iclv_abort("spec", "'id' must be the name of the column identifying individuals")
+  }
+
+  meas <- .parse_measurement(measurement)
+  lvs <- names(meas)
+  inds <- unique(unlist(meas, use.names = FALSE))
+  both <- intersect(lvs, inds)
+  if (length(both)) {
+    iclv_abort("spec", sprintf("%s is both a latent variable and an indicator (higher-order factors are not supported)",
+                               iclv_quote(both[1])))
+  }
+  # loads[[ind]] = the LVs it loads on, in LV order
+  loads <- lapply(inds, function(i) lvs[vapply(meas, function(v) i %in% v, logical(1))])
+  names(loads) <- inds
+
+  # structural model
+  st <- .parse_structural(structural)
+  notlv <- setdiff(names(st), lvs)
+  if (length(notlv)) {
+    iclv_abort("spec", sprintf(
+      "latent variable %s of the structural model has no indicators: add a line '%s =~ ...' to 'measurement' (latent variables with indicators: %s)",
+      iclv_quote(notlv[1]), notlv[1], iclv_quote(lvs)))
+  }
+  st <- st[intersect(lvs, names(st))]
+  covariates <- unique(setdiff(unlist(st, use.names = FALSE), lvs))
+  badcov <- intersect(covariates, inds)
+  if (length(badcov)) {
+    iclv_abort("spec", sprintf("%s is an indicator and cannot also be a covariate of the structural model",
+                               iclv_quote(badcov[1])))
+  }
+  parents <- lapply(st, function(s) intersect(s, lvs))
+  lv_order <- .topo_order(lvs, parents)
+
+  ind_type <- .spec_indicator_types(indicators, inds)
+  level <- .spec_levels(indicator_level, inds)
+  categories <- .spec_categories(dots$categories, inds, ind_type)
+
+  if (!is.null(choice) && !inherits(choice, "iclv_choice")) {
+    iclv_abort("spec", "'choice' must be NULL or an object made by iclv_choice()")
+  }
+  if (!is.null(choice)) choice <- .spec_classify_choice(choice, lvs)
+
+  model <- structure(list(
+    lvs = lvs, measurement = meas, indicators = inds, loads = loads,
+    ind_type = ind_type, categories = categories, level = level,
+    structural = st, covariates = covariates, lv_order = lv_order,
+    choice = choice, id = id, fixed = NULL, start = NULL, partable = NULL,
+    call = cl
+  ), class = "iclv_model")
+
+  # the generated names must not collide with choice parameters
+  if (!is.null(choice)) {
+    gen <- .iclv_partable(model, categories)
+    gen <- gen$name[gen$block != "choice"]
+    cp <- unique(choice$terms_all$param)
+    clash <- intersect(cp, gen)
+    thr_pat <- .deferred_threshold_pattern(model)
+    if (!is.null(thr_pat)) clash <- union(clash, cp[grepl(thr_pat, cp)])
+    if (length(clash)) {
+      iclv_abort("spec", sprintf(
+        "choice parameter %s has the name of a generated measurement/structural parameter; rename it",
+        iclv_quote(clash[1])))
+    }
+  }
+
+  model$fixed <- .spec_named_values(fixed, "fixed")
+  model$start <- .spec_named_values(start, "start")
+  model$partable <- .iclv_partable(model, categories)
+  .spec_check_names(model, model$partable, c(names(model$fixed), names(model$start)), defer = TRUE)
+  .spec_check_values(model$partable, model$fixed, model$start)
+
+  .spec_warn_unused_lvs(model)
+
+  if (!is.null(dots$data)) {
+    cmp <- .iclv_compile(model, dots$data)
+    model$categories <- cmp$categories
+    model$partable <- .iclv_partable(model, model$categories)
+  }
+  model
+}
+
+.ind_types <- c("ordered_probit", "ordered_logit", "normal", "binary_probit", "binary_logit")
+.ind_type_code <- c(ordered_probit = 1L, ordered_logit = 2L, normal = 3L, binary_probit = 4L, binary_logit = 5L)
+.is_ordered <- function(type) type %in% c("ordered_probit", "ordered_logit")
+.is_binary <- function(type) type %in% c("binary_probit", "binary_logit")
+
+.spec_indicator_types <- function(indicators, inds) {
+  norm_type <- function(t, who) {
+    if (!is.character(t) || length(t) != 1L || is.na(t)) {
+      iclv_abort("spec", sprintf("the indicator type %smust be one string", who))
+    }
+    if (t == "binary") t <- "binary_probit"
+    if (!t %in% .ind_types) {
+      iclv_abort("spec", sprintf("unknown indicator type %s %s(types: %s, \"binary\")", iclv_quote(t), who,
+                                 iclv_quote(.ind_types)))
+    }
+    t
+  }
+  out <- stats::setNames(rep("ordered_probit", length(inds)), inds)
+  if (is.null(indicators)) return(out)
+  if ((is.character(indicators) && length(indicators) == 1L && is.null(names(indicators)))) {
+    out[] <- norm_type(indicators, "")
+    return(out)
+  }
+  if (!is.list(indicators) && !is.character(indicators)) {
+    iclv_abort("spec", "'indicators' must be a type string or a named list of types per indicator")
+  }
+  nm <- names(indicators)
+  if (is.null(nm) || any(!nzchar(nm))) {
+    iclv_abort("spec", "'indicators' with several types must be named by indicator")
+  }
+  unknown <- setdiff(nm, inds)
+  if (length(unknown)) {
+    iclv_abort("spec", sprintf("'indicators' names %s, which is not an indicator of the measurement model",
+                               iclv_quote(unknown[1])))
+  }
+  for (i in nm) out[i] <- norm_type(indicators[[i]], sprintf("of %s ", iclv_quote(i)))
+  out
+}
+
+.spec_levels <- function(level, inds) {
+  out <- stats::setNames(rep("individual", length(inds)), inds)
+  ok <- function(l) is.character(l) && length(l) == 1L && !is.na(l) && l %in% c("individual", "row")
+  if (is.character(level) && length(level) == 1L && is.null(names(level))) {
+    if (!ok(level)) iclv_abort("spec", sprintf("'indicator_level' must be \"individual\" or \"row\", not %s", iclv_quote(level)))
+    out[] <- level
+    return(out)
+  }
+  nm <- names(level)
+  if (is.null(nm) || any(!nzchar(nm)) || (!is.character(level) && !is.list(level))) {
+    iclv_abort("spec", "'indicator_level' must be \"individual\", \"row\" or a named vector of these per indicator")
+  }
+  unknown <- setdiff(nm, inds)
+  if (length(unknown)) {
+    iclv_abort("spec", sprintf("'indicator_level' names %s, which is not an indicator", iclv_quote(unknown[1])))
+  }
+  for (i in nm) {
+    if (!ok(level[[i]])) {
+      iclv_abort("spec", sprintf("'indicator_level' of %s must be \"individual\" or \"row\"", iclv_quote(i)))
+    }
+    out[i] <- level[[i]]
+  }
+  out
+}
+
+# Named integer vector over the ordered indicators: declared categories, NA
+# where the data decide.
+.spec_categories <- function(categories, inds, ind_type) {
+  ord <- inds[.is_ordered(ind_type)]
+  out <- stats::setNames(rep(NA_integer_, length(ord)), ord)
+  if (is.null(categories)) return(out)
+  chk <- function(v, who) {
+    if (!is.numeric(v) || length(v) != 1L || is.na(v) || v != round(v) || v < 2) {
+      iclv_abort("spec", sprintf("'categories'%s must be one whole number >= 2", who))
+    }
+    as.integer(v)
+  }
+  if (is.null(names(categories)) && length(categories) == 1L) {
+    out[] <- chk(categories[[1]], "")
+    return(out)
+  }
+  nm <- names(categories)
+  if (is.null(nm) || any(!nzchar(nm))) {
+    iclv_abort("spec", "'categories' must be one whole number or a named list per ordered indicator")
+  }
+  unknown <- setdiff(nm, ord)
+  if (length(unknown)) {
+    iclv_abort("spec", sprintf("'categories' names %s, which is not an ordered indicator", iclv_quote(unknown[1])))
+  }
+  for (i in nm) out[i] <- chk(categories[[i]], sprintf(" of %s", iclv_quote(i)))
+  out
+}
+
+# Classifies each utility factor as a data column or an LV, giving per
+# alternative a data.frame(param, col, lv) (NA where absent), and
+# terms_all (all terms with their alternative).
+.spec_classify_choice <- function(choice, lvs) {
+  for (a in choice$alternatives) {
+    tm <- choice$terms[[a]]
+    col <- lv <- rep(NA_character_, nrow(tm))
+    for (i in seq_len(nrow(tm))) {
+      f <- c(tm$f1[i], tm$f2[i])
+      f <- f[!is.na(f)]
+      is_lv <- f %in% lvs
+      term <- paste(c(tm$param[i], f), collapse = " * ")
+      if (length(f) == 2L) {
+        if (all(is_lv)) {
+          iclv_abort("spec", sprintf("utility of %s: term %s multiplies two latent variables, which is not supported",
+                                     iclv_quote(a), iclv_quote(term)))
+        }
+        if (!any(is_lv)) {
+          iclv_abort("spec", sprintf(
+            "utility of %s: term %s must be 'param * column * lv', but neither %s is a latent variable defined in the measurement model (latent variables: %s)",
+            iclv_quote(a), iclv_quote(term), iclv_quote(f), iclv_quote(lvs)))
+        }
+      }
+      if (any(is_lv)) lv[i] <- f[is_lv]
+      if (any(!is_lv)) col[i] <- f[!is_lv]
+    }
+    choice$terms[[a]] <- data.frame(param = tm$param, col = col, lv = lv, stringsAsFactors = FALSE)
+  }
+  choice$terms_all <- do.call(rbind, lapply(choice$alternatives, function(a) {
+    t <- choice$terms[[a]]
+    if (nrow(t)) cbind(alt = a, t, stringsAsFactors = FALSE) else NULL
+  }))
+  choice$params <- unique(choice$terms_all$param)
+  choice$columns <- unique(stats::na.omit(choice$terms_all$col))
+  choice
+}
+
+# The parameter table for given categories (named over the ordered
+# indicators; NA = not known yet, thresholds left out).
+.iclv_partable <- function(model, categories) {
+  rows <- list()
+  add <- function(name, block, lhs, op, rhs, role, start) {
+    rows[[length(rows) + 1L]] <<- list(name = name, block = block, lhs = lhs, op = op, rhs = rhs,
+                                       role = role, start = start)
+  }
+  for (i in model$indicators) {
+    ls <- model$loads[[i]]
+    ty <- model$ind_type[[i]]
+    for (l in ls) {
+      nm <- if (length(ls) > 1L) sprintf("zeta_%s_%s", l, i) else sprintf("zeta_%s", i)
+      add(nm, "measurement", l, "=~", i, "loading",
+          if (ty == "normal") NA_real_ else if (length(ls) > 1L) 0.5 else 1)
+    }
+    if (.is_ordered(ty)) {
+      C <- categories[[i]]
+      if (!is.na(C)) for (c in seq_len(C - 1L)) {
+        add(sprintf("tau_%s_%d", i, c), "measurement", i, "|", paste0("t", c), "threshold", NA_real_)
+      }
+    } else {
+      add(sprintf("alpha_%s", i), "measurement", i, "~1", "", "intercept", NA_real_)
+      if (ty == "normal") add(sprintf("sigma_%s", i), "measurement", i, "~~", i, "sd", NA_real_)
+    }
+  }
+  for (l in names(model$structural)) {
+    for (s in model$structural[[l]]) add(sprintf("gamma_%s_%s", l, s), "structural", l, "~", s, "structural", 0)
+  }
+  ch <- model$choice
+  if (!is.null(ch)) {
+    ta <- ch$terms_all
+    for (p in ch$params) {
+      t <- ta[ta$param == p, , drop = FALSE]
+      desc <- vapply(seq_len(nrow(t)), function(k) {
+        f <- c(t$col[k], t$lv[k])
+        f <- f[!is.na(f)]
+        if (length(f)) paste(f, collapse = "*") else "1"
+      }, character(1))
+      add(p, "choice", paste(unique(t$alt), collapse = ","), ":=", paste(unique(desc), collapse = ","),
+          "choice", 0)
+    }
+  }
+  pt <- data.frame(
+    name = vapply(rows, `[[`, "", "name"),
+    block = vapply(rows, `[[`, "", "block"),
+    lhs = vapply(rows, `[[`, "", "lhs"),
+    op = vapply(rows, `[[`, "", "op"),
+    rhs = vapply(rows, `[[`, "", "rhs"),
+    free = rep(TRUE, length(rows)),
+    start = vapply(rows, `[[`, 0, "start"),
+    role = vapply(rows, `[[`, "", "role"),
+    stringsAsFactors = FALSE
+  )
+  dup <- pt$name[duplicated(pt$name)]
+  if (length(dup)) {
+    iclv_abort("spec", sprintf("two parameters get the name %s; rename an indicator, LV or covariate",
+                               iclv_quote(dup[1])))
+  }
+  if (!is.null(model$start)) {
+    k <- match(names(model$start), pt$name)
+    pt$start[k[!is.na(k)]] <- model$start[!is.na(k)]
+  }
+  if (!is.null(model$fixed)) {
+    k <- match(names(model$fixed), pt$name)
+    pt$start[k[!is.na(k)]] <- model$fixed[!is.na(k)]
+    pt$free[k[!is.na(k)]] <- FALSE
+  }
+  rownames(pt) <- NULL
+  pt
+}
+
+# Regular expression matching threshold names of ordered indicators whose
+# categories are not declared yet (NULL if none).
+.deferred_threshold_pattern <- function(model) {
+  und <- names(model$categories)[is.na(model$categories)]
+  if (length(und) == 0L) return(NULL)
+  esc <- gsub(".", "\\.", und, fixed = TRUE)
+  sprintf("^tau_(%s)_[0-9]+$", paste(esc, collapse = "|"))
+}
+
+.spec_named_values <- function(x, what) {
+  if (is.null(x) || length(x) == 0L) return(NULL)
+  if (is.list(x)) x <- unlist(x)
+  nm <- names(x)
+  if (!is.numeric(x) || is.null(nm) || any(!nzchar(nm))) {
+    iclv_abort("spec", sprintf("'%s' must be a named numeric vector of parameter values", what))
+  }
+  if (anyDuplicated(nm)) iclv_abort("spec", sprintf("'%s' names %s twice", what, iclv_quote(nm[duplicated(nm)][1])))
+  bad <- nm[!is.finite(x)]
+  if (length(bad)) iclv_abort("spec", sprintf("'%s' value of parameter %s is not a finite number", what, iclv_quote(bad[1])))
+  stats::setNames(as.double(x), nm)
+}
+
+# Names in `nm` must be parameters of `pt` (or, with defer = TRUE,
+# thresholds whose categories the data will tell).
+.spec_check_names <- function(model, pt, nm, defer = FALSE) {
+  unknown <- setdiff(nm, pt$name)
+  if (defer && length(unknown)) {
+    pat <- .deferred_threshold_pattern(model)
+    if (!is.null(pat)) unknown <- unknown[!grepl(pat, unknown)]
+  }
+  if (length(unknown)) {
+    iclv_abort("spec", sprintf(
+      "%s is not a parameter of the model (it appears in no equation or utility); parameters are: %s%s",
+      iclv_quote(unknown[1]), paste(utils::head(pt$name, 12), collapse = ", "),
+      if (nrow(pt) > 12) ", ..." else ""))
+  }
+  invisible()
+}
+
+# Values given for sds must be > 0; thresholds given for all of an
+# indicator's thresholds must increase.
+.spec_check_values <- function(pt, fixed, start) {
+  vals <- c(start, fixed)
+  vals <- vals[!duplicated(names(vals), fromLast = TRUE)]
+  sds <- intersect(names(vals), pt$name[pt$role == "sd"])
+  bad <- sds[vals[sds] <= 0]
+  if (length(bad)) {
+    iclv_abort("spec", sprintf("standard deviation %s must be > 0 (given %g)", iclv_quote(bad[1]), vals[[bad[1]]]))
+  }
+  invisible()
+}
+
+# With a choice model, an LV that enters neither a utility nor another
+# LV's equation is estimated but plays no role in the choice: warn.
+.spec_warn_unused_lvs <- function(model) {
+  if (is.null(model$choice)) return(invisible())
+  used <- unique(c(stats::na.omit(model$choice$terms_all$lv),
+                   intersect(unlist(model$structural, use.names = FALSE), model$lvs)))
+  unused <- setdiff(model$lvs, used)
+  if (length(unused)) {
+    iclv_warn("spec", sprintf(
+      "latent variable%s %s enter%s neither the choice model nor another latent variable's equation",
+      if (length(unused) > 1L) "s" else "", iclv_quote(unused), if (length(unused) > 1L) "" else "s"))
+  }
+  invisible()
+}
+
+.model_summary_line <- function(x) {
+  nty <- table(factor(x$ind_type, levels = .ind_types))
+  nty <- nty[nty > 0]
+  ch <- if (is.null(x$choice)) "none (measurement model only)" else
+    sprintf("%s, %d alternatives (%s), column '%s'", x$choice$type, length(x$choice$alternatives),
+            paste(x$choice$alternatives, collapse = ", "), x$choice$choice)
+  c(sprintf("ICLV model: %d latent variable%s (%s); %d indicator%s (%s); id '%s'",
+            length(x$lvs), if (length(x$lvs) > 1L) "s" else "", paste(x$lvs, collapse = ", "),
+            length(x$indicators), if (length(x$indicators) > 1L) "s" else "",
+            paste(sprintf("%d %s", as.integer(nty), names(nty)), collapse = ", "), x$id),
+    sprintf("Choice: %s", ch))
+}
+
+.model_undeclared_note <- function(x) {
+  und <- names(x$categories)[is.na(x$categories)]
+  if (length(und)) {
+    sprintf("Thresholds of %d ordered indicator%s (%s) are added from the data's categories.",
+            length(und), if (length(und) > 1L) "s" else "",
+            paste(utils::head(und, 5), collapse = ", "))
+  } else character()
+}
+
+#' @export
+print.iclv_model <- function(x, ...) {
+  writeLines(.model_summary_line(x))
+  pt <- x$partable
+  cat(sprintf("Parameters: %d (%d free)\n", nrow(pt), sum(pt$free)))
+  note <- .model_undeclared_note(x)
+  if (length(note)) writeLines(note)
+  print(pt, row.names = FALSE, ...)
+  invisible(x)
+}
+
+#' @export
+summary.iclv_model <- function(object, ...) {
+  pt <- object$partable
+  blocks <- c("measurement", "structural", "choice")
+  counts <- data.frame(
+    block = blocks,
+    parameters = vapply(blocks, function(b) sum(pt$block == b), integer(1)),
+    free = vapply(blocks, function(b) sum(pt$block == b & pt$free), integer(1)),
+    fixed = vapply(blocks, function(b) sum(pt$block == b & !pt$free), integer(1)),
+    stringsAsFactors = FALSE, row.names = NULL)
+  counts <- rbind(counts, data.frame(block = "total", parameters = sum(counts$parameters),
+                                     free = sum(counts$free), fixed = sum(counts$fixed)))
+  structure(list(header = .model_summary_line(object), note = .model_undeclared_note(object),
+                 counts = counts, lv_order = object$lv_order, partable = pt),
+            class = "summary.iclv_model")
+}
+
+#' @export
+print.summary.iclv_model <- function(x, ...) {
+  writeLines(x$header)
+  cat(sprintf("Latent variables in structural order: %s\n", paste(x$lv_order, collapse = " -> ")))
+  if (length(x$note)) writeLines(x$note)
+  cat("\nParameters per block:\n")
+  print(x$counts, row.names = FALSE)
+  cat("\n")
+  print(x$partable, row.names = FALSE, ...)
+  invisible(x)
+}

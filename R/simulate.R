@@ -1,0 +1,205 @@
+#' Simulate data from an ICLV model
+#'
+#' Draws a data set from a model and true parameter values: individual
+#' covariates, attributes, latent variables (from the structural model, in
+#' topological order, with standard normal errors), indicators (every type)
+#' and the choices of each task.
+#'
+#' Covariates are standard normal, or Bernoulli(0.5) when named in
+#' `binary`. Every attribute column used in a utility is drawn per row,
+#' standard normal (`attributes = "normal"`) or uniform on (-1, 1)
+#' (`attributes = "uniform"`). Indicators with `indicator_level =
+#' "individual"` are drawn once per individual and repeated on its rows;
+#' with `"row"` they are drawn per row. Choices: MNL by adding standard
+#' Gumbel errors to the utilities and taking the largest; binary probit by
+#' `P(first alternative) = pnorm(V_1 - V_2)`. Every alternative is
+#' available (availability columns of the model, if any, are all 1).
+#'
+#' @param model An [iclv_model()].
+#' @param params Named numeric vector with a value for every parameter of
+#'   `model$partable` (for ordered indicators whose categories are not
+#'   declared, the thresholds `tau_<ind>_1..` named here define them).
+#' @param n Number of individuals.
+#' @param n_tasks Number of choice tasks (rows) per individual.
+#' @param seed `NULL` (use the current random number stream) or a seed: the
+#'   result is then reproducible and the caller's random number state is
+#'   left as it was.
+#' @param ... `binary`: names of covariates drawn as Bernoulli(0.5);
+#'   `attributes`: `"normal"` (default) or `"uniform"`. Any other argument is
+#'   an error.
+#' @return A data.frame with one row per (individual, task): the id column
+#'   (named as the model's `id`, values 1..n), the task number `task`,
+#'   covariates, indicators, attributes, availability columns and the
+#'   choice column (alternative names). Its attribute `true_lv` is the
+#'   `n x K` matrix of the simulated latent variables.
+#' @examples
+#' m <- iclv_model("att =~ q1 + q2 + q3",
+#'   structural = "att ~ age",
+#'   choice = iclv_choice("probit", choice = "buy",
+#'     utilities = list(yes = "asc + b_price * price + l_att * att", no = "0")),
+#'   id = "ID", categories = 3)
+#' p <- c(zeta_q1 = 1, zeta_q2 = 0.8, zeta_q3 = 1.2,
+#'        tau_q1_1 = -1, tau_q1_2 = 1, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+#'        tau_q3_1 = -1, tau_q3_2 = 0.5, gamma_att_age = 0.5,
+#'        asc = 0.2, b_price = -1, l_att = 0.7)
+#' d <- iclv_simulate(m, p, n = 50, n_tasks = 4, seed = 1)
+#' head(d)
+#' @export
+iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
+  dots <- list(...)
+  .spec_check_dots(dots, "iclv_simulate", allowed = c("binary", "attributes"))
+  if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
+  chk_count <- function(v, what) {
+    if (!is.numeric(v) || length(v) != 1L || is.na(v) || v < 1 || v != round(v)) {
+      iclv_abort("control", sprintf("'%s' must be one whole number >= 1", what))
+    }
+    as.integer(v)
+  }
+  n <- chk_count(n, "n")
+  n_tasks <- chk_count(n_tasks, "n_tasks")
+  attributes <- if (is.null(dots$attributes)) "normal" else dots$attributes
+  if (!identical(attributes, "normal") && !identical(attributes, "uniform")) {
+    iclv_abort("control", "'attributes' must be \"normal\" or \"uniform\"")
+  }
+  binary <- dots$binary
+  if (!is.null(binary)) {
+    unknown <- setdiff(binary, model$covariates)
+    if (length(unknown)) iclv_abort("spec", sprintf("'binary' names %s, which is not a covariate of the model", iclv_quote(unknown[1])))
+  }
+
+  pt <- .sim_partable(model, params)
+  th <- stats::setNames(as.double(params[pt$name]), pt$name)
+
+  if (!is.null(seed)) {
+    if (!is.numeric(seed) || length(seed) != 1L || is.na(seed)) iclv_abort("control", "'seed' must be NULL or one number")
+    had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
+    if (had) old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
+    on.exit({
+      if (had) assign(".Random.seed", old, envir = globalenv())
+      else if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) rm(".Random.seed", envir = globalenv())
+    }, add = TRUE)
+    set.seed(seed)
+  }
+
+  nr <- n * n_tasks
+  ind_of_row <- rep(seq_len(n), each = n_tasks)
+  out <- list()
+  out[[model$id]] <- ind_of_row
+  out$task <- rep(seq_len(n_tasks), times = n)
+
+  # covariates
+  covs <- model$covariates
+  covmat <- matrix(0, n, length(covs), dimnames = list(NULL, covs))
+  for (cv in covs) {
+    covmat[, cv] <- if (cv %in% binary) stats::rbinom(n, 1L, 0.5) else stats::rnorm(n)
+    out[[cv]] <- covmat[ind_of_row, cv]
+  }
+
+  # latent variables in topological order
+  lvs <- model$lvs
+  eta <- matrix(0, n, length(lvs), dimnames = list(NULL, lvs))
+  e <- matrix(stats::rnorm(n * length(lvs)), n, length(lvs))
+  colnames(e) <- lvs
+  for (l in model$lv_order) {
+    v <- e[, l]
+    for (s in model$structural[[l]]) {
+      src <- if (s %in% lvs) eta[, s] else covmat[, s]
+      v <- v + th[[sprintf("gamma_%s_%s", l, s)]] * src
+    }
+    eta[, l] <- v
+  }
+
+  # indicators
+  for (ind in model$indicators) {
+    type <- model$ind_type[[ind]]
+    row_level <- model$level[[ind]] == "row"
+    ls <- model$loads[[ind]]
+    s <- numeric(n)
+    for (l in ls) {
+      nm <- if (length(ls) > 1L) sprintf("zeta_%s_%s", l, ind) else sprintf("zeta_%s", ind)
+      s <- s + th[[nm]] * eta[, l]
+    }
+    if (row_level) s <- s[ind_of_row]
+    m <- length(s)
+    logit <- type %in% c("ordered_logit", "binary_logit")
+    err <- if (logit) stats::rlogis(m) else stats::rnorm(m)
+    val <- if (.is_ordered(type)) {
+      tau <- th[pt$name[pt$role == "threshold" & pt$lhs == ind]]
+      ystar <- s + err
+      1L + as.integer(rowSums(outer(ystar, tau, ">")))
+    } else if (type == "normal") {
+      th[[sprintf("alpha_%s", ind)]] + s + th[[sprintf("sigma_%s", ind)]] * stats::rnorm(m)
+    } else {
+      as.integer(th[[sprintf("alpha_%s", ind)]] + s + err > 0)
+    }
+    out[[ind]] <- if (row_level) val else val[ind_of_row]
+  }
+
+  # choices
+  ch <- model$choice
+  if (!is.null(ch)) {
+    for (col in setdiff(ch$columns, names(out))) {  # a covariate may also be an attribute
+      out[[col]] <- if (attributes == "normal") stats::rnorm(nr) else stats::runif(nr, -1, 1)
+    }
+    alts <- ch$alternatives
+    V <- matrix(0, nr, length(alts))
+    for (j in seq_along(alts)) {
+      tm <- ch$terms[[alts[j]]]
+      for (k in seq_len(nrow(tm))) {
+        x <- if (is.na(tm$col[k])) 1 else out[[tm$col[k]]]
+        f <- if (is.na(tm$lv[k])) 1 else eta[ind_of_row, tm$lv[k]]
+        V[, j] <- V[, j] + th[[tm$param[k]]] * x * f
+      }
+    }
+    if (ch$type == "mnl") {
+      U <- V - log(-log(matrix(stats::runif(nr * length(alts)), nr, length(alts))))
+      y <- max.col(U, ties.method = "first")
+    } else {
+      y <- ifelse(V[, 1] - V[, 2] + stats::rnorm(nr) > 0, 1L, 2L)
+    }
+    for (a in names(ch$available)) out[[ch$available[[a]]]] <- rep(1L, nr)
+    out[[ch$choice]] <- alts[y]
+  }
+  d <- as.data.frame(out, stringsAsFactors = FALSE, optional = TRUE)
+  attr(d, "true_lv") <- eta
+  d
+}
+
+# The full parameter table for simulation: categories of ordered indicators
+# that the model does not declare are read from the threshold names in
+# `params`. Every parameter needs a value; unknown names are errors.
+.sim_partable <- function(model, params) {
+  if (!is.numeric(params) || is.null(names(params)) || any(!nzchar(names(params)))) {
+    iclv_abort("input", "'params' must be a named numeric vector with a value for every parameter")
+  }
+  cats <- model$categories
+  for (ind in names(cats)[is.na(cats)]) {
+    pat <- sprintf("^tau_%s_([0-9]+)$", gsub(".", "\\.", ind, fixed = TRUE))
+    k <- as.integer(sub(pat, "\\1", grep(pat, names(params), value = TRUE)))
+    if (length(k) == 0L) {
+      iclv_abort("input", sprintf("'params' has no thresholds for ordered indicator %s (tau_%s_1, ...)", iclv_quote(ind), ind))
+    }
+    if (!setequal(k, seq_len(max(k)))) {
+      iclv_abort("input", sprintf("the thresholds of %s in 'params' must be numbered 1..C-1", iclv_quote(ind)))
+    }
+    cats[ind] <- max(k) + 1L
+  }
+  pt <- .iclv_partable(model, cats)
+  miss <- setdiff(pt$name, names(params))
+  if (length(miss)) {
+    iclv_abort("input", sprintf("'params' has no value for %s%s", iclv_quote(utils::head(miss, 5)),
+                                if (length(miss) > 5) sprintf(" (and %d more)", length(miss) - 5) else ""))
+  }
+  extra <- setdiff(names(params), pt$name)
+  if (length(extra)) iclv_abort("input", sprintf("'params' names %s, which is not a parameter of the model", iclv_quote(extra[1])))
+  v <- params[pt$name]
+  if (any(!is.finite(v))) iclv_abort("input", sprintf("parameter %s is not finite", iclv_quote(pt$name[!is.finite(v)][1])))
+  sds <- pt$name[pt$role == "sd"]
+  bad <- sds[params[sds] <= 0]
+  if (length(bad)) iclv_abort("input", sprintf("standard deviation %s must be > 0", iclv_quote(bad[1])))
+  for (ind in unique(pt$lhs[pt$role == "threshold"])) {
+    tv <- params[pt$name[pt$role == "threshold" & pt$lhs == ind]]
+    if (any(diff(tv) <= 0)) iclv_abort("input", sprintf("the thresholds of %s must be strictly increasing", iclv_quote(ind)))
+  }
+  pt
+}

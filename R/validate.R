@@ -1,0 +1,228 @@
+# Checks of the data against a model. Each check raises a classed error
+# (iclv_error_data, or iclv_error_spec for the specification) whose message
+# names the column, row, id or parameter at fault. Rows are the 1-based row
+# numbers of the data.frame.
+
+.val_data_frame <- function(data) {
+  if (!is.data.frame(data)) {
+    iclv_abort("data", sprintf("'data' must be a data.frame, not an object of class %s",
+                               iclv_quote(class(data)[1])))
+  }
+  if (nrow(data) == 0L) iclv_abort("data", "'data' has no rows")
+  invisible()
+}
+
+# Individuals: returns list(ids, grp) with grp[i] in 1..N the individual of
+# row i. The rows of one id must be adjacent.
+.val_ids <- function(data, id) {
+  if (!id %in% names(data)) {
+    iclv_abort("data", sprintf("id column %s is not in the data", iclv_quote(id)))
+  }
+  x <- data[[id]]
+  if (!is.atomic(x) || is.matrix(x)) iclv_abort("data", sprintf("id column %s must be a plain vector", iclv_quote(id)))
+  na <- which(is.na(x))
+  if (length(na)) {
+    iclv_abort("data", sprintf("id column %s is missing (NA) in row %d", iclv_quote(id), na[1]))
+  }
+  if (is.factor(x)) x <- as.character(x)
+  ids <- unique(x)
+  grp <- match(x, ids)
+  n <- length(grp)
+  starts <- c(1L, which(grp[-1L] != grp[-n]) + 1L)
+  again <- starts[duplicated(grp[starts])]
+  if (length(again)) {
+    r <- again[1]
+    first <- match(grp[r], grp)
+    iclv_abort("data", sprintf(
+      "the rows of id %s are not adjacent: it appears in row %d and again in row %d after other ids; sort the data by %s",
+      iclv_quote(x[r]), first, r, iclv_quote(id)))
+  }
+  list(ids = ids, grp = grp)
+}
+
+# A column used as `what` must exist (`hint` explains where it is used).
+.val_column_exists <- function(data, col, what) {
+  if (!col %in% names(data)) {
+    iclv_abort("data", sprintf("%s %s is not a column of the data", what, iclv_quote(col)))
+  }
+  invisible()
+}
+
+# A numeric (or logical) column; returns it as double.
+.val_numeric_column <- function(data, col, what) {
+  x <- data[[col]]
+  if (is.logical(x)) return(as.double(x))
+  if (!is.numeric(x) || is.factor(x) || is.matrix(x)) {
+    iclv_abort("data", sprintf("%s %s must be numeric, not %s", what, iclv_quote(col),
+                               class(x)[1]))
+  }
+  x <- as.double(x)
+  bad <- which(is.infinite(x) | is.nan(x))
+  if (length(bad)) {
+    iclv_abort("data", sprintf("%s %s is not finite in row %d", what, iclv_quote(col), bad[1]))
+  }
+  x
+}
+
+# Values of x (rows with a value) must be equal within each individual.
+# Returns the per-individual value (NA where the individual has none).
+.val_constant_within <- function(x, grp, N, col, what, ids) {
+  ok <- which(!is.na(x))
+  first <- rep(NA_real_, N)
+  g <- grp[ok]
+  fo <- !duplicated(g)
+  first[g[fo]] <- x[ok][fo]
+  bad <- ok[x[ok] != first[g]]
+  if (length(bad)) {
+    r <- bad[1]
+    r0 <- ok[match(grp[r], g)]
+    iclv_abort("data", sprintf(
+      "%s %s varies within id %s (row %d: %s, row %d: %s); it must be constant within an individual%s",
+      what, iclv_quote(col), iclv_quote(ids[grp[r]]), r0, format(x[r0]), r, format(x[r]),
+      if (what == "indicator") " (or use indicator_level = \"row\")" else ""))
+  }
+  first
+}
+
+# Checks an indicator's values by type. Returns the number of categories
+# (ordered: declared or from the data; binary: 2; normal: 0).
+.val_indicator_values <- function(x, ind, type, declared) {
+  ok <- which(!is.na(x))
+  if (length(ok) == 0L) return(if (.is_ordered(type)) declared else if (.is_binary(type)) 2L else 0L)
+  v <- x[ok]
+  if (.is_ordered(type)) {
+    nonint <- ok[v != round(v)]
+    if (length(nonint)) {
+      iclv_abort("data", sprintf("ordered indicator %s has the non-integer value %s in row %d",
+                                 iclv_quote(ind), format(x[nonint[1]]), nonint[1]))
+    }
+    if (!is.na(declared)) {
+      out <- ok[v < 1 | v > declared]
+      if (length(out)) {
+        iclv_abort("data", sprintf(
+          "ordered indicator %s has the value %s in row %d, outside its declared categories 1..%d",
+          iclv_quote(ind), format(x[out[1]]), out[1], declared))
+      }
+      C <- declared
+    } else {
+      u <- sort(unique(v))
+      C <- as.integer(max(u))
+      if (u[1] < 1 || length(u) != C || !all(u == seq_len(C))) {
+        iclv_abort("data", sprintf(
+          "ordered indicator %s has the values %s: undeclared categories must be exactly 1..C with every category observed; recode, or declare them with categories = list(%s = C)",
+          iclv_quote(ind), paste(format(u), collapse = ", "), ind))
+      }
+    }
+    nobs <- length(unique(v))
+    if (nobs < 2L) {
+      iclv_abort("data", sprintf("ordered indicator %s has fewer than 2 observed categories (only %s)",
+                                 iclv_quote(ind), format(v[1])))
+    }
+    return(as.integer(C))
+  }
+  if (.is_binary(type)) {
+    bad <- ok[!(v %in% c(0, 1))]
+    if (length(bad)) {
+      iclv_abort("data", sprintf("binary indicator %s must be 0 or 1; row %d has %s",
+                                 iclv_quote(ind), bad[1], format(x[bad[1]])))
+    }
+    return(2L)
+  }
+  0L
+}
+
+# The chosen alternative of every row as 1..J.
+.val_choice_column <- function(data, col, alts) {
+  .val_column_exists(data, col, "choice column")
+  x <- data[[col]]
+  na <- which(is.na(x))
+  if (length(na)) {
+    iclv_abort("data", sprintf("the choice (column %s) is missing (NA) in row %d", iclv_quote(col), na[1]))
+  }
+  J <- length(alts)
+  if (is.character(x) || is.factor(x)) {
+    x <- as.character(x)
+    y <- match(x, alts)
+    bad <- which(is.na(y))
+    if (length(bad)) {
+      iclv_abort("data", sprintf(
+        "the choice %s in row %d (column %s) is not an alternative (alternatives: %s)",
+        iclv_quote(x[bad[1]]), bad[1], iclv_quote(col), iclv_quote(alts)))
+    }
+    return(y)
+  }
+  if (is.numeric(x) && !is.matrix(x)) {
+    bad <- which(x != round(x) | x < 1 | x > J)
+    if (length(bad)) {
+      iclv_abort("data", sprintf(
+        "the choice %s in row %d (column %s) is not the position of an alternative (1..%d: %s)",
+        format(x[bad[1]]), bad[1], iclv_quote(col), J, iclv_quote(alts)))
+    }
+    return(as.integer(x))
+  }
+  iclv_abort("data", sprintf(
+    "the choice column %s must hold alternative names (character/factor) or positions (numeric), not %s",
+    iclv_quote(col), class(x)[1]))
+}
+
+# Availability matrix (n x J, 0/1 integers), or NULL.
+.val_availability <- function(data, available, alts, y) {
+  if (is.null(available)) return(NULL)
+  n <- nrow(data)
+  A <- matrix(1L, n, length(alts), dimnames = list(NULL, alts))
+  for (a in names(available)) {
+    col <- available[[a]]
+    if (!col %in% names(data)) {
+      iclv_abort("data", sprintf("availability column %s of alternative %s is not a column of the data",
+                                 iclv_quote(col), iclv_quote(a)))
+    }
+    x <- data[[col]]
+    if (!(is.numeric(x) || is.logical(x)) || is.factor(x)) {
+      iclv_abort("data", sprintf("availability column %s must be numeric 0/1, not %s", iclv_quote(col), class(x)[1]))
+    }
+    bad <- which(is.na(x) | !(x %in% c(0, 1)))
+    if (length(bad)) {
+      iclv_abort("data", sprintf("availability column %s must be 0 or 1; row %d has %s",
+                                 iclv_quote(col), bad[1], format(x[bad[1]])))
+    }
+    A[, a] <- as.integer(x)
+  }
+  un <- which(A[cbind(seq_len(n), y)] == 0L)
+  if (length(un)) {
+    r <- un[1]
+    iclv_abort("data", sprintf("row %d: the chosen alternative %s is not available (column %s is 0)",
+                               r, iclv_quote(alts[y[r]]), iclv_quote(available[[alts[y[r]]]])))
+  }
+  A
+}
+
+# Attribute matrix (n x length(cols)). NA is an error where an available
+# alternative uses the column, and 0 otherwise (it never enters a utility).
+.val_attributes <- function(data, cols, terms, alts, A) {
+  n <- nrow(data)
+  X <- matrix(0, n, length(cols), dimnames = list(NULL, cols))
+  for (j in seq_along(cols)) {
+    col <- cols[j]
+    if (!col %in% names(data)) {
+      users <- alts[vapply(alts, function(a) col %in% terms[[a]]$col, logical(1))]
+      iclv_abort("data", sprintf(
+        "the utility of %s uses %s, which is neither a column of the data nor a latent variable of the model",
+        iclv_quote(users[1]), iclv_quote(col)))
+    }
+    x <- .val_numeric_column(data, col, "attribute column")
+    na <- which(is.na(x))
+    if (length(na)) {
+      users <- which(vapply(alts, function(a) col %in% terms[[a]]$col, logical(1)))
+      av <- if (is.null(A)) rep(TRUE, length(na)) else rowSums(A[na, users, drop = FALSE]) > 0
+      if (any(av)) {
+        r <- na[which(av)[1]]
+        iclv_abort("data", sprintf(
+          "attribute column %s is missing (NA) in row %d, where an alternative that uses it is available",
+          iclv_quote(col), r))
+      }
+      x[na] <- 0
+    }
+    X[, j] <- x
+  }
+  X
+}
