@@ -1,0 +1,577 @@
+/*
+ * engine.c -- the CPU reference engine: simulated log-likelihood, analytic
+ * gradient, per-individual scores, exact Hessian and post-estimation
+ * predictions, with OpenMP over individuals.
+ *
+ * For individual n with draws r = 1..R (iclv_core.h gives l_nr and its
+ * derivatives):
+ *   log L_n = logsumexp_r(l_nr) - log R
+ *   w_nr    = exp(l_nr - logsumexp_r l_nr)            (never exp(l)/sum exp(l))
+ *   s_n     = d log L_n / d theta = sum_r w_nr g_nr
+ *   H_n     = sum_r w_nr (hess l_nr + g_nr g_nr') - s_n s_n'
+ *           = sum_r w_nr hess l_nr + sum_r w_nr (g_nr - s_n)(g_nr - s_n)'
+ *   LL = sum_n log L_n, gradient = sum_n s_n, Hessian = sum_n H_n.
+ *
+ * Determinism: every per-individual quantity is computed by one thread into
+ * a per-individual slot, and the sums over individuals are taken serially in
+ * index order, so LL, gradient, scores and Hessian are bit-identical for any
+ * number of threads. The Hessian uses blocks of B individuals (B P x P slots
+ * computed in parallel, then added in order) so that memory stays B P^2.
+ *
+ * Memory: iclv_cpu_engine_create allocates every workspace once and records
+ * it in the engine's iclv_mem_account; iclv_cpu_eval and iclv_cpu_predict
+ * allocate nothing. No R API is used here (threads never call R).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "iclv_model.h"
+#include "engine.h"
+#include "numerics.h"
+#include "iclv_core.h"
+#include "draws.h"
+
+/* per-individual status codes (bad[]) */
+enum { IND_OK = 0, IND_LL_NONFINITE = 1, IND_GRAD_NONFINITE = 2, IND_HESS_NONFINITE = 3 };
+
+/* Workspace of one thread (all pointers into engine-wide blocks). */
+typedef struct {
+  double *E;    /* (R, K) draws of the current individual, row-major */
+  double *l;    /* (R) l_nr; in predict the weights' source */
+  double *w;    /* (R) weights w_nr */
+  double *G;    /* (R, P + K) row-major extended per-draw gradients */
+  double *gtmp; /* (P + K) gradient of one draw (Hessian pass) */
+  double *Hpe;  /* (P, K) column-major */
+  double *Hee;  /* (K, K) */
+  double *lc;   /* (R, M + 1) per-draw component log-likelihoods (predict) */
+  double *ETA;  /* (R, K) LVs of every draw (predict) */
+  double *pr;   /* (J) probabilities of one row (predict) */
+  iclv_pair_ws pws; /* eta (K), D (K, S), D2 (K, S, S) or NULL, V/gV (J), HV (J, J) */
+} thread_ws;
+
+struct iclv_cpu_engine {
+  const iclv_model *m;
+  const iclv_draws *d;
+  int n_threads;  /* OpenMP team size (1 without OpenMP) */
+  int N, P, K, R, S, J, M, ext; /* ext = P + K */
+  int hess_block; /* B individuals per Hessian block */
+  int has_lv_src; /* any LV-on-LV structural term (D2 needed) */
+  iclv_mem_account acct;
+  void *blocks[ICLV_MAX_BUFFERS]; /* the allocations, freed in order */
+  /* shared, per individual */
+  double *S_ind;  /* (N, P) row-major scores s_n */
+  double *ll_ind; /* (N) log L_n */
+  int *bad;       /* (N) IND_* status */
+  double *Hslot;  /* (B, P, P) per-individual Hessians of one block */
+  double *comp;   /* (N, M + 1) per-individual component log-likelihoods (predict) */
+  thread_ws *tw;  /* (n_threads) */
+};
+
+/* ---- memory ---------------------------------------------------------- */
+
+/* Allocates `bytes` zeroed bytes (at least 1), records them under `name`.
+ * Returns NULL on failure (the caller frees the engine). */
+static void *eng_alloc(struct iclv_cpu_engine *e, const char *name, size_t bytes) {
+  if (e->acct.n >= ICLV_MAX_BUFFERS) return NULL;
+  void *p = calloc(bytes > 0 ? bytes : 1, 1);
+  if (p == NULL) return NULL;
+  int i = e->acct.n++;
+  e->blocks[i] = p;
+  snprintf(e->acct.name[i], ICLV_BUFNAME_LEN, "%s", name);
+  e->acct.bytes[i] = (double) bytes;
+  e->acct.current += (double) bytes;
+  if (e->acct.current > e->acct.peak) e->acct.peak = e->acct.current;
+  return p;
+}
+
+/* Doubles per thread, rounded up to a cache line (8 doubles) so threads do
+ * not share lines. */
+static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
+
+const iclv_mem_account *iclv_cpu_engine_memory(const iclv_cpu_engine *e) {
+  return &e->acct;
+}
+
+void iclv_cpu_engine_free(iclv_cpu_engine *e) {
+  if (e == NULL) return;
+  for (int i = 0; i < e->acct.n; i++) free(e->blocks[i]);
+  free(e);
+}
+
+/* ---- creation and checks ------------------------------------------------ */
+
+static int fail(iclv_status *st, int code, const char *msg) {
+  st->code = code;
+  snprintf(st->msg, ICLV_MSG_LEN, "%s", msg);
+  return code;
+}
+
+/* Checks the observed values against their indicator types and the chosen
+ * alternatives against availability: the core trusts both. */
+static int check_data(const iclv_model *m, iclv_status *st) {
+  char buf[ICLV_MSG_LEN];
+  for (int n = 0; n < m->n_ind; n++) {
+    for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++) {
+      int ind = m->obs_ind[o], ty = m->ind_type[ind];
+      double y = m->obs_val[o];
+      int ok = isfinite(y);
+      if (ty == ICLV_IND_ORDERED_PROBIT || ty == ICLV_IND_ORDERED_LOGIT)
+        ok = ok && y == floor(y) && y >= 1 && y <= m->ind_ncat[ind];
+      else if (ty == ICLV_IND_BINARY_PROBIT || ty == ICLV_IND_BINARY_LOGIT)
+        ok = ok && (y == 0 || y == 1);
+      if (!ok) {
+        snprintf(buf, sizeof buf,
+                 "indicator observation %d (individual %d, indicator %d) has value %g, "
+                 "which is not valid for its indicator type", o + 1, n + 1, ind + 1, y);
+        return fail(st, ICLV_ERR_INPUT, buf);
+      }
+    }
+  }
+  if (m->choice_type == ICLV_CHOICE_MNL && m->n_alt < 1)
+    return fail(st, ICLV_ERR_INPUT, "an MNL choice model needs at least one alternative");
+  if (m->choice_type == ICLV_CHOICE_PROBIT && m->n_alt != 2)
+    return fail(st, ICLV_ERR_INPUT, "a binary probit choice model needs exactly 2 alternatives");
+  if (m->choice_type != ICLV_CHOICE_NONE) {
+    for (int t = 0; t < m->n_rows; t++) {
+      if (m->y[t] < 0 || m->y[t] >= m->n_alt || !iclv_available(m, t, m->y[t])) {
+        snprintf(buf, sizeof buf, "choice row %d: the chosen alternative %d is not available",
+                 t + 1, m->y[t] + 1);
+        return fail(st, ICLV_ERR_INPUT, buf);
+      }
+    }
+  }
+  return ICLV_OK;
+}
+
+int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threads,
+                           iclv_cpu_engine **out, iclv_status *st) {
+  *out = NULL;
+  st->code = ICLV_OK;
+  st->msg[0] = '\0';
+  if (d->n_ind != m->n_ind || d->n_dim != m->n_lv)
+    return fail(st, ICLV_ERR_INPUT, "the draw design does not match the model (individuals or LVs)");
+  if (iclv_draws_check(d, st) != ICLV_OK) return st->code;
+  if (check_data(m, st) != ICLV_OK) return st->code;
+
+  struct iclv_cpu_engine *e = (struct iclv_cpu_engine *) calloc(1, sizeof(*e));
+  if (e == NULL) return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine");
+  e->m = m;
+  e->d = d;
+#ifdef _OPENMP
+  e->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+#else
+  (void) n_threads;
+  e->n_threads = 1;
+#endif
+  if (e->n_threads < 1) e->n_threads = 1;
+  e->N = m->n_ind;
+  e->P = m->n_par;
+  e->K = m->n_lv;
+  e->R = d->n_draws;
+  e->S = m->st_ptr[m->n_lv];
+  e->J = m->n_alt > 0 ? m->n_alt : 1;
+  e->M = m->n_indic;
+  e->ext = e->P + e->K;
+  for (int t = 0; t < e->S; t++)
+    if (m->st_src_type[t] == ICLV_SRC_LV) e->has_lv_src = 1;
+  int T = e->n_threads;
+  {
+    /* B: 4 slots per thread, but at most ~64 MB of slots (never fewer than
+     * one per thread) and never more than N. B does not change results. */
+    double slot = 8.0 * (double) e->P * (double) e->P;
+    int cap = slot > 0 ? (int) (64.0 * 1048576.0 / slot) : 4 * T;
+    int B = 4 * T < cap ? 4 * T : cap;
+    if (B < T) B = T;
+    e->hess_block = B < e->N ? B : e->N;
+  }
+
+  size_t N = (size_t) e->N, P = (size_t) e->P, K = (size_t) e->K, R = (size_t) e->R;
+  size_t S = (size_t) e->S, J = (size_t) e->J, M = (size_t) e->M, ext = (size_t) e->ext;
+  size_t B = (size_t) e->hess_block;
+  /* per-thread sizes, padded */
+  size_t zE = pad8(R * K), zl = pad8(R), zG = pad8(R * ext), zg = pad8(ext);
+  size_t zpe = pad8(P * K), zee = pad8(K * K), zlc = pad8(R * (M + 1)), zeta = pad8(K);
+  size_t zD = pad8(K * S), zD2 = e->has_lv_src ? pad8(K * S * S) : 0, zJ = pad8(J),
+         zHV = pad8(J * J);
+
+  int okm = 1;
+  e->S_ind = (double *) eng_alloc(e, "scores_by_individual", sizeof(double) * N * P);
+  e->ll_ind = (double *) eng_alloc(e, "loglik_by_individual", sizeof(double) * N);
+  e->bad = (int *) eng_alloc(e, "status_by_individual", sizeof(int) * N);
+  e->Hslot = (double *) eng_alloc(e, "hessian_block_slots", sizeof(double) * B * P * P);
+  e->comp = (double *) eng_alloc(e, "component_loglik_by_individual", sizeof(double) * N * (M + 1));
+  e->tw = (thread_ws *) eng_alloc(e, "thread_descriptors", sizeof(thread_ws) * (size_t) T);
+  double *bE = (double *) eng_alloc(e, "thread_draws", sizeof(double) * T * zE);
+  double *bl = (double *) eng_alloc(e, "thread_draw_loglik", sizeof(double) * T * 2 * zl);
+  double *bG = (double *) eng_alloc(e, "thread_draw_gradients", sizeof(double) * T * zG);
+  double *bg = (double *) eng_alloc(e, "thread_gradient_scratch", sizeof(double) * T * zg);
+  double *bH = (double *) eng_alloc(e, "thread_hessian_lv_blocks", sizeof(double) * T * (zpe + zee));
+  double *bc = (double *) eng_alloc(e, "thread_component_loglik", sizeof(double) * T * (zlc + zE));
+  double *bD = (double *) eng_alloc(e, "thread_lv_jacobian",
+                                    sizeof(double) * T * (zeta + zD + zD2));
+  double *bV = (double *) eng_alloc(e, "thread_choice_scratch", sizeof(double) * T * (3 * zJ + zHV));
+  okm = e->S_ind && e->ll_ind && e->bad && e->Hslot && e->comp && e->tw && bE && bl && bG &&
+        bg && bH && bc && bD && bV;
+  if (!okm) {
+    iclv_cpu_engine_free(e);
+    return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine's workspaces");
+  }
+  for (int i = 0; i < T; i++) {
+    thread_ws *w = &e->tw[i];
+    w->E = bE + i * zE;
+    w->l = bl + i * 2 * zl;
+    w->w = w->l + zl;
+    w->G = bG + i * zG;
+    w->gtmp = bg + i * zg;
+    w->Hpe = bH + i * (zpe + zee);
+    w->Hee = w->Hpe + zpe;
+    w->lc = bc + i * (zlc + zE);
+    w->ETA = w->lc + zlc;
+    double *dd = bD + i * (zeta + zD + zD2);
+    w->pws.eta = dd;
+    w->pws.D = dd + zeta;
+    w->pws.D2 = e->has_lv_src ? dd + zeta + zD : NULL;
+    double *vv = bV + i * (3 * zJ + zHV);
+    w->pws.V = vv;
+    w->pws.gV = vv + zJ;
+    w->pr = vv + 2 * zJ;
+    w->pws.HV = vv + 3 * zJ;
+  }
+  *out = e;
+  return ICLV_OK;
+}
+
+/* Thresholds strictly increasing and sds > 0 at theta, else ICLV_ERR_INPUT
+ * naming the parameter (1-based, as in the parameter table). */
+static int check_theta(const iclv_model *m, const double *theta, iclv_status *st) {
+  for (int i = 0; i < m->n_indic; i++) {
+    int ty = m->ind_type[i];
+    if (ty == ICLV_IND_ORDERED_PROBIT || ty == ICLV_IND_ORDERED_LOGIT) {
+      int thr = m->ind_thr[i];
+      for (int c = 1; c < m->ind_ncat[i] - 1; c++) {
+        if (!(theta[thr + c] > theta[thr + c - 1])) {
+          st->code = ICLV_ERR_INPUT;
+          snprintf(st->msg, ICLV_MSG_LEN,
+                   "thresholds of indicator %d must be strictly increasing: parameter %d (%g) "
+                   "is not greater than parameter %d (%g)",
+                   i + 1, thr + c + 1, theta[thr + c], thr + c, theta[thr + c - 1]);
+          return st->code;
+        }
+      }
+    } else if (ty == ICLV_IND_NORMAL) {
+      int js = m->ind_sd[i];
+      if (!(theta[js] > 0)) {
+        st->code = ICLV_ERR_INPUT;
+        snprintf(st->msg, ICLV_MSG_LEN,
+                 "the standard deviation of indicator %d (parameter %d) must be > 0, not %g",
+                 i + 1, js + 1, theta[js]);
+        return st->code;
+      }
+    }
+  }
+  return ICLV_OK;
+}
+
+/* ---- one individual ------------------------------------------------------ */
+
+/* Copies the draws of individual n into w->E (R, K). */
+static void load_draws(const struct iclv_cpu_engine *e, thread_ws *w, int n) {
+  for (int r = 0; r < e->R; r++)
+    for (int k = 0; k < e->K; k++) w->E[r * e->K + k] = iclv_draw_normal(e->d, n, r, k);
+}
+
+static int all_finite(const double *x, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(x[i])) return 0;
+  return 1;
+}
+
+/* Lower triangle (diagonal included) of H (P, P) column-major += A' A,
+ * where A is (R, P) with row stride lda. A 4 x 4 register tile per block of
+ * H, summed over r in order: the result does not depend on threads. */
+static void syrk_lower(int P, int R, const double *A, size_t lda, double *H) {
+  for (int j = 0; j < P; j += 4) {
+    int nj = P - j < 4 ? P - j : 4;
+    for (int i = j; i < P; i += 4) {
+      int ni = P - i < 4 ? P - i : 4;
+      double c[4][4] = {{0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0},
+                        {0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}};
+      if (ni == 4 && nj == 4) {
+        for (int r = 0; r < R; r++) {
+          const double *a = A + (size_t) r * lda;
+          double x0 = a[i], x1 = a[i + 1], x2 = a[i + 2], x3 = a[i + 3];
+          double y0 = a[j], y1 = a[j + 1], y2 = a[j + 2], y3 = a[j + 3];
+          c[0][0] += x0 * y0; c[1][0] += x1 * y0; c[2][0] += x2 * y0; c[3][0] += x3 * y0;
+          c[0][1] += x0 * y1; c[1][1] += x1 * y1; c[2][1] += x2 * y1; c[3][1] += x3 * y1;
+          c[0][2] += x0 * y2; c[1][2] += x1 * y2; c[2][2] += x2 * y2; c[3][2] += x3 * y2;
+          c[0][3] += x0 * y3; c[1][3] += x1 * y3; c[2][3] += x2 * y3; c[3][3] += x3 * y3;
+        }
+      } else {
+        for (int r = 0; r < R; r++) {
+          const double *a = A + (size_t) r * lda;
+          for (int jj = 0; jj < nj; jj++)
+            for (int ii = 0; ii < ni; ii++) c[ii][jj] += a[i + ii] * a[j + jj];
+        }
+      }
+      for (int jj = 0; jj < nj; jj++)
+        for (int ii = 0; ii < ni; ii++)
+          if (i + ii >= j + jj) H[(i + ii) + (size_t) P * (j + jj)] += c[ii][jj];
+    }
+  }
+}
+
+/* Everything of individual n: ll_ind[n]; with want_g the score s_n into
+ * S_ind (n, .); with Hn != NULL (requires want_g) H_n (P, P) column-major.
+ * Only the lower triangle of H_n is complete. Sets bad[n]. Runs inside a
+ * thread: touches only n's slots and w. */
+static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
+                            int n, int want_g, double *Hn) {
+  const iclv_model *m = e->m;
+  int R = e->R, P = e->P, K = e->K, ext = e->ext;
+  load_draws(e, w, n);
+  for (int r = 0; r < R; r++)
+    w->l[r] = iclv_pair_eval(m, theta, n, w->E + r * K, &w->pws,
+                             want_g ? w->G + (size_t) r * ext : NULL, NULL);
+  double lse = iclv_logsumexp(w->l, R, 1);
+  double lln = lse - log((double) R);
+  e->ll_ind[n] = lln;
+  if (!isfinite(lln)) { e->bad[n] = IND_LL_NONFINITE; return; }
+  e->bad[n] = IND_OK;
+  if (!want_g) return;
+
+  double *s = e->S_ind + (size_t) n * P;
+  for (int p = 0; p < P; p++) s[p] = 0.0;
+  for (int r = 0; r < R; r++) {
+    double wr = exp(w->l[r] - lse);
+    w->w[r] = wr;
+    if (wr == 0.0) continue;
+    const double *g = w->G + (size_t) r * ext;
+    for (int p = 0; p < P; p++) s[p] += wr * g[p];
+  }
+  if (!all_finite(s, (size_t) P)) { e->bad[n] = IND_GRAD_NONFINITE; return; }
+  if (Hn == NULL) return;
+
+  /* H_n = sum_r w_r hess l_nr  +  sum_r w_r (g_r - s)(g_r - s)' */
+  for (size_t i = 0; i < (size_t) P * P; i++) Hn[i] = 0.0;
+  iclv_hess h;
+  h.P = P;
+  h.K = K;
+  h.Hpp = Hn;
+  h.Hpe = w->Hpe;
+  h.Hee = w->Hee;
+  for (int r = 0; r < R; r++) {
+    if (w->w[r] == 0.0) continue;
+    h.w = w->w[r];
+    iclv_pair_eval(m, theta, n, w->E + r * K, &w->pws, w->gtmp, &h);
+  }
+  /* rows of G become a_r = sqrt(w_r) (g_r - s) (G is not needed any more) */
+  for (int r = 0; r < R; r++) {
+    double *a = w->G + (size_t) r * ext;
+    double sw = sqrt(w->w[r]);
+    for (int p = 0; p < P; p++) a[p] = sw > 0.0 ? sw * (a[p] - s[p]) : 0.0;
+  }
+  syrk_lower(P, R, w->G, (size_t) ext, Hn);
+  /* Only the lower triangle of Hn is complete (the upper one lacks the
+   * outer products); iclv_cpu_eval mirrors the total once. */
+  if (!all_finite(Hn, (size_t) P * P)) e->bad[n] = IND_HESS_NONFINITE;
+}
+
+/* Names the model part that makes log L_n (or its derivatives) non-finite:
+ * the first indicator observation or choice row whose contribution is not
+ * finite at some draw. Serial; uses thread workspace 0. */
+static void diagnose(const struct iclv_cpu_engine *e, const double *theta, int n, char *buf,
+                     size_t len) {
+  const iclv_model *m = e->m;
+  thread_ws *w = &e->tw[0];
+  load_draws(e, w, n);
+  for (int r = 0; r < e->R; r++) {
+    iclv_structural(m, theta, n, w->E + r * e->K, w->pws.eta, NULL, NULL);
+    for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++) {
+      double v = iclv_indicator_atom(m, theta, w->pws.eta, o, NULL, NULL);
+      if (!isfinite(v)) {
+        snprintf(buf, len, "measurement model: indicator %d, observation %d, draw %d",
+                 m->obs_ind[o] + 1, o + 1, r + 1);
+        return;
+      }
+    }
+    if (m->choice_type != ICLV_CHOICE_NONE)
+      for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++) {
+        double v = iclv_choice_atom(m, theta, w->pws.eta, t, &w->pws, NULL, NULL);
+        if (!isfinite(v)) {
+          snprintf(buf, len, "choice model: row %d, draw %d", t + 1, r + 1);
+          return;
+        }
+      }
+  }
+  snprintf(buf, len, "every part is finite at every draw; the sum over draws is not");
+}
+
+/* First individual (in index order) whose bad[] is set, or -1. Turns it
+ * into ICLV_ERR_NUMERIC with a message. */
+static int report_bad(const struct iclv_cpu_engine *e, const double *theta, int n0, int n1,
+                      iclv_status *st) {
+  for (int n = n0; n < n1; n++) {
+    if (e->bad[n] == IND_OK) continue;
+    char part[256];
+    const char *what = e->bad[n] == IND_LL_NONFINITE ? "log-likelihood"
+                     : e->bad[n] == IND_GRAD_NONFINITE ? "gradient" : "Hessian";
+    if (e->bad[n] == IND_LL_NONFINITE)
+      diagnose(e, theta, n, part, sizeof part);
+    else
+      snprintf(part, sizeof part, "log L = %g", e->ll_ind[n]);
+    st->code = ICLV_ERR_NUMERIC;
+    snprintf(st->msg, ICLV_MSG_LEN, "the simulated %s of individual %d is not finite (%s)",
+             what, n + 1, part);
+    return st->code;
+  }
+  return ICLV_OK;
+}
+
+/* ---- evaluation ---------------------------------------------------------- */
+
+static int thread_id(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
+                  iclv_status *st) {
+  const iclv_model *m = e->m;
+  int N = e->N, P = e->P;
+  st->code = ICLV_OK;
+  st->msg[0] = '\0';
+  if (check_theta(m, theta, st) != ICLV_OK) return st->code;
+  int want_h = out->hess != NULL;
+  int want_g = want_h || out->grad != NULL || out->scores != NULL;
+
+  if (!want_h) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic) num_threads(e->n_threads)
+#endif
+    for (int n = 0; n < N; n++)
+      individual_eval(e, &e->tw[thread_id()], theta, n, want_g, NULL);
+    if (report_bad(e, theta, 0, N, st) != ICLV_OK) return st->code;
+  } else {
+    double *H = out->hess;
+    size_t PP = (size_t) P * P;
+    for (size_t i = 0; i < PP; i++) H[i] = 0.0;
+    int B = e->hess_block;
+    for (int n0 = 0; n0 < N; n0 += B) {
+      int nb = N - n0 < B ? N - n0 : B;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic) num_threads(e->n_threads)
+#endif
+      for (int b = 0; b < nb; b++)
+        individual_eval(e, &e->tw[thread_id()], theta, n0 + b, 1, e->Hslot + (size_t) b * PP);
+      if (report_bad(e, theta, n0, n0 + nb, st) != ICLV_OK) return st->code;
+      for (int b = 0; b < nb; b++) {
+        const double *Hb = e->Hslot + (size_t) b * PP;
+        for (size_t i = 0; i < PP; i++) H[i] += Hb[i];
+      }
+    }
+    /* the lower triangle is the sum; mirror it (exactly symmetric result) */
+    for (int j = 0; j < P; j++)
+      for (int i = j + 1; i < P; i++) H[j + (size_t) P * i] = H[i + (size_t) P * j];
+  }
+
+  /* serial sums in index order */
+  double ll = 0.0;
+  for (int n = 0; n < N; n++) ll += e->ll_ind[n];
+  *out->loglik = ll;
+  if (out->loglik_i) memcpy(out->loglik_i, e->ll_ind, sizeof(double) * (size_t) N);
+  if (out->grad) {
+    for (int p = 0; p < P; p++) out->grad[p] = 0.0;
+    for (int n = 0; n < N; n++) {
+      const double *s = e->S_ind + (size_t) n * P;
+      for (int p = 0; p < P; p++) out->grad[p] += s[p];
+    }
+  }
+  if (out->scores)
+    for (int n = 0; n < N; n++) {
+      const double *s = e->S_ind + (size_t) n * P;
+      for (int p = 0; p < P; p++) out->scores[n + (size_t) N * p] = s[p];
+    }
+  return ICLV_OK;
+}
+
+/* ---- prediction ---------------------------------------------------------- */
+
+/* Predictions of individual n (see engine.h): rows of `prob` (column-major
+ * (n_rows, n_alt)) for n's rows, lv_mean/lv_sd (column-major (N, K)) row n,
+ * comp (n, .) of the engine. Sets bad[n]. */
+static void individual_predict(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
+                               int n, double *prob, double *lv_mean, double *lv_sd) {
+  const iclv_model *m = e->m;
+  int R = e->R, K = e->K, M = e->M, J = m->n_alt, N = e->N;
+  int C1 = M + 1;
+  int has_choice = m->choice_type != ICLV_CHOICE_NONE;
+  load_draws(e, w, n);
+  if (prob && has_choice)
+    for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++)
+      for (int j = 0; j < J; j++) prob[t + (size_t) m->n_rows * j] = 0.0;
+  for (int r = 0; r < R; r++) {
+    double *eta = w->ETA + r * K;
+    double *lc = w->lc + (size_t) r * C1;
+    iclv_structural(m, theta, n, w->E + r * K, eta, NULL, NULL);
+    for (int c = 0; c < C1; c++) lc[c] = 0.0;
+    for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++)
+      lc[m->obs_ind[o]] += iclv_indicator_atom(m, theta, eta, o, NULL, NULL);
+    if (has_choice)
+      for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++) {
+        lc[M] += iclv_choice_atom(m, theta, eta, t, &w->pws, NULL, NULL);
+        if (prob) {
+          for (int j = 0; j < J; j++) w->pws.V[j] = iclv_utility(m, theta, eta, t, j);
+          iclv_choice_probs(m, t, w->pws.V, w->pr);
+          for (int j = 0; j < J; j++) prob[t + (size_t) m->n_rows * j] += w->pr[j] / R;
+        }
+      }
+    double l = 0.0;
+    for (int c = 0; c < C1; c++) l += lc[c];
+    w->l[r] = l;
+  }
+  double lse = iclv_logsumexp(w->l, R, 1);
+  e->ll_ind[n] = lse - log((double) R);
+  if (!isfinite(e->ll_ind[n])) { e->bad[n] = IND_LL_NONFINITE; return; }
+  e->bad[n] = IND_OK;
+  for (int r = 0; r < R; r++) w->w[r] = exp(w->l[r] - lse);
+  for (int k = 0; k < K; k++) {
+    double mu = 0.0, v = 0.0;
+    for (int r = 0; r < R; r++) mu += w->w[r] * w->ETA[r * K + k];
+    for (int r = 0; r < R; r++) {
+      double dlt = w->ETA[r * K + k] - mu;
+      v += w->w[r] * dlt * dlt;
+    }
+    if (lv_mean) lv_mean[n + (size_t) N * k] = mu;
+    if (lv_sd) lv_sd[n + (size_t) N * k] = sqrt(v);
+  }
+  for (int c = 0; c < C1; c++)
+    e->comp[(size_t) n * C1 + c] = iclv_logsumexp(w->lc + c, R, C1) - log((double) R);
+}
+
+int iclv_cpu_predict(iclv_cpu_engine *e, const double *theta, double *prob, double *lv_mean,
+                     double *lv_sd, double *comp_ll, iclv_status *st) {
+  int N = e->N, C1 = e->M + 1;
+  st->code = ICLV_OK;
+  st->msg[0] = '\0';
+  if (check_theta(e->m, theta, st) != ICLV_OK) return st->code;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic) num_threads(e->n_threads)
+#endif
+  for (int n = 0; n < N; n++)
+    individual_predict(e, &e->tw[thread_id()], theta, n, prob, lv_mean, lv_sd);
+  if (report_bad(e, theta, 0, N, st) != ICLV_OK) return st->code;
+  if (comp_ll) {
+    for (int c = 0; c < C1; c++) comp_ll[c] = 0.0;
+    for (int n = 0; n < N; n++)
+      for (int c = 0; c < C1; c++) comp_ll[c] += e->comp[(size_t) n * C1 + c];
+  }
+  return ICLV_OK;
+}

@@ -1,0 +1,510 @@
+/*
+ * iclv_core.h -- the likelihood of one (individual n, draw r) pair with its
+ * exact gradient and Hessian: the model of iclv_model.h, written once and
+ * shared by the CPU engine (engine.c) and the CUDA backend (cuda/), which
+ * includes this header in a .cu file and calls the same functions from
+ * device code.
+ *
+ * Plain C that also compiles as CUDA C++: `static inline` ICLV_HD functions,
+ * no allocation, no globals, no R headers, no I/O. Every output goes into
+ * caller-provided scratch.
+ *
+ * How the derivatives are organised
+ *   The pair log-likelihood l_nr is a sum of "atoms": one per indicator
+ *   observation and one per choice row. Each atom depends on a few natural
+ *   parameters and on the latent variables eta[0..K-1]. Derivatives are first
+ *   taken in an *extended* space of P + K coordinates (the P parameters, then
+ *   the K LVs treated as free), indexed 0..P+K-1; each atom adds its
+ *   gradient and Hessian there from the derivatives of its scalar link
+ *   function (numerics.h). The LVs depend on the structural parameters:
+ *   eta = eta(theta) with Jacobian D = d eta / d phi over the structural
+ *   *terms* phi_t = theta[st_par[t]] (a parameter shared by several terms
+ *   collects the sum), and second derivatives D2 when LVs load on LVs.
+ *   Folding applies the chain rule:
+ *     g_p  += sum_k g_eta_k D[k, t]                           (p = st_par[t])
+ *     H_pp += H_pe D + D' H_ep + D' H_ee D + sum_k g_eta_k D2_k
+ *
+ * Hessian storage during one pair (iclv_hess):
+ *   Hpp (P x P, column-major) is the caller's accumulator: contributions are
+ *   multiplied by the pair's weight w before being added (the engine sums
+ *   sum_r w_r hess l_nr into it directly). Hpe (P x K) and Hee (K x K) hold
+ *   the LV blocks of this pair only, unweighted; iclv_fold_hessian() adds
+ *   them into Hpp (times w).
+ */
+#ifndef ICLV_CORE_H
+#define ICLV_CORE_H
+
+#include <math.h>
+#include <float.h>
+#include <stdint.h>
+
+#include "numerics.h"
+#include "iclv_model.h"
+
+/* ---- scratch of one pair ----------------------------------------------- */
+
+/* Caller-provided scratch for one (n, r) pair. Sizes: K = n_lv,
+ * S = st_ptr[K] (structural terms), J = n_alt (at least 1). */
+typedef struct {
+  double *eta; /* (K) latent variables of this pair */
+  double *D;   /* (K, S) row-major: d eta_k / d phi_t; NULL when no derivatives */
+  double *D2;  /* (K, S, S): d2 eta_k / d phi_t d phi_u at [(k*S + t)*S + u]; NULL unless Hessian */
+  double *V;   /* (J) utilities of one choice row */
+  double *gV;  /* (J) d log P / d V */
+  double *HV;  /* (J, J) d2 log P / d V d V' */
+} iclv_pair_ws;
+
+/* Hessian accumulator of one pair (see the header comment). */
+typedef struct {
+  int P, K;
+  double w;    /* weight applied to everything that lands in Hpp */
+  double *Hpp; /* (P, P) column-major, accumulated across calls */
+  double *Hpe; /* (P, K) column-major, this pair only (zeroed by iclv_pair_eval) */
+  double *Hee; /* (K, K) column-major, this pair only (zeroed by iclv_pair_eval) */
+} iclv_hess;
+
+/* Adds v to cell (i, j) of the extended Hessian, for 0 <= i, j < P + K.
+ * Callers add both (i, j) and (j, i) (the full symmetric matrix); the mixed
+ * block is stored once, as Hpe, so the (LV, parameter) orientation is
+ * dropped here. */
+ICLV_HD static inline void iclv_hcell(iclv_hess *h, int i, int j, double v) {
+  int P = h->P;
+  if (i < P) {
+    if (j < P) h->Hpp[i + (long) P * j] += h->w * v;
+    else h->Hpe[i + (long) P * (j - P)] += v;
+  } else if (j >= P) {
+    h->Hee[(i - P) + h->K * (j - P)] += v;
+  }
+}
+
+/* Adds v (e_i e_j' + e_j e_i') to the extended Hessian (2v on the diagonal). */
+ICLV_HD static inline void iclv_hsym(iclv_hess *h, int i, int j, double v) {
+  iclv_hcell(h, i, j, v);
+  iclv_hcell(h, j, i, v);
+}
+
+/* ---- structural model --------------------------------------------------- */
+
+/* Latent variables of individual n for one draw, in lv_order:
+ *   eta[k] = e[k] + sum_{t of k} theta[st_par[t]] * src_t.
+ * Inputs: e (K) standard normal draws; theta (P).
+ * Outputs: eta (K); D (K, S) = d eta / d phi when non-NULL; D2 (K, S, S)
+ * when non-NULL (requires D). */
+ICLV_HD static inline void iclv_structural(const iclv_model *m, const double *theta, int n,
+                                           const double *e, double *eta, double *D, double *D2) {
+  int K = m->n_lv, S = m->st_ptr[K];
+  if (D) for (int i = 0; i < K * S; i++) D[i] = 0.0;
+  if (D2) for (long i = 0; i < (long) K * S * S; i++) D2[i] = 0.0;
+  for (int o = 0; o < K; o++) {
+    int k = m->lv_order[o];
+    double v = e[k];
+    for (int t = m->st_ptr[k]; t < m->st_ptr[k + 1]; t++) {
+      int lv_src = m->st_src_type[t] == ICLV_SRC_LV;
+      int j = m->st_src[t];
+      double src = lv_src ? eta[j] : m->cov[(long) n * m->n_cov + j];
+      double th = theta[m->st_par[t]];
+      v += th * src;
+      if (D) {
+        D[k * S + t] += src;
+        if (lv_src)
+          for (int u = 0; u < S; u++) D[k * S + u] += th * D[j * S + u];
+      }
+      if (D2 && lv_src) {
+        double *Dk2 = D2 + (long) k * S * S;
+        const double *Dj2 = D2 + (long) j * S * S;
+        for (int u = 0; u < S; u++) {
+          Dk2[t * S + u] += D[j * S + u];
+          Dk2[u * S + t] += D[j * S + u];
+        }
+        for (int u = 0; u < S * S; u++) Dk2[u] += th * Dj2[u];
+      }
+    }
+    eta[k] = v;
+  }
+}
+
+/* ---- the linear index of an indicator ----------------------------------- */
+
+/* s = sum_q theta[ind_load_par[q]] * eta[ind_load_lv[q]] over indicator ind's
+ * loadings. Its extended gradient has entries (par_q: eta_q) and
+ * (P + lv_q: theta_q); its only second derivatives are the (par_q, P+lv_q)
+ * pairs, equal to 1. */
+ICLV_HD static inline double iclv_ind_index(const iclv_model *m, const double *theta,
+                                            const double *eta, int ind) {
+  double s = 0.0;
+  for (int q = m->ind_load_ptr[ind]; q < m->ind_load_ptr[ind + 1]; q++)
+    s += theta[m->ind_load_par[q]] * eta[m->ind_load_lv[q]];
+  return s;
+}
+
+/* g (P + K) += c * d s / d(theta, eta). */
+ICLV_HD static inline void iclv_ind_index_grad(const iclv_model *m, const double *theta,
+                                               const double *eta, int ind, double c, double *g) {
+  int P = m->n_par;
+  for (int q = m->ind_load_ptr[ind]; q < m->ind_load_ptr[ind + 1]; q++) {
+    g[m->ind_load_par[q]] += c * eta[m->ind_load_lv[q]];
+    g[P + m->ind_load_lv[q]] += c * theta[m->ind_load_par[q]];
+  }
+}
+
+/* Hessian += c * ds ds' + c2 * d2s + sum_i cu[i] (e_{ju[i]} ds' + ds e_{ju[i]}')
+ * for nu unit directions ju[0..nu-1] (parameter indices, -1 = skip). */
+ICLV_HD static inline void iclv_ind_index_hess(const iclv_model *m, const double *theta,
+                                               const double *eta, int ind, double c, double c2,
+                                               int nu, const int *ju, const double *cu,
+                                               iclv_hess *h) {
+  int P = m->n_par;
+  int q0 = m->ind_load_ptr[ind], q1 = m->ind_load_ptr[ind + 1];
+  for (int q = q0; q < q1; q++) {
+    int pq = m->ind_load_par[q], eq = P + m->ind_load_lv[q];
+    double dpq = eta[m->ind_load_lv[q]], deq = theta[m->ind_load_par[q]];
+    for (int q2 = q0; q2 < q1; q2++) {
+      int pq2 = m->ind_load_par[q2], eq2 = P + m->ind_load_lv[q2];
+      double dpq2 = eta[m->ind_load_lv[q2]], deq2 = theta[m->ind_load_par[q2]];
+      iclv_hcell(h, pq, pq2, c * dpq * dpq2);
+      iclv_hcell(h, pq, eq2, c * dpq * deq2);
+      iclv_hcell(h, eq, pq2, c * deq * dpq2);
+      iclv_hcell(h, eq, eq2, c * deq * deq2);
+    }
+    iclv_hsym(h, pq, eq, c2);
+    for (int i = 0; i < nu; i++) {
+      if (ju[i] < 0) continue;
+      iclv_hsym(h, ju[i], pq, cu[i] * dpq);
+      iclv_hsym(h, ju[i], eq, cu[i] * deq);
+    }
+  }
+}
+
+/* ---- measurement atoms ---------------------------------------------------- */
+
+/* Log-likelihood of indicator observation o at eta, with (optionally) its
+ * extended gradient added to g (P + K) and its Hessian added to h.
+ * Preconditions (checked by the engine): ordered y in 1..C with increasing
+ * thresholds, binary y in {0, 1}, normal sd > 0. */
+ICLV_HD static inline double iclv_indicator_atom(const iclv_model *m, const double *theta,
+                                                 const double *eta, int o, double *g,
+                                                 iclv_hess *h) {
+  int ind = m->obs_ind[o];
+  int type = m->ind_type[ind];
+  double y = m->obs_val[o];
+  double s = iclv_ind_index(m, theta, eta, ind);
+
+  if (type == ICLV_IND_ORDERED_PROBIT || type == ICLV_IND_ORDERED_LOGIT) {
+    int C = m->ind_ncat[ind], c = (int) y, thr = m->ind_thr[ind];
+    int j_lo = c > 1 ? thr + c - 2 : -1;  /* parameter of tau_{y-1} */
+    int j_hi = c < C ? thr + c - 1 : -1;  /* parameter of tau_y */
+    double a = j_lo >= 0 ? theta[j_lo] - s : -INFINITY;
+    double b = j_hi >= 0 ? theta[j_hi] - s : INFINITY;
+    double fa, fb, ll;
+    int probit = type == ICLV_IND_ORDERED_PROBIT;
+    ll = probit ? iclv_probit_logdiff(a, b, &fa, &fb) : iclv_logit_logdiff(a, b, &fa, &fb);
+    if (g) {
+      if (j_lo >= 0) g[j_lo] += fa;
+      if (j_hi >= 0) g[j_hi] += fb;
+      iclv_ind_index_grad(m, theta, eta, ind, -(fa + fb), g);
+    }
+    if (h) {
+      double ka = j_lo >= 0 ? (probit ? iclv_dlogpdf_probit(a) : iclv_dlogpdf_logit(a)) : 0.0;
+      double kb = j_hi >= 0 ? (probit ? iclv_dlogpdf_probit(b) : iclv_dlogpdf_logit(b)) : 0.0;
+      double faa, fab, fbb;
+      iclv_logdiff_second(fa, fb, ka, kb, &faa, &fab, &fbb);
+      if (j_lo >= 0) iclv_hcell(h, j_lo, j_lo, faa);
+      if (j_hi >= 0) iclv_hcell(h, j_hi, j_hi, fbb);
+      if (j_lo >= 0 && j_hi >= 0) iclv_hsym(h, j_lo, j_hi, fab);
+      int ju[2] = {j_lo, j_hi};
+      double cu[2] = {-(faa + fab), -(fab + fbb)};
+      iclv_ind_index_hess(m, theta, eta, ind, faa + 2.0 * fab + fbb, -(fa + fb), 2, ju, cu, h);
+    }
+    return ll;
+  }
+
+  if (type == ICLV_IND_NORMAL) {
+    int ji = m->ind_icpt[ind], js = m->ind_sd[ind];
+    double sd = theta[js];
+    double z = (y - theta[ji] - s) / sd;
+    double ll = -ICLV_LN_SQRT_2PI - log(sd) - 0.5 * z * z;
+    double fmu = z / sd, fsd = (z * z - 1.0) / sd;
+    if (g) {
+      g[ji] += fmu;
+      g[js] += fsd;
+      iclv_ind_index_grad(m, theta, eta, ind, fmu, g);
+    }
+    if (h) {
+      double s2 = sd * sd;
+      double hmm = -1.0 / s2, hms = -2.0 * z / s2, hss = (1.0 - 3.0 * z * z) / s2;
+      iclv_hcell(h, ji, ji, hmm);
+      iclv_hsym(h, ji, js, hms);
+      iclv_hcell(h, js, js, hss);
+      int ju[2] = {ji, js};
+      double cu[2] = {hmm, hms};
+      iclv_ind_index_hess(m, theta, eta, ind, hmm, fmu, 2, ju, cu, h);
+    }
+    return ll;
+  }
+
+  /* binary probit / logit: log F(a) if y == 1, log F(-a) if y == 0 */
+  {
+    int ji = m->ind_icpt[ind];
+    double sg = y > 0.5 ? 1.0 : -1.0;
+    double x = sg * (theta[ji] + s);
+    double ll, f1, f2;
+    if (type == ICLV_IND_BINARY_PROBIT) {
+      ll = iclv_log_pnorm(x);
+      f1 = iclv_inv_mills(x);
+      f2 = iclv_inv_mills_deriv(x, f1);
+    } else {
+      ll = iclv_log_plogis(x);
+      f1 = iclv_plogis(-x);
+      f2 = -f1 * iclv_plogis(x);
+    }
+    f1 *= sg; /* d/da; the second derivative is sign-free */
+    if (g) {
+      g[ji] += f1;
+      iclv_ind_index_grad(m, theta, eta, ind, f1, g);
+    }
+    if (h) {
+      iclv_hcell(h, ji, ji, f2);
+      int ju[1] = {ji};
+      double cu[1] = {f2};
+      iclv_ind_index_hess(m, theta, eta, ind, f2, f1, 1, ju, cu, h);
+    }
+    return ll;
+  }
+}
+
+/* ---- choice atoms ----------------------------------------------------------- */
+
+/* Utility of alternative j in row t:
+ *   V_j = sum_{u of j} theta[ut_par[u]] * x_u * lvf_u. */
+ICLV_HD static inline double iclv_utility(const iclv_model *m, const double *theta,
+                                          const double *eta, int t, int j) {
+  double v = 0.0;
+  const double *xr = m->X + (long) t * m->n_xcol;
+  for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+    double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+    double lvf = m->ut_lv[u] >= 0 ? eta[m->ut_lv[u]] : 1.0;
+    v += theta[m->ut_par[u]] * x * lvf;
+  }
+  return v;
+}
+
+/* g (P + K) += c * d V_j / d(theta, eta) for row t. */
+ICLV_HD static inline void iclv_utility_grad(const iclv_model *m, const double *theta,
+                                             const double *eta, int t, int j, double c,
+                                             double *g) {
+  int P = m->n_par;
+  const double *xr = m->X + (long) t * m->n_xcol;
+  for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+    double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+    int lv = m->ut_lv[u];
+    double lvf = lv >= 0 ? eta[lv] : 1.0;
+    g[m->ut_par[u]] += c * x * lvf;
+    if (lv >= 0) g[P + lv] += c * theta[m->ut_par[u]] * x;
+  }
+}
+
+/* Hessian += c * dV_j dV_j2' (cells of both orientations are visited when
+ * the caller loops over all ordered (j, j2)). */
+ICLV_HD static inline void iclv_utility_outer(const iclv_model *m, const double *theta,
+                                              const double *eta, int t, int j, int j2,
+                                              double c, iclv_hess *h) {
+  int P = m->n_par;
+  const double *xr = m->X + (long) t * m->n_xcol;
+  for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+    double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+    int lv = m->ut_lv[u];
+    double dp = x * (lv >= 0 ? eta[lv] : 1.0), de = theta[m->ut_par[u]] * x;
+    for (int u2 = m->ut_ptr[j2]; u2 < m->ut_ptr[j2 + 1]; u2++) {
+      double x2 = m->ut_col[u2] >= 0 ? xr[m->ut_col[u2]] : 1.0;
+      int lv2 = m->ut_lv[u2];
+      double dp2 = x2 * (lv2 >= 0 ? eta[lv2] : 1.0), de2 = theta[m->ut_par[u2]] * x2;
+      iclv_hcell(h, m->ut_par[u], m->ut_par[u2], c * dp * dp2);
+      if (lv2 >= 0) iclv_hcell(h, m->ut_par[u], P + lv2, c * dp * de2);
+      if (lv >= 0) {
+        iclv_hcell(h, P + lv, m->ut_par[u2], c * de * dp2);
+        if (lv2 >= 0) iclv_hcell(h, P + lv, P + lv2, c * de * de2);
+      }
+    }
+  }
+}
+
+/* Hessian += c * d2 V_j (the theta_u x eta pairs: x_u). */
+ICLV_HD static inline void iclv_utility_second(const iclv_model *m, int t, int j, double c,
+                                               iclv_hess *h) {
+  const double *xr = m->X + (long) t * m->n_xcol;
+  for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+    if (m->ut_lv[u] < 0) continue;
+    double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+    iclv_hsym(h, m->ut_par[u], m->n_par + m->ut_lv[u], c * x);
+  }
+}
+
+/* Is alternative j available in row t? */
+ICLV_HD static inline int iclv_available(const iclv_model *m, int t, int j) {
+  return m->n_avail == 0 || m->avail[(long) t * m->n_alt + j] != 0;
+}
+
+/* Log-probability of the chosen alternative in row t, with the derivatives
+ * with respect to the utilities: gV (J) and, when HV != NULL, HV (J, J)
+ * row-major. V (J) holds the utilities on input (unavailable ones ignored).
+ * MNL: log P = V_y - logsumexp(V_avail); binary probit: log Phi(+-(V0 - V1)). */
+ICLV_HD static inline double iclv_choice_link(const iclv_model *m, int t, const double *V,
+                                              double *gV, double *HV) {
+  int J = m->n_alt, yt = m->y[t];
+  if (m->choice_type == ICLV_CHOICE_PROBIT) {
+    double sg = yt == 0 ? 1.0 : -1.0;
+    double x = sg * (V[0] - V[1]);
+    double ll = iclv_log_pnorm(x);
+    double f1 = iclv_inv_mills(x);
+    gV[0] = sg * f1;
+    gV[1] = -sg * f1;
+    if (HV) {
+      double f2 = iclv_inv_mills_deriv(x, f1);
+      HV[0] = f2; HV[1] = -f2; HV[2] = -f2; HV[3] = f2;
+    }
+    return ll;
+  }
+  /* MNL */
+  double mx = -INFINITY;
+  for (int j = 0; j < J; j++)
+    if (iclv_available(m, t, j) && V[j] > mx) mx = V[j];
+  double sum = 0.0;
+  for (int j = 0; j < J; j++) {
+    gV[j] = iclv_available(m, t, j) ? exp(V[j] - mx) : 0.0; /* unnormalised P_j */
+    sum += gV[j];
+  }
+  double lse = mx + log(sum);
+  for (int j = 0; j < J; j++) gV[j] /= sum; /* P_j */
+  if (HV)
+    for (int j = 0; j < J; j++)
+      for (int j2 = 0; j2 < J; j2++) HV[j * J + j2] = (j == j2 ? -gV[j] : 0.0) + gV[j] * gV[j2];
+  for (int j = 0; j < J; j++) gV[j] = (j == yt ? 1.0 : 0.0) - gV[j];
+  return V[yt] - lse;
+}
+
+/* Log-likelihood of choice row t at eta, with the extended gradient added to
+ * g (P + K) and the Hessian to h when they are non-NULL. Scratch: ws->V,
+ * ws->gV (J), ws->HV (J, J). */
+ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double *theta,
+                                              const double *eta, int t, iclv_pair_ws *ws,
+                                              double *g, iclv_hess *h) {
+  int J = m->n_alt;
+  for (int j = 0; j < J; j++) ws->V[j] = iclv_utility(m, theta, eta, t, j);
+  double ll = iclv_choice_link(m, t, ws->V, ws->gV, h ? ws->HV : (double *) 0);
+  if (g)
+    for (int j = 0; j < J; j++)
+      if (ws->gV[j] != 0.0) iclv_utility_grad(m, theta, eta, t, j, ws->gV[j], g);
+  if (h) {
+    for (int j = 0; j < J; j++) {
+      for (int j2 = 0; j2 < J; j2++)
+        if (ws->HV[j * J + j2] != 0.0)
+          iclv_utility_outer(m, theta, eta, t, j, j2, ws->HV[j * J + j2], h);
+      if (ws->gV[j] != 0.0) iclv_utility_second(m, t, j, ws->gV[j], h);
+    }
+  }
+  return ll;
+}
+
+/* Probabilities P(j) (J) of every alternative in row t given utilities V
+ * (J); unavailable alternatives get 0. For prediction. */
+ICLV_HD static inline void iclv_choice_probs(const iclv_model *m, int t, const double *V,
+                                             double *prob) {
+  int J = m->n_alt;
+  if (m->choice_type == ICLV_CHOICE_PROBIT) {
+    prob[0] = iclv_pnorm(V[0] - V[1]);
+    prob[1] = iclv_pnorm(V[1] - V[0]);
+    return;
+  }
+  double mx = -INFINITY, sum = 0.0;
+  for (int j = 0; j < J; j++)
+    if (iclv_available(m, t, j) && V[j] > mx) mx = V[j];
+  for (int j = 0; j < J; j++) {
+    prob[j] = iclv_available(m, t, j) ? exp(V[j] - mx) : 0.0;
+    sum += prob[j];
+  }
+  for (int j = 0; j < J; j++) prob[j] /= sum;
+}
+
+/* ---- folding the LV coordinates into the structural parameters ---------- */
+
+/* g (P + K): g[st_par[t]] += sum_k g[P + k] D[k, t]. The LV slots are left
+ * as they are (iclv_fold_hessian reads them). */
+ICLV_HD static inline void iclv_fold_gradient(const iclv_model *m, const double *D, double *g) {
+  int P = m->n_par, K = m->n_lv, S = m->st_ptr[K];
+  for (int t = 0; t < S; t++) {
+    double acc = 0.0;
+    for (int k = 0; k < K; k++) acc += g[P + k] * D[k * S + t];
+    g[m->st_par[t]] += acc;
+  }
+}
+
+/* h->Hpp += w (Hpe D + D' Hep + D' Hee D + sum_k g_eta_k D2_k), the terms of
+ * D mapped to their parameters st_par[t]. geta (K) = d l / d eta. */
+ICLV_HD static inline void iclv_fold_hessian(const iclv_model *m, const double *D,
+                                             const double *D2, const double *geta,
+                                             iclv_hess *h) {
+  int P = m->n_par, K = m->n_lv, S = m->st_ptr[K];
+  double w = h->w;
+  /* (Hpe D)[i, t] into cell (i, st_par[t]) and its mirror; only the rows
+   * of Hpe that some atom touched (loadings, LV coefficients) are non-zero */
+  for (int i = 0; i < P; i++) {
+    int any = 0;
+    for (int k = 0; k < K; k++) any |= h->Hpe[i + (long) P * k] != 0.0;
+    if (!any) continue;
+    for (int t = 0; t < S; t++) {
+      int pt = m->st_par[t];
+      double acc = 0.0;
+      for (int k = 0; k < K; k++) acc += h->Hpe[i + (long) P * k] * D[k * S + t];
+      h->Hpp[i + (long) P * pt] += w * acc;
+      h->Hpp[pt + (long) P * i] += w * acc;
+    }
+  }
+  /* D' Hee D + sum_k g_eta_k D2_k into cells (st_par[t], st_par[u]) */
+  for (int t = 0; t < S; t++) {
+    int pt = m->st_par[t];
+    for (int u = 0; u < S; u++) {
+      int pu = m->st_par[u];
+      double acc = 0.0;
+      for (int k = 0; k < K; k++) {
+        double dk = 0.0;
+        for (int l = 0; l < K; l++) dk += h->Hee[k + K * l] * D[l * S + u];
+        acc += D[k * S + t] * dk;
+        if (D2) acc += geta[k] * D2[((long) k * S + t) * S + u];
+      }
+      h->Hpp[pt + (long) P * pu] += w * acc;
+    }
+  }
+}
+
+/* ---- one pair --------------------------------------------------------- */
+
+/* l_nr: the log-likelihood of individual n at draw vector e (K), i.e. every
+ * indicator observation and every choice row of n at eta(e).
+ *   g (P + K) or NULL: on return g[0..P-1] = d l_nr / d theta (structural
+ *     parameters included through the chain rule) and g[P..P+K-1] =
+ *     d l_nr / d eta (the LVs held fixed);
+ *   h or NULL (requires g): Hpp += w * hess l_nr; Hpe/Hee are overwritten.
+ * Scratch ws: eta always; D when g; D2 when h and the model has LV-on-LV
+ * terms (may be NULL otherwise); V, gV, HV when there is a choice model. */
+ICLV_HD static inline double iclv_pair_eval(const iclv_model *m, const double *theta, int n,
+                                            const double *e, iclv_pair_ws *ws, double *g,
+                                            iclv_hess *h) {
+  int P = m->n_par, K = m->n_lv;
+  iclv_structural(m, theta, n, e, ws->eta, g ? ws->D : (double *) 0, h ? ws->D2 : (double *) 0);
+  if (g) for (int i = 0; i < P + K; i++) g[i] = 0.0;
+  if (h) {
+    for (long i = 0; i < (long) P * K; i++) h->Hpe[i] = 0.0;
+    for (int i = 0; i < K * K; i++) h->Hee[i] = 0.0;
+  }
+  double l = 0.0;
+  for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++)
+    l += iclv_indicator_atom(m, theta, ws->eta, o, g, h);
+  if (m->choice_type != ICLV_CHOICE_NONE)
+    for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++)
+      l += iclv_choice_atom(m, theta, ws->eta, t, ws, g, h);
+  if (h) iclv_fold_hessian(m, ws->D, ws->D2, g + P, h);
+  if (g) iclv_fold_gradient(m, ws->D, g);
+  return l;
+}
+
+#endif /* ICLV_CORE_H */

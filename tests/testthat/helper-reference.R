@@ -1,0 +1,143 @@
+# A slow, obviously-correct pure-R simulated log-likelihood that reads the
+# same compiled list (src/iclv_model.h) and draw array as the C engine.
+# Loops everywhere; pnorm / plogis / dnorm; the log of the mean of exp() over
+# draws with a max shift. Used only as the reference in tests.
+
+#' LVs of individual n (1-based) at the draw vector e (K), in lv_order.
+ref_eta <- function(cm, theta, n, e) {
+  K <- cm$n_lv
+  eta <- rep(NA_real_, K)
+  for (k in cm$lv_order + 1L) {
+    v <- e[k]
+    if (cm$st_ptr[k] < cm$st_ptr[k + 1L]) {
+      for (t in (cm$st_ptr[k] + 1L):cm$st_ptr[k + 1L]) {
+        src <- if (cm$st_src_type[t] == 0L) {
+          cm$cov[(n - 1L) * cm$n_cov + cm$st_src[t] + 1L]
+        } else {
+          eta[cm$st_src[t] + 1L]
+        }
+        v <- v + theta[cm$st_par[t] + 1L] * src
+      }
+    }
+    eta[k] <- v
+  }
+  eta
+}
+
+#' Log-probability of indicator observation o (1-based) given eta.
+ref_indicator <- function(cm, theta, eta, o) {
+  m <- cm$obs_ind[o] + 1L
+  y <- cm$obs_val[o]
+  s <- 0
+  if (cm$ind_load_ptr[m] < cm$ind_load_ptr[m + 1L]) {
+    for (q in (cm$ind_load_ptr[m] + 1L):cm$ind_load_ptr[m + 1L])
+      s <- s + theta[cm$ind_load_par[q] + 1L] * eta[cm$ind_load_lv[q] + 1L]
+  }
+  type <- cm$ind_type[m]
+  if (type %in% c(1L, 2L)) {
+    C <- cm$ind_ncat[m]
+    tau <- c(-Inf, theta[cm$ind_thr[m] + seq_len(C - 1L)], Inf)
+    F <- if (type == 1L) stats::pnorm else stats::plogis
+    return(log(F(tau[y + 1L] - s) - F(tau[y] - s)))
+  }
+  if (type == 3L) {
+    return(stats::dnorm(y, theta[cm$ind_icpt[m] + 1L] + s, theta[cm$ind_sd[m] + 1L], log = TRUE))
+  }
+  a <- theta[cm$ind_icpt[m] + 1L] + s
+  F <- if (type == 4L) stats::pnorm else stats::plogis
+  if (y == 1) log(F(a)) else log(F(-a))
+}
+
+#' Utilities (n_alt) of choice row t (1-based) given eta.
+ref_utilities <- function(cm, theta, eta, t) {
+  V <- numeric(cm$n_alt)
+  for (j in seq_len(cm$n_alt)) {
+    if (cm$ut_ptr[j] < cm$ut_ptr[j + 1L]) {
+      for (u in (cm$ut_ptr[j] + 1L):cm$ut_ptr[j + 1L]) {
+        x <- if (cm$ut_col[u] >= 0L) cm$X[(t - 1L) * cm$n_xcol + cm$ut_col[u] + 1L] else 1
+        f <- if (cm$ut_lv[u] >= 0L) eta[cm$ut_lv[u] + 1L] else 1
+        V[j] <- V[j] + theta[cm$ut_par[u] + 1L] * x * f
+      }
+    }
+  }
+  V
+}
+
+#' Choice probabilities (n_alt) of row t given eta.
+ref_choice_probs <- function(cm, theta, eta, t) {
+  V <- ref_utilities(cm, theta, eta, t)
+  if (cm$choice_type == 2L) return(c(stats::pnorm(V[1] - V[2]), stats::pnorm(V[2] - V[1])))
+  av <- if (cm$n_avail == 0L) rep(TRUE, cm$n_alt) else
+    cm$avail[(t - 1L) * cm$n_alt + seq_len(cm$n_alt)] != 0L
+  p <- ifelse(av, exp(V), 0)
+  p / sum(p)
+}
+
+#' Per-draw log-likelihoods of every individual: list(l = N x R matrix,
+#' parts = N x R x (n_indic + 1) array of per-component values).
+ref_draw_loglik <- function(cm, theta, user) {
+  N <- cm$n_ind
+  R <- dim(user)[2]
+  M <- cm$n_indic
+  l <- matrix(0, N, R)
+  parts <- array(0, c(N, R, M + 1L))
+  for (n in seq_len(N)) {
+    for (r in seq_len(R)) {
+      eta <- ref_eta(cm, theta, n, user[n, r, ])
+      if (cm$obs_ptr[n] < cm$obs_ptr[n + 1L]) {
+        for (o in (cm$obs_ptr[n] + 1L):cm$obs_ptr[n + 1L]) {
+          m <- cm$obs_ind[o] + 1L
+          parts[n, r, m] <- parts[n, r, m] + ref_indicator(cm, theta, eta, o)
+        }
+      }
+      if (cm$choice_type != 0L && cm$row_ptr[n] < cm$row_ptr[n + 1L]) {
+        for (t in (cm$row_ptr[n] + 1L):cm$row_ptr[n + 1L]) {
+          p <- ref_choice_probs(cm, theta, eta, t)
+          parts[n, r, M + 1L] <- parts[n, r, M + 1L] + log(p[cm$y[t] + 1L])
+        }
+      }
+      l[n, r] <- sum(parts[n, r, ])
+    }
+  }
+  list(l = l, parts = parts)
+}
+
+#' log of the mean of exp(x), max-shifted.
+ref_log_mean_exp <- function(x) {
+  mx <- max(x)
+  mx + log(mean(exp(x - mx)))
+}
+
+#' The simulated log-likelihood: list(loglik, loglik_i, l (N x R)).
+ref_loglik <- function(cm, theta, user) {
+  dl <- ref_draw_loglik(cm, theta, user)
+  lli <- apply(dl$l, 1, ref_log_mean_exp)
+  list(loglik = sum(lli), loglik_i = lli, l = dl$l, parts = dl$parts)
+}
+
+#' Reference predictions: integrated choice probabilities (n_rows x n_alt),
+#' posterior LV means and sds (N x K), per-component simulated LL.
+ref_predict <- function(cm, theta, user) {
+  N <- cm$n_ind
+  R <- dim(user)[2]
+  K <- cm$n_lv
+  rl <- ref_loglik(cm, theta, user)
+  prob <- matrix(0, cm$n_rows, cm$n_alt)
+  mean <- sd <- matrix(0, N, K)
+  for (n in seq_len(N)) {
+    w <- exp(rl$l[n, ] - max(rl$l[n, ]))
+    w <- w / sum(w)
+    etas <- t(vapply(seq_len(R), function(r) ref_eta(cm, theta, n, user[n, r, ]), numeric(K)))
+    etas <- matrix(etas, R, K)
+    mean[n, ] <- colSums(w * etas)
+    sd[n, ] <- sqrt(colSums(w * sweep(etas, 2, mean[n, ])^2))
+    if (cm$choice_type != 0L && cm$row_ptr[n] < cm$row_ptr[n + 1L]) {
+      for (t in (cm$row_ptr[n] + 1L):cm$row_ptr[n + 1L]) {
+        for (r in seq_len(R)) prob[t, ] <- prob[t, ] + ref_choice_probs(cm, theta, etas[r, ], t) / R
+      }
+    }
+  }
+  comp <- vapply(seq_len(cm$n_indic + 1L), function(c)
+    sum(apply(rl$parts[, , c, drop = FALSE], 1, ref_log_mean_exp)), 0)
+  list(prob = prob, lv_mean = mean, lv_sd = sd, comp_ll = comp)
+}
