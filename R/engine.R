@@ -90,9 +90,13 @@ iclv_devices <- function() {
                   device_memory = as.double(device_memory)))
 }
 
-.engine_eval <- function(engine, theta, gradient = TRUE, scores = FALSE, hessian = FALSE) {
+# use_cpu: evaluate with the CPU engine even when the engine's backend is
+# CUDA. The CUDA backend does not compute Hessians yet, so Hessian requests go
+# to the CPU engine by default; callers record that (fit$backend$hessian).
+.engine_eval <- function(engine, theta, gradient = TRUE, scores = FALSE, hessian = FALSE,
+                         use_cpu = hessian) {
   .iclv_call(C_iclv_engine_eval, engine, as.double(theta),
-             c(isTRUE(gradient), isTRUE(scores), isTRUE(hessian)))
+             c(isTRUE(gradient), isTRUE(scores), isTRUE(hessian), isTRUE(use_cpu)))
 }
 
 .engine_predict <- function(engine, theta) {

@@ -377,19 +377,22 @@ SEXP C_iclv_engine_release(SEXP ptr) {
   return R_NilValue;
 }
 
-/* C_iclv_engine_eval(ptr, theta, what): what = c(gradient, scores, hessian)
- * as logicals. Returns list(loglik, loglik_i, gradient, scores, hessian);
- * the unrequested ones are NULL. */
+/* C_iclv_engine_eval(ptr, theta, what): what = c(gradient, scores, hessian,
+ * use_cpu) as logicals; use_cpu asks the CPU engine of a CUDA handle (the
+ * R side does so, and says so, for the Hessian until the GPU computes it).
+ * Returns list(loglik, loglik_i, gradient, scores, hessian); the
+ * unrequested ones are NULL. */
 SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
   int nprot = 0;
   engine_handle *h = engine_get(ptr);
   const iclv_model *m = &h->model;
   if (!Rf_isReal(theta) || XLENGTH(theta) != m->n_par)
     Rf_error("[iclv_error_input] params must be a double vector of length %d", m->n_par);
-  if (!Rf_isLogical(what) || XLENGTH(what) != 3) stop_input("'what' must be 3 logicals");
+  if (!Rf_isLogical(what) || XLENGTH(what) != 4) stop_input("'what' must be 4 logicals");
   for (int p = 0; p < m->n_par; p++)
     if (!R_FINITE(REAL(theta)[p])) Rf_error("[iclv_error_input] parameter %d is not finite", p + 1);
   int want_g = LOGICAL(what)[0] == TRUE, want_s = LOGICAL(what)[1] == TRUE, want_h = LOGICAL(what)[2] == TRUE;
+  int use_cpu = LOGICAL(what)[3] == TRUE;
 
   SEXP ll = PROTECT(Rf_allocVector(REALSXP, 1)); nprot++;
   SEXP lli = PROTECT(Rf_allocVector(REALSXP, m->n_ind)); nprot++;
@@ -407,9 +410,11 @@ SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
   iclv_status st = {0, ""};
   int rc;
 #ifdef ICLV_HAVE_CUDA
-  if (h->backend == ICLV_BACKEND_CUDA)
+  if (h->backend == ICLV_BACKEND_CUDA && !use_cpu)
     rc = iclv_cuda_eval(h->gpu, REAL(theta), &out, &st);
   else
+#else
+  (void) use_cpu;
 #endif
     rc = iclv_cpu_eval(h->cpu, REAL(theta), &out, &st);
   if (rc != ICLV_OK) {
