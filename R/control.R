@@ -1,0 +1,157 @@
+# Optimizer and reporting settings, validated in one place (as
+# survival::coxph.control does): iclv() and everything after it may trust the
+# object this returns.
+
+#' Settings for estimating an ICLV model
+#'
+#' Every setting of the optimizer, of the standard errors and of the backend
+#' is validated here, so that a bad value fails before any work starts.
+#'
+#' The optimizer works on an unconstrained version of the free parameters
+#' (thresholds as a first threshold plus log increments, standard deviations
+#' as log standard deviations; see [iclv()]). It stops with success when the
+#' scaled gradient `g' H^-1 g` is below `tol`, `H` being the method's current
+#' curvature matrix (BFGS: its inverse-Hessian approximation; Newton: the
+#' negative analytic Hessian, made positive definite if needed; BHHH: the
+#' outer product of the individual scores), or when an iteration changes the
+#' log-likelihood by less than `reltol` relative to its size.
+#'
+#' @param method `"bfgs"` (default; analytic gradient, strong-Wolfe line
+#'   search, started from the BHHH matrix), `"newton"` (analytic Hessian with
+#'   a Levenberg-style shift where it is not negative definite) or `"bhhh"`
+#'   (outer product of the analytic scores).
+#' @param maxit Maximum number of iterations (a non-negative integer).
+#' @param tol Convergence tolerance on the scaled gradient `g' H^-1 g`.
+#' @param reltol Convergence tolerance on the relative change of the
+#'   log-likelihood in one iteration.
+#' @param trace 0 (silent), 1 (one line per iteration: iteration,
+#'   log-likelihood, change, gradient norm, step length, seconds) or 2 (also
+#'   every trial point of the line search).
+#' @param n_threads CPU threads for the CPU engine; 0 means the OpenMP default
+#'   (which respects `OMP_NUM_THREADS` and `OMP_THREAD_LIMIT`).
+#' @param device CUDA device ordinal used by the `"cuda"` backend.
+#' @param device_memory `NULL` (let the backend decide) or the number of
+#'   bytes of device memory the CUDA backend may use; individuals are split
+#'   into chunks that fit.
+#' @param vcov The covariance type that [summary()], [confint()], `tidy()` and
+#'   the `se` column of the parameter table use: `"robust"` (sandwich,
+#'   default), `"hessian"` (inverse negative Hessian) or `"bhhh"` (inverse
+#'   outer product of the scores). All three are always stored in the fit.
+#' @param hessian Use the analytic Hessian after the optimizer stops: for
+#'   the `"hessian"` and `"robust"` covariance types, for the identification
+#'   check, and to confirm a BFGS or BHHH stop (if `g' (-H)^-1 g` is not below
+#'   `tol` there, the optimizer goes on with Newton steps and
+#'   `fit$convergence$message` says so).
+#' @param checkpoint `NULL` or a file path: every `checkpoint_every`
+#'   iterations the current parameters are written there with [saveRDS()] as
+#'   `list(coefficients, iteration, loglik, time)`, so that a run that dies
+#'   can restart with `start = readRDS(path)$coefficients`.
+#' @param checkpoint_every Iterations between checkpoints.
+#' @param callback `NULL` or a function `function(iteration, loglik, params)`
+#'   called after every iteration with the current (natural, named)
+#'   parameters. If it returns `FALSE` the optimizer stops (convergence code 4).
+#' @param start_search If `TRUE`, before optimizing, the log-likelihood is
+#'   evaluated at a few rescalings of the starting loadings and latent
+#'   variable effects (0.5, 1, 2 times, and with the choice model's latent
+#'   variable effects at zero), and the best point is used. Cheap: a handful
+#'   of evaluations.
+#' @param ... Not used; anything given is an error.
+#' @return An object of class `"iclv_control"`: a list of the settings.
+#' @seealso [iclv()]
+#' @examples
+#' ctrl <- iclv_control(method = "bfgs", maxit = 100, trace = 1)
+#' ctrl$tol
+#' try(iclv_control(maxit = -1))
+#' @export
+iclv_control <- function(method = c("bfgs", "newton", "bhhh"), maxit = 200, tol = 1e-6,
+                         reltol = 1e-10, trace = 0, n_threads = 0, device = 0,
+                         device_memory = NULL, vcov = c("robust", "hessian", "bhhh"),
+                         hessian = TRUE, checkpoint = NULL, checkpoint_every = 10,
+                         callback = NULL, start_search = FALSE, ...) {
+  dots <- list(...)
+  if (length(dots)) {
+    nm <- names(dots)
+    nm <- if (is.null(nm)) rep("", length(dots)) else nm
+    nm[!nzchar(nm)] <- "(unnamed)"
+    iclv_abort("control", sprintf("unknown argument %s to iclv_control()", iclv_quote(nm)))
+  }
+  method <- .control_choice(method, c("bfgs", "newton", "bhhh"), "method")
+  vcov <- .control_choice(vcov, c("robust", "hessian", "bhhh"), "vcov")
+  maxit <- .control_count(maxit, "maxit", min = 0)
+  tol <- .control_number(tol, "tol")
+  reltol <- .control_number(reltol, "reltol")
+  if (is.logical(trace) && length(trace) == 1L && !is.na(trace)) trace <- as.integer(trace)
+  trace <- .control_count(trace, "trace", min = 0)
+  n_threads <- .control_count(n_threads, "n_threads", min = 0)
+  device <- .control_count(device, "device", min = 0)
+  if (!is.null(device_memory)) device_memory <- .control_number(device_memory, "device_memory", positive = TRUE)
+  hessian <- .control_flag(hessian, "hessian")
+  start_search <- .control_flag(start_search, "start_search")
+  if (!hessian && vcov != "bhhh") {
+    iclv_abort("control", sprintf("vcov = \"%s\" needs the Hessian; use hessian = TRUE or vcov = \"bhhh\"", vcov))
+  }
+  if (!is.null(checkpoint)) {
+    if (!is.character(checkpoint) || length(checkpoint) != 1L || is.na(checkpoint) || !nzchar(checkpoint)) {
+      iclv_abort("control", "'checkpoint' must be NULL or one file path")
+    }
+    dir <- dirname(checkpoint)
+    if (!dir.exists(dir)) {
+      iclv_abort("control", sprintf("'checkpoint': the folder %s does not exist", iclv_quote(dir)))
+    }
+  }
+  checkpoint_every <- .control_count(checkpoint_every, "checkpoint_every", min = 1)
+  if (!is.null(callback) && !is.function(callback)) {
+    iclv_abort("control", "'callback' must be NULL or a function(iteration, loglik, params)")
+  }
+  structure(list(method = method, maxit = maxit, tol = tol, reltol = reltol, trace = trace,
+                 n_threads = n_threads, device = device, device_memory = device_memory,
+                 vcov = vcov, hessian = hessian, checkpoint = checkpoint,
+                 checkpoint_every = checkpoint_every, callback = callback,
+                 start_search = start_search),
+            class = "iclv_control")
+}
+
+#' @export
+print.iclv_control <- function(x, ...) {
+  cat("iclv control settings\n")
+  show <- x
+  show$callback <- if (is.null(x$callback)) "none" else "a function"
+  show$checkpoint <- if (is.null(x$checkpoint)) "none" else x$checkpoint
+  show$device_memory <- if (is.null(x$device_memory)) "backend default" else format(x$device_memory)
+  for (nm in names(show)) cat(sprintf("  %-16s %s\n", nm, format(show[[nm]])))
+  invisible(x)
+}
+
+# ---- validators: each names the argument at fault ---------------------------
+
+.control_choice <- function(x, choices, arg) {
+  if (identical(x, choices)) return(choices[1])
+  if (!is.character(x) || length(x) != 1L || is.na(x) || !(x %in% choices)) {
+    iclv_abort("control", sprintf("'%s' must be one of %s (got %s)", arg, iclv_quote(choices),
+                                  paste(format(x), collapse = ", ")))
+  }
+  x
+}
+
+.control_count <- function(x, arg, min = 0) {
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x != round(x) || x < min) {
+    iclv_abort("control", sprintf("'%s' must be a whole number >= %d (got %s)", arg, min,
+                                  paste(format(x), collapse = ", ")))
+  }
+  as.integer(x)
+}
+
+.control_number <- function(x, arg, positive = TRUE) {
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || (positive && x <= 0)) {
+    iclv_abort("control", sprintf("'%s' must be one finite number > 0 (got %s)", arg,
+                                  paste(format(x), collapse = ", ")))
+  }
+  as.double(x)
+}
+
+.control_flag <- function(x, arg) {
+  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
+    iclv_abort("control", sprintf("'%s' must be TRUE or FALSE", arg))
+  }
+  x
+}

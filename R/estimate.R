@@ -1,0 +1,356 @@
+# iclv(): the estimation driver. It compiles the model with the data,
+# resolves the backend, creates ONE engine (released on exit, whatever
+# happens), runs the optimizer on the unconstrained free parameters
+# (transform.R), and at the optimum computes the covariance matrices, the
+# identification check, the per-component log-likelihoods and the memory
+# report.
+
+#' Estimate an ICLV model by simulated maximum likelihood
+#'
+#' Maximises the simulated log-likelihood
+#' \deqn{LL = \sum_n \log \frac{1}{R} \sum_r L_{nr}}{LL = sum_n log( (1/R) sum_r L_nr )}
+#' with analytic gradients (and, for `method = "newton"`, the analytic
+#' Hessian), on the CPU or on a CUDA GPU.
+#'
+#' @section Parameterisation:
+#' The optimizer works on an unconstrained version of the free parameters:
+#' the thresholds of an ordered indicator as the first threshold and the logs
+#' of the increments (so they stay ordered), standard deviations as their
+#' logs, everything else as is. Results (coefficients, gradients, covariance
+#' matrices) are all reported for the natural parameters. If some threshold
+#' of an indicator is fixed, the free thresholds of that indicator are
+#' optimised as they are; the engine refuses unordered values and the line
+#' search backs off from them.
+#'
+#' @section Starting values:
+#' Starting values come from the parameter table (`model$partable`), which
+#' is completed from the data (thresholds from the marginal frequencies of
+#' each indicator, intercepts and sds of normal indicators from their mean
+#' and sd; loadings 1, structural and choice coefficients 0), then from
+#' `start`. `control = iclv_control(start_search = TRUE)` also tries a few
+#' rescalings of the starting loadings and keeps the best.
+#'
+#' @section Standard errors:
+#' At the optimum the engine returns the individual scores and the analytic
+#' Hessian of the simulated log-likelihood. All three covariance matrices
+#' are stored: `"hessian"` (inverse negative Hessian), `"bhhh"` (inverse
+#' outer product of the scores) and `"robust"` (sandwich); `control$vcov`
+#' chooses the one that [summary()] and [confint()] use. The eigenvalues of
+#' the negative Hessian are checked: a negative one, or one below 1e-8 times
+#' the largest, gives a warning (class `iclv_warning_identification`) naming
+#' the parameters most involved.
+#'
+#' @section Null log-likelihood:
+#' `loglik_null` is the log-likelihood of the choice model with every
+#' utility zero (equal shares among the available alternatives),
+#' `-sum over choice rows of log(number available)`. `rho2` compares it with
+#' the choice component of the log-likelihood at the estimate (the choice
+#' probabilities integrated over the latent variables given the covariates,
+#' `loglik_components["choice"]`): `1 - LL_choice / LL_null`.
+#'
+#' @section Long runs:
+#' With `trace = 1` every iteration prints one line. Ctrl-C stops the
+#' estimation between evaluations and returns the best point reached, marked
+#' not converged (code 3), with a warning. `checkpoint` in [iclv_control()]
+#' saves the parameters every few iterations; restart with
+#' `start = readRDS(path)$coefficients`.
+#'
+#' @param model An [iclv_model()].
+#' @param data A data.frame with every column the model uses, the rows of
+#'   one individual adjacent.
+#' @param draws An [iclv_draws()] design, or a numeric array of standard
+#'   normal draws (individuals x draws x latent variables).
+#' @param backend `"auto"` (CUDA when a usable device exists, else the CPU;
+#'   the choice and its reason are in `fit$backend` and printed), `"cpu"` or
+#'   `"cuda"` (an error, saying why, when no device is usable).
+#' @param control An [iclv_control()] object.
+#' @param start `NULL`, a named numeric vector of starting values (names as
+#'   in [coef()]; parameters not named keep their defaults), or a previous
+#'   fit (its coefficients are used).
+#' @param fixed `NULL` or a named numeric vector: these parameters are fixed
+#'   at the given values (in addition to those fixed in the model).
+#' @param ... Not used; anything given is an error.
+#' @return An object of class `"iclv"`: a list with `coefficients` (all
+#'   parameters, fixed included), `vcov` (list of the `hessian`, `bhhh` and
+#'   `robust` matrices over the free parameters), `vcov_type`, `loglik`,
+#'   `loglik_null`, `loglik_components` (per indicator and the choice model),
+#'   `rho2`, `n_individuals`, `n_obs` (choice rows), `n_params` (free),
+#'   `convergence` (list: `code` (0 converged, 1 iteration limit, 2 no
+#'   progress, 3 interrupted, 4 stopped by the callback), `message`,
+#'   `iterations`, `gradient_norm` (max absolute gradient at the estimate),
+#'   `scaled_gradient`, `evaluations`, `method`, `final_method` and
+#'   `switched_at` (a BFGS/BHHH run finished by Newton steps)), `gradient`,
+#'   `identification` (eigenvalues of the negative Hessian), `draws` (`type`,
+#'   `n`, `seed`), `backend` (`name`, `device`, `reason`), `timing` (`total`,
+#'   `per_evaluation` seconds, `evaluations`), `partable` (`name`, `block`,
+#'   `lhs`, `op`, `rhs`, `free`, `est`, `se`), `memory` (`host_peak`,
+#'   `device_peak`, `buffers`, `device_total`, `device_free_at_start`,
+#'   `per_chunk`, `n_chunks`, `process_peak` in bytes), `history` (one row
+#'   per iteration), `call`, `model`, `control`.
+#' @seealso [iclv_model()], [iclv_control()], [summary.iclv()],
+#'   [predict.iclv()], [iclv_loglik()]
+#' @examples
+#' m <- iclv_model("att =~ q1 + q2 + q3",
+#'   structural = "att ~ age",
+#'   choice = iclv_choice("probit", choice = "buy",
+#'     utilities = list(yes = "asc + b_price * price + l_att * att", no = "0")),
+#'   id = "ID", categories = 3)
+#' p <- c(zeta_q1 = 1, zeta_q2 = 0.8, zeta_q3 = 1.2,
+#'        tau_q1_1 = -1, tau_q1_2 = 1, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+#'        tau_q3_1 = -1, tau_q3_2 = 0.5, gamma_att_age = 0.5,
+#'        asc = 0.2, b_price = -1, l_att = 0.7)
+#' d <- iclv_simulate(m, p, n = 150, n_tasks = 4, seed = 1)
+#' fit <- iclv(m, d, draws = iclv_draws("halton", 50, seed = 1), backend = "cpu")
+#' fit
+#' summary(fit)
+#' @export
+iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto",
+                 control = iclv_control(), start = NULL, fixed = NULL, ...) {
+  dots <- list(...)
+  if (length(dots)) {
+    nm <- names(dots)
+    nm <- if (is.null(nm)) rep("", length(dots)) else nm
+    nm[!nzchar(nm)] <- "(unnamed)"
+    iclv_abort("control", sprintf("unknown argument %s to iclv()", iclv_quote(nm)))
+  }
+  t_begin <- proc.time()[["elapsed"]]
+  cl <- match.call()
+  if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
+  if (!inherits(control, "iclv_control")) iclv_abort("control", "'control' must be made by iclv_control()")
+  be <- .resolve_backend(backend, control$device)
+
+  comp <- .iclv_compile(model, data)
+  pt <- comp$partable
+  pt <- .apply_start_fixed(pt, start, fixed)
+  theta0 <- stats::setNames(as.double(pt$start), pt$name)
+  bad <- .check_constraints(theta0, pt$name, comp$thresholds, comp$positive)
+  if (!is.null(bad)) iclv_abort("input", paste("starting values:", bad))
+
+  spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs))
+  engine <- .engine_new(comp$c, spec, be$name, n_threads = control$n_threads, device = control$device,
+                        device_memory = if (is.null(control$device_memory)) 0 else control$device_memory)
+  on.exit(.engine_release(engine), add = TRUE)
+
+  free <- which(pt$free)
+  free_names <- pt$name[free]
+  timer <- new.env(parent = emptyenv())
+  timer$seconds <- 0
+  timer$n <- 0L
+  evaluate <- function(theta, gradient = TRUE, scores = FALSE, hessian = FALSE) {
+    t0 <- proc.time()[["elapsed"]]
+    ev <- .engine_eval(engine, theta, gradient = gradient, scores = scores, hessian = hessian)
+    timer$seconds <- timer$seconds + (proc.time()[["elapsed"]] - t0)
+    timer$n <- timer$n + 1L
+    ev
+  }
+
+  if (control$start_search && length(free)) {
+    theta0 <- .start_search(theta0, pt, comp, evaluate, control$trace)
+  }
+
+  tr <- .transform_new(pt$name, theta0, pt$free, comp$thresholds, comp$positive)
+  fn <- function(u, scores = FALSE, hessian = FALSE) {
+    theta <- .to_natural(u, tr)
+    ev <- evaluate(theta, gradient = TRUE, scores = scores, hessian = hessian)
+    d <- .transform_derivs(u, tr, ev$gradient[free],
+                           if (scores) ev$scores[, free, drop = FALSE],
+                           if (hessian) ev$hessian[free, free, drop = FALSE])
+    list(loglik = ev$loglik, gradient = d$gradient, scores = d$scores, hessian = d$hessian)
+  }
+
+  if (length(free)) {
+    opt <- .iclv_optimize(fn, .to_internal(theta0, tr), control,
+                          natural = function(u) .to_natural(u, tr))
+    theta_hat <- .to_natural(opt$par, tr)
+  } else {
+    theta_hat <- theta0
+    opt <- list(code = 0L, message = "no free parameters", iterations = 0L, evaluations = 0L,
+                scaled_gradient = 0, rel_change = NA_real_, seconds = 0,
+                history = data.frame(iteration = integer(), loglik = double(), change = double(),
+                                     gradient_norm = double(), step = double(), seconds = double()))
+  }
+  n_opt_evals <- timer$n
+  opt_seconds <- timer$seconds
+
+  # ---- at the optimum ----------------------------------------------------
+  t_post <- proc.time()[["elapsed"]]
+  final <- evaluate(theta_hat, gradient = TRUE, scores = TRUE, hessian = control$hessian)
+  g_nat <- stats::setNames(final$gradient[free], free_names)
+  S <- final$scores[, free, drop = FALSE]
+  colnames(S) <- free_names
+  H <- if (control$hessian) final$hessian[free, free, drop = FALSE] else NULL
+  if (!is.null(H)) dimnames(H) <- list(free_names, free_names)
+  # at a point that is not an optimum, curvature warnings would mislead:
+  # vcov() warns about the non-converged fit instead
+  converged <- opt$code == 0L
+  vc <- if (length(free)) .vcov_compute(H, S, free_names, warn = converged) else
+    list(hessian = NULL, bhhh = NULL, robust = NULL)
+  ident <- .identification(H, free_names, warn = converged)
+
+  pred <- .engine_predict(engine, theta_hat)
+  has_choice <- comp$c$choice_type != 0L
+  comp_ll <- stats::setNames(as.double(pred$comp_ll), c(comp$indicators, "choice"))
+  if (!has_choice) comp_ll <- comp_ll[-length(comp_ll)]
+  ll_null <- if (has_choice) .loglik_null(comp$c) else NA_real_
+  rho2 <- if (has_choice) unname(1 - comp_ll[["choice"]] / ll_null) else NA_real_
+  memory <- .memory_report(.engine_memory(engine))
+  t_end <- proc.time()[["elapsed"]]
+
+  vtype <- control$vcov
+  se <- rep(NA_real_, nrow(pt))
+  if (length(free) && !is.null(vc[[vtype]])) se[free] <- sqrt(pmax(diag(vc[[vtype]]), 0))
+  ptab <- data.frame(name = pt$name, block = pt$block, lhs = pt$lhs, op = pt$op, rhs = pt$rhs,
+                     free = pt$free, est = unname(theta_hat), se = se, stringsAsFactors = FALSE)
+
+  fit <- list(
+    coefficients = theta_hat,
+    vcov = vc,
+    vcov_type = vtype,
+    loglik = final$loglik,
+    loglik_null = ll_null,
+    loglik_components = comp_ll,
+    rho2 = rho2,
+    n_individuals = comp$n_ind,
+    n_obs = comp$c$n_rows,
+    n_params = length(free),
+    convergence = list(code = opt$code, message = opt$message, iterations = opt$iterations,
+                       gradient_norm = if (length(free)) max(abs(g_nat)) else 0,
+                       scaled_gradient = opt$scaled_gradient, rel_change = opt$rel_change,
+                       evaluations = n_opt_evals, method = control$method,
+                       final_method = opt$method %||% control$method,
+                       switched_at = opt$switched_at %||% NA_integer_),
+    gradient = g_nat,
+    identification = ident,
+    draws = .draws_info(draws),
+    backend = list(name = be$name, device = be$device, device_name = be$device_name,
+                   requested = be$requested, reason = be$reason),
+    timing = list(total = t_end - t_begin,
+                  per_evaluation = if (n_opt_evals) opt_seconds / n_opt_evals else NA_real_,
+                  evaluations = n_opt_evals, optimizer = opt$seconds,
+                  post_estimation = t_end - t_post),
+    partable = ptab,
+    memory = memory,
+    history = opt$history,
+    call = cl,
+    model = model,
+    control = control,
+    # what predict() and fitted() need without the data
+    compiled = comp,
+    draws_design = draws
+  )
+  class(fit) <- "iclv"
+  if (!opt$code %in% c(0L, 3L)) {
+    iclv_warn("convergence", sprintf("the estimation did not converge: %s (after %d iterations)",
+                                     opt$message, opt$iterations))
+  }
+  fit
+}
+
+# Starting and fixed values from iclv()'s `start` and `fixed` (by name).
+.apply_start_fixed <- function(pt, start, fixed) {
+  if (!is.null(start)) {
+    if (inherits(start, "iclv")) start <- start$coefficients
+    if (is.list(start) && !is.null(start$coefficients)) start <- start$coefficients
+    .check_named_numeric(start, "start")
+    unknown <- setdiff(names(start), pt$name)
+    if (length(unknown)) {
+      iclv_abort("input", sprintf("'start' names %s, which is not a parameter of the model (see model$partable$name)",
+                                  iclv_quote(unknown)))
+    }
+    k <- match(names(start), pt$name)
+    keep <- pt$free[k] # the values of fixed parameters stay fixed
+    pt$start[k[keep]] <- as.double(start[keep])
+  }
+  if (!is.null(fixed)) {
+    .check_named_numeric(fixed, "fixed")
+    unknown <- setdiff(names(fixed), pt$name)
+    if (length(unknown)) {
+      iclv_abort("input", sprintf("'fixed' names %s, which is not a parameter of the model (see model$partable$name)",
+                                  iclv_quote(unknown)))
+    }
+    k <- match(names(fixed), pt$name)
+    pt$start[k] <- as.double(fixed)
+    pt$free[k] <- FALSE
+  }
+  pt
+}
+
+# A cheap look around the starting values: the loadings scaled by 0.5, 1
+# and 2 (the scale of the latent variables is the main unknown); the best
+# log-likelihood wins. Only free loadings change.
+.start_search <- function(theta0, pt, comp, evaluate, trace = 0L) {
+  load <- which(pt$role == "loading" & pt$free)
+  if (!length(load)) return(theta0)
+  best <- theta0
+  best_ll <- tryCatch(evaluate(theta0, gradient = FALSE)$loglik, iclv_error_numeric = function(e) -Inf)
+  for (s in c(0.5, 2)) {
+    th <- theta0
+    th[load] <- th[load] * s
+    ll <- tryCatch(evaluate(th, gradient = FALSE)$loglik, iclv_error_numeric = function(e) -Inf)
+    if (trace >= 1L) cat(sprintf("start search: loadings x %.1f  LL %s\n", s, format(ll, digits = 10)))
+    if (is.finite(ll) && ll > best_ll) {
+      best <- th
+      best_ll <- ll
+    }
+  }
+  best
+}
+
+# LL of the choice model with every utility zero: -sum_t log(available_t).
+.loglik_null <- function(cc) {
+  if (cc$n_rows == 0L) return(NA_real_)
+  n_av <- if (cc$n_avail > 0L) {
+    rowSums(matrix(cc$avail != 0L, nrow = cc$n_rows, ncol = cc$n_alt, byrow = TRUE))
+  } else {
+    rep(cc$n_alt, cc$n_rows)
+  }
+  -sum(log(n_av))
+}
+
+# fit$draws: type, n, seed of the design (a user array: type "user").
+.draws_info <- function(draws) {
+  if (is.array(draws) || (is.numeric(draws) && !inherits(draws, "iclv_draws"))) {
+    d <- dim(draws)
+    return(list(type = "user", n = if (length(d) >= 2L) d[2] else NA_integer_, seed = NA_real_))
+  }
+  if (is.list(draws) && !is.null(draws$type) && draws$type == "user") {
+    d <- dim(draws$user %||% draws$draws)
+    return(list(type = "user", n = draws$n %||% (if (length(d) >= 2L) d[2] else NA_integer_),
+                seed = NA_real_))
+  }
+  list(type = draws$type %||% NA_character_, n = draws$n %||% NA_integer_,
+       seed = draws$seed %||% NA_real_)
+}
+
+# fit$memory from the engine's accounts and the process's high-water mark.
+.memory_report <- function(m) {
+  host <- m$host
+  dev <- m$device
+  bufs <- host$buffers
+  if (length(bufs)) names(bufs) <- paste0("host:", names(bufs))
+  if (!is.null(dev) && length(dev$buffers)) {
+    db <- dev$buffers
+    names(db) <- paste0("device:", names(db))
+    bufs <- c(bufs, db)
+  }
+  list(host_peak = host$peak,
+       device_peak = if (is.null(dev)) NA_real_ else dev$peak,
+       buffers = bufs,
+       device_total = m$device_total,
+       device_free_at_start = m$device_free_at_start,
+       per_chunk = m$per_chunk,
+       n_chunks = m$n_chunks,
+       process_peak = .process_peak())
+}
+
+# The resident-set high-water mark of this R process (VmHWM), bytes; NA
+# where /proc is not readable (e.g. macOS, Windows).
+.process_peak <- function() {
+  f <- "/proc/self/status"
+  if (!file.exists(f)) return(NA_real_)
+  x <- tryCatch(readLines(f, warn = FALSE), error = function(e) character())
+  line <- grep("^VmHWM:", x, value = TRUE)
+  if (!length(line)) return(NA_real_)
+  kb <- suppressWarnings(as.numeric(gsub("[^0-9]", "", line[1])))
+  if (is.na(kb)) NA_real_ else kb * 1024
+}

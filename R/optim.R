@@ -1,0 +1,446 @@
+# The optimizers: BFGS, Newton and BHHH for a log-likelihood to MAXIMISE.
+#
+# They know nothing of ICLV models: they see a function of an unconstrained
+# vector that returns the log-likelihood and its analytic derivatives, so
+# they can be tested on any likelihood written in R (tests/testthat/
+# test-optim.R uses a binary probit and checks it against glm()).
+#
+# Convergence codes (fit$convergence$code):
+#   0  converged: scaled gradient g' A^-1 g < tol, or relative LL change <
+#      reltol with a scaled gradient < 1000 tol. A BFGS or BHHH stop is
+#      checked with the analytic Hessian when control$hessian is TRUE: if
+#      g' (-H)^-1 g is not below tol, the optimizer goes on with Newton steps
+#      (fit$convergence$message then says so).
+#   1  iteration limit reached
+#   2  no progress: the line search could not improve the log-likelihood, or
+#      the relative change fell below reltol while the scaled gradient is large
+#   3  interrupted (Ctrl-C): the best point so far is returned, with a warning
+#   4  stopped by the callback (it returned FALSE)
+# A is the method's curvature matrix for -LL: BFGS's inverse-Hessian
+# approximation (inverted), the negative Hessian (shifted to be positive
+# definite), or the outer product of the scores.
+
+# .iclv_optimize(fn, par, control, natural)
+#   fn(par, scores, hessian): list(loglik (1), gradient (n), scores (N x n)
+#     when scores = TRUE, hessian (n x n) when hessian = TRUE), derivatives of
+#     LL with respect to par. It may raise iclv_error_numeric or
+#     iclv_error_input at a trial point: the line search then backs off.
+#   par: (n) starting values; control: an iclv_control() object;
+#   natural: function(par) -> the parameters handed to control$callback and
+#     written to the checkpoint (default: par itself).
+# Returns list(par, loglik, gradient, code, message, iterations, evaluations,
+#   gradient_norm (max |g|), scaled_gradient, rel_change, seconds, method (the
+#   method at the end), switched_at (iteration of the switch to Newton, or
+#   NA), history (data.frame: iteration, loglik, change, gradient_norm, step,
+#   seconds), last (fn's full result at par)).
+.iclv_optimize <- function(fn, par, control = iclv_control(), natural = NULL) {
+  if (!inherits(control, "iclv_control")) iclv_abort("control", "'control' must come from iclv_control()")
+  if (is.null(natural)) natural <- function(x) x
+  method <- control$method
+  pnames <- names(par)
+  par <- as.double(par)
+  names(par) <- pnames
+  n <- length(par)
+  t0 <- proc.time()[["elapsed"]]
+  elapsed <- function() proc.time()[["elapsed"]] - t0
+
+  st <- new.env(parent = emptyenv())
+  st$evals <- 0L
+  st$iter <- 0L
+  st$code <- NA_integer_
+  st$message <- NA_character_
+  st$rel_change <- NA_real_
+  st$sg <- NA_real_
+  hist <- list(iteration = integer(), loglik = double(), change = double(),
+               gradient_norm = double(), step = double(), seconds = double())
+  st$hist <- hist
+
+  call_fn <- function(x, scores, hessian, trial) {
+    st$evals <- st$evals + 1L
+    if (!trial) {
+      r <- fn(x, scores, hessian)
+    } else {
+      r <- tryCatch(fn(x, scores, hessian),
+                    iclv_error_numeric = function(e) NULL,
+                    iclv_error_input = function(e) NULL)
+    }
+    ok <- !is.null(r) && length(r$loglik) == 1L && is.finite(r$loglik) && all(is.finite(r$gradient)) &&
+      (!scores || all(is.finite(r$scores))) && (!hessian || all(is.finite(r$hessian)))
+    if (!ok) {
+      if (!trial) iclv_abort("numeric", "the log-likelihood or its derivatives are not finite at the starting values")
+      return(NULL)
+    }
+    r$gradient <- as.double(r$gradient)
+    r
+  }
+
+  # The method can change once: a BFGS or BHHH optimum is confirmed with the
+  # analytic Hessian (when control$hessian), and if the true scaled gradient
+  # is not below tol the optimizer goes on with Newton steps.
+  st$method <- method
+  verify <- isTRUE(control$hessian) && method != "newton"
+  st$switched_at <- NA_integer_
+  wants <- function() list(scores = st$method == "bhhh", hessian = st$method == "newton")
+  # BFGS starts from the BHHH matrix: one evaluation with scores.
+  st$x <- par
+  st$cur <- call_fn(par, scores = method != "newton", hessian = method == "newton", trial = FALSE)
+  st$Hinv <- NULL
+
+  record <- function(change, step) {
+    h <- st$hist
+    h$iteration <- c(h$iteration, st$iter)
+    h$loglik <- c(h$loglik, st$cur$loglik)
+    h$change <- c(h$change, change)
+    h$gradient_norm <- c(h$gradient_norm, max(abs(st$cur$gradient), 0))
+    h$step <- c(h$step, step)
+    h$seconds <- c(h$seconds, elapsed())
+    st$hist <- h
+    if (control$trace >= 1L) {
+      cat(sprintf("iter %4d  LL %17.8f  change %10.3e  max|g| %10.3e  step %9.3e  %8.2fs\n",
+                  st$iter, st$cur$loglik, change, max(abs(st$cur$gradient), 0), step, elapsed()))
+      utils::flush.console()
+    }
+  }
+
+  # curvature of -LL at the current point and the ascent direction
+  direction <- function() {
+    g <- st$cur$gradient
+    if (st$method == "bfgs") {
+      if (is.null(st$Hinv)) {
+        init <- .bfgs_initial(st$cur)
+        st$Hinv <- init$H
+        st$bfgs_fresh <- TRUE
+      }
+      d <- drop(st$Hinv %*% g)
+      if (sum(d * g) <= 0) { # lost positive definiteness: restart from the identity
+        st$Hinv <- diag(1 / max(sqrt(sum(g^2)), 1), n)
+        st$bfgs_fresh <- TRUE
+        d <- drop(st$Hinv %*% g)
+      }
+    } else {
+      A <- if (st$method == "newton") -st$cur$hessian else crossprod(st$cur$scores)
+      d <- .solve_pd(A, g)
+    }
+    list(d = d, sg = sum(d * g))
+  }
+
+  # A BFGS/BHHH optimum, checked with the analytic Hessian: "confirmed" when
+  # the true scaled gradient is below tol, "unavailable" when no check is
+  # possible (no Hessian, or already Newton), else "switched" after switching
+  # to Newton steps from here.
+  confirm <- function() {
+    if (!verify || st$method == "newton") return("unavailable")
+    r <- call_fn(st$x, scores = FALSE, hessian = TRUE, trial = TRUE)
+    if (is.null(r)) return("unavailable")
+    R <- tryCatch(chol((-r$hessian - t(r$hessian)) / 2), error = function(e) NULL)
+    sg <- if (is.null(R)) Inf else sum(backsolve(R, r$gradient, transpose = TRUE)^2)
+    if (sg < control$tol) {
+      st$sg <- sg
+      return("confirmed")
+    }
+    if (control$trace >= 1L) {
+      cat(sprintf("%s stopped with a scaled gradient of %.3g by the analytic Hessian%s: going on with Newton steps\n",
+                  toupper(st$method), sg, if (is.null(R)) " (not negative definite)" else ""))
+      utils::flush.console()
+    }
+    st$method <- "newton"
+    st$switched_at <- st$iter
+    st$cur <- r
+    "switched"
+  }
+  done <- function(code, message) {
+    if (code == 0L && !is.na(st$switched_at)) {
+      message <- sprintf("%s (%s, then Newton from iteration %d)", message, toupper(method), st$switched_at)
+    }
+    st$code <- code
+    st$message <- message
+  }
+
+  run <- function() {
+    if (control$trace >= 1L) {
+      cat(sprintf("%s: %d free parameters\n", toupper(method), n))
+      utils::flush.console()
+    }
+    record(NA_real_, NA_real_)
+    st$best_x <- st$x
+    st$best <- st$cur
+    restarted <- FALSE
+    repeat {
+      dir <- direction()
+      st$sg <- dir$sg
+      if (is.finite(dir$sg) && dir$sg < control$tol) {
+        if (confirm() == "switched") next
+        done(0L, "converged: scaled gradient below tol")
+        break
+      }
+      if (st$iter >= control$maxit) {
+        done(1L, "iteration limit reached")
+        break
+      }
+      d <- dir$d
+      w <- wants()
+      ls <- .line_search(function(a) {
+        r <- call_fn(st$x + a * d, scores = w$scores, hessian = w$hessian, trial = TRUE)
+        if (control$trace >= 2L) {
+          cat(sprintf("    step %10.3e  LL %s\n", a, if (is.null(r)) "not finite" else format(r$loglik, digits = 12)))
+        }
+        if (is.null(r)) return(NULL)
+        list(f = -r$loglik, df = -sum(r$gradient * d), res = r)
+      }, f0 = -st$cur$loglik, df0 = -sum(st$cur$gradient * d), wolfe = st$method == "bfgs")
+      if (is.null(ls)) {
+        if (st$method == "bfgs" && !restarted) { # forget the curvature once and retry
+          g <- st$cur$gradient
+          st$Hinv <- diag(1 / max(sqrt(sum(g^2)), 1), n)
+          st$bfgs_fresh <- TRUE
+          restarted <- TRUE
+          next
+        }
+        chk <- confirm()
+        if (chk == "switched") next
+        if (chk == "confirmed") {
+          done(0L, "converged: scaled gradient below tol")
+        } else {
+          done(2L, "the line search could not improve the log-likelihood")
+        }
+        break
+      }
+      restarted <- FALSE
+      st$iter <- st$iter + 1L
+      old <- st$cur
+      x_new <- st$x + ls$alpha * d
+      if (st$method == "bfgs") {
+        st$Hinv <- .bfgs_update(st$Hinv, s = x_new - st$x, y = -(ls$res$gradient - old$gradient),
+                                scale = isTRUE(st$bfgs_fresh))
+        st$bfgs_fresh <- FALSE
+      }
+      st$x <- x_new
+      names(st$x) <- pnames
+      st$cur <- ls$res
+      change <- st$cur$loglik - old$loglik
+      st$rel_change <- abs(change) / (abs(old$loglik) + control$reltol)
+      if (st$cur$loglik >= st$best$loglik) {
+        st$best_x <- st$x
+        st$best <- st$cur
+      }
+      record(change, ls$alpha)
+      if (!is.null(control$checkpoint) && st$iter %% control$checkpoint_every == 0L) {
+        .write_checkpoint(control$checkpoint, natural(st$x), st$iter, st$cur$loglik, elapsed())
+      }
+      if (!is.null(control$callback)) {
+        ans <- control$callback(st$iter, st$cur$loglik, natural(st$x))
+        if (identical(ans, FALSE)) {
+          done(4L, "stopped by the callback")
+          break
+        }
+      }
+      if (st$rel_change < control$reltol) {
+        # A tiny change is an optimum only if the gradient is small too: a
+        # BFGS/BHHH stop is checked with the analytic Hessian (and goes on
+        # with Newton if it fails); otherwise a tiny change with a large
+        # scaled gradient is a stall (e.g. against points the engine refuses).
+        st$sg <- direction()$sg
+        chk <- confirm()
+        if (chk == "switched") next
+        if (chk == "confirmed" || (is.finite(st$sg) && st$sg < 1e3 * control$tol)) {
+          done(0L, "converged: relative change in the log-likelihood below reltol")
+        } else {
+          done(2L, sprintf(paste0("no progress: the log-likelihood changed by less than reltol ",
+                                  "but the scaled gradient is %.3g"), st$sg))
+        }
+        break
+      }
+    }
+    invisible(NULL)
+  }
+
+  interrupted <- tryCatch({
+    run()
+    FALSE
+  }, interrupt = function(e) TRUE)
+
+  if (interrupted) {
+    if (!is.null(st$best)) {
+      st$x <- st$best_x
+      st$cur <- st$best
+    }
+    st$code <- 3L
+    st$message <- "interrupted"
+    st$sg <- NA_real_
+    iclv_warn("interrupt", sprintf(paste0("estimation interrupted after %d iteration(s): returning the best ",
+                                          "point so far (log-likelihood %s), not converged"),
+                                   st$iter, format(st$cur$loglik, digits = 10)))
+  }
+  h <- st$hist
+  list(par = st$x, loglik = st$cur$loglik, gradient = stats::setNames(st$cur$gradient, pnames),
+       code = st$code, message = st$message, iterations = st$iter, evaluations = st$evals,
+       gradient_norm = max(abs(st$cur$gradient), 0), scaled_gradient = st$sg,
+       rel_change = st$rel_change, seconds = elapsed(), method = st$method,
+       switched_at = st$switched_at,
+       history = data.frame(h, stringsAsFactors = FALSE), last = st$cur)
+}
+
+# Initial inverse curvature for BFGS: the inverse BHHH matrix when it is
+# positive definite (a good guess of the scale of every parameter), else
+# the identity scaled so that the first step has unit length.
+.bfgs_initial <- function(cur) {
+  g <- cur$gradient
+  n <- length(g)
+  if (!is.null(cur$scores)) {
+    B <- crossprod(cur$scores)
+    inv <- tryCatch(chol2inv(chol(B)), error = function(e) NULL)
+    if (!is.null(inv) && all(is.finite(inv))) return(list(H = inv))
+  }
+  list(H = diag(1 / max(sqrt(sum(g^2)), 1), n))
+}
+
+# BFGS update of the inverse Hessian of -LL. s = x_new - x, y = grad(-LL)
+# change. Skipped when the curvature s'y is not safely positive. `scale`
+# first multiplies the matrix by s'y / y'Hinv y (Oren-Luenberger
+# self-scaling; Shanno-Phua for an identity start), done once, at the first
+# update after a (re)start: the initial BHHH matrix has the right shape but
+# often not the right size (on the seed problem, 202 parameters, this
+# halves the evaluations: without it most steps are cut to ~0.1).
+.bfgs_update <- function(Hinv, s, y, scale = FALSE) {
+  sy <- sum(s * y)
+  if (!is.finite(sy) || sy <= 1e-12 * sqrt(sum(s^2) * sum(y^2))) return(Hinv)
+  Hy <- drop(Hinv %*% y)
+  yHy <- sum(y * Hy)
+  if (scale && is.finite(yHy) && yHy > 0) {
+    Hinv <- Hinv * (sy / yHy)
+    Hy <- Hy * (sy / yHy)
+    yHy <- sy
+  }
+  rho <- 1 / sy
+  Hinv <- Hinv - rho * (outer(s, Hy) + outer(Hy, s)) + (rho^2 * yHy + rho) * outer(s, s)
+  (Hinv + t(Hinv)) / 2
+}
+
+# Solves A d = g for a symmetric A that should be positive definite; if it
+# is not, adds mu * I (Levenberg) with mu just large enough.
+.solve_pd <- function(A, g) {
+  A <- (A + t(A)) / 2
+  R <- tryCatch(chol(A), error = function(e) NULL)
+  if (is.null(R) || any(!is.finite(R))) {
+    ev <- eigen(A, symmetric = TRUE, only.values = TRUE)$values
+    top <- max(abs(ev), 1e-8)
+    mu <- max(0, -min(ev)) + 1e-6 * top
+    repeat {
+      R <- tryCatch(chol(A + diag(mu, nrow(A))), error = function(e) NULL)
+      if (!is.null(R)) break
+      mu <- mu * 10
+    }
+  }
+  drop(backsolve(R, forwardsolve(t(R), g)))
+}
+
+# Line search on phi(a) = f(x + a d), f = -LL, from a = 1.
+#   evalf(a): list(f, df = phi'(a), res) or NULL where f is not finite or
+#   the engine refused the point (then the step is shortened).
+#   wolfe = TRUE: strong Wolfe conditions (Nocedal & Wright, Alg. 3.5/3.6,
+#   cubic interpolation), as BFGS needs s'y > 0; FALSE: Armijo backtracking.
+# Returns list(alpha, res) or NULL when no point decreases f.
+.line_search <- function(evalf, f0, df0, wolfe = TRUE, c1 = 1e-4, c2 = 0.9, max_eval = 25) {
+  if (!(df0 < 0)) return(NULL)
+  n_eval <- 0L
+  ev <- function(a) {
+    n_eval <<- n_eval + 1L
+    r <- evalf(a)
+    if (is.null(r)) list(a = a, f = Inf, df = NA_real_, res = NULL) else c(list(a = a), r)
+  }
+  armijo <- function(p) is.finite(p$f) && p$f <= f0 + c1 * p$a * df0
+
+  if (!wolfe) {
+    a <- 1
+    repeat {
+      p <- ev(a)
+      if (armijo(p)) return(list(alpha = a, res = p$res))
+      if (n_eval >= max_eval || a < 1e-12) return(NULL)
+      if (is.finite(p$f)) {
+        a_q <- -df0 * a^2 / (2 * (p$f - f0 - df0 * a))
+        a <- min(max(a_q, 0.1 * a), 0.5 * a)
+      } else {
+        a <- 0.2 * a
+      }
+    }
+  }
+
+  zoom <- function(lo, hi) {
+    repeat {
+      if (n_eval >= max_eval || abs(hi$a - lo$a) < 1e-14 * max(1, hi$a)) break
+      a <- .ls_interpolate(lo, hi)
+      p <- ev(a)
+      if (!is.finite(p$f) || p$f > f0 + c1 * a * df0 || p$f >= lo$f) {
+        hi <- p
+      } else {
+        if (abs(p$df) <= -c2 * df0) return(p)
+        if (p$df * (hi$a - lo$a) >= 0) hi <- lo
+        lo <- p
+      }
+    }
+    if (lo$a > 0 && armijo(lo)) lo else NULL
+  }
+
+  prev <- list(a = 0, f = f0, df = df0, res = NULL)
+  a <- 1
+  out <- NULL
+  repeat {
+    p <- ev(a)
+    if (!is.finite(p$f) || p$f > f0 + c1 * a * df0 || (prev$a > 0 && p$f >= prev$f)) {
+      out <- zoom(prev, p)
+      break
+    }
+    if (abs(p$df) <= -c2 * df0) {
+      out <- p
+      break
+    }
+    if (p$df >= 0) {
+      out <- zoom(p, prev)
+      break
+    }
+    if (n_eval >= max_eval || a >= 64) {
+      out <- p # sufficient decrease holds; the curvature condition did not within the budget
+      break
+    }
+    prev <- p
+    a <- 2 * a
+  }
+  if (is.null(out)) return(NULL)
+  list(alpha = out$a, res = out$res)
+}
+
+# A trial step inside (lo$a, hi$a): the minimiser of the cubic through both
+# ends when both are finite with slopes, of the quadratic through lo's value
+# and slope and hi's value otherwise; a fixed fraction when hi is not finite.
+# Kept at least 10% away from either end.
+.ls_interpolate <- function(lo, hi) {
+  a0 <- lo$a
+  a1 <- hi$a
+  w <- a1 - a0
+  if (!is.finite(hi$f)) return(a0 + 0.2 * w)
+  a <- NA_real_
+  if (is.finite(hi$df)) {
+    d1 <- lo$df + hi$df - 3 * (lo$f - hi$f) / (a0 - a1)
+    disc <- d1^2 - lo$df * hi$df
+    if (is.finite(disc) && disc >= 0) {
+      d2 <- sign(a1 - a0) * sqrt(disc)
+      a <- a1 - (a1 - a0) * (hi$df + d2 - d1) / (hi$df - lo$df + 2 * d2)
+    }
+  }
+  if (!is.finite(a)) {
+    den <- 2 * (hi$f - lo$f - lo$df * w)
+    if (is.finite(den) && den > 0) a <- a0 - lo$df * w^2 / den
+  }
+  lo_b <- min(a0, a1) + 0.1 * abs(w)
+  hi_b <- max(a0, a1) - 0.1 * abs(w)
+  if (!is.finite(a)) a <- a0 + 0.5 * w
+  min(max(a, lo_b), hi_b)
+}
+
+# Writes the checkpoint atomically (a temporary file, then a rename).
+.write_checkpoint <- function(path, coefficients, iteration, loglik, seconds) {
+  tmp <- paste0(path, ".tmp")
+  saveRDS(list(coefficients = coefficients, iteration = iteration, loglik = loglik,
+               time = seconds, written = Sys.time()), tmp)
+  file.rename(tmp, path)
+  invisible(path)
+}
