@@ -194,8 +194,11 @@ static void draws_from_R(SEXP spec, iclv_draws *d) {
   d->n_ind = get_int(spec, "n_ind");
   if (d->type < ICLV_DRAWS_USER || d->type > ICLV_DRAWS_PSEUDO) stop_input("unknown draw type");
   if (d->n_draws < 1 || d->n_dim < 0 || d->n_ind < 1) stop_input("draw design has a bad dimension");
-  double seed = REAL(get_elt(spec, "seed"))[0];
-  double skip = REAL(get_elt(spec, "skip"))[0];
+  SEXP s_seed = get_elt(spec, "seed"), s_skip = get_elt(spec, "skip");
+  if (!Rf_isNumeric(s_seed) || XLENGTH(s_seed) != 1 || !Rf_isNumeric(s_skip) || XLENGTH(s_skip) != 1)
+    stop_input("draw seed and skip must each be one number");
+  double seed = Rf_asReal(s_seed);
+  double skip = Rf_asReal(s_skip);
   if (!(seed >= 0) || !(skip >= 0)) stop_input("draw seed and skip must be non-negative numbers");
   d->seed = (uint64_t) seed;
   d->skip = (int64_t) skip;
