@@ -1,0 +1,332 @@
+# A battery of malformed inputs: each must give a classed iclv error (class
+# "iclv_error_<kind>", see R/conditions.R), naming the column, row, argument
+# or parameter at fault where there is one, and none may crash R. Every case
+# errors before any estimation starts, so the whole file runs in seconds.
+
+# ---- fixtures ----------------------------------------------------------------
+bt_utilities <- list(a = "asc_a + b_price * price_a + l_att * att",
+                     b = "asc_b + b_price * price_b",
+                     c = "0")
+bt_choice <- function(utilities = bt_utilities, type = "mnl", available = NULL) {
+  iclv_choice(type, choice = "ch", utilities = utilities, available = available)
+}
+bt_model <- function(measurement = "att =~ q1 + q2 + q3", structural = "att ~ age",
+                     choice = bt_choice(), indicators = "ordered_probit", categories = 3) {
+  iclv_model(measurement, structural = structural, choice = choice, indicators = indicators,
+             id = "ID", categories = categories)
+}
+bt_truth <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5,
+              tau_q2_2 = 0.8, zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5,
+              gamma_att_age = 0.5, asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3)
+bt_m <- bt_model()
+bt_d <- iclv_simulate(bt_m, bt_truth, n = 20, n_tasks = 2, seed = 7)
+bt_draws <- iclv_draws("halton", 5)
+# with availability columns
+bt_ma <- bt_model(choice = bt_choice(available = list(a = "av_a", b = "av_b", c = "av_c")))
+bt_da <- transform(bt_d, av_a = 1, av_b = 1, av_c = 1)
+
+# iclv() on modified data / model; every case below fails before the engine
+fit_with <- function(data = bt_d, model = bt_m, draws = bt_draws, ...) {
+  iclv(model, data, draws = draws, backend = "cpu", ...)
+}
+# bt_d with column `col` replaced (entirely, or in `rows`)
+with_col <- function(col, value, rows = NULL, data = bt_d) {
+  if (is.null(rows)) data[[col]] <- value else data[[col]][rows] <- value
+  data
+}
+
+expect_iclv_error <- function(expr, class, regexp = NULL) {
+  expect_error(expr, class = class, regexp = regexp)
+}
+
+# ---- data types ----------------------------------------------------------------
+test_that("data of the wrong type is a data error naming the column", {
+  expect_iclv_error(fit_with(with_col("q1", factor(bt_d$q1))), "iclv_error_data", "'q1'.*factor")
+  expect_iclv_error(fit_with(with_col("price_a", as.character(bt_d$price_a))), "iclv_error_data",
+                    "'price_a'.*character")
+  expect_iclv_error(fit_with(with_col("age", as.list(bt_d$age))), "iclv_error_data", "'age'.*list")
+  expect_iclv_error(fit_with(with_col("age", as.character(bt_d$age))), "iclv_error_data", "'age'")
+  expect_iclv_error(fit_with(as.matrix(bt_d)), "iclv_error_data", "data.frame")
+  expect_iclv_error(fit_with(NULL), "iclv_error_data", "data.frame")
+  expect_iclv_error(fit_with(bt_d[0, ]), "iclv_error_data", "no rows")
+  expect_iclv_error(fit_with(with_col("ID", as.list(bt_d$ID))), "iclv_error_data", "'ID'")
+  expect_iclv_error(fit_with(with_col("ID", matrix(bt_d$ID, ncol = 1))), "iclv_error_data", "'ID'")
+})
+
+# ---- missing values ----------------------------------------------------------
+test_that("NAs where they are not allowed are data errors naming column and row", {
+  expect_iclv_error(fit_with(with_col("ch", NA, 3)), "iclv_error_data", "'ch'.*row 3")
+  expect_iclv_error(fit_with(with_col("age", NA, 3)), "iclv_error_data", "'age'.*row 3")
+  expect_iclv_error(fit_with(with_col("age", Inf, 1)), "iclv_error_data", "'age'.*row 1")
+  expect_iclv_error(fit_with(with_col("price_a", NA, 3)), "iclv_error_data", "'price_a'.*row 3")
+  expect_iclv_error(fit_with(with_col("price_a", Inf, 3)), "iclv_error_data", "'price_a'.*row 3")
+  expect_iclv_error(fit_with(with_col("ID", NA, 5)), "iclv_error_data", "'ID'.*row 5")
+  expect_iclv_error(fit_with(with_col("q1", NA_real_)), "iclv_error_data", "'q1'")
+  expect_iclv_error(fit_with(with_col("av_b", NA, 1, data = bt_da), model = bt_ma), "iclv_error_data",
+                    "'av_b'.*row 1")
+})
+
+test_that("an NA attribute of an unavailable alternative is allowed (control case)", {
+  x <- bt_da
+  r <- which(bt_d$ch != "a")[1]
+  x$av_a[r] <- 0
+  x$price_a[r] <- NA
+  plan <- iclv_memory_plan(bt_ma, x, bt_draws, n_threads = 1)
+  expect_s3_class(plan, "iclv_memory_plan")
+})
+
+# ---- ranges --------------------------------------------------------------------
+test_that("values outside their range are data errors naming column and row", {
+  expect_iclv_error(fit_with(with_col("q1", 0, 1:2)), "iclv_error_data", "'q1'.*0.*row 1")
+  expect_iclv_error(fit_with(with_col("q1", 4, 1:2)), "iclv_error_data", "'q1'.*4.*row 1")
+  expect_iclv_error(fit_with(with_col("q1", 1.5, 1:2)), "iclv_error_data", "'q1'.*1.5.*row 1")
+  sp <- iclv_seed_problem(n = 10, n_tasks = 2)
+  x <- sp$data
+  x$ind01[1:2] <- 6
+  expect_iclv_error(iclv(sp$model, x, draws = bt_draws, backend = "cpu"), "iclv_error_data",
+                    "'ind01'.*6.*1\\.\\.5")
+  mb <- bt_model("att =~ q1 + q2 + b1", indicators = list(b1 = "binary"))
+  xb <- bt_d
+  xb$b1 <- rep(c(0, 2), 20)
+  expect_iclv_error(fit_with(xb, mb), "iclv_error_data", "'b1'.*row 2")
+  expect_iclv_error(fit_with(with_col("ch", "zz", 3)), "iclv_error_data", "'zz'.*row 3")
+  expect_iclv_error(fit_with(with_col("ch", 4L)), "iclv_error_data", "row 1")
+  xa <- bt_da
+  xa$av_a[bt_d$ch == "a"] <- 0
+  expect_iclv_error(fit_with(xa, bt_ma), "iclv_error_data", "not available")
+  expect_iclv_error(fit_with(with_col("av_b", 2, 1, data = bt_da), model = bt_ma), "iclv_error_data",
+                    "'av_b'.*row 1")
+})
+
+# ---- ids -------------------------------------------------------------------------
+test_that("id problems are data errors", {
+  expect_iclv_error(fit_with(with_col("ID", NULL)), "iclv_error_data", "'ID'")
+  expect_iclv_error(fit_with(bt_d[c(seq(1, 40, 2), seq(2, 40, 2)), ]), "iclv_error_data", "adjacent")
+  expect_iclv_error(fit_with(with_col("age", seq_len(40))), "iclv_error_data", "'age'.*within")
+  expect_iclv_error(fit_with(with_col("q2", NULL)), "iclv_error_data", "'q2'")
+  expect_iclv_error(fit_with(with_col("ch", NULL)), "iclv_error_data", "'ch'")
+})
+
+# ---- utilities ---------------------------------------------------------------------
+test_that("malformed utilities are spec or data errors naming the alternative", {
+  u <- function(...) bt_model(choice = bt_choice(list(...)))
+  expect_iclv_error(fit_with(model = u(a = "asc + b * nosuch + l * att", b = "0", c = "0")),
+                    "iclv_error_data", "'nosuch'")
+  expect_iclv_error(fit_with(model = u(a = "asc + l * ghost + l2 * att", b = "0", c = "0")),
+                    "iclv_error_data", "'ghost'")
+  expect_iclv_error(u(a = "asc + b ^ price_a + l * att", b = "0"), "iclv_error_spec", "'a'")
+  expect_iclv_error(u(a = "asc - b * price_a + l * att", b = "0"), "iclv_error_spec", "'-'")
+  expect_iclv_error(u(a = "2 * price_a + l * att", b = "0"), "iclv_error_spec", "'a'")
+  expect_iclv_error(bt_choice(list()), "iclv_error_spec", "utilities")
+  expect_iclv_error(bt_choice(list(a = 1, b = "0")), "iclv_error_spec", "'a'")
+  expect_iclv_error(bt_choice(list("asc", "0")), "iclv_error_spec", "named")
+  expect_iclv_error(bt_choice(list(a = "asc + l * att", a = "0")), "iclv_error_spec", "'a'")
+  expect_iclv_error(bt_choice(list(a = "", b = "l * att")), "iclv_error_spec", "'a'")
+  expect_iclv_error(bt_model("att =~ q1 + q2\n att2 =~ q3", structural = NULL,
+                             choice = bt_choice(list(a = "asc + l * att * att2", b = "0"))),
+                    "iclv_error_spec", "two latent variables")
+  expect_iclv_error(bt_choice(list(a = "asc", b = "0", c = "0"), type = "probit"), "iclv_error_spec",
+                    "2 alternatives")
+  expect_iclv_error(u(a = "zeta_q1 + l * att", b = "0"), "iclv_error_spec", "'zeta_q1'")
+})
+
+# ---- specification syntax -----------------------------------------------------------
+test_that("malformed specifications are spec errors", {
+  expect_iclv_error(bt_model("att ~ q1 + q2"), "iclv_error_spec", "=~")
+  expect_iclv_error(bt_model(""), "iclv_error_spec", "latent variable")
+  expect_iclv_error(bt_model("att =~ "), "iclv_error_spec", "att")
+  expect_iclv_error(iclv_model(42, id = "ID"), "iclv_error_spec", "measurement")
+  expect_iclv_error(iclv_model(id = "ID"), "iclv_error_spec", "measurement")
+  expect_iclv_error(bt_model(structural = "att ~ att"), "iclv_error_spec", "cycle")
+  expect_iclv_error(bt_model("f1 =~ q1 + q2\n f2 =~ q3", structural = "f1 ~ f2\n f2 ~ f1", choice = NULL),
+                    "iclv_error_spec", "cycle.*f1.*f2|cycle.*f2.*f1")
+  expect_iclv_error(bt_model("att =~ q1 + q1 + q2"), "iclv_error_spec", "'q1' twice")
+  expect_iclv_error(bt_model(indicators = "poisson"), "iclv_error_spec", "'poisson'")
+  expect_iclv_error(bt_model(indicators = list(zz = "normal")), "iclv_error_spec", "'zz'")
+  for (cats in list(1, "a", 2.5, -3, NA)) {
+    expect_iclv_error(bt_model(categories = cats), "iclv_error_spec", "categories")
+  }
+  expect_iclv_error(iclv_model("att =~ q1", id = 3), "iclv_error_spec", "id")
+  expect_iclv_error(fit_with(model = bt_model(structural = "att ~ age + ghost")), "iclv_error_data",
+                    "'ghost'")
+  expect_iclv_error(fit_with(model = list()), "iclv_error_spec", "iclv_model")
+})
+
+# ---- draws ------------------------------------------------------------------------------
+test_that("malformed draw designs are draws errors", {
+  expect_iclv_error(iclv_draws("halton", 0), "iclv_error_draws", "'n'")
+  expect_iclv_error(iclv_draws("halton", 1.5), "iclv_error_draws", "'n'")
+  expect_iclv_error(iclv_draws("halton", 1), "iclv_error_draws", "at least 2")
+  expect_iclv_error(iclv_draws("halton", NA), "iclv_error_draws", "'n'")
+  expect_iclv_error(iclv_draws("halton", "100"), "iclv_error_draws", "'n'")
+  expect_iclv_error(iclv_draws("pseudo", 10, seed = -1), "iclv_error_draws", "'seed'")
+  expect_iclv_error(iclv_draws("halton", 10, skip = -1), "iclv_error_draws", "'skip'")
+  expect_iclv_error(iclv_draws("foo", 10), "iclv_error_draws", "'type'")
+  expect_iclv_error(iclv_draws("halton", 10, foo = 1), "iclv_error_draws", "'foo'")
+  expect_iclv_error(iclv_draws(array(c(NA, stats::rnorm(59)), c(20, 3, 1))), "iclv_error_draws",
+                    "\\[1, 1, 1\\]")
+  expect_iclv_error(iclv_draws(matrix(stats::rnorm(20), 4, 5)), "iclv_error_draws", "3-dimensional")
+  expect_iclv_error(iclv_draws(array(stats::rnorm(60), c(20, 3, 1)), n = 4), "iclv_error_draws", "'n'")
+  expect_iclv_error(fit_with(draws = iclv_draws(array(stats::rnorm(19 * 3), c(19, 3, 1)))),
+                    "iclv_error_draws", "19 x 3 x 1.*20 x 3 x 1")
+  expect_iclv_error(fit_with(draws = array(stats::rnorm(20 * 3 * 2), c(20, 3, 2))), "iclv_error_draws",
+                    "20 x 3 x 1")
+  expect_iclv_error(fit_with(draws = 100), "iclv_error_draws", "iclv_draws")
+})
+
+# ---- control values -------------------------------------------------------------------
+test_that("bad control values are control errors naming the argument", {
+  expect_iclv_error(iclv_control(maxit = -1), "iclv_error_control", "'maxit'")
+  expect_iclv_error(iclv_control(maxit = NA), "iclv_error_control", "'maxit'")
+  expect_iclv_error(iclv_control(tol = "a"), "iclv_error_control", "'tol'")
+  expect_iclv_error(iclv_control(tol = -1), "iclv_error_control", "'tol'")
+  expect_iclv_error(iclv_control(method = "foo"), "iclv_error_control", "'method'")
+  expect_iclv_error(iclv_control(trace = NA), "iclv_error_control", "'trace'")
+  expect_iclv_error(iclv_control(foo = 1), "iclv_error_control", "'foo'")
+  expect_iclv_error(iclv_control(vcov = "foo"), "iclv_error_control", "'vcov'")
+  expect_iclv_error(iclv_control(hessian = NA), "iclv_error_control", "'hessian'")
+  expect_iclv_error(iclv_control(hessian = FALSE, vcov = "robust"), "iclv_error_control", "Hessian")
+  expect_iclv_error(iclv_control(n_threads = -1), "iclv_error_control", "'n_threads'")
+  expect_iclv_error(iclv_control(n_threads = 1.5), "iclv_error_control", "'n_threads'")
+  expect_iclv_error(iclv_control(callback = 1), "iclv_error_control", "'callback'")
+  expect_iclv_error(iclv_control(checkpoint = "/nonexistent/dir/x.rds"), "iclv_error_control", "folder")
+  expect_iclv_error(iclv_control(device_memory = -5), "iclv_error_control", "'device_memory'")
+  expect_iclv_error(fit_with(foo = 1), "iclv_error_control", "'foo'")
+  expect_iclv_error(fit_with(control = list(maxit = 1)), "iclv_error_control", "iclv_control")
+  expect_iclv_error(iclv(bt_m, bt_d, draws = bt_draws, backend = "gpu"), "iclv_error_control", "'backend'")
+  expect_iclv_error(fit_with(start = c(foo = 1)), "iclv_error_input", "'foo'")
+  expect_iclv_error(fit_with(fixed = c(foo = 1)), "iclv_error_input", "'foo'")
+  expect_iclv_error(fit_with(start = c(asc_a = "a")), "iclv_error_input", "'start'")
+  expect_iclv_error(iclv_loglik(bt_m, bt_d, bt_truth[1:3], draws = bt_draws), "iclv_error_input", "lacks")
+  expect_iclv_error(iclv_loglik(bt_m, bt_d, replace(bt_truth, 1, NA), draws = bt_draws),
+                    "iclv_error_input", "'zeta_q1'")
+  expect_iclv_error(iclv_loglik(bt_m, bt_d, unname(bt_truth), draws = bt_draws), "iclv_error_input", "named")
+  expect_iclv_error(iclv_loglik(bt_m, bt_d, replace(bt_truth, c("tau_q1_1", "tau_q1_2"), c(1, -1)),
+                                draws = bt_draws), "iclv_error_input", "'tau_q1_2'")
+  if (!isTRUE(iclv_cuda_available())) {
+    expect_iclv_error(iclv(bt_m, bt_d, draws = bt_draws, backend = "cuda"), "iclv_error_cuda", "cuda|CUDA")
+  }
+})
+
+test_that("a thread count beyond what the system can start is refused, not a crash", {
+  # Known gap at the time of writing: iclv_control() accepts any n_threads, and
+  # the engine then asks OpenMP for that many threads: n_threads = 40000 makes
+  # libgomp exit the R process ("Thread creation failed"), 1e5 gives a
+  # segfault. Run only once iclv_control() refuses such counts.
+  ok <- tryCatch({ iclv_control(n_threads = 1e5); FALSE }, iclv_error_control = function(e) TRUE)
+  if (!ok) skip("known gap: iclv_control(n_threads = 1e5) is accepted and crashes R in the engine")
+  expect_iclv_error(iclv_control(n_threads = 1e5), "iclv_error_control", "'n_threads'")
+})
+
+# ---- absurd sizes -----------------------------------------------------------------------
+test_that("absurd sizes are clear errors before anything is allocated", {
+  expect_iclv_error(iclv_draws("halton", 1e12), "iclv_error_draws", "'n'")
+  expect_iclv_error(iclv_memory_plan(bt_m, bt_d, bt_draws, backend = "cuda", device_memory = -1),
+                    "iclv_error_control", "'device_memory'")
+  expect_iclv_error(iclv_memory_plan(bt_m, bt_d, bt_draws, backend = "gpu"), "iclv_error_control", "'backend'")
+  expect_iclv_error(iclv_memory_plan(bt_m, bt_d, bt_draws, n_threads = -2), "iclv_error_control", "'n_threads'")
+  # 2^31 - 1 draws per individual: the engine would need ~0.5 TB; the plan says so
+  huge <- iclv_draws("halton", 2^31 - 1)
+  plan <- iclv_memory_plan(bt_m, bt_d, huge, n_threads = 1)
+  expect_gt(plan$total_host, 2^38)
+  if (!is.na(plan$host_available)) {
+    expect_false(plan$fits)
+    expect_match(plan$verdict, "^does not fit")
+  }
+  # and the estimation refuses with a memory error (today: calloc fails)
+  expect_iclv_error(fit_with(draws = huge, control = iclv_control(n_threads = 1)), "iclv_error_memory")
+})
+
+test_that("an impossible memory need is refused before allocating, with the sizes", {
+  huge <- iclv_draws("halton", 2^31 - 1)
+  msg <- tryCatch(fit_with(draws = huge, control = iclv_control(n_threads = 1)),
+                  iclv_error_memory = function(e) conditionMessage(e))
+  if (!grepl("available", msg)) {
+    skip("known gap: iclv() tries to allocate first; the error does not say how much is needed (.memory_guard)")
+  }
+  expect_match(msg, "GiB|TiB")
+  expect_iclv_error(iclv_loglik(bt_m, bt_d, bt_truth, draws = huge), "iclv_error_memory", "available")
+})
+
+test_that("absurd sizes in the draw generator and the simulator are classed errors", {
+  gen <- tryCatch(iclv_draws_generate(iclv_draws("halton", 1e9), n_ind = 1e6, n_lv = 5),
+                  iclv_error = function(e) "classed", error = function(e) conditionMessage(e))
+  if (!identical(gen, "classed")) {
+    skip(paste("known gap: iclv_draws_generate() of 5e15 draws gives an unclassed R error:", gen))
+  }
+  expect_iclv_error(iclv_draws_generate(iclv_draws("pseudo", 2^31 - 1), n_ind = 2^31 - 1, n_lv = 3),
+                    "iclv_error")
+  expect_iclv_error(suppressWarnings(iclv_simulate(bt_m, bt_truth, n = 1e12)), "iclv_error_control", "'n'")
+})
+
+# ---- engine level -------------------------------------------------------------------------
+test_that("the engine refuses bad parameters and released handles with input errors", {
+  comp <- iclv:::.iclv_compile(bt_m, bt_d)
+  spec <- iclv:::.draws_spec(bt_draws, comp$n_ind, 1L)
+  e <- iclv:::.engine_new(comp$c, spec, n_threads = 1L)
+  th <- comp$partable$start
+  expect_true(is.finite(iclv:::.engine_eval(e, th)$loglik)) # control case
+  expect_iclv_error(iclv:::.engine_eval(e, th[-1]), "iclv_error_input", "length 14")
+  expect_iclv_error(iclv:::.engine_eval(e, c(th, 1)), "iclv_error_input", "length 14")
+  expect_iclv_error(iclv:::.engine_eval(e, replace(th, 2, NaN)), "iclv_error_input", "parameter 2")
+  expect_iclv_error(iclv:::.engine_eval(e, replace(th, 5, Inf)), "iclv_error_input", "parameter 5")
+  expect_iclv_error(iclv:::.engine_eval(e, replace(th, 2:3, c(1, -1))), "iclv_error_input",
+                    "strictly increasing")
+  expect_iclv_error(iclv:::.engine_eval(e, replace(th, 2:3, c(0, 0))), "iclv_error_input",
+                    "strictly increasing")
+  expect_iclv_error(iclv:::.engine_predict(e, replace(th, 2:3, c(1, -1))), "iclv_error_input",
+                    "strictly increasing")
+  expect_iclv_error(iclv:::.engine_eval(list(), th), "iclv_error_input", "not an iclv engine")
+  expect_iclv_error(iclv:::.engine_new(comp$c, iclv:::.draws_spec(bt_draws, 19, 1)), "iclv_error_input",
+                    "draw design")
+  expect_iclv_error(iclv:::.engine_new(list(a = 1), spec), "iclv_error_input", "'n_ind'")
+  c2 <- comp$c
+  c2$obs_ind[1] <- 99L
+  expect_iclv_error(iclv:::.engine_new(c2, spec), "iclv_error_input", "obs_ind")
+  c2 <- comp$c
+  c2$obs_val[1] <- 7
+  expect_iclv_error(iclv:::.engine_new(c2, spec), "iclv_error_input", "value 7")
+  c2 <- comp$c
+  c2$n_ind <- 20 # a double, not an integer
+  expect_iclv_error(iclv:::.engine_new(c2, spec), "iclv_error_input", "n_ind")
+  iclv:::.engine_release(e)
+  expect_iclv_error(iclv:::.engine_eval(e, th), "iclv_error_input", "released")
+
+  mn <- iclv_model("f =~ y1 + y2", id = "ID", indicators = "normal")
+  dn <- iclv_simulate(mn, c(zeta_y1 = 1, alpha_y1 = 0, sigma_y1 = 1, zeta_y2 = 1, alpha_y2 = 0, sigma_y2 = 1),
+                      n = 10, seed = 1)
+  cn <- iclv:::.iclv_compile(mn, dn)
+  en <- iclv:::.engine_new(cn$c, iclv:::.draws_spec(bt_draws, 10, 1), n_threads = 1L)
+  thn <- cn$partable$start
+  k <- match("sigma_y1", cn$partable$name)
+  expect_iclv_error(iclv:::.engine_eval(en, replace(thn, k, -1)), "iclv_error_input", "standard deviation")
+  expect_iclv_error(iclv:::.engine_eval(en, replace(thn, k, 0)), "iclv_error_input", "standard deviation")
+  # a likelihood that underflows everywhere is a numeric error, not a crash
+  expect_iclv_error(iclv:::.engine_eval(en, replace(thn, match("zeta_y1", cn$partable$name), 1e300)),
+                    "iclv_error_numeric", "individual")
+})
+
+test_that("malformed draw specifications reaching C are classed input errors", {
+  comp <- iclv:::.iclv_compile(bt_m, bt_d)
+  spec <- iclv:::.draws_spec(bt_draws, comp$n_ind, 1L)
+  for (field in c("seed", "skip")) {
+    for (bad in list(numeric(0), c(1, 2), "a", -1, NA_real_)) {
+      s2 <- spec
+      s2[[field]] <- bad
+      expect_iclv_error(iclv:::.engine_new(comp$c, s2), "iclv_error_input", "seed and skip")
+    }
+    s2 <- spec
+    s2[[field]] <- NULL
+    expect_iclv_error(iclv:::.engine_new(comp$c, s2), "iclv_error_input", field)
+  }
+  s2 <- spec
+  s2$type <- 9L
+  expect_iclv_error(iclv:::.engine_new(comp$c, s2), "iclv_error_input", "draw type")
+  s2 <- spec
+  s2$n_draws <- 0L
+  expect_iclv_error(iclv:::.engine_new(comp$c, s2), "iclv_error_input", "dimension")
+  # a user array of the wrong type or length
+  su <- iclv:::.draws_spec(iclv_draws(array(stats::rnorm(60), c(20, 3, 1))), 20, 1L)
+  su$user <- su$user[1:59]
+  expect_iclv_error(iclv:::.engine_new(comp$c, su), "iclv_error_input", "'user'")
+})

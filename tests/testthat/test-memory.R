@@ -1,0 +1,350 @@
+# Memory: iclv_memory_plan() against the engines' own accounts, memory that
+# stays flat over many evaluations, engines freed by their finalizer, and
+# releases that are safe to repeat. The defect this guards against (the
+# original run died after 3 h 47 min because host memory grew every
+# iteration) is in ../shared/mission/problem.md, item 7.
+
+skip_if_not(engine_ok(), "the compiled iclv engine is not loadable")
+
+rss <- function() {
+  invisible(gc(full = TRUE))
+  iclv:::.process_peak_bytes()[["current"]]
+}
+have_proc <- function() !is.na(iclv:::.process_peak_bytes()[["current"]])
+# Resident-set checks mean nothing under AddressSanitizer (freed memory sits
+# in its quarantine); tools/sanitize.sh sets ICLV_SANITIZER.
+skip_if_sanitized <- function() {
+  if (nzchar(Sys.getenv("ICLV_SANITIZER"))) skip("resident memory is not measurable under a sanitizer")
+}
+
+# Three models of different shapes ------------------------------------------
+
+# A: the seed problem (5 LVs, one of them on the other four, 38 ordered
+#    probit indicators, binary probit choice): D2 (LV-on-LV) buffers present.
+shape_seed <- function() {
+  sp <- iclv_seed_problem(n = 50, n_tasks = 4)
+  list(model = sp$model, data = sp$data, draws = iclv_draws("halton", 20))
+}
+# B: one LV, three ordered probit indicators, MNL with three alternatives.
+mnl_model <- function() {
+  iclv_model("att =~ q1 + q2 + q3",
+    structural = "att ~ age",
+    choice = iclv_choice("mnl", choice = "ch", utilities = list(
+      a = "asc_a + b_price * price_a + l_att * att",
+      b = "asc_b + b_price * price_b",
+      c = "0")),
+    id = "ID", categories = 3)
+}
+mnl_truth <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5,
+               tau_q2_2 = 0.8, zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5,
+               gamma_att_age = 0.5, asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3)
+shape_mnl <- function(n = 60, n_tasks = 3, R = 30) {
+  list(model = mnl_model(), data = iclv_simulate(mnl_model(), mnl_truth, n = n, n_tasks = n_tasks, seed = 2),
+       draws = iclv_draws("mlhs", R, seed = 3))
+}
+# C: no choice model, two LVs (one on the other and a covariate), normal and
+#    binary indicators, user-supplied draws (stored, so planned as a buffer).
+shape_measure <- function() {
+  m <- iclv_model("f1 =~ y1 + y2 + y3\n f2 =~ b1 + b2 + y3",
+                  structural = "f2 ~ f1 + x", id = "ID",
+                  indicators = list(y1 = "normal", y2 = "normal", y3 = "normal",
+                                    b1 = "binary_probit", b2 = "binary_logit"))
+  p <- stats::setNames(rep(0.5, nrow(m$partable)), m$partable$name)
+  p[grepl("^sigma_", names(p))] <- 1
+  d <- iclv_simulate(m, p, n = 40, n_tasks = 1, seed = 4)
+  set.seed(5)
+  list(model = m, data = d, draws = array(stats::rnorm(40 * 25 * 2), c(40, 25, 2)))
+}
+
+engine_of <- function(s, n_threads) {
+  comp <- iclv:::.iclv_compile(s$model, s$data)
+  spec <- iclv:::.draws_spec(s$draws, comp$n_ind, length(comp$lvs))
+  list(engine = iclv:::.engine_new(comp$c, spec, n_threads = n_threads), comp = comp, spec = spec)
+}
+
+test_that("the plan predicts the CPU engine's account buffer by buffer (3 shapes, 3 thread counts)", {
+  shapes <- list(seed = shape_seed(), mnl = shape_mnl(), measure = shape_measure())
+  threads <- c(seed = 1L, mnl = 3L, measure = 0L) # 0: the OpenMP default
+  for (nm in names(shapes)) {
+    s <- shapes[[nm]]
+    for (th in unique(c(threads[[nm]], 2L))) {
+      plan <- iclv_memory_plan(s$model, s$data, s$draws, backend = "cpu", n_threads = th)
+      eng <- engine_of(s, th)
+      acct <- iclv:::.engine_memory(eng$engine)$host
+      info <- sprintf("%s, n_threads = %d", nm, th)
+      b <- plan$buffers
+      # every buffer the engine records is planned, within 10% each
+      expect_true(all(names(acct$buffers) %in% b$buffer), info = info)
+      planned <- stats::setNames(b$bytes, b$buffer)[names(acct$buffers)]
+      rel <- abs(planned - acct$buffers) / pmax(acct$buffers, 1)
+      expect_lt(max(rel), 0.10, label = paste(info, names(which.max(rel))))
+      # the engine's peak is the sum of its buffers, predicted within 10%
+      expect_lt(abs(sum(planned) - acct$peak) / acct$peak, 0.10, label = info)
+      # the thread count the plan used is the engine's (thread_descriptors is
+      # one fixed-size slot per thread)
+      slot <- acct$buffers[["thread_descriptors"]] / plan$n_threads
+      expect_equal(slot, 16 * .Machine$sizeof.pointer, info = info)
+      # the compiled arrays: 8 bytes a double, 4 an integer, summed independently
+      cl <- eng$comp$c
+      expect_equal(b$bytes[b$buffer == "compiled_model_data"],
+                   sum(8 * lengths(Filter(is.double, cl))) + sum(4 * lengths(Filter(is.integer, cl))),
+                   info = info)
+      # stored draws only for a user array
+      expect_identical("user_draws" %in% b$buffer, !is.null(eng$spec$user), info = info)
+      if (!is.null(eng$spec$user)) {
+        expect_equal(b$bytes[b$buffer == "user_draws"], 8 * prod(dim(s$draws)), info = info)
+      }
+      # outputs of one evaluation: an evaluation returns exactly those sizes
+      ev <- iclv:::.engine_eval(eng$engine, eng$comp$partable$start, gradient = TRUE, scores = TRUE,
+                                hessian = TRUE)
+      out_bytes <- 8 * c(length(ev$loglik_i), length(ev$gradient), length(ev$scores), length(ev$hessian))
+      expect_equal(b$bytes[match(c("output_loglik_by_individual", "output_gradient", "output_scores",
+                                   "output_hessian"), b$buffer)], out_bytes, info = info)
+      expect_equal(plan$total_host, sum(b$bytes[b$where == "host"]), info = info)
+      expect_identical(plan$verdict, "fits in 1 chunk")
+      expect_identical(plan$n_chunks, 1L)
+      iclv:::.engine_release(eng$engine)
+    }
+  }
+})
+
+test_that("the plan prints a readable table and a verdict", {
+  s <- shape_mnl(n = 20, n_tasks = 2, R = 10)
+  plan <- iclv_memory_plan(s$model, s$data, s$draws, n_threads = 1)
+  expect_s3_class(plan, "iclv_memory_plan")
+  txt <- capture.output(print(plan))
+  expect_true(any(grepl("hessian_block_slots", txt)))
+  expect_true(any(grepl("KiB", txt)))
+  expect_true(any(grepl("^verdict: fits in 1 chunk", txt)))
+  expect_identical(names(as.data.frame(plan)), c("where", "buffer", "bytes"))
+  expect_identical(iclv:::.format_bytes(c(512, 2048, 3 * 2^20, 5 * 2^30)),
+                   c("512 B", "2.0 KiB", "3.0 MiB", "5.0 GiB"))
+})
+
+test_that("the plan grows with draws, threads and individuals as engine.c does", {
+  s <- shape_mnl(n = 30, n_tasks = 2, R = 10)
+  p1 <- iclv_memory_plan(s$model, s$data, iclv_draws("halton", 10), n_threads = 1)
+  p2 <- iclv_memory_plan(s$model, s$data, iclv_draws("halton", 1000), n_threads = 1)
+  p3 <- iclv_memory_plan(s$model, s$data, iclv_draws("halton", 1000), n_threads = 4)
+  g <- function(p, b) p$buffers$bytes[p$buffers$buffer == b]
+  P <- nrow(s$model$partable); K <- 1
+  # thread_draw_gradients = 8 T pad8(R (P + K))
+  expect_equal(g(p2, "thread_draw_gradients"), 8 * ceiling(1000 * (P + K) / 8) * 8)
+  expect_equal(g(p3, "thread_draw_gradients"), 4 * g(p2, "thread_draw_gradients"))
+  # draws per individual do not change per-individual buffers
+  expect_equal(g(p1, "scores_by_individual"), g(p2, "scores_by_individual"))
+  expect_equal(g(p1, "scores_by_individual"), 8 * 30 * P)
+  # Hessian slots: B = min(4 T, N) individuals of P x P
+  expect_equal(g(p3, "hessian_block_slots"), 8 * 16 * P^2)
+})
+
+test_that("the CUDA plan chunks individuals to the device budget", {
+  s <- shape_seed()
+  base <- iclv_memory_plan(s$model, s$data, s$draws, backend = "cuda", device_memory = 2^40)
+  fixed <- base$device_fixed
+  per_ind <- base$device_per_individual
+  expect_gt(fixed, 0)
+  # per individual: l_nr (R doubles), log-sum-exp, log L_n, the score row (P
+  # doubles) and a status int, at least (more when draws are split)
+  expect_gte(per_ind, 8 * (20 + 2 + 202) + 4)
+  expect_identical(base$n_chunks, 1L)
+  expect_identical(base$per_chunk, 50L)
+  dev <- base$buffers[base$buffers$where == "device", ]
+  expect_equal(base$total_device, sum(dev$bytes))
+  # the engine's invariant: total = fixed + per_chunk * per_individual
+  expect_equal(base$total_device, fixed + 50 * per_ind)
+  expect_equal(sum(dev$bytes[startsWith(dev$buffer, "chunk:")]), 50 * per_ind)
+  # a budget that holds 10.5 individuals: 5 chunks of 10, within the budget
+  small <- iclv_memory_plan(s$model, s$data, s$draws, backend = "cuda",
+                            device_memory = fixed + 10.5 * per_ind)
+  expect_identical(small$per_chunk, 10L)
+  expect_identical(small$n_chunks, 5L)
+  expect_lte(small$total_device, fixed + 10.5 * per_ind)
+  expect_match(small$verdict, "needs 5 chunks of 10 individuals")
+  txt <- capture.output(print(small))
+  expect_true(any(grepl("chunk:scores", txt)))
+  # a budget below the fixed part: does not fit
+  none <- iclv_memory_plan(s$model, s$data, s$draws, backend = "cuda", device_memory = fixed - 1)
+  expect_false(none$fits)
+  expect_match(none$verdict, "^does not fit")
+  if (!isTRUE(iclv_cuda_available())) {
+    expect_true(any(grepl("no CUDA device", base$notes)))
+    nodev <- iclv_memory_plan(s$model, s$data, s$draws, backend = "cuda")
+    expect_true(is.na(nodev$fits))
+    expect_match(nodev$verdict, "no CUDA device was found")
+  }
+  # bad budgets are control errors
+  expect_error(iclv_memory_plan(s$model, s$data, s$draws, backend = "cuda", device_memory = -1),
+               class = "iclv_error_control")
+  expect_error(iclv_memory_plan(s$model, s$data, s$draws, backend = "gpu"), class = "iclv_error_control")
+})
+
+test_that("the CUDA plan matches the CUDA engine's account", {
+  skip_if_no_gpu()
+  for (s in list(shape_seed(), shape_mnl(), shape_measure())) {
+    comp <- iclv:::.iclv_compile(s$model, s$data)
+    spec <- iclv:::.draws_spec(s$draws, comp$n_ind, length(comp$lvs))
+    probe <- iclv_memory_plan(s$model, s$data, s$draws, backend = "cuda", device_memory = 2^40)
+    for (budget in c(2^40, probe$device_fixed + 7.5 * probe$device_per_individual)) {
+      plan <- iclv_memory_plan(s$model, s$data, s$draws, backend = "cuda", device_memory = budget)
+      e <- iclv:::.engine_new(comp$c, spec, backend = "cuda", device_memory = budget)
+      mem <- iclv:::.engine_memory(e)
+      expect_identical(as.integer(mem$n_chunks), plan$n_chunks)
+      expect_identical(as.integer(mem$per_chunk), plan$per_chunk)
+      acct <- mem$device$buffers
+      b <- plan$buffers[plan$buffers$where == "device", ]
+      expect_setequal(names(acct), b$buffer)
+      exact <- setdiff(names(acct), "local_memory_reserved_estimate")
+      expect_equal(stats::setNames(b$bytes, b$buffer)[exact], acct[exact])
+      expect_lt(abs(plan$total_device - mem$device$peak) / mem$device$peak, 0.10)
+      iclv:::.engine_release(e)
+    }
+  }
+})
+
+test_that(".process_peak_bytes reads VmHWM and VmRSS", {
+  x <- iclv:::.process_peak_bytes()
+  expect_named(x, c("peak", "current"))
+  skip_if_not(have_proc(), "/proc/self/status is not readable here")
+  skip_if_sanitized()
+  expect_gte(x[["peak"]], x[["current"]])
+  # allocating and touching 50 MB raises the current resident set by about that
+  before <- rss()
+  big <- rep(1, 50 * 2^20 / 8)
+  after <- iclv:::.process_peak_bytes()
+  expect_gt(after[["current"]] - before, 40 * 2^20)
+  expect_gte(after[["peak"]], after[["current"]])
+  rm(big)
+})
+
+# Free memory inside the malloc heap (holes left by earlier garbage: the
+# earlier test files of this process leave tens of MB) absorbs a small leak
+# without raising the resident set. Fill those holes with ~1 KB blocks, 4 MB
+# at a time, until the resident set grows with the blocks; the caller keeps
+# the result alive while it measures.
+fill_heap_slack <- function(max_mb = 256) {
+  held <- list()
+  r <- rss()
+  for (k in seq_len(max_mb / 4)) {
+    held[[k]] <- lapply(1:4000, function(i) numeric(120))
+    r2 <- rss()
+    if (r2 - r > 2 * 2^20) break
+    r <- r2
+  }
+  held
+}
+
+test_that("10,000 evaluations leave the engine account and the resident memory flat", {
+  skip_if_not(have_proc(), "/proc/self/status is not readable here")
+  skip_if_sanitized()
+  s <- shape_mnl(n = 200, n_tasks = 1, R = 2)
+  eng <- engine_of(s, 1L)
+  e <- eng$engine
+  th <- eng$comp$partable$start
+  acct0 <- iclv:::.engine_memory(e)
+  run <- function(k) {
+    for (i in seq_len(k)) {
+      ev <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = (i %% 100L) == 0L)
+    }
+    ev
+  }
+  run(1000L) # warm-up: OpenMP threads, R's heap pages, malloc arenas
+  held <- fill_heap_slack()
+  r <- rss()
+  for (k in 1:9) {
+    ev <- run(1000L)
+    r <- c(r, rss())
+  }
+  expect_true(is.finite(ev$loglik))
+  expect_identical(iclv:::.engine_memory(e), acct0)
+  # Bounds. Every evaluation returns log L_n (200 doubles, 1.6 KB), a
+  # gradient, the 200 x 14 scores (22 KB) and every 100th a Hessian. A leak of
+  # the smallest of these grows the resident set by ~1.6 MB in every block of
+  # 1,000 evaluations (checked with a deliberately leaking build: 1.3-1.7 MB
+  # per block); an honest loop is flat (0 KB per block here), except for a
+  # one-time extension of the heap after the slack was filled (R's garbage
+  # between collections needs room once: up to ~25 MB in the first block).
+  # So: the growth from evaluation 1,000 to 10,000 without its largest block
+  # (the one-time extension) must stay below 2 MB, the median growth per
+  # block below 64 KB (catches any steady leak >= 64 B per evaluation), and
+  # at most 2 of the 9 blocks may grow by more than 256 KB.
+  steps <- diff(r)
+  expect_lt(sum(steps) - max(steps), 2 * 2^20)
+  expect_lt(stats::median(steps), 64 * 1024)
+  expect_lte(sum(steps > 256 * 1024), 2L)
+  # The error path (an input error raised from C after the outputs were
+  # allocated) must not leak either: 2,000 failing evaluations.
+  bad <- th
+  thr <- eng$comp$thresholds[[1]]
+  bad[thr] <- rev(bad[thr])
+  for (i in 1:200) try(iclv:::.engine_eval(e, bad), silent = TRUE)
+  r <- rss()
+  for (k in 1:4) {
+    for (i in 1:500) tryCatch(iclv:::.engine_eval(e, bad, scores = TRUE), iclv_error_input = function(c) NULL)
+    r <- c(r, rss())
+  }
+  # a leaked score matrix per failing call would be 11 MB per block
+  expect_lt(stats::median(diff(r)), 64 * 1024)
+  expect_lte(sum(diff(r) > 256 * 1024), 1L)
+  expect_identical(iclv:::.engine_memory(e), acct0)
+  iclv:::.engine_release(e)
+  rm(held)
+})
+
+test_that("200 engines created and dropped are freed by their finalizer", {
+  skip_if_not(have_proc(), "/proc/self/status is not readable here")
+  skip_if_sanitized()
+  sp <- iclv_seed_problem(n = 8, n_tasks = 2)
+  comp <- iclv:::.iclv_compile(sp$model, sp$data)
+  spec <- iclv:::.draws_spec(iclv_draws("halton", 5), comp$n_ind, length(comp$lvs))
+  th <- comp$partable$start
+  one <- function() {
+    e <- iclv:::.engine_new(comp$c, spec, n_threads = 1L)
+    # a Hessian evaluation writes (touches) every large buffer, so an engine
+    # that is never freed stays resident
+    iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = TRUE)
+    iclv:::.engine_memory(e)$host$peak
+  }
+  engine_bytes <- one()
+  # the test can fail: a leak of 200 engines (~260 MB) would be >= 20 times the bound
+  bound <- 5 * 2^20
+  expect_gt(200 * engine_bytes, 20 * bound)
+  for (i in 1:10) one()
+  r1 <- rss()
+  for (i in 1:200) {
+    one()
+    if (i %% 20L == 0L) invisible(gc())
+  }
+  r2 <- rss()
+  expect_lt(r2 - r1, bound)
+  # positive control: the same engines, kept alive, do raise the resident set
+  # (once the heap's free holes are filled, see fill_heap_slack())
+  held <- fill_heap_slack()
+  r2 <- rss()
+  keep <- lapply(1:20, function(i) {
+    e <- iclv:::.engine_new(comp$c, spec, n_threads = 1L)
+    iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = TRUE)
+    e
+  })
+  r3 <- rss()
+  expect_gt(r3 - r2, 0.5 * 20 * engine_bytes)
+  rm(keep, held)
+})
+
+test_that("an explicitly released engine errors with a classed error; releasing twice is harmless", {
+  s <- shape_mnl(n = 10, n_tasks = 2, R = 5)
+  eng <- engine_of(s, 1L)
+  e <- eng$engine
+  th <- eng$comp$partable$start
+  expect_true(is.finite(iclv:::.engine_eval(e, th)$loglik))
+  expect_null(iclv:::.engine_release(e))
+  expect_null(iclv:::.engine_release(e))
+  expect_error(iclv:::.engine_memory(e), class = "iclv_error_input", regexp = "released")
+  expect_error(iclv:::.engine_eval(e, th), class = "iclv_error_input", regexp = "released")
+  expect_error(iclv:::.engine_predict(e, th), class = "iclv_error_input", regexp = "released")
+  # after gc() the finalizer meets an already released engine: still harmless
+  rm(e)
+  invisible(gc())
+  expect_error(iclv:::.engine_release(42), NA)
+  expect_error(iclv:::.engine_memory(42), class = "iclv_error_input")
+})
