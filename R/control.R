@@ -83,6 +83,9 @@ iclv_control <- function(method = c("bfgs", "newton", "bhhh"), maxit = 200, tol 
   if (is.logical(trace) && length(trace) == 1L && !is.na(trace)) trace <- as.integer(trace)
   trace <- .control_count(trace, "trace", min = 0)
   n_threads <- .control_count(n_threads, "n_threads", min = 0)
+  if (n_threads > 1024L) {
+    iclv_abort("control", sprintf("'n_threads' = %d is more threads than iclv allows (at most 1024; 0 means the OpenMP default)", n_threads))
+  }
   device <- .control_count(device, "device", min = 0)
   if (!is.null(device_memory)) device_memory <- .control_number(device_memory, "device_memory", positive = TRUE)
   hessian <- .control_flag(hessian, "hessian")

@@ -271,5 +271,11 @@ iclv_draws_generate <- function(draws, n_ind = NULL, n_lv = NULL) {
   if (is.null(n_ind) || is.null(n_lv)) {
     iclv_abort("draws", "iclv_draws_generate() needs 'n_ind' and 'n_lv' (individuals and latent variables)")
   }
+  n_el <- as.double(n_ind) * as.double(if (identical(draws$type, "user")) dim(draws$user)[2] else draws$n) * as.double(n_lv)
+  if (is.finite(n_el) && n_el > .Machine$integer.max) {
+    iclv_abort("draws", sprintf(
+      "iclv_draws_generate() would return %.3g draws (%s); that is too large for one array: ask for fewer individuals or draws",
+      n_el, format(structure(8 * n_el, class = "object_size"), units = "auto")))
+  }
   .draws_generate(.draws_spec(draws, n_ind, n_lv))
 }

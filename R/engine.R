@@ -85,6 +85,8 @@ iclv_devices <- function() {
 
 .engine_new <- function(compiled, draws_spec, backend = "cpu",
                         n_threads = 0L, device = 0L, device_memory = 0) {
+  # refuse, with the sizes, an engine that cannot fit in memory before C allocates
+  .memory_guard(compiled, draws_spec, n_threads)
   .iclv_call(C_iclv_engine_new, compiled, draws_spec, .iclv_backend_code(backend),
              list(n_threads = as.integer(n_threads), device = as.integer(device),
                   device_memory = as.double(device_memory)))

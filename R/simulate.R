@@ -50,8 +50,10 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   .spec_check_dots(dots, "iclv_simulate", allowed = c("binary", "attributes"))
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   chk_count <- function(v, what) {
-    if (!is.numeric(v) || length(v) != 1L || is.na(v) || v < 1 || v != round(v)) {
-      iclv_abort("control", sprintf("'%s' must be one whole number >= 1", what))
+    if (!is.numeric(v) || length(v) != 1L || is.na(v) || v < 1 || v != round(v) ||
+        v > .Machine$integer.max) {
+      iclv_abort("control", sprintf("'%s' must be one whole number between 1 and %d", what,
+                                    .Machine$integer.max))
     }
     as.integer(v)
   }

@@ -65,16 +65,22 @@ static int get_int(SEXP list, const char *name) {
 /* An integer vector of exactly `len` entries (NULL pointer when len == 0). */
 static const int *get_ivec(SEXP list, const char *name, R_xlen_t len) {
   SEXP x = get_elt(list, name);
-  if (!Rf_isInteger(x) || XLENGTH(x) != len)
-    Rf_error("[iclv_error_input] compiled element '%s' must be an integer vector of length %lld (has %lld)",
+  if (!Rf_isInteger(x))
+    Rf_error("[iclv_error_input] compiled element '%s' must be an integer vector (is %s)",
+             name, Rf_type2char(TYPEOF(x)));
+  if (XLENGTH(x) != len)
+    Rf_error("[iclv_error_input] compiled element '%s' must have length %lld (has %lld)",
              name, (long long) len, (long long) XLENGTH(x));
   return len > 0 ? INTEGER(x) : NULL;
 }
 
 static const double *get_dvec(SEXP list, const char *name, R_xlen_t len) {
   SEXP x = get_elt(list, name);
-  if (!Rf_isReal(x) || XLENGTH(x) != len)
-    Rf_error("[iclv_error_input] compiled element '%s' must be a double vector of length %lld (has %lld)",
+  if (!Rf_isReal(x))
+    Rf_error("[iclv_error_input] compiled element '%s' must be a double vector (is %s)",
+             name, Rf_type2char(TYPEOF(x)));
+  if (XLENGTH(x) != len)
+    Rf_error("[iclv_error_input] compiled element '%s' must have length %lld (has %lld)",
              name, (long long) len, (long long) XLENGTH(x));
   return len > 0 ? REAL(x) : NULL;
 }
@@ -132,6 +138,19 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
   check_idx(m->st_src_type, n_st, 0, 2, "st_src_type");
   for (int t = 0; t < n_st; t++)
     check_idx(m->st_src + t, 1, 0, m->st_src_type[t] == ICLV_SRC_COV ? m->n_cov : K, "st_src");
+  /* lv_order must be a permutation in which every LV comes after the LVs it
+   * depends on (the structural recursion reads them) */
+  int *pos = (int *) R_alloc(K > 0 ? K : 1, sizeof(int));
+  for (int k = 0; k < K; k++) pos[k] = -1;
+  for (int o = 0; o < K; o++) {
+    if (pos[m->lv_order[o]] >= 0) stop_input("compiled 'lv_order' is not a permutation");
+    pos[m->lv_order[o]] = o;
+  }
+  for (int k = 0; k < K; k++)
+    for (int t = m->st_ptr[k]; t < m->st_ptr[k + 1]; t++)
+      if (m->st_src_type[t] == ICLV_SRC_LV && pos[m->st_src[t]] >= pos[k])
+        Rf_error("[iclv_error_input] compiled 'lv_order' puts LV %d before LV %d, on which it depends",
+                 k + 1, m->st_src[t] + 1);
   m->cov = get_dvec(compiled, "cov", (R_xlen_t) N * m->n_cov);
 
   m->ind_type = get_ivec(compiled, "ind_type", M);

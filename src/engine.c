@@ -155,6 +155,8 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
   st->msg[0] = '\0';
   if (d->n_ind != m->n_ind || d->n_dim != m->n_lv)
     return fail(st, ICLV_ERR_INPUT, "the draw design does not match the model (individuals or LVs)");
+  if (n_threads > ICLV_MAX_THREADS)
+    return fail(st, ICLV_ERR_INPUT, "n_threads is larger than iclv allows (1024)");
   if (iclv_draws_check(d, st) != ICLV_OK) return st->code;
   if (check_data(m, st) != ICLV_OK) return st->code;
 
@@ -164,6 +166,7 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
   e->d = d;
 #ifdef _OPENMP
   e->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+  if (e->n_threads > omp_get_thread_limit()) e->n_threads = omp_get_thread_limit();
 #else
   (void) n_threads;
   e->n_threads = 1;

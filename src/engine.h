@@ -34,6 +34,7 @@ typedef struct {
 } iclv_mem_account;
 
 /* ---- CPU engine (engine.c) ---------------------------------------------- */
+#define ICLV_MAX_THREADS 1024 /* more CPU threads than this is refused */
 typedef struct iclv_cpu_engine iclv_cpu_engine;
 
 /* Creates the CPU engine. `m` and `d` must outlive the engine (they point

@@ -52,6 +52,12 @@ for label in cuda cpu; do
     echo "testthat ($label) did not finish"; failed=$((failed + 1))
   fi
 done
+echo "== sanitizers (ASan + UBSan on the C core, CPU build, a subset of the tests)"
+if ICLV_SAN_DIR="$out/sanitize" bash tools/sanitize.sh > "$out/sanitize.log" 2>&1; then
+  tail -n 3 "$out/sanitize.log"
+else
+  tail -n 40 "$out/sanitize.log"; echo "tools/sanitize.sh failed"; failed=$((failed + 1)); status=1
+fi
 [ $failed -eq 0 ] || status=1
 echo "$passed passed, $failed failed, $skipped skipped"
 exit $status

@@ -209,13 +209,14 @@ test_that("bad control values are control errors naming the argument", {
 })
 
 test_that("a thread count beyond what the system can start is refused, not a crash", {
-  # Known gap at the time of writing: iclv_control() accepts any n_threads, and
-  # the engine then asks OpenMP for that many threads: n_threads = 40000 makes
-  # libgomp exit the R process ("Thread creation failed"), 1e5 gives a
-  # segfault. Run only once iclv_control() refuses such counts.
-  ok <- tryCatch({ iclv_control(n_threads = 1e5); FALSE }, iclv_error_control = function(e) TRUE)
-  if (!ok) skip("known gap: iclv_control(n_threads = 1e5) is accepted and crashes R in the engine")
+  # n_threads = 40000 once made libgomp exit the R process ("Thread creation
+  # failed") and 1e5 segfaulted: iclv_control() refuses more than 1024, and the
+  # engine refuses them too (and caps at OMP_THREAD_LIMIT).
   expect_iclv_error(iclv_control(n_threads = 1e5), "iclv_error_control", "'n_threads'")
+  expect_iclv_error(iclv_control(n_threads = 40000), "iclv_error_control", "'n_threads'")
+  comp <- iclv:::.iclv_compile(bt_m, bt_d)
+  spec <- iclv:::.draws_spec(bt_draws, comp$n_ind, length(comp$lvs))
+  expect_iclv_error(iclv:::.engine_new(comp$c, spec, "cpu", n_threads = 5000), "iclv_error_input", "n_threads")
 })
 
 # ---- absurd sizes -----------------------------------------------------------------------
@@ -241,19 +242,14 @@ test_that("an impossible memory need is refused before allocating, with the size
   huge <- iclv_draws("halton", 2^31 - 1)
   msg <- tryCatch(fit_with(draws = huge, control = iclv_control(n_threads = 1)),
                   iclv_error_memory = function(e) conditionMessage(e))
-  if (!grepl("available", msg)) {
-    skip("known gap: iclv() tries to allocate first; the error does not say how much is needed (.memory_guard)")
-  }
+  expect_match(msg, "available")
   expect_match(msg, "GiB|TiB")
   expect_iclv_error(iclv_loglik(bt_m, bt_d, bt_truth, draws = huge), "iclv_error_memory", "available")
 })
 
 test_that("absurd sizes in the draw generator and the simulator are classed errors", {
-  gen <- tryCatch(iclv_draws_generate(iclv_draws("halton", 1e9), n_ind = 1e6, n_lv = 5),
-                  iclv_error = function(e) "classed", error = function(e) conditionMessage(e))
-  if (!identical(gen, "classed")) {
-    skip(paste("known gap: iclv_draws_generate() of 5e15 draws gives an unclassed R error:", gen))
-  }
+  expect_iclv_error(iclv_draws_generate(iclv_draws("halton", 1e9), n_ind = 1e6, n_lv = 5),
+                    "iclv_error_draws", "too large")
   expect_iclv_error(iclv_draws_generate(iclv_draws("pseudo", 2^31 - 1), n_ind = 2^31 - 1, n_lv = 3),
                     "iclv_error")
   expect_iclv_error(suppressWarnings(iclv_simulate(bt_m, bt_truth, n = 1e12)), "iclv_error_control", "'n'")
