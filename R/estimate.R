@@ -52,8 +52,12 @@
 #' With `trace = 1` every iteration prints one line. Ctrl-C stops the
 #' estimation between evaluations and returns the best point reached, marked
 #' not converged (code 3), with a warning. `checkpoint` in [iclv_control()]
-#' saves the parameters every few iterations; restart with
-#' `start = readRDS(path)$coefficients`.
+#' saves the optimizer's whole state every `checkpoint_every` iterations,
+#' atomically (a temporary file, then a rename). `iclv(..., resume = path)`
+#' with the same model, data, draws and fixed parameters continues from it
+#' exactly: same point, same BFGS matrix, same history, so the resumed run
+#' reaches the estimates an uninterrupted run reaches. A checkpoint of a
+#' different model, data or draw design is refused.
 #'
 #' @param model An [iclv_model()].
 #' @param data A data.frame with every column the model uses, the rows of
@@ -69,6 +73,9 @@
 #'   fit (its coefficients are used).
 #' @param fixed `NULL` or a named numeric vector: these parameters are fixed
 #'   at the given values (in addition to those fixed in the model).
+#' @param resume `NULL` or the path of a checkpoint written by an earlier run
+#'   with `iclv_control(checkpoint = path)`: the optimizer continues from its
+#'   saved state (see "Long runs").
 #' @param ... Not used; anything given is an error.
 #' @return An object of class `"iclv"`: a list with `coefficients` (all
 #'   parameters, fixed included), `vcov` (list of the `hessian`, `bhhh` and
@@ -105,7 +112,7 @@
 #' summary(fit)
 #' @export
 iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto",
-                 control = iclv_control(), start = NULL, fixed = NULL, ...) {
+                 control = iclv_control(), start = NULL, fixed = NULL, resume = NULL, ...) {
   dots <- list(...)
   if (length(dots)) {
     nm <- names(dots)
@@ -144,7 +151,21 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
     ev
   }
 
-  if (control$start_search && length(free)) {
+  # what a checkpoint must match to be resumed here
+  fingerprint <- list(free_names = free_names, n_ind = comp$n_ind,
+                      draws = spec[c("type", "n_draws", "n_dim", "seed", "skip")],
+                      data_md5 = .md5_object(list(comp$c, theta0[!pt$free])))
+  resume_state <- NULL
+  if (!is.null(resume)) {
+    ck <- .read_checkpoint(resume)
+    if (!identical(ck$fingerprint, fingerprint)) {
+      iclv_abort("control", sprintf(paste0("'resume': the checkpoint %s was written for another model, data, ",
+                                           "draw design or set of fixed parameters"), iclv_quote(resume)))
+    }
+    resume_state <- ck$state
+  }
+
+  if (control$start_search && length(free) && is.null(resume_state)) {
     theta0 <- .start_search(theta0, pt, comp, evaluate, control$trace)
   }
 
@@ -160,7 +181,8 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
 
   if (length(free)) {
     opt <- .iclv_optimize(fn, .to_internal(theta0, tr), control,
-                          natural = function(u) .to_natural(u, tr))
+                          natural = function(u) .to_natural(u, tr), resume = resume_state,
+                          checkpoint_extra = list(fingerprint = fingerprint))
     theta_hat <- .to_natural(opt$par, tr)
   } else {
     theta_hat <- theta0
@@ -353,4 +375,15 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   if (!length(line)) return(NA_real_)
   kb <- suppressWarnings(as.numeric(gsub("[^0-9]", "", line[1])))
   if (is.na(kb)) NA_real_ else kb * 1024
+}
+
+# md5 of an R object's serialisation (identifies the compiled data of a
+# checkpoint without keeping a copy of it)
+.md5_object <- function(x) {
+  f <- tempfile()
+  on.exit(unlink(f))
+  con <- file(f, "wb")
+  serialize(x, con, xdr = TRUE, version = 2)
+  close(con)
+  unname(tools::md5sum(f))
 }

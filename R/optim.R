@@ -28,20 +28,28 @@
 #   par: (n) starting values; control: an iclv_control() object;
 #   natural: function(par) -> the parameters handed to control$callback and
 #     written to the checkpoint (default: par itself).
+#   resume: NULL, or the `state` of a checkpoint written by this function:
+#     the optimizer then continues exactly where that run was (same point,
+#     same BFGS matrix, same history), so the resumed run follows the same
+#     trajectory as an uninterrupted one; `par` is ignored.
+#   checkpoint_extra: a list stored beside the state in every checkpoint
+#     (the caller's identification of the model, data and draws).
 # Returns list(par, loglik, gradient, code, message, iterations, evaluations,
 #   gradient_norm (max |g|), scaled_gradient, rel_change, seconds, method (the
 #   method at the end), switched_at (iteration of the switch to Newton, or
 #   NA), history (data.frame: iteration, loglik, change, gradient_norm, step,
 #   seconds), last (fn's full result at par)).
-.iclv_optimize <- function(fn, par, control = iclv_control(), natural = NULL) {
+.iclv_optimize <- function(fn, par, control = iclv_control(), natural = NULL, resume = NULL,
+                           checkpoint_extra = list()) {
   if (!inherits(control, "iclv_control")) iclv_abort("control", "'control' must come from iclv_control()")
   if (is.null(natural)) natural <- function(x) x
-  method <- control$method
+  method <- if (is.null(resume)) control$method else resume$method0
+  if (!is.null(resume)) par <- resume$x
   pnames <- names(par)
   par <- as.double(par)
   names(par) <- pnames
   n <- length(par)
-  t0 <- proc.time()[["elapsed"]]
+  t0 <- proc.time()[["elapsed"]] - if (is.null(resume)) 0 else resume$seconds
   elapsed <- function() proc.time()[["elapsed"]] - t0
 
   st <- new.env(parent = emptyenv())
@@ -83,8 +91,23 @@
   wants <- function() list(scores = st$method == "bhhh", hessian = st$method == "newton")
   # BFGS starts from the BHHH matrix: one evaluation with scores.
   st$x <- par
-  st$cur <- call_fn(par, scores = method != "newton", hessian = method == "newton", trial = FALSE)
   st$Hinv <- NULL
+  if (is.null(resume)) {
+    st$cur <- call_fn(par, scores = method != "newton", hessian = method == "newton", trial = FALSE)
+  } else {
+    for (f in c("x", "cur", "Hinv", "bfgs_fresh", "method", "switched_at", "iter", "evals",
+                "hist", "best_x", "best", "rel_change")) {
+      assign(f, resume[[f]], envir = st)
+    }
+  }
+
+  # Everything the optimizer needs to go on exactly from here.
+  snapshot <- function() {
+    list(x = st$x, cur = st$cur, Hinv = st$Hinv, bfgs_fresh = isTRUE(st$bfgs_fresh),
+         method0 = method, method = st$method, switched_at = st$switched_at, iter = st$iter,
+         evals = st$evals, hist = st$hist, best_x = st$best_x, best = st$best,
+         rel_change = st$rel_change, seconds = elapsed())
+  }
 
   record <- function(change, step) {
     h <- st$hist
@@ -161,9 +184,14 @@
       cat(sprintf("%s: %d free parameters\n", toupper(method), n))
       utils::flush.console()
     }
-    record(NA_real_, NA_real_)
-    st$best_x <- st$x
-    st$best <- st$cur
+    if (is.null(resume)) {
+      record(NA_real_, NA_real_)
+      st$best_x <- st$x
+      st$best <- st$cur
+    } else if (control$trace >= 1L) {
+      cat(sprintf("resuming at iteration %d (LL %.8f)\n", st$iter, st$cur$loglik))
+      utils::flush.console()
+    }
     restarted <- FALSE
     repeat {
       dir <- direction()
@@ -224,7 +252,8 @@
       }
       record(change, ls$alpha)
       if (!is.null(control$checkpoint) && st$iter %% control$checkpoint_every == 0L) {
-        .write_checkpoint(control$checkpoint, natural(st$x), st$iter, st$cur$loglik, elapsed())
+        .write_checkpoint(control$checkpoint, natural(st$x), st$iter, st$cur$loglik, elapsed(),
+                          state = snapshot(), extra = checkpoint_extra)
       }
       if (!is.null(control$callback)) {
         ans <- control$callback(st$iter, st$cur$loglik, natural(st$x))
@@ -436,11 +465,31 @@
   min(max(a, lo_b), hi_b)
 }
 
-# Writes the checkpoint atomically (a temporary file, then a rename).
-.write_checkpoint <- function(path, coefficients, iteration, loglik, seconds) {
-  tmp <- paste0(path, ".tmp")
-  saveRDS(list(coefficients = coefficients, iteration = iteration, loglik = loglik,
-               time = seconds, written = Sys.time()), tmp)
-  file.rename(tmp, path)
+# Writes the checkpoint atomically: a temporary file in the same folder,
+# then a rename, so a run killed while writing leaves the previous
+# checkpoint intact. `state` is the optimizer's snapshot (for resume),
+# `extra` the caller's identification of what is being estimated.
+.write_checkpoint <- function(path, coefficients, iteration, loglik, seconds, state = NULL,
+                              extra = list()) {
+  tmp <- paste0(path, ".tmp", Sys.getpid())
+  saveRDS(c(list(kind = "iclv_checkpoint", version = 1L, coefficients = coefficients,
+                 iteration = iteration, loglik = loglik, time = seconds, written = Sys.time(),
+                 state = state), extra), tmp)
+  if (!file.rename(tmp, path)) {
+    unlink(tmp)
+    iclv_abort("control", sprintf("could not write the checkpoint %s", iclv_quote(path)))
+  }
   invisible(path)
+}
+
+# Reads and checks a checkpoint for iclv(resume = path).
+.read_checkpoint <- function(path) {
+  if (!is.character(path) || length(path) != 1L || is.na(path) || !file.exists(path)) {
+    iclv_abort("control", sprintf("'resume': no checkpoint file at %s", iclv_quote(format(path))))
+  }
+  ck <- tryCatch(readRDS(path), error = function(e) NULL)
+  if (!is.list(ck) || !identical(ck$kind, "iclv_checkpoint") || is.null(ck$state)) {
+    iclv_abort("control", sprintf("'resume': %s is not an iclv checkpoint with optimizer state", iclv_quote(path)))
+  }
+  ck
 }

@@ -158,10 +158,37 @@ test_that("checkpoints are written and a run restarts from one", {
   cp <- readRDS(path)
   expect_identical(cp$iteration, 4L)
   expect_named(cp$coefficients, names(small_truth))
+  expect_identical(cp$kind, "iclv_checkpoint")
+  expect_false(file.exists(paste0(path, ".tmp", Sys.getpid()))) # written by rename
   full <- small_fit(data = d)
-  resumed <- small_fit(data = d, start = cp$coefficients)
-  expect_lt(abs(resumed$loglik - full$loglik), 1e-6)
-  expect_lt(resumed$convergence$iterations, full$convergence$iterations)
+  # coefficients alone are a warm start ...
+  warm <- small_fit(data = d, start = cp$coefficients)
+  expect_lt(abs(warm$loglik - full$loglik), 1e-6)
+  expect_lt(warm$convergence$iterations, full$convergence$iterations)
+  # ... while resume continues the very same trajectory: same optimum to 1e-8,
+  # same total iteration count
+  for (method in c("bfgs", "bhhh", "newton")) {
+    ctl <- iclv_control(method = method)
+    full_m <- small_fit(data = d, control = ctl)
+    p_m <- tempfile(fileext = ".rds")
+    suppressWarnings(small_fit(data = d, control = iclv_control(method = method, maxit = 3,
+                                                                checkpoint = p_m, checkpoint_every = 1)))
+    resumed <- small_fit(data = d, control = ctl, resume = p_m)
+    unlink(p_m)
+    expect_identical(resumed$convergence$code, full_m$convergence$code, info = method)
+    expect_equal(coef(resumed), coef(full_m), tolerance = 1e-8, info = method)
+    expect_equal(resumed$loglik, full_m$loglik, tolerance = 1e-12, info = method)
+    expect_identical(resumed$convergence$iterations, full_m$convergence$iterations, info = method)
+  }
+  # a checkpoint of other data, or a file that is no checkpoint, is refused
+  d2 <- d
+  d2$q1[1:40] <- rev(d2$q1[1:40])
+  expect_error(small_fit(data = d2, resume = path), class = "iclv_error_control")
+  bogus <- tempfile(fileext = ".rds")
+  saveRDS(list(a = 1), bogus)
+  expect_error(small_fit(data = d, resume = bogus), class = "iclv_error_control")
+  expect_error(small_fit(data = d, resume = tempfile()), class = "iclv_error_control")
+  unlink(bogus)
   # a previous fit works as `start` too
   again <- small_fit(data = d, start = full)
   expect_lte(again$convergence$iterations, 2L)
