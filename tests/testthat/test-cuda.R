@@ -1,0 +1,343 @@
+# The CUDA backend (src/cuda/cuda_engine.cu) against the CPU reference engine
+# (src/engine.c) on identical draws: log-likelihood, gradient and scores for
+# every model part and draw type, determinism across repeated evaluations and
+# chunk sizes, errors that mirror the CPU engine's, memory accounting, and a
+# full fit on each backend. Everything but the first test needs a usable GPU
+# and is skipped, with the reason, elsewhere.
+
+# ---- helpers -------------------------------------------------------------
+
+cpu_engine <- function(compiled, spec) iclv:::.engine_new(compiled, spec, "cpu", n_threads = 1L)
+gpu_engine <- function(compiled, spec, device_memory = 0) {
+  iclv:::.engine_new(compiled, spec, "cuda", device_memory = device_memory)
+}
+eval_all <- function(e, theta) {
+  iclv:::.engine_eval(e, theta, gradient = TRUE, scores = TRUE, hessian = FALSE, use_cpu = FALSE)
+}
+
+# Passes when |x - y| <= tol * max(|y|, scale) elementwise (scale recycled);
+# on failure the message lists the first mismatches (index, CPU, GPU, error).
+expect_close <- function(x, y, scale, tol, label) {
+  x <- as.numeric(x)
+  y <- as.numeric(y)
+  ok_len <- length(x) == length(y)
+  lim <- tol * pmax(abs(y), rep_len(scale, length(y)))
+  bad <- if (ok_len) which(!(abs(x - y) <= lim)) else integer()
+  msg <- if (!ok_len) {
+    sprintf("%s: lengths differ (GPU %d, CPU %d)", label, length(x), length(y))
+  } else {
+    shown <- utils::head(bad, 5L)
+    sprintf("%s: %d of %d values differ beyond %g; first: %s", label, length(bad), length(y), tol,
+            paste(sprintf("[%d] cpu %.17g gpu %.17g rel %.3g", shown, y[shown], x[shown],
+                          abs(x[shown] - y[shown]) / pmax(abs(y[shown]), rep_len(scale, length(y))[shown])),
+                  collapse = "; "))
+  }
+  expect(ok_len && length(bad) == 0L, msg)
+  invisible(NULL)
+}
+
+# GPU results equal the CPU's to `tol` relative: LL and log L_n relative to
+# themselves; scores relative to the largest score of their parameter; the
+# gradient relative to sum_n |s_n| (its entries cancel at an optimum).
+# The CPU values must be informative (not all zero), so the check can fail.
+expect_backends_agree <- function(g, c, label, tol = 1e-12) {
+  expect_true(is.finite(c$loglik) && c$loglik < 0, label = paste(label, "CPU LL"))
+  expect_gt(max(abs(c$gradient)), 1e-8)
+  expect_close(g$loglik, c$loglik, abs(c$loglik), tol, paste(label, "loglik"))
+  expect_close(g$loglik_i, c$loglik_i, 0, tol, paste(label, "loglik_i"))
+  col_scale <- apply(abs(c$scores), 2, max)
+  expect_close(g$scores, c$scores, rep(col_scale, each = nrow(c$scores)), tol, paste(label, "scores"))
+  expect_close(g$gradient, c$gradient, colSums(abs(c$scores)), tol, paste(label, "gradient"))
+}
+
+# Device bytes that do not depend on the chunk size, and bytes per
+# individual of the chunk buffers (account names starting with "chunk:").
+chunk_costs <- function(e) {
+  mem <- iclv:::.engine_memory(e)
+  b <- mem$device$buffers
+  is_chunk <- startsWith(names(b), "chunk:")
+  list(fixed = sum(b[!is_chunk]), per_ind = sum(b[is_chunk]) / mem$per_chunk,
+       per_chunk = mem$per_chunk, n_chunks = mem$n_chunks)
+}
+# A budget that gives exactly `n` individuals per chunk.
+budget_for <- function(costs, n) costs$fixed + (n + 0.5) * costs$per_ind
+
+# A tiny model (helper-compiled.R) with `extra` unused parameters appended,
+# so that the per-thread scratch outgrows the local-memory kernels and the
+# global-scratch kernels run.
+with_extra_params <- function(tm, extra) {
+  d <- tm$desc
+  d$n_par <- d$n_par + extra
+  tm$compiled <- compile_by_hand(d)
+  tm$theta <- c(tm$theta, stats::runif(extra, -1, 1))
+  tm
+}
+
+combos <- expand.grid(ind = names(.ind_codes), choice = names(.choice_codes),
+                      stringsAsFactors = FALSE)
+
+# ---- without a GPU ---------------------------------------------------------
+
+test_that("backend = 'cuda' without a usable GPU is a classed iclv_error_cuda that says why", {
+  skip_if(isTRUE(iclv_cuda_available()), "a GPU is usable here; the GPU tests below run instead")
+  skip_if_not(engine_ok(), "the compiled iclv engine is not loadable")
+  tm <- tiny_model("ordered_probit", "mnl")
+  err <- tryCatch(gpu_engine(tm$compiled, tm$draws), error = function(e) e)
+  expect_s3_class(err, "iclv_error_cuda")
+  why <- if (iclv_cuda_compiled()) "no usable CUDA device|driver|CUDA device" else "without CUDA"
+  expect_match(conditionMessage(err), why)
+  err2 <- tryCatch(iclv:::.resolve_backend("cuda"), error = function(e) e)
+  expect_s3_class(err2, "iclv_error_cuda")
+  expect_match(conditionMessage(err2), if (iclv_cuda_compiled()) "no CUDA device is usable" else "no CUDA")
+})
+
+# ---- on a GPU: agreement with the CPU engine --------------------------------
+
+test_that("GPU equals CPU (1e-12) for every indicator and choice type, split and unsplit", {
+  skip_if_no_gpu()
+  for (i in seq_len(nrow(combos))) {
+    for (R in c(5L, 100L)) { # R = 100 with 6 individuals splits each over several blocks
+      tm <- tiny_model(combos$ind[i], combos$choice[i], n_draws = R, seed = 300 + i)
+      th <- jitter_theta(tm)
+      g <- eval_all(gpu_engine(tm$compiled, tm$draws), th)
+      c <- eval_all(cpu_engine(tm$compiled, tm$draws), th)
+      expect_backends_agree(g, c, sprintf("%s/%s R=%d", combos$ind[i], combos$choice[i], R))
+    }
+  }
+})
+
+test_that("GPU equals CPU for a model mixing every indicator type", {
+  skip_if_no_gpu()
+  tm <- tiny_model(c("ordered_logit", "normal", "binary_probit", "ordered_probit"), "mnl",
+                   n_ind = 9L, n_draws = 70L, ncat = 5L, seed = 31)
+  tm2 <- tiny_model(c("binary_logit", "ordered_probit", "normal", "normal"), "probit",
+                    n_ind = 7L, n_draws = 40L, seed = 32)
+  for (x in list(tm, tm2)) {
+    th <- jitter_theta(x)
+    expect_backends_agree(eval_all(gpu_engine(x$compiled, x$draws), th),
+                          eval_all(cpu_engine(x$compiled, x$draws), th), "mixed")
+  }
+})
+
+test_that("GPU equals CPU for every draw type, generated in the kernels", {
+  skip_if_no_gpu()
+  tm <- tiny_model(c("ordered_probit", "binary_logit", "normal", "ordered_logit"), "mnl",
+                   n_ind = 11L, seed = 41)
+  th <- jitter_theta(tm)
+  for (type in c("halton", "scrambled_halton", "sobol", "mlhs", "pseudo")) {
+    spec <- iclv:::.draws_spec(iclv_draws(type, n = 64, seed = 7, skip = 3), tm$compiled$n_ind, 3L)
+    expect_backends_agree(eval_all(gpu_engine(tm$compiled, spec), th),
+                          eval_all(cpu_engine(tm$compiled, spec), th), type)
+  }
+  user <- array(stats::rnorm(11 * 64 * 3), c(11, 64, 3))
+  spec <- iclv:::.draws_spec(iclv_draws(user), 11L, 3L)
+  expect_backends_agree(eval_all(gpu_engine(tm$compiled, spec), th),
+                        eval_all(cpu_engine(tm$compiled, spec), th), "user array")
+})
+
+test_that("GPU equals CPU when the pair scratch lives in global memory (many parameters)", {
+  skip_if_no_gpu()
+  tm <- with_extra_params(tiny_model("ordered_probit", "mnl", n_draws = 80L, seed = 51), 300L)
+  th <- tm$theta
+  g <- eval_all(gpu_engine(tm$compiled, tm$draws), th)
+  c <- eval_all(cpu_engine(tm$compiled, tm$draws), th)
+  expect_backends_agree(g, c, "global scratch")
+  # the unused parameters have exactly zero scores on both
+  unused <- setdiff(seq_along(th), tm$used + 1L)
+  expect_true(all(g$scores[, unused] == 0))
+  mem <- iclv:::.engine_memory(gpu_engine(tm$compiled, tm$draws))
+  expect_true("chunk:pair_scratch" %in% names(mem$device$buffers))
+})
+
+test_that("GPU equals CPU on the seed problem (38 ordered probit, 18 binary probit tasks, 5 LVs)", {
+  skip_if_no_gpu()
+  sp <- iclv_seed_problem()
+  comp <- iclv:::.iclv_compile(sp$model, sp$data)
+  theta <- iclv:::.params_full(sp$params, comp$partable, "params")
+  spec <- iclv:::.draws_spec(iclv_draws("halton", 100), comp$n_ind, length(comp$lvs))
+  expect_backends_agree(eval_all(gpu_engine(comp$c, spec), theta),
+                        eval_all(cpu_engine(comp$c, spec), theta), "seed problem")
+  # with missing indicator values, and scrambled Halton draws
+  sp2 <- iclv_seed_problem(n = 90, n_tasks = 6, seed = 2, p_missing = 0.2)
+  comp2 <- iclv:::.iclv_compile(sp2$model, sp2$data)
+  theta2 <- iclv:::.params_full(sp2$params, comp2$partable, "params")
+  spec2 <- iclv:::.draws_spec(iclv_draws("scrambled_halton", 150, seed = 5), comp2$n_ind, 5L)
+  expect_backends_agree(eval_all(gpu_engine(comp2$c, spec2), theta2),
+                        eval_all(cpu_engine(comp2$c, spec2), theta2), "seed problem, missing values")
+})
+
+test_that("LL-only and gradient-only requests give the same numbers as the full request", {
+  skip_if_no_gpu()
+  tm <- tiny_model("ordered_probit", "probit", n_ind = 13L, n_draws = 90L, seed = 61)
+  th <- jitter_theta(tm)
+  e <- gpu_engine(tm$compiled, tm$draws)
+  full <- eval_all(e, th)
+  ll <- iclv:::.engine_eval(e, th, gradient = FALSE, use_cpu = FALSE)
+  gr <- iclv:::.engine_eval(e, th, gradient = TRUE, use_cpu = FALSE)
+  expect_identical(ll$loglik, full$loglik)
+  expect_identical(ll$loglik_i, full$loglik_i)
+  expect_null(ll$gradient)
+  expect_identical(gr$gradient, full$gradient)
+  expect_null(gr$scores)
+  # the gradient is the sum of the scores over individuals 1..N, in that order
+  # (a plain double sum; colSums() would accumulate in long double)
+  in_order <- Reduce(`+`, lapply(seq_len(nrow(full$scores)), function(n) full$scores[n, ]))
+  expect_identical(full$gradient, in_order)
+})
+
+# ---- on a GPU: determinism ----------------------------------------------------
+
+test_that("100 repeated GPU evaluations are bit-identical", {
+  skip_if_no_gpu()
+  tm <- tiny_model(c("ordered_probit", "normal", "binary_probit", "ordered_logit"), "mnl",
+                   n_ind = 25L, n_draws = 100L, seed = 71)
+  th <- jitter_theta(tm)
+  e <- gpu_engine(tm$compiled, tm$draws)
+  first <- eval_all(e, th)
+  expect_true(all(is.finite(first$scores)))
+  same <- vapply(1:100, function(i) identical(eval_all(e, th), first), logical(1))
+  expect_true(all(same), info = sprintf("%d of 100 evaluations differ", sum(!same)))
+})
+
+test_that("chunks of 1, 7 and all individuals give bit-identical results", {
+  skip_if_no_gpu()
+  tm <- tiny_model(c("ordered_probit", "binary_logit", "normal", "ordered_probit"), "mnl",
+                   n_ind = 20L, n_draws = 100L, seed = 81)
+  th <- jitter_theta(tm)
+  for (draws in list(tm$draws, iclv:::.draws_spec(iclv_draws("mlhs", 100, seed = 2), 20L, 3L))) {
+    e_all <- gpu_engine(tm$compiled, draws)
+    costs <- chunk_costs(e_all)
+    expect_identical(as.integer(costs$per_chunk), 20L)
+    expect_identical(as.integer(costs$n_chunks), 1L)
+    ref <- eval_all(e_all, th)
+    for (n in c(1L, 7L)) {
+      e <- gpu_engine(tm$compiled, draws, device_memory = budget_for(costs, n))
+      mem <- iclv:::.engine_memory(e)
+      expect_identical(as.integer(mem$per_chunk), n)
+      expect_identical(as.integer(mem$n_chunks), as.integer(ceiling(20 / n)))
+      expect_identical(eval_all(e, th), ref, info = sprintf("chunk %d", n))
+      expect_identical(iclv:::.engine_eval(e, th, gradient = FALSE, use_cpu = FALSE)$loglik,
+                       ref$loglik)
+    }
+  }
+})
+
+# ---- on a GPU: errors mirror the CPU engine --------------------------------------
+
+test_that("invalid parameters are the CPU engine's input errors, word for word", {
+  skip_if_no_gpu()
+  tm <- tiny_model(c("ordered_probit", "normal", "ordered_logit", "binary_logit"), "none", seed = 8)
+  eg <- gpu_engine(tm$compiled, tm$draws)
+  ec <- cpu_engine(tm$compiled, tm$draws)
+  thr <- tm$desc$indicators[[1]]$thr
+  bad1 <- replace(tm$theta, thr + 2L, tm$theta[thr + 1L])
+  sdp <- tm$desc$indicators[[2]]$sd
+  bad2 <- replace(tm$theta, sdp + 1L, -0.5)
+  for (bad in list(bad1, bad2)) {
+    mg <- tryCatch(eval_all(eg, bad), error = function(e) e)
+    mc <- tryCatch(eval_all(ec, bad), error = function(e) e)
+    expect_s3_class(mg, "iclv_error_input")
+    expect_identical(conditionMessage(mg), conditionMessage(mc))
+  }
+  # the engine still works afterwards
+  expect_true(is.finite(eval_all(eg, tm$theta)$loglik))
+})
+
+test_that("a non-finite log-likelihood is the CPU engine's numeric error (individual, part)", {
+  skip_if_no_gpu()
+  tm <- tiny_model("normal", "none", n_ind = 3L, seed = 9)
+  th <- tm$theta
+  th[tm$desc$indicators[[1]]$sd + 1L] <- 1e-200 # density underflows to 0
+  mg <- tryCatch(eval_all(gpu_engine(tm$compiled, tm$draws), th), error = function(e) e)
+  mc <- tryCatch(eval_all(cpu_engine(tm$compiled, tm$draws), th), error = function(e) e)
+  expect_s3_class(mg, "iclv_error_numeric")
+  expect_match(conditionMessage(mg), "individual [0-9]+ .*measurement model: indicator 1")
+  expect_identical(conditionMessage(mg), conditionMessage(mc))
+})
+
+test_that("the Hessian is refused by the CUDA engine and computed by its CPU engine", {
+  skip_if_no_gpu()
+  tm <- tiny_model("ordered_probit", "mnl", seed = 91)
+  th <- jitter_theta(tm)
+  e <- gpu_engine(tm$compiled, tm$draws)
+  expect_error(iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE, use_cpu = FALSE),
+               class = "iclv_error_input", regexp = "does not compute the Hessian")
+  h_gpu_handle <- iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE)$hessian # use_cpu
+  h_cpu <- iclv:::.engine_eval(cpu_engine(tm$compiled, tm$draws), th, hessian = TRUE)$hessian
+  expect_identical(h_gpu_handle, h_cpu)
+})
+
+test_that("a device budget too small for one individual is a memory error that says so", {
+  skip_if_no_gpu()
+  tm <- tiny_model("ordered_probit", "mnl", n_draws = 50L, seed = 92)
+  costs <- chunk_costs(gpu_engine(tm$compiled, tm$draws))
+  err <- tryCatch(gpu_engine(tm$compiled, tm$draws, device_memory = costs$fixed + 0.5 * costs$per_ind),
+                  error = function(e) e)
+  expect_s3_class(err, "iclv_error_memory")
+  expect_match(conditionMessage(err), "too small for even one individual")
+  expect_error(iclv:::.engine_new(tm$compiled, tm$draws, "cuda", device = 999L),
+               class = "iclv_error_cuda", regexp = "device 999")
+})
+
+# ---- on a GPU: memory ------------------------------------------------------------
+
+test_that("device memory is accounted, chunk-linear, and does not grow with evaluations", {
+  skip_if_no_gpu()
+  tm <- tiny_model("ordered_probit", "mnl", n_ind = 12L, n_draws = 64L, seed = 93)
+  e <- gpu_engine(tm$compiled, tm$draws)
+  m0 <- iclv:::.engine_memory(e)
+  dev <- m0$device
+  expect_true(all(c("model_int_arrays", "model_double_arrays", "user_draws", "theta",
+                    "chunk:pair_loglik", "chunk:scores") %in% names(dev$buffers)))
+  expect_equal(sum(dev$buffers), dev$current)
+  expect_gte(dev$peak, dev$current)
+  expect_equal(dev$buffers[["user_draws"]], 12 * 64 * 3 * 8)
+  expect_equal(dev$buffers[["chunk:pair_loglik"]], 12 * 64 * 8)
+  expect_gt(m0$device_total, 2^30)
+  expect_true(m0$device_free_at_start > 0 && m0$device_free_at_start <= m0$device_total)
+  for (i in 1:5) eval_all(e, jitter_theta(tm))
+  m1 <- iclv:::.engine_memory(e)$device
+  expect_identical(m1$current, dev$current)
+  expect_identical(m1$peak, dev$peak)
+  # halving the chunk halves the chunk buffers
+  costs <- chunk_costs(e)
+  e6 <- gpu_engine(tm$compiled, tm$draws, device_memory = budget_for(costs, 6L))
+  c6 <- chunk_costs(e6)
+  expect_equal(c6$fixed, costs$fixed)
+  expect_equal(c6$per_ind, costs$per_ind)
+  iclv:::.engine_release(e6)
+  iclv:::.engine_release(e)
+})
+
+# ---- on a GPU: a whole fit -----------------------------------------------------------
+
+test_that("iclv() reaches the same estimates on the CUDA and the CPU backends", {
+  skip_if_no_gpu()
+  m <- iclv_model("att =~ q1 + q2 + q3",
+    structural = "att ~ age",
+    choice = iclv_choice("probit", choice = "buy",
+      utilities = list(yes = "asc + b_price * price + l_att * att", no = "0")),
+    id = "ID", categories = 3)
+  p <- c(zeta_q1 = 1, zeta_q2 = 0.8, zeta_q3 = 1.2,
+         tau_q1_1 = -1, tau_q1_2 = 1, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+         tau_q3_1 = -1, tau_q3_2 = 0.5, gamma_att_age = 0.5,
+         asc = 0.2, b_price = -1, l_att = 0.7)
+  d <- iclv_simulate(m, p, n = 150, n_tasks = 4, seed = 1)
+  dr <- iclv_draws("halton", 50, seed = 1)
+  fit_cpu <- iclv(m, d, draws = dr, backend = "cpu")
+  fit_gpu <- iclv(m, d, draws = dr, backend = "cuda")
+  expect_identical(fit_gpu$backend$name, "cuda")
+  expect_identical(fit_cpu$convergence$code, 0L)
+  expect_identical(fit_gpu$convergence$code, 0L)
+  rel <- abs(coef(fit_gpu) - coef(fit_cpu)) / pmax(1, abs(coef(fit_cpu)))
+  expect_lt(max(rel), 1e-6)
+  expect_lt(abs(fit_gpu$loglik - fit_cpu$loglik), 1e-6 * abs(fit_cpu$loglik))
+  expect_gt(fit_gpu$memory$device_peak, 0)
+  # chunked on the device (7 individuals per chunk): the very same fit
+  comp <- iclv:::.iclv_compile(m, d)
+  costs <- chunk_costs(gpu_engine(comp$c, iclv:::.draws_spec(dr, comp$n_ind, 1L)))
+  fit_chunked <- iclv(m, d, draws = dr, backend = "cuda",
+                      control = iclv_control(device_memory = budget_for(costs, 7L)))
+  expect_identical(as.integer(fit_chunked$memory$per_chunk), 7L)
+  expect_identical(coef(fit_chunked), coef(fit_gpu))
+})
