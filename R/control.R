@@ -43,9 +43,11 @@
 #'   `tol` there, the optimizer goes on with Newton steps and
 #'   `fit$convergence$message` says so).
 #' @param checkpoint `NULL` or a file path: every `checkpoint_every`
-#'   iterations the current parameters are written there with [saveRDS()] as
-#'   `list(coefficients, iteration, loglik, time)`, so that a run that dies
-#'   can restart with `start = readRDS(path)$coefficients`.
+#'   iterations the optimizer's whole state (point, BFGS matrix, history,
+#'   best point) is written there atomically (a temporary file, then a
+#'   rename) with [saveRDS()], together with `coefficients`, `iteration`,
+#'   `loglik` and `time`. `iclv(..., resume = path)` continues exactly from it;
+#'   `readRDS(path)$coefficients` can also serve as `start`.
 #' @param checkpoint_every Iterations between checkpoints.
 #' @param callback `NULL` or a function `function(iteration, loglik, params)`
 #'   called after every iteration with the current (natural, named)

@@ -220,7 +220,7 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
 
   vtype <- control$vcov
   se <- rep(NA_real_, nrow(pt))
-  if (length(free) && !is.null(vc[[vtype]])) se[free] <- sqrt(pmax(diag(vc[[vtype]]), 0))
+  if (length(free) && !is.null(vc[[vtype]])) se[free] <- .se_from_vcov(vc[[vtype]])
   ptab <- data.frame(name = pt$name, block = pt$block, lhs = pt$lhs, op = pt$op, rhs = pt$rhs,
                      free = pt$free, est = unname(theta_hat), se = se, stringsAsFactors = FALSE)
 

@@ -6,5 +6,6 @@
 #' "Getting started" (`vignette("iclv-intro", package = "iclv")`).
 #'
 #' @keywords internal
+#' @aliases iclv-package NULL
 #' @useDynLib iclv, .registration = TRUE, .fixes = ""
 "_PACKAGE"

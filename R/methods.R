@@ -96,7 +96,7 @@ summary.iclv <- function(object, type = NULL, ...) {
   type <- .vcov_type(object, type)
   V <- vcov.iclv(object, type = type)
   est <- object$coefficients
-  se <- sqrt(pmax(diag(V), 0))
+  se <- .se_from_vcov(V)
   z <- est / se
   p <- 2 * stats::pnorm(-abs(z))
   tab <- cbind(Estimate = est, `Std. Error` = se, `z value` = z, `Pr(>|z|)` = p)
@@ -214,7 +214,7 @@ confint.iclv <- function(object, parm, level = 0.95, type = NULL, ...) {
   if (length(unknown) || anyNA(parm)) {
     iclv_abort("input", sprintf("'parm' names %s, which is not a parameter", iclv_quote(unknown[1])))
   }
-  se <- sqrt(pmax(diag(vcov.iclv(object, type = type)), 0))[parm]
+  se <- .se_from_vcov(vcov.iclv(object, type = type))[parm]
   a <- (1 - level) / 2
   q <- stats::qnorm(1 - a)
   ci <- cbind(cf[parm] - q * se, cf[parm] + q * se)
@@ -282,7 +282,7 @@ update.iclv <- function(object, ..., evaluate = TRUE) {
 #' @export
 tidy.iclv <- function(x, conf.int = FALSE, conf.level = 0.95, type = NULL, ...) {
   cf <- x$coefficients
-  se <- sqrt(pmax(diag(vcov.iclv(x, type = type)), 0))
+  se <- .se_from_vcov(vcov.iclv(x, type = type))
   z <- cf / se
   out <- data.frame(term = names(cf), estimate = unname(cf), std.error = unname(se),
                     statistic = unname(z), p.value = unname(2 * stats::pnorm(-abs(z))),

@@ -503,7 +503,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   if (length(und)) {
     sprintf("Thresholds of %d ordered indicator%s (%s) are added from the data's categories.",
             length(und), if (length(und) > 1L) "s" else "",
-            paste(utils::head(und, 5), collapse = ", "))
+            paste(c(utils::head(und, 5), if (length(und) > 5L) "..."), collapse = ", "))
   } else character()
 }
 

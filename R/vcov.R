@@ -18,41 +18,78 @@
 .vcov_compute <- function(hessian, scores, names = colnames(scores), warn = TRUE) {
   dn <- list(names, names)
   B <- crossprod(scores)
-  vb <- .safe_inverse(B, "the outer product of the scores (BHHH)", names, warn)
+  ib <- .safe_inverse(B, "the outer product of the scores (BHHH)", names, warn)
+  vb <- .na_weak(ib)
   dimnames(vb) <- dn
   vh <- vr <- NULL
   if (!is.null(hessian)) {
-    vh <- .safe_inverse(-hessian, "the negative Hessian", names, warn)
-    vr <- vh %*% B %*% vh
+    ih <- .safe_inverse(-hessian, "the negative Hessian", names, warn)
+    vr <- ih$inv %*% B %*% ih$inv
     vr <- (vr + t(vr)) / 2
+    vh <- .na_weak(ih)
+    vr <- .na_weak(list(inv = vr, weak = ih$weak))
     dimnames(vh) <- dimnames(vr) <- dn
   }
   list(hessian = vh, bhhh = vb, robust = vr)
 }
 
-# The inverse of a symmetric matrix that should be positive definite: via
-# Cholesky (.inverse_spd). If it is not positive definite, a generalized
-# inverse from the eigendecomposition keeping the eigenvalues above
-# 1e-10 * the largest, with a warning: the standard errors of the
-# parameters in the dropped directions are then not meaningful.
+# The inverse of a symmetric matrix that should be positive definite.
+# The eigenvalues decide: when all exceed 1e-10 times the largest, the
+# Cholesky inverse (.inverse_spd). Otherwise the matrix is singular or
+# indefinite at the estimate (e.g. an unidentified parameter): a generalized
+# inverse over the kept eigenvalues is returned together with `weak`, the
+# indices of the parameters with large weights in the dropped directions,
+# whose variances the caller sets to NA (.na_weak) rather than reporting
+# meaningless numbers; with a warning naming them.
+# Returns list(inv (k x k), weak (integer indices)).
 .safe_inverse <- function(a, what, names = NULL, warn = TRUE) {
   a <- (a + t(a)) / 2
   storage.mode(a) <- "double"
-  if (!length(a)) return(a)
-  inv <- tryCatch(.inverse_spd(a), iclv_error_lapack = function(e) NULL)
-  if (!is.null(inv) && all(is.finite(inv))) return((inv + t(inv)) / 2)
+  if (!length(a)) return(list(inv = a, weak = integer()))
   e <- .eigen_sym(a)
   top <- max(abs(e$values))
   keep <- e$values > 1e-10 * top
+  if (all(keep)) {
+    inv <- tryCatch(.inverse_spd(a), iclv_error_lapack = function(err) NULL)
+    if (!is.null(inv) && all(is.finite(inv))) return(list(inv = (inv + t(inv)) / 2, weak = integer()))
+  }
   V <- e$vectors[, keep, drop = FALSE]
   inv <- V %*% (t(V) / e$values[keep])
+  weak <- .weak_index(e$vectors[, !keep, drop = FALSE])
   if (warn) iclv_warn("vcov", sprintf(paste0("%s is not positive definite (%d of %d eigenvalues <= 0 or near 0); ",
-                                   "a generalized inverse is used and the standard errors of the ",
-                                   "parameters involved (%s) are not reliable"),
+                                   "the standard errors of the parameters involved (%s) are set to NA"),
                             what, sum(!keep), length(keep),
                             if (is.null(names)) "see the identification check" else
-                              iclv_quote(.weak_parameters(e$vectors[, !keep, drop = FALSE], names))))
+                              iclv_quote(names[weak])))
+  list(inv = inv, weak = weak)
+}
+
+# A covariance matrix with the rows and columns of `weak` parameters, and of
+# any parameter whose variance is not positive, set to NA.
+.na_weak <- function(x) {
+  inv <- x$inv
+  bad <- union(x$weak, which(!(diag(inv) > 0)))
+  inv[bad, ] <- NA_real_
+  inv[, bad] <- NA_real_
   inv
+}
+
+# Standard errors from a covariance matrix: NA where the variance is NA or
+# not positive (never a clamped 0 that would print as z = Inf).
+.se_from_vcov <- function(V) {
+  d <- diag(V)
+  out <- rep(NA_real_, length(d))
+  ok <- is.finite(d) & d > 0
+  out[ok] <- sqrt(d[ok])
+  names(out) <- names(d)
+  out
+}
+
+# Indices of the parameters with large weights (> 0.1 of the largest) in
+# the given eigenvectors (columns).
+.weak_index <- function(vectors) {
+  w <- apply(abs(vectors), 1L, max)
+  which(w > 0.1 * max(w))
 }
 
 # The parameters with the largest weights in the given eigenvectors (columns).

@@ -278,6 +278,21 @@ test_that("an unidentified model is flagged, naming the parameters involved", {
   expect_match(id_msg, "'asc_dup'")
   expect_false(fit$identification$ok)
   expect_setequal(fit$identification$weak[1:2], c("asc_a", "asc_dup"))
+  # the standard errors of the unidentified pair are NA (not huge numbers,
+  # not z = Inf), with a vcov warning naming them; identified ones stay
+  if (fit$convergence$code == 0L) {
+    vc_msg <- grep("^iclv_warning_vcov", msgs, value = TRUE)
+    expect_gte(length(vc_msg), 1L)
+    expect_match(vc_msg[1], "asc_dup")
+  }
+  for (type in c("hessian", "robust")) {
+    se <- suppressWarnings(sqrt(diag(vcov(fit, type = type))))
+    expect_true(all(is.na(se[c("asc_a", "asc_dup")])), info = type)
+    expect_true(all(is.finite(se[c("b_price", "zeta_q1")])), info = type)
+  }
+  s <- suppressWarnings(summary(fit, type = "robust"))
+  z <- do.call(rbind, s$coefficients)[, "z value"]
+  expect_false(any(is.infinite(z)))
 })
 
 # ---- recovery ---------------------------------------------------------------
