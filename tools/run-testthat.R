@@ -10,7 +10,7 @@ suppressPackageStartupMessages(library(testthat))
 library(iclv)
 cat("iclv_cuda_compiled():", iclv_cuda_compiled(), "\n")
 res <- testthat::test_dir("tests/testthat", package = "iclv", load_package = "installed",
-                          reporter = testthat::ProgressReporter$new(show_praise = FALSE),
+                          reporter = testthat::SummaryReporter$new(show_praise = FALSE),
                           stop_on_failure = FALSE, stop_on_warning = FALSE)
 df <- as.data.frame(res)
 passed <- sum(df$passed)

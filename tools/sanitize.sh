@@ -91,7 +91,7 @@ rsync -a --delete --exclude .git --exclude 'src/*.o' --exclude 'src/*.so' --excl
 so="$lib/iclv/libs/iclv.so"
 [ -f "$so" ] || fail "no $so after the build"
 grep -q -- "-fsanitize=address" "$work/install.log" || fail "the build did not use the sanitizer flags"
-ldd "$so" | grep -q libasan || fail "$so is not linked against libasan"
+ldd "$so" | grep libasan >/dev/null || fail "$so is not linked against libasan"
 echo "   built; $(basename "$so") links: $(ldd "$so" | grep -oE 'lib(asan|ubsan)[^ ]*' | tr '\n' ' ')"
 
 # ---- 3. tests ---------------------------------------------------------------------
