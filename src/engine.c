@@ -35,6 +35,7 @@
 #include "numerics.h"
 #include "iclv_core.h"
 #include "draws.h"
+#include "model_checks.h"
 
 /* per-individual status codes (bad[]) */
 enum { IND_OK = 0, IND_LL_NONFINITE = 1, IND_GRAD_NONFINITE = 2, IND_HESS_NONFINITE = 3 };
@@ -111,43 +112,6 @@ static int fail(iclv_status *st, int code, const char *msg) {
   return code;
 }
 
-/* Checks the observed values against their indicator types and the chosen
- * alternatives against availability: the core trusts both. */
-static int check_data(const iclv_model *m, iclv_status *st) {
-  char buf[ICLV_MSG_LEN];
-  for (int n = 0; n < m->n_ind; n++) {
-    for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++) {
-      int ind = m->obs_ind[o], ty = m->ind_type[ind];
-      double y = m->obs_val[o];
-      int ok = isfinite(y);
-      if (ty == ICLV_IND_ORDERED_PROBIT || ty == ICLV_IND_ORDERED_LOGIT)
-        ok = ok && y == floor(y) && y >= 1 && y <= m->ind_ncat[ind];
-      else if (ty == ICLV_IND_BINARY_PROBIT || ty == ICLV_IND_BINARY_LOGIT)
-        ok = ok && (y == 0 || y == 1);
-      if (!ok) {
-        snprintf(buf, sizeof buf,
-                 "indicator observation %d (individual %d, indicator %d) has value %g, "
-                 "which is not valid for its indicator type", o + 1, n + 1, ind + 1, y);
-        return fail(st, ICLV_ERR_INPUT, buf);
-      }
-    }
-  }
-  if (m->choice_type == ICLV_CHOICE_MNL && m->n_alt < 1)
-    return fail(st, ICLV_ERR_INPUT, "an MNL choice model needs at least one alternative");
-  if (m->choice_type == ICLV_CHOICE_PROBIT && m->n_alt != 2)
-    return fail(st, ICLV_ERR_INPUT, "a binary probit choice model needs exactly 2 alternatives");
-  if (m->choice_type != ICLV_CHOICE_NONE) {
-    for (int t = 0; t < m->n_rows; t++) {
-      if (m->y[t] < 0 || m->y[t] >= m->n_alt || !iclv_available(m, t, m->y[t])) {
-        snprintf(buf, sizeof buf, "choice row %d: the chosen alternative %d is not available",
-                 t + 1, m->y[t] + 1);
-        return fail(st, ICLV_ERR_INPUT, buf);
-      }
-    }
-  }
-  return ICLV_OK;
-}
-
 int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threads,
                            iclv_cpu_engine **out, iclv_status *st) {
   *out = NULL;
@@ -158,7 +122,7 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
   if (n_threads > ICLV_MAX_THREADS)
     return fail(st, ICLV_ERR_INPUT, "n_threads is larger than iclv allows (1024)");
   if (iclv_draws_check(d, st) != ICLV_OK) return st->code;
-  if (check_data(m, st) != ICLV_OK) return st->code;
+  if (iclv_check_data(m, st) != ICLV_OK) return st->code;
 
   struct iclv_cpu_engine *e = (struct iclv_cpu_engine *) calloc(1, sizeof(*e));
   if (e == NULL) return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine");
@@ -246,37 +210,6 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
     w->pws.HV = vv + 3 * zJ;
   }
   *out = e;
-  return ICLV_OK;
-}
-
-/* Thresholds strictly increasing and sds > 0 at theta, else ICLV_ERR_INPUT
- * naming the parameter (1-based, as in the parameter table). */
-static int check_theta(const iclv_model *m, const double *theta, iclv_status *st) {
-  for (int i = 0; i < m->n_indic; i++) {
-    int ty = m->ind_type[i];
-    if (ty == ICLV_IND_ORDERED_PROBIT || ty == ICLV_IND_ORDERED_LOGIT) {
-      int thr = m->ind_thr[i];
-      for (int c = 1; c < m->ind_ncat[i] - 1; c++) {
-        if (!(theta[thr + c] > theta[thr + c - 1])) {
-          st->code = ICLV_ERR_INPUT;
-          snprintf(st->msg, ICLV_MSG_LEN,
-                   "thresholds of indicator %d must be strictly increasing: parameter %d (%g) "
-                   "is not greater than parameter %d (%g)",
-                   i + 1, thr + c + 1, theta[thr + c], thr + c, theta[thr + c - 1]);
-          return st->code;
-        }
-      }
-    } else if (ty == ICLV_IND_NORMAL) {
-      int js = m->ind_sd[i];
-      if (!(theta[js] > 0)) {
-        st->code = ICLV_ERR_INPUT;
-        snprintf(st->msg, ICLV_MSG_LEN,
-                 "the standard deviation of indicator %d (parameter %d) must be > 0, not %g",
-                 i + 1, js + 1, theta[js]);
-        return st->code;
-      }
-    }
-  }
   return ICLV_OK;
 }
 
@@ -384,36 +317,6 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
   if (!all_finite(Hn, (size_t) P * P)) e->bad[n] = IND_HESS_NONFINITE;
 }
 
-/* Names the model part that makes log L_n (or its derivatives) non-finite:
- * the first indicator observation or choice row whose contribution is not
- * finite at some draw. Serial; uses thread workspace 0. */
-static void diagnose(const struct iclv_cpu_engine *e, const double *theta, int n, char *buf,
-                     size_t len) {
-  const iclv_model *m = e->m;
-  thread_ws *w = &e->tw[0];
-  load_draws(e, w, n);
-  for (int r = 0; r < e->R; r++) {
-    iclv_structural(m, theta, n, w->E + r * e->K, w->pws.eta, NULL, NULL);
-    for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++) {
-      double v = iclv_indicator_atom(m, theta, w->pws.eta, o, NULL, NULL);
-      if (!isfinite(v)) {
-        snprintf(buf, len, "measurement model: indicator %d, observation %d, draw %d",
-                 m->obs_ind[o] + 1, o + 1, r + 1);
-        return;
-      }
-    }
-    if (m->choice_type != ICLV_CHOICE_NONE)
-      for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++) {
-        double v = iclv_choice_atom(m, theta, w->pws.eta, t, &w->pws, NULL, NULL);
-        if (!isfinite(v)) {
-          snprintf(buf, len, "choice model: row %d, draw %d", t + 1, r + 1);
-          return;
-        }
-      }
-  }
-  snprintf(buf, len, "every part is finite at every draw; the sum over draws is not");
-}
-
 /* First individual (in index order) whose bad[] is set, or -1. Turns it
  * into ICLV_ERR_NUMERIC with a message. */
 static int report_bad(const struct iclv_cpu_engine *e, const double *theta, int n0, int n1,
@@ -424,7 +327,8 @@ static int report_bad(const struct iclv_cpu_engine *e, const double *theta, int 
     const char *what = e->bad[n] == IND_LL_NONFINITE ? "log-likelihood"
                      : e->bad[n] == IND_GRAD_NONFINITE ? "gradient" : "Hessian";
     if (e->bad[n] == IND_LL_NONFINITE)
-      diagnose(e, theta, n, part, sizeof part);
+      /* serial: thread workspace 0 is free here */
+      iclv_diagnose_individual(e->m, e->d, theta, n, e->tw[0].E, &e->tw[0].pws, part, sizeof part);
     else
       snprintf(part, sizeof part, "log L = %g", e->ll_ind[n]);
     st->code = ICLV_ERR_NUMERIC;
@@ -451,7 +355,7 @@ int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
   int N = e->N, P = e->P;
   st->code = ICLV_OK;
   st->msg[0] = '\0';
-  if (check_theta(m, theta, st) != ICLV_OK) return st->code;
+  if (iclv_check_theta(m, theta, st) != ICLV_OK) return st->code;
   int want_h = out->hess != NULL;
   int want_g = want_h || out->grad != NULL || out->scores != NULL;
 
@@ -564,7 +468,7 @@ int iclv_cpu_predict(iclv_cpu_engine *e, const double *theta, double *prob, doub
   int N = e->N, C1 = e->M + 1;
   st->code = ICLV_OK;
   st->msg[0] = '\0';
-  if (check_theta(e->m, theta, st) != ICLV_OK) return st->code;
+  if (iclv_check_theta(e->m, theta, st) != ICLV_OK) return st->code;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic) num_threads(e->n_threads)
 #endif
