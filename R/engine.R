@@ -93,10 +93,10 @@ iclv_devices <- function() {
 }
 
 # use_cpu: evaluate with the CPU engine even when the engine's backend is
-# CUDA. The CUDA backend does not compute Hessians yet, so Hessian requests go
-# to the CPU engine by default; callers record that (fit$backend$hessian).
+# CUDA (every request, the Hessian included, is computed on the device
+# otherwise). Ignored by CPU engines.
 .engine_eval <- function(engine, theta, gradient = TRUE, scores = FALSE, hessian = FALSE,
-                         use_cpu = hessian) {
+                         use_cpu = FALSE) {
   .iclv_call(C_iclv_engine_eval, engine, as.double(theta),
              c(isTRUE(gradient), isTRUE(scores), isTRUE(hessian), isTRUE(use_cpu)))
 }

@@ -259,14 +259,19 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
   cap_ll <- cap(need_ll); cap_gr <- cap(need_gr)
   slot <- max(0, if (cap_ll == 0) need_ll else 0, if (cap_gr == 0) need_gr else 0)
   frame <- max(8 * cap_ll + 64, 8 * cap_gr + 64)
+  # the Hessian's pair scratch per individual (k_hess_pairs; always global)
+  hess_slot <- 2 * K + K * S + (if (d$has_lv_src) K * S * S else 0) + 2 * J + J * J +
+    (P + K) + P * K + K * K
   fixed <- c(model_int_arrays = 4 * sum(pad32(lengths(cl[int_parts]))),
              model_double_arrays = 8 * sum(pad32(lengths(cl[dbl_parts]))),
              user_draws = if (is.null(spec$user)) 0 else 8 * N * R * K,
              theta = 8 * P,
              gradient_sum = 8 * P,
+             hessian_sum = 8 * P * P,
              local_memory_reserved_estimate = frame * threads_per_sm * sms)
   fixed <- fixed[fixed > 0 | names(fixed) == "local_memory_reserved_estimate"]
-  per_ind <- 8 * (R + 2 + P + (if (split > 1) split * P else 0)) + 4 + 8 * split * Tt * slot
+  per_ind <- 8 * (R + 2 + P + (if (split > 1) split * P else 0)) + 4 + 8 * split * Tt * slot +
+    8 * (R * P + P * P + hess_slot) + 4
   fixed_total <- sum(fixed)
   if (is.na(budget)) {
     per_chunk <- N
@@ -281,10 +286,15 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
              `chunk:score_status` = 4 * C,
              `chunk:scores` = 8 * C * P,
              `chunk:score_partials` = if (split > 1) 8 * C * split * P else 0,
-             `chunk:pair_scratch` = if (slot > 0) 8 * C * split * Tt * slot else 0)
+             `chunk:pair_scratch` = if (slot > 0) 8 * C * split * Tt * slot else 0,
+             `chunk:hessian_draw_rows` = 8 * C * R * P,
+             `chunk:hessian_by_individual` = 8 * C * P * P,
+             `chunk:hessian_pair_scratch` = 8 * C * hess_slot,
+             `chunk:hessian_status` = 4 * C)
   chunk <- chunk[chunk > 0]
   host <- c(cuda_pinned_theta = 8 * P, cuda_pinned_gradient = 8 * P, cuda_pinned_loglik_i = 8 * N,
             cuda_pinned_status = 4 * N, cuda_pinned_scores = 8 * C * P,
+            cuda_pinned_hessian = 8 * P * P, cuda_pinned_hessian_status = 4 * N,
             cuda_host_scratch = 8 * (2 * K + 2 * J))
   list(bytes = c(fixed, chunk), host = host[host > 0], per_chunk = as.integer(per_chunk),
        n_chunks = if (per_chunk >= 1) as.integer(ceiling(N / per_chunk)) else NA_integer_,

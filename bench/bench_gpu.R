@@ -6,15 +6,18 @@
 # bench/README.md for the device machine):
 #   Rscript bench/bench_gpu.R [draws=100] [reps=50] [fits=both|gpu|none] [lib] [fma_rate]
 #     draws     R, draws per individual (Halton)
-#     reps      timed evaluations per backend and request (after warm-up)
+#     reps      timed evaluations per backend and request (after warm-up; the
+#               Hessian request is timed min(reps, 10) times on the GPU and
+#               3 times on the CPU)
 #     fits      which full iclv() fits to time: "both", "gpu" or "none"
 #     lib       library holding iclv (default: the usual library path)
 #     fma_rate  FP64 FMA issue rate of the device per second, for the
 #               achieved fraction; default 16.2e12 on an H100 SXM (measured,
 #               ../shared/design/performance.md), else NA (not reported)
 #
-# Prints, for the device: median milliseconds per LL and per LL + gradient on
-# each backend, the agreement of the two backends at the same parameters,
+# Prints, for the device: median milliseconds per LL, per LL + gradient and
+# per LL + gradient + Hessian on each backend, the agreement of the two
+# backends at the same parameters (the Hessian's too),
 # the cost count per pair from performance.md's table and the achieved
 # fraction of the FP64 issue rate, device memory (the engine's account and
 # what cudaMemGetInfo saw), and the time of a full fit on each backend.
@@ -59,8 +62,8 @@ gpu <- iclv:::.engine_new(cm, spec, "cuda")
 free_created <- iclv_devices()$memory_free[1]
 cpu <- iclv:::.engine_new(cm, spec, "cpu", n_threads = 0L)
 
-ev <- function(e, gradient, scores = FALSE) {
-  iclv:::.engine_eval(e, theta, gradient = gradient, scores = scores, hessian = FALSE, use_cpu = FALSE)
+ev <- function(e, gradient, scores = FALSE, hessian = FALSE) {
+  iclv:::.engine_eval(e, theta, gradient = gradient, scores = scores, hessian = hessian, use_cpu = FALSE)
 }
 
 # ---- check before timing: the GPU must agree with the CPU -------------------
@@ -71,9 +74,14 @@ rel_ll <- abs(g$loglik - c$loglik) / abs(c$loglik)
 rel_grad <- max(abs(g$gradient - c$gradient) / pmax(abs(c$gradient), colSums(abs(c$scores))))
 rel_scores <- max(abs(g$scores - c$scores) /
                     pmax(abs(c$scores), rep(apply(abs(c$scores), 2, max), each = N)))
-if (!(rel_ll < 1e-12 && rel_grad < 1e-12 && rel_scores < 1e-12)) {
-  stop(sprintf("the GPU disagrees with the CPU: LL %.3g, gradient %.3g, scores %.3g (relative); not timing",
-               rel_ll, rel_grad, rel_scores), call. = FALSE)
+# the Hessian, relative to sqrt(|H_ii H_jj|) (exact zeros must match exactly)
+gh <- ev(gpu, TRUE, hessian = TRUE)$hessian
+ch <- ev(cpu, TRUE, hessian = TRUE)$hessian
+hs <- sqrt(abs(outer(diag(ch), diag(ch))))
+rel_hess <- max(ifelse(hs > 0, abs(gh - ch) / hs, ifelse(gh == ch, 0, Inf)))
+if (!(rel_ll < 1e-12 && rel_grad < 1e-12 && rel_scores < 1e-12 && rel_hess < 1e-10)) {
+  stop(sprintf("the GPU disagrees with the CPU: LL %.3g, gradient %.3g, scores %.3g, Hessian %.3g (relative); not timing",
+               rel_ll, rel_grad, rel_scores, rel_hess), call. = FALSE)
 }
 
 # ---- timing --------------------------------------------------------------------
@@ -90,11 +98,14 @@ time_ms <- function(f, n, warm = 5L) {
   1000 * stats::median(t)
 }
 cpu_reps <- max(3L, min(reps, 10L))
+hess_reps <- max(3L, min(reps, 10L))
 tm <- data.frame(
-  request = c("LL", "LL + gradient"),
-  gpu_ms = c(time_ms(function() ev(gpu, FALSE), reps), time_ms(function() ev(gpu, TRUE), reps)),
+  request = c("LL", "LL + gradient", "LL + gradient + Hessian"),
+  gpu_ms = c(time_ms(function() ev(gpu, FALSE), reps), time_ms(function() ev(gpu, TRUE), reps),
+             time_ms(function() ev(gpu, TRUE, hessian = TRUE), hess_reps, 2L)),
   cpu_ms = c(time_ms(function() ev(cpu, FALSE), cpu_reps, 1L),
-             time_ms(function() ev(cpu, TRUE), cpu_reps, 1L))
+             time_ms(function() ev(cpu, TRUE), cpu_reps, 1L),
+             time_ms(function() ev(cpu, TRUE, hessian = TRUE), 3L, 1L))
 )
 tm$speedup <- tm$cpu_ms / tm$gpu_ms
 tm$gpu_ns_per_pair <- 1e6 * tm$gpu_ms / pairs
@@ -118,10 +129,10 @@ cat(sprintf("device: %s (compute capability %s, %d SMs, %.1f GB)\n", dev$name, d
             dev$multiprocessors, dev$memory_total / 2^30))
 cat(sprintf("seed problem: N = %d, R = %d (Halton), P = %d, K = %d, %d pairs; %.1f ordered-probit indicators and %.1f binary-probit tasks per individual\n",
             N, R, P, K, pairs, n_op, n_bp))
-cat(sprintf("GPU vs CPU at the true parameters (relative): LL %.2g, gradient %.2g, scores %.2g\n",
-            rel_ll, rel_grad, rel_scores))
-cat(sprintf("CPU threads: %s (OMP_NUM_THREADS = %s); timed evaluations: GPU %d, CPU %d (medians)\n",
-            "OpenMP default", Sys.getenv("OMP_NUM_THREADS", "unset"), reps, cpu_reps))
+cat(sprintf("GPU vs CPU at the true parameters (relative): LL %.2g, gradient %.2g, scores %.2g, Hessian %.2g\n",
+            rel_ll, rel_grad, rel_scores, rel_hess))
+cat(sprintf("CPU threads: %s (OMP_NUM_THREADS = %s); timed evaluations: GPU %d, CPU %d (medians; with the Hessian GPU %d, CPU 3)\n",
+            "OpenMP default", Sys.getenv("OMP_NUM_THREADS", "unset"), reps, cpu_reps, hess_reps))
 print(format(tm, digits = 4), row.names = FALSE)
 cat(sprintf("cost per pair (performance.md table): LL %.0f, LL + gradient %.0f FMA-eq; executed by this engine for LL + gradient: %.0f\n",
             cost_ll, cost_grad, cost_exec))
@@ -157,7 +168,7 @@ if (fits != "none") {
                evaluations = f$timing$evaluations, ms_per_evaluation = 1000 * f$timing$per_evaluation,
                loglik = f$loglik, code = f$convergence$code)
   }))
-  cat("\nfull fit, iclv(seed problem, halton R), default control (Hessian at the optimum on the CPU):\n")
+  cat("\nfull fit, iclv(seed problem, halton R), default control (Hessian at the optimum on the fit's backend):\n")
   print(format(ft, digits = 6), row.names = FALSE)
   if (fits == "both") {
     d <- abs(coef(rows$cuda$fit) - coef(rows$cpu$fit)) / pmax(1, abs(coef(rows$cpu$fit)))

@@ -400,8 +400,8 @@ SEXP C_iclv_engine_release(SEXP ptr) {
 }
 
 /* C_iclv_engine_eval(ptr, theta, what): what = c(gradient, scores, hessian,
- * use_cpu) as logicals; use_cpu asks the CPU engine of a CUDA handle (the
- * R side does so, and says so, for the Hessian until the GPU computes it).
+ * use_cpu) as logicals; use_cpu asks the CPU engine that every CUDA handle
+ * also holds (for checks against the reference; R's default is FALSE).
  * Returns list(loglik, loglik_i, gradient, scores, hessian); the
  * unrequested ones are NULL. */
 SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {

@@ -1,7 +1,7 @@
 /*
  * cuda_engine.cu -- the CUDA backend: simulated log-likelihood, analytic
- * gradient and per-individual scores on one GPU. It mirrors the CPU
- * reference engine (engine.c) step by step and calls the very same
+ * gradient, per-individual scores and exact Hessian on one GPU. It mirrors
+ * the CPU reference engine (engine.c) step by step and calls the very same
  * per-(individual, draw) code (iclv_core.h, draws.h) from device code.
  *
  * What one evaluation computes (engine.c's definitions):
@@ -9,7 +9,10 @@
  *   lse_n   = logsumexp_r l_nr,  log L_n = lse_n - log R
  *   w_nr    = exp(l_nr - lse_n)
  *   s_n     = sum_r w_nr g_nr                          (g_nr = d l_nr / d theta)
- *   LL = sum_n log L_n, gradient = sum_n s_n           (both in individual order)
+ *   H_n     = sum_r w_nr hess l_nr + sum_r a_nr a_nr',  a_nr = sqrt(w_nr) (g_nr - s_n)
+ *             (= sum_r w_nr (hess l_nr + g_nr g_nr') - s_n s_n')
+ *   LL = sum_n log L_n, gradient = sum_n s_n,
+ *   Hessian = sum_n H_n                                (all in individual order)
  *
  * Kernels, per chunk of individuals (all on one stream; see each kernel's
  * contract below):
@@ -20,6 +23,14 @@
  *                   (fixed-order shuffle tree, then the warps in order)
  *   k_merge_split   (split > 1 only) adds the split's partial rows in block order
  *   k_sum_scores    gradient += scores of the chunk's individuals, in index order
+ * and, for a Hessian request, after those:
+ *   k_hess_pairs    one thread per individual, its draws in order: adds
+ *                   w_nr hess l_nr into the individual's P x P slot (the
+ *                   slot is shared by all its draws, so they are serialised)
+ *                   and writes the rows a_nr (chunk buffer, R x P each)
+ *   k_hess_outer    one block per individual: slot += sum_r a_nr a_nr' on the
+ *                   lower triangle (4 x 4 tiles, one thread each, r in order)
+ *   k_sum_hess      Hessian += the chunk's slots, in index order (lower triangle)
  * The host adds log L_n in index order and checks every individual, in index
  * order, exactly as engine.c's report_bad does (same messages).
  *
@@ -35,6 +46,12 @@
  * The build uses -fmad=false so that a*b+c is rounded twice, as gcc does on
  * x86-64 without -mfma.
  *
+ * The Hessian is engine.c's, step for step: the same per-pair code, the same
+ * rows a_nr, the same 4 x 4 tile order over draws, the lower triangle summed
+ * over individuals in index order and mirrored on the host. It is as
+ * deterministic as the gradient (nothing depends on the chunk size); the
+ * tests ask for 1e-10 relative to sqrt(|H_ii H_jj|) against the CPU engine.
+ *
  * Memory: every device buffer is allocated once, at creation, and recorded
  * in the engine's iclv_mem_account; an evaluation allocates nothing. The
  * model's arrays are uploaded once (two packed buffers: ints and doubles);
@@ -43,6 +60,9 @@
  * one chunk of `per_chunk` individuals (their account names start with
  * "chunk:") and reused; per_chunk is the largest count whose total fits the
  * budget: total(c) = fixed + c * per_individual, exactly the recorded bytes.
+ * The chunk is sized for the worst case, a Hessian evaluation (per
+ * individual R x P rows, a P x P slot and the Hessian pair scratch), once at
+ * creation; LL and gradient evaluations use the same chunks.
  *
  * Per-thread scratch of a pair (e, eta (K), D (K, S), V, gV (J), the
  * extended gradient g (P + K) and the thread's running score sum acc (P)):
@@ -67,6 +87,9 @@
  * the problem's size (N x R pairs), not by the kernels. __launch_bounds__(128)
  * keeps every kernel launchable with 128 threads; nothing else is forced
  * (bench/README.md shows how to read the counts with -Xptxas -v).
+ * k_hess_pairs (pair code with gradient and Hessian, scratch in a global
+ * slot per individual): 128 registers, 16-byte frame, no spills, on sm_90
+ * and sm_80; k_hess_outer 72 registers, no spills.
  *
  * No R headers here; errors are iclv_status codes with messages (CUDA errors
  * with the call, file and line; see cuda_util.cuh).
@@ -83,6 +106,7 @@
 #include "../numerics.h"
 #include "../iclv_core.h"
 #include "../draws.h"
+#include "../model_checks.h"
 #include "cuda_backend.h"
 #include "cuda_util.cuh"
 
@@ -99,6 +123,7 @@
 #define ICLV_CUDA_CAP_LARGE 512
 #define ICLV_CUDA_THETA_SHARED_MAX 32768 /* theta goes to shared memory up to this many bytes */
 #define ICLV_CUDA_MAX_HOST 8           /* pinned host buffers */
+#define ICLV_CUDA_HESS_BLOCK 32        /* threads (= individuals) of a k_hess_pairs block */
 
 /* ---- the engine ------------------------------------------------------------ */
 
@@ -109,11 +134,13 @@ struct iclv_cuda_engine {
   iclv_draws dd;          /* the design with a device `user` pointer (kernel argument) */
   int device;             /* CUDA ordinal */
   int N, P, K, R, S, J;   /* individuals, parameters, LVs, draws, structural terms, max(1, n_alt) */
+  int has_lv_src;         /* some structural term has an LV source (D2 needed for the Hessian) */
   int split;              /* B: blocks per individual in the pair kernels */
   int draws_per_block;    /* ceil(R / B) */
   int threads;            /* T: threads of a pair block, multiple of 32, <= ICLV_CUDA_MAX_BLOCK */
   int cap_ll, cap_gr;     /* local scratch capacity (doubles) of each pair kernel; 0: global slot */
   size_t slot;            /* doubles per thread slot of the global scratch (0: not used) */
+  size_t hess_slot;       /* doubles of Hessian pair scratch per individual (k_hess_pairs) */
   size_t theta_smem;      /* dynamic shared bytes for theta in the pair kernels (0: read global) */
   int per_chunk;          /* individuals per chunk */
   int n_chunks;
@@ -140,6 +167,11 @@ struct iclv_cuda_engine {
   double *d_scores;  /* (per_chunk, P) row-major s_n */
   double *d_part;    /* (per_chunk, B, P) row-major partial score rows, or NULL when B == 1 */
   double *d_scratch; /* (per_chunk * B * T, slot) global pair scratch, or NULL */
+  double *d_hess;    /* (P, P) column-major running Hessian sum (lower triangle) */
+  double *d_arows;   /* (per_chunk, R, P) row-major rows sqrt(w_r) (g_r - s_n) */
+  double *d_hslot;   /* (per_chunk, P, P) column-major per-individual Hessians */
+  double *d_hscratch; /* (per_chunk, hess_slot) Hessian pair scratch, one slot per individual */
+  int *d_hstatus;    /* (per_chunk) 1 when the individual's Hessian is not finite */
 
   /* pinned host staging */
   double *h_theta;   /* (P) */
@@ -147,6 +179,8 @@ struct iclv_cuda_engine {
   double *h_lli;     /* (N) */
   int *h_status;     /* (N) */
   double *h_scores;  /* (per_chunk, P) row-major */
+  double *h_hess;    /* (P, P) column-major */
+  int *h_hstatus;    /* (N) */
   /* plain host scratch for naming the model part at fault (diagnose) */
   double *h_ws;      /* (2K + 2J) */
 };
@@ -232,109 +266,23 @@ fail:
 
 /* ---- checks mirrored from engine.c (same rules, same messages) -------------- */
 
-/* engine.c check_data(): observed values valid for their indicator types,
- * chosen alternatives available. The device code trusts both. */
-static int check_data(const iclv_model *m, iclv_status *st) {
-  for (int n = 0; n < m->n_ind; n++) {
-    for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++) {
-      int ind = m->obs_ind[o], ty = m->ind_type[ind];
-      double y = m->obs_val[o];
-      int ok = isfinite(y);
-      if (ty == ICLV_IND_ORDERED_PROBIT || ty == ICLV_IND_ORDERED_LOGIT)
-        ok = ok && y == floor(y) && y >= 1 && y <= m->ind_ncat[ind];
-      else if (ty == ICLV_IND_BINARY_PROBIT || ty == ICLV_IND_BINARY_LOGIT)
-        ok = ok && (y == 0 || y == 1);
-      if (!ok) {
-        st->code = ICLV_ERR_INPUT;
-        snprintf(st->msg, ICLV_MSG_LEN,
-                 "indicator observation %d (individual %d, indicator %d) has value %g, "
-                 "which is not valid for its indicator type", o + 1, n + 1, ind + 1, y);
-        return st->code;
-      }
-    }
-  }
-  if (m->choice_type == ICLV_CHOICE_MNL && m->n_alt < 1)
-    return fail_msg(st, ICLV_ERR_INPUT, "an MNL choice model needs at least one alternative");
-  if (m->choice_type == ICLV_CHOICE_PROBIT && m->n_alt != 2)
-    return fail_msg(st, ICLV_ERR_INPUT, "a binary probit choice model needs exactly 2 alternatives");
-  if (m->choice_type != ICLV_CHOICE_NONE) {
-    for (int t = 0; t < m->n_rows; t++) {
-      if (m->y[t] < 0 || m->y[t] >= m->n_alt || !iclv_available(m, t, m->y[t])) {
-        st->code = ICLV_ERR_INPUT;
-        snprintf(st->msg, ICLV_MSG_LEN, "choice row %d: the chosen alternative %d is not available",
-                 t + 1, m->y[t] + 1);
-        return st->code;
-      }
-    }
-  }
-  return ICLV_OK;
-}
+/* The data and theta checks and the diagnosis of a non-finite likelihood
+ * are engine.c's, shared through model_checks.c (iclv_check_data,
+ * iclv_check_theta, iclv_diagnose_individual), so both backends refuse the
+ * same inputs with the same messages. */
 
-/* engine.c check_theta(): thresholds strictly increasing, sds > 0, else
- * ICLV_ERR_INPUT naming the parameter (1-based). */
-static int check_theta(const iclv_model *m, const double *theta, iclv_status *st) {
-  for (int i = 0; i < m->n_indic; i++) {
-    int ty = m->ind_type[i];
-    if (ty == ICLV_IND_ORDERED_PROBIT || ty == ICLV_IND_ORDERED_LOGIT) {
-      int thr = m->ind_thr[i];
-      for (int c = 1; c < m->ind_ncat[i] - 1; c++) {
-        if (!(theta[thr + c] > theta[thr + c - 1])) {
-          st->code = ICLV_ERR_INPUT;
-          snprintf(st->msg, ICLV_MSG_LEN,
-                   "thresholds of indicator %d must be strictly increasing: parameter %d (%g) "
-                   "is not greater than parameter %d (%g)",
-                   i + 1, thr + c + 1, theta[thr + c], thr + c, theta[thr + c - 1]);
-          return st->code;
-        }
-      }
-    } else if (ty == ICLV_IND_NORMAL) {
-      int js = m->ind_sd[i];
-      if (!(theta[js] > 0)) {
-        st->code = ICLV_ERR_INPUT;
-        snprintf(st->msg, ICLV_MSG_LEN,
-                 "the standard deviation of indicator %d (parameter %d) must be > 0, not %g",
-                 i + 1, js + 1, theta[js]);
-        return st->code;
-      }
-    }
-  }
-  return ICLV_OK;
-}
-
-/* engine.c diagnose(), on the host with the host copies of the model and
- * draws (the same functions as the device): names the first indicator
- * observation or choice row whose contribution is not finite at some draw. */
+/* Names the model part behind individual n's non-finite likelihood, on the
+ * host with the host copies of the model and draws. */
 static void diagnose(const iclv_cuda_engine *e, const double *theta, int n, char *buf, size_t len) {
-  const iclv_model *m = e->hm;
-  double *ev = e->h_ws, *eta = ev + e->K, *V = eta + e->K, *gV = V + e->J;
+  double *ev = e->h_ws;
   iclv_pair_ws pw;
-  pw.eta = eta;
+  pw.eta = ev + e->K;
   pw.D = NULL;
   pw.D2 = NULL;
-  pw.V = V;
-  pw.gV = gV;
+  pw.V = pw.eta + e->K;
+  pw.gV = pw.V + e->J;
   pw.HV = NULL;
-  for (int r = 0; r < e->R; r++) {
-    for (int k = 0; k < e->K; k++) ev[k] = iclv_draw_normal(e->hd, n, r, k);
-    iclv_structural(m, theta, n, ev, eta, NULL, NULL);
-    for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++) {
-      double v = iclv_indicator_atom(m, theta, eta, o, NULL, NULL);
-      if (!isfinite(v)) {
-        snprintf(buf, len, "measurement model: indicator %d, observation %d, draw %d",
-                 m->obs_ind[o] + 1, o + 1, r + 1);
-        return;
-      }
-    }
-    if (m->choice_type != ICLV_CHOICE_NONE)
-      for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++) {
-        double v = iclv_choice_atom(m, theta, eta, t, &pw, NULL, NULL);
-        if (!isfinite(v)) {
-          snprintf(buf, len, "choice model: row %d, draw %d", t + 1, r + 1);
-          return;
-        }
-      }
-  }
-  snprintf(buf, len, "every part is finite at every draw; the sum over draws is not");
+  iclv_diagnose_individual(e->hm, e->hd, theta, n, ev, &pw, buf, len);
 }
 
 /* ---- device helpers ------------------------------------------------------------ */
@@ -556,6 +504,150 @@ k_sum_scores(const double *__restrict__ scores, int n_here, int P, double *__res
   grad[p] = a;
 }
 
+/* ---- Hessian kernels ------------------------------------------------------------------ */
+
+/* k_hess_pairs: the draw-by-draw part of each individual's Hessian, and the
+ * rows of its outer-product part (engine.c individual_eval, Hessian pass).
+ * iclv_pair_eval() adds w_r hess l_nr into ONE P x P slot per individual,
+ * so the draws of an individual are serialised: one thread per individual,
+ * draws r = 0, 1, ..., R - 1 in order (no two threads write the same slot).
+ *   grid:  ceil(n_here / ICLV_CUDA_HESS_BLOCK) blocks; block: ICLV_CUDA_HESS_BLOCK
+ *          threads; thread = individual i = blockIdx.x * blockDim.x + threadIdx.x
+ *          (threads with i >= n_here only help to load theta)
+ *   dynamic shared memory: P doubles when theta_in_shared, else 0
+ *   in:    m, d (device views), theta (P); l (n_here, R) row-major from
+ *          k_pair_loglik; lse (n_here) from k_logsumexp; scores (n_here, P)
+ *          row-major s_n from k_pair_scores / k_merge_split
+ *   out:   hslot (n_here, P, P): slot i (column-major, ZEROED by the caller)
+ *          += sum_r w_r hess l_nr, w_r = exp(l_r - lse_i), draws with
+ *          w_r == 0 skipped (as engine.c);
+ *          arows (n_here, R, P) row-major: row (i, r) = sqrt(w_r) (g_r - s_i),
+ *          0 when w_r == 0 (engine.c's rows a_r), every row written; NaN rows
+ *          (and nothing in hslot) when lse_i is not finite (the host reports
+ *          that individual's log-likelihood first)
+ *   scratch: the individual's slot of gscratch (slot doubles): e, eta (K),
+ *          D (K, S), D2 (K, S, S) when has_lv_src, V, gV (J), HV (J, J),
+ *          g (P + K), Hpe (P, K), Hee (K, K). */
+__global__ void __launch_bounds__(ICLV_CUDA_HESS_BLOCK)
+k_hess_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_draws d,
+             const double *__restrict__ theta_g, int theta_in_shared, int n0, int n_here,
+             int has_lv_src, const double *__restrict__ l, const double *__restrict__ lse_in,
+             const double *__restrict__ scores, double *hslot, double *arows, double *gscratch,
+             size_t slot) {
+  const int P = m.n_par, K = m.n_lv, R = d.n_draws, J = m.n_alt > 0 ? m.n_alt : 1;
+  const double *theta = block_theta(theta_g, P, theta_in_shared);
+  const int i = (int) (blockIdx.x * blockDim.x + threadIdx.x);
+  if (i >= n_here) return;
+  const int n = n0 + i, S = m.st_ptr[K];
+  double *ws = gscratch + (size_t) i * slot;
+  double *ev = ws, *eta = ev + K, *D = eta + K;
+  double *D2 = D + (size_t) K * S;
+  double *V = D2 + (has_lv_src ? (size_t) K * S * S : 0);
+  double *gV = V + J, *HV = gV + J, *g = HV + (size_t) J * J;
+  double *Hpe = g + P + K, *Hee = Hpe + (size_t) P * K;
+  iclv_pair_ws pw;
+  pw.eta = eta;
+  pw.D = D;
+  pw.D2 = has_lv_src ? D2 : NULL;
+  pw.V = V;
+  pw.gV = gV;
+  pw.HV = HV;
+  iclv_hess h;
+  h.P = P;
+  h.K = K;
+  h.w = 0.0;
+  h.Hpp = hslot + (size_t) i * P * P;
+  h.Hpe = Hpe;
+  h.Hee = Hee;
+  const double lse = lse_in[i];
+  const double *li = l + (size_t) i * R;
+  const double *s = scores + (size_t) i * P;
+  double *a = arows + (size_t) i * R * P;
+  if (!isfinite(lse)) {
+    for (size_t q = 0; q < (size_t) R * P; q++) a[q] = NAN;
+    return;
+  }
+  for (int r = 0; r < R; r++, a += P) {
+    const double w = exp(li[r] - lse);
+    if (w == 0.0) {
+      for (int p = 0; p < P; p++) a[p] = 0.0;
+      continue;
+    }
+    for (int k = 0; k < K; k++) ev[k] = iclv_draw_normal(&d, n, r, k);
+    h.w = w;
+    iclv_pair_eval(&m, theta, n, ev, &pw, g, &h);
+    const double sw = sqrt(w);
+    for (int p = 0; p < P; p++) a[p] = sw * (g[p] - s[p]);
+  }
+}
+
+/* k_hess_outer: slot i's lower triangle (diagonal included) += sum_r a_r a_r'
+ * over the rows a_r = arows (i, r, .), as engine.c's syrk_lower: the lower
+ * triangle in 4 x 4 tiles, each tile owned by one thread, which sums over
+ * r = 0, 1, ..., R - 1 in order from 0 and then adds the tile into the slot
+ * (so the per-individual result does not depend on the launch). Then checks
+ * every element of the slot.
+ *   grid:  n_here blocks (block i = individual n0 + i); block: ICLV_CUDA_AUX_BLOCK
+ *          threads; thread t takes tiles t, t + T, ... of the lower tiles,
+ *          enumerated column by column (tile column tj, rows ti >= tj)
+ *   in:    arows (n_here, R, P) row-major from k_hess_pairs
+ *   out:   hslot (n_here, P, P) column-major, lower triangle updated in place;
+ *          hstatus[i] = 1 if some element of slot i is not finite, else 0 */
+__global__ void __launch_bounds__(ICLV_CUDA_AUX_BLOCK)
+k_hess_outer(const double *__restrict__ arows, int R, int P, double *__restrict__ hslot,
+             int *__restrict__ hstatus) {
+  const int i = blockIdx.x;
+  const double *A = arows + (size_t) i * R * P;
+  double *H = hslot + (size_t) i * P * P;
+  const int nb = (P + 3) / 4;
+  int q = 0;
+  for (int tj = 0; tj < nb; tj++) {
+    for (int ti = tj; ti < nb; ti++, q++) {
+      if (q % (int) blockDim.x != (int) threadIdx.x) continue;
+      const int r0 = 4 * ti, c0 = 4 * tj;
+      const int ni = P - r0 < 4 ? P - r0 : 4, nj = P - c0 < 4 ? P - c0 : 4;
+      double c[4][4] = {{0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0},
+                        {0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}};
+      for (int r = 0; r < R; r++) {
+        const double *ar = A + (size_t) r * P;
+        double x[4], y[4];
+        for (int u = 0; u < 4; u++) {
+          x[u] = u < ni ? ar[r0 + u] : 0.0;
+          y[u] = u < nj ? ar[c0 + u] : 0.0;
+        }
+        for (int jj = 0; jj < 4; jj++)
+          for (int ii = 0; ii < 4; ii++) c[ii][jj] += x[ii] * y[jj];
+      }
+      for (int jj = 0; jj < nj; jj++)
+        for (int ii = 0; ii < ni; ii++)
+          if (r0 + ii >= c0 + jj) H[(r0 + ii) + (size_t) P * (c0 + jj)] += c[ii][jj];
+    }
+  }
+  __syncthreads(); /* the block's writes to the slot are visible below */
+  int bad = 0;
+  for (size_t e = threadIdx.x; e < (size_t) P * P; e += blockDim.x)
+    if (!isfinite(H[e])) bad = 1;
+  const int any = __syncthreads_or(bad);
+  if (threadIdx.x == 0) hstatus[i] = any ? 1 : 0;
+}
+
+/* k_sum_hess: hess[c] += hslot[0, c] + hslot[1, c] + ... + hslot[n_here-1, c]
+ * for the cells c = row + P col of the lower triangle (row >= col), added one
+ * individual at a time in index order (engine.c's order), so the running sum
+ * over chunks is the sum over all individuals in order. The upper triangle
+ * of hess is not touched (the host mirrors the lower one, as engine.c).
+ *   grid:  ceil(P * P / ICLV_CUDA_AUX_BLOCK) blocks; thread = cell c
+ *   in:    hslot (n_here, P, P); out: hess (P, P) column-major, updated in place */
+__global__ void __launch_bounds__(ICLV_CUDA_AUX_BLOCK)
+k_sum_hess(const double *__restrict__ hslot, int n_here, int P, double *__restrict__ hess) {
+  const size_t c = (size_t) blockIdx.x * blockDim.x + threadIdx.x;
+  const size_t PP = (size_t) P * P;
+  if (c >= PP || (int) (c % P) < (int) (c / P)) return;
+  double a = hess[c];
+  for (int i = 0; i < n_here; i++) a += hslot[(size_t) i * PP + c];
+  hess[c] = a;
+}
+
 /* ---- kernel selection by scratch capacity ------------------------------------------ */
 
 /* Smallest local capacity holding `need` doubles, or 0 (global slot). */
@@ -766,7 +858,7 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   int count = 0;
   size_t free_b = 0, total_b = 0;
   cudaDeviceProp prop;
-  cudaFuncAttributes fa_ll, fa_gr;
+  cudaFuncAttributes fa_ll, fa_gr, fa_hp, fa_ho, fa_hs;
   double budget = 0.0, lmem = 0.0, user_bytes = 0.0;
   size_t need_ll = 0, need_gr = 0;
   void *p = NULL;
@@ -777,7 +869,7 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   if (d->n_ind != m->n_ind || d->n_dim != m->n_lv)
     return fail_msg(st, ICLV_ERR_INPUT, "the draw design does not match the model (individuals or LVs)");
   if (iclv_draws_check(d, st) != ICLV_OK) return st->code;
-  if (check_data(m, st) != ICLV_OK) return st->code;
+  if (iclv_check_data(m, st) != ICLV_OK) return st->code;
 
   /* the device: say why when there is none */
   {
@@ -810,6 +902,8 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   e->R = d->n_draws;
   e->S = m->st_ptr[m->n_lv];
   e->J = m->n_alt > 0 ? m->n_alt : 1;
+  for (int t = 0; t < e->S; t++)
+    if (m->st_src_type[t] == ICLV_SRC_LV) e->has_lv_src = 1;
 
   ICLV_CUDA_TRY(st, cudaSetDevice(opt->device));
   e->device = opt->device;
@@ -833,8 +927,17 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   if (e->cap_gr == 0 && need_gr > e->slot) e->slot = need_gr;
   e->theta_smem = (size_t) e->P * sizeof(double) <= ICLV_CUDA_THETA_SHARED_MAX
                       ? (size_t) e->P * sizeof(double) : 0;
+  /* the Hessian's pair scratch (k_hess_pairs): always a global slot per
+   * individual (Hpe alone is P x K doubles) */
+  e->hess_slot = 2 * (size_t) e->K + (size_t) e->K * e->S +
+                 (e->has_lv_src ? (size_t) e->K * e->S * e->S : 0) + 2 * (size_t) e->J +
+                 (size_t) e->J * e->J + (size_t) (e->P + e->K) + (size_t) e->P * e->K +
+                 (size_t) e->K * e->K;
   ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa_ll, pair_loglik_fn(e->cap_ll)));
   ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa_gr, pair_scores_fn(e->cap_gr)));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa_hp, (const void *) k_hess_pairs));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa_ho, (const void *) k_hess_outer));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa_hs, (const void *) k_sum_hess));
   if (fa_ll.maxThreadsPerBlock < e->threads || fa_gr.maxThreadsPerBlock < e->threads) {
     st->code = ICLV_ERR_CUDA;
     snprintf(st->msg, ICLV_MSG_LEN,
@@ -842,13 +945,27 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
              e->threads, prop.name, fa_ll.maxThreadsPerBlock, fa_gr.maxThreadsPerBlock);
     goto fail;
   }
-  /* local memory the driver reserves, context-wide, for the larger of the
-   * two frames: local bytes per thread x maximum resident threads per SM x
-   * SMs (NVIDIA's description of current drivers; it is resized, not freed,
-   * between launches) */
-  lmem = (double) (fa_ll.localSizeBytes > fa_gr.localSizeBytes ? fa_ll.localSizeBytes
-                                                                : fa_gr.localSizeBytes) *
-         (double) prop.maxThreadsPerMultiProcessor * (double) e->sms;
+  if (fa_hp.maxThreadsPerBlock < ICLV_CUDA_HESS_BLOCK || fa_ho.maxThreadsPerBlock < ICLV_CUDA_AUX_BLOCK ||
+      fa_hs.maxThreadsPerBlock < ICLV_CUDA_AUX_BLOCK) {
+    st->code = ICLV_ERR_CUDA;
+    snprintf(st->msg, ICLV_MSG_LEN,
+             "the Hessian kernels cannot run %d and %d threads per block on %s (at most %d, %d "
+             "and %d)", ICLV_CUDA_HESS_BLOCK, ICLV_CUDA_AUX_BLOCK, prop.name,
+             fa_hp.maxThreadsPerBlock, fa_ho.maxThreadsPerBlock, fa_hs.maxThreadsPerBlock);
+    goto fail;
+  }
+  /* local memory the driver reserves, context-wide, for the largest frame
+   * of the kernels: local bytes per thread x maximum resident threads per
+   * SM x SMs (NVIDIA's description of current drivers; it is resized, not
+   * freed, between launches) */
+  {
+    size_t frame = fa_ll.localSizeBytes;
+    if (fa_gr.localSizeBytes > frame) frame = fa_gr.localSizeBytes;
+    if (fa_hp.localSizeBytes > frame) frame = fa_hp.localSizeBytes;
+    if (fa_ho.localSizeBytes > frame) frame = fa_ho.localSizeBytes;
+    if (fa_hs.localSizeBytes > frame) frame = fa_hs.localSizeBytes;
+    lmem = (double) frame * (double) prop.maxThreadsPerMultiProcessor * (double) e->sms;
+  }
 
   /* device memory: the model, user draws, theta and gradient ... */
   if (upload_model(e, st) != ICLV_OK) goto fail;
@@ -866,14 +983,24 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   e->d_theta = (double *) p;
   if (dev_alloc(e, "gradient_sum", (size_t) e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
   e->d_grad = (double *) p;
+  if (dev_alloc(e, "hessian_sum", (size_t) e->P * e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  e->d_hess = (double *) p;
   if (account_add(e, "local_memory_reserved_estimate", lmem, NULL, st) != ICLV_OK) goto fail;
 
-  /* ... then the chunk: as many individuals as the budget allows */
+  /* ... then the chunk: as many individuals as the budget allows. The
+   * chunk is sized once, here, for the worst case, an evaluation with the
+   * Hessian (its per-draw rows, P x P slot and pair scratch per individual),
+   * and every evaluation uses it: iclv() asks for the Hessian at the optimum
+   * by default, so a fit that cannot hold it should fail here, not after the
+   * optimisation. */
   e->fixed_bytes = e->acct.current;
   e->per_ind_bytes = (double) sizeof(double) * ((double) e->R + 2.0 + (double) e->P +
                                                 (e->split > 1 ? (double) e->split * e->P : 0.0)) +
                      (double) sizeof(int) +
-                     (double) sizeof(double) * (double) e->split * e->threads * (double) e->slot;
+                     (double) sizeof(double) * (double) e->split * e->threads * (double) e->slot +
+                     (double) sizeof(double) * ((double) e->R * e->P + (double) e->P * e->P +
+                                                (double) e->hess_slot) +
+                     (double) sizeof(int);
   budget = opt->device_memory_budget > 0 ? opt->device_memory_budget : 0.8 * e->dev_free;
   {
     double fit = floor((budget - e->fixed_bytes) / e->per_ind_bytes);
@@ -884,8 +1011,8 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
                "the device memory budget of %s is too small for even one individual: the CUDA "
                "engine needs %s that do not depend on the chunk size (model and data, %s of user "
                "draws, %s of local scratch reserved by the driver) plus %s per individual (R = %d "
-               "draws, P = %d parameters); raise device_memory in iclv_control() or use "
-               "backend = \"cpu\"",
+               "draws, P = %d parameters, Hessian buffers included); raise device_memory in "
+               "iclv_control() or use backend = \"cpu\"",
                fmt_bytes(budget, b1, sizeof b1), fmt_bytes(e->fixed_bytes, b2, sizeof b2),
                fmt_bytes(user_bytes, b3, sizeof b3), fmt_bytes(lmem, b4, sizeof b4),
                fmt_bytes(e->per_ind_bytes, b5, sizeof b5), e->R, e->P);
@@ -918,12 +1045,26 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
         goto fail;
       e->d_scratch = (double *) p;
     }
+    if (dev_alloc(e, "chunk:hessian_draw_rows", C * R * P * sizeof(double), &p, st) != ICLV_OK)
+      goto fail;
+    e->d_arows = (double *) p;
+    if (dev_alloc(e, "chunk:hessian_by_individual", C * P * P * sizeof(double), &p, st) != ICLV_OK)
+      goto fail;
+    e->d_hslot = (double *) p;
+    if (dev_alloc(e, "chunk:hessian_pair_scratch", C * e->hess_slot * sizeof(double), &p, st) != ICLV_OK)
+      goto fail;
+    e->d_hscratch = (double *) p;
+    if (dev_alloc(e, "chunk:hessian_status", C * sizeof(int), &p, st) != ICLV_OK) goto fail;
+    e->d_hstatus = (int *) p;
     /* poison what the kernels must overwrite: a missed element is NaN, caught */
     if (e->d_l) ICLV_CUDA_TRY(st, cudaMemset(e->d_l, 0xFF, C * R * sizeof(double)));
     if (e->d_lse) ICLV_CUDA_TRY(st, cudaMemset(e->d_lse, 0xFF, C * sizeof(double)));
     if (e->d_lli) ICLV_CUDA_TRY(st, cudaMemset(e->d_lli, 0xFF, C * sizeof(double)));
     if (e->d_scores) ICLV_CUDA_TRY(st, cudaMemset(e->d_scores, 0xFF, C * P * sizeof(double)));
     if (e->d_part) ICLV_CUDA_TRY(st, cudaMemset(e->d_part, 0xFF, C * B * P * sizeof(double)));
+    if (e->d_arows) ICLV_CUDA_TRY(st, cudaMemset(e->d_arows, 0xFF, C * R * P * sizeof(double)));
+    if (e->d_hslot) ICLV_CUDA_TRY(st, cudaMemset(e->d_hslot, 0xFF, C * P * P * sizeof(double)));
+    if (e->d_hstatus) ICLV_CUDA_TRY(st, cudaMemset(e->d_hstatus, 0xFF, C * sizeof(int)));
     ICLV_CUDA_TRY(st, cudaDeviceSynchronize());
   }
 
@@ -938,6 +1079,10 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   e->h_status = (int *) p;
   if (host_alloc(e, (size_t) e->per_chunk * e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
   e->h_scores = (double *) p;
+  if (host_alloc(e, (size_t) e->P * e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  e->h_hess = (double *) p;
+  if (host_alloc(e, (size_t) e->N * sizeof(int), &p, st) != ICLV_OK) goto fail;
+  e->h_hstatus = (int *) p;
   e->h_ws = (double *) calloc(2 * (size_t) e->K + 2 * (size_t) e->J, sizeof(double));
   if (e->h_ws == NULL) {
     fail_msg(st, ICLV_ERR_MEMORY, "could not allocate the CUDA engine's host scratch");
@@ -953,17 +1098,48 @@ fail:
 
 /* ---- evaluation ------------------------------------------------------------------------- */
 
+/* Queues the Hessian of individuals n0 .. n0 + n_here - 1 (one chunk) on the
+ * engine's stream, after the chunk's l, lse and scores: zeroes the slots,
+ * k_hess_pairs, k_hess_outer, k_sum_hess (d_hess += the slots in index
+ * order), and the copy of the chunk's Hessian statuses into h_hstatus + n0.
+ * Requires P > 0. Returns ICLV_OK, or ICLV_ERR_CUDA for a failed launch or
+ * call (queued work is not waited for: the caller synchronises). */
+static int queue_hessian_chunk(iclv_cuda_engine *e, int n0, int n_here, iclv_status *st) {
+  const int P = e->P;
+  const size_t PP = (size_t) P * P;
+  ICLV_CUDA_TRY(st, cudaMemsetAsync(e->d_hslot, 0, (size_t) n_here * PP * sizeof(double), e->stream));
+  {
+    dim3 grid((unsigned) ((n_here + ICLV_CUDA_HESS_BLOCK - 1) / ICLV_CUDA_HESS_BLOCK));
+    dim3 block((unsigned) ICLV_CUDA_HESS_BLOCK);
+    k_hess_pairs<<<grid, block, e->theta_smem, e->stream>>>(
+        e->dm, e->dd, e->d_theta, e->theta_smem > 0, n0, n_here, e->has_lv_src, e->d_l, e->d_lse,
+        e->d_scores, e->d_hslot, e->d_arows, e->d_hscratch, e->hess_slot);
+    ICLV_CUDA_CHECK_LAUNCH(st, "k_hess_pairs");
+  }
+  k_hess_outer<<<n_here, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(e->d_arows, e->R, P, e->d_hslot,
+                                                                e->d_hstatus);
+  ICLV_CUDA_CHECK_LAUNCH(st, "k_hess_outer");
+  {
+    dim3 grid((unsigned) ((PP + ICLV_CUDA_AUX_BLOCK - 1) / ICLV_CUDA_AUX_BLOCK));
+    k_sum_hess<<<grid, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(e->d_hslot, n_here, P, e->d_hess);
+    ICLV_CUDA_CHECK_LAUNCH(st, "k_sum_hess");
+  }
+  ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hstatus + n0, e->d_hstatus, (size_t) n_here * sizeof(int),
+                                    cudaMemcpyDeviceToHost, e->stream));
+  return ICLV_OK;
+fail:
+  return st->code;
+}
+
 extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eval_out *out,
                               iclv_status *st) {
   const int N = e->N, P = e->P;
-  int want_g = 0;
+  int want_g = 0, want_h = 0;
   st->code = ICLV_OK;
   st->msg[0] = '\0';
-  if (out->hess != NULL)
-    return fail_msg(st, ICLV_ERR_INPUT,
-                    "the CUDA backend does not compute the Hessian yet; the CPU engine does");
-  if (check_theta(e->hm, theta, st) != ICLV_OK) return st->code;
-  want_g = out->grad != NULL || out->scores != NULL;
+  if (iclv_check_theta(e->hm, theta, st) != ICLV_OK) return st->code;
+  want_h = out->hess != NULL && P > 0;
+  want_g = want_h || out->grad != NULL || out->scores != NULL;
 
   ICLV_CUDA_TRY(st, cudaSetDevice(e->device));
   if (P > 0) {
@@ -971,6 +1147,8 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
     ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->d_theta, e->h_theta, (size_t) P * sizeof(double),
                                       cudaMemcpyHostToDevice, e->stream));
     if (want_g) ICLV_CUDA_TRY(st, cudaMemsetAsync(e->d_grad, 0, (size_t) P * sizeof(double), e->stream));
+    if (want_h)
+      ICLV_CUDA_TRY(st, cudaMemsetAsync(e->d_hess, 0, (size_t) P * P * sizeof(double), e->stream));
   }
 
   for (int c = 0; c < e->n_chunks; c++) {
@@ -997,6 +1175,7 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
     }
     ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_status + n0, e->d_status, (size_t) nh * sizeof(int),
                                       cudaMemcpyDeviceToHost, e->stream));
+    if (want_h && queue_hessian_chunk(e, n0, nh, st) != ICLV_OK) goto fail;
     if (out->scores != NULL && P > 0) {
       /* the staging holds one chunk: wait for it, then transpose into the
        * caller's column-major (N, P) */
@@ -1010,6 +1189,9 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
   }
   if (want_g && P > 0)
     ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_grad, e->d_grad, (size_t) P * sizeof(double),
+                                      cudaMemcpyDeviceToHost, e->stream));
+  if (want_h)
+    ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hess, e->d_hess, (size_t) P * P * sizeof(double),
                                       cudaMemcpyDeviceToHost, e->stream));
   ICLV_CUDA_TRY(st, cudaStreamSynchronize(e->stream));
 
@@ -1030,6 +1212,13 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
                e->h_lli[n]);
       return st->code;
     }
+    if (want_h && e->h_hstatus[n] != 0) {
+      st->code = ICLV_ERR_NUMERIC;
+      snprintf(st->msg, ICLV_MSG_LEN,
+               "the simulated %s of individual %d is not finite (log L = %g)", "Hessian", n + 1,
+               e->h_lli[n]);
+      return st->code;
+    }
   }
 
   /* serial sums in index order (engine.c's order) */
@@ -1041,6 +1230,15 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
   if (out->loglik_i) memcpy(out->loglik_i, e->h_lli, (size_t) N * sizeof(double));
   if (out->grad) {
     if (P > 0) memcpy(out->grad, e->h_grad, (size_t) P * sizeof(double));
+  }
+  if (want_h) {
+    /* the lower triangle is the sum; mirror it (exactly symmetric, as engine.c) */
+    for (int j = 0; j < P; j++)
+      for (int i = j; i < P; i++) {
+        const double v = e->h_hess[i + (size_t) P * j];
+        out->hess[i + (size_t) P * j] = v;
+        out->hess[j + (size_t) P * i] = v;
+      }
   }
   return ICLV_OK;
 

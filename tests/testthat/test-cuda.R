@@ -1,8 +1,8 @@
 # The CUDA backend (src/cuda/cuda_engine.cu) against the CPU reference engine
-# (src/engine.c) on identical draws: log-likelihood, gradient and scores for
-# every model part and draw type, determinism across repeated evaluations and
-# chunk sizes, errors that mirror the CPU engine's, memory accounting, and a
-# full fit on each backend. Everything but the first test needs a usable GPU
+# (src/engine.c) on identical draws: log-likelihood, gradient, scores and the
+# exact Hessian for every model part and draw type, determinism across
+# repeated evaluations and chunk sizes, errors that mirror the CPU engine's,
+# memory accounting, and a full fit on each backend. Everything but the first test needs a usable GPU
 # and is skipped, with the reason, elsewhere.
 
 # ---- helpers -------------------------------------------------------------
@@ -71,6 +71,37 @@ with_extra_params <- function(tm, extra) {
   tm$compiled <- compile_by_hand(d)
   tm$theta <- c(tm$theta, stats::runif(extra, -1, 1))
   tm
+}
+
+# Everything, the Hessian included, from one engine.
+hess_all <- function(e, theta, use_cpu = FALSE) {
+  iclv:::.engine_eval(e, theta, gradient = TRUE, scores = TRUE, hessian = TRUE, use_cpu = use_cpu)
+}
+
+# GPU Hessian equals the CPU's to `tol` relative to sqrt(|H_ii H_jj|), the
+# natural scale of a curvature matrix (so structural zeros, e.g. of unused
+# parameters, must be exact zeros on both), and is exactly symmetric. The CPU
+# Hessian must be informative (finite, some negative curvature, non-zero
+# cross terms), so the check can fail.
+expect_hessians_agree <- function(g, c, label, tol = 1e-10) {
+  H <- c$hessian
+  expect_true(is.matrix(g$hessian) && identical(dim(g$hessian), dim(H)),
+              label = paste(label, "GPU Hessian is a P x P matrix"))
+  expect_true(all(is.finite(H)) && min(diag(H)) < 0 && any(H[lower.tri(H)] != 0),
+              label = paste(label, "CPU Hessian is informative"))
+  expect_identical(g$hessian, t(g$hessian), label = paste(label, "GPU Hessian is exactly symmetric"))
+  d <- sqrt(abs(diag(H)))
+  expect_close(g$hessian, H, outer(d, d), tol, paste(label, "hessian"))
+}
+
+# GPU and CPU agree on the Hessian, and the Hessian request returns the very
+# numbers of the request without it (LL, log L_n, gradient, scores).
+expect_hessian_request_ok <- function(eg, ec, th, label) {
+  g <- hess_all(eg, th)
+  expect_hessians_agree(g, hess_all(ec, th), label)
+  expect_identical(g[c("loglik", "loglik_i", "gradient", "scores")],
+                   eval_all(eg, th)[c("loglik", "loglik_i", "gradient", "scores")],
+                   label = paste(label, "LL, gradient and scores of the Hessian request"))
 }
 
 combos <- expand.grid(ind = names(.ind_codes), choice = names(.choice_codes),
@@ -222,6 +253,117 @@ test_that("chunks of 1, 7 and all individuals give bit-identical results", {
   }
 })
 
+# ---- on a GPU: the Hessian ---------------------------------------------------------
+
+test_that("GPU Hessian equals CPU (1e-10) for every indicator and choice type, split and unsplit", {
+  skip_if_no_gpu()
+  for (i in seq_len(nrow(combos))) {
+    for (R in c(5L, 100L)) { # R = 100 with 6 individuals splits the LL and score kernels
+      tm <- tiny_model(combos$ind[i], combos$choice[i], n_draws = R, seed = 400 + i)
+      th <- jitter_theta(tm)
+      expect_hessian_request_ok(gpu_engine(tm$compiled, tm$draws), cpu_engine(tm$compiled, tm$draws),
+                                th, sprintf("%s/%s R=%d", combos$ind[i], combos$choice[i], R))
+    }
+  }
+  # every indicator type in one model, with each choice model
+  for (ch in c("mnl", "probit", "none")) {
+    tm <- tiny_model(c("ordered_logit", "normal", "binary_probit", "binary_logit"), ch,
+                     n_ind = 9L, n_draws = 40L, ncat = 5L, seed = 33)
+    expect_hessian_request_ok(gpu_engine(tm$compiled, tm$draws), cpu_engine(tm$compiled, tm$draws),
+                              jitter_theta(tm), paste("mixed", ch))
+  }
+})
+
+test_that("GPU Hessian equals CPU on a small seed problem for every draw type", {
+  skip_if_no_gpu()
+  sp <- iclv_seed_problem(n = 40, n_tasks = 4)
+  comp <- iclv:::.iclv_compile(sp$model, sp$data)
+  theta <- iclv:::.params_full(sp$params, comp$partable, "params")
+  K <- length(comp$lvs)
+  specs <- lapply(c("halton", "scrambled_halton", "sobol", "mlhs", "pseudo"), function(type) {
+    iclv:::.draws_spec(iclv_draws(type, n = 32, seed = 11, skip = 2), comp$n_ind, K)
+  })
+  names(specs) <- c("halton", "scrambled_halton", "sobol", "mlhs", "pseudo")
+  specs$user <- iclv:::.draws_spec(iclv_draws(array(stats::rnorm(comp$n_ind * 32 * K), c(comp$n_ind, 32, K))),
+                                   comp$n_ind, K)
+  for (type in names(specs)) {
+    eg <- gpu_engine(comp$c, specs[[type]])
+    ec <- cpu_engine(comp$c, specs[[type]])
+    if (type == "halton") {
+      expect_hessian_request_ok(eg, ec, theta, paste("seed problem,", type))
+    } else {
+      expect_hessians_agree(hess_all(eg, theta), hess_all(ec, theta), paste("seed problem,", type))
+    }
+  }
+})
+
+test_that("GPU Hessian equals CPU with many parameters (unused ones exactly zero)", {
+  skip_if_no_gpu()
+  tm <- with_extra_params(tiny_model("ordered_probit", "probit", n_draws = 40L, seed = 52), 200L)
+  th <- tm$theta
+  g <- hess_all(gpu_engine(tm$compiled, tm$draws), th)
+  expect_hessians_agree(g, hess_all(cpu_engine(tm$compiled, tm$draws), th), "many parameters")
+  unused <- setdiff(seq_along(th), tm$used + 1L)
+  expect_true(all(g$hessian[unused, ] == 0) && all(g$hessian[, unused] == 0))
+})
+
+test_that("repeated GPU Hessians are bit-identical", {
+  skip_if_no_gpu()
+  tm <- tiny_model(c("ordered_probit", "normal", "binary_probit", "ordered_logit"), "mnl",
+                   n_ind = 25L, n_draws = 100L, seed = 72)
+  th <- jitter_theta(tm)
+  e <- gpu_engine(tm$compiled, tm$draws)
+  first <- hess_all(e, th)
+  expect_true(all(is.finite(first$hessian)))
+  same <- vapply(1:5, function(i) identical(hess_all(e, th), first), logical(1))
+  expect_true(all(same), info = sprintf("%d of 5 evaluations differ", sum(!same)))
+  # another point in between changes nothing at this one
+  hess_all(e, jitter_theta(tm))
+  expect_identical(hess_all(e, th), first)
+})
+
+test_that("GPU Hessians for chunks of 1, 7 and all individuals are bit-identical", {
+  skip_if_no_gpu()
+  tm <- tiny_model(c("ordered_probit", "binary_logit", "normal", "ordered_probit"), "mnl",
+                   n_ind = 20L, n_draws = 100L, seed = 82)
+  th <- jitter_theta(tm)
+  for (draws in list(tm$draws, iclv:::.draws_spec(iclv_draws("sobol", 100, seed = 4), 20L, 3L))) {
+    e_all <- gpu_engine(tm$compiled, draws)
+    costs <- chunk_costs(e_all)
+    expect_identical(as.integer(costs$n_chunks), 1L)
+    ref <- hess_all(e_all, th)
+    for (n in c(1L, 7L)) {
+      e <- gpu_engine(tm$compiled, draws, device_memory = budget_for(costs, n))
+      mem <- iclv:::.engine_memory(e)
+      expect_identical(as.integer(mem$per_chunk), n)
+      expect_identical(hess_all(e, th), ref, info = sprintf("chunk %d", n))
+    }
+  }
+})
+
+test_that("the Hessian's device buffers are accounted and the account does not grow", {
+  skip_if_no_gpu()
+  N <- 12L; R <- 64L
+  tm <- tiny_model("ordered_probit", "mnl", n_ind = N, n_draws = R, seed = 94)
+  P <- length(tm$theta)
+  e <- gpu_engine(tm$compiled, tm$draws)
+  m0 <- iclv:::.engine_memory(e)
+  b <- m0$device$buffers
+  expect_equal(b[["hessian_sum"]], 8 * P * P)
+  expect_equal(b[["chunk:hessian_draw_rows"]], 8 * N * R * P)
+  expect_equal(b[["chunk:hessian_by_individual"]], 8 * N * P * P)
+  expect_equal(b[["chunk:hessian_status"]], 4 * N)
+  expect_gt(b[["chunk:hessian_pair_scratch"]], 8 * N * P * 3) # holds the P x K block d2 l / d theta d eta
+  expect_equal(sum(b), m0$device$current)
+  for (i in 1:4) hess_all(e, jitter_theta(tm))
+  eval_all(e, tm$theta)
+  m1 <- iclv:::.engine_memory(e)$device
+  expect_identical(m1$current, m0$device$current)
+  expect_identical(m1$peak, m0$device$peak)
+  expect_identical(m1$buffers, b)
+  iclv:::.engine_release(e)
+})
+
 # ---- on a GPU: errors mirror the CPU engine --------------------------------------
 
 test_that("invalid parameters are the CPU engine's input errors, word for word", {
@@ -253,18 +395,28 @@ test_that("a non-finite log-likelihood is the CPU engine's numeric error (indivi
   expect_s3_class(mg, "iclv_error_numeric")
   expect_match(conditionMessage(mg), "individual [0-9]+ .*measurement model: indicator 1")
   expect_identical(conditionMessage(mg), conditionMessage(mc))
+  # the same with the Hessian requested, and the engine works afterwards
+  eg <- gpu_engine(tm$compiled, tm$draws)
+  mgh <- tryCatch(hess_all(eg, th), error = function(e) e)
+  mch <- tryCatch(hess_all(cpu_engine(tm$compiled, tm$draws), th), error = function(e) e)
+  expect_s3_class(mgh, "iclv_error_numeric")
+  expect_identical(conditionMessage(mgh), conditionMessage(mch))
+  expect_true(all(is.finite(hess_all(eg, tm$theta)$hessian)))
 })
 
-test_that("the Hessian is refused by the CUDA engine and computed by its CPU engine", {
+test_that("Hessians on a CUDA engine come from the device by default; use_cpu = TRUE asks its CPU engine", {
   skip_if_no_gpu()
+  expect_false(eval(formals(iclv:::.engine_eval)$use_cpu))
   tm <- tiny_model("ordered_probit", "mnl", seed = 91)
   th <- jitter_theta(tm)
   e <- gpu_engine(tm$compiled, tm$draws)
-  expect_error(iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE, use_cpu = FALSE),
-               class = "iclv_error_input", regexp = "does not compute the Hessian")
-  h_gpu_handle <- iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE)$hessian # use_cpu
+  h_default <- iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE)$hessian
+  h_gpu <- iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE, use_cpu = FALSE)$hessian
+  expect_identical(h_default, h_gpu)
+  h_gpu_handle_cpu <- iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE, use_cpu = TRUE)$hessian
   h_cpu <- iclv:::.engine_eval(cpu_engine(tm$compiled, tm$draws), th, hessian = TRUE)$hessian
-  expect_identical(h_gpu_handle, h_cpu)
+  expect_identical(h_gpu_handle_cpu, h_cpu)
+  expect_hessians_agree(list(hessian = h_gpu), list(hessian = h_cpu), "default route")
 })
 
 test_that("a device budget too small for one individual is a memory error that says so", {
@@ -340,4 +492,12 @@ test_that("iclv() reaches the same estimates on the CUDA and the CPU backends", 
                       control = iclv_control(device_memory = budget_for(costs, 7L)))
   expect_identical(as.integer(fit_chunked$memory$per_chunk), 7L)
   expect_identical(coef(fit_chunked), coef(fit_gpu))
+  # the covariances at the optimum use the device Hessian: close to the CPU
+  # fit's (at a slightly different optimum), identical for any chunk size
+  for (type in c("hessian", "robust")) {
+    vg <- vcov(fit_gpu, type = type)
+    vc <- vcov(fit_cpu, type = type)
+    expect_lt(max(abs(vg - vc) / sqrt(outer(diag(vc), diag(vc)))), 1e-4)
+    expect_identical(vcov(fit_chunked, type = type), vg)
+  }
 })
