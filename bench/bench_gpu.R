@@ -111,11 +111,10 @@ tm$speedup <- tm$cpu_ms / tm$gpu_ms
 tm$gpu_ns_per_pair <- 1e6 * tm$gpu_ms / pairs
 
 # ---- cost model (performance.md's table, FMA equivalents per pair) -----------
-n_op <- cm$n_obs / N                      # ordered-probit indicators per individual
-n_bp <- cm$n_rows / N                     # binary-probit tasks per individual
-stopifnot(all(cm$ind_type == 1L), cm$choice_type == 2L)
-cost_ll <- n_op * 215 + n_bp * 110 + K * 85 + 71
-cost_grad <- n_op * 275 + n_bp * 140 + K * 85 + 71 + P # + one accumulator per parameter
+source(file.path("bench", "cost_model.R"))  # iclv_pair_cost(): from the model's dimensions
+cost <- iclv_pair_cost(cm)
+cost_ll <- cost[["ll"]]
+cost_grad <- cost[["grad"]]
 # this engine evaluates each pair twice for LL + gradient: an LL pass (for the
 # weights), then a pass with the gradient
 cost_exec <- cost_ll + cost_grad
