@@ -26,18 +26,8 @@ shape_seed <- function() {
   list(model = sp$model, data = sp$data, draws = iclv_draws("halton", 20))
 }
 # B: one LV, three ordered probit indicators, MNL with three alternatives.
-mnl_model <- function() {
-  iclv_model("att =~ q1 + q2 + q3",
-    structural = "att ~ age",
-    choice = iclv_choice("mnl", choice = "ch", utilities = list(
-      a = "asc_a + b_price * price_a + l_att * att",
-      b = "asc_b + b_price * price_b",
-      c = "0")),
-    id = "ID", categories = 3)
-}
-mnl_truth <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5,
-               tau_q2_2 = 0.8, zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5,
-               gamma_att_age = 0.5, asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3)
+mnl_model <- function() one_lv_mnl_model() # (helper-models.R)
+mnl_truth <- one_lv_mnl_truth
 shape_mnl <- function(n = 60, n_tasks = 3, R = 30) {
   list(model = mnl_model(), data = iclv_simulate(mnl_model(), mnl_truth, n = n, n_tasks = n_tasks, seed = 2),
        draws = iclv_draws("mlhs", R, seed = 3))

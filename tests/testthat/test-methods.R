@@ -1,18 +1,8 @@
 # The methods of a fitted model: print, summary, coef, vcov, logLik, AIC/BIC,
 # nobs, confint, fitted, predict, update, tidy, glance.
 
-meth_model <- function(fixed = NULL) {
-  iclv_model("att =~ q1 + q2 + q3",
-    structural = "att ~ age",
-    choice = iclv_choice("mnl", choice = "ch", utilities = list(
-      a = "asc_a + b_price * price_a + l_att * att",
-      b = "asc_b + b_price * price_b",
-      c = "0")),
-    id = "ID", categories = 3, fixed = fixed)
-}
-meth_truth <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5,
-                tau_q2_2 = 0.8, zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5,
-                gamma_att_age = 0.5, asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3)
+meth_model <- function(fixed = NULL) one_lv_mnl_model(fixed) # (helper-models.R)
+meth_truth <- one_lv_mnl_truth
 m_meth <- meth_model(fixed = c(asc_b = -0.3))
 d_meth <- iclv_simulate(m_meth, meth_truth, n = 150, n_tasks = 3, seed = 7)
 dr_meth <- iclv_draws("halton", 40, seed = 2)
