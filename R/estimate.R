@@ -269,27 +269,28 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
 }
 
 # Starting and fixed values from iclv()'s `start` and `fixed` (by name).
+# A named numeric vector whose names are all parameters of the model.
+.check_parameter_names <- function(x, arg, names) {
+  .check_named_numeric(x, arg)
+  unknown <- setdiff(names(x), names)
+  if (length(unknown)) {
+    iclv_abort("input", sprintf("'%s' names %s, which is not a parameter of the model (see model$partable$name)",
+                                arg, iclv_quote(unknown)))
+  }
+  invisible(x)
+}
+
 .apply_start_fixed <- function(pt, start, fixed) {
   if (!is.null(start)) {
     if (inherits(start, "iclv")) start <- start$coefficients
     if (is.list(start) && !is.null(start$coefficients)) start <- start$coefficients
-    .check_named_numeric(start, "start")
-    unknown <- setdiff(names(start), pt$name)
-    if (length(unknown)) {
-      iclv_abort("input", sprintf("'start' names %s, which is not a parameter of the model (see model$partable$name)",
-                                  iclv_quote(unknown)))
-    }
+    .check_parameter_names(start, "start", pt$name)
     k <- match(names(start), pt$name)
     keep <- pt$free[k] # the values of fixed parameters stay fixed
     pt$start[k[keep]] <- as.double(start[keep])
   }
   if (!is.null(fixed)) {
-    .check_named_numeric(fixed, "fixed")
-    unknown <- setdiff(names(fixed), pt$name)
-    if (length(unknown)) {
-      iclv_abort("input", sprintf("'fixed' names %s, which is not a parameter of the model (see model$partable$name)",
-                                  iclv_quote(unknown)))
-    }
+    .check_parameter_names(fixed, "fixed", pt$name)
     k <- match(names(fixed), pt$name)
     pt$start[k] <- as.double(fixed)
     pt$free[k] <- FALSE

@@ -89,13 +89,7 @@
 #include "iclv_model.h"
 #include "sobol_directions.h"
 
-#ifndef ICLV_HD
-#ifdef __CUDACC__
-#define ICLV_HD __host__ __device__
-#else
-#define ICLV_HD
-#endif
-#endif
+#include "iclv_hd.h"
 
 #define ICLV_HALTON_MAX_DIM 100 /* primes in the table below */
 

@@ -31,13 +31,7 @@
 #include <math.h>
 #include <float.h>
 
-#ifndef ICLV_HD
-#ifdef __CUDACC__
-#define ICLV_HD __host__ __device__
-#else
-#define ICLV_HD
-#endif
-#endif
+#include "iclv_hd.h"
 
 #define ICLV_SQRT1_2       0.707106781186547524400844362105
 #define ICLV_LN_SQRT_2PI   0.918938533204672741780329736406
