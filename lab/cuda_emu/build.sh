@@ -17,8 +17,9 @@ python3 "$here/transform.py" "$root/src/cuda/cuda_engine.cu" src/cuda/cuda_engin
 cp "$here/emu_runtime.cpp" src/cuda/emu_runtime.cu
 sed -i -e 's|^NVCC = .*|NVCC = g++|' \
   -e "s|^NVCC_FLAGS = .*|NVCC_FLAGS = -std=c++20 -O2 -g -fpic -pthread -x c++ -Wall -Wextra -Wno-unused-parameter -I$here/include|" \
-  -e 's|cuda/cuda_engine.o|cuda/cuda_engine.o cuda/emu_runtime.o|' \
-  -e 's|-lcudart -lcurand|-pthread -lstdc++|' src/Makevars
+  -e '/^OBJECTS = /s|cuda/cuda_engine.o|cuda/cuda_engine.o cuda/emu_runtime.o|' \
+  -e 's|-lcudart|-pthread -lstdc++|' src/Makevars
+printf 'cuda/emu_runtime.o: cuda/emu_runtime.cu $(CUDA_HEADERS)\n\t$(NVCC) $(NVCC_FLAGS) -I. -c cuda/emu_runtime.cu -o cuda/emu_runtime.o\n' >> src/Makevars
 cp "$here/include/cuda_runtime.h" src/cuda/
 mkdir -p /tmp/lib_emu
 R CMD INSTALL --no-configure --no-test-load --library=/tmp/lib_emu . 2>&1 | grep -E -i "warning|error|DONE" | grep -v "Werror=format" | head -40
