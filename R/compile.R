@@ -81,7 +81,7 @@
   if (!is.null(ch)) {
     alts <- ch$alternatives
     y <- .val_choice_column(data, ch$choice, alts)
-    A <- .val_availability(data, ch$available, alts, y)
+    A <- .val_availability(data, ch$available, alts, y, ids[grp])
     X <- .val_attributes(data, ch$columns, ch$terms, alts, A)
   }
 
