@@ -25,7 +25,10 @@
 #' For `type = "mnl"` the probability of alternative `j` in a choice task is
 #' `exp(V_j)` divided by the sum of `exp(V_k)` over the available `k`. For `type = "probit"` (binary
 #' probit) there must be exactly two alternatives and
-#' `P(first) = pnorm(V_1 - V_2)`.
+#' `P(first) = pnorm(V_1 - V_2)` when both are available; a task with one
+#' alternative available chooses it with probability 1 (log-likelihood
+#' contribution 0), for either type. The chosen alternative must be available
+#' (an error names the row and the id).
 #'
 #' @param type `"mnl"` (multinomial logit, two or more alternatives) or
 #'   `"probit"` (binary probit, exactly two alternatives).

@@ -10,8 +10,13 @@
 #     indicator_level "individual" an indicator gives one observation per
 #     individual (its value on the individual's rows), with "row" one per
 #     non-missing row. Missing values are skipped and counted in n_missing.
+#
+# categories: NULL (estimation: the model's declared categories, or those
+# read from the data), or the named integer vector of a fit's categories
+# (fit$compiled$categories, every ordered indicator): for prediction on new
+# data, which are checked against them and never re-read.
 
-.iclv_compile <- function(model, data) {
+.iclv_compile <- function(model, data, categories = NULL) {
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   .val_data_frame(data)
   idv <- .val_ids(data, model$id)
@@ -31,8 +36,12 @@
     type <- model$ind_type[[ind]]
     .val_column_exists(data, ind, "indicator")
     x <- .val_numeric_column(data, ind, "indicator")
-    declared <- if (.is_ordered(type)) model$categories[[ind]] else NA_integer_
-    ncat[m] <- .val_indicator_values(x, ind, type, declared)
+    if (.is_ordered(type) && !is.null(categories)) {
+      ncat[m] <- .val_stored_categories(x, ind, categories[[ind]], ids[grp])
+    } else {
+      declared <- if (.is_ordered(type)) model$categories[[ind]] else NA_integer_
+      ncat[m] <- .val_indicator_values(x, ind, type, declared)
+    }
     if (model$level[[ind]] == "individual") {
       v <- .val_constant_within(x, grp, N, ind, "indicator", ids)
       have <- which(!is.na(v))
@@ -81,7 +90,7 @@
   if (!is.null(ch)) {
     alts <- ch$alternatives
     y <- .val_choice_column(data, ch$choice, alts)
-    A <- .val_availability(data, ch$available, alts, y)
+    A <- .val_availability(data, ch$available, alts, y, ids[grp])
     X <- .val_attributes(data, ch$columns, ch$terms, alts, A)
   }
 
@@ -172,6 +181,20 @@
     categories = categories, xcols = if (is.null(ch)) character() else ch$columns,
     id = model$id, choice_type = if (is.null(ch)) "none" else ch$type
   ), class = "iclv_compiled")
+}
+
+# The values x of ordered indicator `ind` must be categories 1..C of a fitted
+# model (new data need not show every category); row_ids (length(x)): the id
+# of each row, named in the error. Returns C.
+.val_stored_categories <- function(x, ind, C, row_ids) {
+  bad <- which(!is.na(x) & (x != round(x) | x < 1 | x > C))
+  if (length(bad)) {
+    r <- bad[1]
+    iclv_abort("data", sprintf(
+      "ordered indicator %s has the value %s in row %d (id %s), which is not one of the categories 1..%d of the fitted model",
+      iclv_quote(ind), format(x[r]), r, format(row_ids[r]), C))
+  }
+  as.integer(C)
 }
 
 # Data-driven starting values where the user gave none (names in `given`),

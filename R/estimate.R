@@ -36,9 +36,13 @@
 #' are stored: `"hessian"` (inverse negative Hessian), `"bhhh"` (inverse
 #' outer product of the scores) and `"robust"` (sandwich); `control$vcov`
 #' chooses the one that [summary()] and [confint()] use. The eigenvalues of
-#' the negative Hessian are checked: a negative one, or one below 1e-8 times
-#' the largest, gives a warning (class `iclv_warning_identification`) naming
-#' the parameters most involved.
+#' the negative Hessian scaled to unit diagonal (`D^-1/2 (-H) D^-1/2`, `D`
+#' its diagonal) are checked, so that the check does not depend on the units
+#' of the data: a negative one, or one below 1e-8 times the largest, gives a
+#' warning (class `iclv_warning_identification`) naming the parameters most
+#' involved. Standard errors are `NA` only for parameters in the directions
+#' where the scaled Hessian (or outer product of the scores) is singular or
+#' has no positive diagonal entry, with a warning (`iclv_warning_vcov`).
 #'
 #' @section Null log-likelihood:
 #' `loglik_null` is the log-likelihood of the choice model with every
@@ -87,7 +91,9 @@
 #'   `iterations`, `gradient_norm` (max absolute gradient at the estimate),
 #'   `scaled_gradient`, `evaluations`, `method`, `final_method` and
 #'   `switched_at` (a BFGS/BHHH run finished by Newton steps)), `gradient`,
-#'   `identification` (eigenvalues of the negative Hessian), `draws` (`type`,
+#'   `identification` (`eigenvalues` of the negative Hessian scaled to unit
+#'   diagonal, `ok`, `weak` (the parameters most involved when not ok),
+#'   `condition` (its condition number)), `draws` (`type`,
 #'   `n`, `seed`), `backend` (`name`, `device`, `reason`), `timing` (`total`,
 #'   `per_evaluation` seconds, `evaluations`), `partable` (`name`, `block`,
 #'   `lhs`, `op`, `rhs`, `free`, `est`, `se`), `memory` (`host_peak`,

@@ -76,15 +76,21 @@
 #' @param measurement Measurement model in lavaan syntax: lines
 #'   `lv =~ ind1 + ind2 + ...`; `#` starts a comment, a line ending in `+`
 #'   continues on the next line, a latent variable may appear on several
-#'   lines, an indicator may load on several latent variables.
+#'   lines, an indicator may load on several latent variables. The
+#'   `measurement` element of a model (a named list: latent variable ->
+#'   indicators) is accepted too and means the same.
 #' @param structural `NULL` or structural equations `lv ~ x1 + x2 + other_lv`:
 #'   names that are latent variables are LV effects, other names are
-#'   individual-level covariates (data columns constant within an id).
+#'   individual-level covariates (data columns constant within an id). The
+#'   `structural` element of a model is accepted too.
 #' @param indicators The indicator type: one of `"ordered_probit"`,
 #'   `"ordered_logit"`, `"normal"`, `"binary_probit"` (alias `"binary"`),
 #'   `"binary_logit"` for all indicators, or a named list / named character
 #'   vector of types per indicator (indicators not named are ordered probit).
-#' @param choice `NULL` (a measurement-only model) or an [iclv_choice()] object.
+#' @param choice `NULL` (a measurement-only model) or an [iclv_choice()]
+#'   object, such as the `choice` element of another model: it means the
+#'   same in every model (its terms are classified again against this
+#'   model's latent variables).
 #' @param id Name of the data column identifying individuals.
 #' @param indicator_level `"individual"` or `"row"` (see Indicators), or a
 #'   named character vector per indicator (indicators not named are
@@ -98,7 +104,8 @@
 #'   half the sd for normal indicators), structural and choice coefficients
 #'   at 0.
 #' @param ... `categories`: one integer (number of categories of every
-#'   ordered indicator) or a named list / vector per ordered indicator.
+#'   ordered indicator) or a named list / vector per ordered indicator
+#'   (`NA`: read from the data, as in a model's `categories` element).
 #'   `data`: optionally, a data.frame to check the model against now (its
 #'   categories then complete the parameter table). Any other argument is an
 #'   error.
@@ -139,7 +146,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     iclv_abort("spec", "'id' must be the name of the column identifying individuals")
   }
 
-  meas <- .parse_measurement(measurement)
+  meas <- .parse_measurement(.spec_as_syntax(measurement, "=~"))
   lvs <- names(meas)
   inds <- unique(unlist(meas, use.names = FALSE))
   both <- intersect(lvs, inds)
@@ -152,7 +159,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   names(loads) <- inds
 
   # structural model
-  st <- .parse_structural(structural)
+  st <- .parse_structural(.spec_as_syntax(structural, "~"))
   notlv <- setdiff(names(st), lvs)
   if (length(notlv)) {
     iclv_abort("spec", sprintf(
@@ -305,16 +312,33 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   if (length(unknown)) {
     iclv_abort("spec", sprintf("'categories' names %s, which is not an ordered indicator", iclv_quote(unknown[1])))
   }
-  for (i in nm) out[i] <- chk(categories[[i]], sprintf(" of %s", iclv_quote(i)))
+  for (i in nm) {  # NA: from the data, as in a model's own `categories`
+    v <- categories[[i]]
+    out[i] <- if (length(v) == 1L && is.na(v)) NA_integer_ else chk(v, sprintf(" of %s", iclv_quote(i)))
+  }
   out
 }
 
+# A model's parsed measurement or structural part (a named list lv ->
+# names, as in model$measurement and model$structural) back to syntax, so
+# that a part of one model means the same in another; text is returned as
+# it is (the parser checks it).
+.spec_as_syntax <- function(x, op) {
+  if (!is.list(x) || is.null(names(x)) && length(x)) return(x)
+  ok <- vapply(x, function(v) is.character(v) && length(v) > 0L, logical(1))
+  if (!all(ok) || any(!nzchar(names(x)))) return(x)
+  unname(vapply(names(x), function(l) paste(l, op, paste(x[[l]], collapse = " + ")), character(1)))
+}
+
 # Classifies each utility factor as a data column or an LV, giving per
-# alternative a data.frame(param, col, lv) (NA where absent), and
-# terms_all (all terms with their alternative).
+# alternative a data.frame(param, f1, f2, col, lv) (NA where absent), and
+# terms_all (all terms with their alternative). A pure function of the
+# parsed terms (param, f1, f2) and the LVs: a classified choice passed to
+# another model is classified again there, to the same meaning.
 .spec_classify_choice <- function(choice, lvs) {
   for (a in choice$alternatives) {
     tm <- choice$terms[[a]]
+    if (is.null(tm$f1)) tm <- .parse_utility(choice$utilities[[a]], a) # an object without them
     col <- lv <- rep(NA_character_, nrow(tm))
     for (i in seq_len(nrow(tm))) {
       f <- c(tm$f1[i], tm$f2[i])
@@ -335,7 +359,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
       if (any(is_lv)) lv[i] <- f[is_lv]
       if (any(!is_lv)) col[i] <- f[!is_lv]
     }
-    choice$terms[[a]] <- data.frame(param = tm$param, col = col, lv = lv, stringsAsFactors = FALSE)
+    choice$terms[[a]] <- data.frame(param = tm$param, f1 = tm$f1, f2 = tm$f2, col = col, lv = lv,
+                                    stringsAsFactors = FALSE)
   }
   choice$terms_all <- do.call(rbind, lapply(choice$alternatives, function(a) {
     t <- choice$terms[[a]]

@@ -20,7 +20,10 @@
 #' @param object A fit from [iclv()].
 #' @param newdata `NULL` (the estimation data) or a data.frame with every
 #'   column the model uses (the indicators and the choice column included:
-#'   `type = "lv"` conditions on them, and the compiler checks them).
+#'   `type = "lv"` conditions on them, and the compiler checks them). The
+#'   categories of ordered indicators are those of the fit (declared, or
+#'   read from the estimation data): `newdata` need not show every category,
+#'   and a value outside them is an error.
 #' @param type `"prob"` or `"lv"`.
 #' @param ... Not used.
 #' @return `"prob"`: a matrix with one row per choice row (row names: the
@@ -49,7 +52,8 @@ predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv"), ...) {
     iclv_abort("control", sprintf("'type' must be \"prob\" or \"lv\" (got %s)", paste(format(type), collapse = ", ")))
   }
   type <- type[1]
-  comp <- if (is.null(newdata)) object$compiled else .iclv_compile(object$model, newdata)
+  comp <- if (is.null(newdata)) object$compiled else
+    .iclv_compile(object$model, newdata, categories = object$compiled$categories)
   if (type == "prob" && comp$c$choice_type == 0L) {
     iclv_abort("input", "the model has no choice part: use type = \"lv\"")
   }

@@ -12,8 +12,12 @@
 #' "individual"` are drawn once per individual and repeated on its rows;
 #' with `"row"` they are drawn per row. Choices: MNL by adding standard
 #' Gumbel errors to the utilities and taking the largest; binary probit by
-#' `P(first alternative) = pnorm(V_1 - V_2)`. Every alternative is
-#' available (availability columns of the model, if any, are all 1).
+#' `P(first alternative) = pnorm(V_1 - V_2)`, both taken among the
+#' alternatives available in the row: an alternative with an availability
+#' column in the model is available with probability `availability`
+#' (default 1: always), independently per row; a row where no alternative
+#' would be available has them all available. A binary probit row with one
+#' alternative available chooses it.
 #'
 #' @param model An [iclv_model()].
 #' @param params Named numeric vector with a value for every parameter of
@@ -25,8 +29,10 @@
 #'   result is then reproducible and the caller's random number state is
 #'   left as it was.
 #' @param ... `binary`: names of covariates drawn as Bernoulli(0.5);
-#'   `attributes`: `"normal"` (default) or `"uniform"`. Any other argument is
-#'   an error.
+#'   `attributes`: `"normal"` (default) or `"uniform"`; `availability`: the
+#'   probability that an alternative with an availability column is
+#'   available (one number in `[0, 1]`, or a vector named by those
+#'   alternatives). Any other argument is an error.
 #' @return A data.frame with one row per (individual, task): the id column
 #'   (named as the model's `id`, values 1..n), the task number `task`,
 #'   covariates, indicators, attributes, availability columns and the
@@ -47,7 +53,7 @@
 #' @export
 iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   dots <- list(...)
-  .spec_check_dots(dots, "iclv_simulate", allowed = c("binary", "attributes"))
+  .spec_check_dots(dots, "iclv_simulate", allowed = c("binary", "attributes", "availability"))
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   chk_count <- function(v, what) {
     if (!is.numeric(v) || length(v) != 1L || is.na(v) || v < 1 || v != round(v) ||
@@ -69,6 +75,7 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     if (length(unknown)) iclv_abort("spec", sprintf("'binary' names %s, which is not a covariate of the model", iclv_quote(unknown[1])))
   }
 
+  p_avail <- .sim_availability(model, dots$availability)
   pt <- .sim_partable(model, params)
   th <- stats::setNames(as.double(params[pt$name]), pt$name)
 
@@ -153,18 +160,55 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
         V[, j] <- V[, j] + th[[tm$param[k]]] * x * f
       }
     }
+    A <- matrix(TRUE, nr, length(alts), dimnames = list(NULL, alts))
+    for (a in names(p_avail)) if (p_avail[[a]] < 1) A[, a] <- stats::runif(nr) < p_avail[[a]]
+    A[rowSums(A) == 0L, ] <- TRUE
     if (ch$type == "mnl") {
       U <- V - log(-log(matrix(stats::runif(nr * length(alts)), nr, length(alts))))
+      U[!A] <- -Inf
       y <- max.col(U, ties.method = "first")
     } else {
       y <- ifelse(V[, 1] - V[, 2] + stats::rnorm(nr) > 0, 1L, 2L)
+      y[!A[, 1]] <- 2L
+      y[!A[, 2]] <- 1L
     }
-    for (a in names(ch$available)) out[[ch$available[[a]]]] <- rep(1L, nr)
+    for (a in names(ch$available)) out[[ch$available[[a]]]] <- as.integer(A[, a])
     out[[ch$choice]] <- alts[y]
   }
   d <- as.data.frame(out, stringsAsFactors = FALSE, optional = TRUE)
   attr(d, "true_lv") <- eta
   d
+}
+
+# Probability of availability per alternative with an availability column
+# (named numeric), from iclv_simulate()'s `availability` (NULL: 1).
+.sim_availability <- function(model, availability) {
+  av <- names(model$choice$available)
+  if (is.null(availability)) return(stats::setNames(rep(1, length(av)), av))
+  if (!is.numeric(availability) || !length(availability) || anyNA(availability) ||
+      any(availability < 0 | availability > 1)) {
+    iclv_abort("control", "'availability' must be probabilities in [0, 1]")
+  }
+  if (!length(av)) {
+    iclv_abort("spec", "'availability' needs a choice model with availability columns (iclv_choice(available = ))")
+  }
+  if (is.null(names(availability))) {
+    if (length(availability) != 1L) {
+      iclv_abort("control", "'availability' must be one probability or a vector named by alternative")
+    }
+    return(stats::setNames(rep(as.double(availability), length(av)), av))
+  }
+  if (anyDuplicated(names(availability))) {
+    iclv_abort("spec", sprintf("'availability' names %s twice", iclv_quote(names(availability)[duplicated(names(availability))][1])))
+  }
+  unknown <- setdiff(names(availability), av)
+  if (length(unknown)) {
+    iclv_abort("spec", sprintf("'availability' names %s, which is not an alternative with an availability column (%s)",
+                               iclv_quote(unknown[1]), iclv_quote(av)))
+  }
+  out <- stats::setNames(rep(1, length(av)), av)
+  out[names(availability)] <- as.double(availability)
+  out
 }
 
 # The full parameter table for simulation: categories of ordered indicators

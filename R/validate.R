@@ -165,8 +165,9 @@
     iclv_quote(col), class(x)[1]))
 }
 
-# Availability matrix (n x J, 0/1 integers), or NULL.
-.val_availability <- function(data, available, alts, y) {
+# Availability matrix (n x J, 0/1 integers), or NULL. `row_ids` (n): the id
+# of each row, named in the error for an unavailable chosen alternative.
+.val_availability <- function(data, available, alts, y, row_ids = NULL) {
   if (is.null(available)) return(NULL)
   n <- nrow(data)
   A <- matrix(1L, n, length(alts), dimnames = list(NULL, alts))
@@ -190,8 +191,9 @@
   un <- which(A[cbind(seq_len(n), y)] == 0L)
   if (length(un)) {
     r <- un[1]
-    iclv_abort("data", sprintf("row %d: the chosen alternative %s is not available (column %s is 0)",
-                               r, iclv_quote(alts[y[r]]), iclv_quote(available[[alts[y[r]]]])))
+    iclv_abort("data", sprintf("row %d%s: the chosen alternative %s is not available (column %s is 0)",
+                               r, if (is.null(row_ids)) "" else sprintf(" (id %s)", format(row_ids[r])),
+                               iclv_quote(alts[y[r]]), iclv_quote(available[[alts[y[r]]]])))
   }
   A
 }

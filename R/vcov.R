@@ -33,34 +33,75 @@
   list(hessian = vh, bhhh = vb, robust = vr)
 }
 
-# The inverse of a symmetric matrix that should be positive definite.
-# The eigenvalues decide: when all exceed 1e-10 times the largest, the
-# Cholesky inverse (.inverse_spd). Otherwise the matrix is singular or
-# indefinite at the estimate (e.g. an unidentified parameter): a generalized
-# inverse over the kept eigenvalues is returned together with `weak`, the
-# indices of the parameters with large weights in the dropped directions,
-# whose variances the caller sets to NA (.na_weak) rather than reporting
-# meaningless numbers; with a warning naming them.
+# Every decision about singularity is taken on the matrix scaled to unit
+# diagonal, C = D^-1/2 A D^-1/2 with D = diag(A) (a correlation-type
+# scaling), never on raw eigenvalues: rescaling a parameter (an attribute
+# measured in other units) rescales a row and column of A, which leaves C,
+# and so every decision, unchanged, and the covariances scale exactly.
+
+# .unit_diagonal(a): a symmetric (k x k) with a diagonal that should be
+# positive. Returns list(pos (indices with a positive, finite diagonal),
+# none (the others: no information or negative curvature in that
+# coordinate), s (length(pos): 1 / sqrt(diag)), c (the pos block scaled to
+# unit diagonal)).
+.unit_diagonal <- function(a) {
+  d <- diag(a)
+  pos <- which(is.finite(d) & d > 0)
+  s <- 1 / sqrt(d[pos])
+  c <- a[pos, pos, drop = FALSE] * (s %o% s)
+  diag(c) <- 1
+  list(pos = pos, none = setdiff(seq_along(d), pos), s = s, c = c)
+}
+
+# The inverse of a symmetric matrix that should be positive definite,
+# decided on its unit-diagonal scaling (.unit_diagonal). When every
+# eigenvalue of the scaled matrix exceeds 1e-10 times the largest, the
+# Cholesky inverse (.inverse_spd) of the scaled matrix, scaled back.
+# Otherwise the matrix is singular or indefinite at the estimate (e.g. an
+# unidentified parameter): a generalized inverse over the kept eigenvalues
+# is returned together with `weak`, the indices of the parameters with large
+# weights in the dropped directions, and of those whose diagonal entry is
+# not positive (no information, or negative curvature); the caller sets
+# their variances to NA (.na_weak) rather than reporting meaningless
+# numbers, and a warning names them. The rows and columns of the
+# non-positive-diagonal parameters are 0 in `inv` (so that a sandwich built
+# from it stays finite for the others).
 # Returns list(inv (k x k), weak (integer indices)).
 .safe_inverse <- function(a, what, names = NULL, warn = TRUE) {
   a <- (a + t(a)) / 2
   storage.mode(a) <- "double"
   if (!length(a)) return(list(inv = a, weak = integer()))
-  e <- .eigen_sym(a)
-  top <- max(abs(e$values))
-  keep <- e$values > 1e-10 * top
-  if (all(keep)) {
-    inv <- tryCatch(.inverse_spd(a), iclv_error_lapack = function(err) NULL)
-    if (!is.null(inv) && all(is.finite(inv))) return(list(inv = (inv + t(inv)) / 2, weak = integer()))
+  u <- .unit_diagonal(a)
+  inv <- matrix(0, nrow(a), ncol(a))
+  weak <- u$none
+  n_drop <- 0L
+  if (length(u$pos)) {
+    e <- .eigen_sym(u$c)
+    keep <- e$values > 1e-10 * max(e$values)
+    ic <- NULL
+    if (all(keep)) {
+      ic <- tryCatch(.inverse_spd(u$c), iclv_error_lapack = function(err) NULL)
+      if (!is.null(ic) && !all(is.finite(ic))) ic <- NULL
+    }
+    if (is.null(ic)) {
+      V <- e$vectors[, keep, drop = FALSE]
+      ic <- V %*% (t(V) / e$values[keep])
+      if (any(!keep)) weak <- c(weak, u$pos[.weak_index(e$vectors[, !keep, drop = FALSE])])
+      n_drop <- sum(!keep)
+    }
+    inv[u$pos, u$pos] <- ((ic + t(ic)) / 2) * (u$s %o% u$s)
   }
-  V <- e$vectors[, keep, drop = FALSE]
-  inv <- V %*% (t(V) / e$values[keep])
-  weak <- .weak_index(e$vectors[, !keep, drop = FALSE])
-  if (warn) iclv_warn("vcov", sprintf(paste0("%s is not positive definite (%d of %d eigenvalues <= 0 or near 0); ",
-                                   "the standard errors of the parameters involved (%s) are set to NA"),
-                            what, sum(!keep), length(keep),
-                            if (is.null(names)) "see the identification check" else
-                              iclv_quote(names[weak])))
+  weak <- sort(unique(weak))
+  if (length(weak) && warn) {
+    nm <- function(i) if (is.null(names)) paste(i, collapse = ", ") else iclv_quote(names[i])
+    why <- c(if (n_drop) sprintf("%d of %d eigenvalues of the matrix scaled to unit diagonal are <= 0 or near 0",
+                                 n_drop, length(u$pos)),
+             if (length(u$none)) sprintf("its diagonal is not positive for %s (no information, or negative curvature)",
+                                         nm(u$none)))
+    iclv_warn("vcov", sprintf("%s is not positive definite (%s); the standard errors of the parameters involved (%s) are set to NA",
+                              what, paste(why, collapse = "; "),
+                              if (is.null(names)) "see the identification check" else nm(weak)))
+  }
   list(inv = inv, weak = weak)
 }
 
@@ -100,28 +141,45 @@
   names[utils::head(o, n)]
 }
 
-# .identification(hessian, names): eigenvalues of the negative Hessian
-# (ascending). A negative one, or one below 1e-8 of the largest, means the
-# model is (empirically) not identified at the estimate, or the optimum is
-# not a maximum: iclv_warn("identification") naming the parameters with the
-# largest weights in that eigenvector.
+# .identification(hessian, names): the eigenvalues (ascending) of the
+# negative Hessian scaled to unit diagonal (D^-1/2 (-H) D^-1/2, D its
+# diagonal; a non-positive diagonal entry is scaled by its absolute value,
+# or by 1 when 0), so that they do not depend on the units of the data or
+# the parameters. A negative one, one below 1e-8 of the largest, or a
+# non-positive diagonal entry means the model is (empirically) not
+# identified at the estimate, or the optimum is not a maximum:
+# iclv_warn("identification") naming the parameters with the largest
+# weights in those eigenvectors (and those without positive curvature).
+# `condition`: the largest over the smallest eigenvalue (Inf when the
+# smallest is not positive).
 # warn = FALSE (a fit that did not converge) records without warning.
-# Returns list(eigenvalues, ok, weak (names)).
+# Returns list(eigenvalues, ok, weak (names), condition).
 .identification <- function(hessian, names, warn = TRUE) {
-  if (is.null(hessian) || !length(hessian)) return(list(eigenvalues = numeric(), ok = NA, weak = character()))
-  e <- .eigen_sym(-(hessian + t(hessian)) / 2)
-  top <- max(abs(e$values))
+  if (is.null(hessian) || !length(hessian)) {
+    return(list(eigenvalues = numeric(), ok = NA, weak = character(), condition = NA_real_))
+  }
+  a <- -(hessian + t(hessian)) / 2
+  storage.mode(a) <- "double"
+  d <- abs(diag(a))
+  d[!is.finite(d) | d == 0] <- 1
+  s <- 1 / sqrt(d)
+  e <- .eigen_sym(a * (s %o% s))
+  top <- max(e$values)
+  low <- min(e$values)
+  condition <- if (low > 0) top / low else Inf
+  none <- which(!(diag(a) > 0))
   bad <- which(e$values < 1e-8 * top)
   weak <- character()
-  if (length(bad)) {
-    weak <- .weak_parameters(e$vectors[, bad, drop = FALSE], names)
-    neg <- any(e$values[bad] < 0)
+  if (length(bad) || length(none)) {
+    weak <- unique(c(names[none], if (length(bad)) .weak_parameters(e$vectors[, bad, drop = FALSE], names)))
+    neg <- any(e$values[bad] < 0) || any(diag(a)[none] < 0)
     if (warn) iclv_warn("identification", sprintf(
-      paste0("the negative Hessian at the estimate has %d %s eigenvalue(s) (smallest %s, largest %s): ",
-             "the model may not be identified%s; the parameters most involved are %s"),
+      paste0("the negative Hessian at the estimate, scaled to unit diagonal, has %d %s eigenvalue(s) ",
+             "(smallest %s, largest %s)%s: the model may not be identified%s; the parameters most involved are %s"),
       length(bad), if (neg) "negative or near-zero" else "near-zero",
-      format(min(e$values), digits = 3), format(top, digits = 3),
+      format(low, digits = 3), format(top, digits = 3),
+      if (length(none)) sprintf(" and no positive curvature in %s", iclv_quote(names[none])) else "",
       if (neg) " or the estimate is not a maximum" else "", iclv_quote(weak)))
   }
-  list(eigenvalues = e$values, ok = !length(bad), weak = weak)
+  list(eigenvalues = e$values, ok = !length(bad) && !length(none), weak = weak, condition = condition)
 }

@@ -347,11 +347,18 @@ ICLV_HD static inline int iclv_available(const iclv_model *m, int t, int j) {
 /* Log-probability of the chosen alternative in row t, with the derivatives
  * with respect to the utilities: gV (J) and, when HV != NULL, HV (J, J)
  * row-major. V (J) holds the utilities on input (unavailable ones ignored).
- * MNL: log P = V_y - logsumexp(V_avail); binary probit: log Phi(+-(V0 - V1)). */
+ * MNL: log P = V_y - logsumexp(V_avail); binary probit: log Phi(+-(V0 - V1)),
+ * or log 1 = 0 (gV, HV zero) when only the chosen alternative is available.
+ * Precondition (model_checks.c): the chosen alternative is available. */
 ICLV_HD static inline double iclv_choice_link(const iclv_model *m, int t, const double *V,
                                               double *gV, double *HV) {
   int J = m->n_alt, yt = m->y[t];
   if (m->choice_type == ICLV_CHOICE_PROBIT) {
+    if (!iclv_available(m, t, 0) || !iclv_available(m, t, 1)) { /* a certain choice */
+      gV[0] = gV[1] = 0.0;
+      if (HV) HV[0] = HV[1] = HV[2] = HV[3] = 0.0;
+      return 0.0;
+    }
     double sg = yt == 0 ? 1.0 : -1.0;
     double x = sg * (V[0] - V[1]);
     double ll = iclv_log_pnorm(x);
@@ -411,8 +418,9 @@ ICLV_HD static inline void iclv_choice_probs(const iclv_model *m, int t, const d
                                              double *prob) {
   int J = m->n_alt;
   if (m->choice_type == ICLV_CHOICE_PROBIT) {
-    prob[0] = iclv_pnorm(V[0] - V[1]);
-    prob[1] = iclv_pnorm(V[1] - V[0]);
+    int a0 = iclv_available(m, t, 0), a1 = iclv_available(m, t, 1);
+    prob[0] = !a0 ? 0.0 : a1 ? iclv_pnorm(V[0] - V[1]) : 1.0;
+    prob[1] = !a1 ? 0.0 : a0 ? iclv_pnorm(V[1] - V[0]) : 1.0;
     return;
   }
   double mx = -INFINITY, sum = 0.0;

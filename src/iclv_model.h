@@ -43,6 +43,7 @@
  *       lvf_u = eta[ut_lv[u]]            if ut_lv[u]  >= 0, else 1
  *     MNL:    log P = V[y_t] - log sum_{j available} exp(V[j])
  *     probit: (n_alt == 2) log P = log Phi(V[0] - V[1]) if y_t == 0, else log Phi(V[1] - V[0])
+ *             (0 when only the chosen alternative is available)
  *     availability: avail[t*n_alt + j] != 0 (all available when n_avail == 0)
  *
  *   l_nr = sum of the above; log L_n = logsumexp_r(l_nr) - log R; LL = sum_n log L_n.

@@ -63,12 +63,16 @@ ref_utilities <- function(cm, theta, eta, t) {
   V
 }
 
-#' Choice probabilities (n_alt) of row t given eta.
+#' Choice probabilities (n_alt) of row t given eta. Unavailable alternatives
+#' get 0; a binary probit row with one alternative available gives it 1.
 ref_choice_probs <- function(cm, theta, eta, t) {
   V <- ref_utilities(cm, theta, eta, t)
-  if (cm$choice_type == 2L) return(c(stats::pnorm(V[1] - V[2]), stats::pnorm(V[2] - V[1])))
   av <- if (cm$n_avail == 0L) rep(TRUE, cm$n_alt) else
     cm$avail[(t - 1L) * cm$n_alt + seq_len(cm$n_alt)] != 0L
+  if (cm$choice_type == 2L) {
+    if (!all(av)) return(as.double(av))
+    return(c(stats::pnorm(V[1] - V[2]), stats::pnorm(V[2] - V[1])))
+  }
   p <- ifelse(av, exp(V), 0)
   p / sum(p)
 }
