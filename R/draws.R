@@ -117,7 +117,8 @@ iclv_draws <- function(type = c("halton", "scrambled_halton", "sobol", "mlhs", "
   }
   if (identical(type, .draws_types)) type <- "halton"
   if (!is.character(type) || length(type) != 1L || is.na(type) || !(type %in% .draws_types)) {
-    shown <- if (is.character(type)) paste(type, collapse = ", ") else paste0("a ", class(type)[1])
+    shown <- if (is.character(type)) paste(type, collapse = ", ") else
+      if (!is.null(dim(type))) sprintf("a %s array", typeof(type)) else paste0("an object of type ", typeof(type))
     iclv_abort("draws", sprintf("'type' must be one of %s, or a numeric array of draws (got %s)",
                                 iclv_quote(.draws_types), shown))
   }
@@ -264,6 +265,9 @@ print.iclv_draws <- function(x, ...) {
 #' @export
 iclv_draws_generate <- function(draws, n_ind = NULL, n_lv = NULL) {
   if (is.numeric(draws) && !is.null(dim(draws))) draws <- iclv_draws(draws)
+  if (!inherits(draws, "iclv_draws")) {
+    iclv_abort("draws", "'draws' must be an iclv_draws() design or a numeric array of draws (individuals x draws x latent variables)")
+  }
   if (inherits(draws, "iclv_draws") && identical(draws$type, "user")) {
     if (is.null(n_ind)) n_ind <- dim(draws$user)[1]
     if (is.null(n_lv)) n_lv <- dim(draws$user)[3]
@@ -271,6 +275,8 @@ iclv_draws_generate <- function(draws, n_ind = NULL, n_lv = NULL) {
   if (is.null(n_ind) || is.null(n_lv)) {
     iclv_abort("draws", "iclv_draws_generate() needs 'n_ind' and 'n_lv' (individuals and latent variables)")
   }
+  n_ind <- .draws_whole(n_ind, "n_ind", min = 1, max = .Machine$integer.max)
+  n_lv <- .draws_whole(n_lv, "n_lv", min = 0, max = .Machine$integer.max)
   n_el <- as.double(n_ind) * as.double(if (identical(draws$type, "user")) dim(draws$user)[2] else draws$n) * as.double(n_lv)
   if (is.finite(n_el) && n_el > .Machine$integer.max) {
     iclv_abort("draws", sprintf(

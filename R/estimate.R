@@ -282,9 +282,12 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
 
 .apply_start_fixed <- function(pt, start, fixed) {
   if (!is.null(start)) {
-    if (inherits(start, "iclv")) start <- start$coefficients
-    if (is.list(start) && !is.null(start$coefficients)) start <- start$coefficients
+    # a fit gives every coefficient: those named in `fixed` take the fixed value
+    from_fit <- inherits(start, "iclv") || (is.list(start) && !is.null(start$coefficients))
+    if (from_fit) start <- start$coefficients
     .check_parameter_names(start, "start", pt$name)
+    if (from_fit) start <- start[setdiff(names(start), names(fixed))]
+    if (!is.null(fixed)) .spec_check_fixed_start(fixed, start, kind = "input")
     k <- match(names(start), pt$name)
     keep <- pt$free[k] # the values of fixed parameters stay fixed
     pt$start[k[keep]] <- as.double(start[keep])

@@ -59,6 +59,10 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   }
   n <- chk_count(n, "n")
   n_tasks <- chk_count(n_tasks, "n_tasks")
+  if (as.double(n) * n_tasks > .Machine$integer.max) {
+    iclv_abort("control", sprintf("'n' x 'n_tasks' = %s rows is more than a data.frame can hold (%d)",
+                                  format(as.double(n) * n_tasks, digits = 15), .Machine$integer.max))
+  }
   attributes <- if (is.null(dots$attributes)) "normal" else dots$attributes
   if (!identical(attributes, "normal") && !identical(attributes, "uniform")) {
     iclv_abort("control", "'attributes' must be \"normal\" or \"uniform\"")
@@ -73,7 +77,11 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   th <- stats::setNames(as.double(params[pt$name]), pt$name)
 
   if (!is.null(seed)) {
-    if (!is.numeric(seed) || length(seed) != 1L || is.na(seed)) iclv_abort("control", "'seed' must be NULL or one number")
+    if (!is.numeric(seed) || length(seed) != 1L || is.na(seed) || seed != round(seed) ||
+        abs(seed) > .Machine$integer.max) {
+      iclv_abort("control", sprintf("'seed' must be NULL or one whole number in [-%d, %d] (as set.seed() takes)",
+                                    .Machine$integer.max, .Machine$integer.max))
+    }
     had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
     if (had) old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
     on.exit({
