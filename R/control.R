@@ -20,15 +20,17 @@
 #'   search, started from the BHHH matrix), `"newton"` (analytic Hessian with
 #'   a Levenberg-style shift where it is not negative definite) or `"bhhh"`
 #'   (outer product of the analytic scores).
-#' @param maxit Maximum number of iterations (a non-negative integer).
+#' @param maxit Maximum number of iterations (a whole number from 0 to
+#'   `.Machine$integer.max`; so are `trace`, `checkpoint_every` (from 1) and
+#'   `device`).
 #' @param tol Convergence tolerance on the scaled gradient `g' H^-1 g`.
 #' @param reltol Convergence tolerance on the relative change of the
 #'   log-likelihood in one iteration.
 #' @param trace 0 (silent), 1 (one line per iteration: iteration,
 #'   log-likelihood, change, gradient norm, step length, seconds) or 2 (also
 #'   every trial point of the line search).
-#' @param n_threads CPU threads for the CPU engine; 0 means the OpenMP default
-#'   (which respects `OMP_NUM_THREADS` and `OMP_THREAD_LIMIT`).
+#' @param n_threads CPU threads for the CPU engine, at most 1024; 0 means the
+#'   OpenMP default (which respects `OMP_NUM_THREADS` and `OMP_THREAD_LIMIT`).
 #' @param device CUDA device ordinal used by the `"cuda"` backend.
 #' @param device_memory `NULL` (let the backend decide) or the number of
 #'   bytes of device memory the CUDA backend may use; individuals are split

@@ -72,7 +72,9 @@
 #'   in [coef()]; parameters not named keep their defaults), or a previous
 #'   fit (its coefficients are used).
 #' @param fixed `NULL` or a named numeric vector: these parameters are fixed
-#'   at the given values (in addition to those fixed in the model).
+#'   at the given values (in addition to those fixed in the model). A
+#'   parameter named in both `fixed` and a vector `start` is an error; with a
+#'   fit as `start`, the parameters in `fixed` take the fixed values.
 #' @param resume `NULL` or the path of a checkpoint written by an earlier run
 #'   with `iclv_control(checkpoint = path)`: the optimizer continues from its
 #'   saved state (see "Long runs").

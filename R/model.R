@@ -56,7 +56,10 @@
 #'   `gamma_<lv>_<source>` \tab structural coefficient of a covariate or LV `source` in the equation of `lv`\cr
 #'   user names \tab choice parameters, as written in the utilities
 #' }
-#' A choice parameter named like a generated name is an error. `coef()` of a
+#' A choice parameter named like a generated name, a latent variable, an
+#' indicator, a covariate, the id, choice or availability column, or any
+#' column of the data is an error (the name would be ambiguous); so is an id
+#' or choice column that also plays another role. `coef()` of a
 #' fit uses these names, in the order of `$partable`: the measurement block
 #' (per indicator: loadings, then thresholds, or intercept and sd), the
 #' structural block, the choice block (order of first appearance).
@@ -75,7 +78,8 @@
 #'
 #' @param measurement Measurement model in lavaan syntax: lines
 #'   `lv =~ ind1 + ind2 + ...`; `#` starts a comment, a line ending in `+`
-#'   continues on the next line, a latent variable may appear on several
+#'   continues on the next line (a statement that ends in `+` with nothing
+#'   after it is an error), a latent variable may appear on several
 #'   lines, an indicator may load on several latent variables.
 #' @param structural `NULL` or structural equations `lv ~ x1 + x2 + other_lv`:
 #'   names that are latent variables are LV effects, other names are
@@ -90,7 +94,8 @@
 #'   named character vector per indicator (indicators not named are
 #'   `"individual"`).
 #' @param fixed `NULL` or a named numeric vector: these parameters are fixed
-#'   (not estimated) at the given values.
+#'   (not estimated) at the given values. A name may appear only once, and
+#'   not in both `fixed` and `start`.
 #' @param start `NULL` or a named numeric vector of starting values; others
 #'   come from the data (thresholds from the marginal frequencies, normal
 #'   indicators from their mean and sd, binary intercepts from their mean),
@@ -98,7 +103,8 @@
 #'   half the sd for normal indicators), structural and choice coefficients
 #'   at 0.
 #' @param ... `categories`: one integer (number of categories of every
-#'   ordered indicator) or a named list / vector per ordered indicator.
+#'   ordered indicator) or a named list / vector per ordered indicator; at
+#'   most 100 categories (declared or read from the data) per indicator.
 #'   `data`: optionally, a data.frame to check the model against now (its
 #'   categories then complete the parameter table). Any other argument is an
 #'   error.

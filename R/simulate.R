@@ -21,7 +21,8 @@
 #'   declared, the thresholds `tau_<ind>_1..` named here define them).
 #' @param n Number of individuals.
 #' @param n_tasks Number of choice tasks (rows) per individual.
-#' @param seed `NULL` (use the current random number stream) or a seed: the
+#' @param seed `NULL` (use the current random number stream) or a seed (a
+#'   whole number of absolute value at most `.Machine$integer.max`): the
 #'   result is then reproducible and the caller's random number state is
 #'   left as it was.
 #' @param ... `binary`: names of covariates drawn as Bernoulli(0.5);

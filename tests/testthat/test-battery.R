@@ -510,3 +510,154 @@ test_that("absurdly many categories are refused at once, and the parameter table
   expect_identical(nrow(pt), 2L * 1e5L)
   expect_lt(el, 5)
 })
+
+test_that("a catalogue of other hostile inputs ends in classed errors", {
+  u <- function(...) bt_choice(list(...))
+  m_mo <- iclv_model("att =~ q1 + q2 + q3", id = "ID", categories = 3)
+  cases <- list(
+    # model specification
+    spec = quote(iclv_model(NA_character_, id = "ID")),
+    spec = quote(iclv_model(list("att =~ q1"), id = "ID")),
+    spec = quote(iclv_model("att =~ q1", id = NA)),
+    spec = quote(iclv_model("att =~ q1", id = c("a", "b"))),
+    spec = quote(iclv_model("att =~ q 1 + q2", id = "ID")),
+    spec = quote(iclv_model("my att =~ q1 + q2", id = "ID")),
+    spec = quote(iclv_model("`att` =~ q1 + q2", id = "ID")),
+    spec = quote(iclv_model("att =~ q1 =~ q2", id = "ID")),
+    spec = quote(iclv_model("att =~ q1 + q2", structural = 3, id = "ID")),
+    spec = quote(iclv_model("att =~ q1 + q2", structural = factor("att ~ x"), id = "ID")),
+    spec = quote(bt_model(indicators = 3)),
+    spec = quote(bt_model(indicators = NA_character_)),
+    spec = quote(bt_model(indicators = list(q1 = NULL))),
+    spec = quote(iclv_model("att =~ q1", id = "ID", indicator_level = NA_character_)),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", fixed = c(zeta_q1 = "1"))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", fixed = c(zeta_q1 = Inf))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", fixed = 1)),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", start = list(zeta_q1 = 1, zeta_q2 = "x"))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", choice = list(type = "mnl"))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", foo = 1)),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", categories = factor(3))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", categories = list(q1 = NULL))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", categories = c(3, 4))),
+    data = quote(iclv_model("att =~ q1 + q2 + q3", id = "ID", data = 1:3)),
+    # choice part
+    spec = quote(iclv_choice(NA_character_, "ch", bt_utilities)),
+    spec = quote(iclv_choice("mnl", NA_character_, bt_utilities)),
+    spec = quote(iclv_choice("mnl", "ch", NULL)),
+    spec = quote(u(a = c("asc", "b"), b = "0")),
+    spec = quote(u(a = NULL, b = "asc")),
+    spec = quote(iclv_choice("mnl", "ch", c(a = NA, b = "asc"))),
+    spec = quote(iclv_choice("mnl", "ch", stats::setNames(list("asc", "0"), c("a", NA)))),
+    spec = quote(iclv_choice("mnl", "ch", bt_utilities, available = list(a = NA_character_))),
+    spec = quote(iclv_choice("mnl", "ch", bt_utilities, available = list(a = 1))),
+    spec = quote(u(a = "b * 2", b = "0")),
+    spec = quote(u(a = "b * (x)", b = "0")),
+    spec = quote(u(a = "1e5", b = "asc")),
+    spec = quote(u(a = "exp(b)", b = "asc")),
+    spec = quote(u(a = "a * b * c * d", b = "0")),
+    # data
+    data = quote(fit_with(bt_d[1, ])),
+    data = quote(fit_with(with_col("ID", factor(replace(bt_d$ID, 3, NA))))),
+    data = quote(fit_with(with_col("ID", NaN, 1:2))),
+    data = quote(fit_with(with_col("q2", factor(bt_d$q2, ordered = TRUE)))),
+    data = quote(fit_with(with_col("q2", as.character(bt_d$q2)))),
+    data = quote(fit_with(with_col("price_a", as.Date("2020-01-01") + 1:40))),
+    data = quote(fit_with(with_col("price_a", complex(real = bt_d$price_a)))),
+    data = quote(fit_with(with_col("price_a", cbind(bt_d$price_a, 1)))),
+    data = quote(fit_with(with_col("price_a", replace(as.integer(round(bt_d$price_a)), 4, NA_integer_)))),
+    data = quote(fit_with(with_col("ch", factor(replace(bt_d$ch, 5, NA))))),
+    data = quote(fit_with(with_col("ch", c(NaN, match(bt_d$ch, c("a", "b", "c"))[-1])))),
+    data = quote(fit_with(with_col("ch", bt_d$ch == "a"))),
+    data = quote(fit_with(with_col("ch", match(bt_d$ch, c("a", "b", "c")) - 1))),
+    data = quote(fit_with(as.list(bt_d))),
+    data = quote(iclv_model("att =~ q1 + q2 + q3", id = "ID", data = cbind(bt_d, q1 = 1))),
+    # draws
+    draws = quote(iclv_draws(NULL)),
+    draws = quote(iclv_draws(list(1))),
+    draws = quote(iclv_draws(array(TRUE, c(2, 3, 1)))),
+    draws = quote(iclv_draws(array(0, c(2, 3, 1, 1)))),
+    draws = quote(fit_with(draws = NULL)),
+    draws = quote(fit_with(draws = "halton")),
+    draws = quote(fit_with(draws = iclv_draws("sobol", 5, skip = 2^33))),
+    draws = quote(iclv_draws_generate(bt_draws, n_ind = -1, n_lv = 1)),
+    draws = quote(iclv_draws_generate(bt_draws, n_ind = 2, n_lv = 1.5)),
+    draws = quote(iclv_draws_generate(bt_draws, n_ind = "a", n_lv = 1)),
+    # controls and iclv() arguments
+    control = quote(iclv_control(tol = Inf)),
+    control = quote(iclv_control(reltol = 0)),
+    control = quote(iclv_control(method = NA)),
+    control = quote(iclv_control(checkpoint = 3)),
+    control = quote(iclv_control(checkpoint = NA_character_)),
+    control = quote(iclv_control(device_memory = Inf)),
+    control = quote(iclv_control(callback = list())),
+    control = quote(iclv_control(start_search = "yes")),
+    spec = quote(iclv(NULL, bt_d)),
+    control = quote(iclv(bt_m, bt_d, backend = NA)),
+    control = quote(iclv(bt_m, bt_d, backend = c("cpu", "cuda"))),
+    input = quote(fit_with(start = c(asc_a = Inf))),
+    input = quote(fit_with(start = c(asc_a = NA_real_))),
+    input = quote(fit_with(fixed = c(asc_a = NA_real_))),
+    input = quote(fit_with(start = c(`asc a` = 1))),
+    input = quote(fit_with(start = list(asc_a = 1))),
+    input = quote(fit_with(start = "asc_a")),
+    input = quote(fit_with(fixed = c(tau_q1_1 = 1, tau_q1_2 = 0))),
+    control = quote(fit_with(resume = "/nonexistent/checkpoint.rds")),
+    control = quote(fit_with(resume = NA)),
+    # iclv_loglik()
+    input = quote(iclv_loglik(bt_m, bt_d, replace(bt_truth, "asc_a", Inf), draws = bt_draws)),
+    input = quote(iclv_loglik(bt_m, bt_d, as.list(bt_truth), draws = bt_draws)),
+    input = quote(iclv_loglik(bt_m, bt_d, c(bt_truth, foo = 1), draws = bt_draws)),
+    control = quote(iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws, gradient = NA)),
+    control = quote(iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws, backend = "gpu")),
+    data = quote(iclv_loglik(bt_m, as.matrix(bt_d), bt_truth, draws = bt_draws)),
+    numeric = quote(iclv_loglik(bt_m, bt_d, replace(bt_truth, "zeta_q1", 1e200), draws = bt_draws)),
+    input = quote(iclv_loglik(m_mo, bt_d, bt_truth, draws = bt_draws)),
+    # iclv_simulate()
+    control = quote(iclv_simulate(bt_m, bt_truth, n = 0)),
+    control = quote(iclv_simulate(bt_m, bt_truth, n = NA)),
+    control = quote(iclv_simulate(bt_m, bt_truth, n = "a")),
+    input = quote(iclv_simulate(bt_m, bt_truth[-1], n = 2)),
+    input = quote(iclv_simulate(bt_m, replace(bt_truth, 1, NA), n = 2)),
+    input = quote(iclv_simulate(bt_m, unname(bt_truth), n = 2)),
+    input = quote(iclv_simulate(bt_m, as.list(bt_truth), n = 2)),
+    input = quote(iclv_simulate(bt_m, replace(bt_truth, c("tau_q1_1", "tau_q1_2"), c(1, 0)), n = 2)),
+    control = quote(iclv_simulate(bt_m, bt_truth, n = 2, attributes = NA)),
+    spec = quote(iclv_simulate(bt_m, bt_truth, n = 2, binary = "q1")),
+    spec = quote(iclv_simulate(NULL, bt_truth, n = 2)),
+    # memory plan
+    spec = quote(iclv_memory_plan(list(), bt_d)),
+    control = quote(iclv_memory_plan(bt_m, bt_d, bt_draws, device = -1))
+  )
+  for (k in seq_along(cases)) {
+    cls <- paste0("iclv_error_", names(cases)[k])
+    got <- tryCatch({ eval(cases[[k]]); "no error" },
+                    iclv_error = function(e) class(e)[1],
+                    error = function(e) paste("unclassed:", conditionMessage(e)),
+                    warning = function(w) paste("warning:", conditionMessage(w)))
+    expect_identical(got, cls, label = deparse(cases[[k]], width.cutoff = 500L)[1])
+  }
+})
+
+test_that("hostile inputs that are legal give correct results (control cases)", {
+  ctl <- iclv_control(maxit = 0, hessian = FALSE, vcov = "bhhh", n_threads = 1)
+  ll0 <- iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws)$loglik
+  # a character id, CRLF line ends, an integer draws array: the same model and numbers
+  expect_equal(iclv_loglik(bt_m, with_col("ID", paste0("p", bt_d$ID)), bt_truth, draws = bt_draws)$loglik, ll0)
+  m_crlf <- iclv_model("att =~ q1 +\r\n q2 + q3\r\n", structural = "att ~ age\r\n", choice = bt_choice(),
+                       id = "ID", categories = 3)
+  expect_equal(iclv_loglik(m_crlf, bt_d, bt_truth, draws = bt_draws)$loglik, ll0)
+  e <- iclv_draws_generate(bt_draws, n_ind = 20, n_lv = 1)
+  expect_equal(iclv_loglik(bt_m, bt_d, bt_truth, draws = e)$loglik, ll0)
+  # a logical availability column reads as 0/1
+  ma <- bt_model(choice = bt_choice(available = list(a = "av")))
+  expect_equal(iclv_loglik(ma, transform(bt_d, av = TRUE), bt_truth, draws = bt_draws)$loglik, ll0)
+  # unused columns with empty or NA names are not the model's business
+  x <- bt_d
+  names(x)[2] <- ""
+  expect_equal(iclv_loglik(bt_m, x, bt_truth, draws = bt_draws)$loglik, ll0)
+  # a seed at the edge of set.seed()'s range, and a negative one, are legal
+  expect_identical(nrow(iclv_simulate(bt_m, bt_truth, n = 2, seed = -(2^31 - 1))), 2L)
+  expect_identical(nrow(iclv_simulate(bt_m, bt_truth, n = 2, seed = 2^31 - 1)), 2L)
+  # the largest integer controls are legal
+  expect_identical(iclv_control(checkpoint_every = 2^31 - 1, trace = 2^31 - 1)$trace, .Machine$integer.max)
+})
