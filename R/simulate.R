@@ -64,6 +64,17 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     iclv_abort("control", sprintf("'n' x 'n_tasks' = %s rows is more than a data.frame can hold (%d)",
                                   format(as.double(n) * n_tasks, digits = 15), .Machine$integer.max))
   }
+  # the columns of the result and the n_rows x J work matrices of the choices,
+  # 8 bytes each: refuse at once what the host cannot hold
+  J <- length(model$choice$alternatives)
+  n_cols <- 4 + length(model$covariates) + length(model$indicators) + length(model$choice$columns) +
+    length(model$choice$available) + 3 * J
+  need <- 8 * as.double(n) * n_tasks * n_cols
+  avail <- .host_available_bytes()
+  if (!is.na(avail) && need > avail) {
+    iclv_abort("memory", sprintf("simulating %s rows needs about %s of memory, but only %s are available; ask for fewer individuals or tasks",
+                                 format(as.double(n) * n_tasks, big.mark = ","), .format_bytes(need), .format_bytes(avail)))
+  }
   attributes <- if (is.null(dots$attributes)) "normal" else dots$attributes
   if (!identical(attributes, "normal") && !identical(attributes, "uniform")) {
     iclv_abort("control", "'attributes' must be \"normal\" or \"uniform\"")

@@ -491,6 +491,11 @@ test_that("integer controls beyond R's integer range, non-finite or non-integer 
     expect_iclv_error(iclv_simulate(bt_m, bt_truth, n = 2, seed = v), "iclv_error_control", "'seed'")
   }
   expect_iclv_error(iclv_simulate(bt_m, bt_truth, n = 1e7, n_tasks = 1e4), "iclv_error_control", "'n_tasks'")
+  # 2^31 - 1 rows: about 300 GiB, refused before allocating (was "cannot allocate vector")
+  avail <- iclv:::.host_available_bytes()
+  if (!is.na(avail) && avail < 2^38) {
+    expect_iclv_error(iclv_simulate(bt_m, bt_truth, n = 2^31 - 1), "iclv_error_memory", "available")
+  }
 })
 
 test_that("absurdly many categories are refused at once, and the parameter table is linear in them", {
