@@ -7,6 +7,7 @@
 .draws_codes <- c(user = 0L, halton = 1L, scrambled_halton = 2L, sobol = 3L, mlhs = 4L, pseudo = 5L)
 .draws_halton_max_dim <- 100L # primes tabulated in src/draws.h
 .draws_sobol_max_dim <- 40L   # Joe-Kuo dimensions in src/sobol_directions.h
+.draws_generate_max <- 2^28   # draws iclv_draws_generate() returns at most (N x R x K)
 
 #' Draw designs for simulated maximum likelihood
 #'
@@ -257,7 +258,8 @@ print.iclv_draws <- function(x, ...) {
 #'   dimension (the default).
 #' @param n_lv Number of latent variables (draw dimensions) `K`. For a user
 #'   array, its third dimension (the default).
-#' @return A numeric array with dimensions `N x R x K`.
+#' @return A numeric array with dimensions `N x R x K` (at most `2^28`
+#'   draws in all).
 #' @seealso [iclv_draws()]
 #' @examples
 #' e <- iclv_draws_generate(iclv_draws("halton", n = 4), n_ind = 2, n_lv = 2)
@@ -278,10 +280,17 @@ iclv_draws_generate <- function(draws, n_ind = NULL, n_lv = NULL) {
   n_ind <- .draws_whole(n_ind, "n_ind", min = 1, max = .Machine$integer.max)
   n_lv <- .draws_whole(n_lv, "n_lv", min = 0, max = .Machine$integer.max)
   n_el <- as.double(n_ind) * as.double(if (identical(draws$type, "user")) dim(draws$user)[2] else draws$n) * as.double(n_lv)
-  if (is.finite(n_el) && n_el > .Machine$integer.max) {
+  # an inspection tool: 2^28 draws (2 GiB) take about a minute; more would
+  # run uninterruptibly in C for many minutes (iclv() never needs the array)
+  if (is.finite(n_el) && n_el > .draws_generate_max) {
     iclv_abort("draws", sprintf(
-      "iclv_draws_generate() would return %.3g draws (%s); that is too large for one array: ask for fewer individuals or draws",
-      n_el, format(structure(8 * n_el, class = "object_size"), units = "auto")))
+      "iclv_draws_generate() would return %.3g draws (%s); that is too large for one array (at most 2^28 = %.0f): ask for fewer individuals or draws",
+      n_el, format(structure(8 * n_el, class = "object_size"), units = "auto"), .draws_generate_max))
+  }
+  avail <- .host_available_bytes()
+  if (!is.na(avail) && 8 * n_el > avail) {
+    iclv_abort("memory", sprintf("iclv_draws_generate() would return %s of draws, but only %s are available",
+                                 .format_bytes(8 * n_el), .format_bytes(avail)))
   }
   .draws_generate(.draws_spec(draws, n_ind, n_lv))
 }

@@ -474,8 +474,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   both <- intersect(names(fixed), names(start))
   if (length(both)) {
     iclv_abort(kind, sprintf(
-      "parameter %s is named in both 'fixed' and 'start': a parameter is either fixed or estimated from a start; drop it from one of them",
-      iclv_quote(both[1])))
+      "parameter %s is named in both 'fixed' and 'start': a parameter is either fixed or estimated from a start; drop it from one of them%s",
+      iclv_quote(both[1]), if (kind == "input") " (or give the fit itself as 'start': then 'fixed' wins)" else ""))
   }
   invisible()
 }

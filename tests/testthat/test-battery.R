@@ -486,6 +486,9 @@ test_that("integer controls beyond R's integer range, non-finite or non-integer 
   expect_iclv_error(iclv_draws("halton", 2^31), "iclv_error_draws", "'n'")
   expect_iclv_error(iclv_draws_generate(bt_draws, n_ind = 2^31, n_lv = 1), "iclv_error_draws", "'n_ind'")
   expect_iclv_error(iclv_draws_generate(list(), 2, 1), "iclv_error_draws", "iclv_draws")
+  # 2^31 - 1 draws ran for over 6 minutes in C (uninterruptible); now refused at once
+  expect_iclv_error(iclv_draws_generate(iclv_draws("halton", 2^31 - 1), 1, 1), "iclv_error_draws", "2\\^28")
+  expect_iclv_error(iclv_draws_generate(iclv_draws("halton", 2^14), 2^14 + 1, 1), "iclv_error_draws", "too large")
   # iclv_simulate(): its seed goes to set.seed() (an R integer), its rows to a data.frame
   for (v in list(2^31, 1e10, Inf, 1.5, NA, "1")) {
     expect_iclv_error(iclv_simulate(bt_m, bt_truth, n = 2, seed = v), "iclv_error_control", "'seed'")
