@@ -207,6 +207,10 @@ print.iclv_draws <- function(x, ...) {
   if (!inherits(draws, "iclv_draws")) {
     iclv_abort("draws", "'draws' must be an iclv_draws() design or a numeric array of draws (individuals x draws x latent variables)")
   }
+  # rebuilt by the constructor, so that a design made or edited by hand (a
+  # list with class "iclv_draws") is validated like any other
+  draws <- if (identical(draws$type, "user")) .draws_user(draws$user, NULL) else
+    iclv_draws(draws$type, n = draws$n, seed = draws$seed, skip = draws$skip)
   n_ind <- as.integer(.draws_whole(n_ind, "n_ind", min = 1, max = .Machine$integer.max))
   n_lv <- as.integer(.draws_whole(n_lv, "n_lv", min = 0, max = .Machine$integer.max))
   type <- draws$type

@@ -484,6 +484,13 @@ test_that("integer controls beyond R's integer range, non-finite or non-integer 
     }
   }
   expect_iclv_error(iclv_draws("halton", 2^31), "iclv_error_draws", "'n'")
+  # a design edited by hand is validated again where it is used (as.integer(1e10) was NA)
+  for (edit in list(list(n = 1e10), list(n = NULL), list(seed = -1), list(skip = NA), list(type = "foo"),
+                    list(type = "user"))) {
+    bad <- utils::modifyList(unclass(bt_draws), edit)
+    class(bad) <- "iclv_draws"
+    expect_iclv_error(fit_with(draws = bad), "iclv_error_draws")
+  }
   expect_iclv_error(iclv_draws_generate(bt_draws, n_ind = 2^31, n_lv = 1), "iclv_error_draws", "'n_ind'")
   expect_iclv_error(iclv_draws_generate(list(), 2, 1), "iclv_error_draws", "iclv_draws")
   # 2^31 - 1 draws ran for over 6 minutes in C (uninterruptible); now refused at once
