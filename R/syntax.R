@@ -156,7 +156,16 @@
     data.frame(param = f[1], f1 = if (length(f) >= 2L) f[2] else NA_character_,
                f2 = if (length(f) == 3L) f[3] else NA_character_, stringsAsFactors = FALSE)
   })
-  do.call(rbind, rows)
+  out <- do.call(rbind, rows)
+  # the same term twice ("asc + asc", "b * x * lv + b * lv * x") is a slip, not a model
+  key <- vapply(seq_len(nrow(out)), function(i) {
+    paste(c(out$param[i], sort(c(out$f1[i], out$f2[i]))), collapse = "*")
+  }, character(1))
+  if (anyDuplicated(key)) {
+    iclv_abort("spec", sprintf("utility of %s has the term %s twice (%s)", iclv_quote(alt),
+                               iclv_quote(terms[duplicated(key)][1]), iclv_quote(s)))
+  }
+  out
 }
 
 # Topological order of a directed graph over `nodes`, where parents[[k]]

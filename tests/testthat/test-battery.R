@@ -352,6 +352,9 @@ test_that("a dangling '+' or '*' or an empty term is a spec error quoting the st
   expect_iclv_error(u(""), "iclv_error_spec", "'a' is empty.*\"0\"")
   expect_iclv_error(u("  "), "iclv_error_spec", "'a' is empty")
   expect_iclv_error(u("0 + asc_a"), "iclv_error_spec", "'0'")
+  expect_iclv_error(u("asc_a + b_price * price_a + asc_a"), "iclv_error_spec", "'a' has the term 'asc_a' twice")
+  expect_iclv_error(u("b_price * price_a * att + b_price * att * price_a"), "iclv_error_spec",
+                    "the term 'b_price \\* att \\* price_a' twice")
   # control: "0" is the zero utility, and a line ending in '+' continues
   expect_identical(nrow(u("0")$terms$a), 0L)
   m <- bt_model("att =~ q1 +\n q2 +\n q3")
