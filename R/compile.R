@@ -35,12 +35,12 @@
     ind <- inds[m]
     type <- model$ind_type[[ind]]
     .val_column_exists(data, ind, "indicator")
-    x <- .val_numeric_column(data, ind, "indicator")
+    x <- .val_numeric_column(data, ind, "indicator", id = data[[model$id]])
     if (.is_ordered(type) && !is.null(categories)) {
       ncat[m] <- .val_stored_categories(x, ind, categories[[ind]], ids[grp])
     } else {
       declared <- if (.is_ordered(type)) model$categories[[ind]] else NA_integer_
-      ncat[m] <- .val_indicator_values(x, ind, type, declared)
+      ncat[m] <- .val_indicator_values(x, ind, type, declared, id = data[[model$id]])
     }
     if (model$level[[ind]] == "individual") {
       v <- .val_constant_within(x, grp, N, ind, "indicator", ids)
@@ -208,24 +208,23 @@
     nv <- length(v)
     lo <- 0.5 / nv
     q <- if (type %in% c("ordered_logit", "binary_logit")) stats::qlogis else stats::qnorm
-    set <- function(nm, val) {
+    set <- function(nm, val) {  # vectorised: one match() per indicator, linear in its categories
       k <- match(nm, pt$name)
-      if (!keep[k]) pt$start[k] <<- val
+      val <- rep_len(val, length(k))
+      pt$start[k[!keep[k]]] <<- val[!keep[k]]
     }
     if (.is_ordered(type)) {
       C <- sum(pt$lhs == ind & pt$role == "threshold") + 1L
       cp <- cumsum(tabulate(as.integer(v), C))[seq_len(C - 1L)] / nv
       tau <- q(pmin(pmax(cp, lo), 1 - lo))
       for (c in seq_len(C - 1L)[-1L]) if (tau[c] < tau[c - 1L] + 0.1) tau[c] <- tau[c - 1L] + 0.1
-      for (c in seq_len(C - 1L)) set(sprintf("tau_%s_%d", ind, c), tau[c])
+      set(sprintf("tau_%s_%d", ind, seq_len(C - 1L)), tau)
     } else if (type == "normal") {
       s <- if (nv > 1L) stats::sd(v) else NA_real_
       if (!is.finite(s) || s <= 0) s <- 1
       set(sprintf("alpha_%s", ind), mean(v))
       set(sprintf("sigma_%s", ind), s)
-      for (nm in pt$name[pt$role == "loading" & pt$rhs == ind]) {
-        set(nm, 0.5 * s / length(model$loads[[ind]]))
-      }
+      set(pt$name[pt$role == "loading" & pt$rhs == ind], 0.5 * s / length(model$loads[[ind]]))
     } else {
       set(sprintf("alpha_%s", ind), q(min(max(mean(v), lo), 1 - lo)))
     }

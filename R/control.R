@@ -20,15 +20,17 @@
 #'   search, started from the BHHH matrix), `"newton"` (analytic Hessian with
 #'   a Levenberg-style shift where it is not negative definite) or `"bhhh"`
 #'   (outer product of the analytic scores).
-#' @param maxit Maximum number of iterations (a non-negative integer).
+#' @param maxit Maximum number of iterations (a whole number from 0 to
+#'   `.Machine$integer.max`; so are `trace`, `checkpoint_every` (from 1) and
+#'   `device`).
 #' @param tol Convergence tolerance on the scaled gradient `g' H^-1 g`.
 #' @param reltol Convergence tolerance on the relative change of the
 #'   log-likelihood in one iteration.
 #' @param trace 0 (silent), 1 (one line per iteration: iteration,
 #'   log-likelihood, change, gradient norm, step length, seconds) or 2 (also
 #'   every trial point of the line search).
-#' @param n_threads CPU threads for the CPU engine; 0 means the OpenMP default
-#'   (which respects `OMP_NUM_THREADS` and `OMP_THREAD_LIMIT`).
+#' @param n_threads CPU threads for the CPU engine, at most 1024; 0 means the
+#'   OpenMP default (which respects `OMP_NUM_THREADS` and `OMP_THREAD_LIMIT`).
 #' @param device CUDA device ordinal used by the `"cuda"` backend.
 #' @param device_memory `NULL` (let the backend decide) or the number of
 #'   bytes of device memory the CUDA backend may use; individuals are split
@@ -84,10 +86,11 @@ iclv_control <- function(method = c("bfgs", "newton", "bhhh"), maxit = 200, tol 
   reltol <- .control_number(reltol, "reltol")
   if (is.logical(trace) && length(trace) == 1L && !is.na(trace)) trace <- as.integer(trace)
   trace <- .control_count(trace, "trace", min = 0)
-  n_threads <- .control_count(n_threads, "n_threads", min = 0)
-  if (n_threads > 1024L) {
-    iclv_abort("control", sprintf("'n_threads' = %d is more threads than iclv allows (at most 1024; 0 means the OpenMP default)", n_threads))
+  if (is.numeric(n_threads) && length(n_threads) == 1L && is.finite(n_threads) && n_threads > 1024) {
+    iclv_abort("control", sprintf("'n_threads' = %s is more threads than iclv allows (at most 1024; 0 means the OpenMP default)",
+                                  format(n_threads, digits = 15)))
   }
+  n_threads <- .control_count(n_threads, "n_threads", min = 0, max = 1024)
   device <- .control_count(device, "device", min = 0)
   if (!is.null(device_memory)) device_memory <- .control_number(device_memory, "device_memory", positive = TRUE)
   hessian <- .control_flag(hessian, "hessian")
@@ -138,10 +141,15 @@ print.iclv_control <- function(x, ...) {
   x
 }
 
-.control_count <- function(x, arg, min = 0) {
-  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x != round(x) || x < min) {
-    iclv_abort("control", sprintf("'%s' must be a whole number >= %d (got %s)", arg, min,
-                                  paste(format(x), collapse = ", ")))
+# A whole number in [min, max] (max at most R's largest integer), returned as
+# an integer: never as.integer() on a value it cannot hold (that is NA with
+# a warning, which later reads as "missing").
+.control_count <- function(x, arg, min = 0, max = .Machine$integer.max) {
+  if (!is.numeric(x) || is.factor(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x != round(x) ||
+      x < min || x > max) {
+    shown <- if (length(x) == 0L) sprintf("a %s of length 0", class(x)[1]) else
+      paste(format(x, digits = 15), collapse = ", ")
+    iclv_abort("control", sprintf("'%s' must be a whole number in [%d, %d] (got %s)", arg, min, max, shown))
   }
   as.integer(x)
 }

@@ -7,6 +7,7 @@
 .draws_codes <- c(user = 0L, halton = 1L, scrambled_halton = 2L, sobol = 3L, mlhs = 4L, pseudo = 5L)
 .draws_halton_max_dim <- 100L # primes tabulated in src/draws.h
 .draws_sobol_max_dim <- 40L   # Joe-Kuo dimensions in src/sobol_directions.h
+.draws_generate_max <- 2^28   # draws iclv_draws_generate() returns at most (N x R x K)
 
 #' Draw designs for simulated maximum likelihood
 #'
@@ -117,7 +118,8 @@ iclv_draws <- function(type = c("halton", "scrambled_halton", "sobol", "mlhs", "
   }
   if (identical(type, .draws_types)) type <- "halton"
   if (!is.character(type) || length(type) != 1L || is.na(type) || !(type %in% .draws_types)) {
-    shown <- if (is.character(type)) paste(type, collapse = ", ") else paste0("a ", class(type)[1])
+    shown <- if (is.character(type)) paste(type, collapse = ", ") else
+      if (!is.null(dim(type))) sprintf("a %s array", typeof(type)) else paste0("an object of type ", typeof(type))
     iclv_abort("draws", sprintf("'type' must be one of %s, or a numeric array of draws (got %s)",
                                 iclv_quote(.draws_types), shown))
   }
@@ -205,6 +207,10 @@ print.iclv_draws <- function(x, ...) {
   if (!inherits(draws, "iclv_draws")) {
     iclv_abort("draws", "'draws' must be an iclv_draws() design or a numeric array of draws (individuals x draws x latent variables)")
   }
+  # rebuilt by the constructor, so that a design made or edited by hand (a
+  # list with class "iclv_draws") is validated like any other
+  draws <- if (identical(draws$type, "user")) .draws_user(draws$user, NULL) else
+    iclv_draws(draws$type, n = draws$n, seed = draws$seed, skip = draws$skip)
   n_ind <- as.integer(.draws_whole(n_ind, "n_ind", min = 1, max = .Machine$integer.max))
   n_lv <- as.integer(.draws_whole(n_lv, "n_lv", min = 0, max = .Machine$integer.max))
   type <- draws$type
@@ -256,7 +262,8 @@ print.iclv_draws <- function(x, ...) {
 #'   dimension (the default).
 #' @param n_lv Number of latent variables (draw dimensions) `K`. For a user
 #'   array, its third dimension (the default).
-#' @return A numeric array with dimensions `N x R x K`.
+#' @return A numeric array with dimensions `N x R x K` (at most `2^28`
+#'   draws in all).
 #' @seealso [iclv_draws()]
 #' @examples
 #' e <- iclv_draws_generate(iclv_draws("halton", n = 4), n_ind = 2, n_lv = 2)
@@ -264,6 +271,9 @@ print.iclv_draws <- function(x, ...) {
 #' @export
 iclv_draws_generate <- function(draws, n_ind = NULL, n_lv = NULL) {
   if (is.numeric(draws) && !is.null(dim(draws))) draws <- iclv_draws(draws)
+  if (!inherits(draws, "iclv_draws")) {
+    iclv_abort("draws", "'draws' must be an iclv_draws() design or a numeric array of draws (individuals x draws x latent variables)")
+  }
   if (inherits(draws, "iclv_draws") && identical(draws$type, "user")) {
     if (is.null(n_ind)) n_ind <- dim(draws$user)[1]
     if (is.null(n_lv)) n_lv <- dim(draws$user)[3]
@@ -271,11 +281,20 @@ iclv_draws_generate <- function(draws, n_ind = NULL, n_lv = NULL) {
   if (is.null(n_ind) || is.null(n_lv)) {
     iclv_abort("draws", "iclv_draws_generate() needs 'n_ind' and 'n_lv' (individuals and latent variables)")
   }
+  n_ind <- .draws_whole(n_ind, "n_ind", min = 1, max = .Machine$integer.max)
+  n_lv <- .draws_whole(n_lv, "n_lv", min = 0, max = .Machine$integer.max)
   n_el <- as.double(n_ind) * as.double(if (identical(draws$type, "user")) dim(draws$user)[2] else draws$n) * as.double(n_lv)
-  if (is.finite(n_el) && n_el > .Machine$integer.max) {
+  # an inspection tool: 2^28 draws (2 GiB) take about a minute; more would
+  # run uninterruptibly in C for many minutes (iclv() never needs the array)
+  if (is.finite(n_el) && n_el > .draws_generate_max) {
     iclv_abort("draws", sprintf(
-      "iclv_draws_generate() would return %.3g draws (%s); that is too large for one array: ask for fewer individuals or draws",
-      n_el, format(structure(8 * n_el, class = "object_size"), units = "auto")))
+      "iclv_draws_generate() would return %.3g draws (%s); that is too large for one array (at most 2^28 = %.0f): ask for fewer individuals or draws",
+      n_el, format(structure(8 * n_el, class = "object_size"), units = "auto"), .draws_generate_max))
+  }
+  avail <- .host_available_bytes()
+  if (!is.na(avail) && 8 * n_el > avail) {
+    iclv_abort("memory", sprintf("iclv_draws_generate() would return %s of draws, but only %s are available",
+                                 .format_bytes(8 * n_el), .format_bytes(avail)))
   }
   .draws_generate(.draws_spec(draws, n_ind, n_lv))
 }

@@ -76,7 +76,9 @@
 #'   in [coef()]; parameters not named keep their defaults), or a previous
 #'   fit (its coefficients are used).
 #' @param fixed `NULL` or a named numeric vector: these parameters are fixed
-#'   at the given values (in addition to those fixed in the model).
+#'   at the given values (in addition to those fixed in the model). A
+#'   parameter named in both `fixed` and a vector `start` is an error; with a
+#'   fit as `start`, the parameters in `fixed` take the fixed values.
 #' @param resume `NULL` or the path of a checkpoint written by an earlier run
 #'   with `iclv_control(checkpoint = path)`: the optimizer continues from its
 #'   saved state (see "Long runs").
@@ -288,9 +290,12 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
 
 .apply_start_fixed <- function(pt, start, fixed) {
   if (!is.null(start)) {
-    if (inherits(start, "iclv")) start <- start$coefficients
-    if (is.list(start) && !is.null(start$coefficients)) start <- start$coefficients
+    # a fit gives every coefficient: those named in `fixed` take the fixed value
+    from_fit <- inherits(start, "iclv") || (is.list(start) && !is.null(start$coefficients))
+    if (from_fit) start <- start$coefficients
     .check_parameter_names(start, "start", pt$name)
+    if (from_fit) start <- start[setdiff(names(start), names(fixed))]
+    if (!is.null(fixed)) .spec_check_fixed_start(fixed, start, kind = "input")
     k <- match(names(start), pt$name)
     keep <- pt$free[k] # the values of fixed parameters stay fixed
     pt$start[k[keep]] <- as.double(start[keep])

@@ -56,7 +56,10 @@
 #'   `gamma_<lv>_<source>` \tab structural coefficient of a covariate or LV `source` in the equation of `lv`\cr
 #'   user names \tab choice parameters, as written in the utilities
 #' }
-#' A choice parameter named like a generated name is an error. `coef()` of a
+#' A choice parameter named like a generated name, a latent variable, an
+#' indicator, a covariate, the id, choice or availability column, or any
+#' column of the data is an error (the name would be ambiguous); so is an id
+#' or choice column that also plays another role. `coef()` of a
 #' fit uses these names, in the order of `$partable`: the measurement block
 #' (per indicator: loadings, then thresholds, or intercept and sd), the
 #' structural block, the choice block (order of first appearance).
@@ -75,7 +78,8 @@
 #'
 #' @param measurement Measurement model in lavaan syntax: lines
 #'   `lv =~ ind1 + ind2 + ...`; `#` starts a comment, a line ending in `+`
-#'   continues on the next line, a latent variable may appear on several
+#'   continues on the next line (a statement that ends in `+` with nothing
+#'   after it is an error), a latent variable may appear on several
 #'   lines, an indicator may load on several latent variables. The
 #'   `measurement` element of a model (a named list: latent variable ->
 #'   indicators) is accepted too and means the same.
@@ -96,7 +100,8 @@
 #'   named character vector per indicator (indicators not named are
 #'   `"individual"`).
 #' @param fixed `NULL` or a named numeric vector: these parameters are fixed
-#'   (not estimated) at the given values.
+#'   (not estimated) at the given values. A name may appear only once, and
+#'   not in both `fixed` and `start`.
 #' @param start `NULL` or a named numeric vector of starting values; others
 #'   come from the data (thresholds from the marginal frequencies, normal
 #'   indicators from their mean and sd, binary intercepts from their mean),
@@ -105,7 +110,8 @@
 #'   at 0.
 #' @param ... `categories`: one integer (number of categories of every
 #'   ordered indicator) or a named list / vector per ordered indicator
-#'   (`NA`: read from the data, as in a model's `categories` element).
+#'   (`NA`: read from the data, as in a model's `categories` element); at
+#'   most 100 categories (declared or read from the data) per indicator.
 #'   `data`: optionally, a data.frame to check the model against now (its
 #'   categories then complete the parameter table). Any other argument is an
 #'   error.
@@ -208,8 +214,11 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     }
   }
 
+  .spec_check_column_roles(model)
+  .spec_check_choice_param_names(model)
   model$fixed <- .spec_named_values(fixed, "fixed")
   model$start <- .spec_named_values(start, "start")
+  .spec_check_fixed_start(model$fixed, model$start)
   model$partable <- .iclv_partable(model, categories)
   .spec_check_names(model, model$partable, c(names(model$fixed), names(model$start)), defer = TRUE)
   .spec_check_values(model$partable, model$fixed, model$start)
@@ -224,6 +233,10 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   model
 }
 
+# The most categories an ordered indicator may have (declared or read from
+# the data): beyond this a scale is near-continuous ("normal" fits it), and
+# the thresholds would dominate the parameter table.
+.max_categories <- 100L
 .ind_types <- c("ordered_probit", "ordered_logit", "normal", "binary_probit", "binary_logit")
 .ind_type_code <- c(ordered_probit = 1L, ordered_logit = 2L, normal = 3L, binary_probit = 4L, binary_logit = 5L)
 .is_ordered <- function(type) type %in% c("ordered_probit", "ordered_logit")
@@ -251,9 +264,10 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     iclv_abort("spec", "'indicators' must be a type string or a named list of types per indicator")
   }
   nm <- names(indicators)
-  if (is.null(nm) || any(!nzchar(nm))) {
+  if (is.null(nm) || anyNA(nm) || any(!nzchar(nm))) {
     iclv_abort("spec", "'indicators' with several types must be named by indicator")
   }
+  .spec_no_duplicate_names(nm, "indicators")
   unknown <- setdiff(nm, inds)
   if (length(unknown)) {
     iclv_abort("spec", sprintf("'indicators' names %s, which is not an indicator of the measurement model",
@@ -272,9 +286,10 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     return(out)
   }
   nm <- names(level)
-  if (is.null(nm) || any(!nzchar(nm)) || (!is.character(level) && !is.list(level))) {
+  if (is.null(nm) || anyNA(nm) || any(!nzchar(nm)) || (!is.character(level) && !is.list(level))) {
     iclv_abort("spec", "'indicator_level' must be \"individual\", \"row\" or a named vector of these per indicator")
   }
+  .spec_no_duplicate_names(nm, "indicator_level")
   unknown <- setdiff(nm, inds)
   if (length(unknown)) {
     iclv_abort("spec", sprintf("'indicator_level' names %s, which is not an indicator", iclv_quote(unknown[1])))
@@ -295,8 +310,13 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   out <- stats::setNames(rep(NA_integer_, length(ord)), ord)
   if (is.null(categories)) return(out)
   chk <- function(v, who) {
-    if (!is.numeric(v) || length(v) != 1L || is.na(v) || v != round(v) || v < 2) {
-      iclv_abort("spec", sprintf("'categories'%s must be one whole number >= 2", who))
+    if (!is.numeric(v) || length(v) != 1L || is.na(v) || !is.finite(v) || v != round(v) || v < 2) {
+      iclv_abort("spec", sprintf("'categories'%s must be one whole number in [2, %d]", who, .max_categories))
+    }
+    if (v > .max_categories) {
+      iclv_abort("spec", sprintf(
+        "'categories'%s = %s: an ordered indicator may have at most %d categories (use indicators = \"normal\" for a near-continuous scale)",
+        who, format(v, digits = 15), .max_categories))
     }
     as.integer(v)
   }
@@ -305,9 +325,10 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     return(out)
   }
   nm <- names(categories)
-  if (is.null(nm) || any(!nzchar(nm))) {
+  if (is.null(nm) || anyNA(nm) || any(!nzchar(nm))) {
     iclv_abort("spec", "'categories' must be one whole number or a named list per ordered indicator")
   }
+  .spec_no_duplicate_names(nm, "categories")
   unknown <- setdiff(nm, ord)
   if (length(unknown)) {
     iclv_abort("spec", sprintf("'categories' names %s, which is not an ordered indicator", iclv_quote(unknown[1])))
@@ -374,10 +395,14 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 # The parameter table for given categories (named over the ordered
 # indicators; NA = not known yet, thresholds left out).
 .iclv_partable <- function(model, categories) {
+  # add() takes a vector of names (the other fields recycled to it), so the
+  # C - 1 thresholds of an indicator are one call: linear in C
   rows <- list()
   add <- function(name, block, lhs, op, rhs, role, start) {
-    rows[[length(rows) + 1L]] <<- list(name = name, block = block, lhs = lhs, op = op, rhs = rhs,
-                                       role = role, start = start)
+    n <- length(name)
+    rows[[length(rows) + 1L]] <<- list(name = name, block = rep_len(block, n), lhs = rep_len(lhs, n),
+                                       op = rep_len(op, n), rhs = rep_len(rhs, n),
+                                       role = rep_len(role, n), start = rep_len(start, n))
   }
   for (i in model$indicators) {
     ls <- model$loads[[i]]
@@ -389,8 +414,9 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     }
     if (.is_ordered(ty)) {
       C <- categories[[i]]
-      if (!is.na(C)) for (c in seq_len(C - 1L)) {
-        add(sprintf("tau_%s_%d", i, c), "measurement", i, "|", paste0("t", c), "threshold", NA_real_)
+      if (!is.na(C) && C > 1L) {
+        add(sprintf("tau_%s_%d", i, seq_len(C - 1L)), "measurement", i, "|", paste0("t", seq_len(C - 1L)),
+            "threshold", NA_real_)
       }
     } else {
       add(sprintf("alpha_%s", i), "measurement", i, "~1", "", "intercept", NA_real_)
@@ -414,17 +440,11 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
           "choice", 0)
     }
   }
-  pt <- data.frame(
-    name = vapply(rows, `[[`, "", "name"),
-    block = vapply(rows, `[[`, "", "block"),
-    lhs = vapply(rows, `[[`, "", "lhs"),
-    op = vapply(rows, `[[`, "", "op"),
-    rhs = vapply(rows, `[[`, "", "rhs"),
-    free = rep(TRUE, length(rows)),
-    start = vapply(rows, `[[`, 0, "start"),
-    role = vapply(rows, `[[`, "", "role"),
-    stringsAsFactors = FALSE
-  )
+  field <- function(f) as.vector(unlist(lapply(rows, `[[`, f), use.names = FALSE), if (f == "start") "double" else "character")
+  name <- field("name")
+  pt <- data.frame(name = name, block = field("block"), lhs = field("lhs"), op = field("op"),
+                   rhs = field("rhs"), free = rep(TRUE, length(name)), start = field("start"),
+                   role = field("role"), stringsAsFactors = FALSE)
   dup <- pt$name[duplicated(pt$name)]
   if (length(dup)) {
     iclv_abort("spec", sprintf("two parameters get the name %s; rename an indicator, LV or covariate",
@@ -456,13 +476,82 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   if (is.null(x) || length(x) == 0L) return(NULL)
   if (is.list(x)) x <- unlist(x)
   nm <- names(x)
-  if (!is.numeric(x) || is.null(nm) || any(!nzchar(nm))) {
+  if (!is.numeric(x) || is.null(nm) || anyNA(nm) || any(!nzchar(nm))) {
     iclv_abort("spec", sprintf("'%s' must be a named numeric vector of parameter values", what))
   }
-  if (anyDuplicated(nm)) iclv_abort("spec", sprintf("'%s' names %s twice", what, iclv_quote(nm[duplicated(nm)][1])))
+  .spec_no_duplicate_names(nm, what)
   bad <- nm[!is.finite(x)]
   if (length(bad)) iclv_abort("spec", sprintf("'%s' value of parameter %s is not a finite number", what, iclv_quote(bad[1])))
   stats::setNames(as.double(x), nm)
+}
+
+# A named argument (`what`) must not name anything twice.
+.spec_no_duplicate_names <- function(nm, what) {
+  if (anyDuplicated(nm)) {
+    iclv_abort("spec", sprintf("'%s' names %s twice", what, iclv_quote(nm[duplicated(nm)][1])))
+  }
+  invisible()
+}
+
+# A parameter given in both `fixed` and `start` is a contradiction: is it
+# estimated from that start, or fixed at that value?
+.spec_check_fixed_start <- function(fixed, start, kind = "spec") {
+  both <- intersect(names(fixed), names(start))
+  if (length(both)) {
+    iclv_abort(kind, sprintf(
+      "parameter %s is named in both 'fixed' and 'start': a parameter is either fixed or estimated from a start; drop it from one of them%s",
+      iclv_quote(both[1]), if (kind == "input") " (or give the fit itself as 'start': then 'fixed' wins)" else ""))
+  }
+  invisible()
+}
+
+# Choice parameters are the names in first position of a utility term; a
+# parameter spelled like a latent variable, an indicator, a covariate, the
+# id, the choice or availability column, or a factor used as a data column
+# in some utility is ambiguous (which one did the user mean?) and an error.
+# The data's other columns are checked when the model meets its data
+# (.val_attributes).
+.spec_check_choice_param_names <- function(model) {
+  ch <- model$choice
+  if (is.null(ch)) return(invisible())
+  taken <- list(
+    "a latent variable" = model$lvs, "an indicator" = model$indicators,
+    "a covariate of the structural model" = model$covariates, "the id column" = model$id,
+    "the choice column" = ch$choice, "an availability column" = unname(ch$available),
+    "a data column used in a utility" = ch$columns)
+  for (what in names(taken)) {
+    clash <- intersect(ch$params, taken[[what]])
+    if (length(clash)) {
+      iclv_abort("spec", sprintf(
+        "choice parameter %s has the name of %s; a name in first position of a utility term is a parameter, so rename the parameter",
+        iclv_quote(clash[1]), what))
+    }
+  }
+  invisible()
+}
+
+# The id column identifies individuals and the choice column holds the
+# choices: neither may also play another role (latent variable, indicator,
+# covariate, attribute, availability column), which would read ids or
+# choices as data.
+.spec_check_column_roles <- function(model) {
+  ch <- model$choice
+  roles <- list("a latent variable" = model$lvs, "an indicator" = model$indicators,
+                "a covariate of the structural model" = model$covariates,
+                "a data column of a utility" = ch$columns,
+                "an availability column" = unname(ch$available))
+  cols <- c("the id column" = model$id, "the choice column" = ch$choice)
+  for (k in seq_along(cols)) {
+    for (what in names(roles)) {
+      if (cols[[k]] %in% roles[[what]]) {
+        iclv_abort("spec", sprintf("%s %s cannot also be %s", names(cols)[k], iclv_quote(cols[[k]]), what))
+      }
+    }
+  }
+  if (!is.null(ch) && identical(ch$choice, model$id)) {
+    iclv_abort("spec", sprintf("the choice column and the id column are both %s", iclv_quote(model$id)))
+  }
+  invisible()
 }
 
 # Names in `nm` must be parameters of `pt` (or, with defer = TRUE,

@@ -25,7 +25,8 @@
 #'   declared, the thresholds `tau_<ind>_1..` named here define them).
 #' @param n Number of individuals.
 #' @param n_tasks Number of choice tasks (rows) per individual.
-#' @param seed `NULL` (use the current random number stream) or a seed: the
+#' @param seed `NULL` (use the current random number stream) or a seed (a
+#'   whole number of absolute value at most `.Machine$integer.max`): the
 #'   result is then reproducible and the caller's random number state is
 #'   left as it was.
 #' @param ... `binary`: names of covariates drawn as Bernoulli(0.5);
@@ -65,6 +66,21 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   }
   n <- chk_count(n, "n")
   n_tasks <- chk_count(n_tasks, "n_tasks")
+  if (as.double(n) * n_tasks > .Machine$integer.max) {
+    iclv_abort("control", sprintf("'n' x 'n_tasks' = %s rows is more than a data.frame can hold (%d)",
+                                  format(as.double(n) * n_tasks, digits = 15), .Machine$integer.max))
+  }
+  # the columns of the result and the n_rows x J work matrices of the choices,
+  # 8 bytes each: refuse at once what the host cannot hold
+  J <- length(model$choice$alternatives)
+  n_cols <- 4 + length(model$covariates) + length(model$indicators) + length(model$choice$columns) +
+    length(model$choice$available) + 3 * J
+  need <- 8 * as.double(n) * n_tasks * n_cols
+  avail <- .host_available_bytes()
+  if (!is.na(avail) && need > avail) {
+    iclv_abort("memory", sprintf("simulating %s rows needs about %s of memory, but only %s are available; ask for fewer individuals or tasks",
+                                 format(as.double(n) * n_tasks, big.mark = ","), .format_bytes(need), .format_bytes(avail)))
+  }
   attributes <- if (is.null(dots$attributes)) "normal" else dots$attributes
   if (!identical(attributes, "normal") && !identical(attributes, "uniform")) {
     iclv_abort("control", "'attributes' must be \"normal\" or \"uniform\"")
@@ -80,7 +96,11 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   th <- stats::setNames(as.double(params[pt$name]), pt$name)
 
   if (!is.null(seed)) {
-    if (!is.numeric(seed) || length(seed) != 1L || is.na(seed)) iclv_abort("control", "'seed' must be NULL or one number")
+    if (!is.numeric(seed) || length(seed) != 1L || is.na(seed) || seed != round(seed) ||
+        abs(seed) > .Machine$integer.max) {
+      iclv_abort("control", sprintf("'seed' must be NULL or one whole number in [-%d, %d] (as set.seed() takes)",
+                                    .Machine$integer.max, .Machine$integer.max))
+    }
     had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
     if (had) old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
     on.exit({

@@ -8,7 +8,9 @@
 # Splits model syntax into statements: `#` starts a comment, statements end
 # at a newline or `;`, and a line that ends with `+` (or a line that starts
 # with `+`) continues the statement before it. Returns a character vector of
-# trimmed, non-empty statements.
+# trimmed, non-empty statements. A statement that still ends with `+` (the
+# last line, or one followed by a new statement `lv =~` / `lv ~`) is an
+# error quoting it: a dangling operator is never dropped silently.
 .syntax_statements <- function(text, what) {
   if (is.null(text)) return(character())
   if (!is.character(text) || anyNA(text)) {
@@ -20,13 +22,27 @@
   out <- character()
   for (ln in lines) {
     n <- length(out)
-    if (n > 0L && (grepl("\\+$", out[n]) || startsWith(ln, "+"))) {
+    # a line holding `~` starts a statement of its own, even after a `+`
+    if (n > 0L && !grepl("~", ln, fixed = TRUE) && (grepl("\\+$", out[n]) || startsWith(ln, "+"))) {
       out[n] <- paste(out[n], ln)
     } else {
       out <- c(out, ln)
     }
   }
+  dangling <- out[grepl("\\+$", out)]
+  if (length(dangling)) {
+    iclv_abort("spec", sprintf("%s statement %s ends with a dangling '+': a term is missing after it",
+                               what, iclv_quote(dangling[1])))
+  }
   out
+}
+
+# Splits `x` at every `sep` (fixed), keeping empty pieces at both ends:
+# strsplit() drops a trailing empty piece, so "a + b +" would lose its
+# dangling operator. Pieces are trimmed.
+.syntax_split <- function(x, sep) {
+  pieces <- strsplit(paste0(x, sep, "."), sep, fixed = TRUE)[[1]]  # the "." piece always ends it
+  trimws(pieces[-length(pieces)])
 }
 
 .is_name <- function(x) {
@@ -39,7 +55,7 @@
     iclv_abort("spec", sprintf("%s statement %s: '-' is not supported; terms are separated by '+'",
                                what, iclv_quote(statement)))
   }
-  terms <- trimws(strsplit(rhs, "+", fixed = TRUE)[[1]])
+  terms <- .syntax_split(rhs, "+")
   if (length(terms) == 0L || any(!nzchar(terms))) {
     iclv_abort("spec", sprintf("%s statement %s has an empty term", what, iclv_quote(statement)))
   }
@@ -120,12 +136,12 @@
       "utility of %s: '-' is not supported (%s); write every term with '+': the estimated coefficient takes its sign",
       iclv_quote(alt), iclv_quote(s)))
   }
-  terms <- trimws(strsplit(s, "+", fixed = TRUE)[[1]])
+  terms <- .syntax_split(s, "+")
   if (any(!nzchar(terms))) {
     iclv_abort("spec", sprintf("utility of %s has an empty term: %s", iclv_quote(alt), iclv_quote(s)))
   }
   rows <- lapply(terms, function(tm) {
-    f <- trimws(strsplit(tm, "*", fixed = TRUE)[[1]])
+    f <- .syntax_split(tm, "*")
     if (length(f) < 1L || length(f) > 3L || any(!nzchar(f))) {
       iclv_abort("spec", sprintf(
         "utility of %s: term %s must be 'param', 'param * column', 'param * lv' or 'param * column * lv'",
@@ -140,7 +156,16 @@
     data.frame(param = f[1], f1 = if (length(f) >= 2L) f[2] else NA_character_,
                f2 = if (length(f) == 3L) f[3] else NA_character_, stringsAsFactors = FALSE)
   })
-  do.call(rbind, rows)
+  out <- do.call(rbind, rows)
+  # the same term twice ("asc + asc", "b * x * lv + b * lv * x") is a slip, not a model
+  key <- vapply(seq_len(nrow(out)), function(i) {
+    paste(c(out$param[i], sort(c(out$f1[i], out$f2[i]))), collapse = "*")
+  }, character(1))
+  if (anyDuplicated(key)) {
+    iclv_abort("spec", sprintf("utility of %s has the term %s twice (%s)", iclv_quote(alt),
+                               iclv_quote(terms[duplicated(key)][1]), iclv_quote(s)))
+  }
+  out
 }
 
 # Topological order of a directed graph over `nodes`, where parents[[k]]

@@ -9,7 +9,20 @@
                                iclv_quote(class(data)[1])))
   }
   if (nrow(data) == 0L) iclv_abort("data", "'data' has no rows")
+  nm <- names(data)
+  dup <- which(duplicated(nm) & !is.na(nm) & nzchar(nm))
+  if (length(dup)) {
+    iclv_abort("data", sprintf(
+      "'data' has two columns named %s (columns %d and %d); column names must be unique, or the model would silently read the first",
+      iclv_quote(nm[dup[1]]), match(nm[dup[1]], nm), dup[1]))
+  }
   invisible()
+}
+
+# "row r" of the data, with the individual's id when the id column is known
+# (`id`: the id column's values): "row 7 (id 'A12')".
+.val_row <- function(r, id = NULL) {
+  if (is.null(id)) sprintf("row %d", r) else sprintf("row %d (id %s)", r, iclv_quote(format(id[r])))
 }
 
 # Individuals: returns list(ids, grp) with grp[i] in 1..N the individual of
@@ -48,8 +61,9 @@
   invisible()
 }
 
-# A numeric (or logical) column; returns it as double.
-.val_numeric_column <- function(data, col, what) {
+# A numeric (or logical) column; returns it as double. `id` (the id column's
+# values, optional) lets messages name the individual of a bad row.
+.val_numeric_column <- function(data, col, what, id = NULL) {
   x <- data[[col]]
   if (is.logical(x)) return(as.double(x))
   if (!is.numeric(x) || is.factor(x) || is.matrix(x)) {
@@ -59,7 +73,8 @@
   x <- as.double(x)
   bad <- which(is.infinite(x) | is.nan(x))
   if (length(bad)) {
-    iclv_abort("data", sprintf("%s %s is not finite in row %d", what, iclv_quote(col), bad[1]))
+    iclv_abort("data", sprintf("%s %s is not finite (%s) in %s", what, iclv_quote(col), format(x[bad[1]]),
+                               .val_row(bad[1], id)))
   }
   x
 }
@@ -85,32 +100,41 @@
 }
 
 # Checks an indicator's values by type. Returns the number of categories
-# (ordered: declared or from the data; binary: 2; normal: 0).
-.val_indicator_values <- function(x, ind, type, declared) {
+# (ordered: declared or from the data, at most .max_categories; binary: 2;
+# normal: 0). `id` (the id column's values, optional) lets messages name the
+# individual of a bad row. Linear in the number of rows and categories.
+.val_indicator_values <- function(x, ind, type, declared, id = NULL) {
   ok <- which(!is.na(x))
   if (length(ok) == 0L) return(if (.is_ordered(type)) declared else if (.is_binary(type)) 2L else 0L)
   v <- x[ok]
+  at <- function(r) sprintf("the value %s in %s", format(x[r], digits = 15), .val_row(r, id))
   if (.is_ordered(type)) {
     nonint <- ok[v != round(v)]
     if (length(nonint)) {
-      iclv_abort("data", sprintf("ordered indicator %s has the non-integer value %s in row %d",
-                                 iclv_quote(ind), format(x[nonint[1]]), nonint[1]))
+      iclv_abort("data", sprintf("ordered indicator %s has %s, which is not a whole number; its values must be the categories 1..C",
+                                 iclv_quote(ind), at(nonint[1])))
     }
     if (!is.na(declared)) {
       out <- ok[v < 1 | v > declared]
       if (length(out)) {
-        iclv_abort("data", sprintf(
-          "ordered indicator %s has the value %s in row %d, outside its declared categories 1..%d",
-          iclv_quote(ind), format(x[out[1]]), out[1], declared))
+        iclv_abort("data", sprintf("ordered indicator %s has %s, outside its declared categories 1..%d",
+                                   iclv_quote(ind), at(out[1]), declared))
       }
       C <- declared
     } else {
-      u <- sort(unique(v))
-      C <- as.integer(max(u))
-      if (u[1] < 1 || length(u) != C || !all(u == seq_len(C))) {
+      # before any integer conversion: 1e10 is no category count
+      out <- ok[v < 1 | v > .max_categories]
+      if (length(out)) {
         iclv_abort("data", sprintf(
-          "ordered indicator %s has the values %s: undeclared categories must be exactly 1..C with every category observed; recode, or declare them with categories = list(%s = C)",
-          iclv_quote(ind), paste(format(u), collapse = ", "), ind))
+          "ordered indicator %s has %s: undeclared categories must be 1..C with C at most %d (recode the values to 1..C, or use indicators = list(%s = \"normal\"))",
+          iclv_quote(ind), at(out[1]), .max_categories, ind))
+      }
+      C <- as.integer(max(v))
+      seen <- tabulate(as.integer(v), C) > 0L
+      if (!all(seen)) {
+        iclv_abort("data", sprintf(
+          "ordered indicator %s has the values %s but never %s: undeclared categories must be exactly 1..C with every category observed; recode, or declare them with categories = list(%s = C)",
+          iclv_quote(ind), paste(which(seen), collapse = ", "), paste(which(!seen), collapse = ", "), ind))
       }
     }
     nobs <- length(unique(v))
@@ -123,8 +147,8 @@
   if (.is_binary(type)) {
     bad <- ok[!(v %in% c(0, 1))]
     if (length(bad)) {
-      iclv_abort("data", sprintf("binary indicator %s must be 0 or 1; row %d has %s",
-                                 iclv_quote(ind), bad[1], format(x[bad[1]])))
+      iclv_abort("data", sprintf("binary indicator %s must be 0 or 1; it has %s",
+                                 iclv_quote(ind), at(bad[1])))
     }
     return(2L)
   }
@@ -200,7 +224,18 @@
 
 # Attribute matrix (n x length(cols)). NA is an error where an available
 # alternative uses the column, and 0 otherwise (it never enters a utility).
+# First, no choice parameter (terms[[alt]]$param) may be named like a column.
 .val_attributes <- function(data, cols, terms, alts, A) {
+  # a choice parameter spelled like a column of the data is ambiguous (did
+  # the user mean the parameter or the column?): refuse it by name
+  params <- unique(unlist(lapply(terms, `[[`, "param"), use.names = FALSE))
+  clash <- intersect(params, names(data))
+  if (length(clash)) {
+    users <- alts[vapply(alts, function(a) clash[1] %in% terms[[a]]$param, logical(1))]
+    iclv_abort("data", sprintf(
+      "the utility of %s has the parameter %s, which is also the name of a column of the data; rename the parameter (or the column)",
+      iclv_quote(users[1]), iclv_quote(clash[1])))
+  }
   n <- nrow(data)
   X <- matrix(0, n, length(cols), dimnames = list(NULL, cols))
   for (j in seq_along(cols)) {

@@ -7,9 +7,13 @@
 #   3. The testthat suite against each of the two checked installations,
 #      counted together; the last line printed is "N passed, N failed, N skipped".
 # Exits non-zero on any failure. Outputs go to ci-out/.
+# Every program it calls is installed by the README's test command (see
+# .ci/run); a missing one fails here, by name, before anything runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+. "$root/tools/require-programs.sh"
+require_programs run-tests.sh R Rscript gcc make tar gzip pandoc qpdf grep sed tee ldd readlink mktemp
 out="$root/ci-out"
 rm -rf "$out"; mkdir -p "$out"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}

@@ -23,10 +23,13 @@
 # passes and no sanitizer report appears; non-zero otherwise. Logs and the
 # temporary library live in $ICLV_SAN_DIR (default: a fresh mktemp -d),
 # which is kept on failure and removed on success.
-# Needs: gcc with libasan/libubsan (gcc 12 here), R, rsync. CUDA is off.
+# Needs: gcc with libasan/libubsan (gcc 12 here), R, make, and the base
+# tools tar, grep, sed, ldd, readlink, mktemp (checked first). CUDA is off.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/tools/require-programs.sh"
+require_programs sanitize.sh R Rscript gcc make tar grep sed tr ldd readlink mktemp date
 filter=${1:-"^(engine|draws|compile|numerics|memory|battery|estimate|methods|simulate|validate)$"}
 work=${ICLV_SAN_DIR:-$(mktemp -d /tmp/iclv-sanitize.XXXXXX)}
 mkdir -p "$work"
@@ -84,7 +87,11 @@ done
 
 # ---- 2. build -------------------------------------------------------------------
 say "building iclv with $san_flags into $lib"
-rsync -a --delete --exclude .git --exclude 'src/*.o' --exclude 'src/*.so' --exclude ci-out "$root/" "$src/"
+# a copy of the working tree (uncommitted files too) without .git, build
+# outputs or ci-out; tar is an essential package of every Debian install
+rm -rf "$src"; mkdir -p "$src"
+tar -C "$root" --exclude=.git --exclude='src/*.o' --exclude='src/*.so' --exclude=ci-out -cf - . |
+  tar -C "$src" -xf - || fail "could not copy the source tree to $src"
 (cd "$src" && { [ -x ./cleanup ] && ./cleanup; true; } &&
    R_MAKEVARS_USER="$makevars" R CMD INSTALL --no-test-load --no-docs --no-multiarch --library="$lib" .) \
    > "$work/install.log" 2>&1 || { tail -40 "$work/install.log"; fail "the instrumented build failed"; }

@@ -326,3 +326,356 @@ test_that("malformed draw specifications reaching C are classed input errors", {
   su$user <- su$user[1:59]
   expect_iclv_error(iclv:::.engine_new(comp$c, su), "iclv_error_input", "'user'")
 })
+
+# ---- issue 12: silent acceptance of malformed input ---------------------------------------
+# Each case below was accepted silently (or failed unclassed, or hung) before
+# 0.2.0; now each is a classed error quoting the text, argument, column, id or
+# row at fault.
+
+test_that("a dangling '+' or '*' or an empty term is a spec error quoting the statement", {
+  expect_iclv_error(bt_model("att =~ q1 + q2 + q3 +"), "iclv_error_spec",
+                    "'att =~ q1 \\+ q2 \\+ q3 \\+' ends with a dangling '\\+'")
+  # a dangling '+' before the next statement does not swallow it
+  expect_iclv_error(bt_model("att =~ q1 + q2 +\n att2 =~ q3", structural = NULL), "iclv_error_spec",
+                    "'att =~ q1 \\+ q2 \\+' ends with a dangling")
+  expect_iclv_error(bt_model(structural = "att ~ age +"), "iclv_error_spec", "'att ~ age \\+'.*dangling")
+  expect_iclv_error(bt_model(structural = "att ~ age +  # a comment"), "iclv_error_spec", "dangling")
+  u <- function(a) bt_choice(list(a = a, b = "asc_b + b_price * price_b", c = "0"))
+  expect_iclv_error(u("asc_a + b_price * price_a +"), "iclv_error_spec",
+                    "utility of 'a' has an empty term: 'asc_a \\+ b_price \\* price_a \\+'")
+  expect_iclv_error(u("asc_a + l_att *"), "iclv_error_spec", "utility of 'a': term 'l_att \\*'")
+  expect_iclv_error(u("asc_a + b_price * price_a * "), "iclv_error_spec", "term 'b_price \\* price_a \\*'")
+  expect_iclv_error(u("asc_a ++ l_att * att"), "iclv_error_spec", "'a' has an empty term")
+  expect_iclv_error(u("+ asc_a"), "iclv_error_spec", "'a' has an empty term")
+  expect_iclv_error(u("asc_a + * att"), "iclv_error_spec", "term '\\* att'")
+  expect_iclv_error(u("asc_a + l_att ** att"), "iclv_error_spec", "term 'l_att \\*\\* att'")
+  expect_iclv_error(u(""), "iclv_error_spec", "'a' is empty.*\"0\"")
+  expect_iclv_error(u("  "), "iclv_error_spec", "'a' is empty")
+  expect_iclv_error(u("0 + asc_a"), "iclv_error_spec", "'0'")
+  expect_iclv_error(u("asc_a + b_price * price_a + asc_a"), "iclv_error_spec", "'a' has the term 'asc_a' twice")
+  expect_iclv_error(u("b_price * price_a * att + b_price * att * price_a"), "iclv_error_spec",
+                    "the term 'b_price \\* att \\* price_a' twice")
+  # control: "0" is the zero utility, and a line ending in '+' continues
+  expect_identical(nrow(u("0")$terms$a), 0L)
+  m <- bt_model("att =~ q1 +\n q2 +\n q3")
+  expect_identical(m$measurement$att, c("q1", "q2", "q3"))
+})
+
+test_that("a choice parameter named like an LV, an indicator or a data column is an error", {
+  u <- function(a, ...) bt_model(choice = bt_choice(list(a = a, b = "asc_b + b_price * price_b", c = "0"), ...))
+  expect_iclv_error(u("att + b_price * price_a + l_att * att"), "iclv_error_spec",
+                    "parameter 'att' has the name of a latent variable")
+  expect_iclv_error(u("asc_a + att * price_a"), "iclv_error_spec", "'att' has the name of a latent variable")
+  expect_iclv_error(u("q1 + l_att * att"), "iclv_error_spec", "'q1' has the name of an indicator")
+  expect_iclv_error(u("age + l_att * att"), "iclv_error_spec", "'age' has the name of a covariate")
+  expect_iclv_error(u("ID + l_att * att"), "iclv_error_spec", "'ID' has the name of the id column")
+  expect_iclv_error(u("ch + l_att * att"), "iclv_error_spec", "'ch' has the name of the choice column")
+  expect_iclv_error(u("av_a + l_att * att", available = list(a = "av_a")), "iclv_error_spec",
+                    "'av_a' has the name of an availability column")
+  expect_iclv_error(u("price_b + b_price * price_a + l_att * att"), "iclv_error_spec",
+                    "'price_b' has the name of a data column")
+  # other columns are known when the model meets its data: iclv(), iclv_loglik(), plans
+  x <- with_col("asc_a", 1)
+  expect_iclv_error(fit_with(x), "iclv_error_data", "parameter 'asc_a'.*column of the data")
+  expect_iclv_error(iclv_loglik(bt_m, x, bt_truth, draws = bt_draws), "iclv_error_data", "'asc_a'")
+  expect_iclv_error(iclv_memory_plan(bt_m, x, bt_draws, n_threads = 1), "iclv_error_data", "'asc_a'")
+  expect_iclv_error(bt_model(choice = NULL, structural = NULL) |> (\(m) iclv_model(
+    "att =~ q1 + q2 + q3", choice = bt_choice(), id = "ID", categories = 3, data = x))(),
+    "iclv_error_data", "'asc_a'")
+})
+
+test_that("the id and the choice column cannot play another role", {
+  expect_iclv_error(bt_model("att =~ q1 + q2 + ID"), "iclv_error_spec", "id column 'ID' cannot also be an indicator")
+  expect_iclv_error(bt_model(structural = "att ~ age + ID"), "iclv_error_spec", "'ID' cannot also be a covariate")
+  expect_iclv_error(bt_model(choice = bt_choice(list(a = "asc + b * ID + l * att", b = "0"))),
+                    "iclv_error_spec", "'ID' cannot also be a data column")
+  expect_iclv_error(bt_model("ID =~ q1 + q2 + q3", structural = NULL,
+                             choice = bt_choice(list(a = "asc + l * ID", b = "0"))),
+                    "iclv_error_spec", "'ID' cannot also be a latent variable")
+  expect_iclv_error(bt_model(structural = "att ~ age + ch"), "iclv_error_spec", "choice column 'ch' cannot also be a covariate")
+  expect_iclv_error(bt_model(choice = bt_choice(available = list(a = "ch"))), "iclv_error_spec",
+                    "'ch' cannot also be an availability column")
+})
+
+test_that("a parameter in both 'fixed' and 'start' is an error; so is a name given twice", {
+  expect_iclv_error(bt_m |> (\(m) iclv_model("att =~ q1 + q2 + q3", choice = bt_choice(), id = "ID",
+                                             categories = 3, fixed = c(asc_a = 0), start = c(asc_a = 1)))(),
+                    "iclv_error_spec", "'asc_a' is named in both 'fixed' and 'start'")
+  expect_iclv_error(fit_with(start = c(asc_a = 1), fixed = c(asc_a = 0)), "iclv_error_input",
+                    "'asc_a' is named in both 'fixed' and 'start'")
+  expect_iclv_error(fit_with(start = c(b_price = -1, asc_a = 1), fixed = c(asc_a = 0, l_att = 0)),
+                    "iclv_error_input", "'asc_a'")
+  expect_iclv_error(iclv_model("att =~ q1 + q2", id = "ID", start = c(zeta_q1 = 1, zeta_q1 = 2)),
+                    "iclv_error_spec", "'start' names 'zeta_q1' twice")
+  expect_iclv_error(iclv_model("att =~ q1 + q2", id = "ID", fixed = c(zeta_q1 = 1, zeta_q1 = 2)),
+                    "iclv_error_spec", "'fixed' names 'zeta_q1' twice")
+  expect_iclv_error(iclv_model("att =~ q1 + q2", id = "ID", start = stats::setNames(1, NA)),
+                    "iclv_error_spec", "'start'")
+  expect_iclv_error(fit_with(start = c(asc_a = 1, asc_a = 2)), "iclv_error_input", "'start' names 'asc_a' twice")
+  expect_iclv_error(fit_with(fixed = c(asc_a = 1, asc_a = 2)), "iclv_error_input", "'fixed' names 'asc_a' twice")
+  # control: a fit (or a list with $coefficients) as start gives every coefficient; those in
+  # `fixed` take the fixed value
+  f <- suppressWarnings(fit_with(start = list(coefficients = bt_truth), fixed = c(asc_a = 0),
+                                 control = iclv_control(maxit = 0, hessian = FALSE, vcov = "bhhh", n_threads = 1)))
+  expect_identical(f$coefficients[["asc_a"]], 0)
+  expect_identical(f$coefficients[["b_price"]], -1)
+  expect_identical(f$n_params, 13L)
+})
+
+test_that("an indicator named twice in 'indicators', 'indicator_level' or 'categories' is an error", {
+  expect_iclv_error(bt_model(indicators = list(q1 = "ordered_probit", q1 = "normal")), "iclv_error_spec",
+                    "'indicators' names 'q1' twice")
+  expect_iclv_error(bt_model(indicators = c(q2 = "normal", q2 = "normal")), "iclv_error_spec",
+                    "'indicators' names 'q2' twice")
+  expect_iclv_error(iclv_model("att =~ q1 + q2", id = "ID", indicator_level = c(q1 = "row", q1 = "individual")),
+                    "iclv_error_spec", "'indicator_level' names 'q1' twice")
+  expect_iclv_error(iclv_model("att =~ q1 + q2", id = "ID", categories = list(q1 = 3, q1 = 4)),
+                    "iclv_error_spec", "'categories' names 'q1' twice")
+  expect_iclv_error(bt_model("att =~ q1 + q2 + q1"), "iclv_error_spec", "'q1' twice")
+  expect_iclv_error(bt_model("att =~ q1 + q2\n att =~ q1 + q3"), "iclv_error_spec", "'q1' appears twice")
+})
+
+test_that("duplicated column names in the data are a data error naming them", {
+  expect_iclv_error(fit_with(cbind(bt_d, q1 = 1)), "iclv_error_data",
+                    "two columns named 'q1' \\(columns 4 and 10\\)")
+  expect_iclv_error(fit_with(cbind(bt_d, task = 1)), "iclv_error_data", "two columns named 'task'")
+  expect_iclv_error(iclv_loglik(bt_m, cbind(bt_d, price_a = 0), bt_truth, draws = bt_draws),
+                    "iclv_error_data", "'price_a'")
+  expect_iclv_error(iclv_memory_plan(bt_m, cbind(bt_d, ID = 1), bt_draws), "iclv_error_data", "'ID'")
+})
+
+test_that("indicator values far outside any category name the indicator, the id and the row", {
+  # rows 5 and 6 are individual 3
+  for (v in c(1e10, -1e10, 2^31, 0, 4)) {
+    expect_iclv_error(fit_with(with_col("q2", v, 5:6)), "iclv_error_data",
+                      "ordered indicator 'q2' has the value .* in row 5 \\(id '3'\\), outside its declared categories 1..3")
+  }
+  expect_iclv_error(fit_with(with_col("q2", 2.5, 5:6)), "iclv_error_data",
+                    "'q2' has the value 2.5 in row 5 \\(id '3'\\), which is not a whole number")
+  expect_iclv_error(fit_with(with_col("q2", NaN, 5:6)), "iclv_error_data", "'q2' is not finite \\(NaN\\) in row 5 \\(id '3'\\)")
+  expect_iclv_error(fit_with(with_col("q2", Inf, 5:6)), "iclv_error_data", "'q2' is not finite \\(Inf\\) in row 5 \\(id '3'\\)")
+  expect_iclv_error(fit_with(with_col("q2", -Inf, 5:6)), "iclv_error_data", "'q2' is not finite \\(-Inf\\) in row 5")
+  # categories read from the data: no integer conversion of 1e10 (it was an unclassed error)
+  mu <- iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = bt_choice(), id = "ID")
+  for (v in c(1e10, 1e6, 101, -1e10)) {
+    expect_iclv_error(fit_with(with_col("q2", v, 5:6), model = mu), "iclv_error_data",
+                      "'q2' has the value .* in row 5 \\(id '3'\\).*at most 100")
+  }
+  xb <- with_col("q2", replace(as.numeric(bt_d$q2 > 1), 5:6, 1e10))
+  expect_iclv_error(fit_with(xb, model = bt_model(indicators = list(q2 = "binary"))),
+                    "iclv_error_data", "binary indicator 'q2'.*1e\\+10 in row 5 \\(id '3'\\)")
+  # undeclared categories with a gap name the missing category
+  expect_iclv_error(fit_with(with_col("q2", 5, 5:6), model = mu), "iclv_error_data", "'q2' has the values 1, 2, 3, 5 but never 4")
+})
+
+test_that("integer controls beyond R's integer range, non-finite or non-integer are control errors", {
+  for (arg in c("maxit", "trace", "checkpoint_every", "n_threads", "device")) {
+    for (v in list(1e10, 2^31, -2^31, Inf, -Inf, NaN, NA_real_, 2.5, "1", NULL, c(1, 2), factor(1), list(1))) {
+      expect_iclv_error(do.call(iclv_control, stats::setNames(list(v), arg)), "iclv_error_control",
+                        sprintf("'%s'", arg))
+    }
+  }
+  expect_identical(iclv_control(maxit = 2^31 - 1)$maxit, .Machine$integer.max)
+  expect_iclv_error(iclv_control(maxit = -1), "iclv_error_control", "'maxit'")
+  expect_iclv_error(iclv_control(checkpoint_every = 0), "iclv_error_control", "'checkpoint_every'")
+  expect_iclv_error(iclv_memory_plan(bt_m, bt_d, bt_draws, n_threads = 1e10), "iclv_error_control", "'n_threads'")
+  expect_iclv_error(iclv_memory_plan(bt_m, bt_d, bt_draws, device = 2^31), "iclv_error_control", "'device'")
+  for (arg in c("n", "seed", "skip")) {
+    for (v in list(2^53, Inf, NaN, NA, -1, 2.5, "1", TRUE, NULL, c(1, 2))) {
+      expect_iclv_error(do.call(iclv_draws, c(list("pseudo"), stats::setNames(list(v), arg))),
+                        "iclv_error_draws", sprintf("'%s'", arg))
+    }
+  }
+  expect_iclv_error(iclv_draws("halton", 2^31), "iclv_error_draws", "'n'")
+  # a design edited by hand is validated again where it is used (as.integer(1e10) was NA)
+  for (edit in list(list(n = 1e10), list(n = NULL), list(seed = -1), list(skip = NA), list(type = "foo"),
+                    list(type = "user"))) {
+    bad <- utils::modifyList(unclass(bt_draws), edit)
+    class(bad) <- "iclv_draws"
+    expect_iclv_error(fit_with(draws = bad), "iclv_error_draws")
+  }
+  expect_iclv_error(iclv_draws_generate(bt_draws, n_ind = 2^31, n_lv = 1), "iclv_error_draws", "'n_ind'")
+  expect_iclv_error(iclv_draws_generate(list(), 2, 1), "iclv_error_draws", "iclv_draws")
+  # 2^31 - 1 draws ran for over 6 minutes in C (uninterruptible); now refused at once
+  expect_iclv_error(iclv_draws_generate(iclv_draws("halton", 2^31 - 1), 1, 1), "iclv_error_draws", "2\\^28")
+  expect_iclv_error(iclv_draws_generate(iclv_draws("halton", 2^14), 2^14 + 1, 1), "iclv_error_draws", "too large")
+  # iclv_simulate(): its seed goes to set.seed() (an R integer), its rows to a data.frame
+  for (v in list(2^31, 1e10, Inf, 1.5, NA, "1")) {
+    expect_iclv_error(iclv_simulate(bt_m, bt_truth, n = 2, seed = v), "iclv_error_control", "'seed'")
+  }
+  expect_iclv_error(iclv_simulate(bt_m, bt_truth, n = 1e7, n_tasks = 1e4), "iclv_error_control", "'n_tasks'")
+  # 2^31 - 1 rows: about 300 GiB, refused before allocating (was "cannot allocate vector")
+  avail <- iclv:::.host_available_bytes()
+  if (!is.na(avail) && avail < 2^38) {
+    expect_iclv_error(iclv_simulate(bt_m, bt_truth, n = 2^31 - 1), "iclv_error_memory", "available")
+  }
+})
+
+test_that("absurdly many categories are refused at once, and the parameter table is linear in them", {
+  setTimeLimit(elapsed = 30, transient = TRUE) # the old code spent minutes here
+  on.exit(setTimeLimit(elapsed = Inf), add = TRUE)
+  for (cats in list(1e6, 101, 2^31, 1e300, list(q1 = 1e6))) {
+    expect_iclv_error(iclv_model("att =~ q1 + q2", id = "ID", categories = cats), "iclv_error_spec",
+                      "'categories'.*at most 100")
+  }
+  expect_iclv_error(iclv_model("att =~ q1 + q2", id = "ID", categories = Inf), "iclv_error_spec", "'categories'")
+  m <- iclv_model("att =~ q1 + q2", id = "ID", categories = 100)
+  expect_identical(sum(m$partable$role == "threshold"), 198L)
+  expect_identical(m$partable$name[2:4], c("tau_q1_1", "tau_q1_2", "tau_q1_3"))
+  # the thresholds are built in one vectorised step: 2 x 1e5 take well under a second
+  # (the old per-threshold loop took about 10 s for 2 x 1.6e5)
+  el <- system.time(pt <- iclv:::.iclv_partable(m, c(q1 = 1e5, q2 = 1e5)))[["elapsed"]]
+  expect_identical(nrow(pt), 2L * 1e5L)
+  expect_lt(el, 5)
+})
+
+test_that("a catalogue of other hostile inputs ends in classed errors", {
+  u <- function(...) bt_choice(list(...))
+  m_mo <- iclv_model("att =~ q1 + q2 + q3", id = "ID", categories = 3)
+  cases <- list(
+    # model specification
+    spec = quote(iclv_model(NA_character_, id = "ID")),
+    spec = quote(iclv_model(list("att =~ q1"), id = "ID")),
+    spec = quote(iclv_model("att =~ q1", id = NA)),
+    spec = quote(iclv_model("att =~ q1", id = c("a", "b"))),
+    spec = quote(iclv_model("att =~ q 1 + q2", id = "ID")),
+    spec = quote(iclv_model("my att =~ q1 + q2", id = "ID")),
+    spec = quote(iclv_model("`att` =~ q1 + q2", id = "ID")),
+    spec = quote(iclv_model("att =~ q1 =~ q2", id = "ID")),
+    spec = quote(iclv_model("att =~ q1 + q2", structural = 3, id = "ID")),
+    spec = quote(iclv_model("att =~ q1 + q2", structural = factor("att ~ x"), id = "ID")),
+    spec = quote(bt_model(indicators = 3)),
+    spec = quote(bt_model(indicators = NA_character_)),
+    spec = quote(bt_model(indicators = list(q1 = NULL))),
+    spec = quote(iclv_model("att =~ q1", id = "ID", indicator_level = NA_character_)),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", fixed = c(zeta_q1 = "1"))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", fixed = c(zeta_q1 = Inf))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", fixed = 1)),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", start = list(zeta_q1 = 1, zeta_q2 = "x"))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", choice = list(type = "mnl"))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", foo = 1)),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", categories = factor(3))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", categories = list(q1 = NULL))),
+    spec = quote(iclv_model("att =~ q1 + q2", id = "ID", categories = c(3, 4))),
+    data = quote(iclv_model("att =~ q1 + q2 + q3", id = "ID", data = 1:3)),
+    # choice part
+    spec = quote(iclv_choice(NA_character_, "ch", bt_utilities)),
+    spec = quote(iclv_choice("mnl", NA_character_, bt_utilities)),
+    spec = quote(iclv_choice("mnl", "ch", NULL)),
+    spec = quote(u(a = c("asc", "b"), b = "0")),
+    spec = quote(u(a = NULL, b = "asc")),
+    spec = quote(iclv_choice("mnl", "ch", c(a = NA, b = "asc"))),
+    spec = quote(iclv_choice("mnl", "ch", stats::setNames(list("asc", "0"), c("a", NA)))),
+    spec = quote(iclv_choice("mnl", "ch", bt_utilities, available = list(a = NA_character_))),
+    spec = quote(iclv_choice("mnl", "ch", bt_utilities, available = list(a = 1))),
+    spec = quote(u(a = "b * 2", b = "0")),
+    spec = quote(u(a = "b * (x)", b = "0")),
+    spec = quote(u(a = "1e5", b = "asc")),
+    spec = quote(u(a = "exp(b)", b = "asc")),
+    spec = quote(u(a = "a * b * c * d", b = "0")),
+    # data
+    data = quote(fit_with(bt_d[1, ])),
+    data = quote(fit_with(with_col("ID", factor(replace(bt_d$ID, 3, NA))))),
+    data = quote(fit_with(with_col("ID", NaN, 1:2))),
+    data = quote(fit_with(with_col("q2", factor(bt_d$q2, ordered = TRUE)))),
+    data = quote(fit_with(with_col("q2", as.character(bt_d$q2)))),
+    data = quote(fit_with(with_col("price_a", as.Date("2020-01-01") + 1:40))),
+    data = quote(fit_with(with_col("price_a", complex(real = bt_d$price_a)))),
+    data = quote(fit_with(with_col("price_a", cbind(bt_d$price_a, 1)))),
+    data = quote(fit_with(with_col("price_a", replace(as.integer(round(bt_d$price_a)), 4, NA_integer_)))),
+    data = quote(fit_with(with_col("ch", factor(replace(bt_d$ch, 5, NA))))),
+    data = quote(fit_with(with_col("ch", c(NaN, match(bt_d$ch, c("a", "b", "c"))[-1])))),
+    data = quote(fit_with(with_col("ch", bt_d$ch == "a"))),
+    data = quote(fit_with(with_col("ch", match(bt_d$ch, c("a", "b", "c")) - 1))),
+    data = quote(fit_with(as.list(bt_d))),
+    data = quote(iclv_model("att =~ q1 + q2 + q3", id = "ID", data = cbind(bt_d, q1 = 1))),
+    # draws
+    draws = quote(iclv_draws(NULL)),
+    draws = quote(iclv_draws(list(1))),
+    draws = quote(iclv_draws(array(TRUE, c(2, 3, 1)))),
+    draws = quote(iclv_draws(array(0, c(2, 3, 1, 1)))),
+    draws = quote(fit_with(draws = NULL)),
+    draws = quote(fit_with(draws = "halton")),
+    draws = quote(fit_with(draws = iclv_draws("sobol", 5, skip = 2^33))),
+    draws = quote(iclv_draws_generate(bt_draws, n_ind = -1, n_lv = 1)),
+    draws = quote(iclv_draws_generate(bt_draws, n_ind = 2, n_lv = 1.5)),
+    draws = quote(iclv_draws_generate(bt_draws, n_ind = "a", n_lv = 1)),
+    # controls and iclv() arguments
+    control = quote(iclv_control(tol = Inf)),
+    control = quote(iclv_control(reltol = 0)),
+    control = quote(iclv_control(method = NA)),
+    control = quote(iclv_control(checkpoint = 3)),
+    control = quote(iclv_control(checkpoint = NA_character_)),
+    control = quote(iclv_control(device_memory = Inf)),
+    control = quote(iclv_control(callback = list())),
+    control = quote(iclv_control(start_search = "yes")),
+    spec = quote(iclv(NULL, bt_d)),
+    control = quote(iclv(bt_m, bt_d, backend = NA)),
+    control = quote(iclv(bt_m, bt_d, backend = c("cpu", "cuda"))),
+    input = quote(fit_with(start = c(asc_a = Inf))),
+    input = quote(fit_with(start = c(asc_a = NA_real_))),
+    input = quote(fit_with(fixed = c(asc_a = NA_real_))),
+    input = quote(fit_with(start = c(`asc a` = 1))),
+    input = quote(fit_with(start = list(asc_a = 1))),
+    input = quote(fit_with(start = "asc_a")),
+    input = quote(fit_with(fixed = c(tau_q1_1 = 1, tau_q1_2 = 0))),
+    control = quote(fit_with(resume = "/nonexistent/checkpoint.rds")),
+    control = quote(fit_with(resume = NA)),
+    # iclv_loglik()
+    input = quote(iclv_loglik(bt_m, bt_d, replace(bt_truth, "asc_a", Inf), draws = bt_draws)),
+    input = quote(iclv_loglik(bt_m, bt_d, as.list(bt_truth), draws = bt_draws)),
+    input = quote(iclv_loglik(bt_m, bt_d, c(bt_truth, foo = 1), draws = bt_draws)),
+    control = quote(iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws, gradient = NA)),
+    control = quote(iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws, backend = "gpu")),
+    data = quote(iclv_loglik(bt_m, as.matrix(bt_d), bt_truth, draws = bt_draws)),
+    numeric = quote(iclv_loglik(bt_m, bt_d, replace(bt_truth, "zeta_q1", 1e200), draws = bt_draws)),
+    input = quote(iclv_loglik(m_mo, bt_d, bt_truth, draws = bt_draws)),
+    # iclv_simulate()
+    control = quote(iclv_simulate(bt_m, bt_truth, n = 0)),
+    control = quote(iclv_simulate(bt_m, bt_truth, n = NA)),
+    control = quote(iclv_simulate(bt_m, bt_truth, n = "a")),
+    input = quote(iclv_simulate(bt_m, bt_truth[-1], n = 2)),
+    input = quote(iclv_simulate(bt_m, replace(bt_truth, 1, NA), n = 2)),
+    input = quote(iclv_simulate(bt_m, unname(bt_truth), n = 2)),
+    input = quote(iclv_simulate(bt_m, as.list(bt_truth), n = 2)),
+    input = quote(iclv_simulate(bt_m, replace(bt_truth, c("tau_q1_1", "tau_q1_2"), c(1, 0)), n = 2)),
+    control = quote(iclv_simulate(bt_m, bt_truth, n = 2, attributes = NA)),
+    spec = quote(iclv_simulate(bt_m, bt_truth, n = 2, binary = "q1")),
+    spec = quote(iclv_simulate(NULL, bt_truth, n = 2)),
+    # memory plan
+    spec = quote(iclv_memory_plan(list(), bt_d)),
+    control = quote(iclv_memory_plan(bt_m, bt_d, bt_draws, device = -1))
+  )
+  for (k in seq_along(cases)) {
+    cls <- paste0("iclv_error_", names(cases)[k])
+    got <- tryCatch({ eval(cases[[k]]); "no error" },
+                    iclv_error = function(e) class(e)[1],
+                    error = function(e) paste("unclassed:", conditionMessage(e)),
+                    warning = function(w) paste("warning:", conditionMessage(w)))
+    expect_identical(got, cls, label = deparse(cases[[k]], width.cutoff = 500L)[1])
+  }
+})
+
+test_that("hostile inputs that are legal give correct results (control cases)", {
+  ctl <- iclv_control(maxit = 0, hessian = FALSE, vcov = "bhhh", n_threads = 1)
+  ll0 <- iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws)$loglik
+  # a character id, CRLF line ends, an integer draws array: the same model and numbers
+  expect_equal(iclv_loglik(bt_m, with_col("ID", paste0("p", bt_d$ID)), bt_truth, draws = bt_draws)$loglik, ll0)
+  m_crlf <- iclv_model("att =~ q1 +\r\n q2 + q3\r\n", structural = "att ~ age\r\n", choice = bt_choice(),
+                       id = "ID", categories = 3)
+  expect_equal(iclv_loglik(m_crlf, bt_d, bt_truth, draws = bt_draws)$loglik, ll0)
+  e <- iclv_draws_generate(bt_draws, n_ind = 20, n_lv = 1)
+  expect_equal(iclv_loglik(bt_m, bt_d, bt_truth, draws = e)$loglik, ll0)
+  # a logical availability column reads as 0/1
+  ma <- bt_model(choice = bt_choice(available = list(a = "av")))
+  expect_equal(iclv_loglik(ma, transform(bt_d, av = TRUE), bt_truth, draws = bt_draws)$loglik, ll0)
+  # unused columns with empty or NA names are not the model's business
+  x <- bt_d
+  names(x)[2] <- ""
+  expect_equal(iclv_loglik(bt_m, x, bt_truth, draws = bt_draws)$loglik, ll0)
+  # a seed at the edge of set.seed()'s range, and a negative one, are legal
+  expect_identical(nrow(iclv_simulate(bt_m, bt_truth, n = 2, seed = -(2^31 - 1))), 2L)
+  expect_identical(nrow(iclv_simulate(bt_m, bt_truth, n = 2, seed = 2^31 - 1)), 2L)
+  # the largest integer controls are legal
+  expect_identical(iclv_control(checkpoint_every = 2^31 - 1, trace = 2^31 - 1)$trace, .Machine$integer.max)
+})

@@ -83,7 +83,7 @@ test_that("choices: missing, unavailable, unknown", {
 test_that("ordered indicators: declared categories, integers, observed categories", {
   expect_error(compile(edit("q1", 3:4, 6)), "'q1'.*row 3.*1..5", class = "iclv_error_data")
   expect_error(compile(edit("q1", 3:4, 0)), "'q1'.*row 3", class = "iclv_error_data")
-  expect_error(compile(edit("q1", 1:2, 1.5)), "non-integer.*row 1", class = "iclv_error_data")
+  expect_error(compile(edit("q1", 1:2, 1.5)), "1.5 in row 1 \\(id '1'\\), which is not a whole number", class = "iclv_error_data")
   # undeclared categories must be 1..C
   expect_error(compile(edit("q2", 1:2, 3)), "'q2' has the values 2, 3", class = "iclv_error_data")
   # fewer than 2 observed categories
