@@ -196,20 +196,44 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
 
   # ---- at the optimum ----------------------------------------------------
   t_post <- proc.time()[["elapsed"]]
-  final <- evaluate(theta_hat, gradient = TRUE, scores = TRUE, hessian = control$hessian)
+  # Ctrl-C here (the engine polls between batches of individuals) keeps the
+  # estimates: the fit is returned without what this evaluation gives
+  # (standard errors, gradient, identification, components), code 3
+  on_int <- function(e) NULL
+  final <- tryCatch(evaluate(theta_hat, gradient = TRUE, scores = TRUE, hessian = control$hessian),
+                    interrupt = on_int, iclv_error_interrupted = on_int)
+  post_interrupted <- is.null(final)
+  if (post_interrupted) {
+    na_free <- matrix(NA_real_, length(free), length(free), dimnames = list(free_names, free_names))
+    final <- list(loglik = opt$loglik %||% NA_real_, gradient = rep(NA_real_, length(theta_hat)))
+  }
   g_nat <- stats::setNames(final$gradient[free], free_names)
-  S <- final$scores[, free, drop = FALSE]
-  colnames(S) <- free_names
-  H <- if (control$hessian) final$hessian[free, free, drop = FALSE] else NULL
+  S <- if (!post_interrupted) final$scores[, free, drop = FALSE]
+  if (!post_interrupted) colnames(S) <- free_names
+  H <- if (control$hessian && !post_interrupted) final$hessian[free, free, drop = FALSE] else NULL
   if (!is.null(H)) dimnames(H) <- list(free_names, free_names)
   # at a point that is not an optimum, curvature warnings would mislead:
   # vcov() warns about the non-converged fit instead
   converged <- opt$code == 0L
-  vc <- if (length(free)) .vcov_compute(H, S, free_names, warn = converged) else
+  vc <- if (post_interrupted) list(hessian = na_free, bhhh = na_free, robust = na_free) else
+    if (length(free)) .vcov_compute(H, S, free_names, warn = converged) else
     list(hessian = NULL, bhhh = NULL, robust = NULL)
   ident <- .identification(H, free_names, warn = converged)
 
-  pred <- .engine_predict(engine, theta_hat)
+  pred <- if (!post_interrupted) {
+    tryCatch(.engine_predict(engine, theta_hat), interrupt = on_int, iclv_error_interrupted = on_int)
+  }
+  if (post_interrupted || is.null(pred)) {
+    pred <- list(comp_ll = rep(NA_real_, length(comp$indicators) + 1L))
+    opt$code <- 3L
+    opt$message <- if (post_interrupted) "interrupted during standard errors" else
+      "interrupted after the standard errors (no log-likelihood components)"
+    iclv_warn("interrupt", sprintf(paste0("interrupted after the optimizer stopped (%s): returning the ",
+                                          "estimates (log-likelihood %s)%s"),
+                                   if (converged) "converged" else "not converged",
+                                   format(final$loglik, digits = 10),
+                                   if (post_interrupted) " without standard errors" else ""))
+  }
   has_choice <- comp$c$choice_type != 0L
   comp_ll <- stats::setNames(as.double(pred$comp_ll), c(comp$indicators, "choice"))
   if (!has_choice) comp_ll <- comp_ll[-length(comp_ll)]
