@@ -188,7 +188,7 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
     if (e->n_threads > cap) {
       st->code = ICLV_ERR_THREADS;
       snprintf(st->msg, ICLV_MSG_LEN,
-               "n_threads = %d%s is more than iclv allows on this machine: at most %d "
+               "'n_threads' = %d%s is more than iclv allows on this machine: at most %d "
                "(%d x the %d processors OpenMP sees)", e->n_threads,
                n_threads > 0 ? "" : " (the OpenMP default, from OMP_NUM_THREADS)", cap,
                ICLV_THREADS_PER_PROC, procs);
@@ -198,8 +198,8 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
     if (e->n_threads > 1 && (started = probe_threads(e->n_threads - 1)) < e->n_threads - 1) {
       st->code = ICLV_ERR_THREADS;
       snprintf(st->msg, ICLV_MSG_LEN,
-               "n_threads = %d: the system started only %d threads (an address-space or process "
-               "limit, e.g. ulimit -v or -u); ask for at most %d", e->n_threads, started + 1,
+               "'n_threads' = %d: the system started only %d threads (an address-space or process "
+               "limit, e.g. ulimit -v or -u); use at most %d", e->n_threads, started + 1,
                started + 1);
       free(e);
       return st->code;
