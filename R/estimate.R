@@ -282,7 +282,10 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
     control = control,
     # what predict() and fitted() need without the data
     compiled = comp,
-    draws_design = draws
+    draws_design = draws,
+    # what update() needs besides the data
+    start = if (is.list(start)) start$coefficients else start,
+    fixed = fixed
   )
   class(fit) <- "iclv"
   if (!opt$code %in% c(0L, 3L)) {
