@@ -50,14 +50,25 @@
 #'
 #' @section Long runs:
 #' With `trace = 1` every iteration prints one line. Ctrl-C stops the
-#' estimation between evaluations and returns the best point reached, marked
-#' not converged (code 3), with a warning. `checkpoint` in [iclv_control()]
+#' estimation and returns the best point reached, marked not converged
+#' (code 3), with a warning (class `iclv_warning_interrupt`); the engine
+#' checks for it between batches of individuals (a small fraction of a
+#' second; see bench/RESULTS.md), also inside a long Hessian evaluation.
+#' Ctrl-C after the optimizer has stopped, while the standard errors are
+#' computed, keeps the estimates and the log-likelihood: the fit has code 3,
+#' message "interrupted during standard errors", and `NA` covariance
+#' matrices and standard errors. `checkpoint` in [iclv_control()]
 #' saves the optimizer's whole state every `checkpoint_every` iterations,
-#' atomically (a temporary file, then a rename). `iclv(..., resume = path)`
+#' atomically (a temporary file, then a rename); a path that cannot be
+#' written is refused at the start, and a write that fails later only
+#' warns. `iclv(..., resume = path)`
 #' with the same model, data, draws and fixed parameters continues from it
 #' exactly: same point, same BFGS matrix, same history, so the resumed run
 #' reaches the estimates an uninterrupted run reaches. A checkpoint of a
-#' different model, data or draw design is refused.
+#' different model, data or draw design, or one whose saved state is damaged,
+#' is refused (class `iclv_error_control`). When resuming, `maxit` counts the
+#' iterations of this call only: a run stopped by `maxit = 3` and resumed
+#' with `maxit = 3` does 3 more (6 in all).
 #'
 #' @param model An [iclv_model()].
 #' @param data A data.frame with every column the model uses, the rows of
