@@ -485,6 +485,7 @@ SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
   }
   iclv_cpu_engine_set_poll(h->cpu, poll_interrupt, &ps);
 #ifdef ICLV_HAVE_CUDA
+  if (h->gpu) iclv_cuda_engine_set_poll(h->gpu, poll_interrupt, &ps);
   if (h->backend == ICLV_BACKEND_CUDA && !use_cpu)
     rc = iclv_cuda_eval(h->gpu, REAL(theta), &out, &st);
   else
@@ -493,6 +494,9 @@ SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
 #endif
     rc = iclv_cpu_eval(h->cpu, REAL(theta), &out, &st);
   iclv_cpu_engine_set_poll(h->cpu, NULL, NULL);
+#ifdef ICLV_HAVE_CUDA
+  if (h->gpu) iclv_cuda_engine_set_poll(h->gpu, NULL, NULL);
+#endif
   if (rc != ICLV_OK) {
     UNPROTECT(nprot);
     stop_status(&st);

@@ -152,3 +152,30 @@ test_that("a real SIGINT during a Hessian stops the C evaluation within a second
   expect_lt(as.numeric(line[2]) - t_sig, 1)
   expect_identical(line[3], "TRUE")
 })
+
+test_that("the CUDA engine polls between chunks", {
+  ok <- iclv::iclv_cuda_available()
+  if (!isTRUE(ok)) skip(paste("no usable GPU:", attr(ok, "reason")))
+  tm <- tiny_model(n_ind = 20L, n_draws = 9L)
+  ref <- ref_loglik(tm$compiled, tm$theta, tm$draws$user)
+  # a budget for 5 individuals per chunk (fixed bytes + 5.5 chunk shares)
+  e_all <- iclv:::.engine_new(tm$compiled, tm$draws, "cuda")
+  mem <- iclv:::.engine_memory(e_all)
+  b <- mem$device$buffers
+  is_chunk <- startsWith(names(b), "chunk:")
+  budget <- sum(b[!is_chunk]) + 5.5 * sum(b[is_chunk]) / mem$per_chunk
+  iclv:::.engine_release(e_all)
+  for (on in c("any", "hessian")) {
+    e <- with_test_interrupt(1L, on, iclv:::.engine_new(tm$compiled, tm$draws, "cuda", n_threads = 1L,
+                                                         device_memory = budget))
+    expect_identical(as.integer(iclv:::.engine_memory(e)$n_chunks), 4L)
+    err <- tryCatch(iclv:::.engine_eval(e, tm$theta, hessian = TRUE), error = function(c) c)
+    expect_s3_class(err, "iclv_error_interrupted")
+    expect_match(conditionMessage(err), "after 10 of 20 individuals") # polled after chunks 1 and 2
+    if (on == "hessian") {
+      ev <- iclv:::.engine_eval(e, tm$theta, gradient = FALSE)
+      expect_equal(ev$loglik, ref$loglik, tolerance = 1e-10)
+    }
+    iclv:::.engine_release(e)
+  }
+})
