@@ -45,8 +45,6 @@ test_that("update() works where the original call's objects do not exist", {
 })
 
 test_that("update() works on a fit read from disk in a fresh R session", {
-  skip_on_cran()
-  skip_if(!nzchar(Sys.which("Rscript")), "needs Rscript")
   fit <- upd_fit_elsewhere()
   rds <- tempfile(fileext = ".rds")
   script <- tempfile(fileext = ".R")
@@ -68,7 +66,8 @@ test_that("update() works on a fit read from disk in a fresh R session", {
     "ll <- iclv_loglik(m, d, coef(f2), draws = iclv_draws('halton', 20, seed = 5))$loglik",
     "cat('FIT', f2$convergence$code, f2$n_params, f2$control$method, sprintf('%.10f %.10f', f2$loglik, ll), '\\n')"
   ), script)
-  out <- suppressWarnings(system2("Rscript", c("--vanilla", shQuote(script)), stdout = TRUE, stderr = TRUE))
+  out <- suppressWarnings(system2(file.path(R.home("bin"), "Rscript"), c("--vanilla", shQuote(script)),
+                                  stdout = TRUE, stderr = TRUE, env = "R_TESTS="))
   txt <- paste(out, collapse = "\n")
   expect_match(txt, "NODATA iclv_error_input", fixed = TRUE)
   line <- grep("^FIT", out, value = TRUE)
