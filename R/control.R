@@ -20,9 +20,12 @@
 #'   search, started from the BHHH matrix), `"newton"` (analytic Hessian with
 #'   a Levenberg-style shift where it is not negative definite) or `"bhhh"`
 #'   (outer product of the analytic scores).
-#' @param maxit Maximum number of iterations (a whole number from 0 to
-#'   `.Machine$integer.max`; so are `trace`, `checkpoint_every` (from 1) and
-#'   `device`).
+#' @param maxit Maximum number of iterations of this call (a whole number
+#'   from 0 to `.Machine$integer.max`; so are `trace`, `checkpoint_every`
+#'   (from 1) and `device`). When resuming from a checkpoint
+#'   (`iclv(resume = )`), the iterations already done are not counted:
+#'   `maxit = 3` runs up to 3 more. `fit$convergence$iterations` reports the
+#'   total.
 #' @param tol Convergence tolerance on the scaled gradient `g' H^-1 g`.
 #' @param reltol Convergence tolerance on the relative change of the
 #'   log-likelihood in one iteration.
@@ -31,6 +34,9 @@
 #'   every trial point of the line search).
 #' @param n_threads CPU threads for the CPU engine, at most 1024; 0 means the
 #'   OpenMP default (which respects `OMP_NUM_THREADS` and `OMP_THREAD_LIMIT`).
+#'   More than 4 per processor, or more than the system can start now (e.g.
+#'   under `ulimit -v`), is refused when the engine is created (class
+#'   `iclv_error_control`).
 #' @param device CUDA device ordinal used by the `"cuda"` backend.
 #' @param device_memory `NULL` (let the backend decide) or the number of
 #'   bytes of device memory the CUDA backend may use; individuals are split
@@ -49,7 +55,10 @@
 #'   best point) is written there atomically (a temporary file, then a
 #'   rename) with [saveRDS()], together with `coefficients`, `iteration`,
 #'   `loglik` and `time`. `iclv(..., resume = path)` continues exactly from it;
-#'   `readRDS(path)$coefficients` can also serve as `start`.
+#'   `readRDS(path)$coefficients` can also serve as `start`. [iclv()] checks
+#'   at the start that the file can be written (a classed error otherwise);
+#'   a write that fails later gives one warning (class
+#'   `iclv_warning_checkpoint`) and the estimation goes on.
 #' @param checkpoint_every Iterations between checkpoints.
 #' @param callback `NULL` or a function `function(iteration, loglik, params)`
 #'   called after every iteration with the current (natural, named)

@@ -89,7 +89,24 @@ iclv_devices <- function() {
   .memory_guard(compiled, draws_spec, n_threads)
   .iclv_call(C_iclv_engine_new, compiled, draws_spec, .iclv_backend_code(backend),
              list(n_threads = as.integer(n_threads), device = as.integer(device),
-                  device_memory = as.double(device_memory)))
+                  device_memory = as.double(device_memory),
+                  test_interrupt = .engine_test_interrupt()))
+}
+
+# TEST-ONLY hook (never for users): options(iclv.test_interrupt = list(after = k,
+# on = "any" | "hessian" | "final" | "predict")) makes engines created while it
+# is set report an interrupt, as Ctrl-C would, at the k-th poll between batches
+# of individuals (0-based) of every evaluation of that kind ("final": with
+# scores and Hessian, as iclv()'s evaluation for the standard errors). It lets
+# tests reach the C interrupt path without sending a signal. Off: c(-1, 0).
+.engine_test_interrupt <- function() {
+  ti <- getOption("iclv.test_interrupt")
+  if (is.null(ti)) return(c(-1L, 0L))
+  on <- match(ti$on, c("any", "hessian", "final", "predict"))
+  if (!is.numeric(ti$after) || length(ti$after) != 1L || is.na(ti$after) || is.na(on[1])) {
+    iclv_abort("control", "option 'iclv.test_interrupt' must be list(after = <count>, on = \"any\", \"hessian\", \"final\" or \"predict\")")
+  }
+  c(as.integer(ti$after), on[1])
 }
 
 # use_cpu: evaluate with the CPU engine even when the engine's backend is

@@ -54,14 +54,25 @@
 #'
 #' @section Long runs:
 #' With `trace = 1` every iteration prints one line. Ctrl-C stops the
-#' estimation between evaluations and returns the best point reached, marked
-#' not converged (code 3), with a warning. `checkpoint` in [iclv_control()]
+#' estimation and returns the best point reached, marked not converged
+#' (code 3), with a warning (class `iclv_warning_interrupt`); the engine
+#' checks for it between batches of individuals (a small fraction of a
+#' second; see bench/RESULTS.md), also inside a long Hessian evaluation.
+#' Ctrl-C after the optimizer has stopped, while the standard errors are
+#' computed, keeps the estimates and the log-likelihood: the fit has code 3,
+#' message "interrupted during standard errors", and `NA` covariance
+#' matrices and standard errors. `checkpoint` in [iclv_control()]
 #' saves the optimizer's whole state every `checkpoint_every` iterations,
-#' atomically (a temporary file, then a rename). `iclv(..., resume = path)`
+#' atomically (a temporary file, then a rename); a path that cannot be
+#' written is refused at the start, and a write that fails later only
+#' warns. `iclv(..., resume = path)`
 #' with the same model, data, draws and fixed parameters continues from it
 #' exactly: same point, same BFGS matrix, same history, so the resumed run
 #' reaches the estimates an uninterrupted run reaches. A checkpoint of a
-#' different model, data or draw design is refused.
+#' different model, data or draw design, or one whose saved state is damaged,
+#' is refused (class `iclv_error_control`). When resuming, `maxit` counts the
+#' iterations of this call only: a run stopped by `maxit = 3` and resumed
+#' with `maxit = 3` does 3 more (6 in all).
 #'
 #' @param model An [iclv_model()].
 #' @param data A data.frame with every column the model uses, the rows of
@@ -204,20 +215,44 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
 
   # ---- at the optimum ----------------------------------------------------
   t_post <- proc.time()[["elapsed"]]
-  final <- evaluate(theta_hat, gradient = TRUE, scores = TRUE, hessian = control$hessian)
+  # Ctrl-C here (the engine polls between batches of individuals) keeps the
+  # estimates: the fit is returned without what this evaluation gives
+  # (standard errors, gradient, identification, components), code 3
+  on_int <- function(e) NULL
+  final <- tryCatch(evaluate(theta_hat, gradient = TRUE, scores = TRUE, hessian = control$hessian),
+                    interrupt = on_int, iclv_error_interrupted = on_int)
+  post_interrupted <- is.null(final)
+  if (post_interrupted) {
+    na_free <- matrix(NA_real_, length(free), length(free), dimnames = list(free_names, free_names))
+    final <- list(loglik = opt$loglik %||% NA_real_, gradient = rep(NA_real_, length(theta_hat)))
+  }
   g_nat <- stats::setNames(final$gradient[free], free_names)
-  S <- final$scores[, free, drop = FALSE]
-  colnames(S) <- free_names
-  H <- if (control$hessian) final$hessian[free, free, drop = FALSE] else NULL
+  S <- if (!post_interrupted) final$scores[, free, drop = FALSE]
+  if (!post_interrupted) colnames(S) <- free_names
+  H <- if (control$hessian && !post_interrupted) final$hessian[free, free, drop = FALSE] else NULL
   if (!is.null(H)) dimnames(H) <- list(free_names, free_names)
   # at a point that is not an optimum, curvature warnings would mislead:
   # vcov() warns about the non-converged fit instead
   converged <- opt$code == 0L
-  vc <- if (length(free)) .vcov_compute(H, S, free_names, warn = converged) else
+  vc <- if (post_interrupted) list(hessian = na_free, bhhh = na_free, robust = na_free) else
+    if (length(free)) .vcov_compute(H, S, free_names, warn = converged) else
     list(hessian = NULL, bhhh = NULL, robust = NULL)
   ident <- .identification(H, free_names, warn = converged)
 
-  pred <- .engine_predict(engine, theta_hat)
+  pred <- if (!post_interrupted) {
+    tryCatch(.engine_predict(engine, theta_hat), interrupt = on_int, iclv_error_interrupted = on_int)
+  }
+  if (post_interrupted || is.null(pred)) {
+    pred <- list(comp_ll = rep(NA_real_, length(comp$indicators) + 1L))
+    opt$code <- 3L
+    opt$message <- if (post_interrupted) "interrupted during standard errors" else
+      "interrupted after the standard errors (no log-likelihood components)"
+    iclv_warn("interrupt", sprintf(paste0("interrupted after the optimizer stopped (%s): returning the ",
+                                          "estimates (log-likelihood %s)%s"),
+                                   if (converged) "converged" else "not converged",
+                                   format(final$loglik, digits = 10),
+                                   if (post_interrupted) " without standard errors" else ""))
+  }
   has_choice <- comp$c$choice_type != 0L
   comp_ll <- stats::setNames(as.double(pred$comp_ll), c(comp$indicators, "choice"))
   if (!has_choice) comp_ll <- comp_ll[-length(comp_ll)]
@@ -266,7 +301,10 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
     control = control,
     # what predict() and fitted() need without the data
     compiled = comp,
-    draws_design = draws
+    draws_design = draws,
+    # what update() needs besides the data
+    start = if (is.list(start)) start$coefficients else start,
+    fixed = fixed
   )
   class(fit) <- "iclv"
   if (!opt$code %in% c(0L, 3L)) {

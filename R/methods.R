@@ -231,24 +231,6 @@ fitted.iclv <- function(object, ...) {
   pr[cbind(seq_len(nrow(pr)), comp$c$y + 1L)]
 }
 
-#' @rdname iclv-methods
-#' @param evaluate If `FALSE`, `update()` returns the modified call.
-#' @export
-update.iclv <- function(object, ..., evaluate = TRUE) {
-  call <- object$call
-  if (is.null(call)) iclv_abort("input", "the fit has no call to update")
-  extras <- match.call(expand.dots = FALSE)$...
-  if (length(extras)) {
-    existing <- !is.na(match(names(extras), names(call)))
-    for (a in names(extras)[existing]) call[[a]] <- extras[[a]]
-    if (any(!existing)) {
-      call <- c(as.list(call), extras[!existing])
-      call <- as.call(call)
-    }
-  }
-  if (evaluate) eval(call, parent.frame()) else call
-}
-
 #' Tidy and glance an ICLV fit
 #'
 #' `tidy()` returns one row per parameter; `glance()` one row of fit

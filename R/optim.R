@@ -14,7 +14,9 @@
 #   1  iteration limit reached
 #   2  no progress: the line search could not improve the log-likelihood, or
 #      the relative change fell below reltol while the scaled gradient is large
-#   3  interrupted (Ctrl-C): the best point so far is returned, with a warning
+#   3  interrupted (Ctrl-C, in R code or polled by the engine between batches of
+#      individuals: iclv_error_interrupted): the best point so far is
+#      returned, with a warning
 #   4  stopped by the callback (it returned FALSE)
 # A is the method's curvature matrix for -LL: BFGS's inverse-Hessian
 # approximation (inverted), the negative Hessian (shifted to be positive
@@ -31,7 +33,9 @@
 #   resume: NULL, or the `state` of a checkpoint written by this function:
 #     the optimizer then continues exactly where that run was (same point,
 #     same BFGS matrix, same history), so the resumed run follows the same
-#     trajectory as an uninterrupted one; `par` is ignored.
+#     trajectory as an uninterrupted one; `par` only gives the expected
+#     length and names (the state is validated against them first).
+#     control$maxit counts the iterations of this call, not the total.
 #   checkpoint_extra: a list stored beside the state in every checkpoint
 #     (the caller's identification of the model, data and draws).
 # Returns list(par, loglik, gradient, code, message, iterations, evaluations,
@@ -43,6 +47,9 @@
                            checkpoint_extra = list()) {
   if (!inherits(control, "iclv_control")) iclv_abort("control", "'control' must come from iclv_control()")
   if (is.null(natural)) natural <- function(x) x
+  if (!is.null(resume)) resume <- .check_resume_state(resume, par)
+  if (!is.null(control$checkpoint)) .check_checkpoint_writable(control$checkpoint)
+  iter0 <- if (is.null(resume)) 0L else resume$iter # maxit counts this call's iterations
   method <- if (is.null(resume)) control$method else resume$method0
   if (!is.null(resume)) par <- resume$x
   pnames <- names(par)
@@ -201,7 +208,7 @@
         done(0L, "converged: scaled gradient below tol")
         break
       }
-      if (st$iter >= control$maxit) {
+      if (st$iter - iter0 >= control$maxit) {
         done(1L, "iteration limit reached")
         break
       }
@@ -252,8 +259,15 @@
       }
       record(change, ls$alpha)
       if (!is.null(control$checkpoint) && st$iter %% control$checkpoint_every == 0L) {
-        .write_checkpoint(control$checkpoint, natural(st$x), st$iter, st$cur$loglik, elapsed(),
-                          state = snapshot(), extra = checkpoint_extra)
+        # a failed write warns (once per run) and the estimation goes on
+        ck_err <- .write_checkpoint(control$checkpoint, natural(st$x), st$iter, st$cur$loglik, elapsed(),
+                                    state = snapshot(), extra = checkpoint_extra)
+        if (!is.null(ck_err) && !isTRUE(st$ck_warned)) {
+          st$ck_warned <- TRUE
+          iclv_warn("checkpoint", sprintf(paste0("could not write the checkpoint %s at iteration %d (%s); ",
+                                                 "the estimation goes on (later failures are not reported)"),
+                                          iclv_quote(control$checkpoint), st$iter, ck_err))
+        }
       }
       if (!is.null(control$callback)) {
         ans <- control$callback(st$iter, st$cur$loglik, natural(st$x))
@@ -285,7 +299,7 @@
   interrupted <- tryCatch({
     run()
     FALSE
-  }, interrupt = function(e) TRUE)
+  }, interrupt = function(e) TRUE, iclv_error_interrupted = function(e) TRUE)
 
   if (interrupted) {
     if (!is.null(st$best)) {
@@ -469,17 +483,125 @@
 # then a rename, so a run killed while writing leaves the previous
 # checkpoint intact. `state` is the optimizer's snapshot (for resume),
 # `extra` the caller's identification of what is being estimated.
+# Returns NULL when written, else why not (one string): a checkpoint that
+# cannot be written must not end the estimation (the caller warns).
 .write_checkpoint <- function(path, coefficients, iteration, loglik, seconds, state = NULL,
                               extra = list()) {
   tmp <- paste0(path, ".tmp", Sys.getpid())
-  saveRDS(c(list(kind = "iclv_checkpoint", version = 1L, coefficients = coefficients,
-                 iteration = iteration, loglik = loglik, time = seconds, written = Sys.time(),
-                 state = state), extra), tmp)
-  if (!file.rename(tmp, path)) {
-    unlink(tmp)
-    iclv_abort("control", sprintf("could not write the checkpoint %s", iclv_quote(path)))
+  why <- tryCatch({
+    suppressWarnings(saveRDS(c(list(kind = "iclv_checkpoint", version = 1L, coefficients = coefficients,
+                                    iteration = iteration, loglik = loglik, time = seconds,
+                                    written = Sys.time(), state = state), extra), tmp))
+    if (suppressWarnings(file.rename(tmp, path))) NULL else "renaming the temporary file failed"
+  }, error = function(e) conditionMessage(e))
+  if (!is.null(why)) unlink(tmp)
+  why
+}
+
+# At the start of a run with control$checkpoint: the folder exists, the
+# path is not a folder, and a file can be created beside it (the temporary
+# file of .write_checkpoint()). A classed error naming the path otherwise,
+# before any work is done.
+.check_checkpoint_writable <- function(path) {
+  dir <- dirname(path)
+  if (!dir.exists(dir)) {
+    iclv_abort("control", sprintf("'checkpoint': cannot write %s: the folder %s does not exist",
+                                  iclv_quote(path), iclv_quote(dir)))
+  }
+  if (dir.exists(path)) {
+    iclv_abort("control", sprintf("'checkpoint': %s is a folder, not a file", iclv_quote(path)))
+  }
+  probe <- paste0(path, ".tmp", Sys.getpid())
+  ok <- isTRUE(suppressWarnings(tryCatch(file.create(probe), error = function(e) FALSE)))
+  unlink(probe)
+  if (!ok) {
+    iclv_abort("control", sprintf("'checkpoint': cannot write %s: the folder %s is not writable",
+                                  iclv_quote(path), iclv_quote(dir)))
   }
   invisible(path)
+}
+
+# The optimizer state of a checkpoint (iclv(resume =)), checked field by
+# field before any use: a damaged or foreign state is a classed error
+# naming the field, never an error deep in the optimizer. `par`: the
+# problem's starting vector (its length and names are the problem's).
+# Returns the state with integer counters.
+.check_resume_state <- function(state, par) {
+  n <- length(par)
+  bad <- function(what) {
+    iclv_abort("control", paste0("'resume': the checkpoint's optimizer state is damaged or belongs to ",
+                                 "another problem: ", what))
+  }
+  finite_num <- function(v, len, what) {
+    if (!is.numeric(v) || length(v) != len || !all(is.finite(v))) {
+      bad(sprintf("'%s' must be %d finite number%s", what, len, if (len == 1L) "" else "s"))
+    }
+    invisible(v)
+  }
+  square <- function(v, what) {
+    if (!is.numeric(v) || !is.matrix(v) || !identical(dim(v), c(n, n)) || !all(is.finite(v))) {
+      bad(sprintf("'%s' must be a %d x %d matrix of finite numbers", what, n, n))
+    }
+  }
+  count <- function(v, what, na_ok = FALSE) {
+    ok <- is.numeric(v) && length(v) == 1L &&
+      ((na_ok && is.na(v)) || (is.finite(v) && v >= 0 && v == round(v) && v <= .Machine$integer.max))
+    if (!ok) bad(sprintf("'%s' must be a whole number >= 0%s", what, if (na_ok) " or NA" else ""))
+    as.integer(v)
+  }
+  if (!is.list(state)) bad("it is not a list")
+  need <- c("x", "cur", "Hinv", "bfgs_fresh", "method0", "method", "switched_at", "iter", "evals",
+            "hist", "best_x", "best", "rel_change", "seconds")
+  miss <- setdiff(need, names(state))
+  if (length(miss)) bad(sprintf("missing %s", iclv_quote(miss)))
+  for (f in c("x", "best_x")) {
+    finite_num(state[[f]], n, f)
+    if (!is.null(names(par)) && !identical(names(state[[f]]), names(par))) {
+      bad(sprintf("the parameter names of '%s' are not this problem's", f))
+    }
+  }
+  methods <- c("bfgs", "newton", "bhhh")
+  for (f in c("method0", "method")) {
+    v <- state[[f]]
+    if (!is.character(v) || length(v) != 1L || is.na(v) || !v %in% methods) {
+      bad(sprintf("'%s' must be one of %s", f, iclv_quote(methods)))
+    }
+  }
+  for (f in c("cur", "best")) {
+    p <- state[[f]]
+    if (!is.list(p)) bad(sprintf("'%s' must be a list", f))
+    finite_num(p$loglik, 1L, paste0(f, "$loglik"))
+    finite_num(p$gradient, n, paste0(f, "$gradient"))
+    if (!is.null(p$scores) && (!is.numeric(p$scores) || !is.matrix(p$scores) || ncol(p$scores) != n ||
+                               nrow(p$scores) < 1L || !all(is.finite(p$scores)))) {
+      bad(sprintf("'%s$scores' must be a matrix of finite numbers with %d columns", f, n))
+    }
+    if (!is.null(p$hessian)) square(p$hessian, paste0(f, "$hessian"))
+  }
+  if (state$method == "bhhh" && is.null(state$cur$scores)) bad("a BHHH state without 'cur$scores'")
+  if (state$method == "newton" && is.null(state$cur$hessian)) bad("a Newton state without 'cur$hessian'")
+  if (!is.null(state$Hinv)) square(state$Hinv, "Hinv")
+  if (!is.logical(state$bfgs_fresh) || length(state$bfgs_fresh) != 1L || is.na(state$bfgs_fresh)) {
+    bad("'bfgs_fresh' must be TRUE or FALSE")
+  }
+  state$iter <- count(state$iter, "iter")
+  state$evals <- count(state$evals, "evals")
+  state$switched_at <- count(state$switched_at, "switched_at", na_ok = TRUE)
+  rc <- state$rel_change
+  if (!is.numeric(rc) || length(rc) != 1L || (!is.na(rc) && !(is.finite(rc) && rc >= 0))) {
+    bad("'rel_change' must be one number >= 0 or NA")
+  }
+  finite_num(state$seconds, 1L, "seconds")
+  h <- state$hist
+  cols <- c("iteration", "loglik", "change", "gradient_norm", "step", "seconds")
+  if (!is.list(h) || !all(cols %in% names(h)) || !all(vapply(h[cols], is.numeric, logical(1))) ||
+      length(unique(lengths(h[cols]))) != 1L || length(h$iteration) < 1L ||
+      !all(is.finite(h$iteration)) || !all(is.finite(h$loglik)) ||
+      !identical(as.integer(h$iteration[length(h$iteration)]), state$iter)) {
+    bad(sprintf("'hist' must hold the columns %s of equal length, ending at iteration 'iter'",
+                iclv_quote(cols)))
+  }
+  state
 }
 
 # Reads and checks a checkpoint for iclv(resume = path).

@@ -31,6 +31,8 @@ static const char *status_class(int code) {
   case ICLV_ERR_MEMORY:  return "iclv_error_memory";
   case ICLV_ERR_CUDA:    return "iclv_error_cuda";
   case ICLV_ERR_LAPACK:  return "iclv_error_lapack";
+  case ICLV_INTERRUPTED: return "iclv_error_interrupted";
+  case ICLV_ERR_THREADS: return "iclv_error_control";
   default:               return "iclv_error";
   }
 }
@@ -42,6 +44,37 @@ static void stop_status(const iclv_status *st) {
 static void stop_input(const char *what) {
   Rf_error("[iclv_error_input] %s", what);
 }
+
+/* ---- interrupts ---------------------------------------------------------- */
+
+/* The engines' poll (engine.h), called on the main thread between batches of
+ * individuals. R_CheckUserInterrupt() runs behind R_ToplevelExec, so a
+ * pending Ctrl-C unwinds only to here (it is consumed) and the core returns
+ * ICLV_INTERRUPTED normally, with nothing allocated to free; the boundary
+ * then raises iclv_error_interrupted.
+ *
+ * Test hook (tests only; see .engine_test_interrupt() in R/engine.R): an
+ * engine created with options$test_interrupt = c(after, on) reports an
+ * interrupt at poll number `after` (0-based) of every evaluation of kind
+ * `on` (1 any evaluation, 2 with the Hessian, 3 with scores and Hessian,
+ * 4 predictions). */
+typedef struct {
+  int armed;     /* 1: the test hook counts this call's polls */
+  int countdown; /* polls left before the hook reports an interrupt */
+} poll_state;
+
+static void check_interrupt_fn(void *dummy) {
+  (void) dummy;
+  R_CheckUserInterrupt();
+}
+
+static int poll_interrupt(void *ctx) {
+  poll_state *ps = (poll_state *) ctx;
+  if (ps != NULL && ps->armed && ps->countdown-- <= 0) return 1;
+  return R_ToplevelExec(check_interrupt_fn, NULL) == FALSE;
+}
+
+enum { TEST_INT_OFF = 0, TEST_INT_ANY = 1, TEST_INT_HESS = 2, TEST_INT_FINAL = 3, TEST_INT_PREDICT = 4 };
 
 /* ---- reading the compiled list ----------------------------------------- */
 
@@ -312,6 +345,8 @@ typedef struct {
   iclv_model model;
   iclv_draws draws;
   iclv_cpu_engine *cpu; /* the CPU engine: always present (predictions use it) */
+  int test_after;       /* test hook: poll index that reports an interrupt, or -1 */
+  int test_on;          /* test hook: TEST_INT_* kind of evaluation it applies to */
 #ifdef ICLV_HAVE_CUDA
   iclv_cuda_engine *gpu;
 #endif
@@ -346,7 +381,8 @@ static engine_handle *engine_get(SEXP ptr) {
 /* C_iclv_engine_new(compiled, spec, backend, options)
  *   compiled: list of iclv_model.h arrays; spec: draw design list;
  *   backend: 0 CPU, 1 CUDA; options: list(n_threads = int, device = int,
- *   device_memory = double bytes or <= 0 for the default).
+ *   device_memory = double bytes or <= 0 for the default, test_interrupt =
+ *   integer c(after, on): the test hook above; after < 0 is off).
  * Returns a tagged external pointer. */
 SEXP C_iclv_engine_new(SEXP compiled, SEXP spec, SEXP backend, SEXP options) {
   int nprot = 0;
@@ -370,6 +406,15 @@ SEXP C_iclv_engine_new(SEXP compiled, SEXP spec, SEXP backend, SEXP options) {
   }
   R_SetExternalPtrAddr(ptr, h);
   h->backend = be;
+  h->test_after = -1;
+  {
+    SEXP ti = get_elt(options, "test_interrupt");
+    if (!Rf_isInteger(ti) || XLENGTH(ti) != 2) stop_input("options$test_interrupt must be 2 integers");
+    if (INTEGER(ti)[0] != NA_INTEGER && INTEGER(ti)[0] >= 0 && INTEGER(ti)[1] != NA_INTEGER) {
+      h->test_after = INTEGER(ti)[0];
+      h->test_on = INTEGER(ti)[1];
+    }
+  }
   model_from_R(compiled, &h->model);
   draws_from_R(spec, &h->draws);
   if (h->draws.n_ind != h->model.n_ind || h->draws.n_dim != h->model.n_lv)
@@ -431,7 +476,16 @@ SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
   out.hess = want_h ? REAL(H) : NULL;
   iclv_status st = {0, ""};
   int rc;
+  poll_state ps = {0, 0};
+  if (h->test_after >= 0 &&
+      (h->test_on == TEST_INT_ANY || (h->test_on == TEST_INT_HESS && want_h) ||
+       (h->test_on == TEST_INT_FINAL && want_h && want_s))) {
+    ps.armed = 1;
+    ps.countdown = h->test_after;
+  }
+  iclv_cpu_engine_set_poll(h->cpu, poll_interrupt, &ps);
 #ifdef ICLV_HAVE_CUDA
+  if (h->gpu) iclv_cuda_engine_set_poll(h->gpu, poll_interrupt, &ps);
   if (h->backend == ICLV_BACKEND_CUDA && !use_cpu)
     rc = iclv_cuda_eval(h->gpu, REAL(theta), &out, &st);
   else
@@ -439,6 +493,10 @@ SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
   (void) use_cpu;
 #endif
     rc = iclv_cpu_eval(h->cpu, REAL(theta), &out, &st);
+  iclv_cpu_engine_set_poll(h->cpu, NULL, NULL);
+#ifdef ICLV_HAVE_CUDA
+  if (h->gpu) iclv_cuda_engine_set_poll(h->gpu, NULL, NULL);
+#endif
   if (rc != ICLV_OK) {
     UNPROTECT(nprot);
     stop_status(&st);
@@ -470,7 +528,11 @@ SEXP C_iclv_engine_predict(SEXP ptr, SEXP theta) {
   SEXP sd = PROTECT(Rf_allocMatrix(REALSXP, m->n_ind, m->n_lv)); nprot++;
   SEXP comp = PROTECT(Rf_allocVector(REALSXP, m->n_indic + 1)); nprot++;
   iclv_status st = {0, ""};
-  if (iclv_cpu_predict(h->cpu, REAL(theta), REAL(prob), REAL(mean), REAL(sd), REAL(comp), &st) != ICLV_OK) {
+  poll_state ps = {h->test_after >= 0 && h->test_on == TEST_INT_PREDICT, h->test_after};
+  iclv_cpu_engine_set_poll(h->cpu, poll_interrupt, &ps);
+  int rc = iclv_cpu_predict(h->cpu, REAL(theta), REAL(prob), REAL(mean), REAL(sd), REAL(comp), &st);
+  iclv_cpu_engine_set_poll(h->cpu, NULL, NULL);
+  if (rc != ICLV_OK) {
     UNPROTECT(nprot);
     stop_status(&st);
   }

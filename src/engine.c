@@ -21,6 +21,11 @@
  * Memory: iclv_cpu_engine_create allocates every workspace once and records
  * it in the engine's iclv_mem_account; iclv_cpu_eval and iclv_cpu_predict
  * allocate nothing. No R API is used here (threads never call R).
+ *
+ * Interrupts: individuals are processed in batches (one OpenMP parallel
+ * region each: `batch` individuals, or the Hessian's B); between two batches
+ * the main thread calls the engine's poll (engine.h), which may stop the
+ * evaluation with ICLV_INTERRUPTED. Batching changes no result.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +33,7 @@
 #include <math.h>
 #ifdef _OPENMP
 #include <omp.h>
+#include <pthread.h>
 #endif
 
 #include "iclv_model.h"
@@ -61,6 +67,9 @@ struct iclv_cpu_engine {
   int n_threads;  /* OpenMP team size (1 without OpenMP) */
   int N, P, K, R, S, J, M, ext; /* ext = P + K */
   int hess_block; /* B individuals per Hessian block */
+  int batch;      /* individuals per parallel region between two polls (LL, gradient, predict) */
+  iclv_poll_fn poll; /* interrupt poll, called between batches on the main thread, or NULL */
+  void *poll_ctx;    /* its argument */
   int has_lv_src; /* any LV-on-LV structural term (D2 needed) */
   iclv_mem_account acct;
   void *blocks[ICLV_MAX_BUFFERS]; /* the allocations, freed in order */
@@ -94,6 +103,20 @@ static void *eng_alloc(struct iclv_cpu_engine *e, const char *name, size_t bytes
  * not share lines. */
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
 
+void iclv_cpu_engine_set_poll(iclv_cpu_engine *e, iclv_poll_fn poll, void *ctx) {
+  e->poll = poll;
+  e->poll_ctx = poll ? ctx : NULL;
+}
+
+/* Main thread only, between parallel regions: ICLV_INTERRUPTED (with a
+ * message saying how far the evaluation got) when the poll asks to stop. */
+static int poll_stop(const struct iclv_cpu_engine *e, int done, iclv_status *st) {
+  if (e->poll == NULL || e->poll(e->poll_ctx) == 0) return ICLV_OK;
+  st->code = ICLV_INTERRUPTED;
+  snprintf(st->msg, ICLV_MSG_LEN, "interrupted by the user after %d of %d individuals", done, e->N);
+  return st->code;
+}
+
 const iclv_mem_account *iclv_cpu_engine_memory(const iclv_cpu_engine *e) {
   return &e->acct;
 }
@@ -111,6 +134,34 @@ static int fail(iclv_status *st, int code, const char *msg) {
   snprintf(st->msg, ICLV_MSG_LEN, "%s", msg);
   return code;
 }
+
+#ifdef _OPENMP
+static void *probe_wait(void *mu) {
+  pthread_mutex_lock((pthread_mutex_t *) mu);
+  pthread_mutex_unlock((pthread_mutex_t *) mu);
+  return NULL;
+}
+
+/* How many of n threads (default attributes, as libgomp starts its own
+ * unless OMP_STACKSIZE is set) the system starts now, all alive at once.
+ * They wait on a lock held here, then are joined: nothing is left behind.
+ * libgomp ends the process when it cannot start a team's thread, so the
+ * engine asks first. */
+static int probe_threads(int n) {
+  if (n <= 0) return 0;
+  pthread_t *ids = (pthread_t *) malloc(sizeof(pthread_t) * (size_t) n);
+  if (ids == NULL) return 0;
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  pthread_mutex_lock(&mu);
+  int k = 0;
+  while (k < n && pthread_create(&ids[k], NULL, probe_wait, &mu) == 0) k++;
+  pthread_mutex_unlock(&mu);
+  for (int i = 0; i < k; i++) pthread_join(ids[i], NULL);
+  free(ids);
+  pthread_mutex_destroy(&mu);
+  return k;
+}
+#endif
 
 int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threads,
                            iclv_cpu_engine **out, iclv_status *st) {
@@ -131,6 +182,29 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
 #ifdef _OPENMP
   e->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
   if (e->n_threads > omp_get_thread_limit()) e->n_threads = omp_get_thread_limit();
+  {
+    int procs = omp_get_num_procs(), cap = ICLV_THREADS_PER_PROC * (procs > 0 ? procs : 1);
+    int started;
+    if (e->n_threads > cap) {
+      st->code = ICLV_ERR_THREADS;
+      snprintf(st->msg, ICLV_MSG_LEN,
+               "'n_threads' = %d%s is more than iclv allows on this machine: at most %d "
+               "(%d x the %d processors OpenMP sees)", e->n_threads,
+               n_threads > 0 ? "" : " (the OpenMP default, from OMP_NUM_THREADS)", cap,
+               ICLV_THREADS_PER_PROC, procs);
+      free(e);
+      return st->code;
+    }
+    if (e->n_threads > 1 && (started = probe_threads(e->n_threads - 1)) < e->n_threads - 1) {
+      st->code = ICLV_ERR_THREADS;
+      snprintf(st->msg, ICLV_MSG_LEN,
+               "'n_threads' = %d: the system started only %d threads (an address-space or process "
+               "limit, e.g. ulimit -v or -u); use at most %d", e->n_threads, started + 1,
+               started + 1);
+      free(e);
+      return st->code;
+    }
+  }
 #else
   (void) n_threads;
   e->n_threads = 1;
@@ -155,6 +229,14 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
     int B = 4 * T < cap ? 4 * T : cap;
     if (B < T) B = T;
     e->hess_block = B < e->N ? B : e->N;
+    /* batch: about 2e6 (individual, draw, observation) terms per thread
+     * between two polls (a few tens of ms), at least one individual per
+     * thread; 16 per thread at most, so a parallel region still balances */
+    double per_ind = (double) e->R * (1.0 + (double) (m->n_obs + m->n_rows) / (double) e->N);
+    double want = 2e6 / (per_ind > 1.0 ? per_ind : 1.0);
+    int b = want >= 16.0 ? 16 : (want < 1.0 ? 1 : (int) want);
+    long bt = (long) b * T;
+    e->batch = bt < e->N ? (int) bt : e->N;
   }
 
   size_t N = (size_t) e->N, P = (size_t) e->P, K = (size_t) e->K, R = (size_t) e->R;
@@ -360,11 +442,15 @@ int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
   int want_g = want_h || out->grad != NULL || out->scores != NULL;
 
   if (!want_h) {
+    for (int n0 = 0; n0 < N; n0 += e->batch) {
+      int n1 = N - n0 < e->batch ? N : n0 + e->batch;
+      if (n0 > 0 && poll_stop(e, n0, st) != ICLV_OK) return st->code;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic) num_threads(e->n_threads)
 #endif
-    for (int n = 0; n < N; n++)
-      individual_eval(e, &e->tw[thread_id()], theta, n, want_g, NULL);
+      for (int n = n0; n < n1; n++)
+        individual_eval(e, &e->tw[thread_id()], theta, n, want_g, NULL);
+    }
     if (report_bad(e, theta, 0, N, st) != ICLV_OK) return st->code;
   } else {
     double *H = out->hess;
@@ -373,6 +459,7 @@ int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
     int B = e->hess_block;
     for (int n0 = 0; n0 < N; n0 += B) {
       int nb = N - n0 < B ? N - n0 : B;
+      if (n0 > 0 && poll_stop(e, n0, st) != ICLV_OK) return st->code;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic) num_threads(e->n_threads)
 #endif
@@ -469,11 +556,15 @@ int iclv_cpu_predict(iclv_cpu_engine *e, const double *theta, double *prob, doub
   st->code = ICLV_OK;
   st->msg[0] = '\0';
   if (iclv_check_theta(e->m, theta, st) != ICLV_OK) return st->code;
+  for (int n0 = 0; n0 < N; n0 += e->batch) {
+    int n1 = N - n0 < e->batch ? N : n0 + e->batch;
+    if (n0 > 0 && poll_stop(e, n0, st) != ICLV_OK) return st->code;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic) num_threads(e->n_threads)
 #endif
-  for (int n = 0; n < N; n++)
-    individual_predict(e, &e->tw[thread_id()], theta, n, prob, lv_mean, lv_sd);
+    for (int n = n0; n < n1; n++)
+      individual_predict(e, &e->tw[thread_id()], theta, n, prob, lv_mean, lv_sd);
+  }
   if (report_bad(e, theta, 0, N, st) != ICLV_OK) return st->code;
   if (comp_ll) {
     for (int c = 0; c < C1; c++) comp_ll[c] = 0.0;

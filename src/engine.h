@@ -33,13 +33,26 @@ typedef struct {
   double peak;                                 /* largest `current` seen */
 } iclv_mem_account;
 
+/* Interrupt poll. The engines call it on the calling (main) thread only,
+ * between batches of individuals (never inside a parallel region or from a
+ * worker thread), with the `ctx` given to the setter. A non-zero return stops
+ * the evaluation: it returns ICLV_INTERRUPTED, its outputs are undefined, and
+ * the engine stays usable (it allocates nothing per evaluation, so nothing
+ * leaks). The R boundary passes a function that checks for Ctrl-C. */
+typedef int (*iclv_poll_fn)(void *ctx);
+
 /* ---- CPU engine (engine.c) ---------------------------------------------- */
 #define ICLV_MAX_THREADS 1024 /* more CPU threads than this is refused */
+#define ICLV_THREADS_PER_PROC 4 /* more threads than this many per processor is refused */
 typedef struct iclv_cpu_engine iclv_cpu_engine;
 
 /* Creates the CPU engine. `m` and `d` must outlive the engine (they point
  * into R objects that the caller keeps protected). n_threads <= 0 means the
- * OpenMP default (which respects OMP_NUM_THREADS / OMP_THREAD_LIMIT).
+ * OpenMP default (which respects OMP_NUM_THREADS / OMP_THREAD_LIMIT); the
+ * count is capped at OMP_THREAD_LIMIT; more than ICLV_THREADS_PER_PROC times
+ * the processors OpenMP sees, or more threads than the system will start now
+ * (probed, e.g. under an address-space limit), is ICLV_ERR_THREADS: the
+ * OpenMP runtime would end the process instead.
  * On success *out is set and ICLV_OK returned; on failure *out is NULL and
  * nothing is leaked. */
 int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d,
@@ -49,7 +62,8 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d,
 /* One evaluation at theta (n_par). Allocates nothing. Returns ICLV_OK, or
  * ICLV_ERR_NUMERIC with a message naming the individual and the model part
  * when log L_n is not finite, or ICLV_ERR_INPUT (e.g. thresholds not
- * increasing, sd <= 0). */
+ * increasing, sd <= 0), or ICLV_INTERRUPTED when the poll asked to stop
+ * (polled between batches of individuals). */
 int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
                   iclv_status *st);
 
@@ -65,6 +79,10 @@ int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
 int iclv_cpu_predict(iclv_cpu_engine *e, const double *theta, double *prob,
                      double *lv_mean, double *lv_sd, double *comp_ll,
                      iclv_status *st);
+
+/* Sets (poll != NULL) or clears (NULL) the interrupt poll of e; see
+ * iclv_poll_fn. `ctx` must stay valid while the poll is set. */
+void iclv_cpu_engine_set_poll(iclv_cpu_engine *e, iclv_poll_fn poll, void *ctx);
 
 const iclv_mem_account *iclv_cpu_engine_memory(const iclv_cpu_engine *e);
 void iclv_cpu_engine_free(iclv_cpu_engine *e); /* NULL-safe, idempotent use by caller */

@@ -153,7 +153,10 @@ enum {
   ICLV_ERR_NUMERIC = 2, /* non-finite likelihood */
   ICLV_ERR_MEMORY  = 3, /* allocation failed */
   ICLV_ERR_CUDA    = 4, /* a CUDA call failed */
-  ICLV_ERR_LAPACK  = 5  /* a LAPACK routine failed */
+  ICLV_ERR_LAPACK  = 5, /* a LAPACK routine failed */
+  ICLV_INTERRUPTED = 6, /* the caller's poll asked to stop (e.g. Ctrl-C); nothing
+                           was returned, the engine stays usable */
+  ICLV_ERR_THREADS = 7  /* the system refused the threads asked for */
 };
 
 #define ICLV_MSG_LEN 512

@@ -40,6 +40,11 @@ int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
                             iclv_cuda_engine **out, iclv_status *st);
 int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta,
                    iclv_eval_out *out, iclv_status *st);
+/* Sets (poll != NULL) or clears the interrupt poll (engine.h): with a poll
+ * set, iclv_cuda_eval waits for each chunk and polls on the host before
+ * queueing the next; a non-zero poll makes it return ICLV_INTERRUPTED after
+ * the queued work has finished. */
+void iclv_cuda_engine_set_poll(iclv_cuda_engine *e, iclv_poll_fn poll, void *ctx);
 const iclv_mem_account *iclv_cuda_engine_memory(const iclv_cuda_engine *e);
 /* individuals per chunk and number of chunks the engine uses */
 void iclv_cuda_engine_chunking(const iclv_cuda_engine *e, int *per_chunk,

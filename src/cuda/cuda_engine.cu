@@ -153,6 +153,8 @@ struct iclv_cuda_engine {
   int n_hbuf;
   cudaStream_t stream;
   int have_stream;
+  iclv_poll_fn poll;      /* interrupt poll between chunks (host, calling thread), or NULL */
+  void *poll_ctx;         /* its argument */
 
   /* device buffers (pointers into dbuf) */
   int *d_int;        /* packed int arrays of the model */
@@ -1131,6 +1133,11 @@ fail:
   return st->code;
 }
 
+extern "C" void iclv_cuda_engine_set_poll(iclv_cuda_engine *e, iclv_poll_fn poll, void *ctx) {
+  e->poll = poll;
+  e->poll_ctx = poll ? ctx : NULL;
+}
+
 extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eval_out *out,
                               iclv_status *st) {
   const int N = e->N, P = e->P;
@@ -1154,6 +1161,16 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
   for (int c = 0; c < e->n_chunks; c++) {
     const int n0 = c * e->per_chunk;
     const int nh = N - n0 < e->per_chunk ? N - n0 : e->per_chunk;
+    if (c > 0 && e->poll != NULL) {
+      /* the next chunk reuses the chunk buffers, so the device serialises
+       * the chunks anyway: wait for this one, then ask the host's poll */
+      ICLV_CUDA_TRY(st, cudaStreamSynchronize(e->stream));
+      if (e->poll(e->poll_ctx) != 0) {
+        st->code = ICLV_INTERRUPTED;
+        snprintf(st->msg, ICLV_MSG_LEN, "interrupted by the user after %d of %d individuals", n0, N);
+        goto fail;
+      }
+    }
     launch_pair_loglik(e, n0, nh);
     ICLV_CUDA_CHECK_LAUNCH(st, "k_pair_loglik");
     k_logsumexp<<<nh, ICLV_CUDA_LSE_BLOCK, 0, e->stream>>>(e->d_l, e->R, e->d_lse, e->d_lli);
