@@ -1,7 +1,7 @@
 # The stats generics for a fitted ICLV model ("iclv"), and tidy/glance
 # through the generics package.
 
-#' @importFrom stats coef vcov logLik nobs confint fitted update predict pnorm qnorm printCoefmat
+#' @importFrom stats coef vcov logLik nobs confint fitted update predict pnorm qnorm printCoefmat anova residuals
 #' @importFrom generics tidy glance
 NULL
 
@@ -45,7 +45,9 @@ generics::glance
 #' `update()` re-estimates with changed arguments.
 #'
 #' @param x,object A fit from [iclv()].
-#' @param type Covariance type: `"robust"`, `"hessian"` or `"bhhh"`; by default
+#' @param type Covariance type: `"robust"`, `"hessian"` or `"bhhh"` (stored in
+#'   the fit), `"cluster"` or `"bootstrap"` (computed on request, `vcov()`
+#'   only); by default
 #'   the one chosen in [iclv_control()] (`vcov`, default `"robust"`).
 #' @param digits Significant digits to print.
 #' @param parm Parameters (names or positions) for `confint()`; all by default.
@@ -232,7 +234,7 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
 #'   (inverse Hessian) and the robust standard errors side by side.
 #' @export
 summary.iclv <- function(object, se = NULL, type = NULL, ...) {
-  type <- .vcov_type(object, se %||% type)
+  type <- .vcov_type(object, se %||% type, c("robust", "hessian", "bhhh"))
   V <- vcov.iclv(object, type = type)
   est <- object$coefficients
   se_main <- .se_from_vcov(V)
@@ -326,31 +328,59 @@ print.summary.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ..
 #' @export
 coef.iclv <- function(object, ...) object$coefficients
 
-.vcov_type <- function(object, type) {
+.vcov_types <- c("robust", "hessian", "bhhh", "cluster", "bootstrap")
+.vcov_type <- function(object, type, allowed = .vcov_types) {
   if (is.null(type)) return(object$vcov_type)
-  if (!is.character(type) || length(type) != 1L || !type %in% c("robust", "hessian", "bhhh")) {
-    iclv_abort("control", sprintf("'type' must be \"robust\", \"hessian\" or \"bhhh\" (got %s)",
+  if (!is.character(type) || length(type) != 1L || !type %in% allowed) {
+    iclv_abort("control", sprintf("'type' must be one of %s (got %s)", paste0('"', allowed, '"', collapse = ", "),
                                   paste(format(type), collapse = ", ")))
   }
   type
 }
 
 #' @rdname iclv-methods
+#' @param cluster For `vcov(type = "cluster")`: a column of `data` constant
+#'   within individual (e.g. `"household"`), or a vector with one value per
+#'   individual. The cluster-robust sandwich sums the individuals' scores
+#'   within each cluster (no small-sample factor: with one individual per
+#'   cluster it equals the robust matrix).
+#' @param data The estimation data, for `type = "cluster"` with a column
+#'   name and for `type = "bootstrap"`.
+#' @param R,seed,cores For `type = "bootstrap"`: the number of refits on
+#'   individuals resampled with replacement (each started at the estimates,
+#'   on the CPU, fixed parameters kept fixed), the seed of the resampling
+#'   (the caller's random-number state is left as it was), and the number of
+#'   processes ([parallel::mclapply()]; 1 on Windows). Refits that fail or do
+#'   not converge are dropped; the matrix carries the attributes
+#'   `replicates` and `failed`.
 #' @export
-vcov.iclv <- function(object, type = NULL, ...) {
+vcov.iclv <- function(object, type = NULL, cluster = NULL, data = NULL, R = 200L, seed = 1L,
+                      cores = 1L, ...) {
   type <- .vcov_type(object, type)
   if (object$convergence$code != 0L) {
     iclv_warn("convergence", sprintf(paste0("the estimation did not converge (%s): the covariance matrix ",
                                             "is computed at the last point and is not reliable"),
                                      object$convergence$message))
   }
-  Vf <- object$vcov[[type]]
+  extra <- NULL
+  if (type == "cluster") {
+    if (is.null(object$hessian) || is.null(object$scores)) {
+      iclv_abort("control", "type = \"cluster\" needs the Hessian and the scores at the estimate (iclv_control(hessian = TRUE))")
+    }
+    Vf <- .vcov_cluster(object$hessian, object$scores, .cluster_ids(object, cluster, data))
+  } else if (type == "bootstrap") {
+    Vf <- .vcov_bootstrap(object, data, R = R, seed = seed, cores = cores)
+    extra <- attributes(Vf)[c("replicates", "failed")]
+  } else {
+    Vf <- object$vcov[[type]]
+  }
   if (is.null(Vf) && object$n_params > 0L) {
     iclv_abort("control", sprintf("the \"%s\" covariance matrix was not computed (iclv_control(hessian = FALSE))", type))
   }
   nm <- names(object$coefficients)
   V <- matrix(NA_real_, length(nm), length(nm), dimnames = list(nm, nm))
   if (object$n_params > 0L) V[rownames(Vf), colnames(Vf)] <- Vf
+  if (!is.null(extra)) attributes(V)[names(extra)] <- extra
   V
 }
 
@@ -475,4 +505,73 @@ glance.iclv <- function(x, ...) {
              converged = x$convergence$code == 0L, iterations = x$convergence$iterations,
              backend = x$backend$name, n_draws = x$draws$n, time = x$timing$total,
              stringsAsFactors = FALSE)
+}
+
+#' Likelihood-ratio test of nested ICLV fits
+#'
+#' `anova(fit1, fit2)` compares two fits of nested models on the same data:
+#' the restricted one (fewer free parameters) must have no parameter the
+#' other lacks, and its free parameters must be free in the other (the
+#' restrictions are parameters fixed or left out). The statistic is
+#' \eqn{2 (LL_1 - LL_0)}{2 (LL1 - LL0)} with as many degrees of freedom as
+#' restrictions. Fits that are not nested, on different data, or whose
+#' larger model has the lower log-likelihood (its optimizer stopped short)
+#' are refused with an error of class `iclv_error_nesting`.
+#'
+#' @param object,... Two fits from [iclv()].
+#' @return An object of class `c("anova", "data.frame")`: one row per fit
+#'   (restricted first) with `LogLik`, `Df` (free parameters), `Df diff`,
+#'   `LR stat` and `Pr(>Chisq)`.
+#' @examples
+#' m <- iclv_model("att =~ q1 + q2 + q3",
+#'   choice = iclv_choice("probit", choice = "buy",
+#'     utilities = list(yes = "asc + b_price * price + l_att * att", no = "0")),
+#'   id = "ID", categories = 3)
+#' p <- c(zeta_q1 = 1, zeta_q2 = 0.8, zeta_q3 = 1.2,
+#'        tau_q1_1 = -1, tau_q1_2 = 1, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+#'        tau_q3_1 = -1, tau_q3_2 = 0.5, asc = 0.2, b_price = -1, l_att = 0.7)
+#' d <- iclv_simulate(m, p, n = 150, n_tasks = 4, seed = 1)
+#' dr <- iclv_draws("halton", 50, seed = 1)
+#' fit1 <- iclv(m, d, draws = dr, backend = "cpu")
+#' fit0 <- iclv(m, d, draws = dr, backend = "cpu", fixed = c(l_att = 0))
+#' anova(fit0, fit1)
+#' @export
+anova.iclv <- function(object, ...) {
+  fits <- c(list(object), list(...))
+  if (length(fits) != 2L || !all(vapply(fits, inherits, logical(1), "iclv"))) {
+    iclv_abort("input", "anova() compares exactly two fits from iclv()")
+  }
+  nest <- function(msg) iclv_abort("nesting", msg)
+  a <- fits[[1]]
+  b <- fits[[2]]
+  if (a$n_individuals != b$n_individuals || a$n_obs != b$n_obs ||
+      !identical(as.character(a$compiled$ids), as.character(b$compiled$ids)) ||
+      !identical(a$compiled$c$y, b$compiled$c$y)) {
+    nest("the two fits are not on the same data (individuals, choice rows or choices differ)")
+  }
+  if (a$n_params == b$n_params) nest("the two fits have the same number of free parameters: they are not nested")
+  small <- if (a$n_params < b$n_params) a else b
+  large <- if (a$n_params < b$n_params) b else a
+  fs <- small$partable$name[small$partable$free]
+  fl <- large$partable$name[large$partable$free]
+  extra <- setdiff(names(small$coefficients), names(large$coefficients))
+  if (length(extra)) nest(sprintf("not nested: the restricted fit has parameters the other lacks (%s)", iclv_quote(extra)))
+  notfree <- setdiff(fs, fl)
+  if (length(notfree)) nest(sprintf("not nested: %s is free in the restricted fit but fixed in the other", iclv_quote(notfree)))
+  if (!identical(small$draws[c("type", "n")], large$draws[c("type", "n")])) {
+    iclv_warn("nesting", "the two fits use different draw designs: the simulated log-likelihoods are not exactly comparable")
+  }
+  tol <- 1e-6 * max(1, abs(large$loglik))
+  if (large$loglik < small$loglik - tol) {
+    nest(sprintf(paste0("the larger model has the lower log-likelihood (%.4f < %.4f): the models are not nested, ",
+                        "or its estimation stopped short of the optimum (restart it from the restricted estimates)"),
+                 large$loglik, small$loglik))
+  }
+  df <- large$n_params - small$n_params
+  lr <- max(2 * (large$loglik - small$loglik), 0)
+  out <- data.frame(LogLik = c(small$loglik, large$loglik), Df = c(small$n_params, large$n_params),
+                    `Df diff` = c(NA, df), `LR stat` = c(NA, lr),
+                    `Pr(>Chisq)` = c(NA, stats::pchisq(lr, df, lower.tail = FALSE)),
+                    check.names = FALSE, row.names = c("restricted", "unrestricted"))
+  structure(out, heading = "Likelihood-ratio test of nested ICLV fits\n", class = c("anova", "data.frame"))
 }
