@@ -575,3 +575,42 @@ anova.iclv <- function(object, ...) {
                     check.names = FALSE, row.names = c("restricted", "unrestricted"))
   structure(out, heading = "Likelihood-ratio test of nested ICLV fits\n", class = c("anova", "data.frame"))
 }
+
+#' Response residuals of the choice part
+#'
+#' `y_tj - P_tj`: the indicator of the chosen alternative minus its
+#' probability (integrated over the structural distribution of the latent
+#' variables, as `predict(type = "prob")`), for every choice row and
+#' alternative.
+#'
+#' @param object A fit from [iclv()].
+#' @param newdata `NULL` (the estimation data) or a data.frame with the
+#'   choice column and the columns of the choice part.
+#' @param type `"response"` (the only type).
+#' @param ... Not used.
+#' @return A matrix: choice rows x alternatives.
+#' @examples
+#' m <- iclv_model("att =~ q1 + q2 + q3",
+#'   choice = iclv_choice("probit", choice = "buy",
+#'     utilities = list(yes = "asc + l_att * att", no = "0")),
+#'   id = "ID", categories = 3)
+#' p <- c(zeta_q1 = 1, zeta_q2 = 0.8, zeta_q3 = 1.2,
+#'        tau_q1_1 = -1, tau_q1_2 = 1, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+#'        tau_q3_1 = -1, tau_q3_2 = 0.5, asc = 0.2, l_att = 0.7)
+#' d <- iclv_simulate(m, p, n = 100, n_tasks = 3, seed = 1)
+#' fit <- iclv(m, d, draws = iclv_draws("halton", 30, seed = 1), backend = "cpu")
+#' head(residuals(fit))
+#' @export
+residuals.iclv <- function(object, newdata = NULL, type = "response", ...) {
+  if (!identical(type, "response")) iclv_abort("control", "'type' must be \"response\"")
+  if (object$compiled$c$choice_type == 0L) iclv_abort("input", "the model has no choice part: there are no choice residuals")
+  if (!is.null(newdata) && !object$model$choice$choice %in% names(newdata)) {
+    iclv_abort("data", sprintf("'newdata' needs the choice column %s for residuals", iclv_quote(object$model$choice$choice)))
+  }
+  P <- predict.iclv(object, newdata = newdata, type = "prob")
+  comp <- if (is.null(newdata)) object$compiled else .scenario_compile(object, newdata)$comp
+  y <- comp$c$y[seq_len(nrow(P))] + 1L
+  Y <- matrix(0, nrow(P), ncol(P), dimnames = dimnames(P))
+  Y[cbind(seq_len(nrow(P)), y)] <- 1
+  Y - P
+}
