@@ -87,71 +87,79 @@
 #   eta   (N, R, K)       the LVs eta_nr from the structural model
 #   logl  (N, R)          log L_nr (indicators and choices of n at eta_nr)
 #   logc  (N, R)          the choice part of log L_nr, sum_t log P_t,y_t
-# Memory grows with N x R x rows: meant for scenarios and post-estimation.
-.per_draw <- function(fit, comp, theta) {
+# Individuals are processed in chunks of at most `chunk` pseudo-individuals
+# (one engine each), so the replicated data stay small.
+.per_draw <- function(fit, comp, theta, chunk = 20000L) {
   N <- comp$n_ind
   K <- length(comp$lvs)
   E <- .draws_generate(.draws_spec(fit$draws_design, N, K)) # N x R x K
   R <- dim(E)[2]
   cc <- comp$c
   has_choice <- cc$choice_type != 0L
-  # the compiled list of the replicated data: individual q = (n - 1) R + r
-  rep_c <- .replicate_compiled(cc, R)
-  U <- array(0, c(N * R, 2L, K))
-  for (k in seq_len(K)) {
-    v <- as.vector(t(E[, , k, drop = TRUE])) # q order: r fastest
-    U[, 1L, k] <- v
-    U[, 2L, k] <- v
+  T <- cc$n_rows
+  J <- cc$n_alt
+  eta <- array(NA_real_, c(N, R, K))
+  logl <- matrix(NA_real_, N, R)
+  P <- if (has_choice) array(NA_real_, c(T, R, J)) else NULL
+  per <- max(1L, as.integer(chunk %/% R))
+  for (start in seq(1L, N, by = per)) {
+    inds <- seq.int(start, min(N, start + per - 1L))
+    nq <- length(inds) * R
+    rep_c <- .replicate_compiled(cc, R, inds)
+    U <- array(0, c(nq, 2L, K))
+    for (k in seq_len(K)) {
+      v <- as.vector(t(matrix(E[inds, , k], length(inds), R))) # q order: r fastest
+      U[, 1L, k] <- v
+      U[, 2L, k] <- v
+    }
+    spec <- .draws_spec(iclv_draws(U), nq, K)
+    engine <- .engine_new(rep_c, spec, "cpu", n_threads = fit$control$n_threads %||% 0L)
+    pr <- tryCatch({
+      list(pred = .engine_predict(engine, theta), ev = .engine_eval(engine, theta, gradient = FALSE))
+    }, finally = .engine_release(engine))
+    eta[inds, , ] <- aperm(array(pr$pred$lv_mean, c(R, length(inds), K)), c(2L, 1L, 3L))
+    logl[inds, ] <- t(matrix(pr$ev$loglik_i, R, length(inds)))
+    if (has_choice) {
+      rr <- .replicated_rows(cc, R, inds) # (rows of inds, R) rows of the replicated data
+      rows <- as.integer(rownames(rr))
+      for (j in seq_len(J)) P[rows, , j] <- matrix(pr$pred$prob[, j][rr], nrow(rr), R)
+    }
   }
-  spec <- .draws_spec(iclv_draws(U), N * R, K)
-  engine <- .engine_new(rep_c, spec, "cpu", n_threads = fit$control$n_threads %||% 0L)
-  on.exit(.engine_release(engine), add = TRUE)
-  pr <- .engine_predict(engine, theta)
-  ev <- .engine_eval(engine, theta, gradient = FALSE)
-  eta <- array(pr$lv_mean, c(R, N, K))
-  eta <- aperm(eta, c(2L, 1L, 3L))
-  logl <- t(matrix(ev$loglik_i, R, N))
-  out <- list(eta = eta, logl = logl, R = R, prob = NULL, logc = NULL)
+  out <- list(eta = eta, logl = logl, R = R, prob = P, logc = NULL)
   if (has_choice) {
-    J <- cc$n_alt
-    T <- cc$n_rows
-    # replicated row of (t, r): individuals' rows in q order
-    rr <- .replicated_rows(cc, R) # (T, R) index into the replicated rows
-    P <- array(NA_real_, c(T, R, J))
-    for (j in seq_len(J)) P[, , j] <- matrix(pr$prob[, j][rr], T, R)
-    out$prob <- P
     py <- matrix(P[cbind(rep(seq_len(T), R), rep(seq_len(R), each = T), rep(cc$y + 1L, R))], T, R)
     grp <- rep(seq_len(N), diff(cc$row_ptr))
-    out$logc <- rowsum(log(py), grp, reorder = TRUE)
+    lc <- matrix(0, N, R)
+    if (T) lc[sort(unique(grp)), ] <- rowsum(log(py), grp, reorder = TRUE)
+    out$logc <- lc
   }
   out
 }
 
-# The compiled list (src/iclv_model.h) of the data with every individual
+# The compiled list (src/iclv_model.h) of the individuals `inds`, each
 # repeated R times (r fastest): individual-level arrays are repeated, row-
 # and observation-level ones follow their individual.
-.replicate_compiled <- function(cc, R) {
-  N <- cc$n_ind
-  q_n <- rep(seq_len(N), each = R) # original individual of pseudo-individual q
+.replicate_compiled <- function(cc, R, inds = seq_len(cc$n_ind)) {
+  q_n <- rep(inds, each = R) # original individual of pseudo-individual q
   rows_of <- function(ptr, n) if (ptr[n + 1L] > ptr[n]) seq.int(ptr[n] + 1L, ptr[n + 1L]) else integer()
   obs_idx <- unlist(lapply(q_n, function(n) rows_of(cc$obs_ptr, n)), use.names = FALSE)
   out <- cc
-  out$n_ind <- as.integer(N * R)
+  out$n_ind <- as.integer(length(q_n))
   nc <- cc$n_cov
   if (nc > 0L) {
     cv <- matrix(cc$cov, nrow = nc)
     out$cov <- as.double(cv[, q_n, drop = FALSE])
   }
   out$obs_ptr <- as.integer(c(0L, cumsum(diff(cc$obs_ptr)[q_n])))
-  out$obs_ind <- cc$obs_ind[obs_idx]
-  out$obs_val <- cc$obs_val[obs_idx]
-  out$n_obs <- length(obs_idx)
+  out$obs_ind <- as.integer(cc$obs_ind[obs_idx])
+  out$obs_val <- as.double(cc$obs_val[obs_idx])
+  out$n_obs <- as.integer(length(obs_idx))
   if (cc$choice_type != 0L) {
     row_idx <- unlist(lapply(q_n, function(n) rows_of(cc$row_ptr, n)), use.names = FALSE)
     J <- cc$n_alt
-    out$n_rows <- length(row_idx)
+    out$n_rows <- as.integer(length(row_idx))
     out$row_ptr <- as.integer(c(0L, cumsum(diff(cc$row_ptr)[q_n])))
-    out$y <- cc$y[row_idx]
+    out$y <- as.integer(cc$y[row_idx])
     if (cc$n_avail > 0L) {
       out$avail <- as.integer(matrix(cc$avail, nrow = J)[, row_idx])
       out$n_avail <- as.integer(length(row_idx) * J)
@@ -161,20 +169,24 @@
   out
 }
 
-# (T, R): the row of the replicated data holding original row t at draw r.
-.replicated_rows <- function(cc, R) {
-  N <- cc$n_ind
+# For the individuals `inds` replicated by .replicate_compiled(): a
+# (rows of inds, R) matrix, row names the original rows t, holding the row
+# of the replicated data that has row t at draw r.
+.replicated_rows <- function(cc, R, inds = seq_len(cc$n_ind)) {
   len <- diff(cc$row_ptr)
-  out <- matrix(0L, cc$n_rows, R)
+  blocks <- list()
   start_q <- 0L
-  for (n in seq_len(N)) {
+  for (n in inds) {
     if (len[n]) {
       t <- seq.int(cc$row_ptr[n] + 1L, cc$row_ptr[n + 1L])
-      out[t, ] <- start_q + outer(seq_len(len[n]), (seq_len(R) - 1L) * len[n], "+")
+      m <- start_q + outer(seq_len(len[n]), (seq_len(R) - 1L) * len[n], "+")
+      rownames(m) <- t
+      blocks[[length(blocks) + 1L]] <- m
     }
     start_q <- start_q + R * len[n]
   }
-  out
+  if (!length(blocks)) return(matrix(0L, 0L, R))
+  do.call(rbind, blocks)
 }
 
 # Posterior weights w_nr of the draws: proportional to L_nr, or to its

@@ -97,3 +97,17 @@ test_that("scenario errors name what is missing", {
   expect_error(predict(sc_fit, newdata = scen, conditional = NA), class = "iclv_error_control")
   expect_error(predict(sc_fit, newdata = scen, type = "nope"), class = "iclv_error_control")
 })
+
+test_that("the per-draw quantities do not depend on the chunking", {
+  nd <- sc_data[sc_data$ID %in% unique(sc_data$ID)[1:7], ]
+  f <- iclv(sc_model, sc_data, draws = iclv_draws("halton", 10, seed = 1), backend = "cpu",
+            fixed = one_lv_mnl_truth)
+  sc <- iclv:::.scenario_compile(f, nd)
+  a <- iclv:::.per_draw(f, sc$comp, sc$theta)
+  b <- iclv:::.per_draw(f, sc$comp, sc$theta, chunk = 25L) # 2 individuals a chunk
+  expect_equal(b, a, tolerance = 1e-14)
+  # the per-draw probabilities average to the engine's integrated ones
+  P <- predict(f, newdata = nd)
+  expect_equal(unname(apply(a$prob[seq_len(nrow(nd)), , , drop = FALSE], c(1, 3), mean)), unname(P),
+               tolerance = 1e-12)
+})
