@@ -60,6 +60,7 @@ iclv_objective <- function(model, data, draws = iclv_draws("halton", 100), backe
       iclv_abort("input", sprintf("'par' has %d values; the model has %d free parameters (%s)",
                                   length(par), length(free), paste(fnames, collapse = ", ")))
     }
+    if (!is.numeric(par) || anyNA(par)) iclv_abort("input", "'par' must be numeric without NA")
     th <- theta0
     th[free] <- as.double(par)
     th

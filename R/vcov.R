@@ -194,6 +194,10 @@
   if (identical(fit$draws$type, "user")) {
     iclv_abort("draws", "type = \"bootstrap\" needs a draw design (iclv_draws()): a user array of draws cannot follow resampled individuals")
   }
+  if (!is.numeric(seed) || length(seed) != 1L || !is.finite(seed)) iclv_abort("control", "'seed' must be one number")
+  if (!is.numeric(cores) || length(cores) != 1L || !is.finite(cores) || cores < 1) {
+    iclv_abort("control", "'cores' must be a whole number >= 1")
+  }
   R <- as.integer(R)
   idv <- .val_ids(data, fit$compiled$id)
   N <- length(idv$ids)

@@ -31,5 +31,6 @@ test_that("gr is the gradient of fn (finite differences); refused points give In
   bad[["tau_q1_2"]] <- bad[["tau_q1_1"]] - 1 # thresholds out of order
   expect_identical(obj$fn(bad), Inf)
   expect_error(obj$fn(1:3), class = "iclv_error_input")
+  expect_error(obj$fn(replace(obj$par, 1, NA)), class = "iclv_error_input")
   expect_error(iclv_objective(ob_model, ob_data, nope = 1), class = "iclv_error_control")
 })
