@@ -18,6 +18,10 @@
 # Returns list(data, n_rows (the scenario's rows), n_ind (its individuals),
 #   has_choice (the choice column was given), has_indicators (named logical)).
 .scenario_data <- function(fit, newdata) {
+  if (!is.data.frame(newdata)) {
+    iclv_abort("data", sprintf("'newdata' must be a data.frame, not an object of class %s", iclv_quote(class(newdata)[1])))
+  }
+  if (!nrow(newdata)) iclv_abort("data", "'newdata' has no rows")
   .val_data_frame(newdata)
   model <- fit$model
   comp <- fit$compiled
@@ -25,7 +29,6 @@
   if (!id %in% names(newdata)) {
     iclv_abort("data", sprintf("id column %s is not in 'newdata'", iclv_quote(id)))
   }
-  if (!nrow(newdata)) iclv_abort("data", "'newdata' has no rows")
   d <- newdata
   if (is.factor(d[[id]])) d[[id]] <- as.character(d[[id]])
   n <- nrow(d)
