@@ -272,6 +272,8 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
     vcov = vc,
     vcov_type = vtype,
     loglik = final$loglik,
+    # LL at the optimizer's starting point (iteration 0 of the history)
+    loglik_start = if (nrow(opt$history)) opt$history$loglik[1] else final$loglik,
     loglik_null = ll_null,
     loglik_components = comp_ll,
     rho2 = rho2,
@@ -285,6 +287,10 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
                        final_method = opt$method %||% control$method,
                        switched_at = opt$switched_at %||% NA_integer_),
     gradient = g_nat,
+    # per-individual scores (N x free) and the Hessian (free x free) at the
+    # estimate, for clustered covariances and the scaled gradient
+    scores = S,
+    hessian = H,
     identification = ident,
     draws = .draws_info(draws),
     backend = list(name = be$name, device = be$device, device_name = be$device_name,

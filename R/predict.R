@@ -18,17 +18,27 @@
 #' with the same individuals).
 #'
 #' @param object A fit from [iclv()].
-#' @param newdata `NULL` (the estimation data) or a data.frame with every
-#'   column the model uses (the indicators and the choice column included:
-#'   `type = "lv"` conditions on them, and the compiler checks them). The
-#'   categories of ordered indicators are those of the fit (declared, or
-#'   read from the estimation data): `newdata` need not show every category,
-#'   and a value outside them is an error.
-#' @param type `"prob"` or `"lv"`.
+#' @param newdata `NULL` (the estimation data) or a data.frame. A scenario
+#'   needs only the id column, the structural covariates and the columns the
+#'   choice part uses (attributes, availability): indicator and choice
+#'   columns may be left out. Where they are present, `type = "lv"` and
+#'   `conditional = TRUE` condition on them. The categories of ordered
+#'   indicators are those of the fit (declared, or read from the estimation
+#'   data): `newdata` need not show every category, and a value outside
+#'   them is an error.
+#' @param type `"prob"`, `"lv"` (posterior mean and s.d.) or `"lv_draws"`
+#'   (unconditional draws of the latent variables from their structural
+#'   distribution given the covariates, with the fit's draw design).
+#' @param conditional For `type = "prob"`: `FALSE` (default) integrates over
+#'   the structural distribution of the latent variables; `TRUE` over their
+#'   posterior given the individual's observed indicators and choices (those
+#'   present in `newdata`): `P_tj = sum_r w_nr P_tj(eta_nr)`, `w_nr`
+#'   proportional to `L_nr`.
 #' @param ... Not used.
 #' @return `"prob"`: a matrix with one row per choice row (row names: the
 #'   data rows) and one column per alternative (named). `"lv"`: a data.frame
 #'   with `id` and, for each latent variable `lv`, `mean_lv` and `sd_lv`.
+#'   `"lv_draws"`: an array individuals x draws x latent variables.
 #' @seealso [iclv()], [fitted.iclv()]
 #' @examples
 #' m <- iclv_model("att =~ q1 + q2 + q3",
@@ -44,41 +54,49 @@
 #' head(predict(fit, type = "lv"))
 #' nd <- iclv_simulate(m, p, n = 5, n_tasks = 2, seed = 2)
 #' predict(fit, newdata = nd)
+#' # a scenario: only the id and the price; prices up by 10%
+#' sc <- data.frame(ID = nd$ID, price = nd$price * 1.1)
+#' predict(fit, newdata = sc)
+#' predict(fit, newdata = nd, conditional = TRUE)[1:3, ]
+#' dim(predict(fit, newdata = sc, type = "lv_draws"))
 #' @export
-predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv"), ...) {
+predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draws"), conditional = FALSE, ...) {
   dots <- list(...)
   if (length(dots)) iclv_abort("control", sprintf("unknown argument %s to predict()", iclv_quote(names(dots) %||% "(unnamed)")))
-  if (!is.character(type) || !(type[1] %in% c("prob", "lv"))) {
-    iclv_abort("control", sprintf("'type' must be \"prob\" or \"lv\" (got %s)", paste(format(type), collapse = ", ")))
+  if (!is.character(type) || !(type[1] %in% c("prob", "lv", "lv_draws"))) {
+    iclv_abort("control", sprintf("'type' must be \"prob\", \"lv\" or \"lv_draws\" (got %s)", paste(format(type), collapse = ", ")))
   }
   type <- type[1]
-  comp <- if (is.null(newdata)) object$compiled else
-    .iclv_compile(object$model, newdata, categories = object$compiled$categories)
+  if (!is.logical(conditional) || length(conditional) != 1L || is.na(conditional)) {
+    iclv_abort("control", "'conditional' must be TRUE or FALSE")
+  }
+  # scenarios: newdata needs only the columns the choice part and the
+  # structural model use (R/scenario.R)
+  sc <- if (is.null(newdata)) NULL else .scenario_compile(object, newdata)
+  comp <- if (is.null(sc)) object$compiled else sc$comp
   if (type == "prob" && comp$c$choice_type == 0L) {
     iclv_abort("input", "the model has no choice part: use type = \"lv\"")
   }
-  cf <- object$coefficients
-  need <- comp$partable$name
-  lack <- setdiff(need, names(cf))
-  if (length(lack)) {
-    iclv_abort("data", sprintf(paste0("'newdata' gives the model parameters the fit does not have (%s): ",
-                                      "the categories of an ordered indicator differ from the estimation data?"),
-                               iclv_quote(utils::head(lack, 3L))))
+  if (type == "lv_draws" || conditional || (type == "lv" && !is.null(sc) && !sc$scenario$has_choice)) {
+    return(.predict_per_draw(object, comp, if (is.null(sc)) object$coefficients[comp$partable$name] else sc$theta,
+                             sc$scenario, type))
   }
-  theta <- cf[need]
+  theta <- if (is.null(sc)) object$coefficients[comp$partable$name] else sc$theta
   spec <- .draws_spec(object$draws_design, comp$n_ind, length(comp$lvs))
   engine <- .engine_new(comp$c, spec, "cpu", n_threads = object$control$n_threads)
   on.exit(.engine_release(engine), add = TRUE)
   pr <- .engine_predict(engine, theta)
+  keep_rows <- if (is.null(sc)) seq_len(comp$c$n_rows) else seq_len(sc$scenario$n_rows)
+  keep_ind <- if (is.null(sc)) seq_len(comp$n_ind) else seq_len(sc$scenario$n_ind)
   if (type == "prob") {
-    P <- pr$prob
-    dimnames(P) <- list(as.character(comp$rows), comp$alternatives)
+    P <- pr$prob[keep_rows, , drop = FALSE]
+    dimnames(P) <- list(if (is.null(sc)) as.character(comp$rows) else sc$scenario$rows, comp$alternatives)
     return(P)
   }
-  out <- data.frame(id = comp$ids, stringsAsFactors = FALSE)
+  out <- data.frame(id = comp$ids[keep_ind], stringsAsFactors = FALSE)
   for (k in seq_along(comp$lvs)) {
-    out[[paste0("mean_", comp$lvs[k])]] <- pr$lv_mean[, k]
-    out[[paste0("sd_", comp$lvs[k])]] <- pr$lv_sd[, k]
+    out[[paste0("mean_", comp$lvs[k])]] <- pr$lv_mean[keep_ind, k]
+    out[[paste0("sd_", comp$lvs[k])]] <- pr$lv_sd[keep_ind, k]
   }
   out
 }

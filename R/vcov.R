@@ -183,3 +183,115 @@
   }
   list(eigenvalues = e$values, ok = !length(bad) && !length(none), weak = weak, condition = condition)
 }
+
+# ---- clustered and bootstrap covariances ----------------------------------
+
+# .vcov_cluster(hessian, scores, cluster): the cluster-robust sandwich
+#   V_C = (-H)^-1 (sum_c s_c s_c') (-H)^-1,  s_c = sum of the scores of the
+#   individuals in cluster c,
+# hessian (k x k), scores (N x k) with colnames, cluster (N) one value per
+# individual. No small-sample factor: with one individual per cluster V_C is
+# the robust matrix exactly.
+.vcov_cluster <- function(hessian, scores, cluster) {
+  nm <- colnames(scores)
+  Sc <- rowsum(scores, as.character(cluster), reorder = FALSE)
+  B <- crossprod(Sc)
+  ih <- .safe_inverse(-hessian, "the negative Hessian", nm, warn = FALSE)
+  vc <- ih$inv %*% B %*% ih$inv
+  vc <- .na_weak(list(inv = (vc + t(vc)) / 2, weak = ih$weak))
+  dimnames(vc) <- list(nm, nm)
+  vc
+}
+
+# The cluster of every individual of a fit: `cluster` is a column of `data`
+# (constant within individual) or a vector with one value per individual.
+.cluster_ids <- function(fit, cluster, data) {
+  N <- fit$n_individuals
+  if (is.null(cluster)) iclv_abort("control", "type = \"cluster\" needs 'cluster': a column of the data or one value per individual")
+  if (is.character(cluster) && length(cluster) == 1L && N != 1L) {
+    if (is.null(data)) {
+      iclv_abort("control", sprintf("'cluster' = %s names a column: give the estimation data as 'data'",
+                                    iclv_quote(cluster)))
+    }
+    if (!is.data.frame(data) || !cluster %in% names(data)) {
+      iclv_abort("data", sprintf("cluster column %s is not in 'data'", iclv_quote(cluster)))
+    }
+    idv <- .val_ids(data, fit$compiled$id)
+    if (!identical(as.character(idv$ids), as.character(fit$compiled$ids))) {
+      iclv_abort("data", "'data' is not the estimation data: its individuals differ from the fit's")
+    }
+    x <- data[[cluster]]
+    if (anyNA(x)) iclv_abort("data", sprintf("cluster column %s is missing (NA) in row %d", iclv_quote(cluster), which(is.na(x))[1]))
+    first <- match(seq_len(N), idv$grp)
+    v <- x[first]
+    bad <- which(as.character(x) != as.character(v[idv$grp]))
+    if (length(bad)) {
+      iclv_abort("data", sprintf("cluster column %s is not constant within individual %s (row %d)",
+                                 iclv_quote(cluster), iclv_quote(idv$ids[idv$grp[bad[1]]]), bad[1]))
+    }
+    return(v)
+  }
+  if (!is.atomic(cluster) || length(cluster) != N || anyNA(cluster)) {
+    iclv_abort("control", sprintf("'cluster' must be a column name, or %d values (one per individual) without NA", N))
+  }
+  cluster
+}
+
+# .vcov_bootstrap(fit, data, R, seed, cores): the covariance of the
+# estimates over R refits on individuals resampled with replacement (each
+# copy a new individual), started at the estimates, fixed parameters kept
+# fixed. The resamples are drawn in this process from `seed` (the caller's
+# RNG state is restored), so the result does not depend on `cores`; refits
+# run with parallel::mclapply where cores > 1 (forking: not on Windows).
+# Refits that fail or do not converge are dropped (counted in "failed").
+# Returns the (k x k) matrix with attributes "replicates" (R_ok x k) and
+# "failed".
+.vcov_bootstrap <- function(fit, data, R = 200L, seed = 1L, cores = 1L) {
+  if (!is.data.frame(data)) iclv_abort("control", "type = \"bootstrap\" needs the estimation data as 'data'")
+  if (!is.numeric(R) || length(R) != 1L || !is.finite(R) || R < 2) iclv_abort("control", "'R' must be a whole number >= 2")
+  if (identical(fit$draws$type, "user")) {
+    iclv_abort("draws", "type = \"bootstrap\" needs a draw design (iclv_draws()): a user array of draws cannot follow resampled individuals")
+  }
+  if (!is.numeric(seed) || length(seed) != 1L || !is.finite(seed)) iclv_abort("control", "'seed' must be one number")
+  if (!is.numeric(cores) || length(cores) != 1L || !is.finite(cores) || cores < 1) {
+    iclv_abort("control", "'cores' must be a whole number >= 1")
+  }
+  R <- as.integer(R)
+  idv <- .val_ids(data, fit$compiled$id)
+  N <- length(idv$ids)
+  if (N != fit$n_individuals) iclv_abort("data", "'data' is not the estimation data: its number of individuals differs from the fit's")
+  rows_of <- split(seq_len(nrow(data)), idv$grp)
+  old <- if (exists(".Random.seed", globalenv())) get(".Random.seed", globalenv()) else NULL
+  on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, envir = globalenv()),
+          add = TRUE)
+  set.seed(seed)
+  picks <- lapply(seq_len(R), function(b) sample.int(N, N, replace = TRUE))
+  pt <- fit$partable
+  free <- pt$name[pt$free]
+  fixed <- fit$coefficients[!pt$free]
+  ctrl <- fit$control
+  ctrl$trace <- 0L
+  ctrl["checkpoint"] <- list(NULL) # (`$<-` NULL would drop the element)
+  ctrl["callback"] <- list(NULL)
+  ctrl$start_search <- FALSE
+  id <- fit$compiled$id
+  one <- function(pick) {
+    rows <- unlist(rows_of[pick], use.names = FALSE)
+    db <- data[rows, , drop = FALSE]
+    db[[id]] <- rep(seq_along(pick), lengths(rows_of[pick]))
+    f <- tryCatch(suppressWarnings(iclv(fit$model, db, draws = fit$draws_design, backend = "cpu",
+                                        control = ctrl, start = fit$coefficients[free],
+                                        fixed = if (length(fixed)) fixed)),
+                  error = function(e) NULL)
+    if (is.null(f) || f$convergence$code != 0L) return(NULL)
+    f$coefficients[free]
+  }
+  cores <- as.integer(cores)
+  res <- if (cores > 1L && .Platform$OS.type == "unix") parallel::mclapply(picks, one, mc.cores = cores) else lapply(picks, one)
+  ok <- !vapply(res, function(r) is.null(r) || inherits(r, "try-error"), logical(1))
+  if (sum(ok) < 2L) iclv_abort("numeric", sprintf("the bootstrap failed: %d of %d refits converged", sum(ok), R))
+  reps <- do.call(rbind, res[ok])
+  V <- stats::cov(reps)
+  dimnames(V) <- list(free, free)
+  structure(V, replicates = reps, failed = R - sum(ok))
+}
