@@ -166,7 +166,11 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
        J = max(as.double(cl$n_alt), 1), M = as.double(cl$n_indic), ext = P + K,
        n_alt = as.double(cl$n_alt), n_rows = as.double(cl$n_rows), n_obs = as.double(cl$n_obs),
        has_lv_src = any(cl$st_src_type == 1L), T = as.double(threads),
-       B = min(4 * threads, N))
+       B = min(4 * threads, N),
+       # the fast kernels' sizes (src/engine_fast.c iclv_fast_dims_init)
+       Tmax = if (cl$choice_type == 0L || N == 0) 0 else max(diff(as.double(cl$row_ptr))),
+       Omax = if (N == 0) 0 else max(diff(as.double(cl$obs_ptr))),
+       Ku = if (cl$choice_type == 0L || !length(cl$ut_lv)) 0 else max(as.double(cl$ut_lv), -1) + 1)
 }
 
 # Bytes of the compiled model's arrays (the C structs point into them): 8 per
@@ -202,7 +206,20 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
     thread_hessian_lv_blocks = 8 * T * (zpe + zee),
     thread_component_loglik = 8 * T * (zlc + zE),
     thread_lv_jacobian = 8 * T * (zeta + zD + zD2),
-    thread_choice_scratch = 8 * T * (3 * zJ + zHV))
+    thread_choice_scratch = 8 * T * (3 * zJ + zHV),
+    thread_fast_scratch = 8 * T * .plan_fast_doubles(d),
+    thread_fast_descriptors = 21 * .Machine$sizeof.pointer * T)
+}
+
+# Doubles of one thread's scratch of the fast kernels: iclv_fast_ws_doubles()
+# in src/engine_fast.c, piece by piece (W, L, Eu, tsafe, gV, HV, G0, G1, M0,
+# M1, M2, oc, of, A0, A1, geta, Gst, au, Hpe, Hee, tv).
+.plan_fast_doubles <- function(d) {
+  Tm <- d$Tmax; O <- d$Omax; J <- d$J; K <- d$K; Ku <- d$Ku; P <- d$P; S <- d$S
+  JJ <- J * J
+  sum(.pad8(c(Tm * J, Tm * J * Ku, Tm * J, Tm, Tm * J, Tm * JJ, Tm * J, Tm * J * Ku,
+              Tm * JJ, Tm * Ku * JJ, Tm * Ku * Ku * JJ, O * 5, O * 3, O * 2, O * K,
+              K, S, 5 * J, P * K, K * K, Tm)))
 }
 
 # The R vectors one evaluation returns (src/boundary.c C_iclv_engine_eval):
