@@ -170,7 +170,8 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
        # the fast kernels' sizes (src/engine_fast.c iclv_fast_dims_init)
        Tmax = if (cl$choice_type == 0L || N == 0) 0 else max(diff(as.double(cl$row_ptr))),
        Omax = if (N == 0) 0 else max(diff(as.double(cl$obs_ptr))),
-       Ku = if (cl$choice_type == 0L || !length(cl$ut_lv)) 0 else max(as.double(cl$ut_lv), -1) + 1)
+       Ku = if (cl$choice_type == 0L || !length(cl$ut_lv)) 0 else max(as.double(cl$ut_lv), -1) + 1,
+       NU = if (cl$choice_type == 0L) 0 else as.double(length(cl$ut_par)))
 }
 
 # Bytes of the compiled model's arrays (the C structs point into them): 8 per
@@ -208,18 +209,23 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
     thread_lv_jacobian = 8 * T * (zeta + zD + zD2),
     thread_choice_scratch = 8 * T * (3 * zJ + zHV),
     thread_fast_scratch = 8 * T * .plan_fast_doubles(d),
-    thread_fast_descriptors = 21 * .Machine$sizeof.pointer * T)
+    thread_fast_descriptors = 29 * .Machine$sizeof.pointer * T)
 }
 
 # Doubles of one thread's scratch of the fast kernels: iclv_fast_ws_doubles()
 # in src/engine_fast.c, piece by piece (W, L, Eu, tsafe, gV, HV, G0, G1, M0,
-# M1, M2, oc, of, A0, A1, geta, Gst, au, Hpe, Hee, tv).
+# M1, M2, oc, of (empty), A0, A1, geta, Gst, au, Hpe, Hee, tv, and the block of
+# B draws: bEta, bD, bGe, bS, bOf, bGv with bU; tl).
 .plan_fast_doubles <- function(d) {
   Tm <- d$Tmax; O <- d$Omax; J <- d$J; K <- d$K; Ku <- d$Ku; P <- d$P; S <- d$S
   JJ <- J * J
+  nblk <- ceiling(d$R / 32) # blocks of at most BLOCK_DRAWS = 32 draws, of equal size
+  B <- if (nblk > 0) ceiling(d$R / nblk) else 1
   sum(.pad8(c(Tm * J, Tm * J * Ku, Tm * J, Tm, Tm * J, Tm * JJ, Tm * J, Tm * J * Ku,
-              Tm * JJ, Tm * Ku * JJ, Tm * Ku * Ku * JJ, O * 5, O * 3, O * 2, O * K,
-              K, S, 5 * J, P * K, K * K, Tm)))
+              Tm * JJ, Tm * Ku * JJ, Tm * Ku * Ku * JJ, O * 5, 0, O * 2, O * K,
+              K, S, 5 * J + K, P * K, K * K, Tm,
+              K * B, K * S * B, K * B, 8 * B, O * 3 * B, Tm * J * B + 3 * J * B,
+              Tm * d$NU * 4)))
 }
 
 # The R vectors one evaluation returns (src/boundary.c C_iclv_engine_eval):

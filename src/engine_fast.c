@@ -12,6 +12,20 @@
 #include "numerics.h"
 #include "iclv_core.h"
 
+/* Loops over the draws of a block (and over rows) are marked for SIMD
+ * vectorisation (OpenMP 4 simd: the build compiles with OpenMP; without it
+ * the marks are ignored and the loops stay scalar). A reduction lets the
+ * compiler reorder the sum across lanes, the same way on every call, so the
+ * results still do not depend on the number of threads. */
+#ifdef _OPENMP
+#define ICLV_PRAGMA(x) _Pragma(#x)
+#define ICLV_SIMD _Pragma("omp simd")
+#define ICLV_SIMD_SUM(v) ICLV_PRAGMA(omp simd reduction(+ : v))
+#else
+#define ICLV_SIMD
+#define ICLV_SIMD_SUM(v)
+#endif
+
 /* Exponents beyond these leave a task / observation to the reference links:
  * with |W - max W| <= 200 and max a - min a <= 200 an MNL term E u is at
  * least e^-400 and a task probability at least e^-400 / J; with |s|, |tau|
@@ -22,7 +36,13 @@
 #define PROD_FLOOR 0x1p-256
 #define PROD_SCALE 0x1p256
 #define PROD_LN_SCALE (256.0 * ICLV_LN2)
-#define NPIECE 21
+/* An ordered-logit factor F(b) F(-a) = 1 / (1 + x) with x below this goes
+ * into the log terms as -log1p(x) instead of into the product, whose log
+ * would round a log-likelihood this close to 0 (x < 2.4e-4: within 1e-12 of
+ * the term in relative terms). */
+#define LOGIT_NEAR1 0x1p-12
+#define NPIECE 28
+#define BLOCK_DRAWS 32 /* at most this many draws processed together by the LL and score pass */
 
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
 
@@ -68,6 +88,11 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->S = m->st_ptr[K];
   fd->J = m->n_alt > 0 ? m->n_alt : 1;
   fd->R = R;
+  {
+    /* blocks of equal size, at most BLOCK_DRAWS draws */
+    int nblk = (R + BLOCK_DRAWS - 1) / BLOCK_DRAWS;
+    fd->B = nblk > 0 ? (R + nblk - 1) / nblk : 1;
+  }
   fd->Tmax = 0;
   fd->Omax = 0;
   for (int n = 0; n < m->n_ind; n++) {
@@ -77,6 +102,7 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   }
   if (m->choice_type == ICLV_CHOICE_NONE) fd->Tmax = 0;
   fd->Ku = 0;
+  fd->NU = m->choice_type != ICLV_CHOICE_NONE ? m->ut_ptr[m->n_alt] : 0;
   fd->lv_rowinv = m->choice_type == ICLV_CHOICE_MNL;
   if (m->choice_type != ICLV_CHOICE_NONE)
     for (int u = 0; u < m->ut_ptr[m->n_alt]; u++)
@@ -105,15 +131,23 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[9] = pad8(T * Ku * JJ);      /* M1 */
   z[10] = pad8(T * Ku * Ku * JJ);/* M2 */
   z[11] = pad8(O * 5);           /* oc */
-  z[12] = pad8(O * 3);           /* of */
+  z[12] = 0;                     /* (unused) */
   z[13] = pad8(O * 2);           /* A0 */
   z[14] = pad8(O * K);           /* A1 */
   z[15] = pad8(K);               /* geta */
   z[16] = pad8(S);               /* Gst */
-  z[17] = pad8(5 * J);           /* au */
+  z[17] = pad8(5 * J + K);       /* au */
   z[18] = pad8(P * K);           /* Hpe */
   z[19] = pad8(K * K);           /* Hee */
   z[20] = pad8(T);               /* tv */
+  size_t B = (size_t) fd->B;
+  z[21] = pad8(K * B);           /* bEta */
+  z[22] = pad8(K * S * B);       /* bD */
+  z[23] = pad8(K * B);           /* bGe */
+  z[24] = pad8(8 * B);           /* bS */
+  z[25] = pad8(O * 3 * B);       /* bOf */
+  z[26] = pad8(T * J * B + 3 * J * B); /* bGv, then bU */
+  z[27] = pad8(T * (size_t) fd->NU * 4); /* tl */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -128,11 +162,14 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
   ws_sizes(fd, z);
   double **dst[NPIECE] = {&ws->W, &ws->L, &ws->Eu, &ws->tsafe, &ws->gV, &ws->HV, &ws->G0,
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->of, &ws->A0,
-                          &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv};
+                          &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
+                          &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
+                          &ws->tl};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
   }
+  ws->bU = ws->bGv + (size_t) fd->Tmax * fd->J * fd->B;
 }
 
 static void zero(double *x, size_t n) {
@@ -234,14 +271,15 @@ static inline void prod_mul(double *prod, int *sc, double f) {
   *prod = p;
 }
 
-/* Choice rows of individual n at eta: gV (column-major (J, Tm)) and, when
- * want_hv, HV ((Tm, J, J)) of every row; adds d l / d eta to ws->geta (Ku
- * entries; for row-invariant L through the column sums cs_j = sum_t gV_tj,
- * left in au + 4J); multiplies fast rows' probabilities into the product;
- * returns the sum of the other rows' log probabilities. The fast rows are
- * done together, vectorisable over rows. */
+/* Choice rows of individual n at one draw eta (the Hessian pass): gV
+ * (column-major (J, Tm)) of every row, HV ((Tm, J, J)) of the rows that take
+ * the reference link (the others, "fast rows", are those with *fast_out and
+ * tsafe: their HV is -(diag p - p p')); adds d l / d eta to ws->geta (Ku
+ * entries; for row-invariant L through the column sums cs_j = sum_t gV_tj);
+ * multiplies fast rows' probabilities into the product; returns the sum of
+ * the other rows' log probabilities. */
 static double draw_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, const double *eta,
-                          iclv_fast_ws *ws, int want_hv, double *prod, int *sc) {
+                          iclv_fast_ws *ws, int *fast_out, double *prod, int *sc) {
   int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
   double lsum = 0.0;
   double *a = ws->au, *u = ws->au + J, *V = ws->au + 2 * J, *gt = ws->au + 3 * J;
@@ -272,24 +310,18 @@ static double draw_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, 
       double uj = u[j];
       const double *restrict E = Eu + (size_t) j * Tm;
       double *restrict g = gV + (size_t) j * Tm;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+ICLV_SIMD
       for (int i = 0; i < T; i++) {
         double v = E[i] * uj;
         g[i] = v;
         inv[i] += v;
       }
     }
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+ICLV_SIMD
     for (int i = 0; i < T; i++) inv[i] = 1.0 / inv[i];
     for (int j = 0; j < J; j++) {
       double *restrict g = gV + (size_t) j * Tm;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
+ICLV_SIMD
       for (int i = 0; i < T; i++) g[i] *= -inv[i]; /* -P_tj */
     }
     double p = *prod;
@@ -305,16 +337,8 @@ static double draw_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, 
   }
   for (int i = 0; i < T; i++) {
     int t = t0 + i;
-    double *HV = want_hv ? ws->HV + (size_t) i * J * J : (double *) 0;
-    if (fastd && ws->tsafe[i] != 0.0) {
-      if (HV) {
-        /* HV = -(diag p - p p'), p_j = y_j - gV_j */
-        for (int j = 0; j < J; j++) gt[j] = (j == m->y[t] ? 1.0 : 0.0) - gV[(size_t) j * Tm + i];
-        for (int j = 0; j < J; j++)
-          for (int j2 = 0; j2 < J; j2++) HV[j * J + j2] = (j == j2 ? -gt[j] : 0.0) + gt[j] * gt[j2];
-      }
-      continue;
-    }
+    double *HV = ws->HV + (size_t) i * J * J;
+    if (fastd && ws->tsafe[i] != 0.0) continue;
     const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
     for (int j = 0; j < J; j++) {
       double v = W[j];
@@ -341,6 +365,7 @@ static double draw_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, 
       }
     }
   }
+  *fast_out = fastd;
   return lsum;
 }
 
@@ -364,66 +389,6 @@ static inline double logit_fast(const double *c, double s, double *d1, double *d
   return es * r;
 }
 
-/* Indicator observations of individual n at eta: of = (d1, d2, c) per
- * observation (ordered: d/da, d/db, -(d1 + d2); normal: d/dmu, d/dsd, d1;
- * binary: d/da, 0, d1), d l / d eta added to ws->geta; ordered-logit
- * factors go into the product; returns the sum of the other log terms. */
-static double draw_indicators(const iclv_model *m, const double *theta, int n, const double *eta,
-                              iclv_fast_ws *ws, double *prod, int *sc) {
-  int o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
-  double lsum = 0.0;
-  for (int i = 0; i < O; i++) {
-    int o = o0 + i, ind = m->obs_ind[o], type = m->ind_type[ind];
-    double y = m->obs_val[o];
-    double s = iclv_ind_index(m, theta, eta, ind);
-    const double *c = ws->oc + (size_t) i * 5;
-    double d1, d2, cs;
-    if (type == ICLV_IND_ORDERED_PROBIT || type == ICLV_IND_ORDERED_LOGIT) {
-      int j_lo, j_hi;
-      obs_thresholds(m, theta, o, &j_lo, &j_hi);
-      if (type == ICLV_IND_ORDERED_LOGIT && c[4] != 0.0 && fabs(s) <= FAST_LOGIT_RANGE) {
-        double ka, kb;
-        prod_mul(prod, sc, logit_fast(c, s, &d1, &d2, &ka, &kb));
-        lsum += c[3];
-      } else {
-        double a = j_lo >= 0 ? theta[j_lo] - s : -INFINITY;
-        double b = j_hi >= 0 ? theta[j_hi] - s : INFINITY;
-        lsum += type == ICLV_IND_ORDERED_PROBIT ? iclv_probit_logdiff(a, b, &d1, &d2)
-                                                : iclv_logit_logdiff(a, b, &d1, &d2);
-      }
-      cs = -(d1 + d2);
-    } else if (type == ICLV_IND_NORMAL) {
-      double sd = theta[m->ind_sd[ind]];
-      double z = (y - theta[m->ind_icpt[ind]] - s) / sd;
-      lsum += c[0] - 0.5 * z * z;
-      d1 = z / sd;
-      d2 = (z * z - 1.0) / sd;
-      cs = d1;
-    } else {
-      double sg = y > 0.5 ? 1.0 : -1.0;
-      double x = sg * (theta[m->ind_icpt[ind]] + s);
-      double f1;
-      if (type == ICLV_IND_BINARY_PROBIT) {
-        lsum += iclv_log_pnorm(x);
-        f1 = iclv_inv_mills(x);
-      } else {
-        lsum += iclv_log_plogis(x);
-        f1 = iclv_plogis(-x);
-      }
-      d1 = sg * f1;
-      d2 = 0.0;
-      cs = d1;
-    }
-    double *f = ws->of + (size_t) i * 3;
-    f[0] = d1;
-    f[1] = d2;
-    f[2] = cs;
-    for (int q = m->ind_load_ptr[ind]; q < m->ind_load_ptr[ind + 1]; q++)
-      ws->geta[m->ind_load_lv[q]] += cs * theta[m->ind_load_par[q]];
-  }
-  return lsum;
-}
-
 /* ---- LL and score ------------------------------------------------------------ */
 
 /* Multiplies every gradient accumulator of the individual by f. */
@@ -436,15 +401,278 @@ static void scale_acc(const iclv_fast_dims *fd, int T, int O, iclv_fast_ws *ws, 
   for (int t = 0; t < fd->S; t++) ws->Gst[t] *= f;
 }
 
+/* The indicator observations of individual n for the nb draws of a block:
+ * per observation i the derivatives d1, d2, c (bOf (i, 3, B)), d l / d eta
+ * added to bGe (K, B), log terms to bS's lsum and product factors to its
+ * running products. */
+static void block_indicators(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
+                             int n, int nb, iclv_fast_ws *ws) {
+  int B = fd->B, o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
+  double *restrict ls = ws->bS, *restrict pr = ws->bS + B, *restrict sc = ws->bS + 2 * B;
+  double *restrict sv = ws->bS + 5 * B;
+  for (int i = 0; i < O; i++) {
+    int o = o0 + i, ind = m->obs_ind[o], type = m->ind_type[ind];
+    int q0 = m->ind_load_ptr[ind], q1 = m->ind_load_ptr[ind + 1];
+    double y = m->obs_val[o];
+    const double *c = ws->oc + (size_t) i * 5;
+    double *restrict f0 = ws->bOf + (size_t) i * 3 * B, *restrict f1 = f0 + B, *restrict fc = f1 + B;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) sv[b] = 0.0;
+    for (int q = q0; q < q1; q++) {
+      double th = theta[m->ind_load_par[q]];
+      const double *restrict eb = ws->bEta + (size_t) m->ind_load_lv[q] * B;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) sv[b] += th * eb[b];
+    }
+    int allfast = type == ICLV_IND_ORDERED_LOGIT && c[4] != 0.0;
+    for (int b = 0; b < nb && allfast; b++) allfast = fabs(sv[b]) <= FAST_LOGIT_RANGE;
+    if (allfast) {
+      double c0 = c[0], c1 = c[1], c2 = c[2];
+      /* the factor F(b) F(-a) = 1 / (1 + x) and x of each draw (bS slots 6, 7) */
+      double *restrict fct = ws->bS + 6 * B, *restrict fx = ws->bS + 7 * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        double es = fast_exp(sv[b]);
+        double e0 = es + c0, e1 = 1.0 + c1 * es;
+        double r = 1.0 / (e0 * e1);
+        double d1 = -(c0 * r * e1) - c2, d2 = c1 * es * r * e0 + c2;
+        f0[b] = d1;
+        f1[b] = d2;
+        fc[b] = -(d1 + d2);
+        fx[b] = c0 / es + c1 * es + c0 * c1;
+        fct[b] = es * r;
+        ls[b] += c[3];
+      }
+      for (int b = 0; b < nb; b++) {
+        if (fx[b] < LOGIT_NEAR1) ls[b] -= log1p(fx[b]);
+        else pr[b] *= fct[b];
+        while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
+          pr[b] *= PROD_SCALE;
+          sc[b] += 1.0;
+        }
+      }
+    } else {
+      for (int b = 0; b < nb; b++) {
+        double s = sv[b], d1, d2, cs;
+        if (type == ICLV_IND_ORDERED_PROBIT || type == ICLV_IND_ORDERED_LOGIT) {
+          int j_lo, j_hi;
+          obs_thresholds(m, theta, o, &j_lo, &j_hi);
+          if (type == ICLV_IND_ORDERED_LOGIT && c[4] != 0.0 && fabs(s) <= FAST_LOGIT_RANGE) {
+            double ka, kb, p = pr[b];
+            int k = 0;
+            double f = logit_fast(c, s, &d1, &d2, &ka, &kb);
+            double es = fast_exp(s), x = c[0] / es + c[1] * es + c[0] * c[1];
+            if (x < LOGIT_NEAR1) ls[b] -= log1p(x);
+            else prod_mul(&p, &k, f);
+            pr[b] = p;
+            sc[b] += k;
+            ls[b] += c[3];
+          } else {
+            double a = j_lo >= 0 ? theta[j_lo] - s : -INFINITY;
+            double bb = j_hi >= 0 ? theta[j_hi] - s : INFINITY;
+            ls[b] += type == ICLV_IND_ORDERED_PROBIT ? iclv_probit_logdiff(a, bb, &d1, &d2)
+                                                     : iclv_logit_logdiff(a, bb, &d1, &d2);
+          }
+          cs = -(d1 + d2);
+        } else if (type == ICLV_IND_NORMAL) {
+          double sd = theta[m->ind_sd[ind]];
+          double z = (y - theta[m->ind_icpt[ind]] - s) / sd;
+          ls[b] += c[0] - 0.5 * z * z;
+          d1 = z / sd;
+          d2 = (z * z - 1.0) / sd;
+          cs = d1;
+        } else {
+          double sg = y > 0.5 ? 1.0 : -1.0;
+          double x = sg * (theta[m->ind_icpt[ind]] + s);
+          double fl;
+          if (type == ICLV_IND_BINARY_PROBIT) {
+            ls[b] += iclv_log_pnorm(x);
+            fl = iclv_inv_mills(x);
+          } else {
+            ls[b] += iclv_log_plogis(x);
+            fl = iclv_plogis(-x);
+          }
+          d1 = sg * fl;
+          d2 = 0.0;
+          cs = d1;
+        }
+        f0[b] = d1;
+        f1[b] = d2;
+        fc[b] = cs;
+      }
+    }
+    for (int q = q0; q < q1; q++) {
+      double th = theta[m->ind_load_par[q]];
+      double *restrict ge = ws->bGe + (size_t) m->ind_load_lv[q] * B;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) ge[b] += fc[b] * th;
+    }
+  }
+}
+
+/* The choice rows of individual n for the nb draws of a block: gV of row
+ * i, alternative j, draw b at bGv[(i J + j) B + b]; d l / d eta added to bGe;
+ * with row-invariant L the column sums sum_i gV_ij at bU + 2 J B. Fast rows
+ * (every draw of the block within the guards) vectorised over the draws;
+ * the others through the reference link draw by draw. */
+static void block_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, int nb,
+                         iclv_fast_ws *ws) {
+  int B = fd->B, J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n];
+  int T = m->row_ptr[n + 1] - t0;
+  double *restrict ls = ws->bS, *restrict pr = ws->bS + B, *restrict sc = ws->bS + 2 * B;
+  double *restrict tmp = ws->bS + 5 * B, *restrict amax = ws->bS + 6 * B;
+  double *restrict A = ws->bU, *restrict U = ws->bU + (size_t) J * B;
+  double *restrict CS = ws->bU + (size_t) 2 * J * B;
+  double *V = ws->au + 2 * J, *gt = ws->au + 3 * J, *eta = ws->au + 5 * J;
+  int fastd = 0;
+  if (fd->lv_rowinv && T > 0) {
+    /* a_jb = L_j eta_b, u_jb = exp(a_jb - max_j a_jb) */
+    double *restrict amin = tmp;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) {
+      amax[b] = -INFINITY;
+      amin[b] = INFINITY;
+    }
+    for (int j = 0; j < J; j++) {
+      double *restrict a = A + (size_t) j * B;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) a[b] = 0.0;
+      for (int k = 0; k < Ku; k++) {
+        double lk = ws->L[j * Ku + k];
+        const double *restrict eb = ws->bEta + (size_t) k * B;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) a[b] += lk * eb[b];
+      }
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        if (a[b] > amax[b]) amax[b] = a[b];
+        if (a[b] < amin[b]) amin[b] = a[b];
+      }
+    }
+    fastd = 1;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) fastd &= amax[b] - amin[b] <= FAST_MNL_RANGE;
+    if (fastd)
+      for (int j = 0; j < J; j++) {
+        const double *restrict a = A + (size_t) j * B;
+        double *restrict u = U + (size_t) j * B;
+        int same = -1; /* an earlier alternative with the same L row */
+        for (int j2 = 0; j2 < j && same < 0; j2++) {
+          int eq = 1;
+          for (int k = 0; k < Ku; k++) eq &= ws->L[j2 * Ku + k] == ws->L[j * Ku + k];
+          if (eq) same = j2;
+        }
+        if (same >= 0) {
+          memcpy(u, U + (size_t) same * B, sizeof(double) * (size_t) nb);
+          continue;
+        }
+ICLV_SIMD
+        for (int b = 0; b < nb; b++) u[b] = fast_exp(a[b] - amax[b]);
+      }
+  }
+  for (int i = 0; i < T; i++) {
+    int t = t0 + i, yt = m->y[t];
+    double *restrict g = ws->bGv + (size_t) i * J * B;
+    if (fastd && ws->tsafe[i] != 0.0) {
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) tmp[b] = 0.0;
+      for (int j = 0; j < J; j++) {
+        double e = ws->Eu[(size_t) j * Tm + i];
+        const double *restrict u = U + (size_t) j * B;
+        double *restrict gj = g + (size_t) j * B;
+ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          double v = e * u[b];
+          gj[b] = v;
+          tmp[b] += v;
+        }
+      }
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) tmp[b] = 1.0 / tmp[b];
+      for (int j = 0; j < J; j++) {
+        double *restrict gj = g + (size_t) j * B;
+ICLV_SIMD
+        for (int b = 0; b < nb; b++) gj[b] *= -tmp[b]; /* -P_tj */
+      }
+      double *restrict gy = g + (size_t) yt * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        pr[b] *= -gy[b];
+        gy[b] += 1.0;
+      }
+      for (int b = 0; b < nb; b++)
+        while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
+          pr[b] *= PROD_SCALE;
+          sc[b] += 1.0;
+        }
+    } else {
+      const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
+      for (int b = 0; b < nb; b++) {
+        for (int k = 0; k < Ku; k++) eta[k] = ws->bEta[(size_t) k * B + b];
+        for (int j = 0; j < J; j++) {
+          double v = W[j];
+          for (int k = 0; k < Ku; k++) v += L[j * Ku + k] * eta[k];
+          V[j] = v;
+        }
+        ls[b] += iclv_choice_link(m, t, V, gt, (double *) 0);
+        for (int j = 0; j < J; j++) g[(size_t) j * B + b] = gt[j];
+      }
+    }
+  }
+  /* d l / d eta */
+  if (fd->lv_rowinv) {
+    for (int j = 0; j < J; j++) {
+      double *restrict cs = CS + (size_t) j * B;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) cs[b] = 0.0;
+      for (int i = 0; i < T; i++) {
+        const double *restrict gj = ws->bGv + ((size_t) i * J + j) * B;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) cs[b] += gj[b];
+      }
+      for (int k = 0; k < Ku; k++) {
+        double lk = ws->L[j * Ku + k];
+        double *restrict ge = ws->bGe + (size_t) k * B;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) ge[b] += cs[b] * lk;
+      }
+    }
+  } else {
+    for (int i = 0; i < T; i++) {
+      const double *L = ws->L + (size_t) i * J * Ku;
+      for (int j = 0; j < J; j++) {
+        const double *restrict gj = ws->bGv + ((size_t) i * J + j) * B;
+        for (int k = 0; k < Ku; k++) {
+          double lk = L[j * Ku + k];
+          double *restrict ge = ws->bGe + (size_t) k * B;
+          ICLV_SIMD
+          for (int b = 0; b < nb; b++) ge[b] += gj[b] * lk;
+        }
+      }
+    }
+  }
+}
+
+/* sum_b w[b] x[b] over a block. */
+static inline double wdot(const double *restrict w, const double *restrict x, int nb) {
+  double acc = 0.0;
+  ICLV_SIMD_SUM(acc)
+  for (int b = 0; b < nb; b++) acc += w[b] * x[b];
+  return acc;
+}
+
 double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                             int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
                             double *lr, double *score) {
   int R = fd->R, K = fd->K, Ku = fd->Ku, J = fd->J, S = fd->S, P = fd->P, Tm = fd->Tmax;
+  int B = fd->B;
   int has_choice = m->choice_type != ICLV_CHOICE_NONE;
   int t0 = m->row_ptr[n], T = has_choice ? m->row_ptr[n + 1] - t0 : 0;
   int o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
   int want_g = score != NULL;
   double *eta = pws->eta, *D = pws->D;
+  double *ls = ws->bS, *pr = ws->bS + B, *sc = ws->bS + 2 * B, *lb = ws->bS + 3 * B;
+  double *wt = ws->bS + 4 * B, *tmp = ws->bS + 5 * B;
   if (has_choice) setup_choice(m, fd, theta, n, ws);
   setup_indicators(m, theta, n, ws);
   if (want_g) {
@@ -456,63 +684,96 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   }
   double ref = -INFINITY, wsum = 0.0;
   int any_nan = 0, any_inf = 0;
-  for (int r = 0; r < R; r++) {
-    iclv_structural(m, theta, n, E + (size_t) r * K, eta, want_g ? D : (double *) 0,
-                    (double *) 0);
-    for (int k = 0; k < K; k++) ws->geta[k] = 0.0;
-    double prod = 1.0;
-    int sc = 0;
-    double l = draw_indicators(m, theta, n, eta, ws, &prod, &sc);
-    if (has_choice) l += draw_choice(m, fd, n, eta, ws, 0, &prod, &sc);
-    l += log(prod) - (double) sc * PROD_LN_SCALE;
-    lr[r] = l;
-    if (l != l) { any_nan = 1; continue; }
-    if (l == INFINITY) { any_inf = 1; continue; }
-    if (l == -INFINITY) continue;
-    if (l > ref) {
+  for (int r0 = 0; r0 < R; r0 += B) {
+    int nb = R - r0 < B ? R - r0 : B;
+    /* LVs (and d eta / d phi) of each draw */
+    for (int b = 0; b < nb; b++) {
+      iclv_structural(m, theta, n, E + (size_t) (r0 + b) * K, eta, want_g ? D : (double *) 0,
+                      (double *) 0);
+      for (int k = 0; k < K; k++) ws->bEta[(size_t) k * B + b] = eta[k];
+      if (want_g)
+        for (int i = 0; i < K * S; i++) ws->bD[(size_t) i * B + b] = D[i];
+      ls[b] = 0.0;
+      pr[b] = 1.0;
+      sc[b] = 0.0;
+    }
+    zero(ws->bGe, (size_t) K * B);
+    block_indicators(m, fd, theta, n, nb, ws);
+    if (has_choice) block_choice(m, fd, n, nb, ws);
+    /* l_nr and the block's weights against the running maximum */
+    double bmax = -INFINITY;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) {
+      double l = ls[b] + log(pr[b]) - sc[b] * PROD_LN_SCALE;
+      lb[b] = l;
+      lr[r0 + b] = l;
+      if (l != l) any_nan = 1;
+      else if (l == INFINITY) any_inf = 1;
+      else if (l > bmax) bmax = l;
+    }
+    if (bmax == -INFINITY) continue;
+    if (bmax > ref) {
       /* new running maximum: rescale what was accumulated against the old */
       if (wsum > 0.0) {
-        double f = fast_exp(ref - l);
+        double f = fast_exp(ref - bmax);
         wsum *= f;
         if (want_g) scale_acc(fd, T, O, ws, f);
       }
-      ref = l;
+      ref = bmax;
     }
-    double wt = fast_exp(l - ref);
-    if (wt == 0.0) continue;
-    wsum += wt;
+    double bsum = 0.0;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) {
+      double l = lb[b];
+      wt[b] = (l == l && l < INFINITY) ? fast_exp(l - ref) : 0.0;
+      bsum += wt[b];
+    }
+    wsum += bsum;
     if (!want_g) continue;
-    for (int j = 0; j < J; j++) {
-      const double *restrict g = ws->gV + (size_t) j * Tm;
-      double *restrict G = ws->G0 + (size_t) j * Tm;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
-      for (int i = 0; i < T; i++) G[i] += wt * g[i];
-    }
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < J; j++)
+        ws->G0[(size_t) j * Tm + i] += wdot(wt, ws->bGv + ((size_t) i * J + j) * B, nb);
     if (fd->lv_rowinv) {
       /* row-invariant LV terms (no attribute): only sum_t gV_tj matters */
-      const double *cs = ws->au + 4 * J;
       for (int j = 0; j < J && T > 0; j++)
-        for (int k = 0; k < Ku; k++) ws->G1[j * Ku + k] += wt * cs[j] * eta[k];
+        for (int k = 0; k < Ku; k++) {
+          const double *cs = ws->bU + ((size_t) 2 * J + j) * B, *eb = ws->bEta + (size_t) k * B;
+          ICLV_SIMD
+          for (int b = 0; b < nb; b++) tmp[b] = cs[b] * eb[b];
+          ws->G1[j * Ku + k] += wdot(wt, tmp, nb);
+        }
     } else {
       for (int i = 0; i < T; i++)
         for (int j = 0; j < J; j++) {
-          double g = wt * ws->gV[(size_t) j * Tm + i];
-          for (int k = 0; k < Ku; k++) ws->G1[((size_t) i * J + j) * Ku + k] += g * eta[k];
+          const double *g = ws->bGv + ((size_t) i * J + j) * B;
+          for (int k = 0; k < Ku; k++) {
+            const double *eb = ws->bEta + (size_t) k * B;
+            ICLV_SIMD
+            for (int b = 0; b < nb; b++) tmp[b] = g[b] * eb[b];
+            ws->G1[((size_t) i * J + j) * Ku + k] += wdot(wt, tmp, nb);
+          }
         }
     }
     for (int i = 0; i < O; i++) {
-      const double *f = ws->of + (size_t) i * 3;
-      ws->A0[2 * i] += wt * f[0];
-      ws->A0[2 * i + 1] += wt * f[1];
-      double cw = wt * f[2];
-      for (int k = 0; k < K; k++) ws->A1[(size_t) i * K + k] += cw * eta[k];
+      const double *f0 = ws->bOf + (size_t) i * 3 * B, *f1 = f0 + B, *fc = f1 + B;
+      ws->A0[2 * i] += wdot(wt, f0, nb);
+      ws->A0[2 * i + 1] += wdot(wt, f1, nb);
+      for (int k = 0; k < K; k++) {
+        const double *eb = ws->bEta + (size_t) k * B;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) tmp[b] = fc[b] * eb[b];
+        ws->A1[(size_t) i * K + k] += wdot(wt, tmp, nb);
+      }
     }
     for (int t = 0; t < S; t++) {
-      double acc = 0.0;
-      for (int k = 0; k < K; k++) acc += ws->geta[k] * D[k * S + t];
-      ws->Gst[t] += wt * acc;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) tmp[b] = 0.0;
+      for (int k = 0; k < K; k++) {
+        const double *ge = ws->bGe + (size_t) k * B, *dk = ws->bD + ((size_t) k * S + t) * B;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) tmp[b] += ge[b] * dk[b];
+      }
+      ws->Gst[t] += wdot(wt, tmp, nb);
     }
   }
   if (any_nan) return NAN;
@@ -597,6 +858,13 @@ static void hess_indicator(const iclv_model *m, const double *theta, const doubl
   iclv_ind_index_hess(m, theta, eta, ind, faa + 2.0 * fab + fbb, -(fa + fb), 2, ju, cu, h);
 }
 
+/* One utility term of one row of an individual, with x != 0 (the per-draw
+ * gradient of the Hessian pass reads these instead of the model's CSR). */
+typedef struct {
+  int par, idx, lv; /* parameter, index of its gV (j Tm + i), LV or -1 */
+  double x;         /* attribute value (1 without one) */
+} term_e;
+
 /* Weighted sum of HV (row i, alternatives j, j2) times the LV factors of two
  * utility terms: f_a f_b with f = eta_lv, or 1 for lv < 0. */
 static inline double msum(const iclv_fast_ws *ws, int Ku, int J, int i, int la, int lb, int j,
@@ -619,6 +887,26 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   double *eta = pws->eta, *D = pws->D;
   if (has_choice) setup_choice(m, fd, theta, n, ws);
   setup_indicators(m, theta, n, ws);
+  /* the utility terms with a non-zero attribute, each as (parameter, index
+   * of its gV, x, lv): attribute-free terms first (n0 of them), then LV terms */
+  int n0 = 0, nl = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < T; i++) {
+      const double *xr = m->X + (long) (t0 + i) * m->n_xcol;
+      for (int j = 0; j < J; j++)
+        for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+          if ((m->ut_lv[u] >= 0) != pass) continue;
+          double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+          if (x == 0.0) continue;
+          term_e *e = (term_e *) ws->tl + (n0 + nl);
+          e->par = m->ut_par[u];
+          e->idx = j * Tm + i;
+          e->lv = m->ut_lv[u];
+          e->x = x;
+          if (pass == 0) n0++;
+          else nl++;
+        }
+    }
   zero(ws->G0, (size_t) Tm * J);
   zero(ws->M0, (size_t) T * JJ);
   zero(ws->M1, (size_t) T * Ku * JJ);
@@ -645,34 +933,38 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       double prod = 1.0;
       int sc = 0;
       for (int k = 0; k < K; k++) ws->geta[k] = 0.0;
-      draw_choice(m, fd, n, eta, ws, 1, &prod, &sc);
+      int fastd = 0;
+      draw_choice(m, fd, n, eta, ws, &fastd, &prod, &sc);
       for (int k = 0; k < Ku; k++) gtmp[P + k] += ws->geta[k];
+      /* g_r of the utility parameters from the term lists */
+      const term_e *e = (const term_e *) ws->tl;
+      const double *gVr = ws->gV;
+      for (int q = 0; q < n0; q++) gtmp[e[q].par] += gVr[e[q].idx] * e[q].x;
+      for (int q = n0; q < n0 + nl; q++) gtmp[e[q].par] += gVr[e[q].idx] * e[q].x * eta[e[q].lv];
+      double *restrict p = ws->au; /* (J) */
       for (int i = 0; i < T; i++) {
-        const double *xr = m->X + (long) (t0 + i) * m->n_xcol;
-        const double *HV = ws->HV + (size_t) i * JJ;
-        for (int j = 0; j < J; j++) {
-          double gv = ws->gV[(size_t) j * Tm + i];
-          if (gv == 0.0) continue;
-          ws->G0[(size_t) j * Tm + i] += w * gv;
-          for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
-            double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
-            if (x == 0.0) continue;
-            int lv = m->ut_lv[u];
-            gtmp[m->ut_par[u]] += gv * x * (lv >= 0 ? eta[lv] : 1.0);
+        for (int j = 0; j < J; j++) ws->G0[(size_t) j * Tm + i] += w * ws->gV[(size_t) j * Tm + i];
+        /* M += w f HV with f = 1, eta_k, eta_k eta_l; a fast row's HV is
+         * -(diag p - p p') with p_j = y_j - gV_j, added as such */
+        double *restrict HV = ws->HV + (size_t) i * JJ;
+        if (fastd && ws->tsafe[i] != 0.0) {
+          for (int j = 0; j < J; j++)
+            p[j] = (j == m->y[t0 + i] ? 1.0 : 0.0) - ws->gV[(size_t) j * Tm + i];
+          for (int j = 0; j < J; j++) {
+            double pj = p[j];
+            for (int j2 = 0; j2 < J; j2++) HV[j * J + j2] = pj * p[j2];
+            HV[j * J + j] -= pj;
           }
         }
-        double *M0 = ws->M0 + (size_t) i * JJ;
-        for (size_t c = 0; c < JJ; c++) M0[c] += w * HV[c];
-        for (int k = 0; k < Ku; k++) {
-          double *M1 = ws->M1 + ((size_t) i * Ku + k) * JJ;
-          double wk = w * eta[k];
-          for (size_t c = 0; c < JJ; c++) M1[c] += wk * HV[c];
-          for (int l = 0; l < Ku; l++) {
-            double *M2 = ws->M2 + (((size_t) i * Ku + k) * Ku + l) * JJ;
-            double wkl = wk * eta[l];
-            for (size_t c = 0; c < JJ; c++) M2[c] += wkl * HV[c];
+        for (int k = -1; k < Ku; k++)
+          for (int l = -1; l < (k < 0 ? 0 : Ku); l++) {
+            double *restrict Mx = k < 0 ? ws->M0 + (size_t) i * JJ
+                                : l < 0 ? ws->M1 + ((size_t) i * Ku + k) * JJ
+                                : ws->M2 + (((size_t) i * Ku + k) * Ku + l) * JJ;
+            double f = w * (k >= 0 ? eta[k] : 1.0) * (l >= 0 ? eta[l] : 1.0);
+            ICLV_SIMD
+            for (size_t c = 0; c < JJ; c++) Mx[c] += f * HV[c];
           }
-        }
       }
     }
     for (size_t i = 0; i < (size_t) P * K; i++) ws->Hpe[i] += w * Hpe_d[i];

@@ -40,9 +40,11 @@
 /* Model-level facts the kernels use (iclv_fast_dims_init). */
 typedef struct {
   int P, K, S, J, R; /* parameters, LVs, structural terms, alternatives (>= 1), draws */
+  int B;             /* draws per block of the LL and score pass (equal blocks of <= 32) */
   int Tmax;          /* most choice rows of one individual */
   int Omax;          /* most indicator observations of one individual */
   int Ku;            /* LVs 0..Ku-1 may appear in the utilities (1 + largest ut_lv; 0 if none) */
+  int NU;            /* utility terms (ut_ptr[n_alt]; 0 without a choice model) */
   int lv_rowinv;     /* MNL and every LV utility term has no attribute column */
   int hess_ok;       /* no LV-on-LV structural term (d eta / d phi is draw-invariant) */
 } iclv_fast_dims;
@@ -62,16 +64,26 @@ typedef struct {
   double *M1;    /* (Tmax, Ku, J, J) weighted sums of HV eta_k (Hessian) */
   double *M2;    /* (Tmax, Ku, Ku, J, J) weighted sums of HV eta_k eta_l (Hessian) */
   double *oc;    /* (Omax, 5) per-observation constants of the current individual */
-  double *of;    /* (Omax, 3) link derivatives of the current draw: d1, d2, c = d l / d s */
+  double *of;    /* (unused, 0 doubles) */
   double *A0;    /* (Omax, 2) weighted sums of d1, d2 */
   double *A1;    /* (Omax, K) weighted sums of c eta_k */
   double *geta;  /* (K) d l / d eta of the current draw */
   double *Gst;   /* (S) weighted sums of the structural terms' gradient */
-  double *au;    /* (5 J) a_j = L_j eta, u_j = exp(a_j - max a), V_j, a link's gV, column
-                    sums cs_j = sum_t gV_tj of the current draw */
+  double *au;    /* (5 J + K) a_j = L_j eta, u_j = exp(a_j - max a), V_j, a link's gV,
+                    column sums cs_j = sum_t gV_tj of the current draw, an eta (K) */
   double *Hpe;   /* (P, K) column-major, weighted LV-parameter block (Hessian) */
   double *Hee;   /* (K, K) weighted LV-LV block (Hessian) */
   double *tv;    /* (Tmax) per-row scratch of one draw */
+  /* one block of B draws (LL and score pass), draws innermost: */
+  double *bEta;  /* (K, B) LVs */
+  double *bD;    /* (K, S, B) d eta / d phi */
+  double *bGe;   /* (K, B) d l / d eta */
+  double *bS;    /* (8, B) log terms, products, their power-of-2 scales, l, weights, scratch (3) */
+  double *bOf;   /* (Omax, 3, B) indicator derivatives d1, d2, c = d l / d s */
+  double *bGv;   /* (Tmax, J, B) d log P / dV */
+  double *bU;    /* (3, J, B) a = L eta, u = exp(a - max a), column sums of gV (after bGv) */
+  double *tl;    /* (Tmax NU, 4) an individual's utility terms with x != 0: parameter,
+                    index of their gV, x, LV (Hessian pass) */
 } iclv_fast_ws;
 
 /* Fills fd from the model and R. */
