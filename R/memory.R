@@ -166,7 +166,7 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
        J = max(as.double(cl$n_alt), 1), M = as.double(cl$n_indic), ext = P + K,
        n_alt = as.double(cl$n_alt), n_rows = as.double(cl$n_rows), n_obs = as.double(cl$n_obs),
        has_lv_src = any(cl$st_src_type == 1L), T = as.double(threads),
-       B = min(4 * threads, N),
+       B = .plan_hess_block(as.double(cl$n_par), threads, N),
        # the fast kernels' sizes (src/engine_fast.c iclv_fast_dims_init)
        Tmax = if (cl$choice_type == 0L || N == 0) 0 else max(diff(as.double(cl$row_ptr))),
        Omax = if (N == 0) 0 else max(diff(as.double(cl$obs_ptr))),
@@ -183,6 +183,16 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
 }
 
 .pad8 <- function(n) ceiling(n / 8) * 8
+
+# Individuals per Hessian block (iclv_cpu_engine_create in src/engine.c): up
+# to 32 P x P slots per thread within 8 MiB, at least 4 per thread within
+# 64 MiB, at least one per thread, at most N.
+.plan_hess_block <- function(P, threads, N) {
+  slot <- 8 * P * P
+  want <- if (slot > 0) min(floor(8 * 2^20 / slot), 32 * threads) else 32 * threads
+  cap <- if (slot > 0) min(floor(64 * 2^20 / slot), 4 * threads) else 4 * threads
+  min(max(want, cap, threads), N)
+}
 
 # The CPU engine's buffers, in the order and with the names iclv_cpu_engine_create()
 # records them (src/engine.c). sizeof(thread_ws) is 16 pointers: ten double*

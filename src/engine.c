@@ -159,13 +159,19 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
     e->reference = ref != NULL && strcmp(ref, "1") == 0;
   }
   {
-    /* B: 4 slots per thread, but at most ~64 MB of slots (never fewer than
-     * one per thread) and never more than N. B does not change results. */
+    /* B: up to 32 slots per thread within 8 MiB of slots (fewer parallel
+     * regions: a fast individual's Hessian is cheap), at least the former
+     * 4 per thread within 64 MiB, never fewer than one per thread, never
+     * more than N. B does not change results. R/memory.R mirrors this. */
     double slot = 8.0 * (double) e->P * (double) e->P;
-    int cap = slot > 0 ? (int) (64.0 * 1048576.0 / slot) : 4 * T;
-    int B = 4 * T < cap ? 4 * T : cap;
-    if (B < T) B = T;
-    e->hess_block = B < e->N ? B : e->N;
+    double want = slot > 0 ? floor(8.0 * 1048576.0 / slot) : 32.0 * T;
+    double cap = slot > 0 ? floor(64.0 * 1048576.0 / slot) : 4.0 * T;
+    if (want > 32.0 * T) want = 32.0 * T;
+    if (cap > 4.0 * T) cap = 4.0 * T;
+    double Bd = want > cap ? want : cap;
+    if (Bd < T) Bd = T;
+    if (Bd > e->N) Bd = e->N;
+    e->hess_block = (int) Bd;
   }
 
   size_t N = (size_t) e->N, P = (size_t) e->P, K = (size_t) e->K, R = (size_t) e->R;

@@ -15,11 +15,15 @@
  *   - the log-likelihood of a draw is one log of a product of probabilities
  *     (rescaled by powers of two, so never under- or overflowing) plus the
  *     logs of the links that have no product form (probit, normal, binary);
- *   - LL and gradient in one pass over the draws with an online
- *     log-sum-exp: each draw's link derivatives are accumulated with the
- *     draw's unnormalised weight (rescaled when a draw exceeds the running
- *     maximum); gradients with respect to draw-invariant directions are
- *     formed once per individual from the weighted sums (pbar);
+ *   - LL and gradient in one pass over the draws, in blocks of up to 32
+ *     draws with the draw index innermost (loops marked for SIMD), with an
+ *     online log-sum-exp: each draw's link derivatives are accumulated with
+ *     the draw's unnormalised weight (rescaled when a block exceeds the
+ *     running maximum); gradients with respect to draw-invariant directions
+ *     are formed once per individual from the weighted sums (pbar);
+ *   - an inline exp (polynomial, about 1 ulp) where the argument is known
+ *     to lie in [-708, 708]; an ordered-logit factor within 2^-12 of 1 is
+ *     added as -log1p(x) so that log-likelihoods near 0 keep their digits;
  *   - the Hessian's choice block is formed from per-task weighted sums of
  *     d2 log P / dV dV' (times 1, eta_k, eta_k eta_l), scattered once per
  *     individual instead of once per draw.
