@@ -219,12 +219,12 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
     thread_lv_jacobian = 8 * T * (zeta + zD + zD2),
     thread_choice_scratch = 8 * T * (3 * zJ + zHV),
     thread_fast_scratch = 8 * T * .plan_fast_doubles(d),
-    thread_fast_descriptors = 29 * .Machine$sizeof.pointer * T)
+    thread_fast_descriptors = 28 * .Machine$sizeof.pointer * T)
 }
 
 # Doubles of one thread's scratch of the fast kernels: iclv_fast_ws_doubles()
 # in src/engine_fast.c, piece by piece (W, L, Eu, tsafe, gV, HV, G0, G1, M0,
-# M1, M2, oc, of (empty), A0, A1, geta, Gst, au, Hpe, Hee, tv, and the block of
+# M1, M2, oc, A0, A1, geta, Gst, au, Hpe, Hee, tv, and the block of
 # B draws: bEta, bD, bGe, bS, bOf, bGv with bU; tl).
 .plan_fast_doubles <- function(d) {
   Tm <- d$Tmax; O <- d$Omax; J <- d$J; K <- d$K; Ku <- d$Ku; P <- d$P; S <- d$S
@@ -232,7 +232,7 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
   nblk <- ceiling(d$R / 32) # blocks of at most BLOCK_DRAWS = 32 draws, of equal size
   B <- if (nblk > 0) ceiling(d$R / nblk) else 1
   sum(.pad8(c(Tm * J, Tm * J * Ku, Tm * J, Tm, Tm * J, Tm * JJ, Tm * J, Tm * J * Ku,
-              Tm * JJ, Tm * Ku * JJ, Tm * Ku * Ku * JJ, O * 5, 0, O * 2, O * K,
+              Tm * JJ, Tm * Ku * JJ, Tm * Ku * Ku * JJ, O * 5, O * 2, O * K,
               K, S, 5 * J + K, P * K, K * K, Tm,
               K * B, K * S * B, K * B, 8 * B, O * 3 * B, Tm * J * B + 3 * J * B,
               Tm * d$NU * 4)))

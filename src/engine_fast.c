@@ -41,7 +41,7 @@
  * would round a log-likelihood this close to 0 (x < 2.4e-4: within 1e-12 of
  * the term in relative terms). */
 #define LOGIT_NEAR1 0x1p-12
-#define NPIECE 28
+#define NPIECE 27
 #define BLOCK_DRAWS 32 /* at most this many draws processed together by the LL and score pass */
 
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
@@ -131,23 +131,22 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[9] = pad8(T * Ku * JJ);      /* M1 */
   z[10] = pad8(T * Ku * Ku * JJ);/* M2 */
   z[11] = pad8(O * 5);           /* oc */
-  z[12] = 0;                     /* (unused) */
-  z[13] = pad8(O * 2);           /* A0 */
-  z[14] = pad8(O * K);           /* A1 */
-  z[15] = pad8(K);               /* geta */
-  z[16] = pad8(S);               /* Gst */
-  z[17] = pad8(5 * J + K);       /* au */
-  z[18] = pad8(P * K);           /* Hpe */
-  z[19] = pad8(K * K);           /* Hee */
-  z[20] = pad8(T);               /* tv */
+  z[12] = pad8(O * 2);           /* A0 */
+  z[13] = pad8(O * K);           /* A1 */
+  z[14] = pad8(K);               /* geta */
+  z[15] = pad8(S);               /* Gst */
+  z[16] = pad8(5 * J + K);       /* au */
+  z[17] = pad8(P * K);           /* Hpe */
+  z[18] = pad8(K * K);           /* Hee */
+  z[19] = pad8(T);               /* tv */
   size_t B = (size_t) fd->B;
-  z[21] = pad8(K * B);           /* bEta */
-  z[22] = pad8(K * S * B);       /* bD */
-  z[23] = pad8(K * B);           /* bGe */
-  z[24] = pad8(8 * B);           /* bS */
-  z[25] = pad8(O * 3 * B);       /* bOf */
-  z[26] = pad8(T * J * B + 3 * J * B); /* bGv, then bU */
-  z[27] = pad8(T * (size_t) fd->NU * 4); /* tl */
+  z[20] = pad8(K * B);           /* bEta */
+  z[21] = pad8(K * S * B);       /* bD */
+  z[22] = pad8(K * B);           /* bGe */
+  z[23] = pad8(8 * B);           /* bS */
+  z[24] = pad8(O * 3 * B);       /* bOf */
+  z[25] = pad8(T * J * B + 3 * J * B); /* bGv, then bU */
+  z[26] = pad8(T * (size_t) fd->NU * 4); /* tl */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -161,7 +160,7 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
   size_t z[NPIECE];
   ws_sizes(fd, z);
   double **dst[NPIECE] = {&ws->W, &ws->L, &ws->Eu, &ws->tsafe, &ws->gV, &ws->HV, &ws->G0,
-                          &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->of, &ws->A0,
+                          &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
                           &ws->tl};

@@ -68,7 +68,6 @@ typedef struct {
   double *M1;    /* (Tmax, Ku, J, J) weighted sums of HV eta_k (Hessian) */
   double *M2;    /* (Tmax, Ku, Ku, J, J) weighted sums of HV eta_k eta_l (Hessian) */
   double *oc;    /* (Omax, 5) per-observation constants of the current individual */
-  double *of;    /* (unused, 0 doubles) */
   double *A0;    /* (Omax, 2) weighted sums of d1, d2 */
   double *A1;    /* (Omax, K) weighted sums of c eta_k */
   double *geta;  /* (K) d l / d eta of the current draw */
