@@ -11,8 +11,9 @@
 #' Compiles the model with the data and predicts, buffer by buffer, the host
 #' (and for `backend = "cuda"` the device) memory that [iclv()] will use,
 #' without allocating any of it: the compiled data arrays, user-supplied
-#' draws (quasi-random and pseudo-random draws are generated on the fly and
-#' never stored), every workspace of the CPU engine (one set per OpenMP
+#' draws (quasi-random and pseudo-random draws are made once by the CPU engine
+#' and kept, `draw_cache`, when they take at most 64 MiB, and are otherwise
+#' generated on the fly), every workspace of the CPU engine (one set per OpenMP
 #' thread), the outputs of one evaluation (gradient, individual scores,
 #' Hessian), and on the GPU the device buffers and how the individuals are
 #' split into chunks that fit the device budget.
@@ -92,11 +93,14 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
                               if (nzchar(Sys.getenv("OMP_NUM_THREADS"))) ", from OMP_NUM_THREADS" else ""))
   }
 
+  cache <- 8 * dims$N * dims$R * dims$K # generated draws made once (ICLV_DRAW_CACHE_BYTES)
   host <- c(compiled_model_data = .plan_compiled_bytes(cl),
             user_draws = if (is.null(spec$user)) 0 else 8 * length(spec$user),
+            draw_cache = if (is.null(spec$user) && cache > 0 && cache <= 64 * 2^20) cache else 0,
             .plan_cpu_engine(dims),
             .plan_outputs(dims))
   if (is.null(spec$user)) host <- host[names(host) != "user_draws"]
+  if (host[["draw_cache"]] == 0) host <- host[names(host) != "draw_cache"]
   bufs <- data.frame(where = "host", buffer = names(host), bytes = unname(host),
                      stringsAsFactors = FALSE)
   total_host <- sum(host)

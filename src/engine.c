@@ -38,6 +38,9 @@
 #include "model_checks.h"
 #include "engine_fast.h"
 
+/* generated draws up to this many bytes are made once, at creation */
+#define ICLV_DRAW_CACHE_BYTES (64.0 * 1048576.0)
+
 /* per-individual status codes (bad[]) */
 enum { IND_OK = 0, IND_LL_NONFINITE = 1, IND_GRAD_NONFINITE = 2, IND_HESS_NONFINITE = 3 };
 
@@ -75,6 +78,7 @@ struct iclv_cpu_engine {
   double *comp;   /* (N, M + 1) per-individual component log-likelihoods (predict) */
   thread_ws *tw;  /* (n_threads) */
   iclv_fast_ws *fast_ws; /* (n_threads) descriptors of the fast kernels' scratch */
+  double *draw_cache;    /* (N, R, K) row-major e[n, r, k] of a generated design, or NULL */
 };
 
 /* ---- memory ---------------------------------------------------------- */
@@ -209,6 +213,23 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
     iclv_cpu_engine_free(e);
     return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine's workspaces");
   }
+  /* Generated draws (not a user array, which is stored already) are made
+   * once here when they take at most ICLV_DRAW_CACHE_BYTES; evaluations then
+   * copy them instead of recomputing the inverse normal. The same function
+   * makes them either way, so the values are the same bits. R/memory.R
+   * mirrors the rule. */
+  if (d->type != ICLV_DRAWS_USER && 8.0 * (double) N * (double) R * (double) K <= ICLV_DRAW_CACHE_BYTES &&
+      N * R * K > 0) {
+    e->draw_cache = (double *) eng_alloc(e, "draw_cache", sizeof(double) * N * R * K);
+    if (e->draw_cache == NULL) {
+      iclv_cpu_engine_free(e);
+      return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine's draw cache");
+    }
+    for (int n = 0; n < e->N; n++)
+      for (int r = 0; r < e->R; r++)
+        for (int k = 0; k < e->K; k++)
+          e->draw_cache[((size_t) n * R + r) * K + k] = iclv_draw_normal(d, n, r, k);
+  }
   for (int i = 0; i < T; i++) {
     thread_ws *w = &e->tw[i];
     w->E = bE + i * zE;
@@ -239,6 +260,11 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
 
 /* Copies the draws of individual n into w->E (R, K). */
 static void load_draws(const struct iclv_cpu_engine *e, thread_ws *w, int n) {
+  if (e->draw_cache) {
+    size_t RK = (size_t) e->R * e->K;
+    memcpy(w->E, e->draw_cache + (size_t) n * RK, sizeof(double) * RK);
+    return;
+  }
   for (int r = 0; r < e->R; r++)
     for (int k = 0; k < e->K; k++) w->E[r * e->K + k] = iclv_draw_normal(e->d, n, r, k);
 }
