@@ -864,6 +864,30 @@ typedef struct {
   double x;         /* attribute value (1 without one) */
 } term_e;
 
+/* Sorts t[0..n-1] by parameter (heapsort: in place, no allocation), so that
+ * the terms of one parameter are adjacent. */
+static void sort_terms(term_e *t, int n) {
+  for (int start = n / 2 - 1, end = n; ; ) {
+    int root;
+    term_e tmp;
+    if (start >= 0) {
+      root = start--;
+    } else {
+      if (--end <= 0) return;
+      tmp = t[0]; t[0] = t[end]; t[end] = tmp;
+      root = 0;
+    }
+    for (;;) { /* sift down within [0, end) */
+      int c = 2 * root + 1;
+      if (c >= end) break;
+      if (c + 1 < end && t[c + 1].par > t[c].par) c++;
+      if (t[c].par <= t[root].par) break;
+      tmp = t[c]; t[c] = t[root]; t[root] = tmp;
+      root = c;
+    }
+  }
+}
+
 /* Weighted sum of HV (row i, alternatives j, j2) times the LV factors of two
  * utility terms: f_a f_b with f = eta_lv, or 1 for lv < 0. */
 static inline double msum(const iclv_fast_ws *ws, int Ku, int J, int i, int la, int lb, int j,
@@ -906,6 +930,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
           else nl++;
         }
     }
+  sort_terms((term_e *) ws->tl, n0);
   zero(ws->G0, (size_t) Tm * J);
   zero(ws->M0, (size_t) T * JJ);
   zero(ws->M1, (size_t) T * Ku * JJ);
@@ -938,7 +963,12 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       /* g_r of the utility parameters from the term lists */
       const term_e *e = (const term_e *) ws->tl;
       const double *gVr = ws->gV;
-      for (int q = 0; q < n0; q++) gtmp[e[q].par] += gVr[e[q].idx] * e[q].x;
+      for (int q = 0; q < n0;) { /* one parameter's terms at a time */
+        int par = e[q].par;
+        double acc = 0.0;
+        for (; q < n0 && e[q].par == par; q++) acc += gVr[e[q].idx] * e[q].x;
+        gtmp[par] += acc;
+      }
       for (int q = n0; q < n0 + nl; q++) gtmp[e[q].par] += gVr[e[q].idx] * e[q].x * eta[e[q].lv];
       double *restrict p = ws->au; /* (J) */
       for (int i = 0; i < T; i++) {
