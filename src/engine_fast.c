@@ -46,14 +46,14 @@
 
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
 
-/* e^x for -708 <= x <= 708 (callers guarantee the range; below it returns
- * 0, as exp would return a subnormal or 0), within about 1 ulp of exp():
+/* e^x within about 1 ulp of exp() for -708 <= x <= 708 (the callers' range;
+ * outside it, and for NaN, exp() itself is called):
  * x = k ln2 + r with |r| <= ln2 / 2 (fdlibm's two-part ln 2, so k ln2_hi is
  * exact), e^r by its Taylor polynomial to r^13 / 13! (remainder below
  * 4e-18), times 2^k built in the exponent bits. Inline and branch-free in
  * the range: several times cheaper than a call to libm's exp. */
 static inline double fast_exp(double x) {
-  if (!(x >= -708.0)) return x != x ? x : 0.0;
+  if (!(x >= -708.0 && x <= 708.0)) return exp(x);
   const double shift = 0x1.8p52;
   double kd = x * 0x1.71547652b82fep0 + shift;
   int64_t kb;
