@@ -18,6 +18,13 @@
  * number of threads. The Hessian uses blocks of B individuals (B P x P slots
  * computed in parallel, then added in order) so that memory stays B P^2.
  *
+ * Each individual goes through the fast kernels of engine_fast.c (draw-
+ * invariant work hoisted, one pass over the draws for LL and score, the
+ * choice Hessian from weighted per-task sums); individual_eval_ref keeps the
+ * readable per-pair path of iclv_core.h (which the CUDA engine mirrors): the
+ * tests compare the two (ICLV_CPU_REFERENCE=1 at creation selects it), and
+ * the Hessian of models with LV-on-LV terms uses its pairs.
+ *
  * Memory: iclv_cpu_engine_create allocates every workspace once and records
  * it in the engine's iclv_mem_account; iclv_cpu_eval and iclv_cpu_predict
  * allocate nothing. No R API is used here (threads never call R).

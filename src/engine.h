@@ -39,7 +39,10 @@ typedef struct iclv_cpu_engine iclv_cpu_engine;
 
 /* Creates the CPU engine. `m` and `d` must outlive the engine (they point
  * into R objects that the caller keeps protected). n_threads <= 0 means the
- * OpenMP default (which respects OMP_NUM_THREADS / OMP_THREAD_LIMIT).
+ * OpenMP default (which respects OMP_NUM_THREADS / OMP_THREAD_LIMIT). With
+ * the environment variable ICLV_CPU_REFERENCE=1 at creation the engine uses
+ * the per-pair reference path of iclv_core.h instead of the fast kernels
+ * (engine_fast.h): the same results to rounding, for tests.
  * On success *out is set and ICLV_OK returned; on failure *out is NULL and
  * nothing is leaked. */
 int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d,
