@@ -11,8 +11,9 @@
 #' Compiles the model with the data and predicts, buffer by buffer, the host
 #' (and for `backend = "cuda"` the device) memory that [iclv()] will use,
 #' without allocating any of it: the compiled data arrays, user-supplied
-#' draws (quasi-random and pseudo-random draws are generated on the fly and
-#' never stored), every workspace of the CPU engine (one set per OpenMP
+#' draws (quasi-random and pseudo-random draws are made once by the CPU engine
+#' and kept, `draw_cache`, when they take at most 64 MiB, and are otherwise
+#' generated on the fly), every workspace of the CPU engine (one set per OpenMP
 #' thread), the outputs of one evaluation (gradient, individual scores,
 #' Hessian), and on the GPU the device buffers and how the individuals are
 #' split into chunks that fit the device budget.
@@ -92,11 +93,14 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
                               if (nzchar(Sys.getenv("OMP_NUM_THREADS"))) ", from OMP_NUM_THREADS" else ""))
   }
 
+  cache <- 8 * dims$N * dims$R * dims$K # generated draws made once (ICLV_DRAW_CACHE_BYTES)
   host <- c(compiled_model_data = .plan_compiled_bytes(cl),
             user_draws = if (is.null(spec$user)) 0 else 8 * length(spec$user),
+            draw_cache = if (is.null(spec$user) && cache > 0 && cache <= 64 * 2^20) cache else 0,
             .plan_cpu_engine(dims),
             .plan_outputs(dims))
   if (is.null(spec$user)) host <- host[names(host) != "user_draws"]
+  if (host[["draw_cache"]] == 0) host <- host[names(host) != "draw_cache"]
   bufs <- data.frame(where = "host", buffer = names(host), bytes = unname(host),
                      stringsAsFactors = FALSE)
   total_host <- sum(host)
@@ -166,7 +170,12 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
        J = max(as.double(cl$n_alt), 1), M = as.double(cl$n_indic), ext = P + K,
        n_alt = as.double(cl$n_alt), n_rows = as.double(cl$n_rows), n_obs = as.double(cl$n_obs),
        has_lv_src = any(cl$st_src_type == 1L), T = as.double(threads),
-       B = min(4 * threads, N))
+       B = .plan_hess_block(as.double(cl$n_par), threads, N),
+       # the fast kernels' sizes (src/engine_fast.c iclv_fast_dims_init)
+       Tmax = if (cl$choice_type == 0L || N == 0) 0 else max(diff(as.double(cl$row_ptr))),
+       Omax = if (N == 0) 0 else max(diff(as.double(cl$obs_ptr))),
+       Ku = if (cl$choice_type == 0L || !length(cl$ut_lv)) 0 else max(as.double(cl$ut_lv), -1) + 1,
+       NU = if (cl$choice_type == 0L) 0 else as.double(length(cl$ut_par)))
 }
 
 # Bytes of the compiled model's arrays (the C structs point into them): 8 per
@@ -178,6 +187,16 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
 }
 
 .pad8 <- function(n) ceiling(n / 8) * 8
+
+# Individuals per Hessian block (iclv_cpu_engine_create in src/engine.c): up
+# to 32 P x P slots per thread within 8 MiB, at least 4 per thread within
+# 64 MiB, at least one per thread, at most N.
+.plan_hess_block <- function(P, threads, N) {
+  slot <- 8 * P * P
+  want <- if (slot > 0) min(floor(8 * 2^20 / slot), 32 * threads) else 32 * threads
+  cap <- if (slot > 0) min(floor(64 * 2^20 / slot), 4 * threads) else 4 * threads
+  min(max(want, cap, threads), N)
+}
 
 # The CPU engine's buffers, in the order and with the names iclv_cpu_engine_create()
 # records them (src/engine.c). sizeof(thread_ws) is 16 pointers: ten double*
@@ -202,7 +221,25 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
     thread_hessian_lv_blocks = 8 * T * (zpe + zee),
     thread_component_loglik = 8 * T * (zlc + zE),
     thread_lv_jacobian = 8 * T * (zeta + zD + zD2),
-    thread_choice_scratch = 8 * T * (3 * zJ + zHV))
+    thread_choice_scratch = 8 * T * (3 * zJ + zHV),
+    thread_fast_scratch = 8 * T * .plan_fast_doubles(d),
+    thread_fast_descriptors = 28 * .Machine$sizeof.pointer * T)
+}
+
+# Doubles of one thread's scratch of the fast kernels: iclv_fast_ws_doubles()
+# in src/engine_fast.c, piece by piece (W, L, Eu, tsafe, gV, HV, G0, G1, M0,
+# M1, M2, oc, A0, A1, geta, Gst, au, Hpe, Hee, tv, and the block of
+# B draws: bEta, bD, bGe, bS, bOf, bGv with bU; tl).
+.plan_fast_doubles <- function(d) {
+  Tm <- d$Tmax; O <- d$Omax; J <- d$J; K <- d$K; Ku <- d$Ku; P <- d$P; S <- d$S
+  JJ <- J * J
+  nblk <- ceiling(d$R / 32) # blocks of at most BLOCK_DRAWS = 32 draws, of equal size
+  B <- if (nblk > 0) ceiling(d$R / nblk) else 1
+  sum(.pad8(c(Tm * J, Tm * J * Ku, Tm * J, Tm, Tm * J, Tm * JJ, Tm * J, Tm * J * Ku,
+              Tm * JJ, Tm * Ku * JJ, Tm * Ku * Ku * JJ, O * 5, O * 2, O * K,
+              K, S, 5 * J + K, P * K, K * K, Tm,
+              K * B, K * S * B, K * B, 8 * B, O * 3 * B, Tm * J * B + 3 * J * B,
+              Tm * d$NU * 4)))
 }
 
 # The R vectors one evaluation returns (src/boundary.c C_iclv_engine_eval):

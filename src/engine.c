@@ -18,6 +18,13 @@
  * number of threads. The Hessian uses blocks of B individuals (B P x P slots
  * computed in parallel, then added in order) so that memory stays B P^2.
  *
+ * Each individual goes through the fast kernels of engine_fast.c (draw-
+ * invariant work hoisted, one pass over the draws for LL and score, the
+ * choice Hessian from weighted per-task sums); individual_eval_ref keeps the
+ * readable per-pair path of iclv_core.h (which the CUDA engine mirrors): the
+ * tests compare the two (ICLV_CPU_REFERENCE=1 at creation selects it), and
+ * the Hessian of models with LV-on-LV terms uses its pairs.
+ *
  * Memory: iclv_cpu_engine_create allocates every workspace once and records
  * it in the engine's iclv_mem_account; iclv_cpu_eval and iclv_cpu_predict
  * allocate nothing. No R API is used here (threads never call R).
@@ -42,6 +49,10 @@
 #include "iclv_core.h"
 #include "draws.h"
 #include "model_checks.h"
+#include "engine_fast.h"
+
+/* generated draws up to this many bytes are made once, at creation */
+#define ICLV_DRAW_CACHE_BYTES (64.0 * 1048576.0)
 
 /* per-individual status codes (bad[]) */
 enum { IND_OK = 0, IND_LL_NONFINITE = 1, IND_GRAD_NONFINITE = 2, IND_HESS_NONFINITE = 3 };
@@ -71,6 +82,8 @@ struct iclv_cpu_engine {
   iclv_poll_fn poll; /* interrupt poll, called between batches on the main thread, or NULL */
   void *poll_ctx;    /* its argument */
   int has_lv_src; /* any LV-on-LV structural term (D2 needed) */
+  int reference;  /* 1: every individual through the per-pair reference (iclv_core.h) */
+  iclv_fast_dims fd; /* dimensions of the fast kernels (engine_fast.h) */
   iclv_mem_account acct;
   void *blocks[ICLV_MAX_BUFFERS]; /* the allocations, freed in order */
   /* shared, per individual */
@@ -80,6 +93,8 @@ struct iclv_cpu_engine {
   double *Hslot;  /* (B, P, P) per-individual Hessians of one block */
   double *comp;   /* (N, M + 1) per-individual component log-likelihoods (predict) */
   thread_ws *tw;  /* (n_threads) */
+  iclv_fast_ws *fast_ws; /* (n_threads) descriptors of the fast kernels' scratch */
+  double *draw_cache;    /* (N, R, K) row-major e[n, r, k] of a generated design, or NULL */
 };
 
 /* ---- memory ---------------------------------------------------------- */
@@ -221,20 +236,33 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
   for (int t = 0; t < e->S; t++)
     if (m->st_src_type[t] == ICLV_SRC_LV) e->has_lv_src = 1;
   int T = e->n_threads;
+  iclv_fast_dims_init(m, e->R, &e->fd);
   {
-    /* B: 4 slots per thread, but at most ~64 MB of slots (never fewer than
-     * one per thread) and never more than N. B does not change results. */
+    /* ICLV_CPU_REFERENCE=1 in the environment when the engine is created
+     * selects the per-pair reference path (the tests compare the two) */
+    const char *ref = getenv("ICLV_CPU_REFERENCE");
+    e->reference = ref != NULL && strcmp(ref, "1") == 0;
+  }
+  {
+    /* B: up to 32 slots per thread within 8 MiB of slots (fewer parallel
+     * regions: a fast individual's Hessian is cheap), at least the former
+     * 4 per thread within 64 MiB, never fewer than one per thread, never
+     * more than N. B does not change results. R/memory.R mirrors this. */
     double slot = 8.0 * (double) e->P * (double) e->P;
-    int cap = slot > 0 ? (int) (64.0 * 1048576.0 / slot) : 4 * T;
-    int B = 4 * T < cap ? 4 * T : cap;
-    if (B < T) B = T;
-    e->hess_block = B < e->N ? B : e->N;
+    double want = slot > 0 ? floor(8.0 * 1048576.0 / slot) : 32.0 * T;
+    double cap = slot > 0 ? floor(64.0 * 1048576.0 / slot) : 4.0 * T;
+    if (want > 32.0 * T) want = 32.0 * T;
+    if (cap > 4.0 * T) cap = 4.0 * T;
+    double Bd = want > cap ? want : cap;
+    if (Bd < T) Bd = T;
+    if (Bd > e->N) Bd = e->N;
+    e->hess_block = (int) Bd;
     /* batch: about 2e6 (individual, draw, observation) terms per thread
      * between two polls (a few tens of ms), at least one individual per
      * thread; 16 per thread at most, so a parallel region still balances */
     double per_ind = (double) e->R * (1.0 + (double) (m->n_obs + m->n_rows) / (double) e->N);
-    double want = 2e6 / (per_ind > 1.0 ? per_ind : 1.0);
-    int b = want >= 16.0 ? 16 : (want < 1.0 ? 1 : (int) want);
+    double per_thread = 2e6 / (per_ind > 1.0 ? per_ind : 1.0);
+    int b = per_thread >= 16.0 ? 16 : (per_thread < 1.0 ? 1 : (int) per_thread);
     long bt = (long) b * T;
     e->batch = bt < e->N ? (int) bt : e->N;
   }
@@ -264,11 +292,32 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
   double *bD = (double *) eng_alloc(e, "thread_lv_jacobian",
                                     sizeof(double) * T * (zeta + zD + zD2));
   double *bV = (double *) eng_alloc(e, "thread_choice_scratch", sizeof(double) * T * (3 * zJ + zHV));
+  size_t zF = iclv_fast_ws_doubles(&e->fd);
+  double *bF = (double *) eng_alloc(e, "thread_fast_scratch", sizeof(double) * T * zF);
+  e->fast_ws = (iclv_fast_ws *) eng_alloc(e, "thread_fast_descriptors",
+                                          sizeof(iclv_fast_ws) * (size_t) T);
   okm = e->S_ind && e->ll_ind && e->bad && e->Hslot && e->comp && e->tw && bE && bl && bG &&
-        bg && bH && bc && bD && bV;
+        bg && bH && bc && bD && bV && bF && e->fast_ws;
   if (!okm) {
     iclv_cpu_engine_free(e);
     return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine's workspaces");
+  }
+  /* Generated draws (not a user array, which is stored already) are made
+   * once here when they take at most ICLV_DRAW_CACHE_BYTES; evaluations then
+   * copy them instead of recomputing the inverse normal. The same function
+   * makes them either way, so the values are the same bits. R/memory.R
+   * mirrors the rule. */
+  if (d->type != ICLV_DRAWS_USER && 8.0 * (double) N * (double) R * (double) K <= ICLV_DRAW_CACHE_BYTES &&
+      N * R * K > 0) {
+    e->draw_cache = (double *) eng_alloc(e, "draw_cache", sizeof(double) * N * R * K);
+    if (e->draw_cache == NULL) {
+      iclv_cpu_engine_free(e);
+      return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine's draw cache");
+    }
+    for (int n = 0; n < e->N; n++)
+      for (int r = 0; r < e->R; r++)
+        for (int k = 0; k < e->K; k++)
+          e->draw_cache[((size_t) n * R + r) * K + k] = iclv_draw_normal(d, n, r, k);
   }
   for (int i = 0; i < T; i++) {
     thread_ws *w = &e->tw[i];
@@ -290,6 +339,7 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
     w->pws.gV = vv + zJ;
     w->pr = vv + 2 * zJ;
     w->pws.HV = vv + 3 * zJ;
+    iclv_fast_ws_bind(&e->fd, bF + i * zF, &e->fast_ws[i]);
   }
   *out = e;
   return ICLV_OK;
@@ -299,6 +349,11 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
 
 /* Copies the draws of individual n into w->E (R, K). */
 static void load_draws(const struct iclv_cpu_engine *e, thread_ws *w, int n) {
+  if (e->draw_cache) {
+    size_t RK = (size_t) e->R * e->K;
+    memcpy(w->E, e->draw_cache + (size_t) n * RK, sizeof(double) * RK);
+    return;
+  }
   for (int r = 0; r < e->R; r++)
     for (int k = 0; k < e->K; k++) w->E[r * e->K + k] = iclv_draw_normal(e->d, n, r, k);
 }
@@ -343,15 +398,30 @@ static void syrk_lower(int P, int R, const double *A, size_t lda, double *H) {
   }
 }
 
-/* Everything of individual n: ll_ind[n]; with want_g the score s_n into
- * S_ind (n, .); with Hn != NULL (requires want_g) H_n (P, P) column-major.
- * Only the lower triangle of H_n is complete. Sets bad[n]. Runs inside a
- * thread: touches only n's slots and w. */
-static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
-                            int n, int want_g, double *Hn) {
+/* H_n (P, P) += sum_r w_r (g_r - s)(g_r - s)' in its lower triangle, from
+ * the rows g_r of w->G (stride ext) and the weights w->w; s = s_n. The rows
+ * are overwritten. */
+static void hessian_outer(const struct iclv_cpu_engine *e, thread_ws *w, const double *s,
+                          double *Hn) {
+  int R = e->R, P = e->P, ext = e->ext;
+  /* rows of G become a_r = sqrt(w_r) (g_r - s) (G is not needed any more) */
+  for (int r = 0; r < R; r++) {
+    double *a = w->G + (size_t) r * ext;
+    double sw = sqrt(w->w[r]);
+    for (int p = 0; p < P; p++) a[p] = sw > 0.0 ? sw * (a[p] - s[p]) : 0.0;
+  }
+  syrk_lower(P, R, w->G, (size_t) ext, Hn);
+}
+
+/* Everything of individual n through the per-pair reference (iclv_core.h):
+ * ll_ind[n]; with want_g the score s_n into S_ind (n, .); with Hn != NULL
+ * (requires want_g) H_n (P, P) column-major. Only the lower triangle of
+ * H_n is complete. Sets bad[n]. Runs inside a thread: touches only n's
+ * slots and w. Expects n's draws in w->E. */
+static void individual_eval_ref(const struct iclv_cpu_engine *e, thread_ws *w,
+                                const double *theta, int n, int want_g, double *Hn) {
   const iclv_model *m = e->m;
   int R = e->R, P = e->P, K = e->K, ext = e->ext;
-  load_draws(e, w, n);
   for (int r = 0; r < R; r++)
     w->l[r] = iclv_pair_eval(m, theta, n, w->E + r * K, &w->pws,
                              want_g ? w->G + (size_t) r * ext : NULL, NULL);
@@ -387,15 +457,65 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
     h.w = w->w[r];
     iclv_pair_eval(m, theta, n, w->E + r * K, &w->pws, w->gtmp, &h);
   }
-  /* rows of G become a_r = sqrt(w_r) (g_r - s) (G is not needed any more) */
-  for (int r = 0; r < R; r++) {
-    double *a = w->G + (size_t) r * ext;
-    double sw = sqrt(w->w[r]);
-    for (int p = 0; p < P; p++) a[p] = sw > 0.0 ? sw * (a[p] - s[p]) : 0.0;
-  }
-  syrk_lower(P, R, w->G, (size_t) ext, Hn);
+  hessian_outer(e, w, s, Hn);
   /* Only the lower triangle of Hn is complete (the upper one lacks the
    * outer products); iclv_cpu_eval mirrors the total once. */
+  if (!all_finite(Hn, (size_t) P * P)) e->bad[n] = IND_HESS_NONFINITE;
+}
+
+/* sum_r w_r hess l_nr into Hn (zeroed first) and row r of w->G = g_nr for
+ * each draw with w_r > 0, through the per-pair reference (one
+ * iclv_pair_eval per draw); for models whose d eta / d phi depends on the
+ * draw (LV-on-LV terms), which the fast Hessian does not cover. */
+static void hessian_pairs_ref(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
+                              int n, double *Hn) {
+  int R = e->R, P = e->P, K = e->K;
+  for (size_t i = 0; i < (size_t) P * P; i++) Hn[i] = 0.0;
+  iclv_hess h;
+  h.P = P;
+  h.K = K;
+  h.Hpp = Hn;
+  h.Hpe = w->Hpe;
+  h.Hee = w->Hee;
+  for (int r = 0; r < R; r++) {
+    if (w->w[r] == 0.0) continue;
+    h.w = w->w[r];
+    iclv_pair_eval(e->m, theta, n, w->E + r * K, &w->pws, w->gtmp, &h);
+    memcpy(w->G + (size_t) r * e->ext, w->gtmp, sizeof(double) * (size_t) P);
+  }
+}
+
+/* The same as individual_eval_ref through the fast kernels (engine_fast.h):
+ * one pass over the draws for the LL and the score, a second for the
+ * Hessian (the per-pair reference for models with LV-on-LV terms). */
+static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
+                            int n, int want_g, double *Hn) {
+  int R = e->R, P = e->P;
+  load_draws(e, w, n);
+  if (e->reference) {
+    individual_eval_ref(e, w, theta, n, want_g, Hn);
+    return;
+  }
+  iclv_fast_ws *fw = &e->fast_ws[w - e->tw]; /* the thread's */
+  double *s = e->S_ind + (size_t) n * P;
+  double lln = iclv_fast_individual(e->m, &e->fd, theta, n, w->E, &w->pws, fw, w->l,
+                                    want_g ? s : NULL);
+  e->ll_ind[n] = lln;
+  if (!isfinite(lln)) { e->bad[n] = IND_LL_NONFINITE; return; }
+  e->bad[n] = IND_OK;
+  if (!want_g) return;
+  if (!all_finite(s, (size_t) P)) { e->bad[n] = IND_GRAD_NONFINITE; return; }
+  if (Hn == NULL) return;
+  double lse = lln + log((double) R);
+  for (int r = 0; r < R; r++) w->w[r] = exp(w->l[r] - lse);
+  if (e->fd.hess_ok) {
+    for (size_t i = 0; i < (size_t) P * P; i++) Hn[i] = 0.0;
+    iclv_fast_hessian(e->m, &e->fd, theta, n, w->E, &w->pws, fw, w->w, w->G,
+                      (size_t) e->ext, w->gtmp, w->Hpe, w->Hee, Hn);
+  } else {
+    hessian_pairs_ref(e, w, theta, n, Hn);
+  }
+  hessian_outer(e, w, s, Hn);
   if (!all_finite(Hn, (size_t) P * P)) e->bad[n] = IND_HESS_NONFINITE;
 }
 

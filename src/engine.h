@@ -52,7 +52,10 @@ typedef struct iclv_cpu_engine iclv_cpu_engine;
  * count is capped at OMP_THREAD_LIMIT; more than ICLV_THREADS_PER_PROC times
  * the processors OpenMP sees, or more threads than the system will start now
  * (probed, e.g. under an address-space limit), is ICLV_ERR_THREADS: the
- * OpenMP runtime would end the process instead.
+ * OpenMP runtime would end the process instead. With the environment
+ * variable ICLV_CPU_REFERENCE=1 at creation the engine uses the per-pair
+ * reference path of iclv_core.h instead of the fast kernels (engine_fast.h):
+ * the same results to rounding, for tests.
  * On success *out is set and ICLV_OK returned; on failure *out is NULL and
  * nothing is leaked. */
 int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d,

@@ -124,8 +124,8 @@ test_that("the plan grows with draws, threads and individuals as engine.c does",
   # draws per individual do not change per-individual buffers
   expect_equal(g(p1, "scores_by_individual"), g(p2, "scores_by_individual"))
   expect_equal(g(p1, "scores_by_individual"), 8 * 30 * P)
-  # Hessian slots: B = min(4 T, N) individuals of P x P
-  expect_equal(g(p3, "hessian_block_slots"), 8 * 16 * P^2)
+  # Hessian slots: B = min(32 T, N) individuals of P x P (within 8 MiB)
+  expect_equal(g(p3, "hessian_block_slots"), 8 * 30 * P^2)
 })
 
 test_that("the CUDA plan chunks individuals to the device budget", {

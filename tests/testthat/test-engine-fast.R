@@ -1,0 +1,125 @@
+# The CPU engine's fast kernels (src/engine_fast.c, issue 17) against the
+# per-pair reference (src/iclv_core.h), which the environment variable
+# ICLV_CPU_REFERENCE=1 selects when an engine is created: LL, log L_n,
+# gradient, scores and Hessian equal to 1e-12 relative on every kind of model,
+# including the tails where the fast forms hand over to the reference links.
+
+skip_if_not(engine_ok(), "the compiled iclv engine is not loadable")
+
+# Engines on the reference path and on the fast path for one model.
+engine_pair <- function(compiled, draws, n_threads = 1L) {
+  old <- Sys.getenv("ICLV_CPU_REFERENCE", unset = NA)
+  on.exit(if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old))
+  Sys.setenv(ICLV_CPU_REFERENCE = "1")
+  ref <- iclv:::.engine_new(compiled, draws, n_threads = n_threads)
+  Sys.unsetenv("ICLV_CPU_REFERENCE")
+  fast <- iclv:::.engine_new(compiled, draws, n_threads = n_threads)
+  list(ref = ref, fast = fast)
+}
+
+# Largest difference relative to the largest magnitude of the reference.
+rel_diff <- function(a, b) max(abs(a - b)) / max(abs(b), 1e-300)
+
+# Every output of the fast path equals the reference to tol; also the LL and
+# gradient of evaluations without the Hessian (another code path).
+expect_fast_equals_ref <- function(compiled, draws, th, info, tol = 1e-12) {
+  e <- engine_pair(compiled, draws)
+  r <- iclv:::.engine_eval(e$ref, th, TRUE, TRUE, TRUE)
+  f <- iclv:::.engine_eval(e$fast, th, TRUE, TRUE, TRUE)
+  g <- iclv:::.engine_eval(e$fast, th, TRUE, TRUE, FALSE)
+  l <- iclv:::.engine_eval(e$fast, th, FALSE, FALSE, FALSE)
+  expect_true(is.finite(r$loglik), label = info)
+  for (k in c("loglik", "loglik_i", "gradient", "scores", "hessian"))
+    expect_lt(rel_diff(f[[k]], r[[k]]), tol, label = paste(info, k))
+  expect_lt(rel_diff(g$gradient, r$gradient), tol, label = paste(info, "gradient without Hessian"))
+  expect_lt(rel_diff(g$scores, r$scores), tol, label = paste(info, "scores without Hessian"))
+  expect_lt(rel_diff(l$loglik_i, r$loglik_i), tol, label = paste(info, "LL only"))
+}
+
+# tiny_model (helper-compiled.R) variants: without LV-on-LV structural terms
+# (the fast Hessian applies) and with attribute-free LV utility terms (the
+# exp(W) exp(L eta) MNL applies).
+tiny_variant <- function(tm, no_lvlv = FALSE, rowinv = FALSE) {
+  d <- tm$desc
+  if (no_lvlv) {
+    d$struct$src_type[] <- 0L
+    d$struct$src <- c(1L, 0L, 1L, 0L, 0L)
+  }
+  if (rowinv && !is.null(d$util)) d$util$col[d$util$lv >= 0] <- -1L
+  tm$desc <- d
+  tm$compiled <- compile_by_hand(d)
+  tm
+}
+
+test_that("the fast kernels equal the reference for every indicator type, choice type and structure", {
+  grid <- expand.grid(ind = names(.ind_codes), choice = names(.choice_codes),
+                      lvlv = c(FALSE, TRUE), rowinv = c(FALSE, TRUE), stringsAsFactors = FALSE)
+  for (i in seq_len(nrow(grid))) {
+    tm <- tiny_variant(tiny_model(grid$ind[i], grid$choice[i], n_ind = 9L, n_draws = 7L, seed = 300 + i),
+                       no_lvlv = !grid$lvlv[i], rowinv = grid$rowinv[i])
+    expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm),
+                           paste(grid[i, ], collapse = " "))
+  }
+  # all indicator types in one model, with availability and missing values
+  tm <- tiny_variant(tiny_model(c("ordered_logit", "normal", "binary_probit", "ordered_probit"), "mnl",
+                                n_ind = 12L, n_draws = 9L, ncat = 5L, seed = 41), no_lvlv = TRUE, rowinv = TRUE)
+  expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm), "mixed, availability")
+})
+
+test_that("draw blocks of any size: R = 1, R not a multiple of the block, R over 32", {
+  for (R in c(1L, 5L, 33L, 70L)) {
+    tm <- tiny_variant(tiny_model(c("ordered_logit", "binary_logit", "normal", "ordered_probit"), "mnl",
+                                  n_ind = 5L, n_draws = R, seed = 50 + R), no_lvlv = TRUE, rowinv = TRUE)
+    expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm), paste("R =", R))
+  }
+})
+
+test_that("the tails hand over to the reference links: huge utilities, LV effects and thresholds", {
+  base <- tiny_variant(tiny_model(c("ordered_logit", "ordered_logit", "ordered_logit", "binary_logit"), "mnl",
+                                  n_ind = 8L, n_draws = 6L, ncat = 4L, seed = 61), no_lvlv = TRUE, rowinv = TRUE)
+  ut <- base$desc$util
+  lam <- ut$par[ut$lv >= 0] + 1L  # LV coefficients (1-based)
+  ascs <- ut$par[ut$col < 0 & ut$lv < 0] + 1L
+  thr1 <- base$desc$indicators[[1]]$thr + 1L + 0:2
+  cases <- list(
+    # utilities 300 apart: exp(W - max W) would underflow the fast product form
+    asc = function(th) { th[ascs[1]] <- 300; th },
+    # an LV effect so large that L eta spans more than 200 between alternatives
+    lambda = function(th) { th[lam[1]] <- 150; th },
+    # ordered-logit thresholds beyond +-150 and a huge loading
+    thresholds = function(th) { th[thr1] <- c(-200, 0, 180); th },
+    loading = function(th) { th[base$desc$indicators[[2]]$load_par + 1L] <- 400; th }
+  )
+  # at these far-tail points both paths lose digits to cancellation (the
+  # reference too: its a = tau - s carries the rounding of s = 400 eta), so
+  # they are compared to 1e-10 (measured: 1.2e-11 for the Hessian with the
+  # loading of 400, below 1e-14 elsewhere)
+  for (nm in names(cases)) {
+    th <- cases[[nm]](base$theta)
+    expect_fast_equals_ref(base$compiled, base$draws, th, nm, tol = 1e-10)
+  }
+})
+
+test_that("fast results are bit-identical with 1 and 2 threads (fast Hessian model)", {
+  tm <- tiny_variant(tiny_model(c("ordered_logit", "ordered_probit", "normal", "binary_probit"), "mnl",
+                                n_ind = 40L, n_draws = 19L, seed = 71), no_lvlv = TRUE, rowinv = TRUE)
+  th <- jitter_theta(tm)
+  o1 <- iclv:::.engine_eval(iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 1L), th, TRUE, TRUE, TRUE)
+  o2 <- iclv:::.engine_eval(iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 2L), th, TRUE, TRUE, TRUE)
+  expect_identical(o1$loglik_i, o2$loglik_i)
+  expect_identical(o1$gradient, o2$gradient)
+  expect_identical(o1$scores, o2$scores)
+  expect_identical(o1$hessian, o2$hessian)
+})
+
+test_that("a model built by iclv_model() (Halton draws) matches the reference", {
+  m <- one_lv_mnl_model()
+  d <- iclv_simulate(m, one_lv_mnl_truth, n = 60, n_tasks = 4, seed = 3)
+  comp <- iclv:::.iclv_compile(m, d)
+  spec <- iclv:::.draws_spec(iclv_draws("halton", 40), comp$n_ind, length(comp$lvs))
+  th <- iclv:::.params_full(one_lv_mnl_truth, comp$partable, "params")
+  expect_fast_equals_ref(comp$c, spec, th, "one-LV MNL")
+})
+
+# Speed is measured by bench/bench_cpu_drug.R and bench/compare_engines.R
+# (figures in bench/RESULTS.md), never by a timed test.
