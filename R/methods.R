@@ -350,7 +350,7 @@ coef.iclv <- function(object, ...) object$coefficients
 #'   individuals resampled with replacement (each started at the estimates,
 #'   on the CPU, fixed parameters kept fixed), the seed of the resampling
 #'   (the caller's random-number state is left as it was), and the number of
-#'   processes ([parallel::mclapply()]; 1 on Windows). Refits that fail or do
+#'   worker processes (a local PSOCK cluster, one thread each). Refits that fail or do
 #'   not converge are dropped; the matrix carries the attributes
 #'   `replicates` and `failed`.
 #' @export

@@ -242,7 +242,7 @@
 # copy a new individual), started at the estimates, fixed parameters kept
 # fixed. The resamples are drawn in this process from `seed` (the caller's
 # RNG state is restored), so the result does not depend on `cores`; refits
-# run with parallel::mclapply where cores > 1 (forking: not on Windows).
+# run on a PSOCK cluster of `cores` fresh R processes where cores > 1.
 # Refits that fail or do not converge are dropped (counted in "failed").
 # Returns the (k x k) matrix with attributes "replicates" (R_ok x k) and
 # "failed".
@@ -287,7 +287,21 @@
     f$coefficients[free]
   }
   cores <- as.integer(cores)
-  res <- if (cores > 1L && .Platform$OS.type == "unix") parallel::mclapply(picks, one, mc.cores = cores) else lapply(picks, one)
+  res <- if (cores > 1L) {
+    # fresh worker processes, not forks: a child forked from a process whose
+    # OpenMP runtime has started threads can deadlock in its first parallel
+    # region (seen with libgomp); each worker refits with one thread
+    ctrl$n_threads <- 1L
+    cl <- parallel::makePSOCKcluster(cores)
+    on.exit(parallel::stopCluster(cl), add = TRUE)
+    parallel::clusterCall(cl, function(lib) {
+      suppressPackageStartupMessages(library("iclv", lib.loc = lib, character.only = TRUE))
+      NULL
+    }, dirname(find.package("iclv")))
+    parallel::parLapply(cl, picks, one)
+  } else {
+    lapply(picks, one)
+  }
   ok <- !vapply(res, function(r) is.null(r) || inherits(r, "try-error"), logical(1))
   if (sum(ok) < 2L) iclv_abort("numeric", sprintf("the bootstrap failed: %d of %d refits converged", sum(ok), R))
   reps <- do.call(rbind, res[ok])
