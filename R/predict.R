@@ -22,6 +22,9 @@
 #'   column the model uses (the indicators and the choice column included:
 #'   `type = "lv"` conditions on them, and the compiler checks them).
 #' @param type `"prob"` or `"lv"`.
+#' @param cluster `NULL`, or a `parallel` cluster over whose workers the
+#'   individuals are split (see [iclv_cluster]); the predictions are those of
+#'   one process.
 #' @param ... Not used.
 #' @return `"prob"`: a matrix with one row per choice row (row names: the
 #'   data rows) and one column per alternative (named). `"lv"`: a data.frame
@@ -42,7 +45,7 @@
 #' nd <- iclv_simulate(m, p, n = 5, n_tasks = 2, seed = 2)
 #' predict(fit, newdata = nd)
 #' @export
-predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv"), ...) {
+predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv"), cluster = NULL, ...) {
   dots <- list(...)
   if (length(dots)) iclv_abort("control", sprintf("unknown argument %s to predict()", iclv_quote(names(dots) %||% "(unnamed)")))
   if (!is.character(type) || !(type[1] %in% c("prob", "lv"))) {
@@ -63,7 +66,7 @@ predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv"), ...) {
   }
   theta <- cf[need]
   spec <- .draws_spec(object$draws_design, comp$n_ind, length(comp$lvs))
-  engine <- .engine_new(comp$c, spec, "cpu", n_threads = object$control$n_threads)
+  engine <- .engine_new(comp$c, spec, "cpu", n_threads = object$control$n_threads, cluster = cluster)
   on.exit(.engine_release(engine), add = TRUE)
   pr <- .engine_predict(engine, theta)
   if (type == "prob") {
