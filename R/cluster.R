@@ -388,6 +388,14 @@ NULL
       .cluster_fail(ce, sprintf("%s failed: %s", .shard_label(ce, s), trimws(msg)), s)
     }
   }
+  failed <- all[!vapply(res, function(r) isTRUE(r$ok), NA)]
+  if (length(failed) == length(all) && length(all) > 1L &&
+      !any(vapply(res, function(r) isTRUE(r$fatal), NA)) &&
+      length(unique(vapply(res, `[[`, "", "message"))) == 1L) {
+    # every shard refuses alike (e.g. parameters out of range): a property
+    # of the call, not of a worker; raised as one process would raise it
+    .cluster_stop(res[[1]]$message, res[[1]]$class)
+  }
   for (s in all) {
     r <- res[[s]]
     if (!isTRUE(r$ok)) {
@@ -648,7 +656,11 @@ NULL
       !(backend %in% c("auto", "cpu", "cuda"))) {
     return(.resolve_backend(backend)) # its error
   }
-  if (backend == "cpu") return(.resolve_backend("cpu"))
+  if (backend == "cpu") {
+    b <- .resolve_backend("cpu")
+    b$reason <- sprintf("%s (on a cluster of %d workers)", b$reason, length(cluster))
+    return(b)
+  }
   ce <- .cluster_connect(cluster, length(cluster), cuda = TRUE)
   bad <- which(nzchar(ce$cuda_reason))
   if (length(bad) && backend == "cuda") {

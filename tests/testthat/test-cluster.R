@@ -269,6 +269,23 @@ test_that("an engine error on one shard names the worker, the shard and the indi
   # the same individual and observation as one process reports
   expect_true(endsWith(conditionMessage(e), conditionMessage(one)))
   expect_length(worker_keys(cl), 0L)
+  # parameters every shard refuses alike: the error of one process, classed
+  th <- pb$theta
+  th[["tau_q1_2"]] <- -5 # thresholds out of order
+  spec <- iclv:::.draws_spec(dr, pb$comp$n_ind, 1L)
+  e1 <- iclv:::.engine_new(pb$comp$c, spec, "cpu", n_threads = 1)
+  one <- tryCatch(iclv:::.engine_eval(e1, th), error = function(e) e)
+  iclv:::.engine_release(e1)
+  ce <- iclv:::.engine_new(pb$comp$c, spec, "cpu", n_threads = 1, cluster = cl)
+  e <- tryCatch(iclv:::.engine_eval(ce, th), error = function(e) e)
+  expect_s3_class(one, "iclv_error_input")
+  expect_s3_class(e, "iclv_error_input")
+  expect_s3_class(e, "iclv_error_cluster")
+  expect_identical(conditionMessage(e), conditionMessage(one))
+  # the engines stay usable after an evaluation error
+  expect_identical(iclv:::.engine_eval(ce, pb$theta)$loglik,
+                   iclv_loglik(pb$m, pb$d, pb$theta, draws = dr)$loglik)
+  iclv:::.engine_release(ce)
 })
 
 test_that("a killed worker gives iclv_error_cluster within the timeout; the other engine is released", {
