@@ -262,8 +262,8 @@ NULL
 
 .shard_label <- function(ce, s) {
   sh <- ce$shards
-  sprintf("worker %d (shard %d of %d: individuals %d-%d%s)", sh$worker[s], s, nrow(sh),
-          sh$first[s], sh$last[s],
+  sprintf("worker %d (shard %d of %d%s%s)", sh$worker[s], s, nrow(sh),
+          if (!is.null(sh$first) && !is.na(sh$first[s])) sprintf(": individuals %d-%d", sh$first[s], sh$last[s]) else "",
           if (!is.null(sh$host) && !is.na(sh$host[s])) paste0(", host ", sh$host[s]) else "")
 }
 
@@ -575,16 +575,17 @@ NULL
 
 .cluster_key_counter <- new.env(parent = emptyenv())
 
-# .cluster_connect(cluster, n_shards, cuda): the skeleton of a cluster
-# engine (an environment) over the first n_shards workers: iclv loaded
+# .cluster_connect(cluster, shards, cuda): the skeleton of a cluster engine
+# (an environment) over the first nrow(shards) workers (all workers when
+# shards is NULL; shards: .cluster_shards()): iclv loaded
 # there from the master's library (same version, checked), and per shard
 # the worker's host and pid and, with cuda = TRUE, its device count and
 # whether CUDA is usable there (with the reason when not). Nothing is
 # allocated on the workers yet (ce$released is TRUE until engines exist).
-.cluster_connect <- function(cluster, n_shards, cuda = FALSE) {
+.cluster_connect <- function(cluster, shards = NULL, cuda = FALSE) {
   .check_cluster(cluster)
   timeout <- .cluster_timeout()
-  S <- as.integer(n_shards)
+  S <- if (is.null(shards)) length(cluster) else nrow(shards)
   n <- (.cluster_key_counter$n %||% 0L) + 1L
   .cluster_key_counter$n <- n
   ce <- new.env(parent = emptyenv())
@@ -594,6 +595,7 @@ NULL
                           pid = NA_integer_, device = NA_integer_, stringsAsFactors = FALSE)
   ce$key <- sprintf("iclv-%s-%d-%d-%s", Sys.info()[["nodename"]], Sys.getpid(), n,
                     format(floor(as.numeric(Sys.time()) * 1e6), scientific = FALSE))
+  if (!is.null(shards)) ce$shards[c("first", "last", "n_ind")] <- shards[c("first", "last", "n_ind")]
   ce$pending <- integer(S)
   ce$lost <- rep(NA_character_, S)
   ce$released <- TRUE
@@ -661,7 +663,7 @@ NULL
     b$reason <- sprintf("%s (on a cluster of %d workers)", b$reason, length(cluster))
     return(b)
   }
-  ce <- .cluster_connect(cluster, length(cluster), cuda = TRUE)
+  ce <- .cluster_connect(cluster, NULL, cuda = TRUE)
   bad <- which(nzchar(ce$cuda_reason))
   if (length(bad) && backend == "cuda") {
     .cluster_stop(sprintf("%s: backend = \"cuda\" was requested, but no CUDA device is usable there: %s",
@@ -687,8 +689,7 @@ NULL
   shards <- .cluster_shards(compiled, length(cluster))
   S <- nrow(shards)
   cuda <- identical(backend, "cuda")
-  ce <- .cluster_connect(cluster, S, cuda = cuda)
-  ce$shards[c("first", "last", "n_ind")] <- shards[c("first", "last", "n_ind")]
+  ce <- .cluster_connect(cluster, shards, cuda = cuda)
   if (cuda) ce$shards$device <- .cluster_device_map(ce$shards$host, ce$n_devices, device)
   ce$n_par <- as.integer(compiled$n_par)
   ce$n_ind <- as.integer(compiled$n_ind)
@@ -713,8 +714,7 @@ NULL
 .cluster_memory_plan <- function(compiled, spec, backend, n_threads, device_memory, device, cluster) {
   shards <- .cluster_shards(compiled, length(cluster))
   S <- nrow(shards)
-  ce <- .cluster_connect(cluster, S, cuda = identical(backend, "cuda"))
-  ce$shards[c("first", "last", "n_ind")] <- shards[c("first", "last", "n_ind")]
+  ce <- .cluster_connect(cluster, shards, cuda = identical(backend, "cuda"))
   devs <- .cluster_device_map(ce$shards$host, ce$n_devices, device)
   ce$released <- FALSE
   plans <- .cluster_round(ce, .cluster_worker_plan, function(s) {

@@ -355,3 +355,25 @@ test_that("an engine dropped without release is released at the next use of its 
   expect_setequal(worker_keys(cl), ce2$key)
   iclv:::.engine_release(ce2)
 })
+
+test_that("a worker with another iclv version is refused, naming the worker", {
+  skip_on_cran()
+  cl <- local_cluster()
+  on.exit(stop_cluster(cl), add = TRUE)
+  lib <- dirname(getNamespaceInfo("iclv", "path"))
+  # worker 2 pretends to hold another version of iclv
+  ok <- tryCatch(parallel::clusterCall(cl[2], function(lib) {
+    loadNamespace("iclv", lib.loc = lib)
+    assign("spec", c(name = "iclv", version = "0.0.0.9"), envir = asNamespace("iclv")[[".__NAMESPACE__."]])
+    as.character(getNamespaceVersion("iclv"))
+  }, lib)[[1]], error = function(e) NA)
+  skip_if_not(identical(ok, "0.0.0.9"), "cannot fake another version on the worker")
+  pb <- cluster_problem(n = 20)
+  e <- tryCatch(iclv_loglik(pb$m, pb$d, one_lv_mnl_truth, draws = iclv_draws("halton", 5), cluster = cl),
+                error = function(e) e)
+  expect_s3_class(e, "iclv_error_cluster")
+  expect_identical(e$worker, 2L)
+  expect_match(conditionMessage(e), "worker 2 (shard 2 of 2: individuals", fixed = TRUE)
+  expect_match(conditionMessage(e), "has iclv 0.0.0.9", fixed = TRUE)
+  expect_length(worker_keys(cl[1]), 0L)
+})
