@@ -267,67 +267,77 @@ NULL
           if (!is.null(sh$host) && !is.na(sh$host[s])) paste0(", host ", sh$host[s]) else "")
 }
 
-# parallel's sendCall(node, fun, args). For a socket node the message is
-# first written, by parallel's own sendCall, into a raw connection standing
-# in for the socket and then written to the socket in one call: R streams a
-# serialisation to a socket in 4 KB pieces, and TCP's Nagle algorithm with
-# the receiver's delayed ACK then holds every message longer than that for
-# about 40 ms (measured: 45 ms per round trip with 500 doubles, 0.8 ms in one
-# write; bench/RESULTS.md).
-.send_call <- function(node, fun, args) {
+# parallel's sendCall(node, fun, args, tag). For a socket node the message
+# is first written, by parallel's own sendCall, into a raw connection
+# standing in for the socket and then written to the socket in one call: R
+# streams a serialisation to a socket in 4 KB pieces, and TCP's Nagle
+# algorithm with the receiver's delayed ACK then holds every message longer
+# than that for about 40 ms (measured: 45 ms per round trip with 500
+# doubles, 0.8 ms in one write; bench/RESULTS.md).
+.send_call <- function(node, fun, args, tag) {
   send <- .parallel_fun("sendCall")
   con <- .node_socket(node)
-  if (is.null(con)) return(send(node, fun, args))
+  if (is.null(con)) return(send(node, fun, args, tag = tag))
   buf <- rawConnection(raw(0), "wb")
   on.exit(close(buf))
   stand_in <- node
   stand_in$con <- buf
-  send(stand_in, fun, args)
+  send(stand_in, fun, args, tag = tag)
   writeBin(rawConnectionValue(buf), con)
   invisible(NULL)
 }
 
-# Sends fun(args) to the worker of each shard in `which`. A send that fails
-# (the worker is gone) is recorded in ce$lost with its message.
+# Sends fun(args_of(s)) to the worker of each shard in `which`, tagged with
+# a tag new to this round (returned). A send that fails (the worker is gone)
+# is recorded in ce$lost with its message.
 .cluster_send <- function(ce, which, fun, args_of) {
+  ce$round <- (ce$round %||% 0L) + 1L
+  tag <- sprintf("%s#%d", ce$key, ce$round)
+  ce$sent <- rep(FALSE, nrow(ce$shards))
   for (s in which) {
     node <- ce$cl[[ce$shards$worker[s]]]
     ok <- tryCatch({
-      .send_call(node, fun, args_of(s))
+      .send_call(node, fun, args_of(s), tag)
       TRUE
     }, error = function(e) conditionMessage(e))
     if (isTRUE(ok)) {
-      ce$pending[s] <- ce$pending[s] + 1L
+      ce$sent[s] <- TRUE
     } else {
       ce$lost[s] <- sprintf("could not be reached (%s)", ok)
     }
   }
-  invisible(NULL)
+  tag
 }
 
-# Receives one answer from each shard in `which` that has one pending, with
-# a common deadline. Returns a list indexed by shard (NULL where nothing was
-# received); a worker whose connection fails or that does not answer in time
-# gets its reason in ce$lost.
-.cluster_receive <- function(ce, which, timeout) {
-  recv <- .parallel_fun("recvResult")
+# Receives the answer to `tag` from each shard in `which` that was sent the
+# call, with a common deadline. Answers with another tag are answers to
+# earlier calls whose wait was interrupted (Ctrl-C, a failure elsewhere):
+# they are read and dropped, so that an interrupted exchange never shifts
+# the answers of the next one. Returns a list indexed by shard (NULL where
+# nothing was received); a worker whose connection fails or that does not
+# answer in time gets its reason in ce$lost.
+.cluster_receive <- function(ce, which, timeout, tag) {
+  recv <- .parallel_fun("recvData")
   out <- vector("list", nrow(ce$shards))
-  wait <- which[ce$pending[which] > 0L & is.na(ce$lost[which])]
+  wait <- which[ce$sent[which] & is.na(ce$lost[which])]
   deadline <- proc.time()[["elapsed"]] + timeout
+  # reads one message of shard s; TRUE when s is done (answered or lost)
   take <- function(s) {
     node <- ce$cl[[ce$shards$worker[s]]]
-    v <- tryCatch(list(value = recv(node)), error = function(e) e)
-    ce$pending[s] <- ce$pending[s] - 1L
+    v <- tryCatch(recv(node), error = function(e) e)
     if (inherits(v, "error")) {
       ce$lost[s] <- sprintf("died or closed its connection (%s)", conditionMessage(v))
-      ce$pending[s] <- 0L
-    } else {
-      out[s] <<- list(v$value)
+      return(TRUE)
     }
+    if (!identical(v$tag, tag)) return(FALSE) # a stale answer: dropped
+    out[s] <<- list(v$value)
+    TRUE
   }
   # transports without a socket to watch: receive in shard order, blocking
-  for (s in wait[vapply(wait, function(s) is.null(.node_socket(ce$cl[[ce$shards$worker[s]]])), logical(1))]) take(s)
-  wait <- wait[ce$pending[wait] > 0L & is.na(ce$lost[wait])]
+  for (s in wait[vapply(wait, function(s) is.null(.node_socket(ce$cl[[ce$shards$worker[s]]])), NA)]) {
+    while (!take(s)) NULL
+  }
+  wait <- wait[vapply(wait, function(s) !is.null(.node_socket(ce$cl[[ce$shards$worker[s]]])), NA)]
   while (length(wait)) {
     left <- deadline - proc.time()[["elapsed"]]
     ready <- if (left > 0) {
@@ -344,20 +354,10 @@ NULL
       }
       break
     }
-    for (s in wait[ready]) take(s)
-    wait <- wait[ce$pending[wait] > 0L & is.na(ce$lost[wait])]
+    done <- vapply(wait[ready], take, NA)
+    wait <- setdiff(wait, wait[ready][done])
   }
   out
-}
-
-# Discards the answers still owed by the workers of `which` (after an
-# interrupt or an earlier failure), so that the next answer read is the one
-# to the next call.
-.cluster_drain <- function(ce, which, timeout) {
-  while (any(ce$pending[which] > 0L & is.na(ce$lost[which]))) {
-    .cluster_receive(ce, which, timeout)
-  }
-  invisible(NULL)
 }
 
 # One round: fun(args_of(s)) on the worker of every live shard, all in
@@ -370,10 +370,8 @@ NULL
     iclv_abort("cluster", "this cluster engine has been released (its workers' engines are gone)")
   }
   all <- seq_len(nrow(ce$shards))
-  timeout <- ce$timeout
-  .cluster_drain(ce, all, timeout)
-  .cluster_send(ce, all, fun, args_of)
-  res <- .cluster_receive(ce, all, timeout)
+  tag <- .cluster_send(ce, all, fun, args_of)
+  res <- .cluster_receive(ce, all, ce$timeout, tag)
   lost <- which(!is.na(ce$lost))
   if (length(lost)) {
     s <- lost[1]
@@ -565,10 +563,10 @@ NULL
     tmp <- new.env(parent = emptyenv())
     tmp$cl <- cl
     tmp$shards <- shards
-    tmp$pending <- integer(nrow(shards))
+    tmp$key <- k
     tmp$lost <- rep(NA_character_, nrow(shards))
-    .cluster_send(tmp, seq_len(nrow(shards)), .cluster_worker_release, function(s) list(k))
-    .cluster_receive(tmp, seq_len(nrow(shards)), timeout)
+    tag <- .cluster_send(tmp, seq_len(nrow(shards)), .cluster_worker_release, function(s) list(k))
+    .cluster_receive(tmp, seq_len(nrow(shards)), timeout, tag)
   }
   invisible(NULL)
 }
@@ -596,7 +594,6 @@ NULL
   ce$key <- sprintf("iclv-%s-%d-%d-%s", Sys.info()[["nodename"]], Sys.getpid(), n,
                     format(floor(as.numeric(Sys.time()) * 1e6), scientific = FALSE))
   if (!is.null(shards)) ce$shards[c("first", "last", "n_ind")] <- shards[c("first", "last", "n_ind")]
-  ce$pending <- integer(S)
   ce$lost <- rep(NA_character_, S)
   ce$released <- TRUE
   ce$timeout <- timeout
@@ -610,8 +607,8 @@ NULL
   boot <- .cluster_boot
   environment(boot) <- baseenv()
   all <- seq_len(S)
-  .cluster_send(ce, all, boot, function(s) list(lib))
-  res <- .cluster_receive(ce, all, timeout)
+  tag <- .cluster_send(ce, all, boot, function(s) list(lib))
+  res <- .cluster_receive(ce, all, timeout, tag)
   mine <- as.character(getNamespaceVersion("iclv"))
   for (s in all) {
     r <- res[[s]]
@@ -861,12 +858,9 @@ as.data.frame.iclv_memory_plan_cluster <- function(x, ...) x$shards
   if (isTRUE(ce$released)) return(invisible(NULL))
   ce$released <- TRUE
   try({
-    all <- seq_len(nrow(ce$shards))
-    live <- all[is.na(ce$lost)]
-    .cluster_drain(ce, live, ce$timeout)
-    live <- live[is.na(ce$lost[live])]
-    .cluster_send(ce, live, .cluster_worker_release, function(s) list(ce$key))
-    .cluster_receive(ce, live, ce$timeout)
+    live <- which(is.na(ce$lost))
+    tag <- .cluster_send(ce, live, .cluster_worker_release, function(s) list(ce$key))
+    .cluster_receive(ce, live, ce$timeout, tag)
     .cluster_release_queued(ce$cl, ce$timeout)
   }, silent = TRUE)
   invisible(NULL)

@@ -408,3 +408,34 @@ test_that("two workers on CUDA device 0 give one process's CUDA results and the 
   expect_true(all(mem$device_peak > 0))
   iclv:::.engine_release(ce)
 })
+
+test_that("answers to an interrupted exchange are dropped, not taken for the next one", {
+  skip_on_cran()
+  cl <- local_cluster()
+  on.exit(stop_cluster(cl), add = TRUE)
+  pb <- cluster_problem(n = 30)
+  spec <- iclv:::.draws_spec(iclv_draws("halton", 8), pb$comp$n_ind, 1L)
+  one <- iclv:::.engine_new(pb$comp$c, spec, "cpu", n_threads = 1)
+  ref <- iclv:::.engine_eval(one, pb$theta)
+  ce <- iclv:::.engine_new(pb$comp$c, spec, "cpu", n_threads = 1, cluster = cl)
+  ce2 <- iclv:::.engine_new(pb$comp$c, spec, "cpu", n_threads = 1, cluster = cl)
+  # an evaluation of one engine at other parameters whose answers are never
+  # read (as after Ctrl-C); the other engine on the same workers comes next
+  stale <- function() {
+    iclv:::.cluster_send(ce, 1:2, iclv:::.cluster_worker_eval,
+                         function(s) list(ce$key, pb$theta + 0.1, c(FALSE, TRUE, FALSE, FALSE, FALSE)))
+  }
+  stale()
+  ev <- iclv:::.engine_eval(ce2, pb$theta)
+  expect_identical(ev$loglik, ref$loglik)
+  expect_identical(ev$gradient, ref$gradient)
+  stale()
+  ev <- iclv:::.engine_eval(ce, pb$theta)
+  expect_identical(ev$loglik, ref$loglik)
+  iclv:::.engine_release(ce2)
+  stale()
+  iclv:::.engine_release(ce)
+  expect_length(worker_keys(cl), 0L)
+  # and the cluster is in step for the user's own calls
+  expect_identical(unlist(parallel::clusterCall(cl, function() 42)), c(42, 42))
+})
