@@ -684,7 +684,6 @@ NULL
   .check_cluster(cluster)
   .cluster_release_queued(cluster, .cluster_timeout())
   shards <- .cluster_shards(compiled, length(cluster))
-  S <- nrow(shards)
   cuda <- identical(backend, "cuda")
   ce <- .cluster_connect(cluster, shards, cuda = cuda)
   if (cuda) ce$shards$device <- .cluster_device_map(ce$shards$host, ce$n_devices, device)
@@ -697,7 +696,7 @@ NULL
   .cluster_round(ce, .cluster_worker_new, function(s) {
     list(ce$key, .compiled_slice(compiled, shards$first[s], shards$last[s]),
          .draws_spec_slice(draws_spec, shards$first[s], shards$last[s]),
-         backend, n_threads, ce$shards$device[s], device_memory,
+         backend, n_threads, if (cuda) ce$shards$device[s] else 0L, device_memory,
          .shard_offsets(compiled, shards$first[s]))
   })
   ce
