@@ -287,10 +287,20 @@ NULL
   invisible(NULL)
 }
 
+# A function that calls iclv's internal function `name` on the worker. It
+# lives in the base namespace, so that sending it costs a few hundred bytes
+# (a function of iclv's namespace travels with its byte code, ~5 KB); it
+# finds the function in the worker's loaded iclv.
+.worker_stub <- function(name) {
+  eval(bquote(function(...) get(.(name), envir = asNamespace("iclv"), inherits = FALSE)(...)), baseenv())
+}
+
 # Sends fun(args_of(s)) to the worker of each shard in `which`, tagged with
-# a tag new to this round (returned). A send that fails (the worker is gone)
-# is recorded in ce$lost with its message.
+# a tag new to this round (returned); `fun` is a function or the name of a
+# worker-side function of iclv. A send that fails (the worker is gone) is
+# recorded in ce$lost with its message.
 .cluster_send <- function(ce, which, fun, args_of) {
+  if (is.character(fun)) fun <- .worker_stub(fun)
   ce$round <- (ce$round %||% 0L) + 1L
   tag <- sprintf("%s#%d", ce$key, ce$round)
   ce$sent <- rep(FALSE, nrow(ce$shards))
@@ -565,7 +575,7 @@ NULL
     tmp$shards <- shards
     tmp$key <- k
     tmp$lost <- rep(NA_character_, nrow(shards))
-    tag <- .cluster_send(tmp, seq_len(nrow(shards)), .cluster_worker_release, function(s) list(k))
+    tag <- .cluster_send(tmp, seq_len(nrow(shards)), ".cluster_worker_release", function(s) list(k))
     .cluster_receive(tmp, seq_len(nrow(shards)), timeout, tag)
   }
   invisible(NULL)
@@ -621,7 +631,7 @@ NULL
     if (!is.null(why)) .cluster_stop(sprintf("%s %s", .shard_label(ce, s), why), worker = s, shard = s)
   }
   ce$released <- FALSE # from here on, a failure releases what exists
-  info <- .cluster_round(ce, .cluster_worker_info, function(s) list(cuda))
+  info <- .cluster_round(ce, ".cluster_worker_info", function(s) list(cuda))
   ce$shards$host <- vapply(info, `[[`, "", "host")
   ce$shards$pid <- vapply(info, function(x) as.integer(x$pid), 1L)
   ce$n_devices <- vapply(info, function(x) as.integer(x$n_devices), 1L)
@@ -693,7 +703,7 @@ NULL
   # each worker its shard, once; one engine each
   ce$released <- FALSE
   reg.finalizer(ce, .cluster_engine_finalize, onexit = FALSE)
-  .cluster_round(ce, .cluster_worker_new, function(s) {
+  .cluster_round(ce, ".cluster_worker_new", function(s) {
     list(ce$key, .compiled_slice(compiled, shards$first[s], shards$last[s]),
          .draws_spec_slice(draws_spec, shards$first[s], shards$last[s]),
          backend, n_threads, if (cuda) ce$shards$device[s] else 0L, device_memory,
@@ -713,7 +723,7 @@ NULL
   ce <- .cluster_connect(cluster, shards, cuda = identical(backend, "cuda"))
   devs <- .cluster_device_map(ce$shards$host, ce$n_devices, device)
   ce$released <- FALSE
-  plans <- .cluster_round(ce, .cluster_worker_plan, function(s) {
+  plans <- .cluster_round(ce, ".cluster_worker_plan", function(s) {
     list(.compiled_slice(compiled, shards$first[s], shards$last[s]),
          .draws_spec_slice(spec, shards$first[s], shards$last[s]),
          backend, n_threads, device_memory, devs[s])
@@ -790,7 +800,7 @@ as.data.frame.iclv_memory_plan_cluster <- function(x, ...) x$shards
   exact <- identical(ce$reduce, "exact")
   what <- c(gradient && !exact, scores || (gradient && exact), hessian, isTRUE(use_cpu),
             gradient && !exact)
-  res <- .cluster_round(ce, .cluster_worker_eval, function(s) list(ce$key, theta, what))
+  res <- .cluster_round(ce, ".cluster_worker_eval", function(s) list(ce$key, theta, what))
   lli <- unlist(lapply(res, `[[`, "loglik_i"), use.names = FALSE)
   out <- list(loglik = .sum_rows_in_order(lli), loglik_i = lli, gradient = NULL, scores = NULL,
               hessian = NULL)
@@ -822,7 +832,7 @@ as.data.frame.iclv_memory_plan_cluster <- function(x, ...) x$shards
 }
 
 .cluster_predict <- function(ce, theta) {
-  res <- .cluster_round(ce, .cluster_worker_predict, function(s) list(ce$key, as.double(theta)))
+  res <- .cluster_round(ce, ".cluster_worker_predict", function(s) list(ce$key, as.double(theta)))
   cat_rows <- function(f) do.call(rbind, lapply(res, `[[`, f))
   list(prob = cat_rows("prob"), lv_mean = cat_rows("lv_mean"), lv_sd = cat_rows("lv_sd"),
        comp_ll = .add_in_order(lapply(res, `[[`, "comp_ll")))
@@ -833,7 +843,7 @@ as.data.frame.iclv_memory_plan_cluster <- function(x, ...) x$shards
 # `workers`: one row per shard (worker, host, pid, shard, first, last,
 # n_ind, device, host_peak, device_peak, per_chunk, n_chunks).
 .cluster_memory <- function(ce) {
-  mem <- .cluster_round(ce, .cluster_worker_memory, function(s) list(ce$key))
+  mem <- .cluster_round(ce, ".cluster_worker_memory", function(s) list(ce$key))
   host_peak <- vapply(mem, function(m) as.double(m$host$peak), 1)
   dev_peak <- vapply(mem, function(m) if (is.null(m$device)) NA_real_ else as.double(m$device$peak), 1)
   big <- which.max(host_peak)
@@ -858,7 +868,7 @@ as.data.frame.iclv_memory_plan_cluster <- function(x, ...) x$shards
   ce$released <- TRUE
   try({
     live <- which(is.na(ce$lost))
-    tag <- .cluster_send(ce, live, .cluster_worker_release, function(s) list(ce$key))
+    tag <- .cluster_send(ce, live, ".cluster_worker_release", function(s) list(ce$key))
     .cluster_receive(ce, live, ce$timeout, tag)
     .cluster_release_queued(ce$cl, ce$timeout)
   }, silent = TRUE)

@@ -422,7 +422,7 @@ test_that("answers to an interrupted exchange are dropped, not taken for the nex
   # an evaluation of one engine at other parameters whose answers are never
   # read (as after Ctrl-C); the other engine on the same workers comes next
   stale <- function() {
-    iclv:::.cluster_send(ce, 1:2, iclv:::.cluster_worker_eval,
+    iclv:::.cluster_send(ce, 1:2, ".cluster_worker_eval",
                          function(s) list(ce$key, pb$theta + 0.1, c(FALSE, TRUE, FALSE, FALSE, FALSE)))
   }
   stale()
