@@ -106,6 +106,18 @@ test_that("engine messages are renumbered to the whole data", {
   expect_identical(out, "the simulated log-likelihood of individual 35 is not finite (measurement model: indicator 1, observation 112, draw 3)")
 })
 
+test_that("workers of a host take its devices in turn; one device per worker overrides", {
+  map <- iclv:::.cluster_device_map
+  # two hosts with 2 and 1 devices, workers interleaved in cluster order
+  expect_identical(map(c("a", "b", "a", "b"), c(2L, 1L, 2L, 1L), NULL), c(0L, 0L, 1L, 0L))
+  expect_identical(map(c("a", "a", "a", "b"), c(2L, 2L, 2L, 1L), 0L), c(0L, 1L, 0L, 0L))
+  # d shifts the start of every host's turn
+  expect_identical(map(c("a", "a", "b"), c(2L, 2L, 2L), 1L), c(1L, 0L, 1L))
+  # one ordinal per worker is taken as is
+  expect_identical(map(c("a", "a"), c(1L, 1L), c(0L, 0L)), c(0L, 0L))
+  expect_error(map(c("a", "a", "a"), c(1L, 1L, 1L), c(0L, 1L)), class = "iclv_error_control")
+})
+
 test_that("'cluster' must be a parallel cluster", {
   m <- one_lv_mnl_model()
   d <- iclv_simulate(m, one_lv_mnl_truth, n = 10, n_tasks = 2, seed = 1)
