@@ -746,7 +746,8 @@ NULL
               .plan_outputs(dims))
   bad <- which(!is.na(tab$fits) & !tab$fits)
   verdict <- if (length(bad)) {
-    sprintf("does not fit on worker %d (%s): %s", bad[1], tab$host[bad[1]], plans[[bad[1]]]$verdict)
+    sprintf("worker %d (%s, individuals %d-%d): %s", bad[1], tab$host[bad[1]], tab$first[bad[1]],
+            tab$last[bad[1]], plans[[bad[1]]]$verdict)
   } else if (anyNA(tab$fits)) {
     "unknown on some workers (see their plans)"
   } else {
