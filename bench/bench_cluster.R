@@ -5,7 +5,9 @@
 #          MNL with 3 alternatives, P = 14) on N individuals x 4 tasks with
 #          R Halton draws: N * R >= 1e6 (individual, draw) pairs by default;
 #          median elapsed seconds per LL and per LL + gradient, and the
-#          speed-up (one process / cluster).
+#          speed-up (one process / cluster); also the CPU seconds per
+#          evaluation of the one process and of the busiest worker, whose
+#          ratio is the speed-up the work allows when cores are free.
 #   tiny   the same model on 20 individuals x 5 draws: the cost of a round
 #          trip through the cluster (the parameters out, LL and scores
 #          back) against one process's evaluation of the same problem.
@@ -50,17 +52,28 @@ setup <- function(n, draws, cl = NULL) {
 cl <- makePSOCKcluster(W)
 on.exit(stopCluster(cl), add = TRUE)
 
+# CPU seconds (user + system) of this process and of each worker
+cpu_self <- function() sum(proc.time()[c("user.self", "sys.self")])
+cpu_workers <- function() unlist(clusterCall(cl, function() sum(proc.time()[c("user.self", "sys.self")])))
+
+# columns: median elapsed s one process, cluster; CPU s per evaluation of
+# the one process and of the busiest worker (load-independent work)
 time_pair <- function(pb, reps) {
   one <- iclv:::.engine_new(pb$comp$c, pb$spec, "cpu", n_threads = 1)
   many <- iclv:::.engine_new(pb$comp$c, pb$spec, "cpu", n_threads = 1, cluster = cl)
   a <- iclv:::.engine_eval(one, pb$theta)
   b <- iclv:::.engine_eval(many, pb$theta)
   stopifnot(identical(a$loglik, b$loglik), identical(a$gradient, b$gradient))
-  out <- rbind(
-    c(median_s(function() iclv:::.engine_eval(one, pb$theta, gradient = FALSE), reps),
-      median_s(function() iclv:::.engine_eval(many, pb$theta, gradient = FALSE), reps)),
-    c(median_s(function() iclv:::.engine_eval(one, pb$theta, gradient = TRUE), reps),
-      median_s(function() iclv:::.engine_eval(many, pb$theta, gradient = TRUE), reps)))
+  row <- function(g) {
+    c0 <- cpu_self()
+    t1 <- median_s(function() iclv:::.engine_eval(one, pb$theta, gradient = g), reps)
+    c1 <- cpu_self()
+    w0 <- cpu_workers()
+    t2 <- median_s(function() iclv:::.engine_eval(many, pb$theta, gradient = g), reps)
+    w1 <- cpu_workers()
+    c(t1, t2, (c1 - c0) / (reps + 1), max(w1 - w0) / (reps + 1))
+  }
+  out <- rbind(row(FALSE), row(TRUE))
   iclv:::.engine_release(many)
   iclv:::.engine_release(one)
   out
@@ -71,7 +84,8 @@ tb <- time_pair(big, reps)
 cat(sprintf("\nlarge: N = %d individuals x %d draws = %.3g pairs, P = %d, %d workers x 1 thread vs 1 process x 1 thread\n",
             N, R, as.double(N) * R, big$comp$c$n_par, W))
 res <- data.frame(what = c("LL", "LL + gradient"), one_process_s = tb[, 1], cluster_s = tb[, 2],
-                  speed_up = tb[, 1] / tb[, 2])
+                  speed_up = tb[, 1] / tb[, 2], one_process_cpu_s = tb[, 3],
+                  busiest_worker_cpu_s = tb[, 4], cpu_ratio = tb[, 3] / tb[, 4])
 print(format(res, digits = 4), row.names = FALSE)
 
 tiny <- setup(20L, 5L)
@@ -79,7 +93,8 @@ tt <- time_pair(tiny, max(reps, 50L))
 cat(sprintf("\ntiny: N = 20 x 5 draws, P = %d: per-evaluation overhead of the cluster (round trip)\n",
             tiny$comp$c$n_par))
 res2 <- data.frame(what = c("LL", "LL + gradient"), one_process_ms = 1000 * tt[, 1],
-                   cluster_ms = 1000 * tt[, 2], overhead_ms = 1000 * (tt[, 2] - tt[, 1]))
+                   cluster_ms = 1000 * tt[, 2], overhead_ms = 1000 * (tt[, 2] - tt[, 1]),
+                   busiest_worker_cpu_ms = 1000 * tt[, 4])
 res2[-1] <- lapply(res2[-1], function(x) sprintf("%.3f", x))
 print(res2, row.names = FALSE)
 cat(sprintf("\nload average after: %s\n", loadavg()))
