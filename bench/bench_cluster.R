@@ -32,12 +32,14 @@ source(file.path("tests", "testthat", "helper-models.R")) # one_lv_mnl_model()
 loadavg <- function() tryCatch(readLines("/proc/loadavg", 1L), error = function(e) "unknown")
 cat(sprintf("load average before: %s\n", loadavg()))
 
-median_s <- function(f, reps) {
+# median over reps of the elapsed seconds per call, each rep timing k calls
+# (k > 1 for calls shorter than the clock's millisecond)
+median_s <- function(f, reps, k = 1L) {
   f() # warm-up
   stats::median(vapply(seq_len(reps), function(i) {
     t0 <- proc.time()[["elapsed"]]
-    f()
-    proc.time()[["elapsed"]] - t0
+    for (j in seq_len(k)) f()
+    (proc.time()[["elapsed"]] - t0) / k
   }, 1))
 }
 
@@ -58,7 +60,7 @@ cpu_workers <- function() unlist(clusterCall(cl, function() sum(proc.time()[c("u
 
 # columns: median elapsed s one process, cluster; CPU s per evaluation of
 # the one process and of the busiest worker (load-independent work)
-time_pair <- function(pb, reps) {
+time_pair <- function(pb, reps, k = 1L) {
   one <- iclv:::.engine_new(pb$comp$c, pb$spec, "cpu", n_threads = 1)
   many <- iclv:::.engine_new(pb$comp$c, pb$spec, "cpu", n_threads = 1, cluster = cl)
   a <- iclv:::.engine_eval(one, pb$theta)
@@ -66,12 +68,13 @@ time_pair <- function(pb, reps) {
   stopifnot(identical(a$loglik, b$loglik), identical(a$gradient, b$gradient))
   row <- function(g) {
     c0 <- cpu_self()
-    t1 <- median_s(function() iclv:::.engine_eval(one, pb$theta, gradient = g), reps)
+    t1 <- median_s(function() iclv:::.engine_eval(one, pb$theta, gradient = g), reps, k)
     c1 <- cpu_self()
     w0 <- cpu_workers()
-    t2 <- median_s(function() iclv:::.engine_eval(many, pb$theta, gradient = g), reps)
+    t2 <- median_s(function() iclv:::.engine_eval(many, pb$theta, gradient = g), reps, k)
     w1 <- cpu_workers()
-    c(t1, t2, (c1 - c0) / (reps + 1), max(w1 - w0) / (reps + 1))
+    n_calls <- reps * k + 1
+    c(t1, t2, (c1 - c0) / n_calls, max(w1 - w0) / n_calls)
   }
   out <- rbind(row(FALSE), row(TRUE))
   iclv:::.engine_release(many)
@@ -89,7 +92,7 @@ res <- data.frame(what = c("LL", "LL + gradient"), one_process_s = tb[, 1], clus
 print(format(res, digits = 4), row.names = FALSE)
 
 tiny <- setup(20L, 5L)
-tt <- time_pair(tiny, max(reps, 50L))
+tt <- time_pair(tiny, 15L, k = 40L)
 cat(sprintf("\ntiny: N = 20 x 5 draws, P = %d: per-evaluation overhead of the cluster (round trip)\n",
             tiny$comp$c$n_par))
 res2 <- data.frame(what = c("LL", "LL + gradient"), one_process_ms = 1000 * tt[, 1],
