@@ -15,7 +15,11 @@
 # to one process's.
 #
 # Usage (repository root, iclv installed):
-#   OMP_NUM_THREADS=1 Rscript bench/bench_cluster.R [workers=2] [N=5000] [R=200] [reps=7] [lib]
+#   OMP_NUM_THREADS=1 Rscript bench/bench_cluster.R [workers=2] [N=5000] [R=200] [reps=7] [lib] [socket]
+# socket: "no-delay" (default) makes the cluster's sockets with TCP_NODELAY on
+# both ends (options(socketOptions = "no-delay") on the master, and on the
+# workers through rscript_args); "default" uses R's default sockets, whose
+# answers over 4 KB wait ~40 ms for the master's delayed ACK (Nagle).
 # Run when the machine is otherwise idle: the workers compete with every
 # other process for the cores (the load average is printed before and after).
 
@@ -25,6 +29,7 @@ N <- if (length(args) >= 2) as.integer(args[2]) else 5000L
 R <- if (length(args) >= 3) as.integer(args[3]) else 200L
 reps <- if (length(args) >= 4) as.integer(args[4]) else 7L
 lib <- if (length(args) >= 5 && nzchar(args[5])) args[5] else NULL
+socket <- if (length(args) >= 6) args[6] else "no-delay"
 suppressPackageStartupMessages(library(iclv, lib.loc = lib))
 library(parallel)
 
@@ -51,7 +56,13 @@ setup <- function(n, draws, cl = NULL) {
   list(comp = comp, spec = spec, theta = iclv:::.params_full(one_lv_mnl_truth, comp$partable))
 }
 
-cl <- makePSOCKcluster(W)
+cl <- if (socket == "no-delay") {
+  options(socketOptions = "no-delay")
+  makePSOCKcluster(W, rscript_args = c("-e", shQuote("options(socketOptions = 'no-delay')")))
+} else {
+  makePSOCKcluster(W)
+}
+cat(sprintf("cluster sockets: %s\n", socket))
 on.exit(stopCluster(cl), add = TRUE)
 
 # CPU seconds (user + system) of this process and of each worker
