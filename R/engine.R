@@ -83,8 +83,14 @@ iclv_devices <- function() {
          iclv_abort("control", sprintf("unknown backend %s", iclv_quote(backend))))
 }
 
+# cluster: NULL, or a `parallel` cluster: the individuals are sharded over its
+# workers, one engine each (R/cluster.R); the result is then an
+# "iclv_cluster_engine" that every .engine_* function below accepts.
 .engine_new <- function(compiled, draws_spec, backend = "cpu",
-                        n_threads = 0L, device = 0L, device_memory = 0) {
+                        n_threads = 0L, device = 0L, device_memory = 0, cluster = NULL) {
+  if (!is.null(cluster)) {
+    return(.cluster_engine_new(compiled, draws_spec, backend, n_threads, device, device_memory, cluster))
+  }
   # refuse, with the sizes, an engine that cannot fit in memory before C allocates
   .memory_guard(compiled, draws_spec, n_threads)
   .iclv_call(C_iclv_engine_new, compiled, draws_spec, .iclv_backend_code(backend),
@@ -114,19 +120,23 @@ iclv_devices <- function() {
 # otherwise). Ignored by CPU engines.
 .engine_eval <- function(engine, theta, gradient = TRUE, scores = FALSE, hessian = FALSE,
                          use_cpu = FALSE) {
+  if (inherits(engine, "iclv_cluster_engine")) return(.cluster_eval(engine, theta, gradient, scores, hessian, use_cpu))
   .iclv_call(C_iclv_engine_eval, engine, as.double(theta),
              c(isTRUE(gradient), isTRUE(scores), isTRUE(hessian), isTRUE(use_cpu)))
 }
 
 .engine_predict <- function(engine, theta) {
+  if (inherits(engine, "iclv_cluster_engine")) return(.cluster_predict(engine, theta))
   .iclv_call(C_iclv_engine_predict, engine, as.double(theta))
 }
 
 .engine_memory <- function(engine) {
+  if (inherits(engine, "iclv_cluster_engine")) return(.cluster_memory(engine))
   .iclv_call(C_iclv_engine_memory, engine)
 }
 
 .engine_release <- function(engine) {
+  if (inherits(engine, "iclv_cluster_engine")) return(.cluster_release(engine))
   invisible(.iclv_call(C_iclv_engine_release, engine))
 }
 

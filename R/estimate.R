@@ -93,6 +93,11 @@
 #' @param resume `NULL` or the path of a checkpoint written by an earlier run
 #'   with `iclv_control(checkpoint = path)`: the optimizer continues from its
 #'   saved state (see "Long runs").
+#' @param cluster `NULL`, or a cluster from the `parallel` package: the
+#'   individuals are split into contiguous shards, one per worker, each with
+#'   its own engine for the whole fit (on its host's GPU with
+#'   `backend = "cuda"`); see [iclv_cluster]. The estimates equal those of
+#'   one process; `fit$memory$workers` reports each worker.
 #' @param ... Not used; anything given is an error.
 #' @return An object of class `"iclv"`: a list with `coefficients` (all
 #'   parameters, fixed included), `vcov` (list of the `hessian`, `bhhh` and
@@ -131,7 +136,8 @@
 #' summary(fit)
 #' @export
 iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto",
-                 control = iclv_control(), start = NULL, fixed = NULL, resume = NULL, ...) {
+                 control = iclv_control(), start = NULL, fixed = NULL, resume = NULL,
+                 cluster = NULL, ...) {
   dots <- list(...)
   if (length(dots)) {
     nm <- names(dots)
@@ -143,7 +149,8 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   cl <- match.call()
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   if (!inherits(control, "iclv_control")) iclv_abort("control", "'control' must be made by iclv_control()")
-  be <- .resolve_backend(backend, control$device)
+  be <- if (is.null(cluster)) .resolve_backend(backend, control$device) else
+    .cluster_resolve_backend(cluster, backend)
 
   comp <- .iclv_compile(model, data)
   pt <- comp$partable
@@ -154,7 +161,8 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
 
   spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs))
   engine <- .engine_new(comp$c, spec, be$name, n_threads = control$n_threads, device = control$device,
-                        device_memory = if (is.null(control$device_memory)) 0 else control$device_memory)
+                        device_memory = if (is.null(control$device_memory)) 0 else control$device_memory,
+                        cluster = cluster)
   on.exit(.engine_release(engine), add = TRUE)
 
   free <- which(pt$free)
@@ -418,7 +426,8 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
        device_free_at_start = m$device_free_at_start,
        per_chunk = m$per_chunk,
        n_chunks = m$n_chunks,
-       process_peak = .process_peak())
+       process_peak = .process_peak(),
+       workers = m$workers) # a cluster engine's report per worker (NULL otherwise)
 }
 
 # The resident-set high-water mark of this R process (VmHWM), bytes; NA

@@ -20,6 +20,10 @@
 #'   normal draws (individuals x draws x latent variables).
 #' @param backend `"cpu"` (default), `"cuda"` or `"auto"`.
 #' @param gradient,scores,hessian Which derivatives to return.
+#' @param cluster `NULL`, or a cluster from the `parallel` package (e.g.
+#'   [parallel::makePSOCKcluster()]): the individuals are split into
+#'   contiguous shards, one per worker, each evaluated by an engine on its
+#'   worker (see [iclv_cluster]). The results equal those of one process.
 #' @return A list: `loglik` (the simulated log-likelihood, a sum over
 #'   individuals), `loglik_i` (per individual), `gradient` (named, one entry
 #'   per free parameter), `scores` (individuals x free parameters: the
@@ -41,17 +45,18 @@
 #' dim(ll$scores)
 #' @export
 iclv_loglik <- function(model, data, params, draws = iclv_draws("halton", 100), backend = "cpu",
-                        gradient = TRUE, scores = FALSE, hessian = FALSE) {
+                        gradient = TRUE, scores = FALSE, hessian = FALSE, cluster = NULL) {
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   for (a in c("gradient", "scores", "hessian")) .control_flag(get(a), a)
-  be <- .resolve_backend(backend)
+  be <- if (is.null(cluster)) .resolve_backend(backend) else .cluster_resolve_backend(cluster, backend)
   comp <- .iclv_compile(model, data)
   pt <- comp$partable
   theta <- .params_full(params, pt, "params")
   bad <- .check_constraints(theta, pt$name, comp$thresholds, comp$positive)
   if (!is.null(bad)) iclv_abort("input", paste("'params':", bad))
   spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs))
-  engine <- .engine_new(comp$c, spec, be$name)
+  engine <- .engine_new(comp$c, spec, be$name, device = if (is.null(cluster)) 0L else NULL,
+                        cluster = cluster)
   on.exit(.engine_release(engine), add = TRUE)
   ev <- .engine_eval(engine, theta, gradient = gradient, scores = scores, hessian = hessian)
   free <- which(pt$free)

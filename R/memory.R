@@ -50,6 +50,16 @@
 #' @param device_memory `NULL` or the bytes of device memory the CUDA backend
 #'   may use (as in [iclv_control()]).
 #' @param device CUDA device ordinal (as in [iclv_control()]).
+#' @param cluster `NULL`, or a `parallel` cluster (see [iclv_cluster]): the
+#'   plan is then made by each worker for its shard of the individuals (its
+#'   threads, its devices) and returned as an object of class
+#'   `"iclv_memory_plan_cluster"`: `shards` (one row per worker: `shard`,
+#'   `worker`, `host`, `first`, `last`, `n_ind`, `work_share`, `device`,
+#'   `n_threads`, `total_host`, `total_device`, `per_chunk`, `n_chunks`,
+#'   `fits`; also what `as.data.frame()` returns), `plans` (each worker's
+#'   `"iclv_memory_plan"`), `master` and `total_master` (the bytes the master
+#'   holds: the compiled data of every individual and one evaluation's
+#'   gathered outputs) and `verdict`. It prints one line per shard.
 #' @return An object of class `"iclv_memory_plan"`: a list with
 #'   `buffers` (a data.frame with columns `where` ("host" or "device"),
 #'   `buffer`, `bytes`), `total_host`, `total_device` (bytes; `NA` for the
@@ -70,7 +80,7 @@
 #' plan$total_host
 #' @export
 iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), backend = "cpu",
-                             n_threads = 0, device_memory = NULL, device = 0) {
+                             n_threads = 0, device_memory = NULL, device = 0, cluster = NULL) {
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   if (!is.character(backend) || length(backend) != 1L || is.na(backend) ||
       !(backend %in% c("auto", "cpu", "cuda"))) {
@@ -80,11 +90,23 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
   n_threads <- .control_count(n_threads, "n_threads", min = 0)
   device <- .control_count(device, "device", min = 0)
   if (!is.null(device_memory)) device_memory <- .control_number(device_memory, "device_memory", positive = TRUE)
-  if (backend == "auto") backend <- .resolve_backend("auto", device)$name
+  if (!is.null(cluster)) .check_cluster(cluster)
+  if (backend == "auto") {
+    backend <- if (is.null(cluster)) .resolve_backend("auto", device)$name else
+      .cluster_resolve_backend(cluster, "auto")$name
+  }
 
   comp <- .iclv_compile(model, data)
-  cl <- comp$c
-  spec <- .draws_spec(draws, cl$n_ind, cl$n_lv)
+  spec <- .draws_spec(draws, comp$c$n_ind, comp$c$n_lv)
+  if (!is.null(cluster)) {
+    return(.cluster_memory_plan(comp$c, spec, backend, n_threads, device_memory, device, cluster))
+  }
+  .memory_plan(comp$c, spec, backend, n_threads, device_memory, device)
+}
+
+# The plan of iclv_memory_plan() for a compiled model `cl` and draw spec
+# (validated arguments); also made on each worker of a cluster for its shard.
+.memory_plan <- function(cl, spec, backend, n_threads, device_memory, device) {
   threads <- if (n_threads > 0L) n_threads else .plan_default_threads()
   dims <- .plan_dims(cl, spec$n_draws, threads)
   notes <- character()

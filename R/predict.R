@@ -34,6 +34,9 @@
 #'   posterior given the individual's observed indicators and choices (those
 #'   present in `newdata`): `P_tj = sum_r w_nr P_tj(eta_nr)`, `w_nr`
 #'   proportional to `L_nr`.
+#' @param cluster `NULL`, or a `parallel` cluster over whose workers the
+#'   individuals are split (see [iclv_cluster]); the predictions are those of
+#'   one process.
 #' @param ... Not used.
 #' @return `"prob"`: a matrix with one row per choice row (row names: the
 #'   data rows) and one column per alternative (named). `"lv"`: a data.frame
@@ -60,7 +63,7 @@
 #' predict(fit, newdata = nd, conditional = TRUE)[1:3, ]
 #' dim(predict(fit, newdata = sc, type = "lv_draws"))
 #' @export
-predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draws"), conditional = FALSE, ...) {
+predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draws"), conditional = FALSE, cluster = NULL, ...) {
   dots <- list(...)
   if (length(dots)) iclv_abort("control", sprintf("unknown argument %s to predict()", iclv_quote(names(dots) %||% "(unnamed)")))
   if (!is.character(type) || !(type[1] %in% c("prob", "lv", "lv_draws"))) {
@@ -83,7 +86,7 @@ predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draw
   }
   theta <- if (is.null(sc)) object$coefficients[comp$partable$name] else sc$theta
   spec <- .draws_spec(object$draws_design, comp$n_ind, length(comp$lvs))
-  engine <- .engine_new(comp$c, spec, "cpu", n_threads = object$control$n_threads)
+  engine <- .engine_new(comp$c, spec, "cpu", n_threads = object$control$n_threads, cluster = cluster)
   on.exit(.engine_release(engine), add = TRUE)
   pr <- .engine_predict(engine, theta)
   keep_rows <- if (is.null(sc)) seq_len(comp$c$n_rows) else seq_len(sc$scenario$n_rows)

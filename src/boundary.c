@@ -88,6 +88,15 @@ static SEXP get_elt(SEXP list, const char *name) {
   return R_NilValue; /* not reached */
 }
 
+/* Does the named list have an element `name`? */
+static int has_elt(SEXP list, const char *name) {
+  SEXP names = Rf_getAttrib(list, R_NamesSymbol);
+  if (!Rf_isNewList(list) || Rf_isNull(names)) return 0;
+  for (R_xlen_t i = 0; i < XLENGTH(list); i++)
+    if (strcmp(CHAR(STRING_ELT(names, i)), name) == 0) return 1;
+  return 0;
+}
+
 static int get_int(SEXP list, const char *name) {
   SEXP x = get_elt(list, name);
   if (!Rf_isInteger(x) || XLENGTH(x) != 1 || INTEGER(x)[0] == NA_INTEGER)
@@ -235,15 +244,19 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
   check_idx(m->ut_lv, n_ut, -1, K, "ut_lv");
 }
 
-/* Fills *d from the R draw specification list (R/engine.R builds it):
+/* Fills *d from the R draw specification list (R/draws.R builds it):
  * list(type = int, n_draws = int, n_dim = int, n_ind = int, seed = double,
- *      skip = double, user = double array or NULL). */
+ *      skip = double, user = double array or NULL), and optionally
+ * ind_offset = int (a shard's first individual in the full design,
+ * R/cluster.R; 0 when absent). */
 static void draws_from_R(SEXP spec, iclv_draws *d) {
   memset(d, 0, sizeof(*d));
   d->type = get_int(spec, "type");
   d->n_draws = get_int(spec, "n_draws");
   d->n_dim = get_int(spec, "n_dim");
   d->n_ind = get_int(spec, "n_ind");
+  d->ind_offset = has_elt(spec, "ind_offset") ? get_int(spec, "ind_offset") : 0;
+  if (d->ind_offset < 0) stop_input("draw design: 'ind_offset' must be non-negative");
   if (d->type < ICLV_DRAWS_USER || d->type > ICLV_DRAWS_PSEUDO) stop_input("unknown draw type");
   if (d->n_draws < 1 || d->n_dim < 0 || d->n_ind < 1) stop_input("draw design has a bad dimension");
   SEXP s_seed = get_elt(spec, "seed"), s_skip = get_elt(spec, "skip");

@@ -35,8 +35,16 @@ int iclv_draws_check(const iclv_draws *d, iclv_status *st) {
     return draws_fail(st, msg);
   }
   if (d->skip < 0) return draws_fail(st, "draw 'skip' must be non-negative");
-  /* last point index, in 64 bits: n_ind * n_draws < 2^62 */
-  uint64_t last = (uint64_t) d->skip + (uint64_t) d->n_ind * (uint64_t) d->n_draws;
+  if (d->ind_offset < 0 || (int64_t) d->ind_offset + d->n_ind > (int64_t) 2147483647) {
+    snprintf(msg, sizeof msg, "draw design: individual offset %d with %d individuals is out of range",
+             d->ind_offset, d->n_ind);
+    return draws_fail(st, msg);
+  }
+  if (d->type == ICLV_DRAWS_USER && d->ind_offset != 0)
+    return draws_fail(st, "user draws: the individual offset must be 0 (a shard holds its slice of the array)");
+  /* last point index, in 64 bits: (ind_offset + n_ind) * n_draws < 2^62 */
+  uint64_t last = (uint64_t) d->skip +
+                  ((uint64_t) d->ind_offset + (uint64_t) d->n_ind) * (uint64_t) d->n_draws;
   int overflow = (uint64_t) d->skip > ((uint64_t) 1 << 62);
   switch (d->type) {
   case ICLV_DRAWS_USER:

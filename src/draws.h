@@ -19,7 +19,10 @@
  * without them, or with -ffp-contract=off, for bit-identical draws.
  *
  * Definitions (n = individual 0..N-1, r = draw 0..R-1, k = dimension
- * 0..K-1; N = d->n_ind, R = d->n_draws, K = d->n_dim):
+ * 0..K-1; N = d->n_ind, R = d->n_draws, K = d->n_dim). For every type but
+ * USER, n below stands for the full index n + d->ind_offset: a design that
+ * covers individuals [a, a + N) of a larger one (a shard, ind_offset = a)
+ * gives them exactly the draws the larger design gives them.
  *
  *   USER     e = d->user[n + N * (r + R * k)], used as is.
  *
@@ -337,9 +340,11 @@ ICLV_HD static inline uint32_t iclv_permute(uint32_t x, uint32_t len, const uint
 
 /* ---- the sequences --------------------------------------------------------- */
 
-/* 1-based point index of (n, r) in the Halton and Sobol' sequences. */
+/* 1-based point index of (n, r) in the Halton and Sobol' sequences (n is
+ * the design's individual; the index uses the full n + ind_offset). */
 ICLV_HD static inline uint64_t iclv_draw_index(const iclv_draws *d, int n, int r) {
-  return (uint64_t) d->skip + (uint64_t) n * (uint64_t) d->n_draws + (uint64_t) r + 1U;
+  uint64_t full = (uint64_t) d->ind_offset + (uint64_t) n;
+  return (uint64_t) d->skip + full * (uint64_t) d->n_draws + (uint64_t) r + 1U;
 }
 
 /* The bits of x in reverse order. */
@@ -420,6 +425,7 @@ ICLV_HD static inline double iclv_sobol_point(uint64_t i, int k) {
 /* The uniform behind e[n, r, k] for every type but USER: u in (0, 1). */
 ICLV_HD static inline double iclv_draw_uniform(const iclv_draws *d, int n, int r, int k) {
   uint32_t w[4];
+  const uint32_t nf = (uint32_t) n + (uint32_t) d->ind_offset; /* full index, < 2^31 */
   switch (d->type) {
   case ICLV_DRAWS_HALTON:
     return iclv_u_clamp(iclv_radical_inverse(iclv_draw_index(d, n, r), iclv_prime(k)));
@@ -430,15 +436,15 @@ ICLV_HD static inline double iclv_draw_uniform(const iclv_draws *d, int n, int r
     return iclv_u_clamp(iclv_sobol_point(iclv_draw_index(d, n, r), k));
   case ICLV_DRAWS_MLHS: {
     uint32_t key[4];
-    iclv_philox_seeded(d->seed, (uint32_t) n, (uint32_t) k, 0U, 2U, key);
-    iclv_philox_seeded(d->seed, (uint32_t) n, (uint32_t) k, 1U, 2U, w);
+    iclv_philox_seeded(d->seed, nf, (uint32_t) k, 0U, 2U, key);
+    iclv_philox_seeded(d->seed, nf, (uint32_t) k, 1U, 2U, w);
     double c = iclv_u53(w[0], w[1]);
     double p = (double) iclv_permute((uint32_t) r, (uint32_t) d->n_draws, key);
     return iclv_u_clamp(iclv_ddiv(iclv_dadd(p, c), (double) d->n_draws));
   }
   case ICLV_DRAWS_PSEUDO:
   default:
-    iclv_philox_seeded(d->seed, (uint32_t) n, (uint32_t) r, (uint32_t) k, 0U, w);
+    iclv_philox_seeded(d->seed, nf, (uint32_t) r, (uint32_t) k, 0U, w);
     return iclv_u53(w[0], w[1]);
   }
 }
@@ -460,9 +466,11 @@ extern "C" {
 #endif
 
 /* Checks that iclv_draw_normal() is defined for every (n, r, k) of design d:
- * a known type, n_ind >= 1, n_draws >= 1, n_dim >= 0; Halton types at most
- * ICLV_HALTON_MAX_DIM dimensions and skip + n_ind * n_draws < 2^53; Sobol'
- * at most ICLV_SOBOL_MAX_DIM dimensions and skip + n_ind * n_draws < 2^32;
+ * a known type, n_ind >= 1, n_draws >= 1, n_dim >= 0, ind_offset >= 0 and
+ * ind_offset + n_ind < 2^31 (0 for USER); Halton types at most
+ * ICLV_HALTON_MAX_DIM dimensions and skip + (ind_offset + n_ind) * n_draws
+ * < 2^53; Sobol' at most ICLV_SOBOL_MAX_DIM dimensions and the same bound
+ * below 2^32;
  * MLHS n_draws <= 2^31 - 1 (always true for an int); USER a non-NULL array.
  * Returns ICLV_OK, or ICLV_ERR_INPUT with a message in st. */
 int iclv_draws_check(const iclv_draws *d, iclv_status *st);

@@ -137,6 +137,11 @@ typedef struct {
   int n_draws;        /* R draws per individual */
   int n_dim;          /* dimensions (= n_lv) */
   int n_ind;          /* individuals the design covers */
+  int ind_offset;     /* individual n of this design is individual n + ind_offset of
+                         the full design (a shard of a cluster, R/cluster.R); every
+                         generated type uses the full index, so a shard sees the very
+                         draws of the whole; 0 for a whole design and for USER (a
+                         shard of a user array is the slice of the array) */
   uint64_t seed;      /* seed for scrambled Halton, MLHS, pseudo */
   int64_t skip;       /* points skipped at the start of Halton/Sobol sequences */
   const double *user; /* (n_ind, n_draws, n_dim) in R's column-major order:
