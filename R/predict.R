@@ -46,6 +46,7 @@
 #' predict(fit, newdata = nd)
 #' @export
 predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv"), ...) {
+  .val_fit(object, c("compiled", "model", "draws_design", "control"))
   dots <- list(...)
   if (length(dots)) iclv_abort("control", sprintf("unknown argument %s to predict()", iclv_quote(names(dots) %||% "(unnamed)")))
   if (!is.character(type) || !(type[1] %in% c("prob", "lv"))) {
@@ -66,7 +67,7 @@ predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv"), ...) {
                                iclv_quote(utils::head(lack, 3L))))
   }
   theta <- cf[need]
-  spec <- .draws_spec(object$draws_design, comp$n_ind, length(comp$lvs))
+  spec <- .draws_spec(object$draws_design, comp$n_ind, length(comp$lvs), comp$lvs)
   engine <- .engine_new(comp$c, spec, "cpu", n_threads = object$control$n_threads)
   on.exit(.engine_release(engine), add = TRUE)
   pr <- .engine_predict(engine, theta)
