@@ -50,7 +50,7 @@ iclv_loglik <- function(model, data, params, draws = iclv_draws("halton", 100), 
   theta <- .params_full(params, pt, "params")
   bad <- .check_constraints(theta, pt$name, comp$thresholds, comp$positive)
   if (!is.null(bad)) iclv_abort("input", paste("'params':", bad))
-  spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs))
+  spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs), comp$lvs)
   engine <- .engine_new(comp$c, spec, be$name)
   on.exit(.engine_release(engine), add = TRUE)
   ev <- .engine_eval(engine, theta, gradient = gradient, scores = scores, hessian = hessian)
