@@ -18,6 +18,7 @@
 
 .iclv_compile <- function(model, data, categories = NULL) {
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
+  .spec_check_object(model)
   .val_data_frame(data)
   idv <- .val_ids(data, model$id)
   grp <- idv$grp

@@ -120,6 +120,14 @@ iclv_control <- function(method = c("bfgs", "newton", "bhhh"), maxit = 200, tol 
   if (!is.null(callback) && !is.function(callback)) {
     iclv_abort("control", "'callback' must be NULL or a function(iteration, loglik, params)")
   }
+  if (!is.null(callback)) {
+    fa <- names(formals(args(callback)))
+    if (!"..." %in% fa && length(fa) < 3L) {
+      iclv_abort("control", sprintf(
+        "'callback' must accept three arguments (iteration, loglik, params); it has %d%s", length(fa),
+        if (length(fa)) sprintf(" (%s)", paste(fa, collapse = ", ")) else ""))
+    }
+  }
   structure(list(method = method, maxit = maxit, tol = tol, reltol = reltol, trace = trace,
                  n_threads = n_threads, device = device, device_memory = device_memory,
                  vcov = vcov, hessian = hessian, checkpoint = checkpoint,
@@ -176,4 +184,21 @@ print.iclv_control <- function(x, ...) {
     iclv_abort("control", sprintf("'%s' must be TRUE or FALSE", arg))
   }
   x
+}
+
+# A control object as iclv_control() makes it. One edited by hand (or a
+# list given the class) is rebuilt through the constructor, so that every
+# field is validated the same way; unknown fields are an error.
+.control_valid <- function(control) {
+  if (!inherits(control, "iclv_control") || !is.list(control)) {
+    iclv_abort("control", "'control' must be made by iclv_control()")
+  }
+  x <- unclass(control)
+  known <- setdiff(names(formals(iclv_control)), "...")
+  extra <- setdiff(names(x), known)
+  if (is.null(names(x)) || length(extra)) {
+    iclv_abort("control", sprintf("'control' has fields iclv_control() does not make (%s): was it edited by hand?",
+                                  if (length(extra)) iclv_quote(extra) else "unnamed"))
+  }
+  do.call(iclv_control, x)
 }

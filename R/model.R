@@ -660,3 +660,45 @@ print.summary.iclv_model <- function(x, ...) {
   print(x$partable, row.names = FALSE, ...)
   invisible(x)
 }
+
+# A model handed to iclv(), iclv_loglik(), predict() ... must still be what
+# iclv_model() made: one edited by hand (model$id <- NULL, a name added to
+# model$indicators) is a spec error naming the part at fault, not a crash
+# of the compiler ("subscript out of bounds").
+.spec_check_object <- function(model) {
+  bad <- function(what) {
+    iclv_abort("spec", sprintf("'model' is not as iclv_model() made it: %s (was it edited by hand?)", what))
+  }
+  chr <- function(x) is.character(x) && !anyNA(x) && all(nzchar(x))
+  if (!chr(model$id) || length(model$id) != 1L) bad("'id' is not one column name")
+  lvs <- model$lvs
+  if (!chr(lvs) || !length(lvs) || anyDuplicated(lvs)) bad("'lvs' does not name the latent variables")
+  inds <- model$indicators
+  if (!chr(inds) || !length(inds) || anyDuplicated(inds)) bad("'indicators' does not name the indicators")
+  for (f in c("ind_type", "level")) {
+    if (!chr(model[[f]]) || !identical(names(model[[f]]), inds)) {
+      bad(sprintf("'%s' does not give one value per indicator", f))
+    }
+  }
+  if (!all(model$ind_type %in% .ind_types)) bad("'ind_type' holds an unknown indicator type")
+  if (!is.list(model$loads) || length(model$loads) != length(inds) ||
+      !all(vapply(model$loads, function(l) chr(l) && all(l %in% lvs), logical(1))) ||
+      !all(lvs %in% unlist(model$loads))) {
+    bad("'loads' does not link every indicator to latent variables of 'lvs' and every latent variable to an indicator")
+  }
+  if (!is.null(model$covariates) && !is.character(model$covariates)) bad("'covariates' is not a character vector")
+  if (!is.list(model$structural %||% list()) ||
+      !all(vapply(model$structural, function(s) is.null(s) || is.character(s), logical(1)))) {
+    bad("'structural' is not a list of covariate names per latent variable")
+  }
+  if (!is.null(model$lv_order) && !setequal(model$lv_order, lvs)) bad("'lv_order' does not list the latent variables")
+  ch <- model$choice
+  if (!is.null(ch) && (!inherits(ch, "iclv_choice") || !chr(ch$choice) || length(ch$choice) != 1L ||
+                       !chr(ch$alternatives) || !is.list(ch$terms) || !is.data.frame(ch$terms_all))) {
+    bad("'choice' is not an iclv_choice() object")
+  }
+  if (!is.data.frame(model$partable) || !all(c("name", "block", "free", "start") %in% names(model$partable))) {
+    bad("'partable' is not the parameter table")
+  }
+  invisible(model)
+}
