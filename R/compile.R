@@ -21,6 +21,7 @@
   .spec_check_object(model)
   .val_data_frame(data)
   idv <- .val_ids(data, model$id)
+  .val_lvs_not_columns(model, data)
   grp <- idv$grp
   ids <- idv$ids
   N <- length(ids)

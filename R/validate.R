@@ -185,6 +185,17 @@
     return(y)
   }
   if (is.numeric(x) && !is.matrix(x)) {
+    # alternatives named by numbers other than their positions make a numeric
+    # choice ambiguous: is 1 the first alternative or the one named "1"?
+    as_num <- suppressWarnings(as.numeric(alts))
+    if (any(!is.na(as_num) & as_num != seq_len(J))) {
+      iclv_abort("data", sprintf(paste0(
+        "the choice column %s is numeric, but the alternatives are named by numbers that are not their ",
+        "positions (%s): a numeric choice is read as a position, so give the choices as character ",
+        "(the alternatives' names) or name the alternatives in the order of their numbers"),
+        iclv_quote(col), paste(sprintf("position %d is '%s'", seq_len(J), alts)[!is.na(as_num) & as_num != seq_len(J)],
+                               collapse = ", ")))
+    }
     bad <- which(x != round(x) | x < 1 | x > J)
     if (length(bad)) {
       iclv_abort("data", sprintf(
@@ -337,4 +348,19 @@
                                   paste(format(level), collapse = ", ")))
   }
   invisible(level)
+}
+
+# A latent variable used in a utility or as a structural predictor that is
+# also a column of the data is ambiguous (did the user mean the column?):
+# refuse it by name, as a parameter spelled like a column is refused.
+.val_lvs_not_columns <- function(model, data) {
+  used <- unlist(lapply(model$choice$terms, function(t) t$lv), use.names = FALSE)
+  used <- c(used, unlist(model$structural, use.names = FALSE))
+  clash <- intersect(intersect(model$lvs, used), names(data))
+  if (length(clash)) {
+    iclv_abort("data", sprintf(paste0(
+      "latent variable %s is also the name of a column of the data; the model reads the latent variable, ",
+      "never the column: rename the latent variable (or the column)"), iclv_quote(clash[1])))
+  }
+  invisible()
 }
