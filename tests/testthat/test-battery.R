@@ -785,3 +785,19 @@ test_that("hostile inputs found by review: names that mean two things are data e
   expect_iclv_error(iclv_loglik(m_lv, bt_d, c(bt_truth[1:9], asc_a = 0, b = 1), draws = bt_draws),
                     "iclv_error_data", "latent variable 'price_a' is also the name of a column")
 })
+
+test_that("hostile inputs found by review: R's reserved words are not names", {
+  u <- function(a) bt_choice(list(a = a, b = "asc_b + b_price * price_b", c = "0"))
+  # "Inf", "NA", "TRUE" ... became parameters or columns of those names
+  for (w in c("Inf", "NA", "NaN", "NULL", "TRUE", "if", "...", "..1")) {
+    expect_iclv_error(u(w), "iclv_error_spec", "utility of 'a'")
+    expect_iclv_error(u(sprintf("asc_a + b * %s", w)), "iclv_error_spec", "not a name")
+  }
+  expect_iclv_error(iclv_model("NA =~ q1 + q2", id = "ID"), "iclv_error_spec", "'NA' is not a name")
+  expect_iclv_error(iclv_model("function =~ q1 + q2", id = "ID"), "iclv_error_spec", "'function'")
+  expect_iclv_error(iclv_model("att =~ TRUE + q2", id = "ID"), "iclv_error_spec", "'TRUE'")
+  expect_iclv_error(bt_model(structural = "att ~ age + NA"), "iclv_error_spec", "'NA'")
+  # names that merely contain them, and '.', are names (control cases)
+  expect_identical(u("NA_asc + b_price * price_a")$terms$a$param, c("NA_asc", "b_price"))
+  expect_identical(u(".")$terms$a$param, ".")
+})
