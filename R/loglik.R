@@ -45,7 +45,7 @@ iclv_loglik <- function(model, data, params, draws = iclv_draws("halton", 100), 
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   for (a in c("gradient", "scores", "hessian")) .control_flag(get(a), a)
   be <- .resolve_backend(backend)
-  comp <- .iclv_compile(model, data)
+  comp <- .iclv_compile(model, data, estimation = FALSE)
   pt <- comp$partable
   theta <- .params_full(params, pt, "params")
   bad <- .check_constraints(theta, pt$name, comp$thresholds, comp$positive)

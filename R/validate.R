@@ -112,7 +112,8 @@
 # (ordered: declared or from the data, at most .max_categories; binary: 2;
 # normal: 0). `id` (the id column's values, optional) lets messages name the
 # individual of a bad row. Linear in the number of rows and categories.
-.val_indicator_values <- function(x, ind, type, declared, id = NULL) {
+# `need_two`: at least two categories must be observed (estimation).
+.val_indicator_values <- function(x, ind, type, declared, id = NULL, need_two = TRUE) {
   ok <- which(!is.na(x))
   if (length(ok) == 0L) return(if (.is_ordered(type)) declared else if (.is_binary(type)) 2L else 0L)
   v <- x[ok]
@@ -146,8 +147,11 @@
           iclv_quote(ind), paste(which(seen), collapse = ", "), paste(which(!seen), collapse = ", "), ind))
       }
     }
+    # estimation needs two observed categories to say anything about the
+    # thresholds; evaluating at given parameters (iclv_loglik() on one
+    # individual) does not, when the categories are declared
     nobs <- length(unique(v))
-    if (nobs < 2L) {
+    if (nobs < 2L && (need_two || is.na(declared))) {
       iclv_abort("data", sprintf("ordered indicator %s has fewer than 2 observed categories (only %s)",
                                  iclv_quote(ind), format(v[1])))
     }

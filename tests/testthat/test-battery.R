@@ -801,3 +801,19 @@ test_that("hostile inputs found by review: R's reserved words are not names", {
   expect_identical(u("NA_asc + b_price * price_a")$terms$a$param, c("NA_asc", "b_price"))
   expect_identical(u(".")$terms$a$param, ".")
 })
+
+test_that("hostile inputs found by review: iclv_loglik() evaluates one individual with declared categories", {
+  # one individual shows one category of each indicator: an evaluation at
+  # given parameters needs no more (estimation still does)
+  full <- iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws)
+  one <- bt_d[bt_d$ID == bt_d$ID[1], ]
+  got <- iclv_loglik(bt_m, one, bt_truth, draws = bt_draws, scores = TRUE)
+  # an individual's draws do not depend on the others: its term of the full log-likelihood
+  expect_equal(got$loglik, full$loglik_i[[1]], tolerance = 1e-12)
+  expect_equal(unname(got$scores[1, ]), unname(iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws,
+                                                           scores = TRUE)$scores[1, ]), tolerance = 1e-12)
+  expect_iclv_error(fit_with(one), "iclv_error_data", "fewer than 2 observed categories")
+  # undeclared categories are read from the data: one value is too few
+  mu <- iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = bt_choice(), id = "ID")
+  expect_iclv_error(iclv_loglik(mu, one, bt_truth, draws = bt_draws), "iclv_error_data")
+})
