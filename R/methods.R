@@ -78,6 +78,7 @@ NULL
 #' @export
 print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   .val_fit(x)
+  digits <- .val_digits(digits)
   cat("ICLV model estimated by simulated maximum likelihood\n")
   cat("Call: ", paste(deparse(x$call, width.cutoff = 70L), collapse = "\n       "), "\n", sep = "")
   cat(sprintf("Individuals: %d   choice rows: %d   free parameters: %d\n",
@@ -121,6 +122,7 @@ summary.iclv <- function(object, type = NULL, ...) {
 #' @rdname iclv-methods
 #' @export
 print.summary.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- .val_digits(digits)
   cat("ICLV model estimated by simulated maximum likelihood\n")
   cat("Call: ", paste(deparse(x$call, width.cutoff = 70L), collapse = "\n       "), "\n", sep = "")
   titles <- c(measurement = "Measurement model", structural = "Structural model", choice = "Choice model")

@@ -368,3 +368,15 @@
   }
   invisible()
 }
+
+# `digits` of a print method: a whole number >= 1; more than 18 is shown as
+# 18 (the methods add up to 4 for the log-likelihood, and format() allows
+# at most 22; options(digits = 22) gives a default of 19).
+.val_digits <- function(digits) {
+  if (!is.numeric(digits) || length(digits) != 1L || is.na(digits) || digits != round(digits) ||
+      digits < 1) {
+    iclv_abort("control", sprintf("'digits' must be a whole number of at least 1 (got %s)",
+                                  paste(format(digits), collapse = ", ")))
+  }
+  as.integer(min(digits, 18))
+}

@@ -817,3 +817,17 @@ test_that("hostile inputs found by review: iclv_loglik() evaluates one individua
   mu <- iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = bt_choice(), id = "ID")
   expect_iclv_error(iclv_loglik(mu, one, bt_truth, draws = bt_draws), "iclv_error_data")
 })
+
+test_that("hostile inputs found by review: print digits", {
+  fit <- bt_review_fit
+  for (d in list(NA, "a", -5, 0, 2.5, c(3, 4))) {
+    expect_iclv_error(print(fit, digits = d), "iclv_error_control", "'digits'")
+    expect_iclv_error(print(summary(fit), digits = d), "iclv_error_control", "'digits'")
+  }
+  # large values print (capped at what format() allows), also as the default
+  expect_output(print(fit, digits = 100), "Log-likelihood")
+  op <- options(digits = 22)
+  expect_output(print(fit), "Log-likelihood")
+  expect_output(print(summary(fit)), "Log-likelihood")
+  options(op)
+})
