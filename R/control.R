@@ -63,6 +63,8 @@
 #' @param callback `NULL` or a function `function(iteration, loglik, params)`
 #'   called after every iteration with the current (natural, named)
 #'   parameters. If it returns `FALSE` the optimizer stops (convergence code 4).
+#'   It must accept three arguments (or `...`); an error it raises stops the
+#'   estimation with an `iclv_error_control` naming the iteration.
 #' @param start_search If `TRUE`, before optimizing, the log-likelihood is
 #'   evaluated at a few rescalings of the starting loadings and latent
 #'   variable effects (0.5, 1, 2 times, and with the choice model's latent

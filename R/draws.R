@@ -62,7 +62,9 @@
 #' A numeric array `N x R x K` given as `type` is used as is: its values are
 #' the standard-normal draws `e[n, r, k]` (not uniforms) and must be finite;
 #' its dimensions must match the individuals and latent variables of the
-#' model it is used with.
+#' model it is used with. If the third dimension is named
+#' (`dimnames(x)[[3]]`), its names must be the model's latent variables,
+#' and the slices are matched to them by name.
 #'
 #' @param type One of `"halton"` (default), `"scrambled_halton"`, `"sobol"`,
 #'   `"mlhs"`, `"pseudo"`; or a numeric array of standard-normal draws with
