@@ -15,11 +15,16 @@
 # read from the data), or the named integer vector of a fit's categories
 # (fit$compiled$categories, every ordered indicator): for prediction on new
 # data, which are checked against them and never re-read.
+# estimation: TRUE (iclv(), memory plans) requires two observed categories
+# of each ordered indicator; FALSE (iclv_loglik(), an evaluation at given
+# parameters) accepts one when the categories are declared (one individual).
 
-.iclv_compile <- function(model, data, categories = NULL) {
+.iclv_compile <- function(model, data, categories = NULL, estimation = TRUE) {
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
+  .spec_check_object(model)
   .val_data_frame(data)
   idv <- .val_ids(data, model$id)
+  .val_lvs_not_columns(model, data)
   grp <- idv$grp
   ids <- idv$ids
   N <- length(ids)
@@ -40,7 +45,7 @@
       ncat[m] <- .val_stored_categories(x, ind, categories[[ind]], ids[grp])
     } else {
       declared <- if (.is_ordered(type)) model$categories[[ind]] else NA_integer_
-      ncat[m] <- .val_indicator_values(x, ind, type, declared, id = data[[model$id]])
+      ncat[m] <- .val_indicator_values(x, ind, type, declared, id = data[[model$id]], need_two = estimation)
     }
     if (model$level[[ind]] == "individual") {
       v <- .val_constant_within(x, grp, N, ind, "indicator", ids)

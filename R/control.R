@@ -63,6 +63,8 @@
 #' @param callback `NULL` or a function `function(iteration, loglik, params)`
 #'   called after every iteration with the current (natural, named)
 #'   parameters. If it returns `FALSE` the optimizer stops (convergence code 4).
+#'   It must accept three arguments (or `...`); an error it raises stops the
+#'   estimation with an `iclv_error_control` naming the iteration.
 #' @param start_search If `TRUE`, before optimizing, the log-likelihood is
 #'   evaluated at a few rescalings of the starting loadings and latent
 #'   variable effects (0.5, 1, 2 times, and with the choice model's latent
@@ -120,6 +122,14 @@ iclv_control <- function(method = c("bfgs", "newton", "bhhh"), maxit = 200, tol 
   if (!is.null(callback) && !is.function(callback)) {
     iclv_abort("control", "'callback' must be NULL or a function(iteration, loglik, params)")
   }
+  if (!is.null(callback)) {
+    fa <- names(formals(args(callback)))
+    if (!"..." %in% fa && length(fa) < 3L) {
+      iclv_abort("control", sprintf(
+        "'callback' must accept three arguments (iteration, loglik, params); it has %d%s", length(fa),
+        if (length(fa)) sprintf(" (%s)", paste(fa, collapse = ", ")) else ""))
+    }
+  }
   structure(list(method = method, maxit = maxit, tol = tol, reltol = reltol, trace = trace,
                  n_threads = n_threads, device = device, device_memory = device_memory,
                  vcov = vcov, hessian = hessian, checkpoint = checkpoint,
@@ -176,4 +186,21 @@ print.iclv_control <- function(x, ...) {
     iclv_abort("control", sprintf("'%s' must be TRUE or FALSE", arg))
   }
   x
+}
+
+# A control object as iclv_control() makes it. One edited by hand (or a
+# list given the class) is rebuilt through the constructor, so that every
+# field is validated the same way; unknown fields are an error.
+.control_valid <- function(control) {
+  if (!inherits(control, "iclv_control") || !is.list(control)) {
+    iclv_abort("control", "'control' must be made by iclv_control()")
+  }
+  x <- unclass(control)
+  known <- setdiff(names(formals(iclv_control)), "...")
+  extra <- setdiff(names(x), known)
+  if (is.null(names(x)) || length(extra)) {
+    iclv_abort("control", sprintf("'control' has fields iclv_control() does not make (%s): was it edited by hand?",
+                                  if (length(extra)) iclv_quote(extra) else "unnamed"))
+  }
+  do.call(iclv_control, x)
 }

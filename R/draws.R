@@ -62,7 +62,9 @@
 #' A numeric array `N x R x K` given as `type` is used as is: its values are
 #' the standard-normal draws `e[n, r, k]` (not uniforms) and must be finite;
 #' its dimensions must match the individuals and latent variables of the
-#' model it is used with.
+#' model it is used with. If the third dimension is named
+#' (`dimnames(x)[[3]]`), its names must be the model's latent variables,
+#' and the slices are matched to them by name.
 #'
 #' @param type One of `"halton"` (default), `"scrambled_halton"`, `"sobol"`,
 #'   `"mlhs"`, `"pseudo"`; or a numeric array of standard-normal draws with
@@ -161,8 +163,18 @@ iclv_draws <- function(type = c("halton", "scrambled_halton", "sobol", "mlhs", "
                                   n, d[2]))
     }
   }
+  # the names of the third dimension, when given, say which latent variable
+  # each slice belongs to (checked and matched to the model by .draws_spec())
+  nm3 <- dimnames(x)[[3]]
+  if (!is.null(nm3) && all(is.na(nm3) | !nzchar(nm3))) nm3 <- NULL
+  if (!is.null(nm3) && (anyNA(nm3) || any(!nzchar(nm3)) || anyDuplicated(nm3))) {
+    iclv_abort("draws", sprintf(
+      "the names of the user draws' third dimension (%s) must be distinct latent variable names, none empty or NA",
+      paste(nm3, collapse = ", ")))
+  }
   storage.mode(x) <- "double"
-  attributes(x) <- list(dim = as.integer(d))
+  attributes(x) <- if (is.null(nm3)) list(dim = as.integer(d)) else
+    list(dim = as.integer(d), dimnames = list(NULL, NULL, as.character(nm3)))
   structure(list(type = "user", n = as.integer(d[2]), seed = NA_real_, skip = 0, user = x),
             class = "iclv_draws")
 }
@@ -202,7 +214,10 @@ print.iclv_draws <- function(x, ...) {
 #   list(type = integer code of iclv_model.h, n_draws, n_dim, n_ind (integers),
 #        seed, skip (doubles), user = double array (n_ind, n_draws, n_lv) or NULL)
 # `draws` is an "iclv_draws" object or a numeric array of user draws.
-.draws_spec <- function(draws, n_ind, n_lv) {
+# `lv_names` (optional): the model's latent variables in engine order; a user
+# array whose third dimension is named is matched to them by name (slices
+# reordered), and names that are not the model's are an error.
+.draws_spec <- function(draws, n_ind, n_lv, lv_names = NULL) {
   if (is.numeric(draws) && !is.null(dim(draws))) draws <- iclv_draws(draws)
   if (!inherits(draws, "iclv_draws")) {
     iclv_abort("draws", "'draws' must be an iclv_draws() design or a numeric array of draws (individuals x draws x latent variables)")
@@ -222,6 +237,16 @@ print.iclv_draws <- function(x, ...) {
         "user draws have dimensions %s, but the model needs %d x %d x %d (individuals x draws x latent variables)",
         paste(d, collapse = " x "), n_ind, R, n_lv))
     }
+    nm3 <- dimnames(draws$user)[[3]]
+    if (!is.null(nm3) && !is.null(lv_names)) {
+      if (!setequal(nm3, lv_names)) {
+        iclv_abort("draws", sprintf(
+          "the user draws' third dimension is named %s, but the model's latent variables are %s",
+          iclv_quote(nm3), iclv_quote(lv_names)))
+      }
+      draws$user <- draws$user[, , match(lv_names, nm3), drop = FALSE]
+    }
+    dimnames(draws$user) <- NULL
   } else {
     last <- draws$skip + as.double(n_ind) * R
     if (type %in% c("halton", "scrambled_halton")) {
@@ -282,7 +307,7 @@ iclv_draws_generate <- function(draws, n_ind = NULL, n_lv = NULL) {
     iclv_abort("draws", "iclv_draws_generate() needs 'n_ind' and 'n_lv' (individuals and latent variables)")
   }
   n_ind <- .draws_whole(n_ind, "n_ind", min = 1, max = .Machine$integer.max)
-  n_lv <- .draws_whole(n_lv, "n_lv", min = 0, max = .Machine$integer.max)
+  n_lv <- .draws_whole(n_lv, "n_lv", min = 1, max = .Machine$integer.max)
   n_el <- as.double(n_ind) * as.double(if (identical(draws$type, "user")) dim(draws$user)[2] else draws$n) * as.double(n_lv)
   # an inspection tool: 2^28 draws (2 GiB) take about a minute; more would
   # run uninterruptibly in C for many minutes (iclv() never needs the array)

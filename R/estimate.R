@@ -148,7 +148,7 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   t_begin <- proc.time()[["elapsed"]]
   cl <- match.call()
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
-  if (!inherits(control, "iclv_control")) iclv_abort("control", "'control' must be made by iclv_control()")
+  control <- .control_valid(control)
   be <- if (is.null(cluster)) .resolve_backend(backend, control$device) else
     .cluster_resolve_backend(cluster, backend)
 
@@ -159,7 +159,7 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   bad <- .check_constraints(theta0, pt$name, comp$thresholds, comp$positive)
   if (!is.null(bad)) iclv_abort("input", paste("starting values:", bad))
 
-  spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs))
+  spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs), comp$lvs)
   engine <- .engine_new(comp$c, spec, be$name, n_threads = control$n_threads, device = control$device,
                         device_memory = if (is.null(control$device_memory)) 0 else control$device_memory,
                         cluster = cluster)

@@ -49,12 +49,12 @@ iclv_loglik <- function(model, data, params, draws = iclv_draws("halton", 100), 
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   for (a in c("gradient", "scores", "hessian")) .control_flag(get(a), a)
   be <- if (is.null(cluster)) .resolve_backend(backend) else .cluster_resolve_backend(cluster, backend)
-  comp <- .iclv_compile(model, data)
+  comp <- .iclv_compile(model, data, estimation = FALSE)
   pt <- comp$partable
   theta <- .params_full(params, pt, "params")
   bad <- .check_constraints(theta, pt$name, comp$thresholds, comp$positive)
   if (!is.null(bad)) iclv_abort("input", paste("'params':", bad))
-  spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs))
+  spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs), comp$lvs)
   engine <- .engine_new(comp$c, spec, be$name, device = if (is.null(cluster)) 0L else NULL,
                         cluster = cluster)
   on.exit(.engine_release(engine), add = TRUE)

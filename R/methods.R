@@ -82,6 +82,8 @@ NULL
 #' @rdname iclv-methods
 #' @export
 print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  .val_fit(x)
+  digits <- .val_digits(digits)
   cat("ICLV model estimated by simulated maximum likelihood\n")
   cat("Call: ", paste(deparse(x$call, width.cutoff = 70L), collapse = "\n       "), "\n", sep = "")
   cat(sprintf("Individuals: %d   choice rows: %d   free parameters: %d\n",
@@ -234,6 +236,7 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
 #'   (inverse Hessian) and the robust standard errors side by side.
 #' @export
 summary.iclv <- function(object, se = NULL, type = NULL, ...) {
+  .val_fit(object)
   type <- .vcov_type(object, se %||% type, c("robust", "hessian", "bhhh"))
   V <- vcov.iclv(object, type = type)
   est <- object$coefficients
@@ -266,6 +269,7 @@ summary.iclv <- function(object, se = NULL, type = NULL, ...) {
 #' @rdname iclv-methods
 #' @export
 print.summary.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  digits <- .val_digits(digits)
   cat("ICLV model estimated by simulated maximum likelihood\n")
   cat("Call: ", paste(deparse(x$call, width.cutoff = 70L), collapse = "\n       "), "\n", sep = "")
   cat(sprintf("Individuals: %d   choice rows: %d   free parameters: %d\n",
@@ -356,6 +360,7 @@ coef.iclv <- function(object, ...) object$coefficients
 #' @export
 vcov.iclv <- function(object, type = NULL, cluster = NULL, data = NULL, R = 200L, seed = 1L,
                       cores = 1L, ...) {
+  .val_fit(object)
   type <- .vcov_type(object, type)
   if (object$convergence$code != 0L) {
     iclv_warn("convergence", sprintf(paste0("the estimation did not converge (%s): the covariance matrix ",
@@ -387,6 +392,7 @@ vcov.iclv <- function(object, type = NULL, cluster = NULL, data = NULL, R = 200L
 #' @rdname iclv-methods
 #' @export
 logLik.iclv <- function(object, ...) {
+  .val_fit(object)
   structure(object$loglik, df = object$n_params, nobs = object$n_individuals, class = "logLik")
 }
 
@@ -397,15 +403,19 @@ nobs.iclv <- function(object, ...) object$n_individuals
 #' @rdname iclv-methods
 #' @export
 confint.iclv <- function(object, parm, level = 0.95, type = NULL, ...) {
-  if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
-    iclv_abort("control", "'level' must be one number between 0 and 1")
-  }
+  .val_fit(object)
+  .val_level(level, "level")
   cf <- object$coefficients
   pnames <- names(cf)
   if (missing(parm)) {
     parm <- pnames
   } else if (is.numeric(parm)) {
+    if (anyNA(parm) || any(parm != round(parm) | parm < 1 | parm > length(pnames))) {
+      iclv_abort("input", sprintf("'parm' positions must be whole numbers in 1..%d", length(pnames)))
+    }
     parm <- pnames[parm]
+  } else if (!is.character(parm)) {
+    iclv_abort("input", "'parm' must be parameter names (a character vector) or positions")
   }
   unknown <- setdiff(parm, pnames)
   if (length(unknown) || anyNA(parm)) {
@@ -422,6 +432,7 @@ confint.iclv <- function(object, parm, level = 0.95, type = NULL, ...) {
 #' @rdname iclv-methods
 #' @export
 fitted.iclv <- function(object, ...) {
+  .val_fit(object, c("compiled", "model", "draws_design", "control"))
   comp <- object$compiled
   if (comp$c$choice_type == 0L) iclv_abort("input", "the model has no choice part: there are no fitted choice probabilities")
   pr <- predict.iclv(object, type = "prob")
@@ -460,6 +471,9 @@ fitted.iclv <- function(object, ...) {
 #' @method tidy iclv
 #' @export
 tidy.iclv <- function(x, conf.int = FALSE, conf.level = 0.95, type = NULL, ...) {
+  .val_fit(x)
+  .control_flag(conf.int, "conf.int")
+  if (conf.int) .val_level(conf.level, "conf.level")
   cf <- x$coefficients
   se <- .se_from_vcov(vcov.iclv(x, type = type))
   z <- cf / se
@@ -481,6 +495,7 @@ tidy.iclv <- function(x, conf.int = FALSE, conf.level = 0.95, type = NULL, ...) 
 #' @method glance iclv
 #' @export
 glance.iclv <- function(x, ...) {
+  .val_fit(x)
   ll <- logLik.iclv(x)
   data.frame(logLik = x$loglik, AIC = stats::AIC(ll), BIC = stats::BIC(ll), nobs = x$n_individuals,
              n_obs = x$n_obs, n_params = x$n_params, loglik_null = x$loglik_null, rho2 = x$rho2,

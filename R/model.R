@@ -357,6 +357,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 # parsed terms (param, f1, f2) and the LVs: a classified choice passed to
 # another model is classified again there, to the same meaning.
 .spec_classify_choice <- function(choice, lvs) {
+  classified <- stats::setNames(vector("list", length(choice$alternatives)), choice$alternatives)
   for (a in choice$alternatives) {
     tm <- choice$terms[[a]]
     if (is.null(tm$f1)) tm <- .parse_utility(choice$utilities[[a]], a) # an object without them
@@ -380,13 +381,19 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
       if (any(is_lv)) lv[i] <- f[is_lv]
       if (any(!is_lv)) col[i] <- f[!is_lv]
     }
-    choice$terms[[a]] <- data.frame(param = tm$param, f1 = tm$f1, f2 = tm$f2, col = col, lv = lv,
-                                    stringsAsFactors = FALSE)
+    classified[[a]] <- data.frame(param = tm$param, f1 = tm$f1, f2 = tm$f2, col = col, lv = lv,
+                                  stringsAsFactors = FALSE)
   }
-  choice$terms_all <- do.call(rbind, lapply(choice$alternatives, function(a) {
-    t <- choice$terms[[a]]
-    if (nrow(t)) cbind(alt = a, t, stringsAsFactors = FALSE) else NULL
-  }))
+  choice$terms <- classified # once: assigning into choice$terms per alternative copied it each time
+  # column by column, not by rbind() of one data.frame per alternative
+  # (quadratic: minutes for 10^5 alternatives)
+  tl <- choice$terms[choice$alternatives]
+  n_t <- vapply(tl, nrow, integer(1))
+  choice$terms_all <- if (sum(n_t) == 0L) NULL else {
+    field <- function(k) as.character(unlist(lapply(tl, `[[`, k), use.names = FALSE))
+    data.frame(alt = rep(choice$alternatives, n_t), param = field("param"), f1 = field("f1"),
+               f2 = field("f2"), col = field("col"), lv = field("lv"), stringsAsFactors = FALSE)
+  }
   choice$params <- unique(choice$terms_all$param)
   choice$columns <- unique(stats::na.omit(choice$terms_all$col))
   choice
@@ -659,4 +666,47 @@ print.summary.iclv_model <- function(x, ...) {
   cat("\n")
   print(x$partable, row.names = FALSE, ...)
   invisible(x)
+}
+
+# A model handed to iclv(), iclv_loglik(), predict() ... must still be what
+# iclv_model() made: one edited by hand (model$id <- NULL, a name added to
+# model$indicators) is a spec error naming the part at fault, not a crash
+# of the compiler ("subscript out of bounds").
+.spec_check_object <- function(model) {
+  bad <- function(what) {
+    iclv_abort("spec", sprintf("'model' is not as iclv_model() made it: %s (was it edited by hand?)", what))
+  }
+  chr <- function(x) is.character(x) && !anyNA(x) && all(nzchar(x))
+  if (!chr(model$id) || length(model$id) != 1L) bad("'id' is not one column name")
+  lvs <- model$lvs
+  if (!chr(lvs) || !length(lvs) || anyDuplicated(lvs)) bad("'lvs' does not name the latent variables")
+  inds <- model$indicators
+  if (!chr(inds) || !length(inds) || anyDuplicated(inds)) bad("'indicators' does not name the indicators")
+  for (f in c("ind_type", "level")) {
+    if (!chr(model[[f]]) || !identical(names(model[[f]]), inds)) {
+      bad(sprintf("'%s' does not give one value per indicator", f))
+    }
+  }
+  if (!all(model$ind_type %in% .ind_types)) bad("'ind_type' holds an unknown indicator type")
+  if (!is.list(model$loads) || length(model$loads) != length(inds) ||
+      !all(vapply(model$loads, function(l) chr(l) && all(l %in% lvs), logical(1))) ||
+      !all(lvs %in% unlist(model$loads))) {
+    bad("'loads' does not link every indicator to latent variables of 'lvs' and every latent variable to an indicator")
+  }
+  if (!is.null(model$covariates) && !is.character(model$covariates)) bad("'covariates' is not a character vector")
+  if (!is.list(model$structural %||% list()) ||
+      !all(vapply(model$structural, function(s) is.null(s) || is.character(s), logical(1)))) {
+    bad("'structural' is not a list of covariate names per latent variable")
+  }
+  if (!is.null(model$lv_order) && !setequal(model$lv_order, lvs)) bad("'lv_order' does not list the latent variables")
+  ch <- model$choice
+  if (!is.null(ch) && (!inherits(ch, "iclv_choice") || !chr(ch$choice) || length(ch$choice) != 1L ||
+                       !chr(ch$alternatives) || !is.list(ch$terms) ||
+                       !(is.null(ch$terms_all) || is.data.frame(ch$terms_all)))) {
+    bad("'choice' is not an iclv_choice() object")
+  }
+  if (!is.data.frame(model$partable) || !all(c("name", "block", "free", "start") %in% names(model$partable))) {
+    bad("'partable' is not the parameter table")
+  }
+  invisible(model)
 }

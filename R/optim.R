@@ -270,7 +270,10 @@
         }
       }
       if (!is.null(control$callback)) {
-        ans <- control$callback(st$iter, st$cur$loglik, natural(st$x))
+        ans <- tryCatch(control$callback(st$iter, st$cur$loglik, natural(st$x)), error = function(e) {
+          iclv_abort("control", sprintf("the callback of iclv_control() failed at iteration %d: %s",
+                                        st$iter, conditionMessage(e)), parent = e)
+        })
         if (identical(ans, FALSE)) {
           done(4L, "stopped by the callback")
           break

@@ -64,6 +64,7 @@
 #' dim(predict(fit, newdata = sc, type = "lv_draws"))
 #' @export
 predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draws"), conditional = FALSE, cluster = NULL, ...) {
+  .val_fit(object, c("compiled", "model", "draws_design", "control"))
   dots <- list(...)
   if (length(dots)) iclv_abort("control", sprintf("unknown argument %s to predict()", iclv_quote(names(dots) %||% "(unnamed)")))
   if (!is.character(type) || !(type[1] %in% c("prob", "lv", "lv_draws"))) {
@@ -85,7 +86,7 @@ predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draw
                              sc$scenario, type))
   }
   theta <- if (is.null(sc)) object$coefficients[comp$partable$name] else sc$theta
-  spec <- .draws_spec(object$draws_design, comp$n_ind, length(comp$lvs))
+  spec <- .draws_spec(object$draws_design, comp$n_ind, length(comp$lvs), comp$lvs)
   engine <- .engine_new(comp$c, spec, "cpu", n_threads = object$control$n_threads, cluster = cluster)
   on.exit(.engine_release(engine), add = TRUE)
   pr <- .engine_predict(engine, theta)

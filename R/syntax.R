@@ -45,9 +45,17 @@
   trimws(pieces[-length(pieces)])
 }
 
+# A name (of a latent variable, indicator, parameter, column): R's syntax
+# for names, but none of R's reserved words ("NA", "Inf", "TRUE", "if",
+# "...", "..1"): "Inf" or "NA" in a utility would otherwise silently become
+# a parameter of that name instead of the number the user meant.
 .is_name <- function(x) {
-  grepl("^[A-Za-z.][A-Za-z0-9._]*$", x) & !grepl("^\\.[0-9]", x)
+  grepl("^[A-Za-z.][A-Za-z0-9._]*$", x) & !grepl("^\\.[0-9]", x) &
+    !x %in% .reserved_words & !grepl("^\\.\\.(\\.|[0-9]+)$", x)
 }
+.reserved_words <- c("if", "else", "repeat", "while", "function", "for", "in", "next", "break",
+                     "TRUE", "FALSE", "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_",
+                     "NA_character_", "NA_complex_")
 
 # Splits `rhs` on `+` into names; every term must be a plain name.
 .syntax_rhs_names <- function(rhs, statement, what) {

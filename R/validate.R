@@ -37,6 +37,15 @@
   if (length(na)) {
     iclv_abort("data", sprintf("id column %s is missing (NA) in row %d", iclv_quote(id), na[1]))
   }
+  if (is.complex(x) || is.raw(x) || is.logical(x)) {
+    iclv_abort("data", sprintf("id column %s must hold numbers, strings or a factor, not %s values",
+                               iclv_quote(id), typeof(x)))
+  }
+  inf <- if (is.numeric(x)) which(is.infinite(x)) else integer()
+  if (length(inf)) {
+    iclv_abort("data", sprintf("id column %s is not finite (%s) in row %d", iclv_quote(id),
+                               format(x[inf[1]]), inf[1]))
+  }
   if (is.factor(x)) x <- as.character(x)
   ids <- unique(x)
   grp <- match(x, ids)
@@ -103,7 +112,8 @@
 # (ordered: declared or from the data, at most .max_categories; binary: 2;
 # normal: 0). `id` (the id column's values, optional) lets messages name the
 # individual of a bad row. Linear in the number of rows and categories.
-.val_indicator_values <- function(x, ind, type, declared, id = NULL) {
+# `need_two`: at least two categories must be observed (estimation).
+.val_indicator_values <- function(x, ind, type, declared, id = NULL, need_two = TRUE) {
   ok <- which(!is.na(x))
   if (length(ok) == 0L) return(if (.is_ordered(type)) declared else if (.is_binary(type)) 2L else 0L)
   v <- x[ok]
@@ -137,8 +147,11 @@
           iclv_quote(ind), paste(which(seen), collapse = ", "), paste(which(!seen), collapse = ", "), ind))
       }
     }
+    # estimation needs two observed categories to say anything about the
+    # thresholds; evaluating at given parameters (iclv_loglik() on one
+    # individual) does not, when the categories are declared
     nobs <- length(unique(v))
-    if (nobs < 2L) {
+    if (nobs < 2L && (need_two || is.na(declared))) {
       iclv_abort("data", sprintf("ordered indicator %s has fewer than 2 observed categories (only %s)",
                                  iclv_quote(ind), format(v[1])))
     }
@@ -176,6 +189,17 @@
     return(y)
   }
   if (is.numeric(x) && !is.matrix(x)) {
+    # alternatives named by numbers other than their positions make a numeric
+    # choice ambiguous: is 1 the first alternative or the one named "1"?
+    as_num <- suppressWarnings(as.numeric(alts))
+    if (any(!is.na(as_num) & as_num != seq_len(J))) {
+      iclv_abort("data", sprintf(paste0(
+        "the choice column %s is numeric, but the alternatives are named by numbers that are not their ",
+        "positions (%s): a numeric choice is read as a position, so give the choices as character ",
+        "(the alternatives' names) or name the alternatives in the order of their numbers"),
+        iclv_quote(col), paste(sprintf("position %d is '%s'", seq_len(J), alts)[!is.na(as_num) & as_num != seq_len(J)],
+                               collapse = ", ")))
+    }
     bad <- which(x != round(x) | x < 1 | x > J)
     if (length(bad)) {
       iclv_abort("data", sprintf(
@@ -262,4 +286,97 @@
     X[, j] <- x
   }
   X
+}
+
+# A fit handed to a method (summary, vcov, predict, ...) must still be what
+# iclv() returned: a fit edited by hand (fit$coefficients <- NULL) is an
+# input error naming the part at fault, not "subscript out of bounds" deep
+# in a method. `need`: the parts the calling method uses beyond the core
+# ("compiled", "model", "draws_design", "control" for predictions).
+.val_fit <- function(object, need = character()) {
+  bad <- function(what) {
+    iclv_abort("input", sprintf("'object' is not a fit as iclv() returns it: %s (was it modified by hand?)", what))
+  }
+  if (!inherits(object, "iclv") || !is.list(object)) bad("it is not a list of class \"iclv\"")
+  cf <- object$coefficients
+  if (!is.numeric(cf) || is.null(names(cf)) || anyNA(names(cf)) || anyDuplicated(names(cf))) {
+    bad("'coefficients' is not a named numeric vector")
+  }
+  pt <- object$partable
+  if (!is.data.frame(pt) || !all(c("name", "block", "free", "est", "se") %in% names(pt)) ||
+      !identical(as.character(pt$name), names(cf)) || !is.logical(pt$free) || anyNA(pt$free)) {
+    bad("'partable' does not list the parameters of 'coefficients' (columns name, block, free, est, se)")
+  }
+  np <- object$n_params
+  if (!is.numeric(np) || length(np) != 1L || is.na(np) || np != sum(pt$free)) {
+    bad("'n_params' is not the number of free parameters in 'partable'")
+  }
+  scalar <- function(x, int = FALSE) is.numeric(x) && length(x) == 1L && (!int || (!is.na(x) && x >= 1))
+  if (!scalar(object$loglik)) bad("'loglik' is not one number")
+  if (!scalar(object$n_individuals, int = TRUE)) bad("'n_individuals' is not a positive count")
+  cv <- object$convergence
+  if (!is.list(cv) || !is.numeric(cv$code) || length(cv$code) != 1L || is.na(cv$code)) {
+    bad("'convergence' has no code")
+  }
+  if (!is.list(object$vcov) || !all(c("robust", "hessian", "bhhh") %in% names(object$vcov))) {
+    bad("'vcov' is not the list of the covariance matrices (robust, hessian, bhhh)")
+  }
+  free_names <- as.character(pt$name[pt$free])
+  for (type in c("robust", "hessian", "bhhh")) {
+    V <- object$vcov[[type]]
+    if (is.null(V)) next
+    if (!is.matrix(V) || !is.numeric(V) || !identical(dim(V), rep(length(free_names), 2L)) ||
+        !identical(rownames(V), free_names) || !identical(colnames(V), free_names)) {
+      bad(sprintf("its \"%s\" covariance matrix is not a square matrix over the %d free parameters",
+                  type, length(free_names)))
+    }
+  }
+  if (!is.character(object$vcov_type) || length(object$vcov_type) != 1L ||
+      !object$vcov_type %in% c("robust", "hessian", "bhhh")) {
+    bad("'vcov_type' is not \"robust\", \"hessian\" or \"bhhh\"")
+  }
+  if ("compiled" %in% need && !inherits(object$compiled, "iclv_compiled")) bad("'compiled' is missing")
+  if ("model" %in% need && !inherits(object$model, "iclv_model")) bad("'model' is not an iclv_model()")
+  if ("draws_design" %in% need &&
+      !(inherits(object$draws_design, "iclv_draws") || (is.numeric(object$draws_design) && length(dim(object$draws_design)) == 3L))) {
+    bad("'draws_design' is not an iclv_draws() design")
+  }
+  if ("control" %in% need && !inherits(object$control, "iclv_control")) bad("'control' is not an iclv_control()")
+  invisible(object)
+}
+
+# A confidence level (confint()'s `level`, tidy()'s `conf.level`).
+.val_level <- function(level, arg) {
+  if (!is.numeric(level) || length(level) != 1L || is.na(level) || !(level > 0 && level < 1)) {
+    iclv_abort("control", sprintf("'%s' must be one number between 0 and 1 (got %s)", arg,
+                                  paste(format(level), collapse = ", ")))
+  }
+  invisible(level)
+}
+
+# A latent variable used in a utility or as a structural predictor that is
+# also a column of the data is ambiguous (did the user mean the column?):
+# refuse it by name, as a parameter spelled like a column is refused.
+.val_lvs_not_columns <- function(model, data) {
+  used <- unlist(lapply(model$choice$terms, function(t) t$lv), use.names = FALSE)
+  used <- c(used, unlist(model$structural, use.names = FALSE))
+  clash <- intersect(intersect(model$lvs, used), names(data))
+  if (length(clash)) {
+    iclv_abort("data", sprintf(paste0(
+      "latent variable %s is also the name of a column of the data; the model reads the latent variable, ",
+      "never the column: rename the latent variable (or the column)"), iclv_quote(clash[1])))
+  }
+  invisible()
+}
+
+# `digits` of a print method: a whole number >= 1; more than 18 is shown as
+# 18 (the methods add up to 4 for the log-likelihood, and format() allows
+# at most 22; options(digits = 22) gives a default of 19).
+.val_digits <- function(digits) {
+  if (!is.numeric(digits) || length(digits) != 1L || is.na(digits) || digits != round(digits) ||
+      digits < 1) {
+    iclv_abort("control", sprintf("'digits' must be a whole number of at least 1 (got %s)",
+                                  paste(format(digits), collapse = ", ")))
+  }
+  as.integer(min(digits, 18))
 }

@@ -679,3 +679,155 @@ test_that("hostile inputs that are legal give correct results (control cases)", 
   # the largest integer controls are legal
   expect_identical(iclv_control(checkpoint_every = 2^31 - 1, trace = 2^31 - 1)$trace, .Machine$integer.max)
 })
+
+# ---- hostile inputs found by review --------------------------------------------
+# a second, independent battery (issue 12): each case below ended in an
+# unclassed error or was accepted silently before
+bt_review_fit <- fit_with(start = bt_truth, control = iclv_control(maxit = 50, n_threads = 1))
+
+test_that("hostile inputs found by review: fits edited by hand are input errors in every method", {
+  fit <- bt_review_fit
+  expect_identical(nrow(confint(fit)), 14L) # control case
+  edits <- list(
+    function(f) { f$coefficients <- NULL; f },
+    function(f) { f$coefficients <- f$coefficients[-1]; f },
+    function(f) { f$vcov <- NULL; f },
+    function(f) { f$vcov$robust <- matrix(1, 2, 2); f },
+    function(f) { f$convergence <- NULL; f },
+    function(f) { f$partable <- NULL; f },
+    function(f) { f$n_params <- NULL; f },
+    function(f) { f$loglik <- "a"; f })
+  for (k in seq_along(edits)) {
+    f <- edits[[k]](fit)
+    for (method in list(vcov, summary, confint, tidy, glance, logLik, predict, fitted)) {
+      expect_iclv_error(method(f), "iclv_error_input", "modified by hand")
+    }
+  }
+  f <- fit
+  f$compiled <- NULL
+  expect_iclv_error(predict(f), "iclv_error_input", "'compiled'")
+  expect_iclv_error(fitted(f), "iclv_error_input", "'compiled'")
+  expect_iclv_error(iclv:::vcov.iclv(list()), "iclv_error_input", "class")
+})
+
+test_that("hostile inputs found by review: confint() and tidy() arguments", {
+  fit <- bt_review_fit
+  expect_identical(rownames(confint(fit, 2)), "tau_q1_1") # control case
+  for (parm in list(0, -1, 15, 1.5, NA, list("asc_a"), factor("asc_a"))) {
+    expect_iclv_error(confint(fit, parm = parm), "iclv_error_input", "'parm'")
+  }
+  expect_iclv_error(confint(fit, level = NA_real_), "iclv_error_control", "'level'")
+  expect_iclv_error(tidy(fit, conf.int = TRUE, conf.level = 2), "iclv_error_control", "'conf.level'")
+  expect_iclv_error(tidy(fit, conf.int = TRUE, conf.level = NA), "iclv_error_control", "'conf.level'")
+  expect_iclv_error(tidy(fit, conf.int = "yes"), "iclv_error_control", "'conf.int'")
+})
+
+test_that("hostile inputs found by review: ids, controls, callbacks and models edited by hand", {
+  expect_iclv_error(fit_with(with_col("ID", complex(real = bt_d$ID))), "iclv_error_data", "'ID'.*complex")
+  expect_iclv_error(fit_with(with_col("ID", as.raw(bt_d$ID))), "iclv_error_data", "'ID'.*raw")
+  expect_iclv_error(fit_with(with_col("ID", Inf, 1:2)), "iclv_error_data", "'ID' is not finite \\(Inf\\) in row 1")
+  bad_ctl <- structure(list(maxit = "a"), class = "iclv_control")
+  expect_iclv_error(fit_with(control = bad_ctl), "iclv_error_control", "'maxit'")
+  ctl <- iclv_control(n_threads = 1)
+  ctl$foo <- 1
+  expect_iclv_error(fit_with(control = ctl), "iclv_error_control", "'foo'")
+  expect_iclv_error(iclv_control(callback = function() NULL), "iclv_error_control", "three arguments")
+  expect_iclv_error(iclv_control(callback = function(a, b) NULL), "iclv_error_control", "three arguments")
+  expect_s3_class(iclv_control(callback = function(...) NULL), "iclv_control")
+  expect_iclv_error(fit_with(control = iclv_control(maxit = 3, n_threads = 1, callback = function(...) stop("boom"))),
+                    "iclv_error_control", "callback.*iteration 1.*boom")
+  edits <- list(id = function(m) { m$id <- NULL; m },
+                indicators = function(m) { m$indicators <- c(m$indicators, "zz"); m },
+                lvs = function(m) { m$lvs <- character(0); m },
+                choice = function(m) { m$choice <- "x"; m },
+                ind_type = function(m) { m$ind_type[1] <- "poisson"; m })
+  for (k in names(edits)) {
+    m <- edits[[k]](bt_m)
+    expect_iclv_error(iclv_loglik(m, bt_d, bt_truth, draws = bt_draws), "iclv_error_spec", "edited by hand")
+  }
+})
+
+test_that("hostile inputs found by review: user draws are matched to the latent variables by name", {
+  m2 <- iclv_model("f1 =~ q1 + q2\n f2 =~ q3", id = "ID", categories = 3)
+  p2 <- bt_truth[1:9]
+  set.seed(3)
+  a <- array(stats::rnorm(20 * 4 * 2), c(20, 4, 2), dimnames = list(NULL, NULL, c("f1", "f2")))
+  b <- a[, , 2:1] # the same draws, slices in the other order, named
+  ll_a <- iclv_loglik(m2, bt_d, p2, draws = a)$loglik
+  expect_identical(iclv_loglik(m2, bt_d, p2, draws = b)$loglik, ll_a)
+  expect_identical(iclv_loglik(m2, bt_d, p2, draws = iclv_draws(b))$loglik, ll_a)
+  # unnamed slices are taken in position order: a different log-likelihood
+  expect_false(iclv_loglik(m2, bt_d, p2, draws = unname(b))$loglik == ll_a)
+  named <- function(nm) array(stats::rnorm(60), c(20, 3, 1), dimnames = list(NULL, NULL, nm))
+  expect_iclv_error(iclv_loglik(bt_m, bt_d, bt_truth, draws = named("zz")), "iclv_error_draws", "'zz'.*'att'")
+  expect_iclv_error(fit_with(draws = iclv_draws(named("zz"))), "iclv_error_draws", "'zz'")
+  expect_iclv_error(iclv_draws(array(0, c(20, 3, 2), dimnames = list(NULL, NULL, c("f", "f")))), "iclv_error_draws", "distinct")
+  expect_iclv_error(iclv_draws_generate(bt_draws, n_ind = 2, n_lv = 0), "iclv_error_draws", "'n_lv'")
+})
+
+test_that("hostile inputs found by review: names that mean two things are data errors", {
+  # alternatives named "2", "1", "3": a numeric choice 1 is position 1 ("2") or "1"?
+  u <- list(`2` = "asc_2 + b_price * price_b", `1` = "asc_1 + b_price * price_a + l_att * att", `3` = "0")
+  m <- bt_model(choice = bt_choice(u))
+  p <- c(bt_truth[1:10], asc_1 = 0.2, asc_2 = -0.3, b_price = -1, l_att = 0.7)
+  d_num <- transform(bt_d, ch = match(ch, c("a", "b", "c")))
+  expect_iclv_error(iclv_loglik(m, d_num, p, draws = bt_draws), "iclv_error_data", "position 1 is '2'")
+  # the same choices as names give the model's log-likelihood (control case)
+  expect_equal(iclv_loglik(m, transform(d_num, ch = as.character(ch)), p, draws = bt_draws)$loglik,
+               iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws)$loglik)
+  # alternatives named 1..J in order are unambiguous
+  m_ok <- bt_model(choice = bt_choice(stats::setNames(unname(bt_utilities), c("1", "2", "3"))))
+  expect_equal(iclv_loglik(m_ok, d_num, bt_truth, draws = bt_draws)$loglik,
+               iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws)$loglik)
+  # a latent variable spelled like a column of the data
+  m_lv <- iclv_model("price_a =~ q1 + q2 + q3", id = "ID", categories = 3,
+                     choice = bt_choice(list(a = "asc_a + b * price_a", b = "0", c = "0")))
+  expect_iclv_error(iclv_loglik(m_lv, bt_d, c(bt_truth[1:9], asc_a = 0, b = 1), draws = bt_draws),
+                    "iclv_error_data", "latent variable 'price_a' is also the name of a column")
+})
+
+test_that("hostile inputs found by review: R's reserved words are not names", {
+  u <- function(a) bt_choice(list(a = a, b = "asc_b + b_price * price_b", c = "0"))
+  # "Inf", "NA", "TRUE" ... became parameters or columns of those names
+  for (w in c("Inf", "NA", "NaN", "NULL", "TRUE", "if", "...", "..1")) {
+    expect_iclv_error(u(w), "iclv_error_spec", "utility of 'a'")
+    expect_iclv_error(u(sprintf("asc_a + b * %s", w)), "iclv_error_spec", "not a name")
+  }
+  expect_iclv_error(iclv_model("NA =~ q1 + q2", id = "ID"), "iclv_error_spec", "'NA' is not a name")
+  expect_iclv_error(iclv_model("function =~ q1 + q2", id = "ID"), "iclv_error_spec", "'function'")
+  expect_iclv_error(iclv_model("att =~ TRUE + q2", id = "ID"), "iclv_error_spec", "'TRUE'")
+  expect_iclv_error(bt_model(structural = "att ~ age + NA"), "iclv_error_spec", "'NA'")
+  # names that merely contain them, and '.', are names (control cases)
+  expect_identical(u("NA_asc + b_price * price_a")$terms$a$param, c("NA_asc", "b_price"))
+  expect_identical(u(".")$terms$a$param, ".")
+})
+
+test_that("hostile inputs found by review: iclv_loglik() evaluates one individual with declared categories", {
+  # one individual shows one category of each indicator: an evaluation at
+  # given parameters needs no more (estimation still does)
+  full <- iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws)
+  one <- bt_d[bt_d$ID == bt_d$ID[1], ]
+  got <- iclv_loglik(bt_m, one, bt_truth, draws = bt_draws, scores = TRUE)
+  # an individual's draws do not depend on the others: its term of the full log-likelihood
+  expect_equal(got$loglik, full$loglik_i[[1]], tolerance = 1e-12)
+  expect_equal(unname(got$scores[1, ]), unname(iclv_loglik(bt_m, bt_d, bt_truth, draws = bt_draws,
+                                                           scores = TRUE)$scores[1, ]), tolerance = 1e-12)
+  expect_iclv_error(fit_with(one), "iclv_error_data", "fewer than 2 observed categories")
+  # undeclared categories are read from the data: one value is too few
+  mu <- iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = bt_choice(), id = "ID")
+  expect_iclv_error(iclv_loglik(mu, one, bt_truth, draws = bt_draws), "iclv_error_data")
+})
+
+test_that("hostile inputs found by review: print digits", {
+  fit <- bt_review_fit
+  for (d in list(NA, "a", -5, 0, 2.5, c(3, 4))) {
+    expect_iclv_error(print(fit, digits = d), "iclv_error_control", "'digits'")
+    expect_iclv_error(print(summary(fit), digits = d), "iclv_error_control", "'digits'")
+  }
+  # large values print (capped at what format() allows), also as the default
+  expect_output(print(fit, digits = 100), "Log-likelihood")
+  op <- options(digits = 22)
+  expect_output(print(fit), "Log-likelihood")
+  expect_output(print(summary(fit)), "Log-likelihood")
+  options(op)
+})
