@@ -281,7 +281,7 @@ cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaGetLastError() { cudaError_t e = emu_last; emu_last = cudaSuccess; return e; }
 /* the frame the sm_90 build's ptxas reports for the largest kernel (EMU_FRAME overrides) */
 cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *a, const void *) {
-  a->maxThreadsPerBlock = 1024; a->localSizeBytes = (size_t) env_num("EMU_FRAME", 0); a->numRegs = 0; return cudaSuccess; }
+  a->maxThreadsPerBlock = 1024; a->localSizeBytes = (size_t) env_num("EMU_FRAME", 64); a->numRegs = 0; return cudaSuccess; }
 cudaError_t cudaFuncSetAttribute(const void *, cudaFuncAttribute attr, int value) {
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
     if (value < 0 || value > EMU_MAX_SHARED) return emu_last = cudaErrorInvalidValue;

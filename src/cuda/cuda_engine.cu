@@ -102,6 +102,9 @@ struct iclv_cuda_engine {
   size_t hess_slot;       /* doubles of Hessian pair scratch per individual (k_hess_pairs) */
   int per_chunk;          /* individuals per chunk */
   int n_chunks;
+  int cap;                /* individuals the chunk buffers hold now (per_chunk, or less
+                             during a Hessian request) */
+  int chunk_first;        /* account index of the first chunk buffer (-1: none) */
   int sms;                /* multiprocessors of the device */
   size_t smem_optin;      /* shared bytes a block may have (cudaDevAttrMaxSharedMemoryPerBlockOptin) */
   double dev_total, dev_free; /* cudaMemGetInfo at creation */
@@ -331,7 +334,7 @@ static int upload_model(iclv_cuda_engine *e, iclv_status *st) {
 static void launch_pairs(const iclv_cuda_engine *e, int want_g, int n0, int nh) {
   dim3 grid((unsigned) (nh * e->split)), block((unsigned) e->threads);
   const int ldr = 1 + e->P;
-  double *lli = e->d_out + ldr, *status = lli + e->per_chunk;
+  double *lli = e->d_out + ldr, *status = lli + e->cap;
   if (want_g)
     k_pairs<1><<<grid, block, e->smem_pairs, e->stream>>>(
         e->dm, e->dd, e->d_theta, n0, e->split, e->draws_per_block, e->rowlen, e->d_grows, e->d_rows,
@@ -414,6 +417,63 @@ static int dev_alloc2(iclv_cuda_engine *e, const char *head_name, size_t head, c
   return ICLV_OK;
 }
 
+/* Frees the chunk buffers (the account's entries from chunk_first on) and
+ * removes them from the account (the peak keeps them). */
+static void chunk_release(iclv_cuda_engine *e) {
+  if (e->chunk_first < 0) return;
+  for (int i = e->acct.n - 1; i >= e->chunk_first; i--) {
+    if (e->dbuf[i] != NULL) (void) cudaFree(e->dbuf[i]);
+    e->dbuf[i] = NULL;
+    e->acct.current -= e->acct.bytes[i];
+  }
+  e->acct.n = e->chunk_first;
+  e->chunk_first = -1;
+  e->d_out = e->d_lse = e->d_rows = e->d_part = e->d_grows = NULL;
+  e->cap = 0;
+}
+
+/* Allocates the buffers of a chunk of `cap` individuals (the results block,
+ * log-sum-exp, score rows, split states, global pair rows) as the last
+ * entries of the account, and poisons what the kernels must overwrite (a
+ * missed element is NaN, caught). On failure the caller frees the engine. */
+static int chunk_alloc(iclv_cuda_engine *e, int cap, iclv_status *st) {
+  void *p = NULL;
+  e->chunk_first = e->acct.n;
+  e->cap = cap;
+  {
+    size_t C = (size_t) cap, P = (size_t) e->P;
+    size_t B = (size_t) e->split, T = (size_t) e->threads;
+    if (dev_alloc2(e, "loglik_gradient_sums", (1 + P) * sizeof(double), "chunk:loglik_status",
+                   2 * C * sizeof(double), &p, st) != ICLV_OK)
+      goto fail;
+    e->d_out = (double *) p;
+    if (dev_alloc(e, "chunk:logsumexp", C * sizeof(double), &p, st) != ICLV_OK) goto fail;
+    e->d_lse = (double *) p;
+    if (dev_alloc(e, "chunk:scores", C * (1 + P) * sizeof(double), &p, st) != ICLV_OK) goto fail;
+    e->d_rows = (double *) p;
+    if (B > 1) {
+      if (dev_alloc(e, "chunk:draw_block_states", C * B * (2 + P) * sizeof(double), &p, st) != ICLV_OK)
+        goto fail;
+      e->d_part = (double *) p;
+    }
+    if (e->rows_global) {
+      if (dev_alloc(e, "chunk:pair_scratch", C * B * T * (size_t) e->rowlen * sizeof(double), &p, st) !=
+          ICLV_OK)
+        goto fail;
+      e->d_grows = (double *) p;
+    }
+    /* poison what the kernels must overwrite: a missed element is NaN, caught */
+    ICLV_CUDA_TRY(st, cudaMemset(e->d_out, 0xFF, (1 + P + 2 * C) * sizeof(double)));
+    ICLV_CUDA_TRY(st, cudaMemset(e->d_rows, 0xFF, C * (1 + P) * sizeof(double)));
+    ICLV_CUDA_TRY(st, cudaMemset(e->d_lse, 0xFF, C * sizeof(double)));
+    if (e->d_part) ICLV_CUDA_TRY(st, cudaMemset(e->d_part, 0xFF, C * B * (2 + P) * sizeof(double)));
+    ICLV_CUDA_TRY(st, cudaDeviceSynchronize());
+  }
+  return ICLV_OK;
+fail:
+  return st->code;
+}
+
 extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
                                        const iclv_cuda_options *opt, iclv_cuda_engine **out,
                                        iclv_status *st) {
@@ -456,6 +516,7 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   e = (iclv_cuda_engine *) calloc(1, sizeof(*e));
   if (e == NULL) return fail_msg(st, ICLV_ERR_MEMORY, "could not allocate the CUDA engine");
   e->device = -1;
+  e->chunk_first = -1;
   e->hm = m;
   e->hd = d;
   e->N = m->n_ind;
@@ -588,35 +649,7 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
     e->per_chunk = fit >= (double) e->N ? e->N : (int) fit;
   }
   e->n_chunks = (e->N + e->per_chunk - 1) / e->per_chunk;
-  {
-    size_t C = (size_t) e->per_chunk, P = (size_t) e->P;
-    size_t B = (size_t) e->split, T = (size_t) e->threads;
-    if (dev_alloc2(e, "loglik_gradient_sums", (1 + P) * sizeof(double), "chunk:loglik_status",
-                   2 * C * sizeof(double), &p, st) != ICLV_OK)
-      goto fail;
-    e->d_out = (double *) p;
-    if (dev_alloc(e, "chunk:logsumexp", C * sizeof(double), &p, st) != ICLV_OK) goto fail;
-    e->d_lse = (double *) p;
-    if (dev_alloc(e, "chunk:scores", C * (1 + P) * sizeof(double), &p, st) != ICLV_OK) goto fail;
-    e->d_rows = (double *) p;
-    if (B > 1) {
-      if (dev_alloc(e, "chunk:draw_block_states", C * B * (2 + P) * sizeof(double), &p, st) != ICLV_OK)
-        goto fail;
-      e->d_part = (double *) p;
-    }
-    if (e->rows_global) {
-      if (dev_alloc(e, "chunk:pair_scratch", C * B * T * (size_t) e->rowlen * sizeof(double), &p, st) !=
-          ICLV_OK)
-        goto fail;
-      e->d_grows = (double *) p;
-    }
-    /* poison what the kernels must overwrite: a missed element is NaN, caught */
-    ICLV_CUDA_TRY(st, cudaMemset(e->d_out, 0xFF, (1 + P + 2 * C) * sizeof(double)));
-    ICLV_CUDA_TRY(st, cudaMemset(e->d_rows, 0xFF, C * (1 + P) * sizeof(double)));
-    ICLV_CUDA_TRY(st, cudaMemset(e->d_lse, 0xFF, C * sizeof(double)));
-    if (e->d_part) ICLV_CUDA_TRY(st, cudaMemset(e->d_part, 0xFF, C * B * (2 + P) * sizeof(double)));
-    ICLV_CUDA_TRY(st, cudaDeviceSynchronize());
-  }
+  if (chunk_alloc(e, e->per_chunk, st) != ICLV_OK) goto fail;
 
   /* pinned host staging and host scratch */
   if (host_alloc(e, (size_t) e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
@@ -668,30 +701,48 @@ static void hess_release(iclv_cuda_engine *e, hess_bufs *hb) {
   hb->first = -1;
 }
 
-/* Allocates the Hessian's buffers for the largest chunk (<= per_chunk) that
- * the budget leaves: fixed (P, P) sum and (32, P, P) carry, per individual
- * R x P rows, a P x P slot, the pair scratch and a status. */
+/* hess_release, then the LL chunk buffers back at per_chunk individuals. */
+static int hess_finish(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
+  hess_release(e, hb);
+  if (e->cap != e->per_chunk) {
+    chunk_release(e);
+    if (chunk_alloc(e, e->per_chunk, st) != ICLV_OK) return st->code;
+  }
+  return ICLV_OK;
+}
+
+/* Allocates the Hessian's buffers: fixed (P, P) sum and (32, P, P) carry,
+ * per individual R x P rows, a P x P slot, the pair scratch and a status,
+ * for the largest chunk C_h <= per_chunk such that the fixed buffers, the
+ * LL chunk buffers and the Hessian's, both for C_h individuals, fit the
+ * budget; the LL chunk buffers are re-made for C_h individuals when they
+ * hold more (hess_release restores them). */
 static int hess_create(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
   const size_t P = (size_t) e->P, PP = P * P, R = (size_t) e->R;
   void *p = NULL;
-  hb->first = e->acct.n;
+  hb->first = -1;
   double fixed = (double) sizeof(double) * (double) PP * (1.0 + ICLV_CUDA_GROUP);
   double per = (double) sizeof(double) * ((double) R * P + (double) PP + (double) e->hess_slot) +
                (double) sizeof(int);
-  double fit = floor((e->budget - e->acct.current - fixed) / per);
+  double fit = floor((e->budget - e->fixed_bytes - fixed) / (e->per_ind_bytes + per));
   if (!(fit >= 1.0)) {
-    char b1[32], b2[32], b3[32];
+    char b1[32], b2[32], b3[32], b4[32];
     st->code = ICLV_ERR_MEMORY;
     snprintf(st->msg, ICLV_MSG_LEN,
-             "the device memory budget of %s leaves too little for the exact Hessian: it needs %s "
-             "plus %s per individual (R = %d draws, P = %d parameters) beyond the engine's %s; "
+             "the device memory budget of %s is too small for the exact Hessian: beyond the "
+             "engine's %s it needs %s plus %s per individual (R = %d draws, P = %d parameters); "
              "raise device_memory in iclv_control() or ask the CPU for the Hessian",
-             fmt_bytes(e->budget, b1, sizeof b1), fmt_bytes(fixed, b2, sizeof b2),
-             fmt_bytes(per, b3, sizeof b3), e->R, e->P, fmt_bytes(e->acct.current, b1, sizeof b1));
-    hb->first = -1;
+             fmt_bytes(e->budget, b1, sizeof b1), fmt_bytes(e->fixed_bytes, b4, sizeof b4),
+             fmt_bytes(fixed, b2, sizeof b2), fmt_bytes(per + e->per_ind_bytes, b3, sizeof b3), e->R,
+             e->P);
     return st->code;
   }
   hb->per_chunk = fit >= (double) e->per_chunk ? e->per_chunk : (int) fit;
+  if (hb->per_chunk < e->cap) {
+    chunk_release(e);
+    if (chunk_alloc(e, hb->per_chunk, st) != ICLV_OK) return st->code;
+  }
+  hb->first = e->acct.n;
   const size_t C = (size_t) hb->per_chunk;
   if (dev_alloc(e, "hessian_sum", PP * sizeof(double), &p, st) != ICLV_OK) goto fail;
   hb->sum = (double *) p;
@@ -759,8 +810,16 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
   const int W = want_g ? 1 + P : 1; /* reduced columns: log L_n (and s_n) */
 
   ICLV_CUDA_TRY(st, cudaSetDevice(e->device));
+  if (e->chunk_first < 0 && chunk_alloc(e, e->per_chunk, st) != ICLV_OK) {
+    chunk_release(e); /* a failed earlier restore: try again, else say so */
+    return st->code;
+  }
   if (want_h) {
-    if (hess_create(e, &hb, st) != ICLV_OK) return st->code;
+    if (hess_create(e, &hb, st) != ICLV_OK) {
+      iclv_status st2;
+      (void) hess_finish(e, &hb, &st2);
+      return st->code;
+    }
     C = hb.per_chunk; /* the LL pass follows the Hessian's chunks: results do not depend on them */
     ICLV_CUDA_TRY(st, cudaMemsetAsync(hb.sum, 0, (size_t) P * P * sizeof(double), e->stream));
   }
@@ -773,7 +832,7 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
 
   {
     const int n_chunks = (N + C - 1) / C;
-    double *d_lli = e->d_out + 1 + P, *d_status = d_lli + e->per_chunk;
+    double *d_lli = e->d_out + 1 + P, *d_status = d_lli + e->cap;
     for (int c = 0; c < n_chunks; c++) {
       const int n0 = c * C;
       const int nh = N - n0 < C ? N - n0 : C;
@@ -788,7 +847,7 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
       launch_reduce(e, e->d_rows, (size_t) (1 + P), W, n0, nh, e->d_carry, e->d_out);
       ICLV_CUDA_CHECK_LAUNCH(st, "k_reduce_groups");
       if (want_h && queue_hessian_chunk(e, &hb, n0, nh, st) != ICLV_OK) goto fail;
-      if (n_chunks == 1 && e->per_chunk == N) {
+      if (n_chunks == 1 && e->cap == N) {
         /* one copy: sums, lli and status are adjacent on both sides */
         ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_sums, e->d_out, (size_t) (1 + P + 2 * (size_t) N) * sizeof(double),
                                           cudaMemcpyDeviceToHost, e->stream));
@@ -817,7 +876,7 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
     ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hess, hb.sum, (size_t) P * P * sizeof(double),
                                       cudaMemcpyDeviceToHost, e->stream));
   ICLV_CUDA_TRY(st, cudaStreamSynchronize(e->stream));
-  hess_release(e, &hb);
+  if (want_h && hess_finish(e, &hb, st) != ICLV_OK) return st->code;
 
   /* the first bad individual in index order, as engine.c's report_bad */
   for (int n = 0; n < N; n++) {
@@ -864,7 +923,10 @@ fail:
    * evaluation) reuses the pinned staging; its own error, if any, is moot */
   (void) cudaStreamSynchronize(e->stream);
   (void) cudaGetLastError();
-  hess_release(e, &hb);
+  if (want_h) {
+    iclv_status st2;
+    (void) hess_finish(e, &hb, &st2);
+  }
   return st->code;
 }
 

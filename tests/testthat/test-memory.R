@@ -134,9 +134,9 @@ test_that("the CUDA plan chunks individuals to the device budget", {
   fixed <- base$device_fixed
   per_ind <- base$device_per_individual
   expect_gt(fixed, 0)
-  # per individual: l_nr (R doubles), log-sum-exp, log L_n, the score row (P
-  # doubles) and a status int, at least (more when draws are split)
-  expect_gte(per_ind, 8 * (20 + 2 + 202) + 4)
+  # per individual: log L_n, log-sum-exp, a status, the row (log L_n, s_n: 1 + P
+  # doubles), at least (more when draws are split); no R-length buffer (one pass)
+  expect_gte(per_ind, 8 * (3 + 1 + 202))
   expect_identical(base$n_chunks, 1L)
   expect_identical(base$per_chunk, 50L)
   dev <- base$buffers[base$buffers$where == "device", ]
