@@ -279,9 +279,9 @@ cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { return cud
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaGetLastError() { cudaError_t e = emu_last; emu_last = cudaSuccess; return e; }
-/* the frame the sm_90 build's ptxas reports for the largest kernel (EMU_FRAME overrides) */
+/* the largest frame ptxas (CUDA 13.0, sm_90) reports for the engine's kernels, k_hess_pairs (EMU_FRAME overrides) */
 cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *a, const void *) {
-  a->maxThreadsPerBlock = 1024; a->localSizeBytes = (size_t) env_num("EMU_FRAME", 64); a->numRegs = 0; return cudaSuccess; }
+  a->maxThreadsPerBlock = 1024; a->localSizeBytes = (size_t) env_num("EMU_FRAME", 96); a->numRegs = 0; return cudaSuccess; }
 cudaError_t cudaFuncSetAttribute(const void *, cudaFuncAttribute attr, int value) {
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
     if (value < 0 || value > EMU_MAX_SHARED) return emu_last = cudaErrorInvalidValue;
@@ -289,6 +289,12 @@ cudaError_t cudaFuncSetAttribute(const void *, cudaFuncAttribute attr, int value
   }
   return cudaSuccess;
 }
+#include <chrono>
+cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new double(0.0); return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  *e = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float) (1000.0 * (*b - *a)); return cudaSuccess; }
 const char *cudaGetErrorString(cudaError_t e) {
   return e == cudaSuccess ? "no error" : e == cudaErrorMemoryAllocation ? "out of memory" :
          e == cudaErrorLaunchFailure || e == cudaErrorInvalidValue ? emu_err : "emulated error"; }
