@@ -19,9 +19,14 @@ mkdir -p "$LIB"
 t_start=$(date +%s)
 summary=()
 note() { summary+=("$1"); echo "== $1"; }
-step() { # step NAME TIMEOUT COMMAND...: runs with a time limit, logs, records pass/fail
+deadline=$((t_start + ${GPU_CHECK_SECONDS:-470})) # the whole check: under 8 minutes
+step() { # step NAME TIMEOUT COMMAND...: runs with a time limit (and within the
+         # check's deadline), logs, records pass/fail
   local name=$1 lim=$2; shift 2
   local t0=$(date +%s)
+  local left=$((deadline - t0))
+  if [ "$left" -lt 15 ]; then note "$(printf '%-12s skipped: the check is out of time' "$name")"; return 1; fi
+  [ "$lim" -gt "$left" ] && lim=$left
   timeout "$lim" "$@" > "$LOG/$name.log" 2>&1
   local rc=$? t1=$(date +%s)
   note "$(printf '%-12s %s (%ds)' "$name" "$([ $rc -eq 0 ] && echo ok || echo "FAILED rc=$rc, see $LOG/$name.log")" $((t1 - t0)))"
@@ -46,12 +51,17 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 
 # ---- build (CUDA on) and the compiler's resource report ----
 step install 300 R CMD INSTALL --no-test-load --library="$LIB" . || { printf '%s\n' "${summary[@]}"; exit 1; }
-( cd src && nvcc -O3 -std=c++17 -Xcompiler -fPIC -fmad=false -gencode arch=compute_90,code=sm_90 \
-    -Xptxas -v -I. -c cuda/cuda_engine.cu -o "$LOG/engine_sm90.o" ) > "$LOG/ptxas.log" 2>&1
-awk '/Compiling entry function/ {match($0, /_Z[0-9]+([a-z_]+)/, a); k=a[1]}
-     /stack frame/ {f=$1} /Used [0-9]+ registers/ {print "  " k ": " $5 " registers, " f " bytes frame"}' \
-    "$LOG/ptxas.log" | sort -u > "$LOG/resources.txt"
-note "ptxas sm_90: $(tr '\n' ';' < "$LOG/resources.txt")"
+# registers and local-memory frame per kernel of the installed library (cheap)
+if command -v cuobjdump >/dev/null 2>&1; then
+  cuobjdump --dump-resource-usage "$LIB/iclv/libs/iclv.so" > "$LOG/resources_raw.txt" 2>&1
+  awk '/arch = / {a=$3} /Function/ {f=$2} /REG:/ {print "  " a " " f " " $0}' "$LOG/resources_raw.txt" |
+    sed -E 's/Function //; s/_Z[0-9]+//; s/(ILi[01]E)?[0-9A-Za-z_]*:/\1:/' | cut -c1-150 > "$LOG/resources.txt"
+fi
+note "resources (cuobjdump): see $LOG/resources.txt"; cat "$LOG/resources.txt" 2>/dev/null
+
+# ---- benchmarks ----
+step bench_issue 240 Rscript bench/bench_gpu_issue.R drug,large,fixed,flat "$LIB" cuda
+step bench_seed 150 Rscript bench/bench_gpu.R 100 50 none "$LIB"
 
 # ---- the CUDA tests (and the memory plan against the account) ----
 step tests 180 Rscript -e "library(testthat); library(iclv, lib.loc='$LIB'); res <- as.data.frame(test_dir('tests/testthat', package = 'iclv', load_package = 'none', filter = 'cuda|memory', reporter = 'summary', stop_on_failure = TRUE))"
@@ -68,15 +78,11 @@ invisible(iclv:::.draws_generate_cuda(tm$draws))
 RS
 export ICLV_LIB="$LIB"
 if command -v compute-sanitizer >/dev/null 2>&1; then
-  step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 9 Rscript "$LOG/small.R"
-  step racecheck 120 compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 9 Rscript "$LOG/small.R"
+  step memcheck 120 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9 Rscript "$LOG/small.R"
+  step racecheck 120 compute-sanitizer --tool racecheck --racecheck-report all --target-processes all --error-exitcode 9 Rscript "$LOG/small.R"
 else
   note "sanitizer    not run: compute-sanitizer not found"
 fi
-
-# ---- benchmarks ----
-step bench_issue 240 Rscript bench/bench_gpu_issue.R drug,large,fixed,flat "$LIB" cuda
-step bench_seed 150 Rscript bench/bench_gpu.R 100 50 none "$LIB"
 
 echo
 echo "==== summary ($(( $(date +%s) - t_start )) s) ===="

@@ -26,7 +26,7 @@ for f in src/cuda/*.cu src/cuda/*.cuh; do
 done
 cp "$here/emu_runtime.cpp" src/cuda/emu_runtime.cu
 sed -i -e 's|^NVCC = .*|NVCC = g++|' \
-  -e "s|^NVCC_FLAGS = .*|NVCC_FLAGS = -std=c++20 -O2 -g -fpic -pthread -x c++ -Wall -Wextra -Wno-unused-parameter -Wno-clobbered -I$here/include|" \
+  -e "s|^NVCC_FLAGS = .*|NVCC_FLAGS = -std=c++20 -O2 -g -fpic -pthread -x c++ -Wall -Wextra -Wno-unused-parameter -Wno-clobbered -Wno-unknown-pragmas -I$here/include|" \
   -e '/^OBJECTS = /s|$| cuda/emu_runtime.o|' \
   -e 's|-lcudart|-pthread -lstdc++|' src/Makevars
 grep -q 'cuda/cuda_engine.o' src/Makevars || { echo "build.sh: configure did not enable the CUDA objects (is nvcc on PATH?)" >&2; exit 1; }
