@@ -232,10 +232,13 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
 #   per_chunk = min(N, floor((budget - fixed) / per_individual)),
 #   n_chunks  = ceiling(N / per_chunk).
 # The local-memory reservation is (stack frame per thread) x threads_per_sm x
-# sms, the frame being the 64 bytes ptxas reports for the largest kernel of
-# the sm_90 build (k_pairs). The Hessian's buffers are not in the plan: an
-# evaluation that asks for the Hessian creates them for chunks that fit what
-# the budget leaves, and releases them.
+# sms, the frame being the 96 bytes ptxas (CUDA 13.0) reports for the
+# largest kernel of the sm_90 build (k_hess_pairs; k_pairs has 64). The Hessian's buffers (names with "hessian")
+# are in the plan, which gives the peak: the engine creates them when an
+# evaluation asks for the Hessian and releases them after, but sizes the
+# chunk so that they fit:
+#   per_chunk = min(N, floor((budget - fixed) / per_individual)),
+# fixed and per_individual including the Hessian's buffers.
 .plan_cuda <- function(cl, d, spec, budget, sms = NA_real_, threads_per_sm = 2048,
                        shared = 227 * 1024) {
   N <- d$N; P <- d$P; R <- d$R; K <- d$K; S <- d$S; J <- d$J
@@ -259,7 +262,7 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
   # the pair rows: shared memory unless T rows do not fit a block's share
   rowlen <- bitwOr(as.integer(2 * K + K * S + 2 * J + P + K), 1L)
   rows_global <- 8 * (2 * P + Tt + 4) + 8 * Tt * rowlen > shared
-  frame <- 64
+  frame <- 96
   fixed <- c(model_int_arrays = 4 * sum(pad32(lengths(cl[int_parts]))),
              model_double_arrays = 8 * sum(pad32(lengths(cl[dbl_parts]))),
              user_draws = if (is.null(spec$user)) 0 else 8 * N * R * K,
@@ -267,9 +270,16 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
              reduction_carry = 8 * 32 * (1 + P),
              local_memory_reserved_estimate = frame * threads_per_sm * sms,
              loglik_gradient_sums = 8 * (1 + P))
+  hess_slot <- 2 * K + K * S + (if (d$has_lv_src) K * S * S else 0) + 2 * J + J * J +
+    (P + K) + P * K + K * K
+  D <- min(ceiling(target * 32 / N), 32, R) # Hessian slots per individual (choose_split)
+  if (P > 0 && D * 8 * N * P * P > 2^30) D <- floor(2^30 / (8 * N * P * P))
+  D <- max(1, D)
+  fixed <- c(fixed, hessian_sum = 8 * P * P, hessian_carry = 8 * 32 * P * P)
   fixed <- fixed[fixed > 0 | names(fixed) == "local_memory_reserved_estimate"]
   per_ind <- 8 * (3 + (1 + P) + (if (split > 1) split * (2 + P) else 0) +
-                    (if (rows_global) split * Tt * rowlen else 0))
+                    (if (rows_global) split * Tt * rowlen else 0)) +
+    8 * (R * P + D * (P * P + hess_slot)) + 4
   fixed_total <- sum(fixed)
   if (is.na(budget)) {
     per_chunk <- N
@@ -282,7 +292,11 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
              `chunk:logsumexp` = 8 * C,
              `chunk:scores` = 8 * C * (1 + P),
              `chunk:draw_block_states` = if (split > 1) 8 * C * split * (2 + P) else 0,
-             `chunk:pair_scratch` = if (rows_global) 8 * C * split * Tt * rowlen else 0)
+             `chunk:pair_scratch` = if (rows_global) 8 * C * split * Tt * rowlen else 0,
+             `chunk:hessian_draw_rows` = 8 * C * R * P,
+             `chunk:hessian_by_individual` = 8 * C * D * P * P,
+             `chunk:hessian_pair_scratch` = 8 * C * D * hess_slot,
+             `chunk:hessian_status` = 4 * C)
   chunk <- chunk[chunk > 0]
   host <- c(cuda_pinned_theta = 8 * P, cuda_pinned_results = 8 * (1 + P + 2 * N),
             cuda_pinned_scores = 8 * C * (1 + P),
@@ -292,7 +306,7 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
        n_chunks = if (per_chunk >= 1) as.integer(ceiling(N / per_chunk)) else NA_integer_,
        fixed = fixed_total, per_individual = per_ind,
        note = c(note, "local_memory_reserved_estimate: the driver's local-memory reservation for the pair kernels, estimated",
-                "an exact Hessian on the device adds, while it is computed, R x P + P x P doubles per individual of its chunks"))
+                "the buffers named 'hessian' exist only while the device computes an exact Hessian"))
 }
 
 # ---- a guard for iclv() and iclv_loglik() -----------------------------------

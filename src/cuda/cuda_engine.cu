@@ -20,8 +20,11 @@
  *   k_merge_split   (only when an individual's draws are split over blocks)
  *   k_reduce_groups LL and gradient: fixed trees over groups of 32 individuals,
  *                   groups added in index order into a running sum
- * and for a Hessian request k_hess_pairs, k_hess_outer and k_reduce_groups
- * over the P x P slots. One copy in (theta) and, for a one-chunk evaluation,
+ * and for a Hessian request k_hess_pairs (D threads per individual over its
+ * draws, each with its own P x P slot; D from N, R, P and the device),
+ * k_hess_outer (the D slots in index order plus the outer products, in 4 x 4
+ * tiles, parallel over tiles) and k_reduce_groups over the individuals'
+ * P x P results. One copy in (theta) and, for a one-chunk evaluation,
  * one copy out (sums, log L_n and statuses are adjacent on the device and on
  * the host); the scores, when asked, are one more copy per chunk.
  *
@@ -41,12 +44,13 @@
  * buffers: ints and doubles); draws are regenerated in the kernels with
  * iclv_draw_normal() (a user array is uploaded once). Buffers that scale
  * with the individuals are sized for one chunk of `per_chunk` individuals
- * (their account names start with "chunk:"), per_chunk being the largest
- * count whose total fits the budget: total(c) = fixed + c * per_individual.
- * The Hessian's buffers are created by the evaluation that asks for it, for
- * chunks that fit what the budget leaves, recorded while they live, and
- * released before it returns (its chunks are never larger than per_chunk;
- * results do not depend on the chunk size).
+ * (their account names start with "chunk:"). The Hessian's buffers are
+ * created by the evaluation that asks for it, recorded while they live, and
+ * released before it returns; per_chunk is the largest count whose total,
+ * with the Hessian's buffers, fits the budget:
+ *   fixed + hessian fixed + c * (per_individual + hessian per_individual),
+ * so a fit whose Hessian at the optimum cannot fit fails at creation. Only
+ * the LL buffers are held between Hessian requests.
  *
  * Per-thread scratch of a pair (e, eta (K), D (K, S), V, gV (J), the extended
  * gradient g (P + K)) is a row of shared memory per thread (rowlen doubles,
@@ -82,6 +86,8 @@
 #define ICLV_CUDA_MIN_DRAWS_SPLIT 32   /* no block of a split individual gets fewer draws */
 #define ICLV_CUDA_BLOCKS_PER_SM 4      /* split individuals while N < this x SMs */
 #define ICLV_CUDA_MAX_HOST 8           /* pinned host buffers */
+#define ICLV_CUDA_MAX_HSPLIT 32        /* Hessian slots per individual, at most */
+#define ICLV_CUDA_HSPLIT_BYTES 1073741824.0 /* ... while all individuals' slots fit this */
 
 /* ---- the engine ------------------------------------------------------------ */
 
@@ -99,7 +105,8 @@ struct iclv_cuda_engine {
   int rowlen;             /* doubles of a thread's pair row (odd) */
   int rows_global;        /* the rows live in d_grows (they do not fit shared memory) */
   size_t smem_pairs;      /* dynamic shared bytes of k_pairs */
-  size_t hess_slot;       /* doubles of Hessian pair scratch per individual (k_hess_pairs) */
+  size_t hess_slot;       /* doubles of Hessian pair scratch per thread of k_hess_pairs */
+  int hsplit;             /* D: Hessian slots (threads) per individual in k_hess_pairs */
   int per_chunk;          /* individuals per chunk */
   int n_chunks;
   int cap;                /* individuals the chunk buffers hold now (per_chunk, or less
@@ -108,7 +115,8 @@ struct iclv_cuda_engine {
   int sms;                /* multiprocessors of the device */
   size_t smem_optin;      /* shared bytes a block may have (cudaDevAttrMaxSharedMemoryPerBlockOptin) */
   double dev_total, dev_free; /* cudaMemGetInfo at creation */
-  double fixed_bytes, per_ind_bytes; /* the budget's model: total = fixed + per_chunk * per_ind */
+  double fixed_bytes, per_ind_bytes; /* LL buffers: total = fixed + per_chunk * per_ind */
+  double hess_fixed_bytes, hess_per_ind_bytes; /* the Hessian's, while a request lives */
   double budget;          /* device bytes the engine may use */
   iclv_mem_account acct;
   void *dbuf[ICLV_MAX_BUFFERS];   /* device allocations, index-aligned with acct (NULL: none) */
@@ -403,6 +411,18 @@ static void choose_split(iclv_cuda_engine *e) {
   e->split = split;
   e->draws_per_block = rb;
   e->threads = T;
+  /* the Hessian: D threads (and P x P slots) per individual while N D is
+   * short of ICLV_CUDA_BLOCKS_PER_SM blocks of ICLV_CUDA_HESS_BLOCK per SM,
+   * at most ICLV_CUDA_MAX_HSPLIT and R, and while the N D slots stay within
+   * ICLV_CUDA_HSPLIT_BYTES (zeroing and summing them costs memory traffic) */
+  {
+    long want = (target * ICLV_CUDA_HESS_BLOCK + e->N - 1) / e->N;
+    long D = want < ICLV_CUDA_MAX_HSPLIT ? want : ICLV_CUDA_MAX_HSPLIT;
+    if (D > e->R) D = e->R;
+    double slots = 8.0 * (double) e->N * (double) e->P * (double) e->P;
+    if (slots > 0 && (double) D * slots > ICLV_CUDA_HSPLIT_BYTES) D = (long) (ICLV_CUDA_HSPLIT_BYTES / slots);
+    e->hsplit = D < 1 ? 1 : (int) D;
+  }
 }
 
 /* Allocates one device block of head + tail bytes, recorded as two account
@@ -628,20 +648,33 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
                      (2.0 /* lli, status */ + 1.0 /* lse */ + (double) (1 + e->P) /* rows */ +
                       (e->split > 1 ? (double) e->split * (2 + e->P) : 0.0) +
                       (e->rows_global ? (double) e->split * e->threads * (double) e->rowlen : 0.0));
+  /* the Hessian's buffers (hess_create): fixed (P, P) sum and (32, P, P)
+   * carry; per individual R x P rows, a P x P slot, the pair scratch and a
+   * status. The chunk leaves room for them (iclv() asks for the Hessian at
+   * the optimum by default: a fit that cannot hold it fails here, not after
+   * the optimisation), though they exist only during a Hessian request. */
+  e->hess_fixed_bytes = (double) sizeof(double) * (double) e->P * e->P * (1.0 + ICLV_CUDA_GROUP);
+  e->hess_per_ind_bytes = (double) sizeof(double) * ((double) e->R * e->P) +
+                          (double) sizeof(double) * ((double) e->P * e->P +
+                                                     (double) e->hess_slot) * e->hsplit +
+                          (double) sizeof(int);
   e->budget = opt->device_memory_budget > 0 ? opt->device_memory_budget : 0.8 * e->dev_free;
   {
-    double fit = floor((e->budget - e->fixed_bytes) / e->per_ind_bytes);
+    double fit = floor((e->budget - e->fixed_bytes - e->hess_fixed_bytes) /
+                       (e->per_ind_bytes + e->hess_per_ind_bytes));
     if (!(fit >= 1.0)) {
       char b1[32], b2[32], b3[32], b4[32], b5[32];
       st->code = ICLV_ERR_MEMORY;
       snprintf(st->msg, ICLV_MSG_LEN,
                "the device memory budget of %s is too small for even one individual: the CUDA "
                "engine needs %s that do not depend on the chunk size (model and data, %s of user "
-               "draws, %s of local scratch reserved by the driver) plus %s per individual (R = %d "
-               "draws, P = %d parameters); raise device_memory in iclv_control() or use backend = \"cpu\"",
-               fmt_bytes(e->budget, b1, sizeof b1), fmt_bytes(e->fixed_bytes, b2, sizeof b2),
+               "draws, %s of local scratch reserved by the driver, the Hessian's sums) plus %s per "
+               "individual (R = %d draws, P = %d parameters, the Hessian's buffers included); "
+               "raise device_memory in iclv_control() or use backend = \"cpu\"",
+               fmt_bytes(e->budget, b1, sizeof b1),
+               fmt_bytes(e->fixed_bytes + e->hess_fixed_bytes, b2, sizeof b2),
                fmt_bytes(user_bytes, b3, sizeof b3), fmt_bytes(lmem, b4, sizeof b4),
-               fmt_bytes(e->per_ind_bytes, b5, sizeof b5), e->R, e->P);
+               fmt_bytes(e->per_ind_bytes + e->hess_per_ind_bytes, b5, sizeof b5), e->R, e->P);
       goto fail;
     }
     double most = (double) INT_MAX / (double) e->split; /* grid.x = per_chunk * split */
@@ -682,9 +715,9 @@ typedef struct {
   int first;            /* index of its first account entry */
   double *sum;          /* (P, P) running sum (lower triangle) */
   double *carry;        /* (ICLV_CUDA_GROUP, P, P) */
-  double *slot;         /* (per_chunk, P, P) per-individual Hessians */
+  double *slot;         /* (per_chunk, D, P, P) per-(individual, draw stride) Hessian parts */
   double *arows;        /* (per_chunk, R, P) */
-  double *scratch;      /* (per_chunk, hess_slot) */
+  double *scratch;      /* (per_chunk * D, hess_slot) */
   int *status;          /* (per_chunk) */
 } hess_bufs;
 
@@ -712,18 +745,17 @@ static int hess_finish(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
 }
 
 /* Allocates the Hessian's buffers: fixed (P, P) sum and (32, P, P) carry,
- * per individual R x P rows, a P x P slot, the pair scratch and a status,
+ * per individual R x P rows, D P x P slots, D pair scratches and a status,
  * for the largest chunk C_h <= per_chunk such that the fixed buffers, the
  * LL chunk buffers and the Hessian's, both for C_h individuals, fit the
- * budget; the LL chunk buffers are re-made for C_h individuals when they
- * hold more (hess_release restores them). */
+ * budget. Creation sized per_chunk so that C_h = per_chunk; should it not
+ * (a guard), the LL chunk buffers are re-made for C_h individuals and
+ * hess_finish restores them. */
 static int hess_create(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
   const size_t P = (size_t) e->P, PP = P * P, R = (size_t) e->R;
   void *p = NULL;
   hb->first = -1;
-  double fixed = (double) sizeof(double) * (double) PP * (1.0 + ICLV_CUDA_GROUP);
-  double per = (double) sizeof(double) * ((double) R * P + (double) PP + (double) e->hess_slot) +
-               (double) sizeof(int);
+  const double fixed = e->hess_fixed_bytes, per = e->hess_per_ind_bytes;
   double fit = floor((e->budget - e->fixed_bytes - fixed) / (e->per_ind_bytes + per));
   if (!(fit >= 1.0)) {
     char b1[32], b2[32], b3[32], b4[32];
@@ -750,9 +782,12 @@ static int hess_create(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
   hb->carry = (double *) p;
   if (dev_alloc(e, "chunk:hessian_draw_rows", C * R * P * sizeof(double), &p, st) != ICLV_OK) goto fail;
   hb->arows = (double *) p;
-  if (dev_alloc(e, "chunk:hessian_by_individual", C * PP * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  if (dev_alloc(e, "chunk:hessian_by_individual", C * e->hsplit * PP * sizeof(double), &p, st) !=
+      ICLV_OK)
+    goto fail;
   hb->slot = (double *) p;
-  if (dev_alloc(e, "chunk:hessian_pair_scratch", C * e->hess_slot * sizeof(double), &p, st) != ICLV_OK)
+  if (dev_alloc(e, "chunk:hessian_pair_scratch", C * e->hsplit * e->hess_slot * sizeof(double), &p,
+                st) != ICLV_OK)
     goto fail;
   hb->scratch = (double *) p;
   if (dev_alloc(e, "chunk:hessian_status", C * sizeof(int), &p, st) != ICLV_OK) goto fail;
@@ -773,18 +808,20 @@ static int queue_hessian_chunk(iclv_cuda_engine *e, const hess_bufs *hb, int n0,
                                iclv_status *st) {
   const int P = e->P;
   const size_t PP = (size_t) P * P;
-  ICLV_CUDA_TRY(st, cudaMemsetAsync(hb->slot, 0, (size_t) n_here * PP * sizeof(double), e->stream));
+  const size_t D = (size_t) e->hsplit;
+  ICLV_CUDA_TRY(st, cudaMemsetAsync(hb->slot, 0, (size_t) n_here * D * PP * sizeof(double), e->stream));
   {
-    dim3 grid((unsigned) ((n_here + ICLV_CUDA_HESS_BLOCK - 1) / ICLV_CUDA_HESS_BLOCK));
+    dim3 grid((unsigned) (((size_t) n_here * D + ICLV_CUDA_HESS_BLOCK - 1) / ICLV_CUDA_HESS_BLOCK));
     dim3 block((unsigned) ICLV_CUDA_HESS_BLOCK);
     k_hess_pairs<<<grid, block, (size_t) P * sizeof(double), e->stream>>>(
-        e->dm, e->dd, e->d_theta, n0, n_here, e->has_lv_src, e->d_lse, e->d_rows, 1 + P, hb->slot,
-        hb->arows, hb->scratch, e->hess_slot);
+        e->dm, e->dd, e->d_theta, n0, n_here, e->hsplit, e->has_lv_src, e->d_lse, e->d_rows, 1 + P,
+        hb->slot, hb->arows, hb->scratch, e->hess_slot);
     ICLV_CUDA_CHECK_LAUNCH(st, "k_hess_pairs");
   }
-  k_hess_outer<<<n_here, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(hb->arows, e->R, P, hb->slot, hb->status);
+  k_hess_outer<<<n_here, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(hb->arows, e->R, P, e->hsplit, hb->slot,
+                                                                hb->status);
   ICLV_CUDA_CHECK_LAUNCH(st, "k_hess_outer");
-  launch_reduce(e, hb->slot, PP, (int) PP, n0, n_here, hb->carry, hb->sum);
+  launch_reduce(e, hb->slot, D * PP, (int) PP, n0, n_here, hb->carry, hb->sum);
   ICLV_CUDA_CHECK_LAUNCH(st, "k_reduce_groups (Hessian)");
   ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hstatus + n0, hb->status, (size_t) n_here * sizeof(int),
                                     cudaMemcpyDeviceToHost, e->stream));

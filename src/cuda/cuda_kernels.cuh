@@ -292,39 +292,42 @@ k_reduce_groups(const double *__restrict__ leaves, size_t ld, int W, int n0, int
 /* ---- Hessian kernels ------------------------------------------------------------------ */
 
 /* k_hess_pairs: the draw-by-draw part of each individual's Hessian, and the
- * rows of its outer-product part (engine.c individual_eval, Hessian pass).
- * iclv_pair_eval() adds w_r hess l_nr into ONE P x P slot per individual,
- * so the draws of an individual are serialised: one thread per individual,
- * draws r = 0, 1, ..., R - 1 in order (no two threads write the same slot).
- * The weight of a draw needs l_r first: an LL-only pair evaluation, then
- * the one with gradient and Hessian.
- *   grid:  ceil(n_here / ICLV_CUDA_HESS_BLOCK) blocks; block: ICLV_CUDA_HESS_BLOCK
- *          threads; thread = individual i = blockIdx.x * blockDim.x + threadIdx.x
+ * rows of its outer-product part (engine.c individual_eval, Hessian pass),
+ * parallel over the draws: iclv_pair_eval() adds w_r hess l_nr into one
+ * P x P slot, so individual i gets D slots (D = hsplit) and thread (i, d)
+ * takes the draws r = d, d + D, d + 2D, ... in order into slot (i, d);
+ * k_hess_outer adds the D slots in index order. The weight of a draw needs
+ * l_r first: an LL-only pair evaluation, then the one with gradient and
+ * Hessian.
+ *   grid:  ceil(n_here D / ICLV_CUDA_HESS_BLOCK) blocks of ICLV_CUDA_HESS_BLOCK
+ *          threads; thread q = blockIdx.x * blockDim.x + threadIdx.x is
+ *          (i, d) = (q / D, q mod D)
  *   dynamic shared memory: theta (P doubles)
  *   in:    m, d (device views), theta (P); lse (n_here) and the score rows
  *          rows (n_here, ldr) (s_n at rows[i, 1 + p]) from k_pairs / k_merge_split
- *   out:   hslot (n_here, P, P): slot i (column-major, ZEROED by the caller)
- *          += sum_r w_r hess l_nr, w_r = exp(l_r - lse_i), draws with
- *          w_r == 0 skipped (as engine.c);
+ *   out:   hslot (n_here, D, P, P): slot (i, d) (column-major, ZEROED by the
+ *          caller) += sum over its draws of w_r hess l_nr, w_r = exp(l_r - lse_i),
+ *          draws with w_r == 0 skipped (as engine.c);
  *          arows (n_here, R, P) row-major: row (i, r) = sqrt(w_r) (g_r - s_i),
  *          0 when w_r == 0 (engine.c's rows a_r); NaN rows when lse_i is not
  *          finite (the host reports that individual's log-likelihood first)
- *   scratch: the individual's slot of gscratch (slot doubles): e, eta (K),
+ *   scratch: thread (i, d)'s slot of gscratch (slot doubles): e, eta (K),
  *          D (K, S), D2 (K, S, S) when has_lv_src, V, gV (J), HV (J, J),
  *          g (P + K), Hpe (P, K), Hee (K, K). */
 __global__ void __launch_bounds__(ICLV_CUDA_HESS_BLOCK)
 k_hess_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_draws d,
-             const double *__restrict__ theta_g, int n0, int n_here, int has_lv_src,
+             const double *__restrict__ theta_g, int n0, int n_here, int hsplit, int has_lv_src,
              const double *__restrict__ lse_in, const double *__restrict__ rows, int ldr,
              double *hslot, double *arows, double *gscratch, size_t slot) {
   const int P = m.n_par, K = m.n_lv, R = d.n_draws, J = m.n_alt > 0 ? m.n_alt : 1;
   double *theta = iclv_dyn_shared;
   for (int p = threadIdx.x; p < P; p += blockDim.x) theta[p] = theta_g[p];
   __syncthreads();
-  const int i = (int) (blockIdx.x * blockDim.x + threadIdx.x);
+  const long long q = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+  const int i = (int) (q / hsplit), sub = (int) (q % hsplit);
   if (i >= n_here) return;
   const int n = n0 + i, S = m.st_ptr[K];
-  double *ws = gscratch + (size_t) i * slot;
+  double *ws = gscratch + (size_t) q * slot;
   double *ev = ws, *eta = ev + K, *D = eta + K;
   double *D2 = D + (size_t) K * S;
   double *V = D2 + (has_lv_src ? (size_t) K * S * S : 0);
@@ -341,17 +344,17 @@ k_hess_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_
   h.P = P;
   h.K = K;
   h.w = 0.0;
-  h.Hpp = hslot + (size_t) i * P * P;
+  h.Hpp = hslot + (size_t) q * P * P;
   h.Hpe = Hpe;
   h.Hee = Hee;
   const double lse = lse_in[i];
   const double *s = rows + (size_t) i * ldr + 1;
-  double *a = arows + (size_t) i * R * P;
-  if (!isfinite(lse)) {
-    for (size_t q = 0; q < (size_t) R * P; q++) a[q] = NAN;
-    return;
-  }
-  for (int r = 0; r < R; r++, a += P) {
+  for (int r = sub; r < R; r += hsplit) {
+    double *a = arows + ((size_t) i * R + r) * P;
+    if (!isfinite(lse)) {
+      for (int p = 0; p < P; p++) a[p] = NAN;
+      continue;
+    }
     for (int k = 0; k < K; k++) ev[k] = iclv_draw_normal(&d, n, r, k);
     const double w = exp(iclv_pair_eval(&m, theta, n, ev, &pw, NULL, NULL) - lse);
     if (w == 0.0) {
@@ -365,25 +368,29 @@ k_hess_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_
   }
 }
 
-/* k_hess_outer: slot i's lower triangle (diagonal included) += sum_r a_r a_r'
- * over the rows a_r = arows (i, r, .), as engine.c's syrk_lower: the lower
+/* k_hess_outer: individual i's Hessian into its first slot: for every cell
+ * of the lower triangle (diagonal included), slot (i, 0) + slot (i, 1) + ...
+ * + slot (i, D - 1) (index order) + sum_r a_r a_r' over the rows
+ * a_r = arows (i, r, .), the latter as engine.c's syrk_lower: the lower
  * triangle in 4 x 4 tiles, each tile owned by one thread, which sums over
- * r = 0, 1, ..., R - 1 in order from 0 and then adds the tile into the slot.
- * Then checks every element of the slot.
+ * r = 0, 1, ..., R - 1 in order from 0. Then checks every element of the
+ * lower triangle.
  *   grid:  n_here blocks (block i = individual n0 + i); block: ICLV_CUDA_AUX_BLOCK
  *          threads; thread t takes tiles t, t + T, ... of the lower tiles,
  *          enumerated column by column (tile column tj, rows ti >= tj)
- *   in:    arows (n_here, R, P) row-major from k_hess_pairs
- *   out:   hslot (n_here, P, P) column-major, lower triangle updated in place;
- *          hstatus[i] = 1 if some element of slot i is not finite, else 0 */
+ *   in:    arows (n_here, R, P) row-major from k_hess_pairs; hslot (n_here, D, P, P)
+ *   out:   slot (i, 0)'s lower triangle = H_n (its upper triangle is left as
+ *          it was); hstatus[i] = 1 if some element of that lower triangle is
+ *          not finite, else 0 */
 __global__ void __launch_bounds__(ICLV_CUDA_AUX_BLOCK)
-k_hess_outer(const double *__restrict__ arows, int R, int P, double *__restrict__ hslot,
+k_hess_outer(const double *__restrict__ arows, int R, int P, int hsplit, double *__restrict__ hslot,
              int *__restrict__ hstatus) {
   const int i = blockIdx.x;
+  const size_t PP = (size_t) P * P;
   const double *A = arows + (size_t) i * R * P;
-  double *H = hslot + (size_t) i * P * P;
+  double *H = hslot + (size_t) i * hsplit * PP;
   const int nb = (P + 3) / 4;
-  int q = 0;
+  int q = 0, bad = 0;
   for (int tj = 0; tj < nb; tj++) {
     for (int ti = tj; ti < nb; ti++, q++) {
       if (q % (int) blockDim.x != (int) threadIdx.x) continue;
@@ -401,15 +408,21 @@ k_hess_outer(const double *__restrict__ arows, int R, int P, double *__restrict_
         for (int jj = 0; jj < 4; jj++)
           for (int ii = 0; ii < 4; ii++) c[ii][jj] += x[ii] * y[jj];
       }
-      for (int jj = 0; jj < nj; jj++)
-        for (int ii = 0; ii < ni; ii++)
-          if (r0 + ii >= c0 + jj) H[(r0 + ii) + (size_t) P * (c0 + jj)] += c[ii][jj];
+#pragma unroll
+      for (int jj = 0; jj < 4; jj++)
+#pragma unroll
+        for (int ii = 0; ii < 4; ii++) {
+          /* fixed trip counts keep c in registers */
+          if (jj >= nj || ii >= ni || r0 + ii < c0 + jj) continue;
+          const size_t cell = (r0 + ii) + (size_t) P * (c0 + jj);
+          double v = H[cell];
+          for (int dd = 1; dd < hsplit; dd++) v += H[(size_t) dd * PP + cell];
+          v += c[ii][jj];
+          H[cell] = v;
+          if (!isfinite(v)) bad = 1;
+        }
     }
   }
-  __syncthreads(); /* the block's writes to the slot are visible below */
-  int bad = 0;
-  for (size_t e = threadIdx.x; e < (size_t) P * P; e += blockDim.x)
-    if (!isfinite(H[e])) bad = 1;
   const int any = __syncthreads_or(bad);
   if (threadIdx.x == 0) hstatus[i] = any ? 1 : 0;
 }

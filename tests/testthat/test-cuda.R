@@ -51,13 +51,23 @@ expect_backends_agree <- function(g, c, label, tol = 1e-12) {
 }
 
 # Device bytes that do not depend on the chunk size, and bytes per
-# individual of the chunk buffers (account names starting with "chunk:").
-chunk_costs <- function(e) {
+# individual, of the LL buffers (account names starting with "chunk:") plus
+# the Hessian's, which exist only during a Hessian request: measured as the
+# peak's rise over one Hessian evaluation at theta (the engine's chunk must
+# hold every individual), less the fixed (P, P) sum and (32, P, P) carry.
+chunk_costs <- function(e, theta) {
   mem <- iclv:::.engine_memory(e)
   b <- mem$device$buffers
   is_chunk <- startsWith(names(b), "chunk:")
-  list(fixed = sum(b[!is_chunk]), per_ind = sum(b[is_chunk]) / mem$per_chunk,
-       per_chunk = mem$per_chunk, n_chunks = mem$n_chunks)
+  C <- mem$per_chunk
+  stopifnot(mem$n_chunks == 1L)
+  P <- b[["theta"]] / 8
+  iclv:::.engine_eval(e, theta, gradient = TRUE, hessian = TRUE, use_cpu = FALSE)
+  rise <- iclv:::.engine_memory(e)$device$peak - mem$device$current
+  hess_fixed <- 8 * P * P * 33
+  list(fixed = sum(b[!is_chunk]) + hess_fixed,
+       per_ind = sum(b[is_chunk]) / C + (rise - hess_fixed) / C,
+       per_chunk = C, n_chunks = mem$n_chunks)
 }
 # A budget that gives exactly `n` individuals per chunk.
 budget_for <- function(costs, n) costs$fixed + (n + 0.5) * costs$per_ind
@@ -264,7 +274,7 @@ test_that("the reduction over individuals is the documented tree for N > 32 (gro
   expect_false(identical(serial, tree_sum_rows(full$scores)) &&
                identical(Reduce(`+`, full$loglik_i), tree_sum_rows(matrix(full$loglik_i))))
   # chunks of 10 and 33 individuals cut the groups: the same bits
-  costs <- chunk_costs(e)
+  costs <- chunk_costs(e, th)
   for (n in c(10L, 33L)) {
     ec <- gpu_engine(tm$compiled, tm$draws, device_memory = budget_for(costs, n))
     expect_identical(as.integer(iclv:::.engine_memory(ec)$per_chunk), n)
@@ -310,7 +320,7 @@ test_that("chunks of 1, 7 and all individuals give bit-identical results", {
   th <- jitter_theta(tm)
   for (draws in list(tm$draws, iclv:::.draws_spec(iclv_draws("mlhs", 100, seed = 2), 20L, 3L))) {
     e_all <- gpu_engine(tm$compiled, draws)
-    costs <- chunk_costs(e_all)
+    costs <- chunk_costs(e_all, th)
     expect_identical(as.integer(costs$per_chunk), 20L)
     expect_identical(as.integer(costs$n_chunks), 1L)
     ref <- eval_all(e_all, th)
@@ -402,7 +412,7 @@ test_that("GPU Hessians for chunks of 1, 7 and all individuals are bit-identical
   th <- jitter_theta(tm)
   for (draws in list(tm$draws, iclv:::.draws_spec(iclv_draws("sobol", 100, seed = 4), 20L, 3L))) {
     e_all <- gpu_engine(tm$compiled, draws)
-    costs <- chunk_costs(e_all)
+    costs <- chunk_costs(e_all, th)
     expect_identical(as.integer(costs$n_chunks), 1L)
     ref <- hess_all(e_all, th)
     for (n in c(1L, 7L)) {
@@ -430,10 +440,12 @@ test_that("the Hessian's device buffers live only during a Hessian request", {
   m1 <- iclv:::.engine_memory(e)$device
   expect_identical(m1$buffers, b)         # released after the request
   expect_identical(m1$current, m0$device$current)
-  # the peak saw them: R x P rows, a P x P slot per individual, the sum and carry
-  hess_bytes <- 8 * N * R * P + 8 * N * P * P + 8 * P * P * 33 + 4 * N
+  # the peak saw them: R x P rows and D P x P slots per individual (D threads
+  # per individual: min(32, R, ceiling(4 SMs 32 / N))), the sum and carry
+  D <- min(32, R, ceiling(4 * iclv_devices()$multiprocessors[1] * 32 / N)) # (slots well under 1 GiB)
+  hess_bytes <- 8 * N * R * P + 8 * N * D * P * P + 8 * P * P * 33 + 4 * N
   expect_gt(m1$peak - m0$device$current, hess_bytes)
-  expect_lt(m1$peak - m0$device$current, hess_bytes + 8 * N * (3 * P + 200))
+  expect_lt(m1$peak - m0$device$current, hess_bytes + 8 * N * D * (3 * P + 200))
   for (i in 1:3) hess_all(e, jitter_theta(tm))
   eval_all(e, tm$theta)
   m2 <- iclv:::.engine_memory(e)$device
@@ -501,7 +513,7 @@ test_that("Hessians on a CUDA engine come from the device by default; use_cpu = 
 test_that("a device budget too small for one individual is a memory error that says so", {
   skip_if_no_gpu()
   tm <- tiny_model("ordered_probit", "mnl", n_draws = 50L, seed = 92)
-  costs <- chunk_costs(gpu_engine(tm$compiled, tm$draws))
+  costs <- chunk_costs(gpu_engine(tm$compiled, tm$draws), tm$theta)
   err <- tryCatch(gpu_engine(tm$compiled, tm$draws, device_memory = costs$fixed + 0.5 * costs$per_ind),
                   error = function(e) e)
   expect_s3_class(err, "iclv_error_memory")
@@ -532,12 +544,17 @@ test_that("device memory is accounted, chunk-linear, and does not grow with eval
   m1 <- iclv:::.engine_memory(e)$device
   expect_identical(m1$current, dev$current)
   expect_identical(m1$peak, dev$peak)
-  # halving the chunk halves the chunk buffers
-  costs <- chunk_costs(e)
+  # a budget for 6 individuals per chunk: the same fixed buffers, the chunk
+  # buffers halved (LL buffers only: the Hessian's are not held)
+  costs <- chunk_costs(e, tm$theta)
   e6 <- gpu_engine(tm$compiled, tm$draws, device_memory = budget_for(costs, 6L))
-  c6 <- chunk_costs(e6)
-  expect_equal(c6$fixed, costs$fixed)
-  expect_equal(c6$per_ind, costs$per_ind)
+  m6 <- iclv:::.engine_memory(e6)
+  expect_identical(as.integer(m6$per_chunk), 6L)
+  b <- dev$buffers; b6 <- m6$device$buffers
+  expect_identical(names(b6), names(b))
+  ch <- startsWith(names(b), "chunk:")
+  expect_equal(b6[!ch], b[!ch])
+  expect_equal(2 * b6[ch], b[ch])
   iclv:::.engine_release(e6)
   iclv:::.engine_release(e)
 })
@@ -568,7 +585,8 @@ test_that("iclv() reaches the same estimates on the CUDA and the CPU backends", 
   expect_gt(fit_gpu$memory$device_peak, 0)
   # chunked on the device (7 individuals per chunk): the very same fit
   comp <- iclv:::.iclv_compile(m, d)
-  costs <- chunk_costs(gpu_engine(comp$c, iclv:::.draws_spec(dr, comp$n_ind, 1L)))
+  costs <- chunk_costs(gpu_engine(comp$c, iclv:::.draws_spec(dr, comp$n_ind, 1L)),
+                       iclv:::.params_full(p, comp$partable, "params"))
   fit_chunked <- iclv(m, d, draws = dr, backend = "cuda",
                       control = iclv_control(device_memory = budget_for(costs, 7L)))
   expect_identical(as.integer(fit_chunked$memory$per_chunk), 7L)
