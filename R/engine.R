@@ -144,6 +144,13 @@ iclv_devices <- function() {
   .iclv_call(C_iclv_draws_generate, draws_spec)
 }
 
+# The draws of `draws_spec` as the CUDA kernels make them on `device`
+# (an (N, R, K) array, .draws_generate()'s layout), to check them against
+# the CPU's bit for bit. Internal.
+.draws_generate_cuda <- function(draws_spec, device = 0L) {
+  .iclv_call(C_iclv_cuda_draws, draws_spec, as.integer(device))
+}
+
 .eigen_sym <- function(a) {
   storage.mode(a) <- "double"
   .iclv_call(C_iclv_eigen_sym, a)

@@ -280,19 +280,26 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
 #   cl: the compiled list; d: .plan_dims(); spec: .draws_spec(); budget:
 #   device bytes (NA: unknown); sms: multiprocessors of the device (NA:
 #   unknown, an H100's 132 is assumed); threads_per_sm: resident threads per
-#   multiprocessor (2048 on sm_80 and sm_90, the architectures iclv builds).
+#   multiprocessor (2048 on sm_80 and sm_90, the architectures iclv builds);
+#   shared: shared bytes a block may use (an H100's 227 KB).
 # Returns list(bytes = named device bytes, host = named pinned host bytes,
 #   per_chunk, n_chunks, fixed, per_individual, note).
 # The engine splits its buffers into a fixed part (the model's packed
-# arrays, user draws, theta, the gradient and the driver's local-memory
-# reservation) and a part for one chunk of individuals ("chunk:" buffers):
+# arrays, user draws, theta, the LL and gradient sums, the reduction carry
+# and the driver's local-memory reservation) and a part for one chunk of
+# individuals ("chunk:" buffers):
 #   per_chunk = min(N, floor((budget - fixed) / per_individual)),
 #   n_chunks  = ceiling(N / per_chunk).
 # The local-memory reservation is (stack frame per thread) x threads_per_sm x
-# sms; the frame of a pair kernel is taken as 8 x CAP + 64 bytes, as ptxas
-# reports for the sm_90 build (CAP = 64 or 512 doubles of local scratch, 0
-# when the pair's scratch does not fit 512 and lives in a global buffer).
-.plan_cuda <- function(cl, d, spec, budget, sms = NA_real_, threads_per_sm = 2048) {
+# sms, the frame being the 96 bytes ptxas (CUDA 13.0) reports for the
+# largest kernel of the sm_90 build (k_hess_pairs; k_pairs has 64). The Hessian's buffers (names with "hessian")
+# are in the plan, which gives the peak: the engine creates them when an
+# evaluation asks for the Hessian and releases them after, but sizes the
+# chunk so that they fit:
+#   per_chunk = min(N, floor((budget - fixed) / per_individual)),
+# fixed and per_individual including the Hessian's buffers.
+.plan_cuda <- function(cl, d, spec, budget, sms = NA_real_, threads_per_sm = 2048,
+                       shared = 227 * 1024) {
   N <- d$N; P <- d$P; R <- d$R; K <- d$K; S <- d$S; J <- d$J
   note <- character()
   if (is.na(sms)) {
@@ -311,26 +318,27 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
   rb <- ceiling(R / B)
   split <- ceiling(R / rb)
   Tt <- min(ceiling(rb / 32) * 32, 128)
-  # local scratch per thread (choose_cap) and the global slot
-  need_ll <- 2 * K + 2 * J
-  need_gr <- 2 * K + K * S + 2 * J + (P + K) + P
-  cap <- function(need) if (need <= 64) 64 else if (need <= 512) 512 else 0
-  cap_ll <- cap(need_ll); cap_gr <- cap(need_gr)
-  slot <- max(0, if (cap_ll == 0) need_ll else 0, if (cap_gr == 0) need_gr else 0)
-  frame <- max(8 * cap_ll + 64, 8 * cap_gr + 64)
-  # the Hessian's pair scratch per individual (k_hess_pairs; always global)
-  hess_slot <- 2 * K + K * S + (if (d$has_lv_src) K * S * S else 0) + 2 * J + J * J +
-    (P + K) + P * K + K * K
+  # the pair rows: shared memory unless T rows do not fit a block's share
+  rowlen <- bitwOr(as.integer(2 * K + K * S + 2 * J + P + K), 1L)
+  rows_global <- 8 * (2 * P + Tt + 4) + 8 * Tt * rowlen > shared
+  frame <- 96
   fixed <- c(model_int_arrays = 4 * sum(pad32(lengths(cl[int_parts]))),
              model_double_arrays = 8 * sum(pad32(lengths(cl[dbl_parts]))),
              user_draws = if (is.null(spec$user)) 0 else 8 * N * R * K,
              theta = 8 * P,
-             gradient_sum = 8 * P,
-             hessian_sum = 8 * P * P,
-             local_memory_reserved_estimate = frame * threads_per_sm * sms)
+             reduction_carry = 8 * 32 * (1 + P),
+             local_memory_reserved_estimate = frame * threads_per_sm * sms,
+             loglik_gradient_sums = 8 * (1 + P))
+  hess_slot <- 2 * K + K * S + (if (d$has_lv_src) K * S * S else 0) + 2 * J + J * J +
+    (P + K) + P * K + K * K
+  D <- min(ceiling(target * 32 / N), 32, R) # Hessian slots per individual (choose_split)
+  if (P > 0 && D * 8 * N * P * P > 2^30) D <- floor(2^30 / (8 * N * P * P))
+  D <- max(1, D)
+  fixed <- c(fixed, hessian_sum = 8 * P * P, hessian_carry = 8 * 32 * P * P)
   fixed <- fixed[fixed > 0 | names(fixed) == "local_memory_reserved_estimate"]
-  per_ind <- 8 * (R + 2 + P + (if (split > 1) split * P else 0)) + 4 + 8 * split * Tt * slot +
-    8 * (R * P + P * P + hess_slot) + 4
+  per_ind <- 8 * (3 + (1 + P) + (if (split > 1) split * (2 + P) else 0) +
+                    (if (rows_global) split * Tt * rowlen else 0)) +
+    8 * (R * P + D * (P * P + hess_slot)) + 4
   fixed_total <- sum(fixed)
   if (is.na(budget)) {
     per_chunk <- N
@@ -339,26 +347,25 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
     per_chunk <- if (fit < 1) 0 else min(N, fit, floor(.Machine$integer.max / split))
   }
   C <- max(per_chunk, 0)
-  chunk <- c(`chunk:pair_loglik` = 8 * C * R,
+  chunk <- c(`chunk:loglik_status` = 8 * 2 * C,
              `chunk:logsumexp` = 8 * C,
-             `chunk:loglik_i` = 8 * C,
-             `chunk:score_status` = 4 * C,
-             `chunk:scores` = 8 * C * P,
-             `chunk:score_partials` = if (split > 1) 8 * C * split * P else 0,
-             `chunk:pair_scratch` = if (slot > 0) 8 * C * split * Tt * slot else 0,
+             `chunk:scores` = 8 * C * (1 + P),
+             `chunk:draw_block_states` = if (split > 1) 8 * C * split * (2 + P) else 0,
+             `chunk:pair_scratch` = if (rows_global) 8 * C * split * Tt * rowlen else 0,
              `chunk:hessian_draw_rows` = 8 * C * R * P,
-             `chunk:hessian_by_individual` = 8 * C * P * P,
-             `chunk:hessian_pair_scratch` = 8 * C * hess_slot,
+             `chunk:hessian_by_individual` = 8 * C * D * P * P,
+             `chunk:hessian_pair_scratch` = 8 * C * D * hess_slot,
              `chunk:hessian_status` = 4 * C)
   chunk <- chunk[chunk > 0]
-  host <- c(cuda_pinned_theta = 8 * P, cuda_pinned_gradient = 8 * P, cuda_pinned_loglik_i = 8 * N,
-            cuda_pinned_status = 4 * N, cuda_pinned_scores = 8 * C * P,
+  host <- c(cuda_pinned_theta = 8 * P, cuda_pinned_results = 8 * (1 + P + 2 * N),
+            cuda_pinned_scores = 8 * C * (1 + P),
             cuda_pinned_hessian = 8 * P * P, cuda_pinned_hessian_status = 4 * N,
             cuda_host_scratch = 8 * (2 * K + 2 * J))
   list(bytes = c(fixed, chunk), host = host[host > 0], per_chunk = as.integer(per_chunk),
        n_chunks = if (per_chunk >= 1) as.integer(ceiling(N / per_chunk)) else NA_integer_,
        fixed = fixed_total, per_individual = per_ind,
-       note = c(note, "local_memory_reserved_estimate: the driver's local-memory reservation for the pair kernels, estimated"))
+       note = c(note, "local_memory_reserved_estimate: the driver's local-memory reservation for the pair kernels, estimated",
+                "the buffers named 'hessian' exist only while the device computes an exact Hessian"))
 }
 
 # ---- a guard for iclv() and iclv_loglik() -----------------------------------

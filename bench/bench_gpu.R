@@ -4,7 +4,7 @@
 #
 # Usage (repository root, iclv installed with CUDA compiled in; see
 # bench/README.md for the device machine):
-#   Rscript bench/bench_gpu.R [draws=100] [reps=50] [fits=both|gpu|none] [lib] [fma_rate]
+#   Rscript bench/bench_gpu.R [draws=100] [reps=50] [fits=both|gpu|none] [lib] [fma_rate] [n=326]
 #     draws     R, draws per individual (Halton)
 #     reps      timed evaluations per backend and request (after warm-up; the
 #               Hessian request is timed min(reps, 10) times on the GPU and
@@ -14,6 +14,8 @@
 #     fma_rate  FP64 FMA issue rate of the device per second, for the
 #               achieved fraction; default 16.2e12 on an H100 SXM (measured,
 #               ../shared/design/performance.md), else NA (not reported)
+#     n         individuals of the seed problem (326; smaller for a dry run
+#               through lab/cuda_emu)
 #
 # Prints, for the device: median milliseconds per LL, per LL + gradient and
 # per LL + gradient + Hessian on each backend, the agreement of the two
@@ -30,7 +32,8 @@ R <- as.integer(arg(1, "100"))
 reps <- as.integer(arg(2, "50"))
 fits <- arg(3, "both")
 lib <- arg(4, NA)
-fma_arg <- as.numeric(arg(5, NA))
+fma_arg <- suppressWarnings(as.numeric(arg(5, NA)))
+n_ind <- as.integer(arg(6, "326"))
 if (!fits %in% c("both", "gpu", "none")) stop("fits must be \"both\", \"gpu\" or \"none\"", call. = FALSE)
 suppressPackageStartupMessages(library(iclv, lib.loc = if (is.na(lib)) NULL else lib))
 
@@ -46,7 +49,7 @@ fma_rate <- if (!is.na(fma_arg)) fma_arg else
   if (grepl("H100", dev$name) && !grepl("PCIe", dev$name)) 16.2e12 else NA_real_
 
 # ---- the problem ------------------------------------------------------------
-sp <- iclv_seed_problem()
+sp <- iclv_seed_problem(n = n_ind)
 comp <- iclv:::.iclv_compile(sp$model, sp$data)
 cm <- comp$c
 theta <- iclv:::.params_full(sp$params, comp$partable, "params")
@@ -56,6 +59,9 @@ spec <- iclv:::.draws_spec(draws, cm$n_ind, K)
 N <- cm$n_ind
 P <- cm$n_par
 pairs <- N * R
+# per individual: ordered-probit indicator observations and binary-probit tasks
+n_op <- sum(cm$ind_type[cm$obs_ind + 1L] == 1L) / N
+n_bp <- if (cm$choice_type == 2L) cm$n_rows / N else 0
 
 free_before <- iclv_devices()$memory_free[1]
 gpu <- iclv:::.engine_new(cm, spec, "cuda")
@@ -70,15 +76,17 @@ ev <- function(e, gradient, scores = FALSE, hessian = FALSE) {
 g <- ev(gpu, TRUE, TRUE)
 free_evaluated <- iclv_devices()$memory_free[1]
 c <- ev(cpu, TRUE, TRUE)
+# relative differences |x - y| / scale; where the scale is 0 (a parameter
+# with no information in a small problem) the two must be equal
+rel_to <- function(x, y, scale) max(ifelse(scale > 0, abs(x - y) / scale, ifelse(x == y, 0, Inf)))
 rel_ll <- abs(g$loglik - c$loglik) / abs(c$loglik)
-rel_grad <- max(abs(g$gradient - c$gradient) / pmax(abs(c$gradient), colSums(abs(c$scores))))
-rel_scores <- max(abs(g$scores - c$scores) /
-                    pmax(abs(c$scores), rep(apply(abs(c$scores), 2, max), each = N)))
+rel_grad <- rel_to(g$gradient, c$gradient, pmax(abs(c$gradient), colSums(abs(c$scores))))
+rel_scores <- rel_to(g$scores, c$scores,
+                     pmax(abs(c$scores), rep(apply(abs(c$scores), 2, max), each = N)))
 # the Hessian, relative to sqrt(|H_ii H_jj|) (exact zeros must match exactly)
 gh <- ev(gpu, TRUE, hessian = TRUE)$hessian
 ch <- ev(cpu, TRUE, hessian = TRUE)$hessian
-hs <- sqrt(abs(outer(diag(ch), diag(ch))))
-rel_hess <- max(ifelse(hs > 0, abs(gh - ch) / hs, ifelse(gh == ch, 0, Inf)))
+rel_hess <- rel_to(gh, ch, sqrt(abs(outer(diag(ch), diag(ch)))))
 if (!(rel_ll < 1e-12 && rel_grad < 1e-12 && rel_scores < 1e-12 && rel_hess < 1e-10)) {
   stop(sprintf("the GPU disagrees with the CPU: LL %.3g, gradient %.3g, scores %.3g, Hessian %.3g (relative); not timing",
                rel_ll, rel_grad, rel_scores, rel_hess), call. = FALSE)
@@ -115,9 +123,8 @@ source(file.path("bench", "cost_model.R"))  # iclv_pair_cost(): from the model's
 cost <- iclv_pair_cost(cm)
 cost_ll <- cost[["ll"]]
 cost_grad <- cost[["grad"]]
-# this engine evaluates each pair twice for LL + gradient: an LL pass (for the
-# weights), then a pass with the gradient
-cost_exec <- cost_ll + cost_grad
+# this engine evaluates each pair once for LL + gradient (one fused pass)
+cost_exec <- cost_grad
 eta <- function(cost, ms) if (is.na(fma_rate)) NA_real_ else pairs * cost / (ms / 1000) / fma_rate
 
 mem <- iclv:::.engine_memory(gpu)

@@ -349,6 +349,33 @@ SEXP C_iclv_draws_generate(SEXP spec) {
   return out;
 }
 
+/* C_iclv_cuda_draws(spec, device): C_iclv_draws_generate's array, made by
+ * the CUDA kernels' draw code on `device` (for verification). */
+SEXP C_iclv_cuda_draws(SEXP spec, SEXP device) {
+  iclv_draws d;
+  draws_from_R(spec, &d);
+#ifndef ICLV_HAVE_CUDA
+  (void) device;
+  Rf_error("[iclv_error_cuda] this build of iclv was compiled without CUDA");
+#else
+  int nprot = 0;
+  iclv_status st = {0, ""};
+  R_xlen_t len = (R_xlen_t) d.n_ind * d.n_draws * d.n_dim;
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, len)); nprot++;
+  SEXP dim = PROTECT(Rf_allocVector(INTSXP, 3)); nprot++;
+  INTEGER(dim)[0] = d.n_ind;
+  INTEGER(dim)[1] = d.n_draws;
+  INTEGER(dim)[2] = d.n_dim;
+  if (iclv_cuda_draws(&d, Rf_asInteger(device), REAL(out), &st) != ICLV_OK) {
+    UNPROTECT(nprot);
+    stop_status(&st);
+  }
+  Rf_setAttrib(out, R_DimSymbol, dim);
+  UNPROTECT(nprot);
+  return out;
+#endif
+}
+
 /* ---- engines ------------------------------------------------------------ */
 
 enum { ICLV_BACKEND_CPU = 0, ICLV_BACKEND_CUDA = 1 };

@@ -249,8 +249,7 @@ ICLV_HD static inline double iclv_indicator_atom(const iclv_model *m, const doub
     double x = sg * (theta[ji] + s);
     double ll, f1, f2;
     if (type == ICLV_IND_BINARY_PROBIT) {
-      ll = iclv_log_pnorm(x);
-      f1 = iclv_inv_mills(x);
+      ll = iclv_log_pnorm_mills(x, &f1); /* one erfc for both */
       f2 = iclv_inv_mills_deriv(x, f1);
     } else {
       ll = iclv_log_plogis(x);
@@ -361,8 +360,8 @@ ICLV_HD static inline double iclv_choice_link(const iclv_model *m, int t, const 
     }
     double sg = yt == 0 ? 1.0 : -1.0;
     double x = sg * (V[0] - V[1]);
-    double ll = iclv_log_pnorm(x);
-    double f1 = iclv_inv_mills(x);
+    double f1;
+    double ll = iclv_log_pnorm_mills(x, &f1); /* one erfc for both */
     gV[0] = sg * f1;
     gV[1] = -sg * f1;
     if (HV) {

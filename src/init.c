@@ -11,6 +11,7 @@
 SEXP C_iclv_cuda_compiled(void);
 SEXP C_iclv_cuda_devices(void);
 SEXP C_iclv_draws_generate(SEXP spec);
+SEXP C_iclv_cuda_draws(SEXP spec, SEXP device);
 SEXP C_iclv_engine_new(SEXP compiled, SEXP spec, SEXP backend, SEXP options);
 SEXP C_iclv_engine_release(SEXP ptr);
 SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what);
@@ -23,6 +24,7 @@ static const R_CallMethodDef call_methods[] = {
   {"C_iclv_cuda_compiled",  (DL_FUNC) &C_iclv_cuda_compiled,  0},
   {"C_iclv_cuda_devices",   (DL_FUNC) &C_iclv_cuda_devices,   0},
   {"C_iclv_draws_generate", (DL_FUNC) &C_iclv_draws_generate, 1},
+  {"C_iclv_cuda_draws", (DL_FUNC) &C_iclv_cuda_draws, 2},
   {"C_iclv_engine_new",     (DL_FUNC) &C_iclv_engine_new,     4},
   {"C_iclv_engine_release", (DL_FUNC) &C_iclv_engine_release, 1},
   {"C_iclv_engine_eval",    (DL_FUNC) &C_iclv_engine_eval,    3},

@@ -89,6 +89,26 @@ ICLV_HD static inline double iclv_inv_mills(double x) {
   return iclv_dnorm(x) / iclv_pnorm(x);
 }
 
+/* log Phi(x), returned, and lambda(x) into *lam, from one erfc: the very
+ * operations of iclv_log_pnorm(x) and iclv_inv_mills(x) (so bit-identical
+ * results), without evaluating erfc twice on the same argument. */
+ICLV_HD static inline double iclv_log_pnorm_mills(double x, double *lam) {
+  if (x < ICLV_PHI_TAIL) {
+    double t = -x;
+    double f = t + iclv_mills_rem(t);
+    *lam = f;
+    return -0.5 * x * x - ICLV_LN_SQRT_2PI - log(f);
+  }
+  if (x < 0.0) {
+    double ph = 0.5 * erfc(-x * ICLV_SQRT1_2);
+    *lam = iclv_dnorm(x) / ph;
+    return log(ph);
+  }
+  double q = 0.5 * erfc(x * ICLV_SQRT1_2);
+  *lam = iclv_dnorm(x) / (1.0 - q);
+  return log1p(-q);
+}
+
 /* d lambda(x) / dx = d^2 log Phi(x) / dx^2 = -lambda (x + lambda), with
  * x + lambda taken from the continued fraction in the far tail (where the
  * direct sum cancels). `lam` must be iclv_inv_mills(x). */

@@ -52,6 +52,12 @@ void iclv_cuda_engine_chunking(const iclv_cuda_engine *e, int *per_chunk,
                                double *dev_free_at_start);
 void iclv_cuda_engine_free(iclv_cuda_engine *e);
 
+/* The standard normal draws of design d as the CUDA kernels make them
+ * (iclv_draw_normal on the device), into out (n_ind, n_draws, n_dim)
+ * column-major: iclv_draws_fill's layout, for checking the two bit for bit.
+ * Returns ICLV_OK, ICLV_ERR_INPUT (a bad design) or ICLV_ERR_CUDA. */
+int iclv_cuda_draws(const iclv_draws *d, int device, double *out, iclv_status *st);
+
 #ifdef __cplusplus
 }
 #endif

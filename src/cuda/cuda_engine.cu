@@ -2,7 +2,9 @@
  * cuda_engine.cu -- the CUDA backend: simulated log-likelihood, analytic
  * gradient, per-individual scores and exact Hessian on one GPU. It mirrors
  * the CPU reference engine (engine.c) step by step and calls the very same
- * per-(individual, draw) code (iclv_core.h, draws.h) from device code.
+ * per-(individual, draw) code (iclv_core.h, draws.h) from device code; the
+ * kernels and their contracts are in cuda_kernels.cuh, this file holds the
+ * host side: launch plan, model upload, buffers, evaluation.
  *
  * What one evaluation computes (engine.c's definitions):
  *   l_nr    = iclv_pair_eval(n, e_nr)                  (draws made in the kernel)
@@ -10,86 +12,54 @@
  *   w_nr    = exp(l_nr - lse_n)
  *   s_n     = sum_r w_nr g_nr                          (g_nr = d l_nr / d theta)
  *   H_n     = sum_r w_nr hess l_nr + sum_r a_nr a_nr',  a_nr = sqrt(w_nr) (g_nr - s_n)
- *             (= sum_r w_nr (hess l_nr + g_nr g_nr') - s_n s_n')
- *   LL = sum_n log L_n, gradient = sum_n s_n,
- *   Hessian = sum_n H_n                                (all in individual order)
+ *   LL = sum_n log L_n, gradient = sum_n s_n, Hessian = sum_n H_n
  *
- * Kernels, per chunk of individuals (all on one stream; see each kernel's
- * contract below):
- *   k_pair_loglik   grid (individual x split), threads along draws: l_nr
- *   k_logsumexp     one block per individual: lse_n, log L_n
- *   k_pair_scores   grid (individual x split): recomputes each pair with its
- *                   gradient, weights it by w_nr, sums over the block's draws
- *                   (fixed-order shuffle tree, then the warps in order)
- *   k_merge_split   (split > 1 only) adds the split's partial rows in block order
- *   k_sum_scores    gradient += scores of the chunk's individuals, in index order
- * and, for a Hessian request, after those:
- *   k_hess_pairs    one thread per individual, its draws in order: adds
- *                   w_nr hess l_nr into the individual's P x P slot (the
- *                   slot is shared by all its draws, so they are serialised)
- *                   and writes the rows a_nr (chunk buffer, R x P each)
- *   k_hess_outer    one block per individual: slot += sum_r a_nr a_nr' on the
- *                   lower triangle (4 x 4 tiles, one thread each, r in order)
- *   k_sum_hess      Hessian += the chunk's slots, in index order (lower triangle)
- * The host adds log L_n in index order and checks every individual, in index
- * order, exactly as engine.c's report_bad does (same messages).
+ * Per chunk of individuals, on one stream:
+ *   k_pairs         one pass over the draws for LL and scores together (online
+ *                   log-sum-exp, the pair scratch in shared memory)
+ *   k_merge_split   (only when an individual's draws are split over blocks)
+ *   k_reduce_groups LL and gradient: fixed trees over groups of 32 individuals,
+ *                   groups added in index order into a running sum
+ * and for a Hessian request k_hess_pairs (D threads per individual over its
+ * draws, each with its own P x P slot; D from N, R, P and the device),
+ * k_hess_outer (the D slots in index order plus the outer products, in 4 x 4
+ * tiles, parallel over tiles) and k_reduce_groups over the individuals'
+ * P x P results. One copy in (theta) and, for a one-chunk evaluation,
+ * one copy out (sums, log L_n and statuses are adjacent on the device and on
+ * the host); the scores, when asked, are one more copy per chunk.
  *
- * Determinism: no atomics anywhere; every sum has a fixed order that depends
- * only on R, on the split and block size chosen at creation from (N, R, the
- * device), never on the chunk size. Per-individual results do not depend on
- * which chunk holds the individual, and the gradient is a running sum over
- * individuals in index order across chunks (the CPU engine's order). So
+ * Determinism: no atomics; every sum has a fixed order that depends only on
+ * R, N and the launch shape chosen at creation from (N, R, the device),
+ * never on the chunk size (cuda_kernels.cuh explains the reductions). So
  * repeated evaluations are bit-identical, and so are any two chunk sizes.
  * Against the CPU engine the results agree to rounding only (device
- * exp/log/erfc differ from glibc's by a few ulp; sums over draws are taken
- * in another order); the tests ask for 1e-12 relative.
+ * exp/log/erfc differ from glibc's by a few ulp; sums are taken in another
+ * order); the tests ask for 1e-12 relative (1e-10 for the Hessian).
  * The build uses -fmad=false so that a*b+c is rounded twice, as gcc does on
  * x86-64 without -mfma.
  *
- * The Hessian is engine.c's, step for step: the same per-pair code, the same
- * rows a_nr, the same 4 x 4 tile order over draws, the lower triangle summed
- * over individuals in index order and mirrored on the host. It is as
- * deterministic as the gradient (nothing depends on the chunk size); the
- * tests ask for 1e-10 relative to sqrt(|H_ii H_jj|) against the CPU engine.
+ * Memory: the buffers of LL, gradient and scores are allocated at creation
+ * and recorded in the engine's iclv_mem_account; such an evaluation
+ * allocates nothing. The model's arrays are uploaded once (two packed
+ * buffers: ints and doubles); draws are regenerated in the kernels with
+ * iclv_draw_normal() (a user array is uploaded once). Buffers that scale
+ * with the individuals are sized for one chunk of `per_chunk` individuals
+ * (their account names start with "chunk:"). The Hessian's buffers are
+ * created by the evaluation that asks for it, recorded while they live, and
+ * released before it returns; per_chunk is the largest count whose total,
+ * with the Hessian's buffers, fits the budget:
+ *   fixed + hessian fixed + c * (per_individual + hessian per_individual),
+ * so a fit whose Hessian at the optimum cannot fit fails at creation. Only
+ * the LL buffers are held between Hessian requests.
  *
- * Memory: every device buffer is allocated once, at creation, and recorded
- * in the engine's iclv_mem_account; an evaluation allocates nothing. The
- * model's arrays are uploaded once (two packed buffers: ints and doubles);
- * draws are regenerated in the kernels with iclv_draw_normal() (a user array
- * is uploaded once). Buffers that scale with the individuals are sized for
- * one chunk of `per_chunk` individuals (their account names start with
- * "chunk:") and reused; per_chunk is the largest count whose total fits the
- * budget: total(c) = fixed + c * per_individual, exactly the recorded bytes.
- * The chunk is sized for the worst case, a Hessian evaluation (per
- * individual R x P rows, a P x P slot and the Hessian pair scratch), once at
- * creation; LL and gradient evaluations use the same chunks.
- *
- * Per-thread scratch of a pair (e, eta (K), D (K, S), V, gV (J), the
- * extended gradient g (P + K) and the thread's running score sum acc (P)):
- * in LOCAL memory, as a fixed-size array (template parameter CAP doubles)
- * when it fits CAP = 64 or 512 doubles, else in a global buffer with one
- * contiguous slot per thread. Why local memory: the core functions index
- * their vectors with unit stride (g[i]), so a global slot per thread makes
- * the 32 threads of a warp, which all update the same index i at the same
- * time (same individual, same model structure), touch 32 different sectors.
- * Local memory is interleaved by the hardware (word i of consecutive threads
- * at consecutive addresses), so the same code gets coalesced accesses, cached
- * in L1. Its cost is the driver's reservation, about (bytes per thread) x
- * (resident threads per SM) x (SMs), which is estimated from the kernels'
- * attributes, included in the budget and recorded in the account. The
- * global fallback (models with 2P + 2K + KS + 2J > 512, e.g. P > ~240) is
- * correct but slower.
- *
- * Register pressure: iclv_pair_eval with the gradient is the heavy part.
- * ptxas (CUDA 13.0, sm_90 and sm_80, -O3 -fmad=false) gives k_pair_scores
- * 96 registers with 40-56 bytes of spills, k_pair_loglik 72 registers: up to
- * 5 blocks of 128 threads per SM by registers, so occupancy is limited by
- * the problem's size (N x R pairs), not by the kernels. __launch_bounds__(128)
- * keeps every kernel launchable with 128 threads; nothing else is forced
- * (bench/README.md shows how to read the counts with -Xptxas -v).
- * k_hess_pairs (pair code with gradient and Hessian, scratch in a global
- * slot per individual): 128 registers, 16-byte frame, no spills, on sm_90
- * and sm_80; k_hess_outer 72 registers, no spills.
+ * Per-thread scratch of a pair (e, eta (K), D (K, S), V, gV (J), the extended
+ * gradient g (P + K)) is a row of shared memory per thread (rowlen doubles,
+ * odd so that a warp touching entry p of its 32 rows hits distinct banks);
+ * when T rows do not fit the device's shared memory per block, a global
+ * buffer with one row per thread ("chunk:pair_scratch", correct but slower).
+ * No per-thread arrays: the kernels' local-memory frames are what ptxas
+ * reports (bench/README.md shows how to read them), recorded in the
+ * account as the driver's reservation (frame x resident threads x SMs).
  *
  * No R headers here; errors are iclv_status codes with messages (CUDA errors
  * with the call, file and line; see cuda_util.cuh).
@@ -109,21 +79,15 @@
 #include "../model_checks.h"
 #include "cuda_backend.h"
 #include "cuda_util.cuh"
+#include "cuda_kernels.cuh"
 
 /* ---- tuning constants (fixed: the reduction orders depend on them) ------- */
 
-#define ICLV_CUDA_MAX_BLOCK 128        /* threads of a pair block (a multiple of 32, at most) */
-#define ICLV_CUDA_MAX_WARPS (ICLV_CUDA_MAX_BLOCK / 32)
-#define ICLV_CUDA_LSE_BLOCK 128        /* threads of a log-sum-exp block (a power of 2) */
-#define ICLV_CUDA_AUX_BLOCK 128        /* threads of the merge and column-sum kernels */
-#define ICLV_CUDA_ROW_TILE 64          /* parameters per step of the block reduction */
 #define ICLV_CUDA_MIN_DRAWS_SPLIT 32   /* no block of a split individual gets fewer draws */
 #define ICLV_CUDA_BLOCKS_PER_SM 4      /* split individuals while N < this x SMs */
-#define ICLV_CUDA_CAP_SMALL 64         /* local scratch capacities, doubles per thread */
-#define ICLV_CUDA_CAP_LARGE 512
-#define ICLV_CUDA_THETA_SHARED_MAX 32768 /* theta goes to shared memory up to this many bytes */
 #define ICLV_CUDA_MAX_HOST 8           /* pinned host buffers */
-#define ICLV_CUDA_HESS_BLOCK 32        /* threads (= individuals) of a k_hess_pairs block */
+#define ICLV_CUDA_MAX_HSPLIT 32        /* Hessian slots per individual, at most */
+#define ICLV_CUDA_HSPLIT_BYTES 1073741824.0 /* ... while all individuals' slots fit this */
 
 /* ---- the engine ------------------------------------------------------------ */
 
@@ -135,18 +99,25 @@ struct iclv_cuda_engine {
   int device;             /* CUDA ordinal */
   int N, P, K, R, S, J;   /* individuals, parameters, LVs, draws, structural terms, max(1, n_alt) */
   int has_lv_src;         /* some structural term has an LV source (D2 needed for the Hessian) */
-  int split;              /* B: blocks per individual in the pair kernels */
+  int split;              /* B: blocks per individual in k_pairs */
   int draws_per_block;    /* ceil(R / B) */
   int threads;            /* T: threads of a pair block, multiple of 32, <= ICLV_CUDA_MAX_BLOCK */
-  int cap_ll, cap_gr;     /* local scratch capacity (doubles) of each pair kernel; 0: global slot */
-  size_t slot;            /* doubles per thread slot of the global scratch (0: not used) */
-  size_t hess_slot;       /* doubles of Hessian pair scratch per individual (k_hess_pairs) */
-  size_t theta_smem;      /* dynamic shared bytes for theta in the pair kernels (0: read global) */
+  int rowlen;             /* doubles of a thread's pair row (odd) */
+  int rows_global;        /* the rows live in d_grows (they do not fit shared memory) */
+  size_t smem_pairs;      /* dynamic shared bytes of k_pairs */
+  size_t hess_slot;       /* doubles of Hessian pair scratch per thread of k_hess_pairs */
+  int hsplit;             /* D: Hessian slots (threads) per individual in k_hess_pairs */
   int per_chunk;          /* individuals per chunk */
   int n_chunks;
+  int cap;                /* individuals the chunk buffers hold now (per_chunk, or less
+                             during a Hessian request) */
+  int chunk_first;        /* account index of the first chunk buffer (-1: none) */
   int sms;                /* multiprocessors of the device */
+  size_t smem_optin;      /* shared bytes a block may have (cudaDevAttrMaxSharedMemoryPerBlockOptin) */
   double dev_total, dev_free; /* cudaMemGetInfo at creation */
-  double fixed_bytes, per_ind_bytes; /* the budget's model: total = fixed + per_chunk * per_ind */
+  double fixed_bytes, per_ind_bytes; /* LL buffers: total = fixed + per_chunk * per_ind */
+  double hess_fixed_bytes, hess_per_ind_bytes; /* the Hessian's, while a request lives */
+  double budget;          /* device bytes the engine may use */
   iclv_mem_account acct;
   void *dbuf[ICLV_MAX_BUFFERS];   /* device allocations, index-aligned with acct (NULL: none) */
   void *hbuf[ICLV_CUDA_MAX_HOST]; /* pinned host allocations */
@@ -161,26 +132,18 @@ struct iclv_cuda_engine {
   double *d_dbl;     /* packed double arrays of the model */
   double *d_user;    /* (N, R, K) user draws, column-major, or NULL */
   double *d_theta;   /* (P) */
-  double *d_grad;    /* (P) running gradient sum */
-  double *d_l;       /* (per_chunk, R) row-major l_nr */
+  double *d_out;     /* (1 + P + 2 per_chunk): the results block: sums (1 + P: LL, gradient),
+                        then lli (per_chunk) and status (per_chunk) of the chunk */
   double *d_lse;     /* (per_chunk) logsumexp_r l_nr */
-  double *d_lli;     /* (per_chunk) log L_n */
-  int *d_status;     /* (per_chunk) 1 when s_n is not finite */
-  double *d_scores;  /* (per_chunk, P) row-major s_n */
-  double *d_part;    /* (per_chunk, B, P) row-major partial score rows, or NULL when B == 1 */
-  double *d_scratch; /* (per_chunk * B * T, slot) global pair scratch, or NULL */
-  double *d_hess;    /* (P, P) column-major running Hessian sum (lower triangle) */
-  double *d_arows;   /* (per_chunk, R, P) row-major rows sqrt(w_r) (g_r - s_n) */
-  double *d_hslot;   /* (per_chunk, P, P) column-major per-individual Hessians */
-  double *d_hscratch; /* (per_chunk, hess_slot) Hessian pair scratch, one slot per individual */
-  int *d_hstatus;    /* (per_chunk) 1 when the individual's Hessian is not finite */
+  double *d_rows;    /* (per_chunk, 1 + P) row-major: log L_n, s_n */
+  double *d_part;    /* (per_chunk * B, 2 + P) row-major online states, or NULL when B == 1 */
+  double *d_grows;   /* (per_chunk * B * T, rowlen) global pair rows, or NULL */
+  double *d_carry;   /* (ICLV_CUDA_GROUP, 1 + P) leaves of a group cut by a chunk boundary */
 
   /* pinned host staging */
   double *h_theta;   /* (P) */
-  double *h_grad;    /* (P) */
-  double *h_lli;     /* (N) */
-  int *h_status;     /* (N) */
-  double *h_scores;  /* (per_chunk, P) row-major */
+  double *h_out;     /* (1 + P + 2 N): sums, lli (N), status (N) */
+  double *h_rows;    /* (per_chunk, 1 + P) row-major: scores staging */
   double *h_hess;    /* (P, P) column-major */
   int *h_hstatus;    /* (N) */
   /* plain host scratch for naming the model part at fault (diagnose) */
@@ -287,435 +250,6 @@ static void diagnose(const iclv_cuda_engine *e, const double *theta, int n, char
   iclv_diagnose_individual(e->hm, e->hd, theta, n, ev, &pw, buf, len);
 }
 
-/* ---- device helpers ------------------------------------------------------------ */
-
-extern __shared__ double iclv_dyn_shared[]; /* dynamic shared memory: theta (P) */
-
-/* theta for the block: copied into dynamic shared memory when the launch
- * gave it room (in_shared != 0), else the global copy. Every thread of the
- * block must call it (it synchronises). */
-__device__ static inline const double *block_theta(const double *theta, int P, int in_shared) {
-  if (!in_shared) return theta;
-  for (int p = threadIdx.x; p < P; p += blockDim.x) iclv_dyn_shared[p] = theta[p];
-  __syncthreads();
-  return iclv_dyn_shared;
-}
-
-/* Sum over the 32 lanes of a warp in a fixed tree (offsets 16, 8, 4, 2, 1);
- * the result is in lane 0. All 32 lanes must call it. */
-__device__ static inline double warp_sum(double v) {
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
-  return v;
-}
-
-/* out[p] = sum over the block's threads of acc[p], p = 0..P-1, in a fixed
- * order: a shuffle tree within each warp, then the warps in index order.
- * When bad_out != NULL, *bad_out = 1 if some out[p] is not finite, else 0.
- * Every thread of the block must call it; blockDim.x is a multiple of 32
- * and at most ICLV_CUDA_MAX_BLOCK. */
-__device__ static void block_sum_rows(const double *acc, int P, double *__restrict__ out,
-                                      int *bad_out) {
-  __shared__ double part[ICLV_CUDA_MAX_WARPS][ICLV_CUDA_ROW_TILE];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-  int bad = 0;
-  for (int p0 = 0; p0 < P; p0 += ICLV_CUDA_ROW_TILE) {
-    const int np = P - p0 < ICLV_CUDA_ROW_TILE ? P - p0 : ICLV_CUDA_ROW_TILE;
-    for (int q = 0; q < np; q++) {
-      double v = warp_sum(acc[p0 + q]);
-      if (lane == 0) part[warp][q] = v;
-    }
-    __syncthreads();
-    for (int q = threadIdx.x; q < np; q += blockDim.x) {
-      double s = part[0][q];
-      for (int w = 1; w < n_warps; w++) s += part[w][q];
-      out[p0 + q] = s;
-      if (!isfinite(s)) bad = 1;
-    }
-    __syncthreads();
-  }
-  if (bad_out != NULL) {
-    int any = __syncthreads_or(bad);
-    if (threadIdx.x == 0) *bad_out = any ? 1 : 0;
-  }
-}
-
-/* ---- kernels ---------------------------------------------------------------------- */
-
-/* k_pair_loglik: l_nr of every pair of a chunk.
- *   grid:  n_here * split blocks; block b of individual i = n - n0 is
- *          blockIdx.x = i * split + b and takes draws [b * rb, min(R, (b+1) * rb))
- *   block: T threads (multiple of 32); thread t takes draws r0 + t, r0 + t + T, ...
- *   dynamic shared memory: P doubles when theta_in_shared, else 0
- *   in:    m, d (device views), theta (P)
- *   out:   l_out (n_here, R) row-major: l_out[i * R + r] = l_{n0+i, r}
- *   scratch: CAP doubles of local memory per thread (CAP > 0), or the
- *          thread's slot of gscratch (slot doubles, CAP == 0): e, eta (K), V, gV (J). */
-template <int CAP>
-__global__ void __launch_bounds__(ICLV_CUDA_MAX_BLOCK)
-k_pair_loglik(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_draws d,
-              const double *__restrict__ theta_g, int theta_in_shared, int n0, int split, int rb,
-              double *__restrict__ l_out, double *__restrict__ gscratch, size_t slot) {
-  const int i = blockIdx.x / split, b = blockIdx.x % split;
-  const int n = n0 + i, R = d.n_draws, K = m.n_lv, J = m.n_alt > 0 ? m.n_alt : 1;
-  const double *theta = block_theta(theta_g, m.n_par, theta_in_shared);
-  double lbuf[CAP > 0 ? CAP : 1];
-  double *ws = CAP > 0 ? lbuf : gscratch + ((size_t) blockIdx.x * blockDim.x + threadIdx.x) * slot;
-  double *ev = ws, *eta = ev + K, *V = eta + K, *gV = V + J;
-  iclv_pair_ws pw;
-  pw.eta = eta;
-  pw.D = NULL;
-  pw.D2 = NULL;
-  pw.V = V;
-  pw.gV = gV;
-  pw.HV = NULL;
-  const int r_end = (int) ((long long) (b + 1) * rb < R ? (long long) (b + 1) * rb : R);
-  for (int r = b * rb + (int) threadIdx.x; r < r_end; r += blockDim.x) {
-    for (int k = 0; k < K; k++) ev[k] = iclv_draw_normal(&d, n, r, k);
-    l_out[(size_t) i * R + r] = iclv_pair_eval(&m, theta, n, ev, &pw, NULL, NULL);
-  }
-}
-
-/* k_logsumexp: lse_n and log L_n of every individual of a chunk, as
- * numerics.h iclv_logsumexp (NaN if any l is NaN; +-Inf when the max is).
- *   grid:  n_here blocks (block i = individual n0 + i)
- *   block: ICLV_CUDA_LSE_BLOCK threads; thread t takes r = t, t + T, ... in order,
- *          then a fixed shared-memory tree (max, then the sum of exp(l - max))
- *   in:    l (n_here, R) row-major
- *   out:   lse_out[i] = logsumexp_r l[i, r]; lli_out[i] = lse_out[i] - log R */
-__global__ void __launch_bounds__(ICLV_CUDA_LSE_BLOCK)
-k_logsumexp(const double *__restrict__ l, int R, double *__restrict__ lse_out,
-            double *__restrict__ lli_out) {
-  __shared__ double sh[ICLV_CUDA_LSE_BLOCK];
-  const int t = threadIdx.x;
-  const double *li = l + (size_t) blockIdx.x * R;
-  double mx = -INFINITY;
-  int nan = 0;
-  for (int r = t; r < R; r += blockDim.x) {
-    double v = li[r];
-    if (v != v) nan = 1;
-    else if (v > mx) mx = v;
-  }
-  const int any_nan = __syncthreads_or(nan);
-  sh[t] = mx;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (t < s && sh[t + s] > sh[t]) sh[t] = sh[t + s];
-    __syncthreads();
-  }
-  mx = sh[0];
-  __syncthreads();
-  double lse;
-  if (any_nan) {
-    lse = NAN;
-  } else if (mx == -INFINITY || mx == INFINITY) {
-    lse = mx;
-  } else {
-    double acc = 0.0;
-    for (int r = t; r < R; r += blockDim.x) acc += exp(li[r] - mx);
-    sh[t] = acc;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-      if (t < s) sh[t] += sh[t + s];
-      __syncthreads();
-    }
-    lse = mx + log(sh[0]);
-  }
-  if (t == 0) {
-    lse_out[blockIdx.x] = lse;
-    lli_out[blockIdx.x] = lse - log((double) R);
-  }
-}
-
-/* k_pair_scores: weighted gradient sums of every (individual, split part).
- *   grid, block, shared memory, draws per thread: as k_pair_loglik
- *   in:    m, d, theta (P); l (n_here, R) from k_pair_loglik; lse (n_here)
- *   out:   rows (n_here * split, P) row-major: row blockIdx.x = i * split + b
- *          holds sum over the block's draws r of w_r g_r[p], w_r = exp(l_r - lse_i)
- *          (draws with w_r == 0 skipped, as engine.c does); when split == 1
- *          these rows are the scores and status[i] = 1 if one is not finite.
- *   scratch: local CAP doubles (or a global slot): e, eta (K), D (K, S), V, gV (J),
- *          g (P + K), acc (P). */
-template <int CAP>
-__global__ void __launch_bounds__(ICLV_CUDA_MAX_BLOCK)
-k_pair_scores(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_draws d,
-              const double *__restrict__ theta_g, int theta_in_shared, int n0, int split, int rb,
-              const double *__restrict__ l, const double *__restrict__ lse_in,
-              double *__restrict__ rows, int *__restrict__ status, double *__restrict__ gscratch,
-              size_t slot) {
-  const int i = blockIdx.x / split, b = blockIdx.x % split;
-  const int n = n0 + i, R = d.n_draws, K = m.n_lv, P = m.n_par;
-  const int S = m.st_ptr[K], J = m.n_alt > 0 ? m.n_alt : 1;
-  const double *theta = block_theta(theta_g, P, theta_in_shared);
-  double lbuf[CAP > 0 ? CAP : 1];
-  double *ws = CAP > 0 ? lbuf : gscratch + ((size_t) blockIdx.x * blockDim.x + threadIdx.x) * slot;
-  double *ev = ws, *eta = ev + K, *D = eta + K, *V = D + (size_t) K * S, *gV = V + J;
-  double *g = gV + J, *acc = g + P + K;
-  iclv_pair_ws pw;
-  pw.eta = eta;
-  pw.D = D;
-  pw.D2 = NULL;
-  pw.V = V;
-  pw.gV = gV;
-  pw.HV = NULL;
-  for (int p = 0; p < P; p++) acc[p] = 0.0;
-  const double lse = lse_in[i];
-  const double *li = l + (size_t) i * R;
-  const int r_end = (int) ((long long) (b + 1) * rb < R ? (long long) (b + 1) * rb : R);
-  for (int r = b * rb + (int) threadIdx.x; r < r_end; r += blockDim.x) {
-    for (int k = 0; k < K; k++) ev[k] = iclv_draw_normal(&d, n, r, k);
-    iclv_pair_eval(&m, theta, n, ev, &pw, g, NULL);
-    const double w = exp(li[r] - lse);
-    if (w == 0.0) continue;
-    for (int p = 0; p < P; p++) acc[p] += w * g[p];
-  }
-  block_sum_rows(acc, P, rows + (size_t) blockIdx.x * P, split == 1 ? status + i : NULL);
-}
-
-/* k_merge_split: scores of individuals whose draws were split over blocks.
- *   grid:  n_here blocks; block: ICLV_CUDA_AUX_BLOCK threads over p
- *   in:    part (n_here, split, P) row-major from k_pair_scores
- *   out:   scores[i, p] = part[i, 0, p] + part[i, 1, p] + ... (in block order);
- *          status[i] = 1 if some scores[i, .] is not finite, else 0 */
-__global__ void __launch_bounds__(ICLV_CUDA_AUX_BLOCK)
-k_merge_split(const double *__restrict__ part, int split, int P, double *__restrict__ scores,
-              int *__restrict__ status) {
-  const int i = blockIdx.x;
-  int bad = 0;
-  for (int p = threadIdx.x; p < P; p += blockDim.x) {
-    const double *src = part + (size_t) i * split * P + p;
-    double s = src[0];
-    for (int b = 1; b < split; b++) s += src[(size_t) b * P];
-    scores[(size_t) i * P + p] = s;
-    if (!isfinite(s)) bad = 1;
-  }
-  int any = __syncthreads_or(bad);
-  if (threadIdx.x == 0) status[i] = any ? 1 : 0;
-}
-
-/* k_sum_scores: grad[p] += scores[0, p] + scores[1, p] + ... + scores[n_here-1, p],
- * added one individual at a time in index order (engine.c's order), so the
- * running sum over chunks equals the sum over all individuals in order.
- *   grid:  ceil(P / ICLV_CUDA_AUX_BLOCK) blocks; thread = parameter p
- *   in:    scores (n_here, P) row-major; out: grad (P), updated in place */
-__global__ void __launch_bounds__(ICLV_CUDA_AUX_BLOCK)
-k_sum_scores(const double *__restrict__ scores, int n_here, int P, double *__restrict__ grad) {
-  const int p = blockIdx.x * blockDim.x + threadIdx.x;
-  if (p >= P) return;
-  double a = grad[p];
-  for (int i = 0; i < n_here; i++) a += scores[(size_t) i * P + p];
-  grad[p] = a;
-}
-
-/* ---- Hessian kernels ------------------------------------------------------------------ */
-
-/* k_hess_pairs: the draw-by-draw part of each individual's Hessian, and the
- * rows of its outer-product part (engine.c individual_eval, Hessian pass).
- * iclv_pair_eval() adds w_r hess l_nr into ONE P x P slot per individual,
- * so the draws of an individual are serialised: one thread per individual,
- * draws r = 0, 1, ..., R - 1 in order (no two threads write the same slot).
- *   grid:  ceil(n_here / ICLV_CUDA_HESS_BLOCK) blocks; block: ICLV_CUDA_HESS_BLOCK
- *          threads; thread = individual i = blockIdx.x * blockDim.x + threadIdx.x
- *          (threads with i >= n_here only help to load theta)
- *   dynamic shared memory: P doubles when theta_in_shared, else 0
- *   in:    m, d (device views), theta (P); l (n_here, R) row-major from
- *          k_pair_loglik; lse (n_here) from k_logsumexp; scores (n_here, P)
- *          row-major s_n from k_pair_scores / k_merge_split
- *   out:   hslot (n_here, P, P): slot i (column-major, ZEROED by the caller)
- *          += sum_r w_r hess l_nr, w_r = exp(l_r - lse_i), draws with
- *          w_r == 0 skipped (as engine.c);
- *          arows (n_here, R, P) row-major: row (i, r) = sqrt(w_r) (g_r - s_i),
- *          0 when w_r == 0 (engine.c's rows a_r), every row written; NaN rows
- *          (and nothing in hslot) when lse_i is not finite (the host reports
- *          that individual's log-likelihood first)
- *   scratch: the individual's slot of gscratch (slot doubles): e, eta (K),
- *          D (K, S), D2 (K, S, S) when has_lv_src, V, gV (J), HV (J, J),
- *          g (P + K), Hpe (P, K), Hee (K, K). */
-__global__ void __launch_bounds__(ICLV_CUDA_HESS_BLOCK)
-k_hess_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_draws d,
-             const double *__restrict__ theta_g, int theta_in_shared, int n0, int n_here,
-             int has_lv_src, const double *__restrict__ l, const double *__restrict__ lse_in,
-             const double *__restrict__ scores, double *hslot, double *arows, double *gscratch,
-             size_t slot) {
-  const int P = m.n_par, K = m.n_lv, R = d.n_draws, J = m.n_alt > 0 ? m.n_alt : 1;
-  const double *theta = block_theta(theta_g, P, theta_in_shared);
-  const int i = (int) (blockIdx.x * blockDim.x + threadIdx.x);
-  if (i >= n_here) return;
-  const int n = n0 + i, S = m.st_ptr[K];
-  double *ws = gscratch + (size_t) i * slot;
-  double *ev = ws, *eta = ev + K, *D = eta + K;
-  double *D2 = D + (size_t) K * S;
-  double *V = D2 + (has_lv_src ? (size_t) K * S * S : 0);
-  double *gV = V + J, *HV = gV + J, *g = HV + (size_t) J * J;
-  double *Hpe = g + P + K, *Hee = Hpe + (size_t) P * K;
-  iclv_pair_ws pw;
-  pw.eta = eta;
-  pw.D = D;
-  pw.D2 = has_lv_src ? D2 : NULL;
-  pw.V = V;
-  pw.gV = gV;
-  pw.HV = HV;
-  iclv_hess h;
-  h.P = P;
-  h.K = K;
-  h.w = 0.0;
-  h.Hpp = hslot + (size_t) i * P * P;
-  h.Hpe = Hpe;
-  h.Hee = Hee;
-  const double lse = lse_in[i];
-  const double *li = l + (size_t) i * R;
-  const double *s = scores + (size_t) i * P;
-  double *a = arows + (size_t) i * R * P;
-  if (!isfinite(lse)) {
-    for (size_t q = 0; q < (size_t) R * P; q++) a[q] = NAN;
-    return;
-  }
-  for (int r = 0; r < R; r++, a += P) {
-    const double w = exp(li[r] - lse);
-    if (w == 0.0) {
-      for (int p = 0; p < P; p++) a[p] = 0.0;
-      continue;
-    }
-    for (int k = 0; k < K; k++) ev[k] = iclv_draw_normal(&d, n, r, k);
-    h.w = w;
-    iclv_pair_eval(&m, theta, n, ev, &pw, g, &h);
-    const double sw = sqrt(w);
-    for (int p = 0; p < P; p++) a[p] = sw * (g[p] - s[p]);
-  }
-}
-
-/* k_hess_outer: slot i's lower triangle (diagonal included) += sum_r a_r a_r'
- * over the rows a_r = arows (i, r, .), as engine.c's syrk_lower: the lower
- * triangle in 4 x 4 tiles, each tile owned by one thread, which sums over
- * r = 0, 1, ..., R - 1 in order from 0 and then adds the tile into the slot
- * (so the per-individual result does not depend on the launch). Then checks
- * every element of the slot.
- *   grid:  n_here blocks (block i = individual n0 + i); block: ICLV_CUDA_AUX_BLOCK
- *          threads; thread t takes tiles t, t + T, ... of the lower tiles,
- *          enumerated column by column (tile column tj, rows ti >= tj)
- *   in:    arows (n_here, R, P) row-major from k_hess_pairs
- *   out:   hslot (n_here, P, P) column-major, lower triangle updated in place;
- *          hstatus[i] = 1 if some element of slot i is not finite, else 0 */
-__global__ void __launch_bounds__(ICLV_CUDA_AUX_BLOCK)
-k_hess_outer(const double *__restrict__ arows, int R, int P, double *__restrict__ hslot,
-             int *__restrict__ hstatus) {
-  const int i = blockIdx.x;
-  const double *A = arows + (size_t) i * R * P;
-  double *H = hslot + (size_t) i * P * P;
-  const int nb = (P + 3) / 4;
-  int q = 0;
-  for (int tj = 0; tj < nb; tj++) {
-    for (int ti = tj; ti < nb; ti++, q++) {
-      if (q % (int) blockDim.x != (int) threadIdx.x) continue;
-      const int r0 = 4 * ti, c0 = 4 * tj;
-      const int ni = P - r0 < 4 ? P - r0 : 4, nj = P - c0 < 4 ? P - c0 : 4;
-      double c[4][4] = {{0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0},
-                        {0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}};
-      for (int r = 0; r < R; r++) {
-        const double *ar = A + (size_t) r * P;
-        double x[4], y[4];
-        for (int u = 0; u < 4; u++) {
-          x[u] = u < ni ? ar[r0 + u] : 0.0;
-          y[u] = u < nj ? ar[c0 + u] : 0.0;
-        }
-        for (int jj = 0; jj < 4; jj++)
-          for (int ii = 0; ii < 4; ii++) c[ii][jj] += x[ii] * y[jj];
-      }
-      for (int jj = 0; jj < nj; jj++)
-        for (int ii = 0; ii < ni; ii++)
-          if (r0 + ii >= c0 + jj) H[(r0 + ii) + (size_t) P * (c0 + jj)] += c[ii][jj];
-    }
-  }
-  __syncthreads(); /* the block's writes to the slot are visible below */
-  int bad = 0;
-  for (size_t e = threadIdx.x; e < (size_t) P * P; e += blockDim.x)
-    if (!isfinite(H[e])) bad = 1;
-  const int any = __syncthreads_or(bad);
-  if (threadIdx.x == 0) hstatus[i] = any ? 1 : 0;
-}
-
-/* k_sum_hess: hess[c] += hslot[0, c] + hslot[1, c] + ... + hslot[n_here-1, c]
- * for the cells c = row + P col of the lower triangle (row >= col), added one
- * individual at a time in index order (engine.c's order), so the running sum
- * over chunks is the sum over all individuals in order. The upper triangle
- * of hess is not touched (the host mirrors the lower one, as engine.c).
- *   grid:  ceil(P * P / ICLV_CUDA_AUX_BLOCK) blocks; thread = cell c
- *   in:    hslot (n_here, P, P); out: hess (P, P) column-major, updated in place */
-__global__ void __launch_bounds__(ICLV_CUDA_AUX_BLOCK)
-k_sum_hess(const double *__restrict__ hslot, int n_here, int P, double *__restrict__ hess) {
-  const size_t c = (size_t) blockIdx.x * blockDim.x + threadIdx.x;
-  const size_t PP = (size_t) P * P;
-  if (c >= PP || (int) (c % P) < (int) (c / P)) return;
-  double a = hess[c];
-  for (int i = 0; i < n_here; i++) a += hslot[(size_t) i * PP + c];
-  hess[c] = a;
-}
-
-/* ---- kernel selection by scratch capacity ------------------------------------------ */
-
-/* Smallest local capacity holding `need` doubles, or 0 (global slot). */
-static int choose_cap(size_t need) {
-  if (need <= ICLV_CUDA_CAP_SMALL) return ICLV_CUDA_CAP_SMALL;
-  if (need <= ICLV_CUDA_CAP_LARGE) return ICLV_CUDA_CAP_LARGE;
-  return 0;
-}
-
-static const void *pair_loglik_fn(int cap) {
-  if (cap == ICLV_CUDA_CAP_SMALL) return (const void *) k_pair_loglik<ICLV_CUDA_CAP_SMALL>;
-  if (cap == ICLV_CUDA_CAP_LARGE) return (const void *) k_pair_loglik<ICLV_CUDA_CAP_LARGE>;
-  return (const void *) k_pair_loglik<0>;
-}
-
-static const void *pair_scores_fn(int cap) {
-  if (cap == ICLV_CUDA_CAP_SMALL) return (const void *) k_pair_scores<ICLV_CUDA_CAP_SMALL>;
-  if (cap == ICLV_CUDA_CAP_LARGE) return (const void *) k_pair_scores<ICLV_CUDA_CAP_LARGE>;
-  return (const void *) k_pair_scores<0>;
-}
-
-/* Launches k_pair_loglik for individuals n0 .. n0 + n_here - 1 (no check). */
-static void launch_pair_loglik(const iclv_cuda_engine *e, int n0, int n_here) {
-  dim3 grid((unsigned) (n_here * e->split)), block((unsigned) e->threads);
-  int in_sh = e->theta_smem > 0;
-  switch (e->cap_ll) {
-  case ICLV_CUDA_CAP_SMALL:
-    k_pair_loglik<ICLV_CUDA_CAP_SMALL><<<grid, block, e->theta_smem, e->stream>>>(
-        e->dm, e->dd, e->d_theta, in_sh, n0, e->split, e->draws_per_block, e->d_l, e->d_scratch,
-        e->slot);
-    break;
-  case ICLV_CUDA_CAP_LARGE:
-    k_pair_loglik<ICLV_CUDA_CAP_LARGE><<<grid, block, e->theta_smem, e->stream>>>(
-        e->dm, e->dd, e->d_theta, in_sh, n0, e->split, e->draws_per_block, e->d_l, e->d_scratch,
-        e->slot);
-    break;
-  default:
-    k_pair_loglik<0><<<grid, block, e->theta_smem, e->stream>>>(
-        e->dm, e->dd, e->d_theta, in_sh, n0, e->split, e->draws_per_block, e->d_l, e->d_scratch,
-        e->slot);
-  }
-}
-
-/* Launches k_pair_scores for individuals n0 .. n0 + n_here - 1 (no check). */
-static void launch_pair_scores(const iclv_cuda_engine *e, int n0, int n_here) {
-  dim3 grid((unsigned) (n_here * e->split)), block((unsigned) e->threads);
-  int in_sh = e->theta_smem > 0;
-  double *rows = e->split == 1 ? e->d_scores : e->d_part;
-  switch (e->cap_gr) {
-  case ICLV_CUDA_CAP_SMALL:
-    k_pair_scores<ICLV_CUDA_CAP_SMALL><<<grid, block, e->theta_smem, e->stream>>>(
-        e->dm, e->dd, e->d_theta, in_sh, n0, e->split, e->draws_per_block, e->d_l, e->d_lse, rows,
-        e->d_status, e->d_scratch, e->slot);
-    break;
-  case ICLV_CUDA_CAP_LARGE:
-    k_pair_scores<ICLV_CUDA_CAP_LARGE><<<grid, block, e->theta_smem, e->stream>>>(
-        e->dm, e->dd, e->d_theta, in_sh, n0, e->split, e->draws_per_block, e->d_l, e->d_lse, rows,
-        e->d_status, e->d_scratch, e->slot);
-    break;
-  default:
-    k_pair_scores<0><<<grid, block, e->theta_smem, e->stream>>>(
-        e->dm, e->dd, e->d_theta, in_sh, n0, e->split, e->draws_per_block, e->d_l, e->d_lse, rows,
-        e->d_status, e->d_scratch, e->slot);
-  }
-}
-
 /* ---- model upload ------------------------------------------------------------------ */
 
 /* One array of the model: host source, length, and the field of the device
@@ -803,6 +337,33 @@ static int upload_model(iclv_cuda_engine *e, iclv_status *st) {
   return ICLV_OK;
 }
 
+/* ---- launches ------------------------------------------------------------------------- */
+
+/* Queues the LL (and with want_g the scores) of individuals n0 .. n0 + nh - 1:
+ * k_pairs, then k_merge_split when the draws are split (no check). */
+static void launch_pairs(const iclv_cuda_engine *e, int want_g, int n0, int nh) {
+  dim3 grid((unsigned) (nh * e->split)), block((unsigned) e->threads);
+  const int ldr = 1 + e->P;
+  double *lli = e->d_out + ldr, *status = lli + e->cap;
+  if (want_g)
+    k_pairs<1><<<grid, block, e->smem_pairs, e->stream>>>(
+        e->dm, e->dd, e->d_theta, n0, e->split, e->draws_per_block, e->rowlen, e->d_grows, e->d_rows,
+        ldr, lli, e->d_lse, status, e->d_part);
+  else
+    k_pairs<0><<<grid, block, e->smem_pairs, e->stream>>>(
+        e->dm, e->dd, e->d_theta, n0, e->split, e->draws_per_block, e->rowlen, e->d_grows, e->d_rows,
+        ldr, lli, e->d_lse, status, e->d_part);
+}
+
+/* Queues k_reduce_groups for W columns of the leaf rows (no check). */
+static void launch_reduce(const iclv_cuda_engine *e, const double *leaves, size_t ld, int W, int n0,
+                          int nh, double *carry, double *sum) {
+  const int per_block = ICLV_CUDA_AUX_BLOCK / 32;
+  dim3 grid((unsigned) ((W + per_block - 1) / per_block));
+  k_reduce_groups<<<grid, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(leaves, ld, W, n0, nh, e->N, carry,
+                                                              sum);
+}
+
 /* ---- creation ------------------------------------------------------------------------ */
 
 extern "C" const iclv_mem_account *iclv_cuda_engine_memory(const iclv_cuda_engine *e) {
@@ -834,7 +395,8 @@ extern "C" void iclv_cuda_engine_free(iclv_cuda_engine *e) {
  * the whole problem (never from the chunk: the reduction order depends on
  * them). Individuals are split while N < ICLV_CUDA_BLOCKS_PER_SM x SMs, as
  * long as each block keeps at least ICLV_CUDA_MIN_DRAWS_SPLIT draws; T is
- * the draws per block rounded up to a warp, at most ICLV_CUDA_MAX_BLOCK. */
+ * the draws per block rounded up to a warp, at most ICLV_CUDA_MAX_BLOCK
+ * (a warp per individual when R <= 32). */
 static void choose_split(iclv_cuda_engine *e) {
   const long target = (long) ICLV_CUDA_BLOCKS_PER_SM * e->sms;
   long B = 1;
@@ -851,6 +413,87 @@ static void choose_split(iclv_cuda_engine *e) {
   e->split = split;
   e->draws_per_block = rb;
   e->threads = T;
+  /* the Hessian: D threads (and P x P slots) per individual while N D is
+   * short of ICLV_CUDA_BLOCKS_PER_SM blocks of ICLV_CUDA_HESS_BLOCK per SM,
+   * at most ICLV_CUDA_MAX_HSPLIT and R, and while the N D slots stay within
+   * ICLV_CUDA_HSPLIT_BYTES (zeroing and summing them costs memory traffic) */
+  {
+    long want = (target * ICLV_CUDA_HESS_BLOCK + e->N - 1) / e->N;
+    long D = want < ICLV_CUDA_MAX_HSPLIT ? want : ICLV_CUDA_MAX_HSPLIT;
+    if (D > e->R) D = e->R;
+    double slots = 8.0 * (double) e->N * (double) e->P * (double) e->P;
+    if (slots > 0 && (double) D * slots > ICLV_CUDA_HSPLIT_BYTES) D = (long) (ICLV_CUDA_HSPLIT_BYTES / slots);
+    e->hsplit = D < 1 ? 1 : (int) D;
+  }
+}
+
+/* Allocates one device block of head + tail bytes, recorded as two account
+ * entries (`head_name`, fixed, and `tail_name`, a chunk buffer); the second
+ * entry holds no pointer (the block is freed once). */
+static int dev_alloc2(iclv_cuda_engine *e, const char *head_name, size_t head, const char *tail_name,
+                      size_t tail, void **out, iclv_status *st) {
+  if (dev_alloc(e, head_name, head + tail, out, st) != ICLV_OK) return st->code;
+  e->acct.bytes[e->acct.n - 1] = (double) head;
+  e->acct.current -= (double) tail;
+  if (account_add(e, tail_name, (double) tail, NULL, st) != ICLV_OK) return st->code;
+  return ICLV_OK;
+}
+
+/* Frees the chunk buffers (the account's entries from chunk_first on) and
+ * removes them from the account (the peak keeps them). */
+static void chunk_release(iclv_cuda_engine *e) {
+  if (e->chunk_first < 0) return;
+  for (int i = e->acct.n - 1; i >= e->chunk_first; i--) {
+    if (e->dbuf[i] != NULL) (void) cudaFree(e->dbuf[i]);
+    e->dbuf[i] = NULL;
+    e->acct.current -= e->acct.bytes[i];
+  }
+  e->acct.n = e->chunk_first;
+  e->chunk_first = -1;
+  e->d_out = e->d_lse = e->d_rows = e->d_part = e->d_grows = NULL;
+  e->cap = 0;
+}
+
+/* Allocates the buffers of a chunk of `cap` individuals (the results block,
+ * log-sum-exp, score rows, split states, global pair rows) as the last
+ * entries of the account, and poisons what the kernels must overwrite (a
+ * missed element is NaN, caught). On failure the caller frees the engine. */
+static int chunk_alloc(iclv_cuda_engine *e, int cap, iclv_status *st) {
+  void *p = NULL;
+  e->chunk_first = e->acct.n;
+  e->cap = cap;
+  {
+    size_t C = (size_t) cap, P = (size_t) e->P;
+    size_t B = (size_t) e->split, T = (size_t) e->threads;
+    if (dev_alloc2(e, "loglik_gradient_sums", (1 + P) * sizeof(double), "chunk:loglik_status",
+                   2 * C * sizeof(double), &p, st) != ICLV_OK)
+      goto fail;
+    e->d_out = (double *) p;
+    if (dev_alloc(e, "chunk:logsumexp", C * sizeof(double), &p, st) != ICLV_OK) goto fail;
+    e->d_lse = (double *) p;
+    if (dev_alloc(e, "chunk:scores", C * (1 + P) * sizeof(double), &p, st) != ICLV_OK) goto fail;
+    e->d_rows = (double *) p;
+    if (B > 1) {
+      if (dev_alloc(e, "chunk:draw_block_states", C * B * (2 + P) * sizeof(double), &p, st) != ICLV_OK)
+        goto fail;
+      e->d_part = (double *) p;
+    }
+    if (e->rows_global) {
+      if (dev_alloc(e, "chunk:pair_scratch", C * B * T * (size_t) e->rowlen * sizeof(double), &p, st) !=
+          ICLV_OK)
+        goto fail;
+      e->d_grows = (double *) p;
+    }
+    /* poison what the kernels must overwrite: a missed element is NaN, caught */
+    ICLV_CUDA_TRY(st, cudaMemset(e->d_out, 0xFF, (1 + P + 2 * C) * sizeof(double)));
+    ICLV_CUDA_TRY(st, cudaMemset(e->d_rows, 0xFF, C * (1 + P) * sizeof(double)));
+    ICLV_CUDA_TRY(st, cudaMemset(e->d_lse, 0xFF, C * sizeof(double)));
+    if (e->d_part) ICLV_CUDA_TRY(st, cudaMemset(e->d_part, 0xFF, C * B * (2 + P) * sizeof(double)));
+    ICLV_CUDA_TRY(st, cudaDeviceSynchronize());
+  }
+  return ICLV_OK;
+fail:
+  return st->code;
 }
 
 extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
@@ -860,9 +503,8 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   int count = 0;
   size_t free_b = 0, total_b = 0;
   cudaDeviceProp prop;
-  cudaFuncAttributes fa_ll, fa_gr, fa_hp, fa_ho, fa_hs;
-  double budget = 0.0, lmem = 0.0, user_bytes = 0.0;
-  size_t need_ll = 0, need_gr = 0;
+  cudaFuncAttributes fa[6];
+  double lmem = 0.0, user_bytes = 0.0;
   void *p = NULL;
   *out = NULL;
   st->code = ICLV_OK;
@@ -896,6 +538,7 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   e = (iclv_cuda_engine *) calloc(1, sizeof(*e));
   if (e == NULL) return fail_msg(st, ICLV_ERR_MEMORY, "could not allocate the CUDA engine");
   e->device = -1;
+  e->chunk_first = -1;
   e->hm = m;
   e->hd = d;
   e->N = m->n_ind;
@@ -914,62 +557,72 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   e->dev_total = (double) total_b;
   e->dev_free = (double) free_b;
   e->sms = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+  e->smem_optin = prop.sharedMemPerBlockOptin > prop.sharedMemPerBlock ? prop.sharedMemPerBlockOptin
+                                                                       : prop.sharedMemPerBlock;
   ICLV_CUDA_TRY(st, cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking));
   e->have_stream = 1;
 
-  /* launch shape and scratch placement (independent of the chunk) */
+  /* launch shape and where the pair rows live (independent of the chunk) */
   choose_split(e);
-  need_ll = 2 * (size_t) e->K + 2 * (size_t) e->J;
-  need_gr = 2 * (size_t) e->K + (size_t) e->K * e->S + 2 * (size_t) e->J + (size_t) (e->P + e->K) +
-            (size_t) e->P;
-  e->cap_ll = choose_cap(need_ll);
-  e->cap_gr = choose_cap(need_gr);
-  e->slot = 0;
-  if (e->cap_ll == 0 && need_ll > e->slot) e->slot = need_ll;
-  if (e->cap_gr == 0 && need_gr > e->slot) e->slot = need_gr;
-  e->theta_smem = (size_t) e->P * sizeof(double) <= ICLV_CUDA_THETA_SHARED_MAX
-                      ? (size_t) e->P * sizeof(double) : 0;
-  /* the Hessian's pair scratch (k_hess_pairs): always a global slot per
-   * individual (Hpe alone is P x K doubles) */
+  {
+    size_t need = 2 * (size_t) e->K + (size_t) e->K * e->S + 2 * (size_t) e->J + (size_t) (e->P + e->K);
+    e->rowlen = (int) (need | 1u);
+    size_t base = sizeof(double) * (2 * (size_t) e->P + (size_t) e->threads + ICLV_CUDA_MAX_WARPS);
+    size_t rows = sizeof(double) * (size_t) e->threads * (size_t) e->rowlen;
+    if (base > e->smem_optin) {
+      st->code = ICLV_ERR_MEMORY;
+      snprintf(st->msg, ICLV_MSG_LEN,
+               "the CUDA engine needs %zu bytes of shared memory per block for P = %d parameters; "
+               "%s offers %zu: use backend = \"cpu\"", base, e->P, prop.name, e->smem_optin);
+      goto fail;
+    }
+    e->rows_global = base + rows > e->smem_optin;
+    e->smem_pairs = base + (e->rows_global ? 0 : rows);
+  }
+  if (e->smem_pairs > 48 * 1024) {
+    ICLV_CUDA_TRY(st, cudaFuncSetAttribute((const void *) k_pairs<1>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int) e->smem_pairs));
+    ICLV_CUDA_TRY(st, cudaFuncSetAttribute((const void *) k_pairs<0>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int) e->smem_pairs));
+  }
+  if ((size_t) e->P * sizeof(double) > 48 * 1024)
+    ICLV_CUDA_TRY(st, cudaFuncSetAttribute((const void *) k_hess_pairs,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int) ((size_t) e->P * sizeof(double))));
+  /* the Hessian's pair scratch (k_hess_pairs): a global slot per individual */
   e->hess_slot = 2 * (size_t) e->K + (size_t) e->K * e->S +
                  (e->has_lv_src ? (size_t) e->K * e->S * e->S : 0) + 2 * (size_t) e->J +
                  (size_t) e->J * e->J + (size_t) (e->P + e->K) + (size_t) e->P * e->K +
                  (size_t) e->K * e->K;
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa_ll, pair_loglik_fn(e->cap_ll)));
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa_gr, pair_scores_fn(e->cap_gr)));
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa_hp, (const void *) k_hess_pairs));
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa_ho, (const void *) k_hess_outer));
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa_hs, (const void *) k_sum_hess));
-  if (fa_ll.maxThreadsPerBlock < e->threads || fa_gr.maxThreadsPerBlock < e->threads) {
-    st->code = ICLV_ERR_CUDA;
-    snprintf(st->msg, ICLV_MSG_LEN,
-             "the pair kernels cannot run %d threads per block on %s (at most %d and %d)",
-             e->threads, prop.name, fa_ll.maxThreadsPerBlock, fa_gr.maxThreadsPerBlock);
-    goto fail;
-  }
-  if (fa_hp.maxThreadsPerBlock < ICLV_CUDA_HESS_BLOCK || fa_ho.maxThreadsPerBlock < ICLV_CUDA_AUX_BLOCK ||
-      fa_hs.maxThreadsPerBlock < ICLV_CUDA_AUX_BLOCK) {
-    st->code = ICLV_ERR_CUDA;
-    snprintf(st->msg, ICLV_MSG_LEN,
-             "the Hessian kernels cannot run %d and %d threads per block on %s (at most %d, %d "
-             "and %d)", ICLV_CUDA_HESS_BLOCK, ICLV_CUDA_AUX_BLOCK, prop.name,
-             fa_hp.maxThreadsPerBlock, fa_ho.maxThreadsPerBlock, fa_hs.maxThreadsPerBlock);
-    goto fail;
-  }
-  /* local memory the driver reserves, context-wide, for the largest frame
-   * of the kernels: local bytes per thread x maximum resident threads per
-   * SM x SMs (NVIDIA's description of current drivers; it is resized, not
-   * freed, between launches) */
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[0], (const void *) k_pairs<1>));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[1], (const void *) k_pairs<0>));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[2], (const void *) k_merge_split));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[3], (const void *) k_reduce_groups));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[4], (const void *) k_hess_pairs));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[5], (const void *) k_hess_outer));
   {
-    size_t frame = fa_ll.localSizeBytes;
-    if (fa_gr.localSizeBytes > frame) frame = fa_gr.localSizeBytes;
-    if (fa_hp.localSizeBytes > frame) frame = fa_hp.localSizeBytes;
-    if (fa_ho.localSizeBytes > frame) frame = fa_ho.localSizeBytes;
-    if (fa_hs.localSizeBytes > frame) frame = fa_hs.localSizeBytes;
+    const int need_threads[6] = {e->threads, e->threads, ICLV_CUDA_AUX_BLOCK, ICLV_CUDA_AUX_BLOCK,
+                                 ICLV_CUDA_HESS_BLOCK, ICLV_CUDA_AUX_BLOCK};
+    size_t frame = 0;
+    for (int k = 0; k < 6; k++) {
+      if (fa[k].maxThreadsPerBlock < need_threads[k]) {
+        st->code = ICLV_ERR_CUDA;
+        snprintf(st->msg, ICLV_MSG_LEN,
+                 "CUDA kernel %d of the engine cannot run %d threads per block on %s (at most %d)",
+                 k, need_threads[k], prop.name, fa[k].maxThreadsPerBlock);
+        goto fail;
+      }
+      if (fa[k].localSizeBytes > frame) frame = fa[k].localSizeBytes;
+    }
+    /* local memory the driver reserves, context-wide, for the largest frame
+     * of the kernels: local bytes per thread x maximum resident threads per
+     * SM x SMs (it is resized, not freed, between launches) */
     lmem = (double) frame * (double) prop.maxThreadsPerMultiProcessor * (double) e->sms;
   }
 
-  /* device memory: the model, user draws, theta and gradient ... */
+  /* device memory: the model, user draws, theta, the results block ... */
   if (upload_model(e, st) != ICLV_OK) goto fail;
   e->dd = *d;
   e->dd.user = NULL;
@@ -983,41 +636,47 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   }
   if (dev_alloc(e, "theta", (size_t) e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
   e->d_theta = (double *) p;
-  if (dev_alloc(e, "gradient_sum", (size_t) e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
-  e->d_grad = (double *) p;
-  if (dev_alloc(e, "hessian_sum", (size_t) e->P * e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
-  e->d_hess = (double *) p;
+  if (dev_alloc(e, "reduction_carry", (size_t) ICLV_CUDA_GROUP * (1 + e->P) * sizeof(double), &p,
+                st) != ICLV_OK)
+    goto fail;
+  e->d_carry = (double *) p;
   if (account_add(e, "local_memory_reserved_estimate", lmem, NULL, st) != ICLV_OK) goto fail;
 
-  /* ... then the chunk: as many individuals as the budget allows. The
-   * chunk is sized once, here, for the worst case, an evaluation with the
-   * Hessian (its per-draw rows, P x P slot and pair scratch per individual),
-   * and every evaluation uses it: iclv() asks for the Hessian at the optimum
-   * by default, so a fit that cannot hold it should fail here, not after the
-   * optimisation. */
-  e->fixed_bytes = e->acct.current;
-  e->per_ind_bytes = (double) sizeof(double) * ((double) e->R + 2.0 + (double) e->P +
-                                                (e->split > 1 ? (double) e->split * e->P : 0.0)) +
-                     (double) sizeof(int) +
-                     (double) sizeof(double) * (double) e->split * e->threads * (double) e->slot +
-                     (double) sizeof(double) * ((double) e->R * e->P + (double) e->P * e->P +
-                                                (double) e->hess_slot) +
-                     (double) sizeof(int);
-  budget = opt->device_memory_budget > 0 ? opt->device_memory_budget : 0.8 * e->dev_free;
+  /* ... then the chunk: as many individuals as the budget allows (the
+   * results block's sums are fixed, its per-individual part a chunk buffer,
+   * counted here as fixed until allocated) */
+  e->fixed_bytes = e->acct.current + (double) (1 + e->P) * sizeof(double);
+  e->per_ind_bytes = (double) sizeof(double) *
+                     (2.0 /* lli, status */ + 1.0 /* lse */ + (double) (1 + e->P) /* rows */ +
+                      (e->split > 1 ? (double) e->split * (2 + e->P) : 0.0) +
+                      (e->rows_global ? (double) e->split * e->threads * (double) e->rowlen : 0.0));
+  /* the Hessian's buffers (hess_create): fixed (P, P) sum and (32, P, P)
+   * carry; per individual R x P rows, a P x P slot, the pair scratch and a
+   * status. The chunk leaves room for them (iclv() asks for the Hessian at
+   * the optimum by default: a fit that cannot hold it fails here, not after
+   * the optimisation), though they exist only during a Hessian request. */
+  e->hess_fixed_bytes = (double) sizeof(double) * (double) e->P * e->P * (1.0 + ICLV_CUDA_GROUP);
+  e->hess_per_ind_bytes = (double) sizeof(double) * ((double) e->R * e->P) +
+                          (double) sizeof(double) * ((double) e->P * e->P +
+                                                     (double) e->hess_slot) * e->hsplit +
+                          (double) sizeof(int);
+  e->budget = opt->device_memory_budget > 0 ? opt->device_memory_budget : 0.8 * e->dev_free;
   {
-    double fit = floor((budget - e->fixed_bytes) / e->per_ind_bytes);
+    double fit = floor((e->budget - e->fixed_bytes - e->hess_fixed_bytes) /
+                       (e->per_ind_bytes + e->hess_per_ind_bytes));
     if (!(fit >= 1.0)) {
       char b1[32], b2[32], b3[32], b4[32], b5[32];
       st->code = ICLV_ERR_MEMORY;
       snprintf(st->msg, ICLV_MSG_LEN,
                "the device memory budget of %s is too small for even one individual: the CUDA "
                "engine needs %s that do not depend on the chunk size (model and data, %s of user "
-               "draws, %s of local scratch reserved by the driver) plus %s per individual (R = %d "
-               "draws, P = %d parameters, Hessian buffers included); raise device_memory in "
-               "iclv_control() or use backend = \"cpu\"",
-               fmt_bytes(budget, b1, sizeof b1), fmt_bytes(e->fixed_bytes, b2, sizeof b2),
+               "draws, %s of local scratch reserved by the driver, the Hessian's sums) plus %s per "
+               "individual (R = %d draws, P = %d parameters, the Hessian's buffers included); "
+               "raise device_memory in iclv_control() or use backend = \"cpu\"",
+               fmt_bytes(e->budget, b1, sizeof b1),
+               fmt_bytes(e->fixed_bytes + e->hess_fixed_bytes, b2, sizeof b2),
                fmt_bytes(user_bytes, b3, sizeof b3), fmt_bytes(lmem, b4, sizeof b4),
-               fmt_bytes(e->per_ind_bytes, b5, sizeof b5), e->R, e->P);
+               fmt_bytes(e->per_ind_bytes + e->hess_per_ind_bytes, b5, sizeof b5), e->R, e->P);
       goto fail;
     }
     double most = (double) INT_MAX / (double) e->split; /* grid.x = per_chunk * split */
@@ -1025,62 +684,15 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
     e->per_chunk = fit >= (double) e->N ? e->N : (int) fit;
   }
   e->n_chunks = (e->N + e->per_chunk - 1) / e->per_chunk;
-  {
-    size_t C = (size_t) e->per_chunk, R = (size_t) e->R, P = (size_t) e->P;
-    size_t B = (size_t) e->split, T = (size_t) e->threads;
-    if (dev_alloc(e, "chunk:pair_loglik", C * R * sizeof(double), &p, st) != ICLV_OK) goto fail;
-    e->d_l = (double *) p;
-    if (dev_alloc(e, "chunk:logsumexp", C * sizeof(double), &p, st) != ICLV_OK) goto fail;
-    e->d_lse = (double *) p;
-    if (dev_alloc(e, "chunk:loglik_i", C * sizeof(double), &p, st) != ICLV_OK) goto fail;
-    e->d_lli = (double *) p;
-    if (dev_alloc(e, "chunk:score_status", C * sizeof(int), &p, st) != ICLV_OK) goto fail;
-    e->d_status = (int *) p;
-    if (dev_alloc(e, "chunk:scores", C * P * sizeof(double), &p, st) != ICLV_OK) goto fail;
-    e->d_scores = (double *) p;
-    if (B > 1) {
-      if (dev_alloc(e, "chunk:score_partials", C * B * P * sizeof(double), &p, st) != ICLV_OK) goto fail;
-      e->d_part = (double *) p;
-    }
-    if (e->slot > 0) {
-      if (dev_alloc(e, "chunk:pair_scratch", C * B * T * e->slot * sizeof(double), &p, st) != ICLV_OK)
-        goto fail;
-      e->d_scratch = (double *) p;
-    }
-    if (dev_alloc(e, "chunk:hessian_draw_rows", C * R * P * sizeof(double), &p, st) != ICLV_OK)
-      goto fail;
-    e->d_arows = (double *) p;
-    if (dev_alloc(e, "chunk:hessian_by_individual", C * P * P * sizeof(double), &p, st) != ICLV_OK)
-      goto fail;
-    e->d_hslot = (double *) p;
-    if (dev_alloc(e, "chunk:hessian_pair_scratch", C * e->hess_slot * sizeof(double), &p, st) != ICLV_OK)
-      goto fail;
-    e->d_hscratch = (double *) p;
-    if (dev_alloc(e, "chunk:hessian_status", C * sizeof(int), &p, st) != ICLV_OK) goto fail;
-    e->d_hstatus = (int *) p;
-    /* poison what the kernels must overwrite: a missed element is NaN, caught */
-    if (e->d_l) ICLV_CUDA_TRY(st, cudaMemset(e->d_l, 0xFF, C * R * sizeof(double)));
-    if (e->d_lse) ICLV_CUDA_TRY(st, cudaMemset(e->d_lse, 0xFF, C * sizeof(double)));
-    if (e->d_lli) ICLV_CUDA_TRY(st, cudaMemset(e->d_lli, 0xFF, C * sizeof(double)));
-    if (e->d_scores) ICLV_CUDA_TRY(st, cudaMemset(e->d_scores, 0xFF, C * P * sizeof(double)));
-    if (e->d_part) ICLV_CUDA_TRY(st, cudaMemset(e->d_part, 0xFF, C * B * P * sizeof(double)));
-    if (e->d_arows) ICLV_CUDA_TRY(st, cudaMemset(e->d_arows, 0xFF, C * R * P * sizeof(double)));
-    if (e->d_hslot) ICLV_CUDA_TRY(st, cudaMemset(e->d_hslot, 0xFF, C * P * P * sizeof(double)));
-    if (e->d_hstatus) ICLV_CUDA_TRY(st, cudaMemset(e->d_hstatus, 0xFF, C * sizeof(int)));
-    ICLV_CUDA_TRY(st, cudaDeviceSynchronize());
-  }
+  if (chunk_alloc(e, e->per_chunk, st) != ICLV_OK) goto fail;
 
   /* pinned host staging and host scratch */
   if (host_alloc(e, (size_t) e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
   e->h_theta = (double *) p;
-  if (host_alloc(e, (size_t) e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
-  e->h_grad = (double *) p;
-  if (host_alloc(e, (size_t) e->N * sizeof(double), &p, st) != ICLV_OK) goto fail;
-  e->h_lli = (double *) p;
-  if (host_alloc(e, (size_t) e->N * sizeof(int), &p, st) != ICLV_OK) goto fail;
-  e->h_status = (int *) p;
-  if (host_alloc(e, (size_t) e->per_chunk * e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
-  e->h_scores = (double *) p;
+  if (host_alloc(e, (size_t) (1 + e->P + 2 * (size_t) e->N) * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  e->h_out = (double *) p;
+  if (host_alloc(e, (size_t) e->per_chunk * (1 + e->P) * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  e->h_rows = (double *) p;
   if (host_alloc(e, (size_t) e->P * e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
   e->h_hess = (double *) p;
   if (host_alloc(e, (size_t) e->N * sizeof(int), &p, st) != ICLV_OK) goto fail;
@@ -1098,35 +710,122 @@ fail:
   return st->code;
 }
 
-/* ---- evaluation ------------------------------------------------------------------------- */
+/* ---- the Hessian's buffers (created per request, released after) -------------------------- */
+
+typedef struct {
+  int per_chunk;        /* individuals per Hessian chunk (<= the engine's per_chunk) */
+  int first;            /* index of its first account entry */
+  double *sum;          /* (P, P) running sum (lower triangle) */
+  double *carry;        /* (ICLV_CUDA_GROUP, P, P) */
+  double *slot;         /* (per_chunk, D, P, P) per-(individual, draw stride) Hessian parts */
+  double *arows;        /* (per_chunk, R, P) */
+  double *scratch;      /* (per_chunk * D, hess_slot) */
+  int *status;          /* (per_chunk) */
+} hess_bufs;
+
+/* Frees the Hessian's buffers and removes them from the account (the peak
+ * keeps them). */
+static void hess_release(iclv_cuda_engine *e, hess_bufs *hb) {
+  if (hb->first < 0) return;
+  for (int i = e->acct.n - 1; i >= hb->first; i--) {
+    if (e->dbuf[i] != NULL) (void) cudaFree(e->dbuf[i]);
+    e->dbuf[i] = NULL;
+    e->acct.current -= e->acct.bytes[i];
+  }
+  e->acct.n = hb->first;
+  hb->first = -1;
+}
+
+/* hess_release, then the LL chunk buffers back at per_chunk individuals. */
+static int hess_finish(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
+  hess_release(e, hb);
+  if (e->cap != e->per_chunk) {
+    chunk_release(e);
+    if (chunk_alloc(e, e->per_chunk, st) != ICLV_OK) return st->code;
+  }
+  return ICLV_OK;
+}
+
+/* Allocates the Hessian's buffers: fixed (P, P) sum and (32, P, P) carry,
+ * per individual R x P rows, D P x P slots, D pair scratches and a status,
+ * for the largest chunk C_h <= per_chunk such that the fixed buffers, the
+ * LL chunk buffers and the Hessian's, both for C_h individuals, fit the
+ * budget. Creation sized per_chunk so that C_h = per_chunk; should it not
+ * (a guard), the LL chunk buffers are re-made for C_h individuals and
+ * hess_finish restores them. */
+static int hess_create(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
+  const size_t P = (size_t) e->P, PP = P * P, R = (size_t) e->R;
+  void *p = NULL;
+  hb->first = -1;
+  const double fixed = e->hess_fixed_bytes, per = e->hess_per_ind_bytes;
+  double fit = floor((e->budget - e->fixed_bytes - fixed) / (e->per_ind_bytes + per));
+  if (!(fit >= 1.0)) {
+    char b1[32], b2[32], b3[32], b4[32];
+    st->code = ICLV_ERR_MEMORY;
+    snprintf(st->msg, ICLV_MSG_LEN,
+             "the device memory budget of %s is too small for the exact Hessian: beyond the "
+             "engine's %s it needs %s plus %s per individual (R = %d draws, P = %d parameters); "
+             "raise device_memory in iclv_control() or ask the CPU for the Hessian",
+             fmt_bytes(e->budget, b1, sizeof b1), fmt_bytes(e->fixed_bytes, b4, sizeof b4),
+             fmt_bytes(fixed, b2, sizeof b2), fmt_bytes(per + e->per_ind_bytes, b3, sizeof b3), e->R,
+             e->P);
+    return st->code;
+  }
+  hb->per_chunk = fit >= (double) e->per_chunk ? e->per_chunk : (int) fit;
+  if (hb->per_chunk < e->cap) {
+    chunk_release(e);
+    if (chunk_alloc(e, hb->per_chunk, st) != ICLV_OK) return st->code;
+  }
+  hb->first = e->acct.n;
+  const size_t C = (size_t) hb->per_chunk;
+  if (dev_alloc(e, "hessian_sum", PP * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  hb->sum = (double *) p;
+  if (dev_alloc(e, "hessian_carry", ICLV_CUDA_GROUP * PP * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  hb->carry = (double *) p;
+  if (dev_alloc(e, "chunk:hessian_draw_rows", C * R * P * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  hb->arows = (double *) p;
+  if (dev_alloc(e, "chunk:hessian_by_individual", C * e->hsplit * PP * sizeof(double), &p, st) !=
+      ICLV_OK)
+    goto fail;
+  hb->slot = (double *) p;
+  if (dev_alloc(e, "chunk:hessian_pair_scratch", C * e->hsplit * e->hess_slot * sizeof(double), &p,
+                st) != ICLV_OK)
+    goto fail;
+  hb->scratch = (double *) p;
+  if (dev_alloc(e, "chunk:hessian_status", C * sizeof(int), &p, st) != ICLV_OK) goto fail;
+  hb->status = (int *) p;
+  return ICLV_OK;
+fail:
+  hess_release(e, hb);
+  return st->code;
+}
 
 /* Queues the Hessian of individuals n0 .. n0 + n_here - 1 (one chunk) on the
- * engine's stream, after the chunk's l, lse and scores: zeroes the slots,
- * k_hess_pairs, k_hess_outer, k_sum_hess (d_hess += the slots in index
- * order), and the copy of the chunk's Hessian statuses into h_hstatus + n0.
+ * engine's stream, after the chunk's k_pairs (lse and scores): zeroes the
+ * slots, k_hess_pairs, k_hess_outer, k_reduce_groups over the slots into
+ * hb->sum, and the copy of the chunk's statuses into h_hstatus + n0.
  * Requires P > 0. Returns ICLV_OK, or ICLV_ERR_CUDA for a failed launch or
  * call (queued work is not waited for: the caller synchronises). */
-static int queue_hessian_chunk(iclv_cuda_engine *e, int n0, int n_here, iclv_status *st) {
+static int queue_hessian_chunk(iclv_cuda_engine *e, const hess_bufs *hb, int n0, int n_here,
+                               iclv_status *st) {
   const int P = e->P;
   const size_t PP = (size_t) P * P;
-  ICLV_CUDA_TRY(st, cudaMemsetAsync(e->d_hslot, 0, (size_t) n_here * PP * sizeof(double), e->stream));
+  const size_t D = (size_t) e->hsplit;
+  ICLV_CUDA_TRY(st, cudaMemsetAsync(hb->slot, 0, (size_t) n_here * D * PP * sizeof(double), e->stream));
   {
-    dim3 grid((unsigned) ((n_here + ICLV_CUDA_HESS_BLOCK - 1) / ICLV_CUDA_HESS_BLOCK));
+    dim3 grid((unsigned) (((size_t) n_here * D + ICLV_CUDA_HESS_BLOCK - 1) / ICLV_CUDA_HESS_BLOCK));
     dim3 block((unsigned) ICLV_CUDA_HESS_BLOCK);
-    k_hess_pairs<<<grid, block, e->theta_smem, e->stream>>>(
-        e->dm, e->dd, e->d_theta, e->theta_smem > 0, n0, n_here, e->has_lv_src, e->d_l, e->d_lse,
-        e->d_scores, e->d_hslot, e->d_arows, e->d_hscratch, e->hess_slot);
+    k_hess_pairs<<<grid, block, (size_t) P * sizeof(double), e->stream>>>(
+        e->dm, e->dd, e->d_theta, n0, n_here, e->hsplit, e->has_lv_src, e->d_lse, e->d_rows, 1 + P,
+        hb->slot, hb->arows, hb->scratch, e->hess_slot);
     ICLV_CUDA_CHECK_LAUNCH(st, "k_hess_pairs");
   }
-  k_hess_outer<<<n_here, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(e->d_arows, e->R, P, e->d_hslot,
-                                                                e->d_hstatus);
+  k_hess_outer<<<n_here, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(hb->arows, e->R, P, e->hsplit, hb->slot,
+                                                                hb->status);
   ICLV_CUDA_CHECK_LAUNCH(st, "k_hess_outer");
-  {
-    dim3 grid((unsigned) ((PP + ICLV_CUDA_AUX_BLOCK - 1) / ICLV_CUDA_AUX_BLOCK));
-    k_sum_hess<<<grid, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(e->d_hslot, n_here, P, e->d_hess);
-    ICLV_CUDA_CHECK_LAUNCH(st, "k_sum_hess");
-  }
-  ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hstatus + n0, e->d_hstatus, (size_t) n_here * sizeof(int),
+  launch_reduce(e, hb->slot, D * PP, (int) PP, n0, n_here, hb->carry, hb->sum);
+  ICLV_CUDA_CHECK_LAUNCH(st, "k_reduce_groups (Hessian)");
+  ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hstatus + n0, hb->status, (size_t) n_here * sizeof(int),
                                     cudaMemcpyDeviceToHost, e->stream));
   return ICLV_OK;
 fail:
@@ -1138,83 +837,104 @@ extern "C" void iclv_cuda_engine_set_poll(iclv_cuda_engine *e, iclv_poll_fn poll
   e->poll_ctx = poll ? ctx : NULL;
 }
 
+/* ---- evaluation ------------------------------------------------------------------------- */
+
 extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eval_out *out,
                               iclv_status *st) {
   const int N = e->N, P = e->P;
-  int want_g = 0, want_h = 0;
+  int want_g = 0, want_h = 0, C = e->per_chunk;
+  hess_bufs hb;
+  hb.first = -1;
+  double *h_sums = e->h_out, *h_lli = h_sums + 1 + P, *h_status = h_lli + N;
   st->code = ICLV_OK;
   st->msg[0] = '\0';
   if (iclv_check_theta(e->hm, theta, st) != ICLV_OK) return st->code;
   want_h = out->hess != NULL && P > 0;
   want_g = want_h || out->grad != NULL || out->scores != NULL;
+  const int W = want_g ? 1 + P : 1; /* reduced columns: log L_n (and s_n) */
 
   ICLV_CUDA_TRY(st, cudaSetDevice(e->device));
+  if (e->chunk_first < 0 && chunk_alloc(e, e->per_chunk, st) != ICLV_OK) {
+    chunk_release(e); /* a failed earlier restore: try again, else say so */
+    return st->code;
+  }
+  if (want_h) {
+    if (hess_create(e, &hb, st) != ICLV_OK) {
+      iclv_status st2;
+      (void) hess_finish(e, &hb, &st2);
+      return st->code;
+    }
+    C = hb.per_chunk; /* the LL pass follows the Hessian's chunks: results do not depend on them */
+    ICLV_CUDA_TRY(st, cudaMemsetAsync(hb.sum, 0, (size_t) P * P * sizeof(double), e->stream));
+  }
   if (P > 0) {
     memcpy(e->h_theta, theta, (size_t) P * sizeof(double));
     ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->d_theta, e->h_theta, (size_t) P * sizeof(double),
                                       cudaMemcpyHostToDevice, e->stream));
-    if (want_g) ICLV_CUDA_TRY(st, cudaMemsetAsync(e->d_grad, 0, (size_t) P * sizeof(double), e->stream));
-    if (want_h)
-      ICLV_CUDA_TRY(st, cudaMemsetAsync(e->d_hess, 0, (size_t) P * P * sizeof(double), e->stream));
   }
+  ICLV_CUDA_TRY(st, cudaMemsetAsync(e->d_out, 0, (size_t) W * sizeof(double), e->stream));
 
-  for (int c = 0; c < e->n_chunks; c++) {
-    const int n0 = c * e->per_chunk;
-    const int nh = N - n0 < e->per_chunk ? N - n0 : e->per_chunk;
-    if (c > 0 && e->poll != NULL) {
-      /* the next chunk reuses the chunk buffers, so the device serialises
-       * the chunks anyway: wait for this one, then ask the host's poll */
-      ICLV_CUDA_TRY(st, cudaStreamSynchronize(e->stream));
-      if (e->poll(e->poll_ctx) != 0) {
-        st->code = ICLV_INTERRUPTED;
-        snprintf(st->msg, ICLV_MSG_LEN, "interrupted by the user after %d of %d individuals", n0, N);
-        goto fail;
+  {
+    const int n_chunks = (N + C - 1) / C;
+    double *d_lli = e->d_out + 1 + P, *d_status = d_lli + e->cap;
+    for (int c = 0; c < n_chunks; c++) {
+      const int n0 = c * C;
+      const int nh = N - n0 < C ? N - n0 : C;
+      if (c > 0 && e->poll != NULL) {
+        /* the next chunk reuses the chunk buffers, so the device serialises
+         * the chunks anyway: wait for this one, then ask the host's poll */
+        ICLV_CUDA_TRY(st, cudaStreamSynchronize(e->stream));
+        if (e->poll(e->poll_ctx) != 0) {
+          st->code = ICLV_INTERRUPTED;
+          snprintf(st->msg, ICLV_MSG_LEN, "interrupted by the user after %d of %d individuals", n0, N);
+          goto fail;
+        }
+      }
+      launch_pairs(e, want_g, n0, nh);
+      ICLV_CUDA_CHECK_LAUNCH(st, "k_pairs");
+      if (e->split > 1) {
+        k_merge_split<<<nh, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(e->d_part, e->split, P, e->R, want_g,
+                                                                e->d_rows, 1 + P, d_lli, e->d_lse,
+                                                                d_status);
+        ICLV_CUDA_CHECK_LAUNCH(st, "k_merge_split");
+      }
+      launch_reduce(e, e->d_rows, (size_t) (1 + P), W, n0, nh, e->d_carry, e->d_out);
+      ICLV_CUDA_CHECK_LAUNCH(st, "k_reduce_groups");
+      if (want_h && queue_hessian_chunk(e, &hb, n0, nh, st) != ICLV_OK) goto fail;
+      if (n_chunks == 1 && e->cap == N) {
+        /* one copy: sums, lli and status are adjacent on both sides */
+        ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_sums, e->d_out, (size_t) (1 + P + 2 * (size_t) N) * sizeof(double),
+                                          cudaMemcpyDeviceToHost, e->stream));
+      } else {
+        ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_lli + n0, d_lli, (size_t) nh * sizeof(double),
+                                          cudaMemcpyDeviceToHost, e->stream));
+        ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_status + n0, d_status, (size_t) nh * sizeof(double),
+                                          cudaMemcpyDeviceToHost, e->stream));
+        if (c == n_chunks - 1)
+          ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_sums, e->d_out, (size_t) W * sizeof(double),
+                                            cudaMemcpyDeviceToHost, e->stream));
+      }
+      if (out->scores != NULL && P > 0) {
+        /* the staging holds one chunk: wait for it, then transpose into the
+         * caller's column-major (N, P) */
+        ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_rows, e->d_rows, (size_t) nh * (1 + P) * sizeof(double),
+                                          cudaMemcpyDeviceToHost, e->stream));
+        ICLV_CUDA_TRY(st, cudaStreamSynchronize(e->stream));
+        for (int i = 0; i < nh; i++)
+          for (int p = 0; p < P; p++)
+            out->scores[(size_t) (n0 + i) + (size_t) N * p] = e->h_rows[(size_t) i * (1 + P) + 1 + p];
       }
     }
-    launch_pair_loglik(e, n0, nh);
-    ICLV_CUDA_CHECK_LAUNCH(st, "k_pair_loglik");
-    k_logsumexp<<<nh, ICLV_CUDA_LSE_BLOCK, 0, e->stream>>>(e->d_l, e->R, e->d_lse, e->d_lli);
-    ICLV_CUDA_CHECK_LAUNCH(st, "k_logsumexp");
-    ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_lli + n0, e->d_lli, (size_t) nh * sizeof(double),
-                                      cudaMemcpyDeviceToHost, e->stream));
-    if (!want_g) continue;
-    launch_pair_scores(e, n0, nh);
-    ICLV_CUDA_CHECK_LAUNCH(st, "k_pair_scores");
-    if (e->split > 1) {
-      k_merge_split<<<nh, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(e->d_part, e->split, P, e->d_scores,
-                                                               e->d_status);
-      ICLV_CUDA_CHECK_LAUNCH(st, "k_merge_split");
-    }
-    if (P > 0) {
-      k_sum_scores<<<(P + ICLV_CUDA_AUX_BLOCK - 1) / ICLV_CUDA_AUX_BLOCK, ICLV_CUDA_AUX_BLOCK, 0,
-                     e->stream>>>(e->d_scores, nh, P, e->d_grad);
-      ICLV_CUDA_CHECK_LAUNCH(st, "k_sum_scores");
-    }
-    ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_status + n0, e->d_status, (size_t) nh * sizeof(int),
-                                      cudaMemcpyDeviceToHost, e->stream));
-    if (want_h && queue_hessian_chunk(e, n0, nh, st) != ICLV_OK) goto fail;
-    if (out->scores != NULL && P > 0) {
-      /* the staging holds one chunk: wait for it, then transpose into the
-       * caller's column-major (N, P) */
-      ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_scores, e->d_scores, (size_t) nh * P * sizeof(double),
-                                        cudaMemcpyDeviceToHost, e->stream));
-      ICLV_CUDA_TRY(st, cudaStreamSynchronize(e->stream));
-      for (int i = 0; i < nh; i++)
-        for (int p = 0; p < P; p++)
-          out->scores[(size_t) (n0 + i) + (size_t) N * p] = e->h_scores[(size_t) i * P + p];
-    }
   }
-  if (want_g && P > 0)
-    ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_grad, e->d_grad, (size_t) P * sizeof(double),
-                                      cudaMemcpyDeviceToHost, e->stream));
   if (want_h)
-    ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hess, e->d_hess, (size_t) P * P * sizeof(double),
+    ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hess, hb.sum, (size_t) P * P * sizeof(double),
                                       cudaMemcpyDeviceToHost, e->stream));
   ICLV_CUDA_TRY(st, cudaStreamSynchronize(e->stream));
+  if (want_h && hess_finish(e, &hb, st) != ICLV_OK) return st->code;
 
   /* the first bad individual in index order, as engine.c's report_bad */
   for (int n = 0; n < N; n++) {
-    if (!isfinite(e->h_lli[n])) {
+    if (!isfinite(h_lli[n])) {
       char part[256];
       diagnose(e, theta, n, part, sizeof part);
       st->code = ICLV_ERR_NUMERIC;
@@ -1222,32 +942,25 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
                "log-likelihood", n + 1, part);
       return st->code;
     }
-    if (want_g && e->h_status[n] != 0) {
+    if (want_g && h_status[n] != 0.0) {
       st->code = ICLV_ERR_NUMERIC;
       snprintf(st->msg, ICLV_MSG_LEN,
                "the simulated %s of individual %d is not finite (log L = %g)", "gradient", n + 1,
-               e->h_lli[n]);
+               h_lli[n]);
       return st->code;
     }
     if (want_h && e->h_hstatus[n] != 0) {
       st->code = ICLV_ERR_NUMERIC;
       snprintf(st->msg, ICLV_MSG_LEN,
                "the simulated %s of individual %d is not finite (log L = %g)", "Hessian", n + 1,
-               e->h_lli[n]);
+               h_lli[n]);
       return st->code;
     }
   }
 
-  /* serial sums in index order (engine.c's order) */
-  {
-    double ll = 0.0;
-    for (int n = 0; n < N; n++) ll += e->h_lli[n];
-    *out->loglik = ll;
-  }
-  if (out->loglik_i) memcpy(out->loglik_i, e->h_lli, (size_t) N * sizeof(double));
-  if (out->grad) {
-    if (P > 0) memcpy(out->grad, e->h_grad, (size_t) P * sizeof(double));
-  }
+  *out->loglik = h_sums[0];
+  if (out->loglik_i) memcpy(out->loglik_i, h_lli, (size_t) N * sizeof(double));
+  if (out->grad && P > 0) memcpy(out->grad, h_sums + 1, (size_t) P * sizeof(double));
   if (want_h) {
     /* the lower triangle is the sum; mirror it (exactly symmetric, as engine.c) */
     for (int j = 0; j < P; j++)
@@ -1263,6 +976,51 @@ fail:
   /* let work already queued finish before the caller (or the next
    * evaluation) reuses the pinned staging; its own error, if any, is moot */
   (void) cudaStreamSynchronize(e->stream);
+  (void) cudaGetLastError();
+  if (want_h) {
+    iclv_status st2;
+    (void) hess_finish(e, &hb, &st2);
+  }
+  return st->code;
+}
+
+/* ---- the device's draws ---------------------------------------------------------------- */
+
+extern "C" int iclv_cuda_draws(const iclv_draws *d, int device, double *out, iclv_status *st) {
+  iclv_draws dd = *d;
+  double *d_out = NULL, *d_user = NULL;
+  const size_t NR = (size_t) d->n_ind * (size_t) d->n_draws;
+  const size_t len = NR * (size_t) d->n_dim;
+  int count = 0;
+  st->code = ICLV_OK;
+  st->msg[0] = '\0';
+  if (iclv_draws_check(d, st) != ICLV_OK) return st->code;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    (void) cudaGetLastError();
+    return fail_msg(st, ICLV_ERR_CUDA, "no usable CUDA device");
+  }
+  if (device < 0 || device >= count) {
+    st->code = ICLV_ERR_CUDA;
+    snprintf(st->msg, ICLV_MSG_LEN, "CUDA device %d was requested, but %d device(s) exist", device, count);
+    return st->code;
+  }
+  if (len == 0) return ICLV_OK;
+  ICLV_CUDA_TRY(st, cudaSetDevice(device));
+  ICLV_CUDA_TRY(st, cudaMalloc((void **) &d_out, len * sizeof(double)));
+  if (d->type == ICLV_DRAWS_USER) {
+    ICLV_CUDA_TRY(st, cudaMalloc((void **) &d_user, len * sizeof(double)));
+    ICLV_CUDA_TRY(st, cudaMemcpy(d_user, d->user, len * sizeof(double), cudaMemcpyHostToDevice));
+    dd.user = d_user;
+  }
+  k_draws<<<(unsigned) ((NR + ICLV_CUDA_DRAWS_BLOCK - 1) / ICLV_CUDA_DRAWS_BLOCK), ICLV_CUDA_DRAWS_BLOCK>>>(dd, d_out);
+  ICLV_CUDA_CHECK_LAUNCH(st, "k_draws");
+  ICLV_CUDA_TRY(st, cudaMemcpy(out, d_out, len * sizeof(double), cudaMemcpyDeviceToHost));
+  cudaFree(d_out);
+  cudaFree(d_user);
+  return ICLV_OK;
+fail:
+  if (d_out) (void) cudaFree(d_out);
+  if (d_user) (void) cudaFree(d_user);
   (void) cudaGetLastError();
   return st->code;
 }

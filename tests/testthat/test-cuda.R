@@ -51,13 +51,23 @@ expect_backends_agree <- function(g, c, label, tol = 1e-12) {
 }
 
 # Device bytes that do not depend on the chunk size, and bytes per
-# individual of the chunk buffers (account names starting with "chunk:").
-chunk_costs <- function(e) {
+# individual, of the LL buffers (account names starting with "chunk:") plus
+# the Hessian's, which exist only during a Hessian request: measured as the
+# peak's rise over one Hessian evaluation at theta (the engine's chunk must
+# hold every individual), less the fixed (P, P) sum and (32, P, P) carry.
+chunk_costs <- function(e, theta) {
   mem <- iclv:::.engine_memory(e)
   b <- mem$device$buffers
   is_chunk <- startsWith(names(b), "chunk:")
-  list(fixed = sum(b[!is_chunk]), per_ind = sum(b[is_chunk]) / mem$per_chunk,
-       per_chunk = mem$per_chunk, n_chunks = mem$n_chunks)
+  C <- mem$per_chunk
+  stopifnot(mem$n_chunks == 1L)
+  P <- b[["theta"]] / 8
+  iclv:::.engine_eval(e, theta, gradient = TRUE, hessian = TRUE, use_cpu = FALSE)
+  rise <- iclv:::.engine_memory(e)$device$peak - mem$device$current
+  hess_fixed <- 8 * P * P * 33
+  list(fixed = sum(b[!is_chunk]) + hess_fixed,
+       per_ind = sum(b[is_chunk]) / C + (rise - hess_fixed) / C,
+       per_chunk = C, n_chunks = mem$n_chunks)
 }
 # A budget that gives exactly `n` individuals per chunk.
 budget_for <- function(costs, n) costs$fixed + (n + 0.5) * costs$per_ind
@@ -71,6 +81,20 @@ with_extra_params <- function(tm, extra) {
   tm$compiled <- compile_by_hand(d)
   tm$theta <- c(tm$theta, stats::runif(extra, -1, 1))
   tm
+}
+
+# sum over the rows of x (N x W) in the CUDA engine's order: groups of 32
+# rows (the missing ones 0), each by the shuffle tree lane l += lane l + off
+# for off = 16, 8, 4, 2, 1, then the groups added in index order from 0.
+tree_sum_rows <- function(x) {
+  run <- numeric(ncol(x))
+  for (g0 in seq(1L, nrow(x), by = 32L)) {
+    idx <- g0:min(nrow(x), g0 + 31L)
+    v <- rbind(x[idx, , drop = FALSE], matrix(0, 32L - length(idx), ncol(x)))
+    for (off in c(16L, 8L, 4L, 2L, 1L)) v[1:off, ] <- v[1:off, , drop = FALSE] + v[(1:off) + off, , drop = FALSE]
+    run <- run + v[1L, ]
+  }
+  run
 }
 
 # Everything, the Hessian included, from one engine.
@@ -166,9 +190,27 @@ test_that("GPU equals CPU for every draw type, generated in the kernels", {
                         eval_all(cpu_engine(tm$compiled, spec), th), "user array")
 })
 
+test_that("the device's draws are the CPU's, bit for bit, for every draw type", {
+  skip_if_no_gpu()
+  for (type in c("halton", "scrambled_halton", "sobol", "mlhs", "pseudo")) {
+    for (K in c(1L, 5L)) {
+      spec <- iclv:::.draws_spec(iclv_draws(type, n = 37, seed = 11, skip = 5), 13L, K)
+      cpu <- iclv:::.draws_generate(spec)
+      expect_true(all(is.finite(cpu)) && stats::sd(cpu) > 0.5)
+      expect_identical(iclv:::.draws_generate_cuda(spec), cpu, label = sprintf("%s, K = %d", type, K))
+    }
+  }
+  user <- array(stats::rnorm(13 * 37 * 2), c(13, 37, 2))
+  spec <- iclv:::.draws_spec(iclv_draws(user), 13L, 2L)
+  expect_identical(iclv:::.draws_generate_cuda(spec), iclv:::.draws_generate(spec))
+  expect_error(iclv:::.draws_generate_cuda(spec, device = 999L), class = "iclv_error_cuda",
+               regexp = "device 999")
+})
+
 test_that("GPU equals CPU when the pair scratch lives in global memory (many parameters)", {
   skip_if_no_gpu()
-  tm <- with_extra_params(tiny_model("ordered_probit", "mnl", n_draws = 80L, seed = 51), 300L)
+  # 600 parameters: 64 thread rows of > 600 doubles exceed a block's shared memory
+  tm <- with_extra_params(tiny_model("ordered_probit", "mnl", n_draws = 80L, seed = 51), 600L)
   th <- tm$theta
   g <- eval_all(gpu_engine(tm$compiled, tm$draws), th)
   c <- eval_all(cpu_engine(tm$compiled, tm$draws), th)
@@ -210,10 +252,51 @@ test_that("LL-only and gradient-only requests give the same numbers as the full 
   expect_null(ll$gradient)
   expect_identical(gr$gradient, full$gradient)
   expect_null(gr$scores)
-  # the gradient is the sum of the scores over individuals 1..N, in that order
-  # (a plain double sum; colSums() would accumulate in long double)
-  in_order <- Reduce(`+`, lapply(seq_len(nrow(full$scores)), function(n) full$scores[n, ]))
-  expect_identical(full$gradient, in_order)
+  # LL and gradient are the device's fixed tree over individuals, replayed
+  # here in plain double arithmetic (cuda_kernels.cuh k_reduce_groups):
+  # groups of 32 consecutive individuals, each summed by the warp shuffle
+  # tree (offsets 16, 8, 4, 2, 1), the groups added in index order from 0
+  expect_identical(full$gradient, tree_sum_rows(full$scores))
+  expect_identical(full$loglik, tree_sum_rows(matrix(full$loglik_i)))
+  expect_identical(ll$loglik, tree_sum_rows(matrix(ll$loglik_i)))
+})
+
+test_that("the reduction over individuals is the documented tree for N > 32 (groups cut by chunks)", {
+  skip_if_no_gpu()
+  tm <- tiny_model("ordered_logit", "mnl", n_ind = 75L, n_draws = 6L, seed = 62)
+  th <- jitter_theta(tm)
+  e <- gpu_engine(tm$compiled, tm$draws)
+  full <- eval_all(e, th)
+  expect_identical(full$gradient, tree_sum_rows(full$scores))
+  expect_identical(full$loglik, tree_sum_rows(matrix(full$loglik_i)))
+  # a serial sum differs in the last bits somewhere (so the check above can fail)
+  serial <- Reduce(`+`, lapply(seq_len(nrow(full$scores)), function(n) full$scores[n, ]))
+  expect_false(identical(serial, tree_sum_rows(full$scores)) &&
+               identical(Reduce(`+`, full$loglik_i), tree_sum_rows(matrix(full$loglik_i))))
+  # chunks of 10 and 33 individuals cut the groups: the same bits
+  costs <- chunk_costs(e, th)
+  for (n in c(10L, 33L)) {
+    ec <- gpu_engine(tm$compiled, tm$draws, device_memory = budget_for(costs, n))
+    expect_identical(as.integer(iclv:::.engine_memory(ec)$per_chunk), n)
+    expect_identical(eval_all(ec, th), full, info = sprintf("chunk %d", n))
+  }
+})
+
+test_that("the online log-sum-exp over several rounds of draws equals the CPU (R > 128, unsplit)", {
+  skip_if_no_gpu()
+  # one multiprocessor in the emulator: no split, so T = 128 threads take
+  # R = 300 draws in 3 rounds and the running max is rescaled (on a real GPU
+  # the variable is ignored and the individuals are split instead)
+  old <- Sys.getenv("EMU_SMS", NA)
+  Sys.setenv(EMU_SMS = "1")
+  on.exit(if (is.na(old)) Sys.unsetenv("EMU_SMS") else Sys.setenv(EMU_SMS = old))
+  tm <- tiny_model(c("ordered_probit", "normal"), "mnl", n_ind = 6L, n_draws = 300L, seed = 63)
+  th <- jitter_theta(tm)
+  g <- eval_all(gpu_engine(tm$compiled, tm$draws), th)
+  c <- eval_all(cpu_engine(tm$compiled, tm$draws), th)
+  expect_backends_agree(g, c, "R = 300 in rounds")
+  expect_hessians_agree(hess_all(gpu_engine(tm$compiled, tm$draws), th),
+                        hess_all(cpu_engine(tm$compiled, tm$draws), th), "R = 300 in rounds")
 })
 
 # ---- on a GPU: determinism ----------------------------------------------------
@@ -237,7 +320,7 @@ test_that("chunks of 1, 7 and all individuals give bit-identical results", {
   th <- jitter_theta(tm)
   for (draws in list(tm$draws, iclv:::.draws_spec(iclv_draws("mlhs", 100, seed = 2), 20L, 3L))) {
     e_all <- gpu_engine(tm$compiled, draws)
-    costs <- chunk_costs(e_all)
+    costs <- chunk_costs(e_all, th)
     expect_identical(as.integer(costs$per_chunk), 20L)
     expect_identical(as.integer(costs$n_chunks), 1L)
     ref <- eval_all(e_all, th)
@@ -329,7 +412,7 @@ test_that("GPU Hessians for chunks of 1, 7 and all individuals are bit-identical
   th <- jitter_theta(tm)
   for (draws in list(tm$draws, iclv:::.draws_spec(iclv_draws("sobol", 100, seed = 4), 20L, 3L))) {
     e_all <- gpu_engine(tm$compiled, draws)
-    costs <- chunk_costs(e_all)
+    costs <- chunk_costs(e_all, th)
     expect_identical(as.integer(costs$n_chunks), 1L)
     ref <- hess_all(e_all, th)
     for (n in c(1L, 7L)) {
@@ -341,7 +424,7 @@ test_that("GPU Hessians for chunks of 1, 7 and all individuals are bit-identical
   }
 })
 
-test_that("the Hessian's device buffers are accounted and the account does not grow", {
+test_that("the Hessian's device buffers live only during a Hessian request", {
   skip_if_no_gpu()
   N <- 12L; R <- 64L
   tm <- tiny_model("ordered_probit", "mnl", n_ind = N, n_draws = R, seed = 94)
@@ -349,18 +432,26 @@ test_that("the Hessian's device buffers are accounted and the account does not g
   e <- gpu_engine(tm$compiled, tm$draws)
   m0 <- iclv:::.engine_memory(e)
   b <- m0$device$buffers
-  expect_equal(b[["hessian_sum"]], 8 * P * P)
-  expect_equal(b[["chunk:hessian_draw_rows"]], 8 * N * R * P)
-  expect_equal(b[["chunk:hessian_by_individual"]], 8 * N * P * P)
-  expect_equal(b[["chunk:hessian_status"]], 4 * N)
-  expect_gt(b[["chunk:hessian_pair_scratch"]], 8 * N * P * 3) # holds the P x K block d2 l / d theta d eta
+  # none at creation, nor any buffer of R doubles per individual
+  expect_false(any(grepl("hessian", names(b))))
+  expect_false(any(grepl("pair_loglik", names(b))))
   expect_equal(sum(b), m0$device$current)
-  for (i in 1:4) hess_all(e, jitter_theta(tm))
-  eval_all(e, tm$theta)
+  hess_all(e, jitter_theta(tm))
   m1 <- iclv:::.engine_memory(e)$device
+  expect_identical(m1$buffers, b)         # released after the request
   expect_identical(m1$current, m0$device$current)
-  expect_identical(m1$peak, m0$device$peak)
-  expect_identical(m1$buffers, b)
+  # the peak saw them: R x P rows and D P x P slots per individual (D threads
+  # per individual: min(32, R, ceiling(4 SMs 32 / N))), the sum and carry
+  D <- min(32, R, ceiling(4 * iclv_devices()$multiprocessors[1] * 32 / N)) # (slots well under 1 GiB)
+  hess_bytes <- 8 * N * R * P + 8 * N * D * P * P + 8 * P * P * 33 + 4 * N
+  expect_gt(m1$peak - m0$device$current, hess_bytes)
+  expect_lt(m1$peak - m0$device$current, hess_bytes + 8 * N * D * (3 * P + 200))
+  for (i in 1:3) hess_all(e, jitter_theta(tm))
+  eval_all(e, tm$theta)
+  m2 <- iclv:::.engine_memory(e)$device
+  expect_identical(m2$current, m0$device$current)
+  expect_identical(m2$peak, m1$peak)
+  expect_identical(m2$buffers, b)
   iclv:::.engine_release(e)
 })
 
@@ -422,7 +513,7 @@ test_that("Hessians on a CUDA engine come from the device by default; use_cpu = 
 test_that("a device budget too small for one individual is a memory error that says so", {
   skip_if_no_gpu()
   tm <- tiny_model("ordered_probit", "mnl", n_draws = 50L, seed = 92)
-  costs <- chunk_costs(gpu_engine(tm$compiled, tm$draws))
+  costs <- chunk_costs(gpu_engine(tm$compiled, tm$draws), tm$theta)
   err <- tryCatch(gpu_engine(tm$compiled, tm$draws, device_memory = costs$fixed + 0.5 * costs$per_ind),
                   error = function(e) e)
   expect_s3_class(err, "iclv_error_memory")
@@ -440,23 +531,30 @@ test_that("device memory is accounted, chunk-linear, and does not grow with eval
   m0 <- iclv:::.engine_memory(e)
   dev <- m0$device
   expect_true(all(c("model_int_arrays", "model_double_arrays", "user_draws", "theta",
-                    "chunk:pair_loglik", "chunk:scores") %in% names(dev$buffers)))
+                    "chunk:scores", "chunk:loglik_status") %in% names(dev$buffers)))
   expect_equal(sum(dev$buffers), dev$current)
   expect_gte(dev$peak, dev$current)
   expect_equal(dev$buffers[["user_draws"]], 12 * 64 * 3 * 8)
-  expect_equal(dev$buffers[["chunk:pair_loglik"]], 12 * 64 * 8)
+  P <- length(tm$theta)
+  expect_equal(dev$buffers[["chunk:scores"]], 12 * (1 + P) * 8) # log L_n and s_n per individual
+  expect_false(any(grepl("pair_loglik|hessian", names(dev$buffers)))) # no R-length or Hessian buffers
   expect_gt(m0$device_total, 2^30)
   expect_true(m0$device_free_at_start > 0 && m0$device_free_at_start <= m0$device_total)
   for (i in 1:5) eval_all(e, jitter_theta(tm))
   m1 <- iclv:::.engine_memory(e)$device
   expect_identical(m1$current, dev$current)
   expect_identical(m1$peak, dev$peak)
-  # halving the chunk halves the chunk buffers
-  costs <- chunk_costs(e)
+  # a budget for 6 individuals per chunk: the same fixed buffers, the chunk
+  # buffers halved (LL buffers only: the Hessian's are not held)
+  costs <- chunk_costs(e, tm$theta)
   e6 <- gpu_engine(tm$compiled, tm$draws, device_memory = budget_for(costs, 6L))
-  c6 <- chunk_costs(e6)
-  expect_equal(c6$fixed, costs$fixed)
-  expect_equal(c6$per_ind, costs$per_ind)
+  m6 <- iclv:::.engine_memory(e6)
+  expect_identical(as.integer(m6$per_chunk), 6L)
+  b <- dev$buffers; b6 <- m6$device$buffers
+  expect_identical(names(b6), names(b))
+  ch <- startsWith(names(b), "chunk:")
+  expect_equal(b6[!ch], b[!ch])
+  expect_equal(2 * b6[ch], b[ch])
   iclv:::.engine_release(e6)
   iclv:::.engine_release(e)
 })
@@ -487,7 +585,8 @@ test_that("iclv() reaches the same estimates on the CUDA and the CPU backends", 
   expect_gt(fit_gpu$memory$device_peak, 0)
   # chunked on the device (7 individuals per chunk): the very same fit
   comp <- iclv:::.iclv_compile(m, d)
-  costs <- chunk_costs(gpu_engine(comp$c, iclv:::.draws_spec(dr, comp$n_ind, 1L)))
+  costs <- chunk_costs(gpu_engine(comp$c, iclv:::.draws_spec(dr, comp$n_ind, 1L)),
+                       iclv:::.params_full(p, comp$partable, "params"))
   fit_chunked <- iclv(m, d, draws = dr, backend = "cuda",
                       control = iclv_control(device_memory = budget_for(costs, 7L)))
   expect_identical(as.integer(fit_chunked$memory$per_chunk), 7L)
