@@ -115,7 +115,8 @@ iclv_control <- function(method = c("bfgs", "newton", "bhhh"), maxit = 200, tol 
     }
     dir <- dirname(checkpoint)
     if (!dir.exists(dir)) {
-      iclv_abort("control", sprintf("'checkpoint': the folder %s does not exist", iclv_quote(dir)))
+      iclv_abort("control", sprintf("'checkpoint': cannot write %s: the folder %s does not exist",
+                                    iclv_quote(checkpoint), iclv_quote(dir)))
     }
   }
   checkpoint_every <- .control_count(checkpoint_every, "checkpoint_every", min = 1)

@@ -378,7 +378,10 @@ iclv_memory_plan <- function(model, data, draws = iclv_draws("halton", 100), bac
 # Returns the planned bytes invisibly; errors with iclv_error_memory.
 .memory_guard <- function(compiled, spec, n_threads = 0L) {
   threads <- if (n_threads > 0L) as.integer(n_threads) else .plan_default_threads()
-  d <- .plan_dims(compiled, spec$n_draws, threads)
+  # a malformed compiled list cannot be planned: the C boundary, which checks
+  # every field, then refuses it with a classed error naming the field
+  d <- tryCatch(.plan_dims(compiled, spec$n_draws, threads), error = function(e) NULL)
+  if (is.null(d) || !length(d$P) || !length(d$N)) return(invisible(NA_real_))
   bufs <- c(.plan_cpu_engine(d), .plan_outputs(d))
   need <- sum(bufs)
   avail <- .host_available_bytes()

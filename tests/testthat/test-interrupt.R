@@ -17,7 +17,8 @@ with_test_interrupt <- function(after, on, code) {
 
 test_that("an interrupt polled in C is a classed error and the engine stays usable", {
   skip_if_not(engine_ok())
-  tm <- tiny_model(n_ind = 40L, n_draws = 7L)
+  # 200 individuals: more than one Hessian block of 32 individuals per thread
+  tm <- tiny_model(n_ind = 200L, n_draws = 7L)
   ref <- ref_loglik(tm$compiled, tm$theta, tm$draws$user)
   for (on in c("any", "hessian")) {
     e <- with_test_interrupt(1L, on, iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 1L))
@@ -26,7 +27,7 @@ test_that("an interrupt polled in C is a classed error and the engine stays usab
                     error = function(c) c)
     expect_s3_class(err, "iclv_error_interrupted")
     expect_s3_class(err, "iclv_error")
-    expect_match(conditionMessage(err), "interrupted by the user after [0-9]+ of 40 individuals")
+    expect_match(conditionMessage(err), "interrupted by the user after [0-9]+ of 200 individuals")
     # nothing was allocated per evaluation, nothing is left over
     acct1 <- iclv:::.engine_memory(e)$host
     expect_identical(acct1$current, acct0$current)
