@@ -17,10 +17,33 @@
 #' by name: `b_price * price_1` in one utility and `b_price * price_2` in
 #' another estimate one coefficient. Which names are latent variables is
 #' decided by [iclv_model()]; every other factor is a data column. The string
-#' `"0"` is a utility without terms (e.g. the reference alternative). A term
-#' with a leading `-` is not supported (the coefficient takes the sign), and
-#' numeric constants are not supported (fix a parameter with `fixed` in
-#' [iclv_model()] instead).
+#' `"0"` is a utility without terms (e.g. the reference alternative).
+#'
+#' @section Utilities as expressions:
+#' A utility may also be any R expression (parsed by R's parser) that is a
+#' sum of terms `parameter * data * latent variable`, the data part an
+#' expression of data columns: numbers, `+ - * / ^`, parentheses, `exp()`,
+#' `log()`, `sqrt()`, comparisons `== != < > <= >=` with numbers or strings
+#' (a character or factor column compared with `"Novum"` gives 1 or 0),
+#' `& | !` and `ifelse(condition, a, b)`. For example
+#' `"asc_1 - b_price * price_1 / income + b_novum * (brand_1 == 'Novum')"`
+#' or `"ifelse(income > 50, b_high, b_low) * price_1"`. Names resolve in
+#' this order: a latent variable of the model is a latent variable; in each
+#' product (factors joined by `*` and `/`) the first plain name that is not
+#' divided by is the term's parameter; every other name is a data column. A
+#' leading `ifelse()` whose branches hold parameters is distributed over
+#' them (`b_high * (income > 50) * price_1 + b_low * !(income > 50) *
+#' price_1`), and a sign or number joins the data part. Every data part is
+#' evaluated once, when the model meets its data, into a column of the
+#' compiled data, so such a utility is estimated exactly like one written
+#' with hand-made columns (same engine and speed). A parameter that is also
+#' a data column, a latent variable inside a function or divided by, a term
+#' without parameter, or an unknown function is an error; so is a name that
+#' is neither a column nor a latent variable, which is what a utility that
+#' is not linear in its parameters (`mu * (asc + b * x)`, `exp(b) * x`)
+#' gives: those are not supported yet. Utilities that use only names, `+`
+#' and `*` follow the rules above unchanged (at most
+#' `param * column * lv`).
 #'
 #' For `type = "mnl"` the probability of alternative `j` in a choice task is
 #' `exp(V_j)` divided by the sum of `exp(V_k)` over the available `k`. For `type = "probit"` (binary
@@ -30,20 +53,59 @@
 #' contribution 0), for either type. The chosen alternative must be available
 #' (an error names the row and the id).
 #'
-#' @param type `"mnl"` (multinomial logit, two or more alternatives) or
-#'   `"probit"` (binary probit, exactly two alternatives).
+#' For `type = "ranked"` (exploded logit) `choice` names one column per rank,
+#' best first (e.g. `c("best", "second", "third", "worst")`), each holding
+#' the alternative at that rank. The probability of a ranking is the product
+#' over its ranks `k` of `exp(V_rk) / sum exp(V_j)` over the available
+#' alternatives not ranked before `k`. Partial rankings: an `NA` rank ends
+#' the ranking (a later rank must then be `NA` too); alternatives no rank
+#' names are unranked and stay in every stage's choice set (ranked below
+#' the ranked ones, in an unobserved order). The last rank of a full
+#' ranking (one alternative left) has probability 1 and adds nothing. Ties
+#' cannot be written one alternative per rank: an alternative named at two
+#' ranks is an error; end the ranking before tied positions to treat the
+#' tied alternatives as unranked. A ranking with only its first rank is the
+#' MNL model of the best choice, exactly.
+#'
+#' For `type = "bestworst"` (sequential best-worst) `choice` names the
+#' best and the worst column: the best is chosen among the available
+#' alternatives with `exp(V_b) / sum exp(V_j)`, then the worst among the
+#' others with utilities `-mu V`: `exp(-mu V_w) / sum_{j != b} exp(-mu V_j)`,
+#' where `mu = 1` or, with `worst_scale = "mu_w"`, a free parameter (> 0,
+#' start 1) of that name. A missing (`NA`) worst leaves the best choice
+#' alone (MNL).
+#'
+#' Both are compiled into one MNL row per stage (the alternatives chosen in
+#' earlier stages made unavailable; the worst stage's utilities multiplied
+#' by `-mu`), so every engine evaluates them with its MNL kernel, with exact
+#' gradients and Hessians. The summary reports the choice log-likelihood of
+#' each stage (`choice:<column>`); [predict.iclv()] returns the
+#' probabilities of the first stage (the best choice), or of every stage
+#' with `stages = TRUE`; [iclv_simulate()] simulates whole rankings
+#' (best-worst pairs).
+#'
+#' @param type `"mnl"` (multinomial logit, two or more alternatives),
+#'   `"probit"` (binary probit, exactly two alternatives), `"ranked"`
+#'   (exploded logit of a full or partial ranking) or `"bestworst"`
+#'   (sequential best-worst).
 #' @param choice Name of the data column holding the chosen alternative: its
 #'   name (a name of `utilities`; character or factor column) or its 1-based
-#'   position in `utilities` (numeric column).
+#'   position in `utilities` (numeric column). For `"ranked"`, the names of
+#'   the rank columns, best first; for `"bestworst"`, of the best and the
+#'   worst column.
 #' @param utilities A named list (or named character vector) of utility
 #'   strings, one per alternative, in the order of the alternatives.
 #' @param available `NULL` (every alternative always available) or a named
 #'   list / named character vector mapping alternatives to 0/1 data columns.
 #'   Alternatives not named are always available.
+#' @param worst_scale For `"bestworst"`: `NULL` (the worst stage's utilities
+#'   are `-V`) or the name of a free scale parameter `mu` (`-mu V`).
 #' @param ... Not used; anything given is an error.
-#' @return An object of class `"iclv_choice"`: a list with `type`, `choice`,
-#'   `alternatives`, `utilities` (the strings), `terms` (one data.frame of
-#'   parsed terms per alternative) and `available`.
+#' @return An object of class `"iclv_choice"`: a list with `type`, `choice`
+#'   (the first rank column for `"ranked"` and `"bestworst"`), `ranks` (every
+#'   rank column; `choice` for the other types), `alternatives`, `utilities`
+#'   (the strings), `terms` (one data.frame of parsed terms per alternative),
+#'   `available` and `worst_scale`.
 #' @seealso [iclv_model()]
 #' @examples
 #' ch <- iclv_choice("mnl", choice = "best",
@@ -52,18 +114,19 @@
 #'                    bike = "asc_bike + b_time * time_bike * env"))
 #' ch
 #' @export
-iclv_choice <- function(type = c("mnl", "probit"), choice, utilities, available = NULL, ...) {
+iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst"), choice, utilities, available = NULL,
+                        worst_scale = NULL, ...) {
   .spec_check_dots(list(...), "iclv_choice")
+  types <- c("mnl", "probit", "ranked", "bestworst")
   if (!is.character(type) || length(type) < 1L) {
-    iclv_abort("spec", "'type' must be \"mnl\" or \"probit\"")
+    iclv_abort("spec", sprintf("'type' must be one of %s", iclv_quote(types)))
   }
-  type <- tryCatch(match.arg(type, c("mnl", "probit")), error = function(e) {
-    iclv_abort("spec", sprintf("unknown choice model type %s: use \"mnl\" or \"probit\"",
-                               iclv_quote(type[1])))
+  type <- tryCatch(match.arg(type, types), error = function(e) {
+    iclv_abort("spec", sprintf("unknown choice model type %s: use one of %s",
+                               iclv_quote(type[1]), iclv_quote(types)))
   })
-  if (missing(choice) || !is.character(choice) || length(choice) != 1L || is.na(choice) || !nzchar(choice)) {
-    iclv_abort("spec", "'choice' must be the name of the data column with the chosen alternative")
-  }
+  ranks <- .choice_rank_columns(type, choice, worst_scale)
+  choice <- ranks[1]
   if (missing(utilities) || length(utilities) == 0L || (!is.list(utilities) && !is.character(utilities))) {
     iclv_abort("spec", "'utilities' must be a named list of utility strings, one per alternative")
   }
@@ -106,17 +169,49 @@ iclv_choice <- function(type = c("mnl", "probit"), choice, utilities, available 
     available <- vapply(available, identity, character(1))
     if (length(available) == 0L) available <- NULL
   }
-  structure(list(type = type, choice = choice, alternatives = alts,
+  if (!is.null(worst_scale) && worst_scale %in% unlist(lapply(terms, `[[`, "param"))) {
+    iclv_abort("spec", sprintf("'worst_scale' %s is also a parameter of a utility; give the scale its own name",
+                               iclv_quote(worst_scale)))
+  }
+  structure(list(type = type, choice = choice, ranks = ranks, alternatives = alts,
                  utilities = vapply(utilities, identity, character(1)),
-                 terms = terms, available = available),
+                 terms = terms, available = available, worst_scale = worst_scale),
             class = "iclv_choice")
+}
+
+# The choice columns of a choice part by type (one for "mnl" and "probit",
+# one per rank for "ranked", best and worst for "bestworst"), checked;
+# and `worst_scale` (only with "bestworst": NULL or one name).
+.choice_rank_columns <- function(type, choice, worst_scale) {
+  what <- switch(type, ranked = "the names of the rank columns, best first",
+                 bestworst = "the names of the best and the worst column",
+                 "the name of the data column with the chosen alternative")
+  ok <- !missing(choice) && is.character(choice) && length(choice) >= 1L && !anyNA(choice) && all(nzchar(choice))
+  if (!ok || (type %in% c("mnl", "probit") && length(choice) != 1L) ||
+      (type == "bestworst" && length(choice) != 2L)) {
+    iclv_abort("spec", sprintf("'choice' must be %s", what))
+  }
+  if (anyDuplicated(choice)) {
+    iclv_abort("spec", sprintf("'choice' names the column %s twice", iclv_quote(choice[duplicated(choice)][1])))
+  }
+  if (!is.null(worst_scale)) {
+    if (type != "bestworst") iclv_abort("spec", "'worst_scale' is only for type = \"bestworst\"")
+    if (!is.character(worst_scale) || length(worst_scale) != 1L || is.na(worst_scale) ||
+        !grepl("^[A-Za-z.][A-Za-z0-9._]*$", worst_scale)) {
+      iclv_abort("spec", "'worst_scale' must be NULL or one parameter name")
+    }
+  }
+  choice
 }
 
 #' @export
 print.iclv_choice <- function(x, ...) {
-  cat(sprintf("%s choice model, column '%s', %d alternatives\n",
-              if (x$type == "mnl") "Multinomial logit" else "Binary probit", x$choice,
-              length(x$alternatives)))
+  lab <- c(mnl = "Multinomial logit", probit = "Binary probit", ranked = "Ranked (exploded logit)",
+           bestworst = "Best-worst")[[x$type]]
+  cols <- x$ranks %||% x$choice
+  cat(sprintf("%s choice model, column%s %s, %d alternatives%s\n", lab, if (length(cols) > 1L) "s" else "",
+              paste0("'", cols, "'", collapse = ", "), length(x$alternatives),
+              if (is.null(x$worst_scale)) "" else sprintf(", worst-stage scale '%s'", x$worst_scale)))
   w <- max(nchar(x$alternatives))
   for (a in x$alternatives) {
     av <- if (!is.null(x$available) && a %in% names(x$available)) sprintf("   [available: %s]", x$available[[a]]) else ""

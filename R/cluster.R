@@ -21,11 +21,14 @@
 #     gradient are then summed over individuals in index order with plain
 #     double additions starting from 0 (.sum_rows_in_order), exactly as
 #     iclv_cpu_eval() sums them: both are bit-identical to the
-#     single-process engine. (option iclv.cluster_reduce = "shard" asks each
-#     worker for its gradient instead of its scores, which moves P doubles
-#     per shard instead of n_s * P; the shards' gradients are then added in
-#     shard order and differ from the single process by rounding, ~1e-15
-#     relative.)
+#     single-process CPU engine. (The CUDA engine sums its individuals with
+#     a fixed tree, so against one CUDA process only loglik_i and the scores
+#     are bit-identical; the sums differ by rounding.)
+#     Option iclv.cluster_reduce = "shard" asks each worker for its
+#     gradient instead of its scores, which moves P doubles per shard
+#     instead of n_s * P; the shards' gradients are then added in shard
+#     order and differ from the single process by rounding, ~1e-15
+#     relative.
 #   - the Hessian: each shard returns its sum over its individuals (in index
 #     order, engine.c); the shards' matrices are added in shard order.
 #     engine.c adds the individual Hessians one after another over all
@@ -83,7 +86,8 @@
 #' predictions are bit-identical to those of one process: the draws of an
 #' individual are a function of its index in the whole data (the shard
 #' carries an offset), and the master adds the individuals' contributions in
-#' index order as the engine does. The Hessian is the sum of the shards'
+#' index order as the CPU engine does (the CUDA engine adds them with a
+#' fixed tree, so on GPUs the sums equal one process's up to rounding). The Hessian is the sum of the shards'
 #' Hessians in shard order, equal to one process's up to rounding (about
 #' 1e-15 relative). `options(iclv.cluster_reduce = "shard")` moves each
 #' worker's gradient instead of its scores (P instead of n_s x P doubles per
@@ -163,7 +167,7 @@ NULL
                          "ind_load_ptr", "ind_load_lv", "ind_load_par",
                          "ut_ptr", "ut_par", "ut_col", "ut_lv")
 .slice_data_fields <- c("n_ind", "n_obs", "n_rows", "n_avail", "cov", "obs_ptr", "obs_ind",
-                        "obs_val", "row_ptr", "y", "avail", "X")
+                        "obs_val", "row_ptr", "y", "avail", "X", "weight", "n_mult", "mult_sign", "mult_par")
 
 # .compiled_slice(cc, first, last): the compiled model of individuals
 # first..last (1-based, inclusive) of `cc`: their covariates, indicator
@@ -194,9 +198,15 @@ NULL
   out$n_rows <- as.integer(r1 - r0)
   out$y <- cc$y[span(r0, r1 - r0)]
   out$X <- cc$X[span(r0 * cc$n_xcol, (r1 - r0) * cc$n_xcol)]
+  if (!is.null(cc$weight)) out$weight <- cc$weight[(a + 1):b]
   if (cc$n_avail > 0L) {
     out$avail <- cc$avail[span(r0 * cc$n_alt, (r1 - r0) * cc$n_alt)]
     out$n_avail <- as.integer((r1 - r0) * cc$n_alt)
+  }
+  if ((cc$n_mult %||% 0L) > 0L) { # best-worst row multipliers (R/rank.R)
+    out$mult_sign <- cc$mult_sign[span(r0, r1 - r0)]
+    out$mult_par <- cc$mult_par[span(r0, r1 - r0)]
+    out$n_mult <- as.integer(r1 - r0)
   }
   out
 }
@@ -517,6 +527,11 @@ NULL
   .cluster_worker_answer(.engine_memory(.cluster_worker_get(key)$engine))
 }
 
+# Bootstrap refits of a batch of resamples (R/vcov.R, .bootstrap_refits).
+.cluster_worker_bootstrap <- function(picks, job) {
+  .cluster_worker_answer(.bootstrap_refits(picks, job))
+}
+
 # Releases the engines of `keys` that this worker holds; returns how many.
 .cluster_worker_release <- function(keys) {
   .cluster_worker_answer({
@@ -740,10 +755,8 @@ NULL
                     n_chunks = vapply(plans, function(p) as.integer(p$n_chunks), 1L),
                     fits = vapply(plans, function(p) as.logical(p$fits), NA),
                     stringsAsFactors = FALSE)
-  dims <- .plan_dims(compiled, spec$n_draws, 1)
-  master <- c(compiled_model_data = .plan_compiled_bytes(compiled),
-              user_draws = if (is.null(spec$user)) 0 else 8 * length(spec$user),
-              .plan_outputs(dims))
+  whole <- .engine_plan(compiled, spec, "cpu", n_threads = 1L)
+  master <- c(whole$data, whole$outputs)
   bad <- which(!is.na(tab$fits) & !tab$fits)
   verdict <- if (length(bad)) {
     sprintf("worker %d (%s, individuals %d-%d): %s", bad[1], tab$host[bad[1]], tab$first[bad[1]],

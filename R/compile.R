@@ -18,8 +18,12 @@
 # estimation: TRUE (iclv(), memory plans) requires two observed categories
 # of each ordered indicator; FALSE (iclv_loglik(), an evaluation at given
 # parameters) accepts one when the categories are declared (one individual).
+# weights: NULL, or the name of a column of individual weights
+# (.val_weights): the C list then has `weight` (N) and the result
+# `weights` (N, named by id) and `weights_column`; without weights the C
+# list has no `weight` element at all (the engines' unweighted path).
 
-.iclv_compile <- function(model, data, categories = NULL, estimation = TRUE) {
+.iclv_compile <- function(model, data, categories = NULL, estimation = TRUE, weights = NULL) {
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   .spec_check_object(model)
   .val_data_frame(data)
@@ -29,6 +33,7 @@
   ids <- idv$ids
   N <- length(ids)
   n <- nrow(data)
+  wts <- .val_weights(data, weights, grp, N, ids, model$id)
 
   # ---- measurement ---------------------------------------------------------
   inds <- model$indicators
@@ -94,21 +99,30 @@
   ch <- model$choice
   if (!is.null(ch)) {
     alts <- ch$alternatives
-    y <- .val_choice_column(data, ch$choice, alts)
-    A <- .val_availability(data, ch$available, alts, y, ids[grp])
-    X <- .val_attributes(data, ch$columns, ch$terms, alts, A)
+    if (ch$type %in% c("ranked", "bestworst")) {
+      stg <- .rank_stages(data, ch, ids[grp]) # one MNL row per stage (R/rank.R)
+      X <- .val_attributes(data, ch$columns, ch$terms, alts, stg$A_data)
+      y <- A <- NULL # the stage rows replace them below
+    } else {
+      y <- .val_choice_column(data, ch$choice, alts)
+      A <- .val_availability(data, ch$available, alts, y, ids[grp])
+      X <- .val_attributes(data, ch$columns, ch$terms, alts, A)
+    }
   }
 
   # ---- parameter table ---------------------------------------------------------
   pt <- .iclv_partable(model, categories)
   .spec_check_names(model, pt, c(names(model$fixed), names(model$start)))
   given <- c(names(model$fixed), names(model$start))
-  pt <- .compile_starts(pt, model, ob, inds, given)
+  tn <- .threshold_names(model, categories)
+  pt <- .compile_starts(pt, model, ob, inds, given, tn)
   P <- nrow(pt)
   pidx <- function(nm) match(nm, pt$name) - 1L
 
   # ---- the C list ---------------------------------------------------------------
-  lvs <- model$lvs
+  # draw dimensions: the latent variables, then the random terms (draws with
+  # no structural terms and no indicators: eta = e; src/iclv_model.h)
+  lvs <- c(model$lvs, model$random)
   K <- length(lvs)
   st_len <- vapply(lvs, function(l) length(model$structural[[l]]), integer(1))
   st_lv <- rep(lvs, st_len)
@@ -118,11 +132,11 @@
 
   load_ind <- rep(inds, vapply(model$loads, length, integer(1)))
   load_lv <- unlist(model$loads, use.names = FALSE)
-  load_par <- pt$name[pt$role == "loading"]  # same order: per indicator, per LV
+  load_par <- .loading_names(model)$name  # per indicator, per LV (labels shared)
 
   ord <- .is_ordered(model$ind_type)
   thr_first <- vapply(inds, function(i) {
-    if (.is_ordered(model$ind_type[[i]])) pidx(sprintf("tau_%s_1", i)) else -1L
+    if (.is_ordered(model$ind_type[[i]])) pidx(tn$name[tn$lhs == i][1]) else -1L
   }, integer(1))
   icpt <- vapply(inds, function(i) if (.is_ordered(model$ind_type[[i]])) -1L else pidx(sprintf("alpha_%s", i)), integer(1))
   sdp <- vapply(inds, function(i) if (model$ind_type[[i]] == "normal") pidx(sprintf("sigma_%s", i)) else -1L, integer(1))
@@ -131,9 +145,9 @@
     n_ind = as.integer(N), n_lv = as.integer(K), n_par = as.integer(P),
     n_cov = as.integer(length(covs)), n_indic = as.integer(M), n_obs = as.integer(nrow(ob)),
     n_rows = 0L, n_alt = 0L, n_xcol = 0L, n_avail = 0L, choice_type = 0L,
-    lv_order = as.integer(match(model$lv_order, lvs) - 1L),
+    lv_order = as.integer(match(c(model$lv_order, model$random), lvs) - 1L),
     st_ptr = as.integer(c(0L, cumsum(st_len))),
-    st_par = as.integer(pidx(sprintf("gamma_%s_%s", st_lv, st_s))),
+    st_par = as.integer(pidx(.structural_names(model)$name)),
     st_src_type = as.integer(ifelse(st_is_lv, 1L, 0L)),
     st_src = as.integer(ifelse(st_is_lv, match(st_s, lvs), match(st_s, covs)) - 1L),
     cov = as.double(t(covmat)),
@@ -158,7 +172,7 @@
     cl$n_rows <- as.integer(n)
     cl$n_alt <- as.integer(J)
     cl$n_xcol <- as.integer(length(ch$columns))
-    cl$choice_type <- if (ch$type == "mnl") 1L else 2L
+    cl$choice_type <- if (ch$type == "probit") 2L else 1L # ranked, best-worst: MNL stages
     cl$row_ptr <- as.integer(c(0L, cumsum(tabulate(grp, N))))
     cl$y <- as.integer(y - 1L)
     if (!is.null(A)) {
@@ -171,20 +185,42 @@
     cl$ut_col <- as.integer(ifelse(is.na(ta$col), -1L, match(ta$col, ch$columns) - 1L))
     cl$ut_lv <- as.integer(ifelse(is.na(ta$lv), -1L, match(ta$lv, lvs) - 1L))
     rows <- seq_len(n)
+    if (ch$type %in% c("ranked", "bestworst")) {
+      rows <- stg$row
+      cl$n_rows <- as.integer(length(rows))
+      cl$row_ptr <- as.integer(c(0L, cumsum(tabulate(grp[rows], N))))
+      cl$y <- as.integer(stg$y - 1L)
+      cl$avail <- as.integer(t(stg$A))
+      cl$n_avail <- as.integer(length(rows) * J)
+      cl$X <- as.double(t(X[rows, , drop = FALSE]))
+      if (ch$type == "bestworst") {
+        cl$n_mult <- as.integer(length(rows))
+        cl$mult_sign <- as.double(stg$sign)
+        cl$mult_par <- as.integer(if (is.null(ch$worst_scale)) rep(-1L, length(rows)) else
+          ifelse(stg$stage == 2L, pidx(ch$worst_scale), -1L))
+      }
+    }
   }
+  if (!is.null(wts)) cl$weight <- as.double(wts)
   stopifnot(!anyNA(unlist(cl[vapply(cl, is.integer, logical(1))])))
   cl <- lapply(cl, function(v) { names(v) <- NULL; v })
 
-  thr <- lapply(inds[ord], function(i) as.integer(match(sprintf("tau_%s_%d", i, seq_len(ncat[[i]] - 1L)), pt$name)))
+  # one group per set of thresholds (indicators sharing a labelled set share
+  # its group, named by the first of them)
+  thr <- lapply(inds[ord], function(i) as.integer(match(tn$name[tn$lhs == i], pt$name)))
   names(thr) <- inds[ord]
+  thr <- thr[!duplicated(thr)]
   structure(list(
     c = cl, partable = pt, ids = ids, n_ind = N, rows = rows,
     alternatives = if (is.null(ch)) character() else alts,
-    lvs = lvs, indicators = inds, covariates = covs,
-    thresholds = thr, positive = which(pt$role == "sd"),
+    lvs = lvs, random = model$random, indicators = inds, covariates = covs,
+    thresholds = thr, positive = which(pt$role %in% c("sd", "scale")),
     n_missing = n_missing, n_obs_indicator = stats::setNames(tabulate(ob$m, M), inds),
     categories = categories, xcols = if (is.null(ch)) character() else ch$columns,
-    id = model$id, choice_type = if (is.null(ch)) "none" else ch$type
+    id = model$id, choice_type = if (is.null(ch)) "none" else ch$type,
+    weights = if (is.null(wts)) NULL else stats::setNames(wts, ids), weights_column = weights,
+    stage = if (!is.null(ch) && ch$type %in% c("ranked", "bestworst")) stg$stage,
+    stage_names = if (!is.null(ch) && ch$type %in% c("ranked", "bestworst")) ch$ranks
   ), class = "iclv_compiled")
 }
 
@@ -202,9 +238,10 @@
   as.integer(C)
 }
 
-# Data-driven starting values where the user gave none (names in `given`),
-# then the user's values; thresholds must end up strictly increasing.
-.compile_starts <- function(pt, model, ob, inds, given) {
+# Data-driven starting values where the user gave none (names in `given`,
+# whose values .iclv_partable() has set); thresholds must end up strictly
+# increasing.
+.compile_starts <- function(pt, model, ob, inds, given, tn) {
   keep <- pt$name %in% given
   for (m in seq_along(inds)) {
     ind <- inds[m]
@@ -219,11 +256,13 @@
       pt$start[k[!keep[k]]] <<- val[!keep[k]]
     }
     if (.is_ordered(type)) {
-      C <- sum(pt$lhs == ind & pt$role == "threshold") + 1L
+      nm <- tn$name[tn$lhs == ind]
+      C <- length(nm) + 1L
       cp <- cumsum(tabulate(as.integer(v), C))[seq_len(C - 1L)] / nv
       tau <- q(pmin(pmax(cp, lo), 1 - lo))
       for (c in seq_len(C - 1L)[-1L]) if (tau[c] < tau[c - 1L] + 0.1) tau[c] <- tau[c - 1L] + 0.1
-      set(sprintf("tau_%s_%d", ind, seq_len(C - 1L)), tau)
+      set(nm, tau)
+      keep[match(nm, pt$name)] <- TRUE # a shared set starts from the first indicator that has it
     } else if (type == "normal") {
       s <- if (nv > 1L) stats::sd(v) else NA_real_
       if (!is.finite(s) || s <= 0) s <- 1
@@ -234,13 +273,8 @@
       set(sprintf("alpha_%s", ind), q(min(max(mean(v), lo), 1 - lo)))
     }
   }
-  # the user's values (thresholds named before the categories were known)
-  if (!is.null(model$start)) pt$start[match(names(model$start), pt$name)] <- model$start
-  if (!is.null(model$fixed)) {
-    k <- match(names(model$fixed), pt$name)
-    pt$start[k] <- model$fixed
-    pt$free[k] <- FALSE
-  }
+  # the model's own start/fixed values are in pt already (.iclv_partable(),
+  # with the categories known); the call's come later (.apply_start_fixed())
   for (ind in unique(pt$lhs[pt$role == "threshold"])) {
     tv <- pt$start[pt$role == "threshold" & pt$lhs == ind]
     if (length(tv) > 1L && any(diff(tv) <= 0)) {

@@ -241,7 +241,7 @@ print.iclv_draws <- function(x, ...) {
     if (!is.null(nm3) && !is.null(lv_names)) {
       if (!setequal(nm3, lv_names)) {
         iclv_abort("draws", sprintf(
-          "the user draws' third dimension is named %s, but the model's latent variables are %s",
+          "the user draws' third dimension is named %s, but the model's latent variables (and random terms) are %s",
           iclv_quote(nm3), iclv_quote(lv_names)))
       }
       draws$user <- draws$user[, , match(lv_names, nm3), drop = FALSE]

@@ -86,17 +86,42 @@ iclv_devices <- function() {
 # cluster: NULL, or a `parallel` cluster: the individuals are sharded over its
 # workers, one engine each (R/cluster.R); the result is then an
 # "iclv_cluster_engine" that every .engine_* function below accepts.
+# test_unchecked_threads: TEST-ONLY (never for users): create the engine
+# without refusing more threads than this machine runs, so that a test can
+# read the account of an engine it never evaluates.
 .engine_new <- function(compiled, draws_spec, backend = "cpu",
-                        n_threads = 0L, device = 0L, device_memory = 0, cluster = NULL) {
+                        n_threads = 0L, device = 0L, device_memory = 0, cluster = NULL,
+                        test_unchecked_threads = FALSE) {
   if (!is.null(cluster)) {
     return(.cluster_engine_new(compiled, draws_spec, backend, n_threads, device, device_memory, cluster))
   }
   # refuse, with the sizes, an engine that cannot fit in memory before C allocates
   .memory_guard(compiled, draws_spec, n_threads)
   .iclv_call(C_iclv_engine_new, compiled, draws_spec, .iclv_backend_code(backend),
-             list(n_threads = as.integer(n_threads), device = as.integer(device),
-                  device_memory = as.double(device_memory),
-                  test_interrupt = .engine_test_interrupt()))
+             c(.engine_options(n_threads, device, device_memory),
+               list(test_interrupt = .engine_test_interrupt(),
+                    test_unchecked_threads = isTRUE(test_unchecked_threads))))
+}
+
+# The options list C reads (src/boundary.c options_from_R).
+.engine_options <- function(n_threads = 0L, device = 0L, device_memory = 0) {
+  list(n_threads = as.integer(n_threads), device = as.integer(device),
+       device_memory = as.double(device_memory))
+}
+
+# What .engine_new() with the same arguments would allocate, planned in C by
+# the engines' own planners without allocating it (src/boundary.c
+# C_iclv_engine_plan documents the list); R/memory.R formats it.
+.engine_plan <- function(compiled, draws_spec, backend = "cpu", n_threads = 0L, device = 0L,
+                         device_memory = 0) {
+  .iclv_call(C_iclv_engine_plan, compiled, draws_spec, .iclv_backend_code(backend),
+             .engine_options(n_threads, device, device_memory))
+}
+
+# The CPU engine's thread count for n_threads = 0: OpenMP's default
+# (omp_get_max_threads(), capped at OMP_THREAD_LIMIT), asked of C.
+.engine_default_threads <- function() {
+  .iclv_call(C_iclv_default_threads)
 }
 
 # TEST-ONLY hook (never for users): options(iclv.test_interrupt = list(after = k,
@@ -115,14 +140,15 @@ iclv_devices <- function() {
   c(as.integer(ti$after), on[1])
 }
 
-# use_cpu: evaluate with the CPU engine even when the engine's backend is
-# CUDA (every request, the Hessian included, is computed on the device
-# otherwise). Ignored by CPU engines.
+# use_cpu: evaluate with a CPU engine even when the engine's backend is
+# CUDA (made on first use; every request, the Hessian included, is computed
+# on the device otherwise). Ignored by CPU engines.
 .engine_eval <- function(engine, theta, gradient = TRUE, scores = FALSE, hessian = FALSE,
                          use_cpu = FALSE) {
   if (inherits(engine, "iclv_cluster_engine")) return(.cluster_eval(engine, theta, gradient, scores, hessian, use_cpu))
   .iclv_call(C_iclv_engine_eval, engine, as.double(theta),
-             c(isTRUE(gradient), isTRUE(scores), isTRUE(hessian), isTRUE(use_cpu)))
+             list(gradient = isTRUE(gradient), scores = isTRUE(scores), hessian = isTRUE(hessian),
+                  use_cpu = isTRUE(use_cpu)))
 }
 
 .engine_predict <- function(engine, theta) {
@@ -133,6 +159,14 @@ iclv_devices <- function() {
 .engine_memory <- function(engine) {
   if (inherits(engine, "iclv_cluster_engine")) return(.cluster_memory(engine))
   .iclv_call(C_iclv_engine_memory, engine)
+}
+
+# TEST-ONLY: which path a CPU engine's evaluations took (src/engine_fast.h,
+# ICLV_FAST_CNT_*): reference = 1 on the per-pair reference path, then
+# cumulative counts of individuals and of (observation or row, draw) terms
+# by the fast kernels' vectorised / scalar forms and the reference links.
+.engine_paths <- function(engine) {
+  .iclv_call(C_iclv_engine_paths, engine)
 }
 
 .engine_release <- function(engine) {

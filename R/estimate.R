@@ -44,6 +44,25 @@
 #' where the scaled Hessian (or outer product of the scores) is singular or
 #' has no positive diagonal entry, with a warning (`iclv_warning_vcov`).
 #'
+#' @section Sign of the latent variables:
+#' The likelihood does not identify the sign of an LV (negating it and every
+#' parameter that multiplies it gives the same model), so two runs from
+#' different starts could report mirror images. After a converged
+#' estimation iclv flips each LV whose first loading (the loading of the
+#' first indicator of its `=~` statement) is negative, with every loading,
+#' structural coefficient and utility coefficient it multiplies, and runs
+#' the optimizer again from the flipped point (with the design's draws the
+#' flipped point is close to, not exactly at, the maximum; the second run
+#' takes a few iterations, and the history shows both runs). The standard
+#' errors are those at the final estimate. An LV whose sign the user set
+#' (a parameter the flip would negate fixed at a non-zero value, e.g.
+#' `f =~ 1*y1` or `f =~ -1*y1`) is left alone. `fit$lv_sign` says which
+#' LVs were flipped (`flipped`), which the user set (`user`), and why a
+#' flip could not be made (`note`: a parameter shared by labels between
+#' terms whose signs would change differently; then a warning of class
+#' `iclv_warning_sign`). An interrupted or unconverged run is not
+#' normalised.
+#'
 #' @section Null log-likelihood:
 #' `loglik_null` is the log-likelihood of the choice model with every
 #' utility zero (equal shares among the available alternatives),
@@ -51,6 +70,23 @@
 #' the choice component of the log-likelihood at the estimate (the choice
 #' probabilities integrated over the latent variables given the covariates,
 #' `loglik_components["choice"]`): `1 - LL_choice / LL_null`.
+#'
+#' @section Weights:
+#' With `weights = "w"` the log-likelihood is \eqn{\sum_n w_n \log L_n}{sum_n w_n log L_n}
+#' (sampling weights, as Stata's `pweight` and Apollo's weights). Its
+#' gradient, Hessian and the individual scores are those of this weighted
+#' sum: the scores are \eqn{w_n s_n}{w_n s_n}, so the BHHH matrix is
+#' \eqn{\sum_n w_n^2 s_n s_n'}{sum_n w_n^2 s_n s_n'} and the `"robust"`
+#' covariance is the sandwich of the weighted Hessian and these weighted
+#' scores, the estimator for sampling weights; prefer it to `"hessian"`
+#' and `"bhhh"`, which assume the weights are frequencies or do not
+#' account for them. Integer weights give the log-likelihood, gradient
+#' and Hessian of a data set in which each individual appears \eqn{w_n}{w_n}
+#' times. `loglik_null`, `loglik_components`
+#' and `rho2` are weighted too; `fit$weights` holds the column and the
+#' sum of the weights, which [summary()] reports. Without weights the
+#' engines run their unweighted code: the results are bit for bit those
+#' of earlier versions, and weights all 1 give the same bits.
 #'
 #' @section Long runs:
 #' With `trace = 1` every iteration prints one line. Ctrl-C stops the
@@ -98,12 +134,19 @@
 #'   its own engine for the whole fit (on its host's GPU with
 #'   `backend = "cuda"`); see [iclv_cluster]. The estimates equal those of
 #'   one process; `fit$memory$workers` reports each worker.
+#' @param weights `NULL` (every individual counts once) or the name of a
+#'   numeric column of `data` holding a weight per individual: constant
+#'   within each individual, finite, not missing, non-negative and not zero
+#'   for everyone (an `iclv_error_data` names the column and the first row
+#'   and id at fault otherwise). See "Weights".
 #' @param ... Not used; anything given is an error.
 #' @return An object of class `"iclv"`: a list with `coefficients` (all
 #'   parameters, fixed included), `vcov` (list of the `hessian`, `bhhh` and
 #'   `robust` matrices over the free parameters), `vcov_type`, `loglik`,
-#'   `loglik_null`, `loglik_components` (per indicator and the choice model),
-#'   `rho2`, `n_individuals`, `n_obs` (choice rows), `n_params` (free),
+#'   `loglik_null`, `loglik_components` (per indicator and the choice model;
+#'   for ranked and best-worst choices also per stage, `"choice:<column>"`),
+#'   `rho2`, `n_individuals`, `n_obs` (choice rows; for ranked and
+#'   best-worst choices the MNL rows of their stages), `n_params` (free),
 #'   `convergence` (list: `code` (0 converged, 1 iteration limit, 2 no
 #'   progress, 3 interrupted, 4 stopped by the callback), `message`,
 #'   `iterations`, `gradient_norm` (max absolute gradient at the estimate),
@@ -113,11 +156,18 @@
 #'   diagonal, `ok`, `weak` (the parameters most involved when not ok),
 #'   `condition` (its condition number)), `draws` (`type`,
 #'   `n`, `seed`), `backend` (`name`, `device`, `reason`), `timing` (`total`,
-#'   `per_evaluation` seconds, `evaluations`), `partable` (`name`, `block`,
-#'   `lhs`, `op`, `rhs`, `free`, `est`, `se`), `memory` (`host_peak`,
+#'   `per_evaluation` seconds, `evaluations`), `lv_sign` (see "Sign of the
+#'   latent variables"), `partable` (`name`, `block`,
+#'   `lhs`, `op`, `rhs`, `free`, `est`, `se`, and lavaan's `label`: the
+#'   user's label of the parameter or ""), `memory` (`host_peak`,
 #'   `device_peak`, `buffers`, `device_total`, `device_free_at_start`,
-#'   `per_chunk`, `n_chunks`, `process_peak` in bytes), `history` (one row
-#'   per iteration), `call`, `model`, `control`.
+#'   `per_chunk`, `n_chunks`, `process_peak` in bytes), `history` (a
+#'   data.frame, one row per iteration, row 1 the start: `iteration`,
+#'   `loglik`, `change`, `gradient_norm` (max |gradient|),
+#'   `scaled_gradient` (`g' A^-1 g` at that point, `A` the method's
+#'   curvature matrix: the convergence measure compared with `tol`; the
+#'   last row is `convergence$scaled_gradient`), `step`, `seconds`),
+#'   `call`, `model`, `control`.
 #' @seealso [iclv_model()], [iclv_control()], [summary.iclv()],
 #'   [predict.iclv()], [iclv_loglik()]
 #' @examples
@@ -137,7 +187,7 @@
 #' @export
 iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto",
                  control = iclv_control(), start = NULL, fixed = NULL, resume = NULL,
-                 cluster = NULL, ...) {
+                 cluster = NULL, weights = NULL, ...) {
   dots <- list(...)
   if (length(dots)) {
     nm <- names(dots)
@@ -152,36 +202,43 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   be <- if (is.null(cluster)) .resolve_backend(backend, control$device) else
     .cluster_resolve_backend(cluster, backend)
 
-  comp <- .iclv_compile(model, data)
-  pt <- comp$partable
-  pt <- .apply_start_fixed(pt, start, fixed)
-  theta0 <- stats::setNames(as.double(pt$start), pt$name)
-  bad <- .check_constraints(theta0, pt$name, comp$thresholds, comp$positive)
-  if (!is.null(bad)) iclv_abort("input", paste("starting values:", bad))
-
-  spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs), comp$lvs)
-  engine <- .engine_new(comp$c, spec, be$name, n_threads = control$n_threads, device = control$device,
-                        device_memory = if (is.null(control$device_memory)) 0 else control$device_memory,
-                        cluster = cluster)
+  prob <- .iclv_problem(model, data, draws, start = start, fixed = fixed, weights = weights)
+  engine <- .problem_engine(prob, be$name, n_threads = control$n_threads, device = control$device,
+                            device_memory = if (is.null(control$device_memory)) 0 else control$device_memory,
+                            cluster = cluster)
   on.exit(.engine_release(engine), add = TRUE)
-
-  free <- which(pt$free)
-  free_names <- pt$name[free]
   timer <- new.env(parent = emptyenv())
   timer$seconds <- 0
   timer$n <- 0L
-  evaluate <- function(theta, gradient = TRUE, scores = FALSE, hessian = FALSE) {
-    t0 <- proc.time()[["elapsed"]]
-    ev <- .engine_eval(engine, theta, gradient = gradient, scores = scores, hessian = hessian)
-    timer$seconds <- timer$seconds + (proc.time()[["elapsed"]] - t0)
-    timer$n <- timer$n + 1L
-    ev
-  }
 
-  # what a checkpoint must match to be resumed here
-  fingerprint <- list(free_names = free_names, n_ind = comp$n_ind,
-                      draws = spec[c("type", "n_draws", "n_dim", "seed", "skip")],
-                      data_md5 = .md5_object(list(comp$c, theta0[!pt$free])))
+  opt <- .iclv_estimate(prob, engine, control, resume, timer)
+  n_opt_evals <- timer$n
+  opt_seconds <- timer$seconds
+  t_post <- proc.time()[["elapsed"]]
+  inf <- .iclv_inference(prob, engine, opt, control, timer)
+  t_end <- proc.time()[["elapsed"]]
+  fit <- .iclv_fit(prob, inf, be, control,
+                   timing = list(total = t_end - t_begin,
+                                 per_evaluation = if (n_opt_evals) opt_seconds / n_opt_evals else NA_real_,
+                                 evaluations = n_opt_evals, optimizer = opt$seconds,
+                                 post_estimation = t_end - t_post),
+                   call = cl, model = model, draws = draws, start = start, fixed = fixed)
+  if (!fit$convergence$code %in% c(0L, 3L)) {
+    iclv_warn("convergence", sprintf("the estimation did not converge: %s (after %d iterations)",
+                                     fit$convergence$message, fit$convergence$iterations))
+  }
+  fit
+}
+
+# The estimation itself: checkpoint to resume (checked against the
+# problem's fingerprint), the optional start search, the optimizer on the
+# unconstrained free parameters. Returns .iclv_optimize()'s list with
+# `theta` (P, natural) added; with no free parameter, the start.
+.iclv_estimate <- function(prob, engine, control, resume, timer) {
+  theta0 <- prob$theta0
+  # what a checkpoint must match to be resumed here (hashing the data only
+  # when a checkpoint is read or written)
+  fingerprint <- if (!is.null(resume) || !is.null(control$checkpoint)) .problem_fingerprint(prob)
   resume_state <- NULL
   if (!is.null(resume)) {
     ck <- .read_checkpoint(resume)
@@ -191,59 +248,53 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
     }
     resume_state <- ck$state
   }
-
-  if (control$start_search && length(free) && is.null(resume_state)) {
-    theta0 <- .start_search(theta0, pt, comp, evaluate, control$trace)
+  if (!length(prob$free)) {
+    return(list(theta = theta0, code = 0L, message = "no free parameters", iterations = 0L, evaluations = 0L,
+                scaled_gradient = 0, rel_change = NA_real_, seconds = 0, history = .optim_history_frame()))
   }
-
-  tr <- .transform_new(pt$name, theta0, pt$free, comp$thresholds, comp$positive)
-  fn <- function(u, scores = FALSE, hessian = FALSE) {
-    theta <- .to_natural(u, tr)
-    ev <- evaluate(theta, gradient = TRUE, scores = scores, hessian = hessian)
-    d <- .transform_derivs(u, tr, ev$gradient[free],
-                           if (scores) ev$scores[, free, drop = FALSE],
-                           if (hessian) ev$hessian[free, free, drop = FALSE])
-    list(loglik = ev$loglik, gradient = d$gradient, scores = d$scores, hessian = d$hessian)
+  if (control$start_search && is.null(resume_state)) {
+    theta0 <- .start_search(theta0, prob$partable, function(theta, gradient = TRUE) {
+      .timed_eval(engine, timer, theta, gradient = gradient)
+    }, control$trace)
   }
-
-  if (length(free)) {
-    opt <- .iclv_optimize(fn, .to_internal(theta0, tr), control,
-                          natural = function(u) .to_natural(u, tr), resume = resume_state,
+  tr <- prob$tr
+  run <- function(theta, resume) {
+    opt <- .iclv_optimize(.problem_objective(prob, engine, timer), .to_internal(theta, tr), control,
+                          natural = function(u) .to_natural(u, tr), resume = resume,
                           checkpoint_extra = list(fingerprint = fingerprint))
-    theta_hat <- .to_natural(opt$par, tr)
-  } else {
-    theta_hat <- theta0
-    opt <- list(code = 0L, message = "no free parameters", iterations = 0L, evaluations = 0L,
-                scaled_gradient = 0, rel_change = NA_real_, seconds = 0,
-                history = data.frame(iteration = integer(), loglik = double(), change = double(),
-                                     gradient_norm = double(), step = double(), seconds = double()))
+    opt$theta <- .to_natural(opt$par, tr)
+    opt
   }
-  n_opt_evals <- timer$n
-  opt_seconds <- timer$seconds
+  .lv_sign_normalise(prob, run(theta0, resume_state), function(theta) run(theta, NULL))
+}
 
-  # ---- at the optimum ----------------------------------------------------
-  t_post <- proc.time()[["elapsed"]]
-  # Ctrl-C here (the engine polls between batches of individuals) keeps the
-  # estimates: the fit is returned without what this evaluation gives
-  # (standard errors, gradient, identification, components), code 3
+# At the optimum: the evaluation with scores and Hessian, the covariance
+# matrices, the identification check, the per-component log-likelihoods
+# and the memory report. Ctrl-C here (the engine polls between batches of
+# individuals) keeps the estimates: what the interrupted evaluation would
+# give is NA, and `opt` comes back with code 3 and a message saying so.
+.iclv_inference <- function(prob, engine, opt, control, timer) {
+  theta_hat <- opt$theta
+  free <- prob$free
+  free_names <- prob$free_names
+  comp <- prob$comp
   on_int <- function(e) NULL
-  final <- tryCatch(evaluate(theta_hat, gradient = TRUE, scores = TRUE, hessian = control$hessian),
+  final <- tryCatch(.timed_eval(engine, timer, theta_hat, gradient = TRUE, scores = TRUE,
+                                hessian = control$hessian),
                     interrupt = on_int, iclv_error_interrupted = on_int)
   post_interrupted <- is.null(final)
   if (post_interrupted) {
     na_free <- matrix(NA_real_, length(free), length(free), dimnames = list(free_names, free_names))
     final <- list(loglik = opt$loglik %||% NA_real_, gradient = rep(NA_real_, length(theta_hat)))
   }
-  g_nat <- stats::setNames(final$gradient[free], free_names)
-  S <- if (!post_interrupted) final$scores[, free, drop = FALSE]
-  if (!post_interrupted) colnames(S) <- free_names
-  H <- if (control$hessian && !post_interrupted) final$hessian[free, free, drop = FALSE] else NULL
-  if (!is.null(H)) dimnames(H) <- list(free_names, free_names)
+  parts <- .problem_free_parts(prob, if (post_interrupted) list(gradient = final$gradient) else
+    list(gradient = final$gradient, scores = final$scores, hessian = if (control$hessian) final$hessian))
+  H <- parts$hessian
   # at a point that is not an optimum, curvature warnings would mislead:
   # vcov() warns about the non-converged fit instead
   converged <- opt$code == 0L
   vc <- if (post_interrupted) list(hessian = na_free, bhhh = na_free, robust = na_free) else
-    if (length(free)) .vcov_compute(H, S, free_names, warn = converged) else
+    if (length(free)) .vcov_compute(H, parts$scores, free_names, warn = converged) else
     list(hessian = NULL, bhhh = NULL, robust = NULL)
   ident <- .identification(H, free_names, warn = converged)
 
@@ -264,107 +315,84 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   has_choice <- comp$c$choice_type != 0L
   comp_ll <- stats::setNames(as.double(pred$comp_ll), c(comp$indicators, "choice"))
   if (!has_choice) comp_ll <- comp_ll[-length(comp_ll)]
-  ll_null <- if (has_choice) .loglik_null(comp$c) else NA_real_
-  rho2 <- if (has_choice) unname(1 - comp_ll[["choice"]] / ll_null) else NA_real_
-  memory <- .memory_report(.engine_memory(engine))
-  t_end <- proc.time()[["elapsed"]]
+  # ranked / best-worst: the choice LL of each stage too ("choice:<column>", R/rank.R)
+  if (has_choice && !post_interrupted && !is.null(comp$stage)) {
+    comp_ll <- c(comp_ll, .rank_stage_ll(comp, theta_hat, prob$spec, control$n_threads))
+  }
+  ll_null <- if (has_choice) .loglik_null(comp$c) else NA_real_ # (weighted by comp$c$weight)
+  list(opt = opt, loglik = final$loglik, gradient = parts$gradient, scores = parts$scores, hessian = H,
+       vcov = vc, identification = ident, comp_ll = comp_ll, ll_null = ll_null,
+       rho2 = if (has_choice) unname(1 - comp_ll[["choice"]] / ll_null) else NA_real_,
+       memory = .memory_report(.engine_memory(engine)))
+}
 
+# The "iclv" object from the problem, the optimizer's result and the
+# inference at the optimum (see ?iclv, "Value").
+.iclv_fit <- function(prob, inf, be, control, timing, call, model, draws, start, fixed) {
+  opt <- inf$opt
+  pt <- prob$partable
+  free <- prob$free
+  theta_hat <- opt$theta
+  vc <- inf$vcov
   vtype <- control$vcov
   se <- rep(NA_real_, nrow(pt))
   if (length(free) && !is.null(vc[[vtype]])) se[free] <- .se_from_vcov(vc[[vtype]])
   ptab <- data.frame(name = pt$name, block = pt$block, lhs = pt$lhs, op = pt$op, rhs = pt$rhs,
-                     free = pt$free, est = unname(theta_hat), se = se, stringsAsFactors = FALSE)
-
+                     free = pt$free, est = unname(theta_hat), se = se,
+                     label = pt$label %||% rep("", nrow(pt)), stringsAsFactors = FALSE)
   fit <- list(
     coefficients = theta_hat,
     vcov = vc,
     vcov_type = vtype,
-    loglik = final$loglik,
+    loglik = inf$loglik,
     # LL at the optimizer's starting point (iteration 0 of the history)
-    loglik_start = if (nrow(opt$history)) opt$history$loglik[1] else final$loglik,
-    loglik_null = ll_null,
-    loglik_components = comp_ll,
-    rho2 = rho2,
-    n_individuals = comp$n_ind,
-    n_obs = comp$c$n_rows,
+    loglik_start = if (nrow(opt$history)) opt$history$loglik[1] else inf$loglik,
+    loglik_null = inf$ll_null,
+    loglik_components = inf$comp_ll,
+    rho2 = inf$rho2,
+    n_individuals = prob$comp$n_ind,
+    n_obs = prob$comp$c$n_rows,
     n_params = length(free),
+    weights = if (is.null(prob$comp$weights)) NULL else
+      list(column = prob$comp$weights_column, sum = sum(prob$comp$weights)),
     convergence = list(code = opt$code, message = opt$message, iterations = opt$iterations,
-                       gradient_norm = if (length(free)) max(abs(g_nat)) else 0,
+                       gradient_norm = if (length(free)) max(abs(inf$gradient)) else 0,
                        scaled_gradient = opt$scaled_gradient, rel_change = opt$rel_change,
-                       evaluations = n_opt_evals, method = control$method,
+                       evaluations = timing$evaluations, method = control$method,
                        final_method = opt$method %||% control$method,
                        switched_at = opt$switched_at %||% NA_integer_),
-    gradient = g_nat,
+    gradient = inf$gradient,
     # per-individual scores (N x free) and the Hessian (free x free) at the
     # estimate, for clustered covariances and the scaled gradient
-    scores = S,
-    hessian = H,
-    identification = ident,
+    scores = inf$scores,
+    hessian = inf$hessian,
+    identification = inf$identification,
+    lv_sign = opt$lv_sign,
     draws = .draws_info(draws),
     backend = list(name = be$name, device = be$device, device_name = be$device_name,
                    requested = be$requested, reason = be$reason),
-    timing = list(total = t_end - t_begin,
-                  per_evaluation = if (n_opt_evals) opt_seconds / n_opt_evals else NA_real_,
-                  evaluations = n_opt_evals, optimizer = opt$seconds,
-                  post_estimation = t_end - t_post),
+    timing = timing,
     partable = ptab,
-    memory = memory,
+    memory = inf$memory,
     history = opt$history,
-    call = cl,
+    call = call,
     model = model,
     control = control,
     # what predict() and fitted() need without the data
-    compiled = comp,
+    compiled = prob$comp,
     draws_design = draws,
     # what update() needs besides the data
     start = if (is.list(start)) start$coefficients else start,
     fixed = fixed
   )
   class(fit) <- "iclv"
-  if (!opt$code %in% c(0L, 3L)) {
-    iclv_warn("convergence", sprintf("the estimation did not converge: %s (after %d iterations)",
-                                     opt$message, opt$iterations))
-  }
   fit
-}
-
-# Starting and fixed values from iclv()'s `start` and `fixed` (by name).
-# A named numeric vector whose names are all parameters of the model.
-.check_parameter_names <- function(x, arg, names) {
-  .check_named_numeric(x, arg)
-  unknown <- setdiff(names(x), names)
-  if (length(unknown)) {
-    iclv_abort("input", sprintf("'%s' names %s, which is not a parameter of the model (see model$partable$name)",
-                                arg, iclv_quote(unknown)))
-  }
-  invisible(x)
-}
-
-.apply_start_fixed <- function(pt, start, fixed) {
-  if (!is.null(start)) {
-    # a fit gives every coefficient: those named in `fixed` take the fixed value
-    from_fit <- inherits(start, "iclv") || (is.list(start) && !is.null(start$coefficients))
-    if (from_fit) start <- start$coefficients
-    .check_parameter_names(start, "start", pt$name)
-    if (from_fit) start <- start[setdiff(names(start), names(fixed))]
-    if (!is.null(fixed)) .spec_check_fixed_start(fixed, start, kind = "input")
-    k <- match(names(start), pt$name)
-    keep <- pt$free[k] # the values of fixed parameters stay fixed
-    pt$start[k[keep]] <- as.double(start[keep])
-  }
-  if (!is.null(fixed)) {
-    .check_parameter_names(fixed, "fixed", pt$name)
-    k <- match(names(fixed), pt$name)
-    pt$start[k] <- as.double(fixed)
-    pt$free[k] <- FALSE
-  }
-  pt
 }
 
 # A cheap look around the starting values: the loadings scaled by 0.5, 1
 # and 2 (the scale of the latent variables is the main unknown); the best
 # log-likelihood wins. Only free loadings change.
-.start_search <- function(theta0, pt, comp, evaluate, trace = 0L) {
+.start_search <- function(theta0, pt, evaluate, trace = 0L) {
   load <- which(pt$role == "loading" & pt$free)
   if (!length(load)) return(theta0)
   best <- theta0
@@ -382,7 +410,8 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   best
 }
 
-# LL of the choice model with every utility zero: -sum_t log(available_t).
+# LL of the choice model with every utility zero: -sum_t log(available_t)
+# (each row t weighted by its individual's weight when cc$weight is set).
 .loglik_null <- function(cc) {
   if (cc$n_rows == 0L) return(NA_real_)
   n_av <- if (cc$n_avail > 0L) {
@@ -390,6 +419,7 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   } else {
     rep(cc$n_alt, cc$n_rows)
   }
+  if (!is.null(cc$weight)) return(-sum(rep(cc$weight, diff(cc$row_ptr)) * log(n_av)))
   -sum(log(n_av))
 }
 

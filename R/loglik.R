@@ -1,6 +1,5 @@
 # One evaluation of the simulated log-likelihood at given parameters, for
-# checks and advanced use; also the helpers that turn user-given named
-# parameter values into the engine's full natural vector.
+# checks and advanced use (the problem object: R/problem.R).
 
 #' The simulated log-likelihood and its analytic derivatives at given values
 #'
@@ -20,6 +19,10 @@
 #'   normal draws (individuals x draws x latent variables).
 #' @param backend `"cpu"` (default), `"cuda"` or `"auto"`.
 #' @param gradient,scores,hessian Which derivatives to return.
+#' @param weights `NULL` or the name of a column of individual weights, as
+#'   in [iclv()]: `loglik` is then \eqn{\sum_n w_n \log L_n}{sum_n w_n log L_n},
+#'   and `loglik_i`, `gradient`, `scores` and `hessian` are those of the
+#'   weighted sum (`loglik_i` and the scores are the weighted terms).
 #' @param cluster `NULL`, or a cluster from the `parallel` package (e.g.
 #'   [parallel::makePSOCKcluster()]): the individuals are split into
 #'   contiguous shards, one per worker, each evaluated by an engine on its
@@ -45,65 +48,20 @@
 #' dim(ll$scores)
 #' @export
 iclv_loglik <- function(model, data, params, draws = iclv_draws("halton", 100), backend = "cpu",
-                        gradient = TRUE, scores = FALSE, hessian = FALSE, cluster = NULL) {
+                        gradient = TRUE, scores = FALSE, hessian = FALSE, cluster = NULL,
+                        weights = NULL) {
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   for (a in c("gradient", "scores", "hessian")) .control_flag(get(a), a)
   be <- if (is.null(cluster)) .resolve_backend(backend) else .cluster_resolve_backend(cluster, backend)
-  comp <- .iclv_compile(model, data, estimation = FALSE)
-  pt <- comp$partable
-  theta <- .params_full(params, pt, "params")
-  bad <- .check_constraints(theta, pt$name, comp$thresholds, comp$positive)
-  if (!is.null(bad)) iclv_abort("input", paste("'params':", bad))
-  spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs), comp$lvs)
-  engine <- .engine_new(comp$c, spec, be$name, device = if (is.null(cluster)) 0L else NULL,
-                        cluster = cluster)
-  on.exit(.engine_release(engine), add = TRUE)
-  ev <- .engine_eval(engine, theta, gradient = gradient, scores = scores, hessian = hessian)
-  free <- which(pt$free)
-  fn <- pt$name[free]
-  out <- list(loglik = ev$loglik, loglik_i = stats::setNames(ev$loglik_i, comp$ids),
-              gradient = NULL, scores = NULL, hessian = NULL)
-  if (gradient) out$gradient <- stats::setNames(ev$gradient[free], fn)
-  if (scores) {
-    out$scores <- ev$scores[, free, drop = FALSE]
-    dimnames(out$scores) <- list(as.character(comp$ids), fn)
-  }
-  if (hessian) {
-    out$hessian <- ev$hessian[free, free, drop = FALSE]
-    dimnames(out$hessian) <- list(fn, fn)
-  }
+  prob <- .iclv_problem(model, data, draws, params = params, estimation = FALSE,
+                        weights = weights)
+  ev <- .with_problem_engine(prob, be$name, function(engine) {
+    .engine_eval(engine, prob$theta0, gradient = gradient, scores = scores, hessian = hessian)
+  }, device = if (is.null(cluster)) 0L else NULL, cluster = cluster)
+  out <- c(list(loglik = ev$loglik, loglik_i = stats::setNames(ev$loglik_i, prob$comp$ids)),
+           .problem_free_parts(prob, list(gradient = if (gradient) ev$gradient, scores = if (scores) ev$scores,
+                                          hessian = if (hessian) ev$hessian)))
+  if (scores) rownames(out$scores) <- as.character(prob$comp$ids)
   out
 }
 
-# .params_full(params, pt, arg): the full natural vector (P, partable order)
-# from user values. Fixed parameters not given keep their partable value
-# (pt$start); a fixed parameter that is given takes the given value (the
-# evaluation happens where the user says). Errors (iclv_error_input) name
-# unknown parameters and missing free ones.
-.params_full <- function(params, pt, arg = "params") {
-  .check_named_numeric(params, arg)
-  unknown <- setdiff(names(params), pt$name)
-  if (length(unknown)) {
-    iclv_abort("input", sprintf("'%s' names %s, which %s not a parameter of the model (see model$partable$name)",
-                                arg, iclv_quote(unknown), if (length(unknown) > 1L) "are" else "is"))
-  }
-  missing_free <- setdiff(pt$name[pt$free], names(params))
-  if (length(missing_free)) {
-    iclv_abort("input", sprintf("'%s' lacks the free parameter(s) %s", arg, iclv_quote(missing_free)))
-  }
-  theta <- stats::setNames(as.double(pt$start), pt$name)
-  theta[names(params)] <- as.double(params)
-  theta
-}
-
-.check_named_numeric <- function(x, arg) {
-  if (!is.numeric(x) || is.null(names(x)) || any(!nzchar(names(x))) || anyNA(names(x))) {
-    iclv_abort("input", sprintf("'%s' must be a named numeric vector (names as in coef())", arg))
-  }
-  if (anyDuplicated(names(x))) {
-    iclv_abort("input", sprintf("'%s' names %s twice", arg, iclv_quote(names(x)[duplicated(names(x))][1])))
-  }
-  bad <- names(x)[!is.finite(x)]
-  if (length(bad)) iclv_abort("input", sprintf("'%s': %s is not a finite number", arg, iclv_quote(bad[1])))
-  invisible(x)
-}

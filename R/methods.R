@@ -79,17 +79,27 @@ generics::glance
 #' @name iclv-methods
 NULL
 
+# The first lines of print(fit) and print(summary(fit)): what was estimated,
+# on what, how.
+.print_fit_header <- function(x) {
+  cat("ICLV model estimated by simulated maximum likelihood\n")
+  cat("Call: ", paste(deparse(x$call, width.cutoff = 70L), collapse = "\n       "), "\n", sep = "")
+  cat(sprintf("Individuals: %d   choice rows: %d   free parameters: %d\n",
+              x$n_individuals, x$n_obs, x$n_params))
+  if (!is.null(x$weights)) {
+    cat(sprintf("Weights:      column %s, sum of weights %s\n", iclv_quote(x$weights$column),
+                format(x$weights$sum, digits = 10L)))
+  }
+  cat("Draws:       ", .draws_line(x$draws), "\n", sep = "")
+  cat("Backend:     ", .backend_line(x$backend), "\n", sep = "")
+}
+
 #' @rdname iclv-methods
 #' @export
 print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   .val_fit(x)
   digits <- .val_digits(digits)
-  cat("ICLV model estimated by simulated maximum likelihood\n")
-  cat("Call: ", paste(deparse(x$call, width.cutoff = 70L), collapse = "\n       "), "\n", sep = "")
-  cat(sprintf("Individuals: %d   choice rows: %d   free parameters: %d\n",
-              x$n_individuals, x$n_obs, x$n_params))
-  cat("Draws:       ", .draws_line(x$draws), "\n", sep = "")
-  cat("Backend:     ", .backend_line(x$backend), "\n", sep = "")
+  .print_fit_header(x)
   ll <- logLik.iclv(x)
   cat(sprintf("Log-likelihood: %s   AIC: %s   BIC: %s\n", format(x$loglik, nsmall = 2L, digits = digits + 4L),
               format(stats::AIC(ll), nsmall = 2L, digits = digits + 4L),
@@ -176,17 +186,26 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
     counts <- counts[counts > 0]
     sum(counts * log(counts / n))
   }
+  # with individual weights every observation counts its individual's weight
+  # (LL(0), LL(C) of the weighted log-likelihood); else counts are counts
+  ow <- if (is.null(cc$weight)) NULL else rep(cc$weight, diff(cc$obs_ptr))
+  rw <- if (is.null(cc$weight)) NULL else rep(cc$weight, diff(cc$row_ptr))
+  wtab <- function(k, C, w) if (is.null(w)) tabulate(k, C) else
+    vapply(seq_len(C), function(c) sum(w[k == c]), numeric(1))
   rows <- lapply(seq_along(inds), function(m) {
     ind <- inds[m]
     type <- model$ind_type[[ind]]
-    v <- cc$obs_val[cc$obs_ind == m - 1L]
+    sel <- cc$obs_ind == m - 1L
+    v <- cc$obs_val[sel]
+    w <- if (is.null(ow)) NULL else ow[sel]
     n <- length(v)
+    nw <- if (is.null(w)) n else sum(w)
     if (.is_ordered(type)) {
       C <- cc$ind_ncat[m]
-      data.frame(ll0 = -n * log(C), llc = shares_ll(tabulate(as.integer(v), C)), n_const = C - 1L,
+      data.frame(ll0 = -nw * log(C), llc = shares_ll(wtab(as.integer(v), C, w)), n_const = C - 1L,
                  type = type, n = n)
     } else if (.is_binary(type)) {
-      data.frame(ll0 = -n * log(2), llc = shares_ll(c(sum(v == 0), sum(v != 0))), n_const = 1L,
+      data.frame(ll0 = -nw * log(2), llc = shares_ll(wtab(as.integer(v != 0) + 1L, 2L, w)), n_const = 1L,
                  type = type, n = n)
     } else {
       data.frame(ll0 = NA_real_, llc = NA_real_, n_const = NA_integer_, type = type, n = n)
@@ -197,10 +216,19 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   tab$component <- inds
   if (cc$choice_type != 0L) {
     all_av <- cc$n_avail == 0L || all(cc$avail != 0L)
-    llc <- if (all_av) shares_ll(tabulate(cc$y + 1L, cc$n_alt)) else NA_real_
+    llc <- if (all_av) shares_ll(wtab(cc$y + 1L, cc$n_alt, rw)) else NA_real_
     tab <- rbind(tab, data.frame(ll0 = fit$loglik_null %||% .loglik_null(cc), llc = llc,
                                  n_const = cc$n_alt - 1L, type = comp$choice_type,
                                  n = cc$n_rows, component = "choice"))
+    if (!is.null(comp$stage)) { # ranked / best-worst: one line per stage (R/rank.R)
+      for (k in seq_along(comp$stage_names)) {
+        keep <- which(comp$stage == k)
+        if (!length(keep)) next
+        tab <- rbind(tab, data.frame(ll0 = .loglik_null(.compiled_choice_rows(cc, keep)), llc = NA_real_,
+                                     n_const = 0L, type = sprintf("stage %d", k), n = length(keep),
+                                     component = paste0("choice:", comp$stage_names[k])))
+      }
+    }
   }
   tab$ll <- unname(fit$loglik_components[tab$component])
   tab <- tab[, c("component", "type", "n", "ll0", "llc", "ll")]
@@ -208,8 +236,9 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   rownames(tab) <- NULL
   n_const <- sum(vapply(rows, function(r) r$n_const, numeric(1))) +
     if (cc$choice_type != 0L) cc$n_alt - 1L else 0L
-  ll0 <- sum(tab[["LL(0)"]])
-  llc <- sum(tab[["LL(C)"]])
+  whole <- !grepl("^choice:", tab$component) # stage lines are parts of "choice"
+  ll0 <- sum(tab[["LL(0)"]][whole])
+  llc <- sum(tab[["LL(C)"]][whole])
   ll <- fit$loglik
   k <- fit$n_params
   ll_start <- fit$loglik_start %||% NA_real_
@@ -217,6 +246,63 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
     .rho2_apollo(ll, ll0, llc, k, n_const),
     list(rho2_start = 1 - ll / ll_start,
          rho2_choice = if (cc$choice_type != 0L) fit$rho2 else NA_real_))
+}
+
+# The distributions of the random coefficients of the utilities
+# (iclv_model(random =)): a coefficient of one data column (or constant) in
+# one alternative is mu + sum_i s_i xi_i, with mu the parameter of the term
+# without a draw (0 when there is none) and s_i the parameters of the terms
+# with the random term xi_i, so it is normal with mean mu and s.d.
+# sqrt(sum s_i^2) (median = mean); SEs by the delta method from V. Rows are
+# deduplicated over alternatives and columns with the same parameters.
+# Returns NULL (no random term in a utility) or a data.frame: coefficient
+# (where it stands), random (the terms), mean, se_mean, sd, se_sd, median.
+.random_coefficients <- function(fit, V) {
+  comp <- fit$compiled
+  rnd <- comp$random
+  cc <- comp$c
+  if (!length(rnd) || !cc$choice_type) return(NULL)
+  K <- length(comp$lvs) - length(rnd)
+  J <- cc$n_alt
+  alt_of <- rep(seq_len(J), diff(cc$ut_ptr))
+  lv <- cc$ut_lv
+  is_r <- lv >= K
+  if (!any(is_r)) return(NULL)
+  key <- paste(alt_of, cc$ut_col)
+  theta <- fit$coefficients
+  nm <- names(theta)
+  se_of <- function(g) {
+    i <- match(names(g), rownames(V))
+    if (anyNA(i)) return(NA_real_)
+    sqrt(max(drop(t(g) %*% V[i, i, drop = FALSE] %*% g), 0))
+  }
+  rows <- list()
+  seen <- character()
+  for (k in unique(key[is_r])) {
+    here <- which(key == k)
+    sdp <- nm[cc$ut_par[here[is_r[here]]] + 1L]
+    mup <- nm[cc$ut_par[here[!is_r[here] & lv[here] < 0L]] + 1L]
+    sig <- paste(c(sort(mup), "|", sort(paste(sdp, lv[here[is_r[here]]]))), collapse = " ")
+    col <- cc$ut_col[here[1]]
+    what <- if (col < 0L) "constant" else comp$xcols[col + 1L]
+    where <- sprintf("%s (%s)", what, comp$alternatives[alt_of[here[1]]])
+    if (sig %in% seen) {
+      j <- match(sig, seen)
+      rows[[j]]$coefficient <- paste(rows[[j]]$coefficient, where, sep = ", ")
+      next
+    }
+    seen <- c(seen, sig)
+    mu <- sum(theta[mup])
+    s <- theta[sdp]
+    sdv <- sqrt(sum(s^2))
+    g_mu <- stats::setNames(rep(1, length(mup)), mup)
+    g_sd <- stats::setNames(if (sdv > 0) s / sdv else rep(NA_real_, length(s)), sdp)
+    rows[[length(rows) + 1L]] <- data.frame(
+      coefficient = where, random = paste(unique(comp$lvs[lv[here[is_r[here]]] + 1L]), collapse = " + "),
+      mean = mu, se_mean = if (length(mup)) se_of(g_mu) else 0, sd = sdv,
+      se_sd = if (any(is.na(g_sd))) NA_real_ else se_of(g_sd), median = mu, stringsAsFactors = FALSE)
+  }
+  do.call(rbind, rows)
 }
 
 # Apollo's rho-squared definitions (apollo_modelOutput): against equal
@@ -260,9 +346,11 @@ summary.iclv <- function(object, se = NULL, type = NULL, ...) {
     stats = .fit_stats(object), scaled_gradient = .scaled_gradient(object),
     condition = .scaled_condition(object$hessian),
     aic = stats::AIC(ll), bic = stats::BIC(ll), n_individuals = object$n_individuals,
+    weights = object$weights,
     n_obs = object$n_obs, n_params = object$n_params, draws = object$draws,
     backend = object$backend, timing = object$timing, convergence = object$convergence,
-    identification = object$identification
+    identification = object$identification, lv_sign = object$lv_sign,
+    random = .random_coefficients(object, V)
   ), class = "summary.iclv")
 }
 
@@ -270,12 +358,7 @@ summary.iclv <- function(object, se = NULL, type = NULL, ...) {
 #' @export
 print.summary.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   digits <- .val_digits(digits)
-  cat("ICLV model estimated by simulated maximum likelihood\n")
-  cat("Call: ", paste(deparse(x$call, width.cutoff = 70L), collapse = "\n       "), "\n", sep = "")
-  cat(sprintf("Individuals: %d   choice rows: %d   free parameters: %d\n",
-              x$n_individuals, x$n_obs, x$n_params))
-  cat("Draws:       ", .draws_line(x$draws), "\n", sep = "")
-  cat("Backend:     ", .backend_line(x$backend), "\n", sep = "")
+  .print_fit_header(x)
   st <- x$stats
   f <- function(v) if (is.null(v) || !is.finite(v)) "NA" else formatC(v, format = "f", digits = 2L)
   r <- function(v) if (is.null(v) || !is.finite(v)) "NA" else formatC(v, format = "f", digits = 4L)
@@ -309,6 +392,16 @@ print.summary.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ..
     stats::printCoefmat(tab, digits = digits, na.print = "", has.Pvalue = TRUE, P.values = TRUE,
                         cs.ind = seq_len(1L + nse), tst.ind = 2L + nse, signif.legend = FALSE)
   }
+  if (!is.null(x$random)) {
+    cat("\nRandom coefficients (normal: mean + s.d. x standard-normal draw; s.d. = sqrt of the sum of\n",
+        "the squared draw coefficients; SEs by the delta method):\n", sep = "")
+    rt <- x$random
+    out <- data.frame(coefficient = rt$coefficient, draws = rt$random,
+                      mean = format(rt$mean, digits = digits), `SE mean` = format(rt$se_mean, digits = digits),
+                      s.d. = format(rt$sd, digits = digits), `SE s.d.` = format(rt$se_sd, digits = digits),
+                      median = format(rt$median, digits = digits), check.names = FALSE)
+    print(out, row.names = FALSE, right = TRUE)
+  }
   if (length(x$fixed)) cat("\nFixed (not estimated): ", paste(x$fixed, collapse = ", "), "\n", sep = "")
   cat(sprintf("\nStd. Error: inverse of the negative Hessian; Robust SE: sandwich. z and p use the %s.\n",
               switch(x$vcov_type, robust = "robust standard errors", hessian = "Hessian standard errors",
@@ -316,6 +409,10 @@ print.summary.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ..
   cat("Convergence: ", .conv_line(x$convergence, x$scaled_gradient), "\n", sep = "")
   cat(sprintf("Scaled Hessian: condition number %s%s\n", format(x$condition, digits = 3L),
               if (is.finite(x$condition) && x$condition > 1e8) " (large: weakly identified parameters?)" else ""))
+  if (length(x$lv_sign$flipped)) {
+    cat("LV sign: ", paste(x$lv_sign$flipped, collapse = ", "),
+        " flipped so that the first loading is positive (then re-estimated)\n", sep = "")
+  }
   if (isFALSE(x$identification$ok)) {
     cat("Identification: the negative Hessian is near-singular or indefinite; parameters involved: ",
         paste(x$identification$weak, collapse = ", "), "\n", sep = "")
@@ -347,7 +444,10 @@ coef.iclv <- function(object, ...) object$coefficients
 #'   within individual (e.g. `"household"`), or a vector with one value per
 #'   individual. The cluster-robust sandwich sums the individuals' scores
 #'   within each cluster (no small-sample factor: with one individual per
-#'   cluster it equals the robust matrix).
+#'   cluster it equals the robust matrix). For `type = "bootstrap"`: `NULL`
+#'   or a cluster of the `parallel` package (see [iclv_cluster]) whose
+#'   workers run the refits, one contiguous batch of resamples each, with
+#'   one thread per worker (the result is the same as without it).
 #' @param data The estimation data, for `type = "cluster"` with a column
 #'   name and for `type = "bootstrap"`.
 #' @param R,seed,cores For `type = "bootstrap"`: the number of refits on
@@ -374,7 +474,11 @@ vcov.iclv <- function(object, type = NULL, cluster = NULL, data = NULL, R = 200L
     }
     Vf <- .vcov_cluster(object$hessian, object$scores, .cluster_ids(object, cluster, data))
   } else if (type == "bootstrap") {
-    Vf <- .vcov_bootstrap(object, data, R = R, seed = seed, cores = cores)
+    if (!is.null(cluster) && !inherits(cluster, "cluster")) {
+      iclv_abort("control", paste0("with type = \"bootstrap\", 'cluster' is a `parallel` cluster to run the refits on ",
+                                   "(parallel::makePSOCKcluster(), MPI, parallelly), not a column of the data"))
+    }
+    Vf <- .vcov_bootstrap(object, data, R = R, seed = seed, cores = cores, cluster = cluster)
     extra <- attributes(Vf)[c("replicates", "failed")]
   } else {
     Vf <- object$vcov[[type]]
@@ -435,7 +539,7 @@ fitted.iclv <- function(object, ...) {
   .val_fit(object, c("compiled", "model", "draws_design", "control"))
   comp <- object$compiled
   if (comp$c$choice_type == 0L) iclv_abort("input", "the model has no choice part: there are no fitted choice probabilities")
-  pr <- predict.iclv(object, type = "prob")
+  pr <- predict.iclv(object, type = "prob", stages = TRUE) # every stage of a ranking
   pr[cbind(seq_len(nrow(pr)), comp$c$y + 1L)]
 }
 
@@ -604,7 +708,7 @@ residuals.iclv <- function(object, newdata = NULL, type = "response", ...) {
   if (!is.null(newdata) && !object$model$choice$choice %in% names(newdata)) {
     iclv_abort("data", sprintf("'newdata' needs the choice column %s for residuals", iclv_quote(object$model$choice$choice)))
   }
-  P <- predict.iclv(object, newdata = newdata, type = "prob")
+  P <- predict.iclv(object, newdata = newdata, type = "prob", stages = TRUE)
   comp <- if (is.null(newdata)) object$compiled else .scenario_compile(object, newdata)$comp
   y <- comp$c$y[seq_len(nrow(P))] + 1L
   Y <- matrix(0, nrow(P), ncol(P), dimnames = dimnames(P))

@@ -25,6 +25,39 @@
 #' The sign of each LV is fixed only by the starting values (loadings start
 #' positive); `fixed` fixes any parameter at a value.
 #'
+#' @section Modifiers (lavaan's syntax):
+#' A term of a measurement or structural statement may carry lavaan's
+#' modifiers before its name, joined by `*`:
+#' \itemize{
+#'   \item a number fixes the parameter at that value: `f =~ 1*y1 + y2`,
+#'     `lv ~ 0*x1` (the same as the `fixed` argument, which must not name it
+#'     again);
+#'   \item `NA` frees it (loadings and structural coefficients are free by
+#'     default, so `NA*y1` only documents it);
+#'   \item `start(0.5)` gives its starting value (as `start` does);
+#'   \item a name is a label: the parameter takes that name, and terms with
+#'     the same label share one parameter (`f =~ y1 + a*y2 + a*y3`: equal
+#'     loadings; a label may join loadings and structural coefficients).
+#'     `fixed` and `start` may name labels. A label may not be the name of a
+#'     latent variable, indicator, covariate or another parameter (a
+#'     generated name or a choice parameter).
+#' }
+#' Thresholds of an ordered indicator are written `y1 | t1 + t2 + t3`
+#' (lavaan's syntax, in `measurement`): all of them, in order; the statement
+#' declares `y1`'s categories (here 4; declared `categories` must agree).
+#' Their terms take the same modifiers: `y1 | -1*t1 + t2 + t3` fixes one;
+#' labels share thresholds between indicators as a whole set,
+#' `y1 | a1*t1 + a2*t2` and `y2 | a1*t1 + a2*t2` (Likert thresholds
+#' common to several items): an indicator labels all its thresholds or none,
+#' and indicators that share a label share the same labels in the same
+#' order.
+#'
+#' A term has at most one label and one value (a label and a fixed value
+#' together are refused: a fixed parameter needs no label); a label's terms
+#' must agree on their start value. The modifiers are kept in the model's
+#' `labels` (the labelled terms), `fixed` and `start`; the `measurement` and
+#' `structural` elements of a model hold the names only.
+#'
 #' The structural model must be recursive (acyclic); the LVs are computed in
 #' a topological order of the graph "LV depends on LV". A cycle is an error
 #' that names the LVs on it.
@@ -77,13 +110,15 @@
 #' observations per individual grouped by indicator.
 #'
 #' @param measurement Measurement model in lavaan syntax: lines
-#'   `lv =~ ind1 + ind2 + ...`; `#` starts a comment, a line ending in `+`
+#'   `lv =~ ind1 + ind2 + ...` and thresholds `ind | t1 + t2 + ...` (terms
+#'   may carry modifiers, see Modifiers); `#` starts a comment, a line ending in `+`
 #'   continues on the next line (a statement that ends in `+` with nothing
 #'   after it is an error), a latent variable may appear on several
 #'   lines, an indicator may load on several latent variables. The
 #'   `measurement` element of a model (a named list: latent variable ->
 #'   indicators) is accepted too and means the same.
-#' @param structural `NULL` or structural equations `lv ~ x1 + x2 + other_lv`:
+#' @param structural `NULL` or structural equations `lv ~ x1 + x2 + other_lv`
+#'   (with modifiers, see Modifiers):
 #'   names that are latent variables are LV effects, other names are
 #'   individual-level covariates (data columns constant within an id). The
 #'   `structural` element of a model is accepted too.
@@ -108,6 +143,16 @@
 #'   loadings start at 1 (0.5 for each loading of a cross-loading indicator;
 #'   half the sd for normal indicators), structural and choice coefficients
 #'   at 0.
+#' @param random `NULL` or a character vector naming random terms:
+#'   independent standard-normal draw dimensions, one value per individual
+#'   (constant over its choice tasks), usable in utilities where a latent
+#'   variable may stand (`b_mean * price + b_sd * xi_price * price` for a
+#'   normally distributed price coefficient with mean `b_mean` and standard
+#'   deviation `b_sd`). The draw design covers them after the latent
+#'   variables (a user array holds them as slices of its third dimension,
+#'   named by `dimnames(draws)[[3]]`); `predict(type = "lv")` reports their
+#'   posterior means too. They may not appear in the measurement or
+#'   structural model.
 #' @param ... `categories`: one integer (number of categories of every
 #'   ordered indicator) or a named list / vector per ordered indicator
 #'   (`NA`: read from the data, as in a model's `categories` element); at
@@ -122,7 +167,9 @@
 #'   intercept, `"~~"` sd, `"~"` structural, `":="` choice coefficient),
 #'   `rhs`, `free`, `start` (`NA` where the start comes from the data) and
 #'   `role` (`"loading"`, `"threshold"`, `"intercept"`, `"sd"`,
-#'   `"structural"`, `"choice"`).
+#'   `"structural"`, `"choice"`) and `label` (the label the syntax gave the
+#'   parameter, see Modifiers, or `""`; a shared parameter's row is that of
+#'   its first term).
 #' @seealso [iclv_choice()], [iclv()], [iclv_simulate()]
 #' @examples
 #' m <- iclv_model(
@@ -141,7 +188,7 @@
 #' @export
 iclv_model <- function(measurement, structural = NULL, indicators = "ordered_probit",
                        choice = NULL, id, indicator_level = "individual",
-                       fixed = NULL, start = NULL, ...) {
+                       fixed = NULL, start = NULL, random = NULL, ...) {
   dots <- list(...)
   .spec_check_dots(dots, "iclv_model", allowed = c("categories", "data"))
   cl <- match.call()
@@ -153,6 +200,9 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   }
 
   meas <- .parse_measurement(.spec_as_syntax(measurement, "=~"))
+  meas_mods <- attr(meas, "mods")
+  thr_mods <- attr(meas, "thresholds")
+  attr(meas, "mods") <- attr(meas, "thresholds") <- NULL
   lvs <- names(meas)
   inds <- unique(unlist(meas, use.names = FALSE))
   both <- intersect(lvs, inds)
@@ -166,6 +216,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 
   # structural model
   st <- .parse_structural(.spec_as_syntax(structural, "~"))
+  st_mods <- attr(st, "mods")
+  attr(st, "mods") <- NULL
   notlv <- setdiff(names(st), lvs)
   if (length(notlv)) {
     iclv_abort("spec", sprintf(
@@ -185,19 +237,24 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   ind_type <- .spec_indicator_types(indicators, inds)
   level <- .spec_levels(indicator_level, inds)
   categories <- .spec_categories(dots$categories, inds, ind_type)
+  categories <- .spec_threshold_statements(thr_mods, categories, ind_type)
 
   if (!is.null(choice) && !inherits(choice, "iclv_choice")) {
     iclv_abort("spec", "'choice' must be NULL or an object made by iclv_choice()")
   }
-  if (!is.null(choice)) choice <- .spec_classify_choice(choice, lvs)
+  random <- .spec_random(random, lvs, inds, covariates, id)
+  # random terms stand where latent variables may stand in utilities
+  if (!is.null(choice)) choice <- .spec_classify_choice(choice, c(lvs, random))
 
   model <- structure(list(
     lvs = lvs, measurement = meas, indicators = inds, loads = loads,
     ind_type = ind_type, categories = categories, level = level,
     structural = st, covariates = covariates, lv_order = lv_order,
     choice = choice, id = id, fixed = NULL, start = NULL, partable = NULL,
-    call = cl
+    labels = NULL, call = cl, random = random
   ), class = "iclv_model")
+  mods <- .spec_modifiers(meas_mods, st_mods, c(lvs, inds, covariates), thr_mods)
+  model$labels <- mods$labels
 
   # the generated names must not collide with choice parameters
   if (!is.null(choice)) {
@@ -218,6 +275,9 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   .spec_check_choice_param_names(model)
   model$fixed <- .spec_named_values(fixed, "fixed")
   model$start <- .spec_named_values(start, "start")
+  syn <- .spec_modifier_values(model, mods$values)
+  model$fixed <- .spec_merge_values(model$fixed, syn$fixed, "fixed")
+  model$start <- .spec_merge_values(model$start, syn$start, "start")
   .spec_check_fixed_start(model$fixed, model$start)
   model$partable <- .iclv_partable(model, categories)
   .spec_check_names(model, model$partable, c(names(model$fixed), names(model$start)), defer = TRUE)
@@ -359,6 +419,10 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 .spec_classify_choice <- function(choice, lvs) {
   classified <- stats::setNames(vector("list", length(choice$alternatives)), choice$alternatives)
   for (a in choice$alternatives) {
+    if (.utility_is_expression(trimws(gsub("[[:space:]]+", " ", choice$utilities[[a]])))) {
+      classified[[a]] <- .expr_utility_terms(choice$utilities[[a]], a, lvs)  # expr.R
+      next
+    }
     tm <- choice$terms[[a]]
     if (is.null(tm$f1)) tm <- .parse_utility(choice$utilities[[a]], a) # an object without them
     col <- lv <- rep(NA_character_, nrow(tm))
@@ -399,40 +463,215 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   choice
 }
 
+# ---- parameter names of loadings and structural coefficients ---------------
+# The one place these names are made: generated (zeta_<ind>, or
+# zeta_<lv>_<ind> for an indicator loading on several LVs; gamma_<lv>_<src>)
+# unless the syntax labels the term (`a*x`): then the label, shared by every
+# term with that label. Each returns a data.frame (lhs, rhs, name): the
+# loadings per indicator in LV order (the compiled ind_load_* order), the
+# structural terms per LV equation in order (the compiled st_* order).
+.loading_names <- function(model) {
+  n_lv <- lengths(model$loads)
+  ind <- rep(model$indicators, n_lv)
+  lv <- as.character(unlist(model$loads, use.names = FALSE))
+  name <- ifelse(rep(n_lv > 1L, n_lv), sprintf("zeta_%s_%s", lv, ind), sprintf("zeta_%s", ind))
+  .apply_labels(data.frame(lhs = lv, rhs = ind, name = name, stringsAsFactors = FALSE), model$labels, "=~")
+}
+
+# The thresholds of the ordered indicators whose categories are known
+# (`categories`, named over the ordered indicators; NA: not yet): lhs (the
+# indicator), rhs ("t1", ...), name (tau_<ind>_<k> or the label), labelled.
+# Labelled thresholds are shared as whole sets (.spec_threshold_labels).
+.threshold_names <- function(model, categories) {
+  C <- categories[!is.na(categories) & categories > 1L]
+  ind <- rep(names(C), C - 1L)
+  k <- unlist(lapply(C, function(c) seq_len(c - 1L)), use.names = FALSE)
+  if (is.null(k)) k <- integer()
+  .apply_labels(data.frame(lhs = ind, rhs = sprintf("t%d", k), name = sprintf("tau_%s_%d", ind, k),
+                           stringsAsFactors = FALSE), model$labels, "|")
+}
+
+# Threshold statements (.parse_thresholds) against the indicators: each names
+# an ordered indicator, and its K thresholds declare K + 1 categories (which
+# must agree with `categories` where they are declared). Returns the
+# categories.
+.spec_threshold_statements <- function(thr, categories, ind_type) {
+  if (is.null(thr)) return(categories)
+  for (ind in unique(thr$lhs)) {
+    if (!ind %in% names(ind_type)) {
+      iclv_abort("spec", sprintf("thresholds are given for %s, which is not an indicator of the model ('%s | ...')",
+                                 iclv_quote(ind), ind))
+    }
+    if (!.is_ordered(ind_type[[ind]])) {
+      iclv_abort("spec", sprintf("thresholds are given for %s, a %s indicator: only ordered indicators have thresholds",
+                                 iclv_quote(ind), ind_type[[ind]]))
+    }
+    K <- thr$n_thr[thr$lhs == ind][1]
+    C <- categories[[ind]]
+    if (!is.na(C) && C != K + 1L) {
+      iclv_abort("spec", sprintf("%s has %d categories (%d thresholds) but '%s | ...' lists %d thresholds",
+                                 iclv_quote(ind), C, C - 1L, ind, K))
+    }
+    if (K + 1L > .max_categories) {
+      iclv_abort("spec", sprintf("'%s | ...' lists %d thresholds: at most %d categories are supported", ind, K, .max_categories))
+    }
+    categories[[ind]] <- as.integer(K + 1L)
+  }
+  categories
+}
+
+# Labelled thresholds are shared as whole sets: an indicator labels all its
+# thresholds or none, with distinct labels; indicators that use a label use
+# the same labels in the same order (Likert thresholds common to several
+# items); a threshold label labels nothing else.
+.spec_threshold_labels <- function(labels, thr) {
+  lt <- labels[labels$op == "|", , drop = FALSE]
+  if (!nrow(lt)) return(invisible())
+  other <- intersect(lt$label, labels$label[labels$op != "|"])
+  if (length(other)) {
+    iclv_abort("spec", sprintf("the label %s is used for a threshold and for a loading or structural coefficient",
+                               iclv_quote(other[1])))
+  }
+  key <- character()
+  for (ind in unique(lt$lhs)) {
+    l <- lt$label[lt$lhs == ind][order(as.integer(sub("^t", "", lt$rhs[lt$lhs == ind])))]
+    if (length(l) != thr$n_thr[thr$lhs == ind][1]) {
+      iclv_abort("spec", sprintf("label every threshold of %s or none ('%s | a1*t1 + a2*t2 + ...'): a part of a set cannot be shared",
+                                 iclv_quote(ind), ind))
+    }
+    if (anyDuplicated(l)) {
+      iclv_abort("spec", sprintf("two thresholds of %s have the label %s: thresholds must be strictly increasing",
+                                 iclv_quote(ind), iclv_quote(l[duplicated(l)][1])))
+    }
+    key[ind] <- paste(l, collapse = "\r")
+  }
+  for (lab in unique(lt$label)) {
+    users <- unique(lt$lhs[lt$label == lab])
+    if (length(unique(key[users])) > 1L) {
+      iclv_abort("spec", sprintf(paste0("the threshold label %s is used by %s with different sets of labels: ",
+                                        "thresholds are shared as a whole set (the same labels, in the same order)"),
+                                 iclv_quote(lab), iclv_quote(users)))
+    }
+  }
+  invisible()
+}
+
+.structural_names <- function(model) {
+  st <- model$structural
+  lv <- rep(names(st), lengths(st))
+  src <- as.character(unlist(st, use.names = FALSE))
+  .apply_labels(data.frame(lhs = lv, rhs = src, name = sprintf("gamma_%s_%s", lv, src),
+                           stringsAsFactors = FALSE), model$labels, "~")
+}
+
+.apply_labels <- function(d, labels, op) {
+  if (!is.null(labels) && nrow(d)) {
+    lb <- labels[labels$op == op, , drop = FALSE]
+    k <- match(paste(d$lhs, d$rhs, sep = "\r"), paste(lb$lhs, lb$rhs, sep = "\r"))
+    d$name[!is.na(k)] <- lb$label[k[!is.na(k)]]
+  }
+  d$labelled <- if (!is.null(labels) && nrow(d)) !is.na(k) else logical(nrow(d))
+  d
+}
+
+# The modifiers of the measurement and structural syntax (attribute "mods"
+# of .syntax_parse): labels (op, lhs, rhs, label; NULL when none) and the
+# fixed and start values of the modified terms (op, lhs, rhs, fixed, start).
+# A label may not be the name of a latent variable, indicator or covariate
+# (`taken`).
+.spec_modifiers <- function(meas_mods, st_mods, taken, thr = NULL) {
+  tag <- function(d, op) if (is.null(d)) NULL else cbind(op = op, d, stringsAsFactors = FALSE)
+  cols <- c("lhs", "rhs", "label", "fixed", "start")
+  m <- rbind(tag(meas_mods, "=~"), tag(st_mods, "~"), if (!is.null(thr)) tag(thr[cols], "|"))
+  if (is.null(m)) return(list(labels = NULL, values = NULL))
+  bad <- m$label[!is.na(m$label) & m$label %in% taken]
+  if (length(bad)) {
+    iclv_abort("spec", sprintf("the label %s is also the name of a latent variable, indicator or covariate; choose another",
+                               iclv_quote(bad[1])))
+  }
+  lab <- m[!is.na(m$label), c("op", "lhs", "rhs", "label"), drop = FALSE]
+  rownames(lab) <- NULL
+  .spec_threshold_labels(lab, thr)
+  list(labels = if (nrow(lab)) lab else NULL,
+       values = m[!is.na(m$fixed) | !is.na(m$start), c("op", "lhs", "rhs", "fixed", "start"), drop = FALSE])
+}
+
+# The syntax's fixed and start values as named vectors over parameter names
+# (a label's terms must agree on its start value).
+.spec_modifier_values <- function(model, values) {
+  out <- list(fixed = NULL, start = NULL)
+  if (is.null(values) || !nrow(values)) return(out)
+  tag <- function(d, op) data.frame(op = rep(op, nrow(d)), d, stringsAsFactors = FALSE)
+  nm <- rbind(tag(.loading_names(model), "=~"), tag(.structural_names(model), "~"),
+              tag(.threshold_names(model, model$categories), "|"))
+  name <- nm$name[match(paste(values$op, values$lhs, values$rhs), paste(nm$op, nm$lhs, nm$rhs))]
+  for (what in c("fixed", "start")) {
+    v <- values[[what]]
+    have <- !is.na(v)
+    if (!any(have)) next
+    x <- v[have]
+    n <- name[have]
+    for (d in unique(n[duplicated(n)])) {
+      if (length(unique(x[n == d])) > 1L) {
+        iclv_abort("spec", sprintf("the label %s has different %s values in the syntax (%s)", iclv_quote(d), what,
+                                   paste(format(unique(x[n == d])), collapse = ", ")))
+      }
+    }
+    out[[what]] <- stats::setNames(x[!duplicated(n)], n[!duplicated(n)])
+  }
+  fl <- intersect(names(out$fixed), model$labels$label)
+  if (length(fl)) {
+    iclv_abort("spec", sprintf("the label %s is used for a free parameter in one term and fixed by a value in another",
+                               iclv_quote(fl[1])))
+  }
+  out
+}
+
+# `given` (the fixed= or start= argument) plus the syntax's values; a name
+# in both is an error.
+.spec_merge_values <- function(given, syntax, what) {
+  both <- intersect(names(given), names(syntax))
+  if (length(both)) {
+    iclv_abort("spec", sprintf("%s is given a %s value twice: in the model syntax and in '%s'",
+                               iclv_quote(both[1]), what, what))
+  }
+  v <- c(given, syntax)
+  if (length(v)) v else NULL
+}
+
 # The parameter table for given categories (named over the ordered
 # indicators; NA = not known yet, thresholds left out).
 .iclv_partable <- function(model, categories) {
   # add() takes a vector of names (the other fields recycled to it), so the
   # C - 1 thresholds of an indicator are one call: linear in C
   rows <- list()
-  add <- function(name, block, lhs, op, rhs, role, start) {
+  add <- function(name, block, lhs, op, rhs, role, start, label = FALSE) {
     n <- length(name)
     rows[[length(rows) + 1L]] <<- list(name = name, block = rep_len(block, n), lhs = rep_len(lhs, n),
                                        op = rep_len(op, n), rhs = rep_len(rhs, n),
-                                       role = rep_len(role, n), start = rep_len(start, n))
+                                       role = rep_len(role, n), start = rep_len(start, n),
+                                       label = rep_len(label, n))
   }
+  ln <- .loading_names(model)
+  tn <- .threshold_names(model, categories)
   for (i in model$indicators) {
     ls <- model$loads[[i]]
     ty <- model$ind_type[[i]]
     for (l in ls) {
-      nm <- if (length(ls) > 1L) sprintf("zeta_%s_%s", l, i) else sprintf("zeta_%s", i)
-      add(nm, "measurement", l, "=~", i, "loading",
-          if (ty == "normal") NA_real_ else if (length(ls) > 1L) 0.5 else 1)
+      k <- which(ln$lhs == l & ln$rhs == i)
+      add(ln$name[k], "measurement", l, "=~", i, "loading",
+          if (ty == "normal") NA_real_ else if (length(ls) > 1L) 0.5 else 1, ln$labelled[k])
     }
     if (.is_ordered(ty)) {
-      C <- categories[[i]]
-      if (!is.na(C) && C > 1L) {
-        add(sprintf("tau_%s_%d", i, seq_len(C - 1L)), "measurement", i, "|", paste0("t", seq_len(C - 1L)),
-            "threshold", NA_real_)
-      }
+      k <- which(tn$lhs == i)
+      if (length(k)) add(tn$name[k], "measurement", i, "|", tn$rhs[k], "threshold", NA_real_, tn$labelled[k])
     } else {
       add(sprintf("alpha_%s", i), "measurement", i, "~1", "", "intercept", NA_real_)
       if (ty == "normal") add(sprintf("sigma_%s", i), "measurement", i, "~~", i, "sd", NA_real_)
     }
   }
-  for (l in names(model$structural)) {
-    for (s in model$structural[[l]]) add(sprintf("gamma_%s_%s", l, s), "structural", l, "~", s, "structural", 0)
-  }
+  sn <- .structural_names(model)
+  for (k in seq_len(nrow(sn))) add(sn$name[k], "structural", sn$lhs[k], "~", sn$rhs[k], "structural", 0, sn$labelled[k])
   ch <- model$choice
   if (!is.null(ch)) {
     ta <- ch$terms_all
@@ -446,12 +685,25 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
       add(p, "choice", paste(unique(t$alt), collapse = ","), ":=", paste(unique(desc), collapse = ","),
           "choice", 0)
     }
+    # best-worst: the scale of the worst stage's utilities (> 0, R/rank.R)
+    if (!is.null(ch$worst_scale)) add(ch$worst_scale, "choice", "worst", "scale", "", "scale", 1)
   }
-  field <- function(f) as.vector(unlist(lapply(rows, `[[`, f), use.names = FALSE), if (f == "start") "double" else "character")
+  field <- function(f) as.vector(unlist(lapply(rows, `[[`, f), use.names = FALSE),
+                                 switch(f, start = "double", label = "logical", "character"))
   name <- field("name")
   pt <- data.frame(name = name, block = field("block"), lhs = field("lhs"), op = field("op"),
                    rhs = field("rhs"), free = rep(TRUE, length(name)), start = field("start"),
                    role = field("role"), stringsAsFactors = FALSE)
+  # a label's terms are one parameter: its first term's row stands for all;
+  # a label that is the name of another parameter is an error
+  lab <- field("label")
+  clash <- intersect(pt$name[lab], pt$name[!lab])
+  if (length(clash)) {
+    iclv_abort("spec", sprintf("the label %s is the name of another parameter of the model; choose another label",
+                               iclv_quote(clash[1])))
+  }
+  pt$label <- ifelse(lab, pt$name, "") # lavaan's label column: the syntax's label, or ""
+  pt <- pt[!(duplicated(pt$name) & lab), , drop = FALSE]
   dup <- pt$name[duplicated(pt$name)]
   if (length(dup)) {
     iclv_abort("spec", sprintf("two parameters get the name %s; rename an indicator, LV or covariate",
@@ -522,10 +774,10 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   ch <- model$choice
   if (is.null(ch)) return(invisible())
   taken <- list(
-    "a latent variable" = model$lvs, "an indicator" = model$indicators,
+    "a latent variable" = model$lvs, "a random term" = model$random, "an indicator" = model$indicators,
     "a covariate of the structural model" = model$covariates, "the id column" = model$id,
-    "the choice column" = ch$choice, "an availability column" = unname(ch$available),
-    "a data column used in a utility" = ch$columns)
+    "the choice column" = ch$ranks %||% ch$choice, "an availability column" = unname(ch$available),
+    "a data column used in a utility" = .choice_data_vars(ch))
   for (what in names(taken)) {
     clash <- intersect(ch$params, taken[[what]])
     if (length(clash)) {
@@ -545,9 +797,10 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   ch <- model$choice
   roles <- list("a latent variable" = model$lvs, "an indicator" = model$indicators,
                 "a covariate of the structural model" = model$covariates,
-                "a data column of a utility" = ch$columns,
+                "a data column of a utility" = .choice_data_vars(ch),
                 "an availability column" = unname(ch$available))
-  cols <- c("the id column" = model$id, "the choice column" = ch$choice)
+  rk <- ch$ranks %||% ch$choice
+  cols <- c("the id column" = model$id, if (length(rk)) stats::setNames(rk, rep("the choice column", length(rk))))
   for (k in seq_along(cols)) {
     for (what in names(roles)) {
       if (cols[[k]] %in% roles[[what]]) {
@@ -583,10 +836,12 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 .spec_check_values <- function(pt, fixed, start) {
   vals <- c(start, fixed)
   vals <- vals[!duplicated(names(vals), fromLast = TRUE)]
-  sds <- intersect(names(vals), pt$name[pt$role == "sd"])
+  sds <- intersect(names(vals), pt$name[pt$role %in% c("sd", "scale")])
   bad <- sds[vals[sds] <= 0]
   if (length(bad)) {
-    iclv_abort("spec", sprintf("standard deviation %s must be > 0 (given %g)", iclv_quote(bad[1]), vals[[bad[1]]]))
+    iclv_abort("spec", sprintf("%s %s must be > 0 (given %g)",
+                               if (pt$role[match(bad[1], pt$name)] == "sd") "standard deviation" else "scale",
+                               iclv_quote(bad[1]), vals[[bad[1]]]))
   }
   invisible()
 }
@@ -603,7 +858,35 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
       "latent variable%s %s enter%s neither the choice model nor another latent variable's equation",
       if (length(unused) > 1L) "s" else "", iclv_quote(unused), if (length(unused) > 1L) "" else "s"))
   }
+  unused <- setdiff(model$random, used)
+  if (length(unused)) {
+    iclv_warn("spec", sprintf("random term%s %s %s not used in any utility", if (length(unused) > 1L) "s" else "",
+                              iclv_quote(unused), if (length(unused) > 1L) "are" else "is"))
+  }
   invisible()
+}
+
+# iclv_model(random =): NULL or distinct names, none of them a latent
+# variable, an indicator, a covariate (random terms are not supported in the
+# structural model) or the id column. Returns a character vector.
+.spec_random <- function(random, lvs, inds, covariates, id) {
+  if (is.null(random)) return(character())
+  if (!is.character(random) || anyNA(random) || !all(.is_name(random))) {
+    iclv_abort("spec", "'random' must be NULL or a character vector of names (e.g. c(\"xi_price\"))")
+  }
+  if (anyDuplicated(random)) {
+    iclv_abort("spec", sprintf("'random' names %s twice", iclv_quote(random[duplicated(random)][1])))
+  }
+  roles <- list("a latent variable" = lvs, "an indicator" = inds,
+                "a covariate of the structural model (random terms are not supported there)" = covariates,
+                "the id column" = id)
+  for (what in names(roles)) {
+    clash <- intersect(random, roles[[what]])
+    if (length(clash)) {
+      iclv_abort("spec", sprintf("random term %s is also %s", iclv_quote(clash[1]), what))
+    }
+  }
+  random
 }
 
 .model_summary_line <- function(x) {
@@ -616,7 +899,9 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
             length(x$lvs), if (length(x$lvs) > 1L) "s" else "", paste(x$lvs, collapse = ", "),
             length(x$indicators), if (length(x$indicators) > 1L) "s" else "",
             paste(sprintf("%d %s", as.integer(nty), names(nty)), collapse = ", "), x$id),
-    sprintf("Choice: %s", ch))
+    sprintf("Choice: %s", ch),
+    if (length(x$random)) sprintf("Random terms (standard normal, one per individual): %s",
+                                  paste(x$random, collapse = ", ")))
 }
 
 .model_undeclared_note <- function(x) {
@@ -707,6 +992,11 @@ print.summary.iclv_model <- function(x, ...) {
   }
   if (!is.data.frame(model$partable) || !all(c("name", "block", "free", "start") %in% names(model$partable))) {
     bad("'partable' is not the parameter table")
+  }
+  lb <- model$labels
+  if (!is.null(lb) && (!is.data.frame(lb) || !all(c("op", "lhs", "rhs", "label") %in% names(lb)) ||
+                       !chr(lb$label) || !all(lb$op %in% c("=~", "~", "|")))) {
+    bad("'labels' is not the table of the syntax's labels")
   }
   invisible(model)
 }

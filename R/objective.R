@@ -12,10 +12,19 @@
 #' `scores(par)` the per-individual gradients of the log-likelihood (for
 #' BHHH or sandwich covariances). At a point the engine refuses (thresholds
 #' out of order, a non-positive standard deviation, a non-finite
-#' likelihood) `fn` returns `Inf`, so line searches back off.
+#' likelihood) `fn` returns `Inf`, so line searches back off. Starting values
+#' that break a constraint are refused when the object is made, as by
+#' [iclv()] (class `iclv_error_input`, naming the parameter).
 #'
 #' @inheritParams iclv
 #' @param backend `"cpu"` (default), `"cuda"` or `"auto"`.
+#' @param cluster `NULL`, or a cluster of the `parallel` package: the
+#'   individuals are split over its workers, one engine each, kept for the
+#'   life of the objective (see [iclv_cluster]); every function returns what
+#'   one process returns.
+#' @param weights `NULL` or the name of a column of individual weights, as in
+#'   [iclv()]: `fn`, `gr`, `he` and `scores` are then those of the weighted
+#'   log-likelihood.
 #' @param ... Not used; anything given is an error.
 #' @return A list: `par` (the starting values of the free parameters,
 #'   named), `fn(par)`, `gr(par)`, `he(par)`, `scores(par)` (individuals x
@@ -36,20 +45,21 @@
 #' -opt$objective
 #' @export
 iclv_objective <- function(model, data, draws = iclv_draws("halton", 100), backend = "cpu",
-                           start = NULL, fixed = NULL, ...) {
+                           start = NULL, fixed = NULL, weights = NULL, cluster = NULL, ...) {
   dots <- list(...)
   if (length(dots)) iclv_abort("control", sprintf("unknown argument %s to iclv_objective()",
                                                   iclv_quote(names(dots) %||% "(unnamed)")))
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
-  be <- .resolve_backend(backend)
-  comp <- .iclv_compile(model, data)
-  pt <- .apply_start_fixed(comp$partable, start, fixed)
-  theta0 <- stats::setNames(as.double(pt$start), pt$name)
-  free <- which(pt$free)
-  fnames <- pt$name[free]
-  spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs))
+  be <- if (is.null(cluster)) .resolve_backend(backend) else .cluster_resolve_backend(cluster, backend)
+  prob <- .iclv_problem(model, data, draws, start = start, fixed = fixed,
+                        weights = weights) # R/problem.R
+  comp <- prob$comp
+  pt <- prob$partable
+  theta0 <- prob$theta0
+  free <- prob$free
+  fnames <- prob$free_names
   holder <- new.env(parent = emptyenv())
-  holder$engine <- .engine_new(comp$c, spec, be$name)
+  holder$engine <- .problem_engine(prob, be$name, cluster = cluster)
   reg.finalizer(holder, function(h) {
     if (!is.null(h$engine)) .engine_release(h$engine)
     h$engine <- NULL

@@ -41,269 +41,26 @@
 # Returns list(par, loglik, gradient, code, message, iterations, evaluations,
 #   gradient_norm (max |g|), scaled_gradient, rel_change, seconds, method (the
 #   method at the end), switched_at (iteration of the switch to Newton, or
-#   NA), history (data.frame: iteration, loglik, change, gradient_norm, step,
-#   seconds), last (fn's full result at par)).
+#   NA), history (data.frame: iteration, loglik, change, gradient_norm,
+#   scaled_gradient (g' A^-1 g at that iteration's point, the convergence
+#   measure; the last row is the `scaled_gradient` returned), step, seconds),
+#   last (fn's full result at par)).
+#
+# The pieces: .optim_state() (the state object, an environment, holding
+# the point, the method's curvature, the counters and the history), one
+# direction function per method (.optim_dir_bfgs, .optim_dir_newton,
+# .optim_dir_bhhh, chosen by .optim_method()), and .optim_run() (the loop:
+# direction, convergence tests, line search, accepted step).
 .iclv_optimize <- function(fn, par, control = iclv_control(), natural = NULL, resume = NULL,
                            checkpoint_extra = list()) {
   if (!inherits(control, "iclv_control")) iclv_abort("control", "'control' must come from iclv_control()")
-  if (is.null(natural)) natural <- function(x) x
   if (!is.null(resume)) resume <- .check_resume_state(resume, par)
   if (!is.null(control$checkpoint)) .check_checkpoint_writable(control$checkpoint)
-  iter0 <- if (is.null(resume)) 0L else resume$iter # maxit counts this call's iterations
-  method <- if (is.null(resume)) control$method else resume$method0
-  if (!is.null(resume)) par <- resume$x
-  pnames <- names(par)
-  par <- as.double(par)
-  names(par) <- pnames
-  n <- length(par)
-  t0 <- proc.time()[["elapsed"]] - if (is.null(resume)) 0 else resume$seconds
-  elapsed <- function() proc.time()[["elapsed"]] - t0
-
-  st <- new.env(parent = emptyenv())
-  st$evals <- 0L
-  st$iter <- 0L
-  st$code <- NA_integer_
-  st$message <- NA_character_
-  st$rel_change <- NA_real_
-  st$sg <- NA_real_
-  hist <- list(iteration = integer(), loglik = double(), change = double(),
-               gradient_norm = double(), step = double(), seconds = double())
-  st$hist <- hist
-
-  call_fn <- function(x, scores, hessian, trial) {
-    st$evals <- st$evals + 1L
-    if (!trial) {
-      r <- fn(x, scores, hessian)
-    } else {
-      r <- tryCatch(fn(x, scores, hessian),
-                    iclv_error_numeric = function(e) NULL,
-                    iclv_error_input = function(e) NULL)
-    }
-    ok <- !is.null(r) && length(r$loglik) == 1L && is.finite(r$loglik) && all(is.finite(r$gradient)) &&
-      (!scores || all(is.finite(r$scores))) && (!hessian || all(is.finite(r$hessian)))
-    if (!ok) {
-      if (!trial) iclv_abort("numeric", "the log-likelihood or its derivatives are not finite at the starting values")
-      return(NULL)
-    }
-    r$gradient <- as.double(r$gradient)
-    r
-  }
-
-  # The method can change once: a BFGS or BHHH optimum is confirmed with the
-  # analytic Hessian (when control$hessian), and if the true scaled gradient
-  # is not below tol the optimizer goes on with Newton steps.
-  st$method <- method
-  verify <- isTRUE(control$hessian) && method != "newton"
-  st$switched_at <- NA_integer_
-  wants <- function() list(scores = st$method == "bhhh", hessian = st$method == "newton")
-  # BFGS starts from the BHHH matrix: one evaluation with scores.
-  st$x <- par
-  st$Hinv <- NULL
-  if (is.null(resume)) {
-    st$cur <- call_fn(par, scores = method != "newton", hessian = method == "newton", trial = FALSE)
-  } else {
-    for (f in c("x", "cur", "Hinv", "bfgs_fresh", "method", "switched_at", "iter", "evals",
-                "hist", "best_x", "best", "rel_change")) {
-      assign(f, resume[[f]], envir = st)
-    }
-  }
-
-  # Everything the optimizer needs to go on exactly from here.
-  snapshot <- function() {
-    list(x = st$x, cur = st$cur, Hinv = st$Hinv, bfgs_fresh = isTRUE(st$bfgs_fresh),
-         method0 = method, method = st$method, switched_at = st$switched_at, iter = st$iter,
-         evals = st$evals, hist = st$hist, best_x = st$best_x, best = st$best,
-         rel_change = st$rel_change, seconds = elapsed())
-  }
-
-  record <- function(change, step) {
-    h <- st$hist
-    h$iteration <- c(h$iteration, st$iter)
-    h$loglik <- c(h$loglik, st$cur$loglik)
-    h$change <- c(h$change, change)
-    h$gradient_norm <- c(h$gradient_norm, max(abs(st$cur$gradient), 0))
-    h$step <- c(h$step, step)
-    h$seconds <- c(h$seconds, elapsed())
-    st$hist <- h
-    if (control$trace >= 1L) {
-      cat(sprintf("iter %4d  LL %17.8f  change %10.3e  max|g| %10.3e  step %9.3e  %8.2fs\n",
-                  st$iter, st$cur$loglik, change, max(abs(st$cur$gradient), 0), step, elapsed()))
-      utils::flush.console()
-    }
-  }
-
-  # curvature of -LL at the current point and the ascent direction
-  direction <- function() {
-    g <- st$cur$gradient
-    if (st$method == "bfgs") {
-      if (is.null(st$Hinv)) {
-        init <- .bfgs_initial(st$cur)
-        st$Hinv <- init$H
-        st$bfgs_fresh <- TRUE
-      }
-      d <- drop(st$Hinv %*% g)
-      if (sum(d * g) <= 0) { # lost positive definiteness: restart from the identity
-        st$Hinv <- diag(1 / max(sqrt(sum(g^2)), 1), n)
-        st$bfgs_fresh <- TRUE
-        d <- drop(st$Hinv %*% g)
-      }
-    } else {
-      A <- if (st$method == "newton") -st$cur$hessian else crossprod(st$cur$scores)
-      d <- .solve_pd(A, g)
-    }
-    list(d = d, sg = sum(d * g))
-  }
-
-  # A BFGS/BHHH optimum, checked with the analytic Hessian: "confirmed" when
-  # the true scaled gradient is below tol, "unavailable" when no check is
-  # possible (no Hessian, or already Newton), else "switched" after switching
-  # to Newton steps from here.
-  confirm <- function() {
-    if (!verify || st$method == "newton") return("unavailable")
-    r <- call_fn(st$x, scores = FALSE, hessian = TRUE, trial = TRUE)
-    if (is.null(r)) return("unavailable")
-    R <- tryCatch(chol((-r$hessian - t(r$hessian)) / 2), error = function(e) NULL)
-    sg <- if (is.null(R)) Inf else sum(backsolve(R, r$gradient, transpose = TRUE)^2)
-    if (sg < control$tol) {
-      st$sg <- sg
-      return("confirmed")
-    }
-    if (control$trace >= 1L) {
-      cat(sprintf("%s stopped with a scaled gradient of %.3g by the analytic Hessian%s: going on with Newton steps\n",
-                  toupper(st$method), sg, if (is.null(R)) " (not negative definite)" else ""))
-      utils::flush.console()
-    }
-    st$method <- "newton"
-    st$switched_at <- st$iter
-    st$cur <- r
-    "switched"
-  }
-  done <- function(code, message) {
-    if (code == 0L && !is.na(st$switched_at)) {
-      message <- sprintf("%s (%s, then Newton from iteration %d)", message, toupper(method), st$switched_at)
-    }
-    st$code <- code
-    st$message <- message
-  }
-
-  run <- function() {
-    if (control$trace >= 1L) {
-      cat(sprintf("%s: %d free parameters\n", toupper(method), n))
-      utils::flush.console()
-    }
-    if (is.null(resume)) {
-      record(NA_real_, NA_real_)
-      st$best_x <- st$x
-      st$best <- st$cur
-    } else if (control$trace >= 1L) {
-      cat(sprintf("resuming at iteration %d (LL %.8f)\n", st$iter, st$cur$loglik))
-      utils::flush.console()
-    }
-    restarted <- FALSE
-    repeat {
-      dir <- direction()
-      st$sg <- dir$sg
-      if (is.finite(dir$sg) && dir$sg < control$tol) {
-        if (confirm() == "switched") next
-        done(0L, "converged: scaled gradient below tol")
-        break
-      }
-      if (st$iter - iter0 >= control$maxit) {
-        done(1L, "iteration limit reached")
-        break
-      }
-      d <- dir$d
-      w <- wants()
-      ls <- .line_search(function(a) {
-        r <- call_fn(st$x + a * d, scores = w$scores, hessian = w$hessian, trial = TRUE)
-        if (control$trace >= 2L) {
-          cat(sprintf("    step %10.3e  LL %s\n", a, if (is.null(r)) "not finite" else format(r$loglik, digits = 12)))
-        }
-        if (is.null(r)) return(NULL)
-        list(f = -r$loglik, df = -sum(r$gradient * d), res = r)
-      }, f0 = -st$cur$loglik, df0 = -sum(st$cur$gradient * d), wolfe = st$method == "bfgs")
-      if (is.null(ls)) {
-        if (st$method == "bfgs" && !restarted) { # forget the curvature once and retry
-          g <- st$cur$gradient
-          st$Hinv <- diag(1 / max(sqrt(sum(g^2)), 1), n)
-          st$bfgs_fresh <- TRUE
-          restarted <- TRUE
-          next
-        }
-        chk <- confirm()
-        if (chk == "switched") next
-        if (chk == "confirmed") {
-          done(0L, "converged: scaled gradient below tol")
-        } else {
-          done(2L, "the line search could not improve the log-likelihood")
-        }
-        break
-      }
-      restarted <- FALSE
-      st$iter <- st$iter + 1L
-      old <- st$cur
-      x_new <- st$x + ls$alpha * d
-      if (st$method == "bfgs") {
-        st$Hinv <- .bfgs_update(st$Hinv, s = x_new - st$x, y = -(ls$res$gradient - old$gradient),
-                                scale = isTRUE(st$bfgs_fresh))
-        st$bfgs_fresh <- FALSE
-      }
-      st$x <- x_new
-      names(st$x) <- pnames
-      st$cur <- ls$res
-      change <- st$cur$loglik - old$loglik
-      st$rel_change <- abs(change) / (abs(old$loglik) + control$reltol)
-      if (st$cur$loglik >= st$best$loglik) {
-        st$best_x <- st$x
-        st$best <- st$cur
-      }
-      record(change, ls$alpha)
-      if (!is.null(control$checkpoint) && st$iter %% control$checkpoint_every == 0L) {
-        # a failed write warns (once per run) and the estimation goes on
-        ck_err <- .write_checkpoint(control$checkpoint, natural(st$x), st$iter, st$cur$loglik, elapsed(),
-                                    state = snapshot(), extra = checkpoint_extra)
-        if (!is.null(ck_err) && !isTRUE(st$ck_warned)) {
-          st$ck_warned <- TRUE
-          iclv_warn("checkpoint", sprintf(paste0("could not write the checkpoint %s at iteration %d (%s); ",
-                                                 "the estimation goes on (later failures are not reported)"),
-                                          iclv_quote(control$checkpoint), st$iter, ck_err))
-        }
-      }
-      if (!is.null(control$callback)) {
-        ans <- tryCatch(control$callback(st$iter, st$cur$loglik, natural(st$x)), error = function(e) {
-          iclv_abort("control", sprintf("the callback of iclv_control() failed at iteration %d: %s",
-                                        st$iter, conditionMessage(e)), parent = e)
-        })
-        if (identical(ans, FALSE)) {
-          done(4L, "stopped by the callback")
-          break
-        }
-      }
-      if (st$rel_change < control$reltol) {
-        # A tiny change is an optimum only if the gradient is small too: a
-        # BFGS/BHHH stop is checked with the analytic Hessian (and goes on
-        # with Newton if it fails); otherwise a tiny change with a large
-        # scaled gradient is a stall (e.g. against points the engine refuses).
-        st$sg <- direction()$sg
-        chk <- confirm()
-        if (chk == "switched") next
-        if (chk == "confirmed" || (is.finite(st$sg) && st$sg < 1e3 * control$tol)) {
-          done(0L, "converged: relative change in the log-likelihood below reltol")
-        } else {
-          done(2L, sprintf(paste0("no progress: the log-likelihood changed by less than reltol ",
-                                  "but the scaled gradient is %.3g"), st$sg))
-        }
-        break
-      }
-    }
-    invisible(NULL)
-  }
-
+  st <- .optim_state(fn, par, control, natural %||% function(x) x, resume, checkpoint_extra)
   interrupted <- tryCatch({
-    run()
+    .optim_run(st)
     FALSE
   }, interrupt = function(e) TRUE, iclv_error_interrupted = function(e) TRUE)
-
   if (interrupted) {
     if (!is.null(st$best)) {
       st$x <- st$best_x
@@ -317,12 +74,350 @@
                                    st$iter, format(st$cur$loglik, digits = 10)))
   }
   h <- st$hist
-  list(par = st$x, loglik = st$cur$loglik, gradient = stats::setNames(st$cur$gradient, pnames),
+  if (!is.na(st$sg)) h$scaled_gradient[length(h$scaled_gradient)] <- st$sg
+  list(par = st$x, loglik = st$cur$loglik, gradient = stats::setNames(st$cur$gradient, st$pnames),
        code = st$code, message = st$message, iterations = st$iter, evaluations = st$evals,
        gradient_norm = max(abs(st$cur$gradient), 0), scaled_gradient = st$sg,
-       rel_change = st$rel_change, seconds = elapsed(), method = st$method,
+       rel_change = st$rel_change, seconds = .optim_elapsed(st), method = st$method,
        switched_at = st$switched_at,
-       history = data.frame(h, stringsAsFactors = FALSE), last = st$cur)
+       history = data.frame(h[.optim_history_cols], stringsAsFactors = FALSE), last = st$cur)
+}
+
+# The columns of the optimizer's history (fit$history), one row per
+# iteration (row 1: the start).
+.optim_history_cols <- c("iteration", "loglik", "change", "gradient_norm", "scaled_gradient", "step",
+                         "seconds")
+.optim_history_frame <- function() {
+  data.frame(iteration = integer(), loglik = double(), change = double(), gradient_norm = double(),
+             scaled_gradient = double(), step = double(), seconds = double())
+}
+
+# The optimizer's state: an environment (updated in place, so that an
+# interrupt anywhere leaves the last consistent point in it). A fresh
+# start evaluates fn at par (with scores for BFGS, whose first curvature is
+# the BHHH matrix; with the Hessian for Newton); a resume takes the saved
+# state as it is.
+.optim_state <- function(fn, par, control, natural, resume, extra) {
+  st <- new.env(parent = emptyenv())
+  st$fn <- fn
+  st$control <- control
+  st$natural <- natural
+  st$extra <- extra
+  st$resumed <- !is.null(resume)
+  st$iter0 <- if (is.null(resume)) 0L else resume$iter # maxit counts this call's iterations
+  st$method0 <- if (is.null(resume)) control$method else resume$method0
+  if (!is.null(resume)) par <- resume$x
+  st$pnames <- names(par)
+  par <- as.double(par)
+  names(par) <- st$pnames
+  st$n <- length(par)
+  st$t0 <- proc.time()[["elapsed"]] - if (is.null(resume)) 0 else resume$seconds
+  st$evals <- 0L
+  st$iter <- 0L
+  st$code <- NA_integer_
+  st$message <- NA_character_
+  st$rel_change <- NA_real_
+  st$sg <- NA_real_
+  st$hist <- as.list(.optim_history_frame())
+  # The method can change once: a BFGS or BHHH optimum is confirmed with the
+  # analytic Hessian (when control$hessian), and if the true scaled gradient
+  # is not below tol the optimizer goes on with Newton steps.
+  st$method <- st$method0
+  st$verify <- isTRUE(control$hessian) && st$method0 != "newton"
+  st$switched_at <- NA_integer_
+  st$x <- par
+  st$Hinv <- NULL
+  if (is.null(resume)) {
+    st$cur <- .optim_call(st, par, scores = st$method0 != "newton", hessian = st$method0 == "newton",
+                          trial = FALSE)
+  } else {
+    for (f in c("x", "cur", "Hinv", "bfgs_fresh", "method", "switched_at", "iter", "evals",
+                "hist", "best_x", "best", "rel_change")) {
+      assign(f, resume[[f]], envir = st)
+    }
+  }
+  st
+}
+
+.optim_elapsed <- function(st) proc.time()[["elapsed"]] - st$t0
+
+# fn at x. trial = TRUE (a line-search point): a point fn refuses or where
+# anything is not finite gives NULL; trial = FALSE (the start): an error.
+.optim_call <- function(st, x, scores, hessian, trial) {
+  st$evals <- st$evals + 1L
+  if (!trial) {
+    r <- st$fn(x, scores, hessian)
+  } else {
+    r <- tryCatch(st$fn(x, scores, hessian),
+                  iclv_error_numeric = function(e) NULL,
+                  iclv_error_input = function(e) NULL)
+  }
+  ok <- !is.null(r) && length(r$loglik) == 1L && is.finite(r$loglik) && all(is.finite(r$gradient)) &&
+    (!scores || all(is.finite(r$scores))) && (!hessian || all(is.finite(r$hessian)))
+  if (!ok) {
+    if (!trial) iclv_abort("numeric", "the log-likelihood or its derivatives are not finite at the starting values")
+    return(NULL)
+  }
+  r$gradient <- as.double(r$gradient)
+  r
+}
+
+# Everything the optimizer needs to go on exactly from here (a checkpoint).
+.optim_snapshot <- function(st) {
+  list(x = st$x, cur = st$cur, Hinv = st$Hinv, bfgs_fresh = isTRUE(st$bfgs_fresh),
+       method0 = st$method0, method = st$method, switched_at = st$switched_at, iter = st$iter,
+       evals = st$evals, hist = st$hist, best_x = st$best_x, best = st$best,
+       rel_change = st$rel_change, seconds = .optim_elapsed(st))
+}
+
+# Appends the current point to the history (its scaled gradient is filled
+# in by .optim_direction(), which computes it next).
+.optim_record <- function(st, change, step) {
+  h <- st$hist
+  g_max <- max(abs(st$cur$gradient), 0)
+  h$iteration <- c(h$iteration, st$iter)
+  h$loglik <- c(h$loglik, st$cur$loglik)
+  h$change <- c(h$change, change)
+  h$gradient_norm <- c(h$gradient_norm, g_max)
+  h$scaled_gradient <- c(h$scaled_gradient, NA_real_)
+  h$step <- c(h$step, step)
+  h$seconds <- c(h$seconds, .optim_elapsed(st))
+  st$hist <- h
+  if (st$control$trace >= 1L) {
+    cat(sprintf("iter %4d  LL %17.8f  change %10.3e  max|g| %10.3e  step %9.3e  %8.2fs\n",
+                st$iter, st$cur$loglik, change, g_max, step, .optim_elapsed(st)))
+    utils::flush.console()
+  }
+}
+
+# ---- the methods -------------------------------------------------------------
+# Each direction function returns the ascent direction d = A^-1 g at the
+# current point, A the method's curvature matrix of -LL; .optim_method()
+# says what each trial point needs and how a step updates the state.
+
+# BFGS: the inverse-Hessian approximation, started from the inverse BHHH
+# matrix; back to a scaled identity when it has lost positive definiteness.
+.optim_dir_bfgs <- function(st) {
+  g <- st$cur$gradient
+  if (is.null(st$Hinv)) {
+    st$Hinv <- .bfgs_initial(st$cur)$H
+    st$bfgs_fresh <- TRUE
+  }
+  d <- drop(st$Hinv %*% g)
+  if (sum(d * g) <= 0) { # lost positive definiteness: restart from the identity
+    .optim_restart_bfgs(st)
+    d <- drop(st$Hinv %*% g)
+  }
+  d
+}
+
+# Forget the BFGS curvature: the identity scaled so that the next step has
+# unit length at most.
+.optim_restart_bfgs <- function(st) {
+  st$Hinv <- .bfgs_identity(st$cur$gradient)
+  st$bfgs_fresh <- TRUE
+}
+
+# After an accepted BFGS step s (change of the point) with y the change of
+# the gradient of -LL.
+.optim_update_bfgs <- function(st, s, y) {
+  st$Hinv <- .bfgs_update(st$Hinv, s = s, y = y, scale = isTRUE(st$bfgs_fresh))
+  st$bfgs_fresh <- FALSE
+}
+
+# Newton: the negative analytic Hessian (shifted to be positive definite).
+.optim_dir_newton <- function(st) .solve_pd(-st$cur$hessian, st$cur$gradient)
+
+# BHHH: the outer product of the individual scores.
+.optim_dir_bhhh <- function(st) .solve_pd(crossprod(st$cur$scores), st$cur$gradient)
+
+# What a method needs: its direction, the derivatives every trial point
+# must bring, the line search (strong Wolfe for BFGS, whose update needs
+# s'y > 0; Armijo otherwise), what an accepted step updates, and what a
+# failed line search may retry with once.
+.optim_method <- function(name) {
+  switch(name,
+         bfgs = list(direction = .optim_dir_bfgs, scores = FALSE, hessian = FALSE, wolfe = TRUE,
+                     update = .optim_update_bfgs, restart = .optim_restart_bfgs),
+         newton = list(direction = .optim_dir_newton, scores = FALSE, hessian = TRUE, wolfe = FALSE,
+                       update = NULL, restart = NULL),
+         bhhh = list(direction = .optim_dir_bhhh, scores = TRUE, hessian = FALSE, wolfe = FALSE,
+                     update = NULL, restart = NULL))
+}
+
+# The direction at the current point and its scaled gradient g' A^-1 g,
+# which also goes into the history row of the current point.
+.optim_direction <- function(st) {
+  d <- .optim_method(st$method)$direction(st)
+  sg <- sum(d * st$cur$gradient)
+  k <- length(st$hist$scaled_gradient)
+  if (k) st$hist$scaled_gradient[k] <- sg
+  list(d = d, sg = sg)
+}
+
+# A BFGS/BHHH optimum, checked with the analytic Hessian: "confirmed" when
+# the true scaled gradient is below tol, "unavailable" when no check is
+# possible (no Hessian, or already Newton), else "switched" after switching
+# to Newton steps from here.
+.optim_confirm <- function(st) {
+  control <- st$control
+  if (!st$verify || st$method == "newton") return("unavailable")
+  r <- .optim_call(st, st$x, scores = FALSE, hessian = TRUE, trial = TRUE)
+  if (is.null(r)) return("unavailable")
+  R <- tryCatch(chol((-r$hessian - t(r$hessian)) / 2), error = function(e) NULL)
+  sg <- if (is.null(R)) Inf else sum(backsolve(R, r$gradient, transpose = TRUE)^2)
+  if (sg < control$tol) {
+    st$sg <- sg
+    return("confirmed")
+  }
+  if (control$trace >= 1L) {
+    cat(sprintf("%s stopped with a scaled gradient of %.3g by the analytic Hessian%s: going on with Newton steps\n",
+                toupper(st$method), sg, if (is.null(R)) " (not negative definite)" else ""))
+    utils::flush.console()
+  }
+  st$method <- "newton"
+  st$switched_at <- st$iter
+  st$cur <- r
+  "switched"
+}
+
+.optim_done <- function(st, code, message) {
+  if (code == 0L && !is.na(st$switched_at)) {
+    message <- sprintf("%s (%s, then Newton from iteration %d)", message, toupper(st$method0), st$switched_at)
+  }
+  st$code <- code
+  st$message <- message
+}
+
+# The line search along d from the current point (.line_search()); NULL
+# when no point improves the log-likelihood.
+.optim_line_search <- function(st, d, m) {
+  trace <- st$control$trace
+  .line_search(function(a) {
+    r <- .optim_call(st, st$x + a * d, scores = m$scores, hessian = m$hessian, trial = TRUE)
+    if (trace >= 2L) {
+      cat(sprintf("    step %10.3e  LL %s\n", a, if (is.null(r)) "not finite" else format(r$loglik, digits = 12)))
+    }
+    if (is.null(r)) return(NULL)
+    list(f = -r$loglik, df = -sum(r$gradient * d), res = r)
+  }, f0 = -st$cur$loglik, df0 = -sum(st$cur$gradient * d), wolfe = m$wolfe)
+}
+
+# Takes the step ls$alpha * d found by the line search: the method's
+# update, the new point, the relative change, the best point, the history.
+.optim_accept <- function(st, ls, d, m) {
+  st$iter <- st$iter + 1L
+  old <- st$cur
+  x_new <- st$x + ls$alpha * d
+  if (!is.null(m$update)) m$update(st, s = x_new - st$x, y = -(ls$res$gradient - old$gradient))
+  st$x <- x_new
+  names(st$x) <- st$pnames
+  st$cur <- ls$res
+  change <- st$cur$loglik - old$loglik
+  st$rel_change <- abs(change) / (abs(old$loglik) + st$control$reltol)
+  if (st$cur$loglik >= st$best$loglik) {
+    st$best_x <- st$x
+    st$best <- st$cur
+  }
+  .optim_record(st, change, ls$alpha)
+}
+
+# The checkpoint every control$checkpoint_every iterations; a failed write
+# warns (once per run) and the estimation goes on.
+.optim_checkpoint <- function(st) {
+  control <- st$control
+  if (is.null(control$checkpoint) || st$iter %% control$checkpoint_every != 0L) return(invisible())
+  ck_err <- .write_checkpoint(control$checkpoint, st$natural(st$x), st$iter, st$cur$loglik, .optim_elapsed(st),
+                              state = .optim_snapshot(st), extra = st$extra)
+  if (!is.null(ck_err) && !isTRUE(st$ck_warned)) {
+    st$ck_warned <- TRUE
+    iclv_warn("checkpoint", sprintf(paste0("could not write the checkpoint %s at iteration %d (%s); ",
+                                           "the estimation goes on (later failures are not reported)"),
+                                    iclv_quote(control$checkpoint), st$iter, ck_err))
+  }
+  invisible()
+}
+
+# control$callback(iteration, loglik, natural parameters); FALSE stops.
+.optim_callback <- function(st) {
+  cb <- st$control$callback
+  if (is.null(cb)) return(TRUE)
+  tryCatch(cb(st$iter, st$cur$loglik, st$natural(st$x)), error = function(e) {
+    iclv_abort("control", sprintf("the callback of iclv_control() failed at iteration %d: %s",
+                                  st$iter, conditionMessage(e)), parent = e)
+  })
+}
+
+# The iterations, until a stop sets st$code and st$message.
+.optim_run <- function(st) {
+  control <- st$control
+  if (control$trace >= 1L) {
+    cat(sprintf("%s: %d free parameters\n", toupper(st$method0), st$n))
+    utils::flush.console()
+  }
+  if (!st$resumed) {
+    .optim_record(st, NA_real_, NA_real_)
+    st$best_x <- st$x
+    st$best <- st$cur
+  } else if (control$trace >= 1L) {
+    cat(sprintf("resuming at iteration %d (LL %.8f)\n", st$iter, st$cur$loglik))
+    utils::flush.console()
+  }
+  restarted <- FALSE
+  repeat {
+    m <- .optim_method(st$method)
+    dir <- .optim_direction(st)
+    st$sg <- dir$sg
+    if (is.finite(dir$sg) && dir$sg < control$tol) {
+      if (.optim_confirm(st) == "switched") next
+      .optim_done(st, 0L, "converged: scaled gradient below tol")
+      break
+    }
+    if (st$iter - st$iter0 >= control$maxit) {
+      .optim_done(st, 1L, "iteration limit reached")
+      break
+    }
+    ls <- .optim_line_search(st, dir$d, m)
+    if (is.null(ls)) {
+      if (!is.null(m$restart) && !restarted) { # forget the curvature once and retry
+        m$restart(st)
+        restarted <- TRUE
+        next
+      }
+      chk <- .optim_confirm(st)
+      if (chk == "switched") next
+      if (chk == "confirmed") {
+        .optim_done(st, 0L, "converged: scaled gradient below tol")
+      } else {
+        .optim_done(st, 2L, "the line search could not improve the log-likelihood")
+      }
+      break
+    }
+    restarted <- FALSE
+    .optim_accept(st, ls, dir$d, m)
+    .optim_checkpoint(st)
+    if (identical(.optim_callback(st), FALSE)) {
+      .optim_done(st, 4L, "stopped by the callback")
+      break
+    }
+    if (st$rel_change < control$reltol) {
+      # A tiny change is an optimum only if the gradient is small too: a
+      # BFGS/BHHH stop is checked with the analytic Hessian (and goes on
+      # with Newton if it fails); otherwise a tiny change with a large
+      # scaled gradient is a stall (e.g. against points the engine refuses).
+      st$sg <- .optim_direction(st)$sg
+      chk <- .optim_confirm(st)
+      if (chk == "switched") next
+      if (chk == "confirmed" || (is.finite(st$sg) && st$sg < 1e3 * control$tol)) {
+        .optim_done(st, 0L, "converged: relative change in the log-likelihood below reltol")
+      } else {
+        .optim_done(st, 2L, sprintf(paste0("no progress: the log-likelihood changed by less than reltol ",
+                                           "but the scaled gradient is %.3g"), st$sg))
+      }
+      break
+    }
+  }
+  invisible(NULL)
 }
 
 # Initial inverse curvature for BFGS: the inverse BHHH matrix when it is
@@ -330,14 +425,16 @@
 # the identity scaled so that the first step has unit length.
 .bfgs_initial <- function(cur) {
   g <- cur$gradient
-  n <- length(g)
   if (!is.null(cur$scores)) {
     B <- crossprod(cur$scores)
     inv <- tryCatch(chol2inv(chol(B)), error = function(e) NULL)
     if (!is.null(inv) && all(is.finite(inv))) return(list(H = inv))
   }
-  list(H = diag(1 / max(sqrt(sum(g^2)), 1), n))
+  list(H = .bfgs_identity(g))
 }
+
+# The identity scaled so that a step along it has length at most 1.
+.bfgs_identity <- function(g) diag(1 / max(sqrt(sum(g^2)), 1), length(g))
 
 # BFGS update of the inverse Hessian of -LL. s = x_new - x, y = grad(-LL)
 # change. Skipped when the curvature s'y is not safely positive. `scale`
@@ -604,6 +701,12 @@
     bad(sprintf("'hist' must hold the columns %s of equal length, ending at iteration 'iter'",
                 iclv_quote(cols)))
   }
+  # checkpoints written before the history had a scaled gradient
+  if (is.null(h$scaled_gradient)) h$scaled_gradient <- rep(NA_real_, length(h$iteration))
+  if (!is.numeric(h$scaled_gradient) || length(h$scaled_gradient) != length(h$iteration)) {
+    bad("'hist$scaled_gradient' must be numeric, one value per iteration")
+  }
+  state$hist <- h
   state
 }
 

@@ -2,8 +2,9 @@
 
 #' Plot an ICLV fit
 #'
-#' `which = "trace"`: the optimizer's log-likelihood and max |gradient| by
-#' iteration (from `fit$history`). `"lv"`: for each latent variable, the
+#' `which = "trace"`: the optimizer's log-likelihood and scaled gradient
+#' `g' A^-1 g` (the convergence measure, see [iclv_control()]; on a log
+#' scale, with `tol` as a dashed line) by iteration, from `fit$history`. `"lv"`: for each latent variable, the
 #' histogram of the individuals' posterior means against the density of the
 #' structural (unconditional) distribution over the sample. `"stability"`:
 #' the changes of the estimates with more draws, in SE units (give the
@@ -48,9 +49,17 @@ plot.iclv <- function(x, which = c("trace", "lv"), stability = NULL, ...) {
     } else {
       graphics::plot(h$iteration, h$loglik, type = "b", pch = 20, xlab = "iteration", ylab = "log-likelihood",
                      main = "Optimizer trace", ...)
-      g <- pmax(h$gradient_norm, .Machine$double.xmin)
-      graphics::plot(h$iteration, g, type = "b", pch = 20, log = "y", xlab = "iteration",
-                     ylab = "max |gradient|", main = "Gradient by iteration")
+      sg <- h$scaled_gradient
+      ok <- which(is.finite(sg) & sg > 0) # log scale: a zero or NA (an interrupted last step) is left out
+      if (!length(ok)) {
+        graphics::plot.new()
+        graphics::title("no scaled gradient in the history")
+      } else {
+        graphics::plot(h$iteration[ok], sg[ok], type = "b", pch = 20, log = "y", xlab = "iteration",
+                       ylab = "scaled gradient g' A^-1 g", main = "Convergence by iteration")
+        tol <- x$control$tol
+        if (is.numeric(tol) && length(tol) == 1L && is.finite(tol) && tol > 0) graphics::abline(h = tol, lty = 2)
+      }
     }
   }
   if ("lv" %in% which && length(lvs)) {

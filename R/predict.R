@@ -34,6 +34,13 @@
 #'   posterior given the individual's observed indicators and choices (those
 #'   present in `newdata`): `P_tj = sum_r w_nr P_tj(eta_nr)`, `w_nr`
 #'   proportional to `L_nr`.
+#' @param stages For ranked and best-worst choice models
+#'   ([iclv_choice()]): `FALSE` (default) gives one row per data row, the
+#'   probabilities of the first stage (each alternative's probability of
+#'   being ranked first / chosen best); `TRUE` one row per stage of every
+#'   data row (row names `"<row>:<rank column>"`): the probabilities of the
+#'   stage's choice among the alternatives left (for the worst stage of a
+#'   best-worst task, of being chosen worst). Ignored for other models.
 #' @param cluster `NULL`, or a `parallel` cluster over whose workers the
 #'   individuals are split (see [iclv_cluster]); the predictions are those of
 #'   one process.
@@ -63,7 +70,8 @@
 #' predict(fit, newdata = nd, conditional = TRUE)[1:3, ]
 #' dim(predict(fit, newdata = sc, type = "lv_draws"))
 #' @export
-predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draws"), conditional = FALSE, cluster = NULL, ...) {
+predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draws"), conditional = FALSE, cluster = NULL,
+                         stages = FALSE, ...) {
   .val_fit(object, c("compiled", "model", "draws_design", "control"))
   dots <- list(...)
   if (length(dots)) iclv_abort("control", sprintf("unknown argument %s to predict()", iclv_quote(names(dots) %||% "(unnamed)")))
@@ -74,6 +82,7 @@ predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draw
   if (!is.logical(conditional) || length(conditional) != 1L || is.na(conditional)) {
     iclv_abort("control", "'conditional' must be TRUE or FALSE")
   }
+  if (!is.logical(stages) || length(stages) != 1L || is.na(stages)) iclv_abort("control", "'stages' must be TRUE or FALSE")
   # scenarios: newdata needs only the columns the choice part and the
   # structural model use (R/scenario.R)
   sc <- if (is.null(newdata)) NULL else .scenario_compile(object, newdata)
@@ -83,18 +92,19 @@ predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draw
   }
   if (type == "lv_draws" || conditional || (type == "lv" && !is.null(sc) && !sc$scenario$has_choice)) {
     return(.predict_per_draw(object, comp, if (is.null(sc)) object$coefficients[comp$partable$name] else sc$theta,
-                             sc$scenario, type))
+                             sc$scenario, type, stages))
   }
   theta <- if (is.null(sc)) object$coefficients[comp$partable$name] else sc$theta
-  spec <- .draws_spec(object$draws_design, comp$n_ind, length(comp$lvs), comp$lvs)
-  engine <- .engine_new(comp$c, spec, "cpu", n_threads = object$control$n_threads, cluster = cluster)
-  on.exit(.engine_release(engine), add = TRUE)
-  pr <- .engine_predict(engine, theta)
-  keep_rows <- if (is.null(sc)) seq_len(comp$c$n_rows) else seq_len(sc$scenario$n_rows)
+  prob <- .problem_new(comp, object$draws_design, params = theta) # R/problem.R
+  pr <- .with_problem_engine(prob, "cpu", function(engine) .engine_predict(engine, prob$theta0),
+                             n_threads = object$control$n_threads, cluster = cluster)
+  n_data <- if (is.null(sc)) max(comp$rows, 0L) else sc$scenario$n_rows
+  keep_rows <- .choice_rows_keep(comp, n_data, stages) # R/rank.R
   keep_ind <- if (is.null(sc)) seq_len(comp$n_ind) else seq_len(sc$scenario$n_ind)
   if (type == "prob") {
     P <- pr$prob[keep_rows, , drop = FALSE]
-    dimnames(P) <- list(if (is.null(sc)) as.character(comp$rows) else sc$scenario$rows, comp$alternatives)
+    rn <- if (is.null(sc)) as.character(seq_len(n_data)) else sc$scenario$rows
+    dimnames(P) <- list(.choice_row_names(comp, keep_rows, rn, stages), comp$alternatives)
     return(P)
   }
   out <- data.frame(id = comp$ids[keep_ind], stringsAsFactors = FALSE)

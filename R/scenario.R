@@ -42,7 +42,7 @@
     first <- rep(1L, n)
     if (!is.null(ch$available)) {
       A <- sapply(ch$alternatives, function(a) {
-        col <- ch$available[[a]]
+        col <- if (a %in% names(ch$available)) ch$available[[a]] # alternatives without a column: available
         if (is.null(col) || !col %in% names(d)) rep(1, n) else as.numeric(d[[col]])
       })
       A <- matrix(A, nrow = n)
@@ -50,6 +50,8 @@
     }
     d[[ch$choice]] <- as.integer(first)
   }
+  # ranked / best-worst: absent later rank columns end the ranking (NA)
+  for (rk in setdiff(ch$ranks, names(d))) d[[rk]] <- rep(NA_integer_, n)
   # pad individuals: pad p observes category min(p, C) of an ordered
   # indicator, (p - 1) %% 2 of a binary one, p of a normal one
   ncat <- comp$c$ind_ncat
@@ -148,6 +150,7 @@
   obs_idx <- unlist(lapply(q_n, function(n) rows_of(cc$obs_ptr, n)), use.names = FALSE)
   out <- cc
   out$n_ind <- as.integer(length(q_n))
+  out$weight <- NULL # per-draw quantities of each individual: unweighted
   nc <- cc$n_cov
   if (nc > 0L) {
     cv <- matrix(cc$cov, nrow = nc)
@@ -168,6 +171,11 @@
       out$n_avail <- as.integer(length(row_idx) * J)
     }
     if (cc$n_xcol > 0L) out$X <- as.double(matrix(cc$X, nrow = cc$n_xcol)[, row_idx])
+    if ((cc$n_mult %||% 0L) > 0L) { # best-worst row multipliers follow their rows
+      out$mult_sign <- cc$mult_sign[row_idx]
+      out$mult_par <- cc$mult_par[row_idx]
+      out$n_mult <- as.integer(length(row_idx))
+    }
   }
   out
 }
@@ -206,7 +214,7 @@
 # posterior LV moments when the choices are placeholders, unconditional LV
 # draws. `scenario` is .scenario_data()'s result, or NULL for the
 # estimation data.
-.predict_per_draw <- function(fit, comp, theta, scenario, type) {
+.predict_per_draw <- function(fit, comp, theta, scenario, type, stages = FALSE) {
   pd <- .per_draw(fit, comp, theta)
   n_rows <- if (is.null(scenario)) comp$c$n_rows else scenario$n_rows
   n_ind <- if (is.null(scenario)) comp$n_ind else scenario$n_ind
@@ -231,9 +239,12 @@
   }
   grp <- rep(seq_len(comp$n_ind), diff(comp$c$row_ptr))
   J <- comp$c$n_alt
-  P <- matrix(0, n_rows, J)
-  wt <- w[grp[seq_len(n_rows)], , drop = FALSE]
-  for (j in seq_len(J)) P[, j] <- rowSums(wt * pd$prob[seq_len(n_rows), , j])
-  dimnames(P) <- list(if (is.null(scenario)) as.character(comp$rows) else scenario$rows, comp$alternatives)
+  if (is.null(scenario)) n_rows <- max(comp$rows, 0L) # data rows (ranked: fewer than compiled rows)
+  keep <- .choice_rows_keep(comp, n_rows, stages) # R/rank.R
+  P <- matrix(0, length(keep), J)
+  wt <- w[grp[keep], , drop = FALSE]
+  for (j in seq_len(J)) P[, j] <- rowSums(wt * matrix(pd$prob[keep, , j], length(keep)))
+  rn <- if (is.null(scenario)) as.character(seq_len(n_rows)) else scenario$rows
+  dimnames(P) <- list(.choice_row_names(comp, keep, rn, stages), comp$alternatives)
   P
 }

@@ -13,7 +13,10 @@
 #' with `"row"` they are drawn per row. Choices: MNL by adding standard
 #' Gumbel errors to the utilities and taking the largest; binary probit by
 #' `P(first alternative) = pnorm(V_1 - V_2)`, both taken among the
-#' alternatives available in the row: an alternative with an availability
+#' alternatives available in the row (ranked: the available alternatives in
+#' the order of their utilities plus Gumbel errors, the ranks beyond them
+#' `NA`; best-worst: the best as for MNL, then the worst maximising
+#' `-mu V` plus Gumbel errors among the others): an alternative with an availability
 #' column in the model is available with probability `availability`
 #' (default 1: always), independently per row; a row where no alternative
 #' would be available has them all available. A binary probit row with one
@@ -93,6 +96,7 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
 
   p_avail <- .sim_availability(model, dots$availability)
   pt <- .sim_partable(model, params)
+  tn <- attr(pt, "thresholds")
   th <- stats::setNames(as.double(params[pt$name]), pt$name)
 
   if (!is.null(seed)) {
@@ -129,13 +133,20 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   eta <- matrix(0, n, length(lvs), dimnames = list(NULL, lvs))
   e <- matrix(stats::rnorm(n * length(lvs)), n, length(lvs))
   colnames(e) <- lvs
+  sn <- .structural_names(model)
+  ln <- .loading_names(model)
   for (l in model$lv_order) {
     v <- e[, l]
     for (s in model$structural[[l]]) {
       src <- if (s %in% lvs) eta[, s] else covmat[, s]
-      v <- v + th[[sprintf("gamma_%s_%s", l, s)]] * src
+      v <- v + th[[sn$name[sn$lhs == l & sn$rhs == s]]] * src
     }
     eta[, l] <- v
+  }
+  # random terms: one standard normal per individual, after the LVs
+  if (length(model$random)) {
+    eta <- cbind(eta, matrix(stats::rnorm(n * length(model$random)), n, length(model$random),
+                             dimnames = list(NULL, model$random)))
   }
 
   # indicators
@@ -145,15 +156,14 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     ls <- model$loads[[ind]]
     s <- numeric(n)
     for (l in ls) {
-      nm <- if (length(ls) > 1L) sprintf("zeta_%s_%s", l, ind) else sprintf("zeta_%s", ind)
-      s <- s + th[[nm]] * eta[, l]
+      s <- s + th[[ln$name[ln$lhs == l & ln$rhs == ind]]] * eta[, l]
     }
     if (row_level) s <- s[ind_of_row]
     m <- length(s)
     logit <- type %in% c("ordered_logit", "binary_logit")
     err <- if (logit) stats::rlogis(m) else stats::rnorm(m)
     val <- if (.is_ordered(type)) {
-      tau <- th[pt$name[pt$role == "threshold" & pt$lhs == ind]]
+      tau <- th[tn$name[tn$lhs == ind]]
       ystar <- s + err
       1L + as.integer(rowSums(outer(ystar, tau, ">")))
     } else if (type == "normal") {
@@ -167,15 +177,22 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   # choices
   ch <- model$choice
   if (!is.null(ch)) {
-    for (col in setdiff(ch$columns, names(out))) {  # a covariate may also be an attribute
-      out[[col]] <- if (attributes == "normal") stats::rnorm(nr) else stats::runif(nr, -1, 1)
+    # the data columns of the utilities (a covariate may also be an attribute);
+    # a column that a data expression compares with strings takes those
+    # strings (and one more, "other"), at random
+    lev <- .choice_string_levels(ch)
+    for (col in setdiff(.choice_data_vars(ch), names(out))) {
+      out[[col]] <- if (!is.null(lev[[col]])) sample(c(lev[[col]], "other"), nr, replace = TRUE) else
+        if (attributes == "normal") stats::rnorm(nr) else stats::runif(nr, -1, 1)
     }
+    xcols <- .choice_columns(ch, as.data.frame(out[.choice_data_vars(ch)], stringsAsFactors = FALSE,
+                                               optional = TRUE))
     alts <- ch$alternatives
     V <- matrix(0, nr, length(alts))
     for (j in seq_along(alts)) {
       tm <- ch$terms[[alts[j]]]
       for (k in seq_len(nrow(tm))) {
-        x <- if (is.na(tm$col[k])) 1 else out[[tm$col[k]]]
+        x <- if (is.na(tm$col[k])) 1 else xcols[[tm$col[k]]]
         f <- if (is.na(tm$lv[k])) 1 else eta[ind_of_row, tm$lv[k]]
         V[, j] <- V[, j] + th[[tm$param[k]]] * x * f
       }
@@ -183,7 +200,12 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     A <- matrix(TRUE, nr, length(alts), dimnames = list(NULL, alts))
     for (a in names(p_avail)) if (p_avail[[a]] < 1) A[, a] <- stats::runif(nr) < p_avail[[a]]
     A[rowSums(A) == 0L, ] <- TRUE
-    if (ch$type == "mnl") {
+    if (ch$type %in% c("ranked", "bestworst")) { # whole rankings / best-worst pairs (R/rank.R)
+      mu <- if (is.null(ch$worst_scale)) 1 else th[[ch$worst_scale]]
+      rk <- .rank_simulate(ch, V, A, mu)
+      for (a in names(ch$available)) out[[ch$available[[a]]]] <- as.integer(A[, a])
+      for (col in names(rk)) out[[col]] <- rk[[col]]
+    } else if (ch$type == "mnl") {
       U <- V - log(-log(matrix(stats::runif(nr * length(alts)), nr, length(alts))))
       U[!A] <- -Inf
       y <- max.col(U, ties.method = "first")
@@ -192,8 +214,10 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
       y[!A[, 1]] <- 2L
       y[!A[, 2]] <- 1L
     }
-    for (a in names(ch$available)) out[[ch$available[[a]]]] <- as.integer(A[, a])
-    out[[ch$choice]] <- alts[y]
+    if (!ch$type %in% c("ranked", "bestworst")) {
+      for (a in names(ch$available)) out[[ch$available[[a]]]] <- as.integer(A[, a])
+      out[[ch$choice]] <- alts[y]
+    }
   }
   d <- as.data.frame(out, stringsAsFactors = FALSE, optional = TRUE)
   attr(d, "true_lv") <- eta
@@ -234,6 +258,7 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
 # The full parameter table for simulation: categories of ordered indicators
 # that the model does not declare are read from the threshold names in
 # `params`. Every parameter needs a value; unknown names are errors.
+# Attribute "thresholds": .threshold_names() of every ordered indicator.
 .sim_partable <- function(model, params) {
   if (!is.numeric(params) || is.null(names(params)) || any(!nzchar(names(params)))) {
     iclv_abort("input", "'params' must be a named numeric vector with a value for every parameter")
@@ -260,12 +285,14 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   if (length(extra)) iclv_abort("input", sprintf("'params' names %s, which is not a parameter of the model", iclv_quote(extra[1])))
   v <- params[pt$name]
   if (any(!is.finite(v))) iclv_abort("input", sprintf("parameter %s is not finite", iclv_quote(pt$name[!is.finite(v)][1])))
-  sds <- pt$name[pt$role == "sd"]
+  sds <- pt$name[pt$role %in% c("sd", "scale")]
   bad <- sds[params[sds] <= 0]
-  if (length(bad)) iclv_abort("input", sprintf("standard deviation %s must be > 0", iclv_quote(bad[1])))
+  if (length(bad)) iclv_abort("input", sprintf("%s %s must be > 0", if (pt$role[match(bad[1], pt$name)] == "sd")
+    "standard deviation" else "scale", iclv_quote(bad[1])))
   for (ind in unique(pt$lhs[pt$role == "threshold"])) {
     tv <- params[pt$name[pt$role == "threshold" & pt$lhs == ind]]
     if (any(diff(tv) <= 0)) iclv_abort("input", sprintf("the thresholds of %s must be strictly increasing", iclv_quote(ind)))
   }
+  attr(pt, "thresholds") <- .threshold_names(model, cats) # every ordered indicator's, shared sets repeated
   pt
 }

@@ -59,12 +59,14 @@ iclv_draw_stability <- function(fit, factors = c(2, 4), data, refit = TRUE, type
     f <- factors[i]
     nd <- dd
     nd$n <- as.integer(dd$n * f)
-    ll_at <- iclv_loglik(fit$model, data, fit$coefficients, draws = nd, backend = "cpu", gradient = FALSE)$loglik
+    ll_at <- iclv_loglik(fit$model, data, fit$coefficients, draws = nd, backend = "cpu", gradient = FALSE,
+                         weights = fit$weights$column)$loglik
     ll_refit <- NA_real_
     if (refit) {
       rf <- suppressWarnings(iclv(fit$model, data, draws = nd, backend = fit$backend$name, control = ctrl,
                                   start = fit$coefficients[free],
-                                  fixed = if (any(!pt$free)) fit$coefficients[!pt$free]))
+                                  fixed = if (any(!pt$free)) fit$coefficients[!pt$free],
+                                  weights = fit$weights$column))
       ll_refit <- rf$loglik
       changes[, i] <- (rf$coefficients[free] - fit$coefficients[free]) / se
     }

@@ -57,35 +57,101 @@
                      "TRUE", "FALSE", "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_",
                      "NA_character_", "NA_complex_")
 
-# Splits `rhs` on `+` into names; every term must be a plain name.
-.syntax_rhs_names <- function(rhs, statement, what) {
-  if (grepl("-", rhs, fixed = TRUE)) {
-    iclv_abort("spec", sprintf("%s statement %s: '-' is not supported; terms are separated by '+'",
-                               what, iclv_quote(statement)))
-  }
+# Splits `rhs` on `+` into terms `[modifier *]... name` (lavaan's
+# modifiers, at most one of each kind before the name):
+#   a number (`1*x`, `-0.5*x`)   the parameter is fixed at that value;
+#   `NA`                         the parameter is free (every loading and
+#                                structural coefficient is free by default,
+#                                so this only documents it);
+#   `start(0.5)`                 its starting value;
+#   a name (`a*x`)               a label: the parameter is called `a`, and
+#                                every term with the label `a` has that one
+#                                parameter (equal loadings, shared effects).
+# A label together with a fixed value is refused (a fixed parameter needs
+# no label). Returns list(names = the terms' names in order, mods = a
+# data.frame with one row per term: rhs, label, fixed, start (NA where
+# absent)).
+.syntax_rhs_terms <- function(rhs, statement, what) {
   terms <- .syntax_split(rhs, "+")
   if (length(terms) == 0L || any(!nzchar(terms))) {
     iclv_abort("spec", sprintf("%s statement %s has an empty term", what, iclv_quote(statement)))
   }
-  bad <- terms[!.is_name(terms)]
+  n <- length(terms)
+  nm <- character(n)
+  label <- rep(NA_character_, n)
+  fixed <- rep(NA_real_, n)
+  start <- rep(NA_real_, n)
+  num_re <- "^-?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?$"
+  for (k in seq_len(n)) {
+    f <- .syntax_split(terms[k], "*")
+    nm[k] <- f[length(f)]
+    if (any(!nzchar(f))) {
+      iclv_abort("spec", sprintf("%s statement %s: term %s has an empty factor around '*'", what,
+                                 iclv_quote(statement), iclv_quote(terms[k])))
+    }
+    for (mod in f[-length(f)]) {
+      kind <- if (grepl(num_re, mod)) "fixed" else if (identical(mod, "NA")) "free" else
+        if (grepl("^start\\(.*\\)$", mod)) "start" else if (.is_name(mod)) "label" else "bad"
+      seen <- switch(kind, fixed = !is.na(fixed[k]) || !is.na(label[k]), free = FALSE,
+                     start = !is.na(start[k]), label = !is.na(label[k]) || !is.na(fixed[k]), bad = FALSE)
+      if (kind == "bad") {
+        iclv_abort("spec", sprintf(paste0(
+          "%s statement %s: %s before %s is not a modifier lavaan's syntax allows here: a number ",
+          "(fixed value), NA (free), start(value) or a label"), what, iclv_quote(statement),
+          iclv_quote(mod), iclv_quote(nm[k])))
+      }
+      if (seen) {
+        iclv_abort("spec", sprintf(
+          "%s statement %s: term %s has two labels, two values, or a label and a fixed value (a fixed parameter needs no label)",
+          what, iclv_quote(statement), iclv_quote(terms[k])))
+      }
+      if (kind == "fixed") fixed[k] <- as.double(mod)
+      if (kind == "label") label[k] <- mod
+      if (kind == "start") {
+        v <- suppressWarnings(as.double(sub("^start\\((.*)\\)$", "\\1", mod)))
+        if (length(v) != 1L || !is.finite(v)) {
+          iclv_abort("spec", sprintf("%s statement %s: %s needs one finite number", what,
+                                     iclv_quote(statement), iclv_quote(mod)))
+        }
+        start[k] <- v
+      }
+    }
+    if (!is.na(fixed[k]) && !is.finite(fixed[k])) {
+      iclv_abort("spec", sprintf("%s statement %s: the fixed value of %s is not finite", what,
+                                 iclv_quote(statement), iclv_quote(nm[k])))
+    }
+    if (!is.na(fixed[k]) && !is.na(start[k])) {
+      iclv_abort("spec", sprintf("%s statement %s: %s has a fixed value and a start value", what,
+                                 iclv_quote(statement), iclv_quote(nm[k])))
+    }
+  }
+  if (grepl("-", paste(nm, collapse = " "), fixed = TRUE) || any(grepl("-", label, fixed = TRUE))) {
+    iclv_abort("spec", sprintf("%s statement %s: '-' is not supported; terms are separated by '+'",
+                               what, iclv_quote(statement)))
+  }
+  bad <- nm[!.is_name(nm)]
   if (length(bad)) {
     iclv_abort("spec", sprintf(
-      "%s statement %s: %s is not a plain name (fixed values and modifiers such as '1*x' are not supported; use the 'fixed' argument)",
+      "%s statement %s: %s is not a name (a term is a name with optional modifiers such as '1*x', 'a*x', 'start(0.5)*x')",
       what, iclv_quote(statement), iclv_quote(bad[1])))
   }
-  dup <- terms[duplicated(terms)]
+  dup <- nm[duplicated(nm)]
   if (length(dup)) {
     iclv_abort("spec", sprintf("%s statement %s names %s twice", what, iclv_quote(statement),
                                iclv_quote(dup[1])))
   }
-  terms
+  list(names = nm, mods = data.frame(rhs = nm, label = label, fixed = fixed, start = start,
+                                     stringsAsFactors = FALSE))
 }
 
 # Parses `lhs <op> rhs` statements. Returns a named list lhs -> character
 # vector of rhs names, in order of first appearance; repeated lhs are merged.
+# Attribute "mods": the terms' modifiers (.syntax_rhs_terms), one row per
+# term with its lhs, only for terms that have one.
 .syntax_parse <- function(text, op, what) {
   st <- .syntax_statements(text, what)
   out <- list()
+  mods <- list()
   for (s in st) {
     # the operator must occur exactly once; for "~" make sure "=~" is not it
     parts <- if (op == "=~") strsplit(s, "=~", fixed = TRUE)[[1]] else strsplit(s, "~", fixed = TRUE)[[1]]
@@ -102,7 +168,10 @@
       iclv_abort("spec", sprintf("%s statement %s: left-hand side %s is not a name", what,
                                  iclv_quote(s), iclv_quote(lhs)))
     }
-    rhs <- .syntax_rhs_names(trimws(parts[2]), s, what)
+    tm <- .syntax_rhs_terms(trimws(parts[2]), s, what)
+    rhs <- tm$names
+    has <- !is.na(tm$mods$label) | !is.na(tm$mods$fixed) | !is.na(tm$mods$start)
+    if (any(has)) mods[[length(mods) + 1L]] <- cbind(lhs = lhs, tm$mods[has, , drop = FALSE])
     prev <- out[[lhs]]
     dup <- intersect(prev, rhs)
     if (length(dup)) {
@@ -111,12 +180,17 @@
     }
     out[[lhs]] <- c(prev, rhs)
   }
+  attr(out, "mods") <- if (length(mods)) do.call(rbind, mods) else NULL
   out
 }
 
 .parse_measurement <- function(text) {
   if (is.null(text)) iclv_abort("spec", "'measurement' is required: give at least one 'lv =~ indicator' line")
-  m <- .syntax_parse(text, "=~", "measurement")
+  st <- .syntax_statements(text, "measurement")
+  is_thr <- grepl("|", st, fixed = TRUE) & !grepl("=~", st, fixed = TRUE)
+  thr <- .parse_thresholds(st[is_thr])
+  m <- .syntax_parse(paste(st[!is_thr], collapse = "\n"), "=~", "measurement")
+  attr(m, "thresholds") <- thr
   if (length(m) == 0L) {
     iclv_abort("spec", "'measurement' defines no latent variable: give at least one 'lv =~ indicator' line")
   }
@@ -124,6 +198,42 @@
 }
 
 .parse_structural <- function(text) .syntax_parse(text, "~", "structural")
+
+# Threshold statements `ind | t1 + t2 + ...` (lavaan): the terms are the
+# thresholds t1..tK of the ordered indicator `ind`, all of them, in order,
+# with modifiers (.syntax_rhs_terms): `ind | a*t1 + b*t2` labels them,
+# `ind | -1*t1 + t2` fixes one. Returns NULL or a data.frame with one row per
+# threshold: lhs (the indicator), rhs ("t1", ...), k, n_thr (K), label,
+# fixed, start.
+.parse_thresholds <- function(st) {
+  out <- list()
+  for (s in st) {
+    parts <- strsplit(s, "|", fixed = TRUE)[[1]]
+    if (length(parts) != 2L || grepl("~", s, fixed = TRUE)) {
+      iclv_abort("spec", sprintf("measurement statement %s is not of the form 'indicator | t1 + t2 + ...'", iclv_quote(s)))
+    }
+    lhs <- trimws(parts[1])
+    if (!.is_name(lhs)) {
+      iclv_abort("spec", sprintf("measurement statement %s: left-hand side %s is not a name", iclv_quote(s), iclv_quote(lhs)))
+    }
+    if (lhs %in% names(out)) {
+      iclv_abort("spec", sprintf("the thresholds of %s are given twice ('%s | ...')", iclv_quote(lhs), lhs))
+    }
+    tm <- .syntax_rhs_terms(trimws(parts[2]), s, "measurement")
+    K <- length(tm$names)
+    if (!identical(tm$names, paste0("t", seq_len(K)))) {
+      iclv_abort("spec", sprintf(
+        "measurement statement %s: the thresholds must be t1, t2, ..., t%d, each once and in order (got %s)",
+        iclv_quote(s), K, paste(tm$names, collapse = ", ")))
+    }
+    out[[lhs]] <- data.frame(lhs = lhs, tm$mods, k = seq_len(K), n_thr = K, stringsAsFactors = FALSE)
+  }
+  if (length(out)) {
+    d <- do.call(rbind, out)
+    rownames(d) <- NULL
+    d
+  }
+}
 
 # Parses one utility string into a data.frame of terms with columns
 # param, f1, f2 (the factors after the parameter, NA when absent).
@@ -139,6 +249,9 @@
     iclv_abort("spec", sprintf("the utility of alternative %s is empty; write \"0\" for a utility without terms",
                                iclv_quote(alt)))
   }
+  # anything beyond names, `+` and `*`: an R expression (expr.R); its latent
+  # variables are known in iclv_model(), which expands it again
+  if (.utility_is_expression(s)) return(.expr_utility_terms(s, alt, character())[c("param", "f1", "f2")])
   if (grepl("-", s, fixed = TRUE)) {
     iclv_abort("spec", sprintf(
       "utility of %s: '-' is not supported (%s); write every term with '+': the estimated coefficient takes its sign",

@@ -50,9 +50,17 @@
   pos <- as.integer(positive)
   pos <- pos[free[pos] & !in_thr[pos]]
   kind[slot[pos]] <- "log"
-  list(names = names, theta = as.double(theta), free = free_pos, kind = kind, groups = groups,
-       nonlinear = kind %in% c("log", "thr_inc"), n_free = length(free_pos),
-       free_names = names[free_pos])
+  # the sparse Jacobian d theta_free / d u (see .transform_jacobian()):
+  # log entries are diagonal (exp(u)); a threshold group of K >= 2 is lower
+  # triangular (column 1 all ones, column j >= 2 exp(u_j) from row j down).
+  # Groups of equal K are stacked (one row per group) so that the chain rule
+  # works on whole columns.
+  multi <- groups[lengths(groups) > 1L]
+  Ks <- lengths(multi)
+  blocks <- lapply(sort(unique(Ks)), function(K) do.call(rbind, multi[Ks == K]))
+  list(names = names, theta = stats::setNames(as.double(theta), names), free = free_pos, kind = kind,
+       groups = groups, nonlinear = kind %in% c("log", "thr_inc"), n_free = length(free_pos),
+       free_names = names[free_pos], log_cols = which(kind == "log"), thr_blocks = blocks)
 }
 
 # Natural (P) -> internal (n_free). theta must satisfy the constraints.
@@ -79,13 +87,14 @@
   for (idx in tr$groups) {
     if (length(idx) > 1L) v[idx] <- cumsum(c(v[idx[1]], exp(v[idx[-1]])))
   }
-  theta[tr$free] <- v
-  names(theta) <- tr$names
+  theta[tr$free] <- v # tr$theta carries the names
   theta
 }
 
 # d theta_free / d u: an (n_free x n_free) matrix, row = natural free
-# parameter, column = internal parameter.
+# parameter, column = internal parameter. The dense reference for tests and
+# checks; the optimizer's chain rule (.transform_derivs()) applies the same
+# map sparsely, with the same floating-point operations in the same order.
 .transform_jacobian <- function(u, tr) {
   n <- tr$n_free
   J <- diag(1, n)
@@ -104,27 +113,56 @@
   J
 }
 
+# M %*% J for an (r x n_free) matrix M, J = .transform_jacobian(u, tr), with
+# e = exp(u) (only its log and threshold-increment entries are read), in
+# O(r n_free): column j of the result is sum_k M[, k] J[k, j] over the
+# nonzero J[k, j], summed in increasing k from the first term, as the
+# reference BLAS sums the dense product (its zero terms add nothing), so
+# the result is bit-identical to M %*% J.
+.transform_right <- function(M, tr, e) {
+  out <- M
+  r <- nrow(M)
+  lg <- tr$log_cols
+  if (length(lg)) out[, lg] <- M[, lg, drop = FALSE] * rep(e[lg], each = r)
+  for (IDX in tr$thr_blocks) { # (groups x K): u indices of each group
+    K <- ncol(IDX)
+    cols <- lapply(seq_len(K), function(k) M[, IDX[, k], drop = FALSE]) # (r x groups) each
+    s <- cols[[1L]]
+    for (k in 2:K) s <- s + cols[[k]]
+    out[, IDX[, 1L]] <- s
+    for (j in 2:K) {
+      ej <- rep(e[IDX[, j]], each = r)
+      s <- cols[[j]] * ej
+      if (j < K) for (k in (j + 1L):K) s <- s + cols[[k]] * ej
+      out[, IDX[, j]] <- s
+    }
+  }
+  out
+}
+
 # Chain rule from natural (free) derivatives to internal ones.
 #   grad: (n_free) d LL / d theta_free; scores: (N x n_free) or NULL;
 #   hessian: (n_free x n_free) or NULL.
+# g_int = J' g_nat, S_int = S_nat J, and
 # H_int = J' H_nat J + sum_k g_nat_k d2 theta_k / du du'. The second term is
 # diagonal: theta_k depends on u_j through exp(u_j) alone, so
 # d2 theta_k / du_j^2 = d theta_k / du_j, and the sum equals g_int_j for the
 # nonlinear u_j (log sds, threshold increments) and 0 for the others.
+# J is applied as a sparse map (.transform_right()), never formed.
 .transform_derivs <- function(u, tr, grad, scores = NULL, hessian = NULL) {
-  J <- .transform_jacobian(u, tr)
-  g <- drop(crossprod(J, grad))
+  e <- if (any(tr$nonlinear)) exp(as.double(u)) else NULL
+  g <- .transform_right(matrix(as.double(grad), nrow = 1L), tr, e)[1L, ]
   names(g) <- tr$free_names
-  out <- list(gradient = g, scores = NULL, hessian = NULL, jacobian = J)
+  out <- list(gradient = g, scores = NULL, hessian = NULL)
   if (!is.null(scores)) {
-    s <- scores %*% J
+    s <- .transform_right(scores, tr, e)
     colnames(s) <- tr$free_names
     out$scores <- s
   }
   if (!is.null(hessian)) {
-    h <- crossprod(J, hessian %*% J)
-    d <- ifelse(tr$nonlinear, g, 0)
-    h <- h + diag(d, length(d))
+    h <- t(.transform_right(t(.transform_right(hessian, tr, e)), tr, e)) # J' (H J)
+    nl <- which(tr$nonlinear)
+    h[cbind(nl, nl)] <- h[cbind(nl, nl)] + g[nl]
     h <- (h + t(h)) / 2
     dimnames(h) <- list(tr$free_names, tr$free_names)
     out$hessian <- h

@@ -42,7 +42,8 @@ update.iclv <- function(object, ..., evaluate = TRUE) {
   # everything but the data comes from the fit (a fit made before these
   # were stored falls back on the call's names)
   stored <- list(model = object$model, draws = object$draws_design, control = object$control,
-                 backend = object$backend$requested, start = object$start, fixed = object$fixed)
+                 backend = object$backend$requested, start = object$start, fixed = object$fixed,
+                 weights = object$weights$column)
   for (a in setdiff(c(names(stored), "data"), nm)) {
     if (!is.null(stored[[a]])) {
       args[[a]] <- stored[[a]]

@@ -108,6 +108,35 @@
   first
 }
 
+# Individual weights (iclv(..., weights = "w")): `weights` is NULL or the
+# name of a numeric column, finite, not NA, non-negative, constant within
+# each individual and not zero for everyone. Returns NULL or the (N) weight
+# of each individual. Errors (iclv_error_control for the argument,
+# iclv_error_data for the column) name the column, and the row and id at
+# fault.
+.val_weights <- function(data, weights, grp, N, ids, id_col) {
+  if (is.null(weights)) return(NULL)
+  if (!is.character(weights) || length(weights) != 1L || is.na(weights) || !nzchar(weights)) {
+    iclv_abort("control", "'weights' must be NULL or the name of one column of the data")
+  }
+  .val_column_exists(data, weights, "weights column")
+  id <- data[[id_col]]
+  x <- .val_numeric_column(data, weights, "weights column", id = id)
+  na <- which(is.na(x))
+  if (length(na)) {
+    iclv_abort("data", sprintf("weights column %s is missing (NA) in %s", iclv_quote(weights),
+                               .val_row(na[1], id)))
+  }
+  neg <- which(x < 0)
+  if (length(neg)) {
+    iclv_abort("data", sprintf("weights column %s is negative (%s) in %s; weights must be >= 0",
+                               iclv_quote(weights), format(x[neg[1]]), .val_row(neg[1], id)))
+  }
+  w <- .val_constant_within(x, grp, N, weights, "weights column", ids)
+  if (all(w == 0)) iclv_abort("data", sprintf("weights column %s is 0 for every individual", iclv_quote(weights)))
+  w
+}
+
 # Checks an indicator's values by type. Returns the number of categories
 # (ordered: declared or from the data, at most .max_categories; binary: 2;
 # normal: 0). `id` (the id column's values, optional) lets messages name the
@@ -264,6 +293,13 @@
   X <- matrix(0, n, length(cols), dimnames = list(NULL, cols))
   for (j in seq_along(cols)) {
     col <- cols[j]
+    if (.is_data_expr(col)) {
+      # a data expression of a utility (expr.R): evaluated once, here
+      users <- which(vapply(alts, function(a) col %in% terms[[a]]$col, logical(1)))
+      x <- .expr_column(data, col, alts[users])
+      X[, j] <- .val_attribute_na(x, col, users, A, "data expression")
+      next
+    }
     if (!col %in% names(data)) {
       users <- alts[vapply(alts, function(a) col %in% terms[[a]]$col, logical(1))]
       iclv_abort("data", sprintf(
@@ -271,21 +307,29 @@
         iclv_quote(users[1]), iclv_quote(col)))
     }
     x <- .val_numeric_column(data, col, "attribute column")
-    na <- which(is.na(x))
-    if (length(na)) {
-      users <- which(vapply(alts, function(a) col %in% terms[[a]]$col, logical(1)))
-      av <- if (is.null(A)) rep(TRUE, length(na)) else rowSums(A[na, users, drop = FALSE]) > 0
-      if (any(av)) {
-        r <- na[which(av)[1]]
-        iclv_abort("data", sprintf(
-          "attribute column %s is missing (NA) in row %d, where an alternative that uses it is available",
-          iclv_quote(col), r))
-      }
-      x[na] <- 0
-    }
-    X[, j] <- x
+    users <- which(vapply(alts, function(a) col %in% terms[[a]]$col, logical(1)))
+    X[, j] <- .val_attribute_na(x, col, users, A, "attribute column")
   }
   X
+}
+
+# Missing values of attribute x (column or data expression `col`, used by
+# the alternatives `users`, indices) are allowed where none of those is
+# available (A: availability matrix or NULL) and then count 0; elsewhere an
+# error naming the row.
+.val_attribute_na <- function(x, col, users, A, what) {
+  na <- which(is.na(x))
+  if (length(na)) {
+    av <- if (is.null(A)) rep(TRUE, length(na)) else rowSums(A[na, users, drop = FALSE]) > 0
+    if (any(av)) {
+      r <- na[which(av)[1]]
+      iclv_abort("data", sprintf(
+        "%s %s is missing (NA) in row %d, where an alternative that uses it is available",
+        what, iclv_quote(col), r))
+    }
+    x[na] <- 0
+  }
+  x
 }
 
 # A fit handed to a method (summary, vcov, predict, ...) must still be what
@@ -360,11 +404,12 @@
 .val_lvs_not_columns <- function(model, data) {
   used <- unlist(lapply(model$choice$terms, function(t) t$lv), use.names = FALSE)
   used <- c(used, unlist(model$structural, use.names = FALSE))
-  clash <- intersect(intersect(model$lvs, used), names(data))
+  clash <- intersect(intersect(c(model$lvs, model$random), used), names(data))
   if (length(clash)) {
     iclv_abort("data", sprintf(paste0(
-      "latent variable %s is also the name of a column of the data; the model reads the latent variable, ",
-      "never the column: rename the latent variable (or the column)"), iclv_quote(clash[1])))
+      if (clash[1] %in% model$lvs) "latent variable" else "random term",
+      " %s is also the name of a column of the data; the model never reads the column: rename one of them"),
+      iclv_quote(clash[1])))
   }
   invisible()
 }

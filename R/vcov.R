@@ -7,6 +7,11 @@
 #   hessian  V_H = (-H)^-1                    H: Hessian of LL
 #   bhhh     V_B = B^-1,  B = sum_n s_n s_n'   s_n: score of individual n
 #   robust   V_R = V_H B V_H                   (sandwich)
+#
+# With individual weights (iclv(weights =)) H is the Hessian of the weighted
+# LL and s_n the weighted score w_n d log L_n / d theta (the engine returns
+# them so), hence B = sum_n w_n^2 g_n g_n': the sandwich for sampling weights
+# (Stata's pweights, Apollo); nothing here changes.
 
 # .vcov_compute(hessian, scores, names)
 #   hessian: (k x k) Hessian of LL or NULL; scores: (N x k) individual scores;
@@ -237,16 +242,21 @@
   cluster
 }
 
-# .vcov_bootstrap(fit, data, R, seed, cores): the covariance of the
-# estimates over R refits on individuals resampled with replacement (each
-# copy a new individual), started at the estimates, fixed parameters kept
-# fixed. The resamples are drawn in this process from `seed` (the caller's
-# RNG state is restored), so the result does not depend on `cores`; refits
-# run on a PSOCK cluster of `cores` fresh R processes where cores > 1.
-# Refits that fail or do not converge are dropped (counted in "failed").
-# Returns the (k x k) matrix with attributes "replicates" (R_ok x k) and
-# "failed".
-.vcov_bootstrap <- function(fit, data, R = 200L, seed = 1L, cores = 1L) {
+# .vcov_bootstrap(fit, data, R, seed, cores, cluster): the covariance of
+# the estimates over R refits on individuals resampled with replacement
+# (each copy a new individual), started at the estimates, fixed parameters
+# kept fixed. The resamples are drawn in this process from `seed` (the
+# caller's RNG state is restored) and each refit is deterministic, so the
+# result depends neither on `cores` nor on the cluster. Refits run here
+# (cores = 1, no cluster), on a PSOCK cluster of `cores` fresh R processes,
+# or on the user's `parallel` cluster: the resamples are split into one
+# contiguous batch per worker, each worker receives the data once with its
+# batch and refits with one thread; a worker that dies or does not answer
+# within option iclv.cluster_timeout gives an iclv_error_cluster
+# (R/cluster.R). Refits that fail or do not converge are dropped (counted in
+# "failed"). Returns the (k x k) matrix with attributes "replicates"
+# (R_ok x k) and "failed".
+.vcov_bootstrap <- function(fit, data, R = 200L, seed = 1L, cores = 1L, cluster = NULL) {
   if (!is.data.frame(data)) iclv_abort("control", "type = \"bootstrap\" needs the estimation data as 'data'")
   if (!is.numeric(R) || length(R) != 1L || !is.finite(R) || R < 2) iclv_abort("control", "'R' must be a whole number >= 2")
   if (identical(fit$draws$type, "user")) {
@@ -256,11 +266,11 @@
   if (!is.numeric(cores) || length(cores) != 1L || !is.finite(cores) || cores < 1) {
     iclv_abort("control", "'cores' must be a whole number >= 1")
   }
+  if (!is.null(cluster)) .check_cluster(cluster)
   R <- as.integer(R)
   idv <- .val_ids(data, fit$compiled$id)
   N <- length(idv$ids)
   if (N != fit$n_individuals) iclv_abort("data", "'data' is not the estimation data: its number of individuals differs from the fit's")
-  rows_of <- split(seq_len(nrow(data)), idv$grp)
   old <- if (exists(".Random.seed", globalenv())) get(".Random.seed", globalenv()) else NULL
   on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, envir = globalenv()),
           add = TRUE)
@@ -274,38 +284,55 @@
   ctrl["checkpoint"] <- list(NULL) # (`$<-` NULL would drop the element)
   ctrl["callback"] <- list(NULL)
   ctrl$start_search <- FALSE
-  id <- fit$compiled$id
-  one <- function(pick) {
-    rows <- unlist(rows_of[pick], use.names = FALSE)
-    db <- data[rows, , drop = FALSE]
-    db[[id]] <- rep(seq_along(pick), lengths(rows_of[pick]))
-    f <- tryCatch(suppressWarnings(iclv(fit$model, db, draws = fit$draws_design, backend = "cpu",
-                                        control = ctrl, start = fit$coefficients[free],
-                                        fixed = if (length(fixed)) fixed)),
-                  error = function(e) NULL)
-    if (is.null(f) || f$convergence$code != 0L) return(NULL)
-    f$coefficients[free]
-  }
+  job <- list(model = fit$model, data = data, rows_of = split(seq_len(nrow(data)), idv$grp),
+              id = fit$compiled$id, draws = fit$draws_design, control = ctrl,
+              start = fit$coefficients[free], fixed = if (length(fixed)) fixed,
+              weights = fit$weights$column)
   cores <- as.integer(cores)
-  res <- if (cores > 1L) {
+  if (is.null(cluster) && cores > 1L) {
     # fresh worker processes, not forks: a child forked from a process whose
     # OpenMP runtime has started threads can deadlock in its first parallel
-    # region (seen with libgomp); each worker refits with one thread
-    ctrl$n_threads <- 1L
-    cl <- parallel::makePSOCKcluster(cores)
-    on.exit(parallel::stopCluster(cl), add = TRUE)
-    parallel::clusterCall(cl, function(lib) {
-      suppressPackageStartupMessages(library("iclv", lib.loc = lib, character.only = TRUE))
-      NULL
-    }, dirname(find.package("iclv")))
-    parallel::parLapply(cl, picks, one)
-  } else {
-    lapply(picks, one)
+    # region (seen with libgomp)
+    cluster <- parallel::makePSOCKcluster(cores)
+    on.exit(parallel::stopCluster(cluster), add = TRUE)
   }
+  res <- if (is.null(cluster)) .bootstrap_refits(picks, job) else .bootstrap_on_cluster(cluster, picks, job)
   ok <- !vapply(res, function(r) is.null(r) || inherits(r, "try-error"), logical(1))
   if (sum(ok) < 2L) iclv_abort("numeric", sprintf("the bootstrap failed: %d of %d refits converged", sum(ok), R))
   reps <- do.call(rbind, res[ok])
   V <- stats::cov(reps)
   dimnames(V) <- list(free, free)
   structure(V, replicates = reps, failed = R - sum(ok))
+}
+
+# The refits of the resamples `picks` (each a vector of individual indices)
+# described by `job` (.vcov_bootstrap): a list with, per resample, the free
+# estimates, or NULL when the refit failed or did not converge.
+.bootstrap_refits <- function(picks, job) {
+  lapply(picks, function(pick) {
+    rows <- unlist(job$rows_of[pick], use.names = FALSE)
+    db <- job$data[rows, , drop = FALSE]
+    db[[job$id]] <- rep(seq_along(pick), lengths(job$rows_of[pick]))
+    f <- tryCatch(suppressWarnings(iclv(job$model, db, draws = job$draws, backend = "cpu",
+                                        control = job$control, start = job$start, fixed = job$fixed,
+                                        weights = job$weights)),
+                  error = function(e) NULL)
+    if (is.null(f) || f$convergence$code != 0L) return(NULL)
+    f$coefficients[names(job$start)]
+  })
+}
+
+# The refits on the workers of `cluster`: one contiguous batch of resamples
+# per worker (sizes differ by at most one), one round of R/cluster.R's
+# transport (versions checked, timeouts, classed errors); the answers are
+# put back in resample order.
+.bootstrap_on_cluster <- function(cluster, picks, job) {
+  S <- min(length(cluster), length(picks))
+  batch <- split(seq_along(picks), cut(seq_along(picks), S, labels = FALSE))
+  ce <- .cluster_connect(cluster[seq_len(S)])
+  ce$released <- FALSE
+  on.exit(ce$released <- TRUE, add = TRUE) # no engines to release on the workers
+  job$control$n_threads <- 1L
+  out <- .cluster_round(ce, ".cluster_worker_bootstrap", function(s) list(picks[batch[[s]]], job))
+  do.call(c, unname(out)) # NULLs (failed refits) kept in place
 }

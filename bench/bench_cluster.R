@@ -8,6 +8,9 @@
 #          speed-up (one process / cluster); also the CPU seconds per
 #          evaluation of the one process and of the busiest worker, whose
 #          ratio is the speed-up the work allows when cores are free.
+#   ceiling the engines of the shards timed inside the workers, one at a
+#          time and all at once: the speed-up the machine allows without
+#          any transport (see below).
 #   tiny   the same model on 20 individuals x 5 draws: the cost of a round
 #          trip through the cluster (the parameters out, LL and scores
 #          back) against one process's evaluation of the same problem.
@@ -101,6 +104,37 @@ res <- data.frame(what = c("LL", "LL + gradient"), one_process_s = tb[, 1], clus
                   speed_up = tb[, 1] / tb[, 2], one_process_cpu_s = tb[, 3],
                   busiest_worker_cpu_s = tb[, 4], cpu_ratio = tb[, 3] / tb[, 4])
 print(format(res, digits = 4), row.names = FALSE)
+
+# The machine's own ceiling, without iclv's transport: each worker builds
+# the engine of its shard and times k LL evaluations inside itself, first
+# one worker at a time (solo), then all at once (clusterApply sends to every
+# worker before it waits). The one-process time over the slowest concurrent
+# worker is the speed-up this machine allows for this work; concurrent over
+# solo is how much two processes slow each other down (shared cores, caches
+# or memory bandwidth of the VM's host), which no transport can remove.
+shard_time <- function(s, cc, spec, theta, k) {
+  e <- iclv:::.engine_new(cc, spec, "cpu", n_threads = 1)
+  on.exit(iclv:::.engine_release(e))
+  iclv:::.engine_eval(e, theta, gradient = FALSE)
+  t0 <- proc.time()[["elapsed"]]
+  for (i in seq_len(k)) iclv:::.engine_eval(e, theta, gradient = FALSE)
+  (proc.time()[["elapsed"]] - t0) / k
+}
+sh <- iclv:::.cluster_shards(big$comp$c, W)
+slices <- lapply(seq_len(W), function(s) list(
+  cc = iclv:::.compiled_slice(big$comp$c, sh$first[s], sh$last[s]),
+  spec = iclv:::.draws_spec_slice(big$spec, sh$first[s], sh$last[s])))
+k <- max(3L, reps)
+solo <- vapply(seq_len(W), function(s) {
+  clusterCall(cl[s], shard_time, s, slices[[s]]$cc, slices[[s]]$spec, big$theta, k)[[1]]
+}, 1)
+together <- unlist(clusterApply(cl, seq_len(W), function(s, sl, theta, k, f) f(s, sl[[s]]$cc, sl[[s]]$spec, theta, k),
+                                slices, big$theta, k, shard_time))
+one_ll <- tb[1, 1]
+cat(sprintf("\nceiling (engines only, no transport), LL: one process %.3f s; workers solo %s s; together %s s\n",
+            one_ll, paste(sprintf("%.3f", solo), collapse = " / "), paste(sprintf("%.3f", together), collapse = " / ")))
+cat(sprintf("speed-up this machine allows: %.2f (one process / slowest concurrent worker); slow-down of running together: %.2f\n",
+            one_ll / max(together), max(together / solo)))
 
 tiny <- setup(20L, 5L)
 tt <- time_pair(tiny, 15L, k = 40L)

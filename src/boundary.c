@@ -6,21 +6,24 @@
  * with a leading tag "[iclv_error_<class>]" that R/engine.R converts into a
  * classed R condition.
  *
- * Engines (CPU or CUDA) live in a tagged external pointer. The pointer's
- * `protected` slot keeps the R vectors the model points into alive; its
- * finalizer is registered before anything is allocated, is idempotent and
- * never raises.
+ * Engines (of any backend: backend.h holds the table of backends and the
+ * only dependence on the CUDA build) live in a tagged external pointer. The
+ * pointer's `protected` slot keeps the R vectors the model points into
+ * alive; its finalizer is registered before anything is allocated, is
+ * idempotent and never raises.
  */
 #include <R.h>
 #include <Rinternals.h>
 #include <string.h>
+#include <math.h>
 #include <stdio.h>
 
 #include "iclv_model.h"
 #include "engine.h"
-#ifdef ICLV_HAVE_CUDA
-#include "cuda/cuda_backend.h"
-#endif
+#include "draws.h"
+#include "linalg.h"
+#include "backend.h"
+#include "engine_fast.h" /* ICLV_FAST_NCNT (C_iclv_engine_paths) */
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -43,6 +46,14 @@ static void stop_status(const iclv_status *st) {
 
 static void stop_input(const char *what) {
   Rf_error("[iclv_error_input] %s", what);
+}
+
+/* Sets the names of x (length n) to the C strings f. */
+static void set_names(SEXP x, const char **f, int n) {
+  SEXP nm = PROTECT(Rf_allocVector(STRSXP, n));
+  for (int i = 0; i < n; i++) SET_STRING_ELT(nm, i, Rf_mkChar(f[i]));
+  Rf_setAttrib(x, R_NamesSymbol, nm);
+  UNPROTECT(1);
 }
 
 /* ---- interrupts ---------------------------------------------------------- */
@@ -242,6 +253,27 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
   check_idx(m->ut_par, n_ut, 0, P, "ut_par");
   check_idx(m->ut_col, n_ut, -1, m->n_xcol, "ut_col");
   check_idx(m->ut_lv, n_ut, -1, K, "ut_lv");
+  /* optional individual weights (R/compile.R adds 'weight' only when given) */
+  m->weight = NULL;
+  if (has_elt(compiled, "weight")) {
+    m->weight = get_dvec(compiled, "weight", N);
+    for (int n = 0; n < N; n++)
+      if (!isfinite(m->weight[n]) || m->weight[n] < 0.0)
+        stop_input("compiled 'weight' must be finite and non-negative");
+  }
+  /* row multipliers (best-worst): optional, absent in lists made before them */
+  m->n_mult = has_elt(compiled, "n_mult") ? get_int(compiled, "n_mult") : 0;
+  if (m->n_mult != 0 && (m->n_mult != m->n_rows || m->choice_type != ICLV_CHOICE_MNL))
+    stop_input("compiled 'n_mult' must be 0, or n_rows with an MNL choice model");
+  if (m->n_mult > 0) {
+    m->mult_sign = get_dvec(compiled, "mult_sign", m->n_mult);
+    m->mult_par = get_ivec(compiled, "mult_par", m->n_mult);
+    check_idx(m->mult_par, m->n_mult, -1, P, "mult_par");
+    for (int t = 0; t < m->n_mult; t++)
+      if (m->mult_sign[t] != 1.0 && m->mult_sign[t] != -1.0)
+        Rf_error("[iclv_error_input] compiled 'mult_sign'[%d] = %g is not +1 or -1", t,
+                 m->mult_sign[t]);
+  }
 }
 
 /* Fills *d from the R draw specification list (R/draws.R builds it):
@@ -275,23 +307,16 @@ static void draws_from_R(SEXP spec, iclv_draws *d) {
 /* ---- devices ------------------------------------------------------------ */
 
 SEXP C_iclv_cuda_compiled(void) {
-#ifdef ICLV_HAVE_CUDA
-  return Rf_ScalarLogical(1);
-#else
-  return Rf_ScalarLogical(0);
-#endif
+  return Rf_ScalarLogical(iclv_backend_cuda_compiled());
 }
 
 /* list(name, total_bytes, free_bytes, major, minor, multiprocessors, reason) */
 SEXP C_iclv_cuda_devices(void) {
   int nprot = 0;
   int n = 0;
-  char reason[256] = "CUDA support was not compiled into this build of iclv";
-#ifdef ICLV_HAVE_CUDA
+  char reason[256] = "";
   iclv_device_info info[ICLV_MAX_DEVICES];
-  reason[0] = '\0';
-  iclv_cuda_list_devices(info, ICLV_MAX_DEVICES, &n, reason, (int) sizeof(reason));
-#endif
+  iclv_backend_list_devices(info, ICLV_MAX_DEVICES, &n, reason, (int) sizeof(reason));
   SEXP out = PROTECT(Rf_allocVector(VECSXP, 7)); nprot++;
   SEXP nm = PROTECT(Rf_allocVector(STRSXP, n)); nprot++;
   SEXP tot = PROTECT(Rf_allocVector(REALSXP, n)); nprot++;
@@ -299,7 +324,6 @@ SEXP C_iclv_cuda_devices(void) {
   SEXP maj = PROTECT(Rf_allocVector(INTSXP, n)); nprot++;
   SEXP min = PROTECT(Rf_allocVector(INTSXP, n)); nprot++;
   SEXP smc = PROTECT(Rf_allocVector(INTSXP, n)); nprot++;
-#ifdef ICLV_HAVE_CUDA
   for (int i = 0; i < n; i++) {
     SET_STRING_ELT(nm, i, Rf_mkChar(info[i].name));
     REAL(tot)[i] = info[i].total_bytes;
@@ -308,7 +332,6 @@ SEXP C_iclv_cuda_devices(void) {
     INTEGER(min)[i] = info[i].minor;
     INTEGER(smc)[i] = info[i].multiprocessors;
   }
-#endif
   SET_VECTOR_ELT(out, 0, nm);
   SET_VECTOR_ELT(out, 1, tot);
   SET_VECTOR_ELT(out, 2, fre);
@@ -316,36 +339,40 @@ SEXP C_iclv_cuda_devices(void) {
   SET_VECTOR_ELT(out, 4, min);
   SET_VECTOR_ELT(out, 5, smc);
   SET_VECTOR_ELT(out, 6, Rf_mkString(reason));
-  SEXP names = PROTECT(Rf_allocVector(STRSXP, 7)); nprot++;
   const char *fields[7] = {"name", "total_bytes", "free_bytes", "major", "minor",
                            "multiprocessors", "reason"};
-  for (int i = 0; i < 7; i++) SET_STRING_ELT(names, i, Rf_mkChar(fields[i]));
-  Rf_setAttrib(out, R_NamesSymbol, names);
+  set_names(out, fields, 7);
   UNPROTECT(nprot);
   return out;
 }
 
 /* ---- draws -------------------------------------------------------------- */
 
+/* An (n_ind, n_draws, n_dim) double array for the draws of d, protected
+ * (the caller unprotects one more). */
+static SEXP draws_array(const iclv_draws *d) {
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t) d->n_ind * d->n_draws * d->n_dim));
+  SEXP dim = PROTECT(Rf_allocVector(INTSXP, 3));
+  INTEGER(dim)[0] = d->n_ind;
+  INTEGER(dim)[1] = d->n_draws;
+  INTEGER(dim)[2] = d->n_dim;
+  Rf_setAttrib(out, R_DimSymbol, dim);
+  UNPROTECT(1);
+  return out;
+}
+
 /* C_iclv_draws_generate(spec): the (n_ind, n_draws, n_dim) array of standard
  * normal draws that the engines use for design `spec`. */
 SEXP C_iclv_draws_generate(SEXP spec) {
-  int nprot = 0;
   iclv_draws d;
   iclv_status st = {0, ""};
   draws_from_R(spec, &d);
-  R_xlen_t len = (R_xlen_t) d.n_ind * d.n_draws * d.n_dim;
-  SEXP out = PROTECT(Rf_allocVector(REALSXP, len)); nprot++;
-  SEXP dim = PROTECT(Rf_allocVector(INTSXP, 3)); nprot++;
-  INTEGER(dim)[0] = d.n_ind;
-  INTEGER(dim)[1] = d.n_draws;
-  INTEGER(dim)[2] = d.n_dim;
+  SEXP out = draws_array(&d);
   if (iclv_draws_fill(&d, REAL(out), &st) != ICLV_OK) {
-    UNPROTECT(nprot);
+    UNPROTECT(1);
     stop_status(&st);
   }
-  Rf_setAttrib(out, R_DimSymbol, dim);
-  UNPROTECT(nprot);
+  UNPROTECT(1);
   return out;
 }
 
@@ -353,59 +380,34 @@ SEXP C_iclv_draws_generate(SEXP spec) {
  * the CUDA kernels' draw code on `device` (for verification). */
 SEXP C_iclv_cuda_draws(SEXP spec, SEXP device) {
   iclv_draws d;
-  draws_from_R(spec, &d);
-#ifndef ICLV_HAVE_CUDA
-  (void) device;
-  Rf_error("[iclv_error_cuda] this build of iclv was compiled without CUDA");
-#else
-  int nprot = 0;
   iclv_status st = {0, ""};
-  R_xlen_t len = (R_xlen_t) d.n_ind * d.n_draws * d.n_dim;
-  SEXP out = PROTECT(Rf_allocVector(REALSXP, len)); nprot++;
-  SEXP dim = PROTECT(Rf_allocVector(INTSXP, 3)); nprot++;
-  INTEGER(dim)[0] = d.n_ind;
-  INTEGER(dim)[1] = d.n_draws;
-  INTEGER(dim)[2] = d.n_dim;
-  if (iclv_cuda_draws(&d, Rf_asInteger(device), REAL(out), &st) != ICLV_OK) {
-    UNPROTECT(nprot);
+  draws_from_R(spec, &d);
+  if (!iclv_backend_cuda_compiled()) Rf_error("[iclv_error_cuda] this build of iclv was compiled without CUDA");
+  SEXP out = draws_array(&d);
+  if (iclv_backend_cuda_draws(&d, Rf_asInteger(device), REAL(out), &st) != ICLV_OK) {
+    UNPROTECT(1);
     stop_status(&st);
   }
-  Rf_setAttrib(out, R_DimSymbol, dim);
-  UNPROTECT(nprot);
+  UNPROTECT(1);
   return out;
-#endif
 }
 
 /* ---- engines ------------------------------------------------------------ */
 
-enum { ICLV_BACKEND_CPU = 0, ICLV_BACKEND_CUDA = 1 };
-
 typedef struct {
-  int backend;
   iclv_model model;
   iclv_draws draws;
-  iclv_cpu_engine *cpu; /* the CPU engine: always present (predictions use it) */
-  int test_after;       /* test hook: poll index that reports an interrupt, or -1 */
-  int test_on;          /* test hook: TEST_INT_* kind of evaluation it applies to */
-#ifdef ICLV_HAVE_CUDA
-  iclv_cuda_engine *gpu;
-#endif
+  iclv_engine engine; /* backend.h: the backend's engine (and a CPU one when asked for) */
+  int test_after;     /* test hook: poll index that reports an interrupt, or -1 */
+  int test_on;        /* test hook: TEST_INT_* kind of evaluation it applies to */
 } engine_handle;
 
 static SEXP engine_tag(void) { return Rf_install("iclv_engine"); }
 
-static void engine_release(engine_handle *h) {
-  if (h == NULL) return;
-  if (h->cpu) { iclv_cpu_engine_free(h->cpu); h->cpu = NULL; }
-#ifdef ICLV_HAVE_CUDA
-  if (h->gpu) { iclv_cuda_engine_free(h->gpu); h->gpu = NULL; }
-#endif
-}
-
 static void engine_finalize(SEXP ptr) {
   engine_handle *h = (engine_handle *) R_ExternalPtrAddr(ptr);
   if (h == NULL) return;
-  engine_release(h);
+  iclv_engine_free(&h->engine);
   free(h);
   R_ClearExternalPtr(ptr);
 }
@@ -418,22 +420,51 @@ static engine_handle *engine_get(SEXP ptr) {
   return h;
 }
 
+/* One logical flag `name` of the named list `opts` (FALSE when absent). */
+static int get_flag(SEXP opts, const char *name) {
+  if (!has_elt(opts, name)) return 0;
+  SEXP x = get_elt(opts, name);
+  if (!Rf_isLogical(x) || XLENGTH(x) != 1 || LOGICAL(x)[0] == NA_LOGICAL)
+    Rf_error("[iclv_error_input] option '%s' must be TRUE or FALSE", name);
+  return LOGICAL(x)[0];
+}
+
+/* The engine options of R's list(n_threads = int, device = int,
+ * device_memory = double bytes or <= 0 for the default, and optionally
+ * test_unchecked_threads = logical: TEST-ONLY, create without refusing more
+ * threads than this machine runs, for tests that only read an account). */
+static void options_from_R(SEXP options, iclv_engine_options *o) {
+  memset(o, 0, sizeof(*o));
+  o->n_threads = Rf_asInteger(get_elt(options, "n_threads"));
+  o->device = Rf_asInteger(get_elt(options, "device"));
+  o->device_memory = Rf_asReal(get_elt(options, "device_memory"));
+  if (o->n_threads == NA_INTEGER || o->device == NA_INTEGER || ISNAN(o->device_memory))
+    stop_input("engine options n_threads, device and device_memory must be numbers");
+  o->check_thread_limits = !get_flag(options, "test_unchecked_threads");
+}
+
+/* Model and draws of one engine or plan, checked against each other. */
+static void model_and_draws_from_R(SEXP compiled, SEXP spec, iclv_model *m, iclv_draws *d) {
+  model_from_R(compiled, m);
+  draws_from_R(spec, d);
+  if (d->n_ind != m->n_ind || d->n_dim != m->n_lv)
+    stop_input("the draw design does not match the model (individuals or LVs)");
+}
+
 /* C_iclv_engine_new(compiled, spec, backend, options)
  *   compiled: list of iclv_model.h arrays; spec: draw design list;
- *   backend: 0 CPU, 1 CUDA; options: list(n_threads = int, device = int,
- *   device_memory = double bytes or <= 0 for the default, test_interrupt =
- *   integer c(after, on): the test hook above; after < 0 is off).
+ *   backend: 0 CPU, 1 CUDA (backend.h); options: options_from_R's list,
+ *   plus test_interrupt = integer c(after, on): the test hook above
+ *   (after < 0 is off).
  * Returns a tagged external pointer. */
 SEXP C_iclv_engine_new(SEXP compiled, SEXP spec, SEXP backend, SEXP options) {
   int nprot = 0;
   iclv_status st = {0, ""};
+  iclv_engine_options opt;
   int be = Rf_asInteger(backend);
-  int n_threads = Rf_asInteger(get_elt(options, "n_threads"));
-  if (be != ICLV_BACKEND_CPU && be != ICLV_BACKEND_CUDA) stop_input("unknown backend");
-#ifndef ICLV_HAVE_CUDA
-  if (be == ICLV_BACKEND_CUDA)
-    Rf_error("[iclv_error_cuda] backend = \"cuda\" was requested, but this build of iclv was compiled without CUDA");
-#endif
+  options_from_R(options, &opt);
+  SEXP ti = get_elt(options, "test_interrupt");
+  if (!Rf_isInteger(ti) || XLENGTH(ti) != 2) stop_input("options$test_interrupt must be 2 integers");
   /* keep the R objects the structs point into alive with the pointer */
   SEXP prot = PROTECT(Rf_list2(compiled, spec)); nprot++;
   SEXP ptr = PROTECT(R_MakeExternalPtr(NULL, engine_tag(), prot)); nprot++;
@@ -445,36 +476,16 @@ SEXP C_iclv_engine_new(SEXP compiled, SEXP spec, SEXP backend, SEXP options) {
     Rf_error("[iclv_error_memory] could not allocate the engine handle");
   }
   R_SetExternalPtrAddr(ptr, h);
-  h->backend = be;
   h->test_after = -1;
-  {
-    SEXP ti = get_elt(options, "test_interrupt");
-    if (!Rf_isInteger(ti) || XLENGTH(ti) != 2) stop_input("options$test_interrupt must be 2 integers");
-    if (INTEGER(ti)[0] != NA_INTEGER && INTEGER(ti)[0] >= 0 && INTEGER(ti)[1] != NA_INTEGER) {
-      h->test_after = INTEGER(ti)[0];
-      h->test_on = INTEGER(ti)[1];
-    }
+  if (INTEGER(ti)[0] != NA_INTEGER && INTEGER(ti)[0] >= 0 && INTEGER(ti)[1] != NA_INTEGER) {
+    h->test_after = INTEGER(ti)[0];
+    h->test_on = INTEGER(ti)[1];
   }
-  model_from_R(compiled, &h->model);
-  draws_from_R(spec, &h->draws);
-  if (h->draws.n_ind != h->model.n_ind || h->draws.n_dim != h->model.n_lv)
-    stop_input("the draw design does not match the model (individuals or LVs)");
-
-  if (iclv_cpu_engine_create(&h->model, &h->draws, n_threads, &h->cpu, &st) != ICLV_OK) {
+  model_and_draws_from_R(compiled, spec, &h->model, &h->draws);
+  if (iclv_engine_create(be, &h->model, &h->draws, &opt, &h->engine, &st) != ICLV_OK) {
     UNPROTECT(nprot);
     stop_status(&st);
   }
-#ifdef ICLV_HAVE_CUDA
-  if (be == ICLV_BACKEND_CUDA) {
-    iclv_cuda_options opt;
-    opt.device = Rf_asInteger(get_elt(options, "device"));
-    opt.device_memory_budget = Rf_asReal(get_elt(options, "device_memory"));
-    if (iclv_cuda_engine_create(&h->model, &h->draws, &opt, &h->gpu, &st) != ICLV_OK) {
-      UNPROTECT(nprot);
-      stop_status(&st);
-    }
-  }
-#endif
   UNPROTECT(nprot);
   return ptr;
 }
@@ -484,22 +495,21 @@ SEXP C_iclv_engine_release(SEXP ptr) {
   return R_NilValue;
 }
 
-/* C_iclv_engine_eval(ptr, theta, what): what = c(gradient, scores, hessian,
- * use_cpu) as logicals; use_cpu asks the CPU engine that every CUDA handle
- * also holds (for checks against the reference; R's default is FALSE).
- * Returns list(loglik, loglik_i, gradient, scores, hessian); the
- * unrequested ones are NULL. */
+/* C_iclv_engine_eval(ptr, theta, what): what = list(gradient, scores,
+ * hessian, use_cpu) of logicals; use_cpu asks the engine's CPU engine
+ * (made when first asked for) instead of its backend (for checks against
+ * the reference; R's default is FALSE). Returns list(loglik, loglik_i,
+ * gradient, scores, hessian); the unrequested ones are NULL. */
 SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
   int nprot = 0;
   engine_handle *h = engine_get(ptr);
   const iclv_model *m = &h->model;
   if (!Rf_isReal(theta) || XLENGTH(theta) != m->n_par)
     Rf_error("[iclv_error_input] params must be a double vector of length %d", m->n_par);
-  if (!Rf_isLogical(what) || XLENGTH(what) != 4) stop_input("'what' must be 4 logicals");
   for (int p = 0; p < m->n_par; p++)
     if (!R_FINITE(REAL(theta)[p])) Rf_error("[iclv_error_input] parameter %d is not finite", p + 1);
-  int want_g = LOGICAL(what)[0] == TRUE, want_s = LOGICAL(what)[1] == TRUE, want_h = LOGICAL(what)[2] == TRUE;
-  int use_cpu = LOGICAL(what)[3] == TRUE;
+  int want_g = get_flag(what, "gradient"), want_s = get_flag(what, "scores");
+  int want_h = get_flag(what, "hessian"), use_cpu = get_flag(what, "use_cpu");
 
   SEXP ll = PROTECT(Rf_allocVector(REALSXP, 1)); nprot++;
   SEXP lli = PROTECT(Rf_allocVector(REALSXP, m->n_ind)); nprot++;
@@ -515,7 +525,6 @@ SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
   out.scores = want_s ? REAL(s) : NULL;
   out.hess = want_h ? REAL(H) : NULL;
   iclv_status st = {0, ""};
-  int rc;
   poll_state ps = {0, 0};
   if (h->test_after >= 0 &&
       (h->test_on == TEST_INT_ANY || (h->test_on == TEST_INT_HESS && want_h) ||
@@ -523,21 +532,7 @@ SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
     ps.armed = 1;
     ps.countdown = h->test_after;
   }
-  iclv_cpu_engine_set_poll(h->cpu, poll_interrupt, &ps);
-#ifdef ICLV_HAVE_CUDA
-  if (h->gpu) iclv_cuda_engine_set_poll(h->gpu, poll_interrupt, &ps);
-  if (h->backend == ICLV_BACKEND_CUDA && !use_cpu)
-    rc = iclv_cuda_eval(h->gpu, REAL(theta), &out, &st);
-  else
-#else
-  (void) use_cpu;
-#endif
-    rc = iclv_cpu_eval(h->cpu, REAL(theta), &out, &st);
-  iclv_cpu_engine_set_poll(h->cpu, NULL, NULL);
-#ifdef ICLV_HAVE_CUDA
-  if (h->gpu) iclv_cuda_engine_set_poll(h->gpu, NULL, NULL);
-#endif
-  if (rc != ICLV_OK) {
+  if (iclv_engine_eval(&h->engine, REAL(theta), use_cpu, poll_interrupt, &ps, &out, &st) != ICLV_OK) {
     UNPROTECT(nprot);
     stop_status(&st);
   }
@@ -547,16 +542,15 @@ SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what) {
   SET_VECTOR_ELT(res, 2, g);
   SET_VECTOR_ELT(res, 3, s);
   SET_VECTOR_ELT(res, 4, H);
-  SEXP names = PROTECT(Rf_allocVector(STRSXP, 5)); nprot++;
   const char *f[5] = {"loglik", "loglik_i", "gradient", "scores", "hessian"};
-  for (int i = 0; i < 5; i++) SET_STRING_ELT(names, i, Rf_mkChar(f[i]));
-  Rf_setAttrib(res, R_NamesSymbol, names);
+  set_names(res, f, 5);
   UNPROTECT(nprot);
   return res;
 }
 
 /* C_iclv_engine_predict(ptr, theta): list(prob, lv_mean, lv_sd, comp_ll),
- * always from the CPU engine (a one-off computation after estimation). */
+ * from the backend, or from a CPU engine made when first needed where the
+ * backend has no predictions (CUDA). */
 SEXP C_iclv_engine_predict(SEXP ptr, SEXP theta) {
   int nprot = 0;
   engine_handle *h = engine_get(ptr);
@@ -569,10 +563,8 @@ SEXP C_iclv_engine_predict(SEXP ptr, SEXP theta) {
   SEXP comp = PROTECT(Rf_allocVector(REALSXP, m->n_indic + 1)); nprot++;
   iclv_status st = {0, ""};
   poll_state ps = {h->test_after >= 0 && h->test_on == TEST_INT_PREDICT, h->test_after};
-  iclv_cpu_engine_set_poll(h->cpu, poll_interrupt, &ps);
-  int rc = iclv_cpu_predict(h->cpu, REAL(theta), REAL(prob), REAL(mean), REAL(sd), REAL(comp), &st);
-  iclv_cpu_engine_set_poll(h->cpu, NULL, NULL);
-  if (rc != ICLV_OK) {
+  if (iclv_engine_predict(&h->engine, REAL(theta), poll_interrupt, &ps, REAL(prob), REAL(mean),
+                          REAL(sd), REAL(comp), &st) != ICLV_OK) {
     UNPROTECT(nprot);
     stop_status(&st);
   }
@@ -581,33 +573,34 @@ SEXP C_iclv_engine_predict(SEXP ptr, SEXP theta) {
   SET_VECTOR_ELT(res, 1, mean);
   SET_VECTOR_ELT(res, 2, sd);
   SET_VECTOR_ELT(res, 3, comp);
-  SEXP names = PROTECT(Rf_allocVector(STRSXP, 4)); nprot++;
   const char *f[4] = {"prob", "lv_mean", "lv_sd", "comp_ll"};
-  for (int i = 0; i < 4; i++) SET_STRING_ELT(names, i, Rf_mkChar(f[i]));
-  Rf_setAttrib(res, R_NamesSymbol, names);
+  set_names(res, f, 4);
   UNPROTECT(nprot);
   return res;
 }
 
-static SEXP account_to_R(const iclv_mem_account *a) {
-  int nprot = 0;
-  SEXP bytes = PROTECT(Rf_allocVector(REALSXP, a->n)); nprot++;
-  SEXP names = PROTECT(Rf_allocVector(STRSXP, a->n)); nprot++;
+/* A named double vector of the account's buffers (unprotected). */
+static SEXP buffers_to_R(const iclv_mem_account *a) {
+  SEXP bytes = PROTECT(Rf_allocVector(REALSXP, a->n));
+  SEXP names = PROTECT(Rf_allocVector(STRSXP, a->n));
   for (int i = 0; i < a->n; i++) {
     REAL(bytes)[i] = a->bytes[i];
     SET_STRING_ELT(names, i, Rf_mkChar(a->name[i]));
   }
   Rf_setAttrib(bytes, R_NamesSymbol, names);
-  SEXP out = PROTECT(Rf_allocVector(VECSXP, 3)); nprot++;
-  SET_VECTOR_ELT(out, 0, bytes);
+  UNPROTECT(2);
+  return bytes;
+}
+
+/* list(buffers = named bytes, current, peak) (unprotected). */
+static SEXP account_to_R(const iclv_mem_account *a) {
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 3));
+  SET_VECTOR_ELT(out, 0, buffers_to_R(a));
   SET_VECTOR_ELT(out, 1, Rf_ScalarReal(a->current));
   SET_VECTOR_ELT(out, 2, Rf_ScalarReal(a->peak));
-  SEXP nm = PROTECT(Rf_allocVector(STRSXP, 3)); nprot++;
-  SET_STRING_ELT(nm, 0, Rf_mkChar("buffers"));
-  SET_STRING_ELT(nm, 1, Rf_mkChar("current"));
-  SET_STRING_ELT(nm, 2, Rf_mkChar("peak"));
-  Rf_setAttrib(out, R_NamesSymbol, nm);
-  UNPROTECT(nprot);
+  const char *f[3] = {"buffers", "current", "peak"};
+  set_names(out, f, 3);
+  UNPROTECT(1);
   return out;
 }
 
@@ -616,26 +609,121 @@ static SEXP account_to_R(const iclv_mem_account *a) {
 SEXP C_iclv_engine_memory(SEXP ptr) {
   int nprot = 0;
   engine_handle *h = engine_get(ptr);
+  iclv_engine_memory mem;
+  iclv_engine_memory_of(&h->engine, &mem);
   SEXP out = PROTECT(Rf_allocVector(VECSXP, 6)); nprot++;
-  SET_VECTOR_ELT(out, 0, account_to_R(iclv_cpu_engine_memory(h->cpu)));
-  int per_chunk = h->model.n_ind, n_chunks = 1;
-  double dev_total = NA_REAL, dev_free = NA_REAL;
-#ifdef ICLV_HAVE_CUDA
-  if (h->gpu) {
-    SET_VECTOR_ELT(out, 1, account_to_R(iclv_cuda_engine_memory(h->gpu)));
-    iclv_cuda_engine_chunking(h->gpu, &per_chunk, &n_chunks, &dev_total, &dev_free);
-  }
-#endif
-  SET_VECTOR_ELT(out, 2, Rf_ScalarInteger(per_chunk));
-  SET_VECTOR_ELT(out, 3, Rf_ScalarInteger(n_chunks));
-  SET_VECTOR_ELT(out, 4, Rf_ScalarReal(dev_total));
-  SET_VECTOR_ELT(out, 5, Rf_ScalarReal(dev_free));
-  SEXP nm = PROTECT(Rf_allocVector(STRSXP, 6)); nprot++;
+  SET_VECTOR_ELT(out, 0, account_to_R(&mem.host));
+  if (mem.has_device) SET_VECTOR_ELT(out, 1, account_to_R(&mem.device));
+  SET_VECTOR_ELT(out, 2, Rf_ScalarInteger(mem.per_chunk));
+  SET_VECTOR_ELT(out, 3, Rf_ScalarInteger(mem.n_chunks));
+  SET_VECTOR_ELT(out, 4, Rf_ScalarReal(ISNAN(mem.device_total) ? NA_REAL : mem.device_total));
+  SET_VECTOR_ELT(out, 5, Rf_ScalarReal(ISNAN(mem.device_free) ? NA_REAL : mem.device_free));
   const char *f[6] = {"host", "device", "per_chunk", "n_chunks", "device_total", "device_free_at_start"};
-  for (int i = 0; i < 6; i++) SET_STRING_ELT(nm, i, Rf_mkChar(f[i]));
-  Rf_setAttrib(out, R_NamesSymbol, nm);
+  set_names(out, f, 6);
   UNPROTECT(nprot);
   return out;
+}
+
+/* Bytes of the R vectors of `compiled` (8 per double, 4 per integer): the
+ * arrays the C model points into. */
+static double compiled_bytes(SEXP compiled) {
+  double b = 0;
+  for (R_xlen_t i = 0; i < XLENGTH(compiled); i++) {
+    SEXP x = VECTOR_ELT(compiled, i);
+    if (Rf_isReal(x)) b += (double) sizeof(double) * (double) XLENGTH(x);
+    else if (TYPEOF(x) == INTSXP) b += (double) sizeof(int) * (double) XLENGTH(x);
+  }
+  return b;
+}
+
+/* C_iclv_engine_plan(compiled, spec, backend, options): what
+ * C_iclv_engine_new with the same arguments would allocate, without
+ * allocating it (backend.h's planners; options as for C_iclv_engine_new,
+ * test_interrupt not needed). Returns
+ *   list(data = named bytes: compiled_model_data and, for user draws,
+ *          user_draws (the R arrays the engine points into),
+ *        engine = named bytes of the CPU engine's buffers in its order,
+ *        outputs = named bytes of what C_iclv_engine_eval returns with
+ *          everything asked for,
+ *        n_threads = the CPU engine's threads,
+ *        device = named device bytes at per_chunk (the Hessian's buffers
+ *          included: the peak) or NULL, pinned = named host bytes of the
+ *          CUDA engine or NULL, per_chunk, n_chunks, device_fixed,
+ *          device_per_individual (the Hessian's included), device_budget
+ *          (NA: unknown), device_total, device_free (NA without a device),
+ *          device_found (logical), device_name, device_reason). */
+SEXP C_iclv_engine_plan(SEXP compiled, SEXP spec, SEXP backend, SEXP options) {
+  int nprot = 0;
+  iclv_status st = {0, ""};
+  iclv_engine_options opt;
+  iclv_model m;
+  iclv_draws d;
+  options_from_R(options, &opt);
+  model_and_draws_from_R(compiled, spec, &m, &d);
+  iclv_engine_plan *pl = (iclv_engine_plan *) R_alloc(1, sizeof(iclv_engine_plan));
+  if (iclv_engine_plan_make(Rf_asInteger(backend), &m, &d, &opt, pl, &st) != ICLV_OK) stop_status(&st);
+  const double N = m.n_ind, P = m.n_par;
+  const int user = d.type == ICLV_DRAWS_USER;
+  SEXP data = PROTECT(Rf_allocVector(REALSXP, user ? 2 : 1)); nprot++;
+  {
+    SEXP nm = PROTECT(Rf_allocVector(STRSXP, user ? 2 : 1)); nprot++;
+    REAL(data)[0] = compiled_bytes(compiled);
+    SET_STRING_ELT(nm, 0, Rf_mkChar("compiled_model_data"));
+    if (user) {
+      REAL(data)[1] = (double) sizeof(double) * N * d.n_draws * d.n_dim;
+      SET_STRING_ELT(nm, 1, Rf_mkChar("user_draws"));
+    }
+    Rf_setAttrib(data, R_NamesSymbol, nm);
+  }
+  /* the vectors C_iclv_engine_eval allocates */
+  SEXP outputs = PROTECT(Rf_allocVector(REALSXP, 4)); nprot++;
+  REAL(outputs)[0] = (double) sizeof(double) * N;
+  REAL(outputs)[1] = (double) sizeof(double) * P;
+  REAL(outputs)[2] = (double) sizeof(double) * N * P;
+  REAL(outputs)[3] = (double) sizeof(double) * P * P;
+  const char *fo[4] = {"output_loglik_by_individual", "output_gradient", "output_scores",
+                       "output_hessian"};
+  set_names(outputs, fo, 4);
+
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 18)); nprot++;
+  SET_VECTOR_ELT(out, 0, data);
+  SET_VECTOR_ELT(out, 1, buffers_to_R(&pl->cpu.acct));
+  SET_VECTOR_ELT(out, 2, outputs);
+  SET_VECTOR_ELT(out, 3, Rf_ScalarInteger(pl->cpu.n_threads));
+  const iclv_cuda_plan *c = &pl->cuda;
+  int pc = pl->has_device ? c->per_chunk : m.n_ind;
+  SET_VECTOR_ELT(out, 6, Rf_ScalarInteger(pc));
+  SET_VECTOR_ELT(out, 7, pc > 0 ? Rf_ScalarInteger(pl->has_device ? c->n_chunks : 1) : Rf_ScalarInteger(NA_INTEGER));
+  for (int i = 8; i <= 13; i++) SET_VECTOR_ELT(out, i, Rf_ScalarReal(NA_REAL));
+  SET_VECTOR_ELT(out, 14, Rf_ScalarLogical(pl->has_device && pl->shape.known));
+  SET_VECTOR_ELT(out, 15, Rf_mkString(pl->has_device ? pl->shape.name : ""));
+  SET_VECTOR_ELT(out, 16, Rf_mkString(pl->reason));
+  SET_VECTOR_ELT(out, 17, Rf_ScalarLogical(pl->has_device && !pl->shape.known));
+  if (pl->has_device) {
+    SET_VECTOR_ELT(out, 4, buffers_to_R(&pl->device));
+    SET_VECTOR_ELT(out, 5, buffers_to_R(&pl->pinned));
+    SET_VECTOR_ELT(out, 8, Rf_ScalarReal(c->fixed_bytes + c->hess_fixed_bytes));
+    SET_VECTOR_ELT(out, 9, Rf_ScalarReal(c->per_ind_bytes + c->hess_per_ind_bytes));
+    if (!ISNAN(c->budget)) SET_VECTOR_ELT(out, 10, Rf_ScalarReal(c->budget));
+    if (pl->shape.known) {
+      SET_VECTOR_ELT(out, 11, Rf_ScalarReal(pl->shape.total_bytes));
+      SET_VECTOR_ELT(out, 12, Rf_ScalarReal(pl->shape.free_bytes));
+    }
+    SET_VECTOR_ELT(out, 13, Rf_ScalarInteger(pl->shape.sms));
+  }
+  const char *f[18] = {"data", "engine", "outputs", "n_threads", "device", "pinned", "per_chunk",
+                       "n_chunks", "device_fixed", "device_per_individual", "device_budget",
+                       "device_total", "device_free", "device_sms", "device_found", "device_name",
+                       "device_reason", "device_assumed"};
+  set_names(out, f, 18);
+  UNPROTECT(nprot);
+  return out;
+}
+
+/* C_iclv_default_threads(): the CPU engine's thread count for n_threads = 0
+ * (OpenMP's default). */
+SEXP C_iclv_default_threads(void) {
+  return Rf_ScalarInteger(iclv_cpu_default_threads());
 }
 
 /* ---- linear algebra ----------------------------------------------------- */
@@ -660,10 +748,8 @@ SEXP C_iclv_eigen_sym(SEXP a) {
   SEXP out = PROTECT(Rf_allocVector(VECSXP, 2)); nprot++;
   SET_VECTOR_ELT(out, 0, values);
   SET_VECTOR_ELT(out, 1, vectors);
-  SEXP nm = PROTECT(Rf_allocVector(STRSXP, 2)); nprot++;
-  SET_STRING_ELT(nm, 0, Rf_mkChar("values"));
-  SET_STRING_ELT(nm, 1, Rf_mkChar("vectors"));
-  Rf_setAttrib(out, R_NamesSymbol, nm);
+  const char *f[2] = {"values", "vectors"};
+  set_names(out, f, 2);
   UNPROTECT(nprot);
   return out;
 }
@@ -679,4 +765,21 @@ SEXP C_iclv_inverse_spd(SEXP a) {
   }
   UNPROTECT(nprot);
   return inv;
+}
+
+/* C_iclv_engine_paths(ptr): the CPU engine's path counters
+ * (iclv_cpu_engine_paths), a named double vector; for tests. */
+SEXP C_iclv_engine_paths(SEXP ptr) {
+  engine_handle *h = engine_get(ptr);
+  if (h->engine.cpu == NULL) stop_input("this iclv engine has no CPU engine");
+  const char *f[1 + ICLV_FAST_NCNT] = {"reference", "individuals", "hessian_individuals",
+                                       "obs_vectorised", "obs_scalar", "obs_reference",
+                                       "rows_vectorised", "rows_scalar", "rows_reference"};
+  SEXP out = PROTECT(Rf_allocVector(REALSXP, 1 + ICLV_FAST_NCNT));
+  iclv_cpu_engine_paths(h->engine.cpu, REAL(out));
+  SEXP nm = PROTECT(Rf_allocVector(STRSXP, 1 + ICLV_FAST_NCNT));
+  for (int i = 0; i < 1 + ICLV_FAST_NCNT; i++) SET_STRING_ELT(nm, i, Rf_mkChar(f[i]));
+  Rf_setAttrib(out, R_NamesSymbol, nm);
+  UNPROTECT(2);
+  return out;
 }

@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include "iclv_model.h"
-#include "engine.h"
 #include "draws.h"
 
 static int draws_fail(iclv_status *st, const char *msg) {

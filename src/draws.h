@@ -361,6 +361,20 @@ ICLV_HD static inline uint64_t iclv_bitrev64(uint64_t x) {
 #endif
 }
 
+/* The lowest base-b digit of *i, which is divided by b (*i > 0). */
+ICLV_HD static inline uint32_t iclv_pop_digit(uint64_t *i, uint32_t b) {
+  uint32_t digit;
+  if ((*i >> 32) == 0) { /* 32-bit division: several times faster than 64-bit */
+    uint32_t i32 = (uint32_t) *i;
+    digit = i32 % b;
+    *i = i32 / b;
+  } else {
+    digit = (uint32_t) (*i % b);
+    *i /= b;
+  }
+  return digit;
+}
+
 /* Radical inverse of i >= 1 in base b: rev / b^digits, exact in integers
  * (requires i < 2^53, so that i * b < 2^64 and the base-2 shortcut is exact). */
 ICLV_HD static inline double iclv_radical_inverse(uint64_t i, uint32_t b) {
@@ -368,16 +382,7 @@ ICLV_HD static inline double iclv_radical_inverse(uint64_t i, uint32_t b) {
     return (double) (iclv_bitrev64(i) >> 11) * 1.1102230246251565e-16; /* 2^-53 */
   uint64_t rev = 0, den = 1;
   while (i > 0) {
-    uint32_t digit;
-    if ((i >> 32) == 0) { /* 32-bit division: several times faster than 64-bit */
-      uint32_t i32 = (uint32_t) i;
-      digit = i32 % b;
-      i = i32 / b;
-    } else {
-      digit = (uint32_t) (i % b);
-      i /= b;
-    }
-    rev = rev * b + digit;
+    rev = rev * b + iclv_pop_digit(&i, b);
     den *= b;
   }
   return iclv_ddiv((double) rev, (double) den);
@@ -396,17 +401,7 @@ ICLV_HD static inline double iclv_scrambled_radical_inverse(uint64_t i, uint32_t
     uint32_t x = w[j & 3U];
     uint32_t h = 1U + (uint32_t) (((uint64_t) (x & 0xFFFFU) * (b - 1U)) >> 16);
     uint32_t g = (uint32_t) (((uint64_t) (x >> 16) * b) >> 16);
-    uint32_t digit = 0;
-    if (i == 0) {
-      /* leading zeros: sigma(0) = g */
-    } else if ((i >> 32) == 0) {
-      uint32_t i32 = (uint32_t) i;
-      digit = i32 % b;
-      i = i32 / b;
-    } else {
-      digit = (uint32_t) (i % b);
-      i /= b;
-    }
+    uint32_t digit = i > 0 ? iclv_pop_digit(&i, b) : 0U; /* leading zeros: sigma(0) = g */
     rev = rev * b + (h * digit + g) % b;
     den *= b;
   }
@@ -474,6 +469,11 @@ extern "C" {
  * MLHS n_draws <= 2^31 - 1 (always true for an int); USER a non-NULL array.
  * Returns ICLV_OK, or ICLV_ERR_INPUT with a message in st. */
 int iclv_draws_check(const iclv_draws *d, iclv_status *st);
+
+/* Fills out (n_ind, n_draws, n_dim) column-major with the standard normal
+ * draws e[n, r, k] of design d, exactly as the engines see them. Returns
+ * ICLV_OK, or ICLV_ERR_INPUT (from iclv_draws_check). */
+int iclv_draws_fill(const iclv_draws *d, double *out, iclv_status *st);
 
 #ifdef __cplusplus
 }

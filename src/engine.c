@@ -10,7 +10,10 @@
  *   s_n     = d log L_n / d theta = sum_r w_nr g_nr
  *   H_n     = sum_r w_nr (hess l_nr + g_nr g_nr') - s_n s_n'
  *           = sum_r w_nr hess l_nr + sum_r w_nr (g_nr - s_n)(g_nr - s_n)'
- *   LL = sum_n log L_n, gradient = sum_n s_n, Hessian = sum_n H_n.
+ *   LL = sum_n log L_n, gradient = sum_n s_n, Hessian = sum_n H_n;
+ *   with individual weights (m->weight, iclv_model.h) each term is
+ *   multiplied by w_n when the sums are taken, and the per-individual
+ *   outputs (loglik_i, scores) are the weighted terms w_n log L_n, w_n s_n.
  *
  * Determinism: every per-individual quantity is computed by one thread into
  * a per-individual slot, and the sums over individuals are taken serially in
@@ -25,8 +28,9 @@
  * tests compare the two (ICLV_CPU_REFERENCE=1 at creation selects it), and
  * the Hessian of models with LV-on-LV terms uses its pairs.
  *
- * Memory: iclv_cpu_engine_create allocates every workspace once and records
- * it in the engine's iclv_mem_account; iclv_cpu_eval and iclv_cpu_predict
+ * Memory: make_layout() sizes every workspace (iclv_cpu_plan reports it);
+ * iclv_cpu_engine_create allocates exactly those buffers once and records
+ * them in the engine's iclv_mem_account; iclv_cpu_eval and iclv_cpu_predict
  * allocate nothing. No R API is used here (threads never call R).
  *
  * Interrupts: individuals are processed in batches (one OpenMP parallel
@@ -99,19 +103,10 @@ struct iclv_cpu_engine {
 
 /* ---- memory ---------------------------------------------------------- */
 
-/* Allocates `bytes` zeroed bytes (at least 1), records them under `name`.
- * Returns NULL on failure (the caller frees the engine). */
-static void *eng_alloc(struct iclv_cpu_engine *e, const char *name, size_t bytes) {
-  if (e->acct.n >= ICLV_MAX_BUFFERS) return NULL;
-  void *p = calloc(bytes > 0 ? bytes : 1, 1);
-  if (p == NULL) return NULL;
-  int i = e->acct.n++;
-  e->blocks[i] = p;
-  snprintf(e->acct.name[i], ICLV_BUFNAME_LEN, "%s", name);
-  e->acct.bytes[i] = (double) bytes;
-  e->acct.current += (double) bytes;
-  if (e->acct.current > e->acct.peak) e->acct.peak = e->acct.current;
-  return p;
+static int fail(iclv_status *st, int code, const char *msg) {
+  st->code = code;
+  snprintf(st->msg, ICLV_MSG_LEN, "%s", msg);
+  return code;
 }
 
 /* Doubles per thread, rounded up to a cache line (8 doubles) so threads do
@@ -136,19 +131,153 @@ const iclv_mem_account *iclv_cpu_engine_memory(const iclv_cpu_engine *e) {
   return &e->acct;
 }
 
+void iclv_cpu_engine_paths(const iclv_cpu_engine *e, double *out) {
+  out[0] = e->reference ? 1.0 : 0.0;
+  for (int i = 0; i < ICLV_FAST_NCNT; i++) {
+    double c = 0.0;
+    for (int t = 0; t < e->n_threads; t++) c += e->fast_ws[t].cnt[i];
+    out[1 + i] = c;
+  }
+}
+
 void iclv_cpu_engine_free(iclv_cpu_engine *e) {
   if (e == NULL) return;
   for (int i = 0; i < e->acct.n; i++) free(e->blocks[i]);
   free(e);
 }
 
-/* ---- creation and checks ------------------------------------------------ */
+/* ---- the plan: every buffer, sized before anything is allocated ---------- */
 
-static int fail(iclv_status *st, int code, const char *msg) {
-  st->code = code;
-  snprintf(st->msg, ICLV_MSG_LEN, "%s", msg);
-  return code;
+/* The CPU engine's buffers in allocation order: the index of each in the
+ * account. CPU_BUF_DRAW_CACHE is recorded only when the draws are cached. */
+enum {
+  CPU_BUF_SCORES, CPU_BUF_LL, CPU_BUF_STATUS, CPU_BUF_HSLOT, CPU_BUF_COMP, CPU_BUF_TW,
+  CPU_BUF_E, CPU_BUF_L, CPU_BUF_G, CPU_BUF_GTMP, CPU_BUF_HLV, CPU_BUF_LC, CPU_BUF_D, CPU_BUF_V,
+  CPU_BUF_FAST, CPU_BUF_FAST_DESC, CPU_BUF_DRAW_CACHE, CPU_BUF_COUNT
+};
+
+/* Everything iclv_cpu_engine_create sizes, computed by make_layout() alone:
+ * the planner (iclv_cpu_plan) reports it and create allocates it. */
+typedef struct {
+  int T;          /* threads */
+  int B;          /* individuals per Hessian block */
+  int batch;      /* individuals per parallel region between two polls */
+  int has_lv_src; /* any LV-on-LV structural term (D2 needed) */
+  /* doubles per thread of each piece of the thread workspace, padded */
+  size_t zE, zl, zG, zg, zpe, zee, zlc, zeta, zD, zD2, zJ, zHV, zF;
+  iclv_fast_dims fd;     /* the fast kernels' dimensions (engine_fast.h) */
+  iclv_mem_account acct; /* the buffers, index CPU_BUF_*; current = peak = their sum */
+} cpu_layout;
+
+static void plan_record(iclv_mem_account *a, const char *name, double bytes) {
+  int i = a->n++;
+  snprintf(a->name[i], ICLV_BUFNAME_LEN, "%s", name);
+  a->bytes[i] = bytes;
+  a->current += bytes;
+  a->peak = a->current;
 }
+
+/* The team size of an engine asked for n_threads (<= 0: the OpenMP
+ * default, omp_get_max_threads(), which respects OMP_NUM_THREADS), capped at
+ * OMP_THREAD_LIMIT; 1 without OpenMP. */
+static int resolve_threads(int n_threads) {
+#ifdef _OPENMP
+  int T = n_threads > 0 ? n_threads : omp_get_max_threads();
+  if (T > omp_get_thread_limit()) T = omp_get_thread_limit();
+  return T < 1 ? 1 : T;
+#else
+  (void) n_threads;
+  return 1;
+#endif
+}
+
+int iclv_cpu_default_threads(void) { return resolve_threads(0); }
+
+/* Fills *L for model m, design d and T threads (T >= 1). Pure arithmetic. */
+static void make_layout(const iclv_model *m, const iclv_draws *d, int T, cpu_layout *L) {
+  memset(L, 0, sizeof(*L));
+  L->T = T;
+  int N = m->n_ind, P = m->n_par, K = m->n_lv, Rn = d->n_draws, S = m->st_ptr[m->n_lv];
+  for (int t = 0; t < S; t++)
+    if (m->st_src_type[t] == ICLV_SRC_LV) L->has_lv_src = 1;
+  iclv_fast_dims_init(m, Rn, &L->fd);
+  {
+    /* B: up to 32 slots per thread within 8 MiB of slots (fewer parallel
+     * regions: a fast individual's Hessian is cheap), at least the former
+     * 4 per thread within 64 MiB, never fewer than one per thread, never
+     * more than N. B does not change results. */
+    double slot = 8.0 * (double) P * (double) P;
+    double want = slot > 0 ? floor(8.0 * 1048576.0 / slot) : 32.0 * T;
+    double cap = slot > 0 ? floor(64.0 * 1048576.0 / slot) : 4.0 * T;
+    if (want > 32.0 * T) want = 32.0 * T;
+    if (cap > 4.0 * T) cap = 4.0 * T;
+    double Bd = want > cap ? want : cap;
+    if (Bd < T) Bd = T;
+    if (Bd > N) Bd = N;
+    L->B = (int) Bd;
+    /* batch: about 2e6 (individual, draw, observation) terms per thread
+     * between two polls (a few tens of ms), at least one individual per
+     * thread; 16 per thread at most, so a parallel region still balances */
+    double per_ind = (double) Rn * (1.0 + (double) (m->n_obs + m->n_rows) / (double) N);
+    double per_thread = 2e6 / (per_ind > 1.0 ? per_ind : 1.0);
+    int b = per_thread >= 16.0 ? 16 : (per_thread < 1.0 ? 1 : (int) per_thread);
+    long bt = (long) b * T;
+    L->batch = bt < N ? (int) bt : N;
+  }
+  size_t n = (size_t) N, p = (size_t) P, k = (size_t) K, r = (size_t) Rn, s = (size_t) S;
+  size_t J = (size_t) (m->n_alt > 0 ? m->n_alt : 1), M = (size_t) m->n_indic, ext = p + k;
+  size_t B = (size_t) L->B, t = (size_t) T;
+  L->zE = pad8(r * k); L->zl = pad8(r); L->zG = pad8(r * ext); L->zg = pad8(ext);
+  L->zpe = pad8(p * k); L->zee = pad8(k * k); L->zlc = pad8(r * (M + 1)); L->zeta = pad8(k);
+  L->zD = pad8(k * s); L->zD2 = L->has_lv_src ? pad8(k * s * s) : 0; L->zJ = pad8(J);
+  L->zHV = pad8(J * J);
+  L->zF = iclv_fast_ws_doubles(&L->fd);
+  const double dbl = (double) sizeof(double);
+  iclv_mem_account *a = &L->acct;
+  plan_record(a, "scores_by_individual", dbl * n * p);
+  plan_record(a, "loglik_by_individual", dbl * n);
+  plan_record(a, "status_by_individual", (double) sizeof(int) * n);
+  plan_record(a, "hessian_block_slots", dbl * B * p * p);
+  plan_record(a, "component_loglik_by_individual", dbl * n * (M + 1));
+  plan_record(a, "thread_descriptors", (double) sizeof(thread_ws) * t);
+  plan_record(a, "thread_draws", dbl * t * L->zE);
+  plan_record(a, "thread_draw_loglik", dbl * t * 2 * L->zl);
+  plan_record(a, "thread_draw_gradients", dbl * t * L->zG);
+  plan_record(a, "thread_gradient_scratch", dbl * t * L->zg);
+  plan_record(a, "thread_hessian_lv_blocks", dbl * t * (L->zpe + L->zee));
+  plan_record(a, "thread_component_loglik", dbl * t * (L->zlc + L->zE));
+  plan_record(a, "thread_lv_jacobian", dbl * t * (L->zeta + L->zD + L->zD2));
+  plan_record(a, "thread_choice_scratch", dbl * t * (3 * L->zJ + L->zHV));
+  plan_record(a, "thread_fast_scratch", dbl * t * L->zF);
+  plan_record(a, "thread_fast_descriptors", (double) sizeof(iclv_fast_ws) * t);
+  /* Generated draws (not a user array, which is stored already) are made
+   * once at creation when they take at most ICLV_DRAW_CACHE_BYTES;
+   * evaluations then copy them instead of recomputing the inverse normal.
+   * The same function makes them either way, so the values are the same
+   * bits. */
+  if (d->type != ICLV_DRAWS_USER && dbl * (double) n * (double) r * (double) k <= ICLV_DRAW_CACHE_BYTES &&
+      n * r * k > 0)
+    plan_record(a, "draw_cache", dbl * n * r * k);
+}
+
+int iclv_cpu_plan(const iclv_model *m, const iclv_draws *d, int n_threads, iclv_cpu_plan_info *out,
+                  iclv_status *st) {
+  cpu_layout L;
+  st->code = ICLV_OK;
+  st->msg[0] = '\0';
+  memset(out, 0, sizeof(*out));
+  if (d->n_ind != m->n_ind || d->n_dim != m->n_lv)
+    return fail(st, ICLV_ERR_INPUT, "the draw design does not match the model (individuals or LVs)");
+  if (n_threads > ICLV_MAX_THREADS)
+    return fail(st, ICLV_ERR_INPUT, "n_threads is larger than iclv allows (1024)");
+  make_layout(m, d, resolve_threads(n_threads), &L);
+  out->n_threads = L.T;
+  out->hess_block = L.B;
+  out->acct = L.acct;
+  return ICLV_OK;
+}
+
+/* ---- creation and checks ------------------------------------------------ */
 
 #ifdef _OPENMP
 static void *probe_wait(void *mu) {
@@ -178,8 +307,39 @@ static int probe_threads(int n) {
 }
 #endif
 
+/* ICLV_OK when T threads (asked as n_threads) may run here, else
+ * ICLV_ERR_THREADS with a message: more than ICLV_THREADS_PER_PROC per
+ * processor, or more than the system starts now (probed). */
+static int check_threads(int T, int n_threads, iclv_status *st) {
+#ifdef _OPENMP
+  int procs = omp_get_num_procs(), cap = ICLV_THREADS_PER_PROC * (procs > 0 ? procs : 1);
+  int started;
+  if (T > cap) {
+    st->code = ICLV_ERR_THREADS;
+    snprintf(st->msg, ICLV_MSG_LEN,
+             "'n_threads' = %d%s is more than iclv allows on this machine: at most %d "
+             "(%d x the %d processors OpenMP sees)", T,
+             n_threads > 0 ? "" : " (the OpenMP default, from OMP_NUM_THREADS)", cap,
+             ICLV_THREADS_PER_PROC, procs);
+    return st->code;
+  }
+  if (T > 1 && (started = probe_threads(T - 1)) < T - 1) {
+    st->code = ICLV_ERR_THREADS;
+    snprintf(st->msg, ICLV_MSG_LEN,
+             "'n_threads' = %d: the system started only %d threads (an address-space or process "
+             "limit, e.g. ulimit -v or -u); use at most %d", T, started + 1, started + 1);
+    return st->code;
+  }
+#else
+  (void) T;
+  (void) n_threads;
+#endif
+  return ICLV_OK;
+}
+
 int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threads,
-                           iclv_cpu_engine **out, iclv_status *st) {
+                           int check_thread_limits, iclv_cpu_engine **out, iclv_status *st) {
+  cpu_layout L;
   *out = NULL;
   st->code = ICLV_OK;
   st->msg[0] = '\0';
@@ -189,42 +349,15 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
     return fail(st, ICLV_ERR_INPUT, "n_threads is larger than iclv allows (1024)");
   if (iclv_draws_check(d, st) != ICLV_OK) return st->code;
   if (iclv_check_data(m, st) != ICLV_OK) return st->code;
+  int T = resolve_threads(n_threads);
+  if (check_thread_limits && check_threads(T, n_threads, st) != ICLV_OK) return st->code;
+  make_layout(m, d, T, &L);
 
   struct iclv_cpu_engine *e = (struct iclv_cpu_engine *) calloc(1, sizeof(*e));
   if (e == NULL) return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine");
   e->m = m;
   e->d = d;
-#ifdef _OPENMP
-  e->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
-  if (e->n_threads > omp_get_thread_limit()) e->n_threads = omp_get_thread_limit();
-  {
-    int procs = omp_get_num_procs(), cap = ICLV_THREADS_PER_PROC * (procs > 0 ? procs : 1);
-    int started;
-    if (e->n_threads > cap) {
-      st->code = ICLV_ERR_THREADS;
-      snprintf(st->msg, ICLV_MSG_LEN,
-               "'n_threads' = %d%s is more than iclv allows on this machine: at most %d "
-               "(%d x the %d processors OpenMP sees)", e->n_threads,
-               n_threads > 0 ? "" : " (the OpenMP default, from OMP_NUM_THREADS)", cap,
-               ICLV_THREADS_PER_PROC, procs);
-      free(e);
-      return st->code;
-    }
-    if (e->n_threads > 1 && (started = probe_threads(e->n_threads - 1)) < e->n_threads - 1) {
-      st->code = ICLV_ERR_THREADS;
-      snprintf(st->msg, ICLV_MSG_LEN,
-               "'n_threads' = %d: the system started only %d threads (an address-space or process "
-               "limit, e.g. ulimit -v or -u); use at most %d", e->n_threads, started + 1,
-               started + 1);
-      free(e);
-      return st->code;
-    }
-  }
-#else
-  (void) n_threads;
-  e->n_threads = 1;
-#endif
-  if (e->n_threads < 1) e->n_threads = 1;
+  e->n_threads = T;
   e->N = m->n_ind;
   e->P = m->n_par;
   e->K = m->n_lv;
@@ -233,87 +366,46 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
   e->J = m->n_alt > 0 ? m->n_alt : 1;
   e->M = m->n_indic;
   e->ext = e->P + e->K;
-  for (int t = 0; t < e->S; t++)
-    if (m->st_src_type[t] == ICLV_SRC_LV) e->has_lv_src = 1;
-  int T = e->n_threads;
-  iclv_fast_dims_init(m, e->R, &e->fd);
+  e->has_lv_src = L.has_lv_src;
+  e->hess_block = L.B;
+  e->batch = L.batch;
+  e->fd = L.fd;
   {
     /* ICLV_CPU_REFERENCE=1 in the environment when the engine is created
      * selects the per-pair reference path (the tests compare the two) */
     const char *ref = getenv("ICLV_CPU_REFERENCE");
     e->reference = ref != NULL && strcmp(ref, "1") == 0;
   }
-  {
-    /* B: up to 32 slots per thread within 8 MiB of slots (fewer parallel
-     * regions: a fast individual's Hessian is cheap), at least the former
-     * 4 per thread within 64 MiB, never fewer than one per thread, never
-     * more than N. B does not change results. R/memory.R mirrors this. */
-    double slot = 8.0 * (double) e->P * (double) e->P;
-    double want = slot > 0 ? floor(8.0 * 1048576.0 / slot) : 32.0 * T;
-    double cap = slot > 0 ? floor(64.0 * 1048576.0 / slot) : 4.0 * T;
-    if (want > 32.0 * T) want = 32.0 * T;
-    if (cap > 4.0 * T) cap = 4.0 * T;
-    double Bd = want > cap ? want : cap;
-    if (Bd < T) Bd = T;
-    if (Bd > e->N) Bd = e->N;
-    e->hess_block = (int) Bd;
-    /* batch: about 2e6 (individual, draw, observation) terms per thread
-     * between two polls (a few tens of ms), at least one individual per
-     * thread; 16 per thread at most, so a parallel region still balances */
-    double per_ind = (double) e->R * (1.0 + (double) (m->n_obs + m->n_rows) / (double) e->N);
-    double per_thread = 2e6 / (per_ind > 1.0 ? per_ind : 1.0);
-    int b = per_thread >= 16.0 ? 16 : (per_thread < 1.0 ? 1 : (int) per_thread);
-    long bt = (long) b * T;
-    e->batch = bt < e->N ? (int) bt : e->N;
-  }
-
-  size_t N = (size_t) e->N, P = (size_t) e->P, K = (size_t) e->K, R = (size_t) e->R;
-  size_t S = (size_t) e->S, J = (size_t) e->J, M = (size_t) e->M, ext = (size_t) e->ext;
-  size_t B = (size_t) e->hess_block;
-  /* per-thread sizes, padded */
-  size_t zE = pad8(R * K), zl = pad8(R), zG = pad8(R * ext), zg = pad8(ext);
-  size_t zpe = pad8(P * K), zee = pad8(K * K), zlc = pad8(R * (M + 1)), zeta = pad8(K);
-  size_t zD = pad8(K * S), zD2 = e->has_lv_src ? pad8(K * S * S) : 0, zJ = pad8(J),
-         zHV = pad8(J * J);
-
-  int okm = 1;
-  e->S_ind = (double *) eng_alloc(e, "scores_by_individual", sizeof(double) * N * P);
-  e->ll_ind = (double *) eng_alloc(e, "loglik_by_individual", sizeof(double) * N);
-  e->bad = (int *) eng_alloc(e, "status_by_individual", sizeof(int) * N);
-  e->Hslot = (double *) eng_alloc(e, "hessian_block_slots", sizeof(double) * B * P * P);
-  e->comp = (double *) eng_alloc(e, "component_loglik_by_individual", sizeof(double) * N * (M + 1));
-  e->tw = (thread_ws *) eng_alloc(e, "thread_descriptors", sizeof(thread_ws) * (size_t) T);
-  double *bE = (double *) eng_alloc(e, "thread_draws", sizeof(double) * T * zE);
-  double *bl = (double *) eng_alloc(e, "thread_draw_loglik", sizeof(double) * T * 2 * zl);
-  double *bG = (double *) eng_alloc(e, "thread_draw_gradients", sizeof(double) * T * zG);
-  double *bg = (double *) eng_alloc(e, "thread_gradient_scratch", sizeof(double) * T * zg);
-  double *bH = (double *) eng_alloc(e, "thread_hessian_lv_blocks", sizeof(double) * T * (zpe + zee));
-  double *bc = (double *) eng_alloc(e, "thread_component_loglik", sizeof(double) * T * (zlc + zE));
-  double *bD = (double *) eng_alloc(e, "thread_lv_jacobian",
-                                    sizeof(double) * T * (zeta + zD + zD2));
-  double *bV = (double *) eng_alloc(e, "thread_choice_scratch", sizeof(double) * T * (3 * zJ + zHV));
-  size_t zF = iclv_fast_ws_doubles(&e->fd);
-  double *bF = (double *) eng_alloc(e, "thread_fast_scratch", sizeof(double) * T * zF);
-  e->fast_ws = (iclv_fast_ws *) eng_alloc(e, "thread_fast_descriptors",
-                                          sizeof(iclv_fast_ws) * (size_t) T);
-  okm = e->S_ind && e->ll_ind && e->bad && e->Hslot && e->comp && e->tw && bE && bl && bG &&
-        bg && bH && bc && bD && bV && bF && e->fast_ws;
-  if (!okm) {
-    iclv_cpu_engine_free(e);
-    return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine's workspaces");
-  }
-  /* Generated draws (not a user array, which is stored already) are made
-   * once here when they take at most ICLV_DRAW_CACHE_BYTES; evaluations then
-   * copy them instead of recomputing the inverse normal. The same function
-   * makes them either way, so the values are the same bits. R/memory.R
-   * mirrors the rule. */
-  if (d->type != ICLV_DRAWS_USER && 8.0 * (double) N * (double) R * (double) K <= ICLV_DRAW_CACHE_BYTES &&
-      N * R * K > 0) {
-    e->draw_cache = (double *) eng_alloc(e, "draw_cache", sizeof(double) * N * R * K);
-    if (e->draw_cache == NULL) {
+  /* exactly the planned buffers, zeroed, recorded as they are made */
+  for (int i = 0; i < L.acct.n; i++) {
+    size_t bytes = (size_t) L.acct.bytes[i];
+    void *p = calloc(bytes > 0 ? bytes : 1, 1);
+    if (p == NULL) {
       iclv_cpu_engine_free(e);
-      return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine's draw cache");
+      return fail(st, ICLV_ERR_MEMORY, "could not allocate the CPU engine's workspaces");
     }
+    e->blocks[i] = p;
+    e->acct.n = i + 1;
+    snprintf(e->acct.name[i], ICLV_BUFNAME_LEN, "%s", L.acct.name[i]);
+    e->acct.bytes[i] = L.acct.bytes[i];
+    e->acct.current += L.acct.bytes[i];
+    e->acct.peak = e->acct.current;
+  }
+  e->S_ind = (double *) e->blocks[CPU_BUF_SCORES];
+  e->ll_ind = (double *) e->blocks[CPU_BUF_LL];
+  e->bad = (int *) e->blocks[CPU_BUF_STATUS];
+  e->Hslot = (double *) e->blocks[CPU_BUF_HSLOT];
+  e->comp = (double *) e->blocks[CPU_BUF_COMP];
+  e->tw = (thread_ws *) e->blocks[CPU_BUF_TW];
+  e->fast_ws = (iclv_fast_ws *) e->blocks[CPU_BUF_FAST_DESC];
+  double *bE = (double *) e->blocks[CPU_BUF_E], *bl = (double *) e->blocks[CPU_BUF_L];
+  double *bG = (double *) e->blocks[CPU_BUF_G], *bg = (double *) e->blocks[CPU_BUF_GTMP];
+  double *bH = (double *) e->blocks[CPU_BUF_HLV], *bc = (double *) e->blocks[CPU_BUF_LC];
+  double *bD = (double *) e->blocks[CPU_BUF_D], *bV = (double *) e->blocks[CPU_BUF_V];
+  double *bF = (double *) e->blocks[CPU_BUF_FAST];
+  if (L.acct.n > CPU_BUF_DRAW_CACHE) {
+    size_t R = (size_t) e->R, K = (size_t) e->K;
+    e->draw_cache = (double *) e->blocks[CPU_BUF_DRAW_CACHE];
     for (int n = 0; n < e->N; n++)
       for (int r = 0; r < e->R; r++)
         for (int k = 0; k < e->K; k++)
@@ -321,25 +413,25 @@ int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d, int n_threa
   }
   for (int i = 0; i < T; i++) {
     thread_ws *w = &e->tw[i];
-    w->E = bE + i * zE;
-    w->l = bl + i * 2 * zl;
-    w->w = w->l + zl;
-    w->G = bG + i * zG;
-    w->gtmp = bg + i * zg;
-    w->Hpe = bH + i * (zpe + zee);
-    w->Hee = w->Hpe + zpe;
-    w->lc = bc + i * (zlc + zE);
-    w->ETA = w->lc + zlc;
-    double *dd = bD + i * (zeta + zD + zD2);
+    w->E = bE + i * L.zE;
+    w->l = bl + i * 2 * L.zl;
+    w->w = w->l + L.zl;
+    w->G = bG + i * L.zG;
+    w->gtmp = bg + i * L.zg;
+    w->Hpe = bH + i * (L.zpe + L.zee);
+    w->Hee = w->Hpe + L.zpe;
+    w->lc = bc + i * (L.zlc + L.zE);
+    w->ETA = w->lc + L.zlc;
+    double *dd = bD + i * (L.zeta + L.zD + L.zD2);
     w->pws.eta = dd;
-    w->pws.D = dd + zeta;
-    w->pws.D2 = e->has_lv_src ? dd + zeta + zD : NULL;
-    double *vv = bV + i * (3 * zJ + zHV);
+    w->pws.D = dd + L.zeta;
+    w->pws.D2 = L.has_lv_src ? dd + L.zeta + L.zD : NULL;
+    double *vv = bV + i * (3 * L.zJ + L.zHV);
     w->pws.V = vv;
-    w->pws.gV = vv + zJ;
-    w->pr = vv + 2 * zJ;
-    w->pws.HV = vv + 3 * zJ;
-    iclv_fast_ws_bind(&e->fd, bF + i * zF, &e->fast_ws[i]);
+    w->pws.gV = vv + L.zJ;
+    w->pr = vv + 2 * L.zJ;
+    w->pws.HV = vv + 3 * L.zJ;
+    iclv_fast_ws_bind(&e->fd, bF + i * L.zF, &e->fast_ws[i]);
   }
   *out = e;
   return ICLV_OK;
@@ -365,13 +457,16 @@ static int all_finite(const double *x, size_t n) {
 }
 
 /* Lower triangle (diagonal included) of H (P, P) column-major += A' A,
- * where A is (R, P) with row stride lda. A 4 x 4 register tile per block of
- * H, summed over r in order: the result does not depend on threads. */
-static void syrk_lower(int P, int R, const double *A, size_t lda, double *H) {
-  for (int j = 0; j < P; j += 4) {
-    int nj = P - j < 4 ? P - j : 4;
-    for (int i = j; i < P; i += 4) {
-      int ni = P - i < 4 ? P - i : 4;
+ * where A is (R, Pa) with row stride lda and its column q is column idx[q]
+ * of the full (R, P) matrix (idx increasing; NULL: Pa = P and the identity;
+ * the other columns are 0). A 4 x 4 register tile per block of H, summed
+ * over r in order: the result does not depend on threads. */
+static void syrk_lower(int Pa, int R, const double *A, size_t lda, double *H, int P,
+                       const int *idx) {
+  for (int j = 0; j < Pa; j += 4) {
+    int nj = Pa - j < 4 ? Pa - j : 4;
+    for (int i = j; i < Pa; i += 4) {
+      int ni = Pa - i < 4 ? Pa - i : 4;
       double c[4][4] = {{0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0},
                         {0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}};
       if (ni == 4 && nj == 4) {
@@ -393,7 +488,8 @@ static void syrk_lower(int P, int R, const double *A, size_t lda, double *H) {
       }
       for (int jj = 0; jj < nj; jj++)
         for (int ii = 0; ii < ni; ii++)
-          if (i + ii >= j + jj) H[(i + ii) + (size_t) P * (j + jj)] += c[ii][jj];
+          if (i + ii >= j + jj)
+            H[(idx ? idx[i + ii] : i + ii) + (size_t) P * (idx ? idx[j + jj] : j + jj)] += c[ii][jj];
     }
   }
 }
@@ -410,7 +506,22 @@ static void hessian_outer(const struct iclv_cpu_engine *e, thread_ws *w, const d
     double sw = sqrt(w->w[r]);
     for (int p = 0; p < P; p++) a[p] = sw > 0.0 ? sw * (a[p] - s[p]) : 0.0;
   }
-  syrk_lower(P, R, w->G, (size_t) ext, Hn);
+  /* only the columns that are non-zero for some draw (a parameter that no
+   * term of the individual touches, e.g. the thresholds of categories it
+   * never chose, has a zero row and column here): packed to the left of
+   * each row, their indices in idx, which borrows w->gtmp (P + K doubles,
+   * free once the draws' gradients are in G) */
+  int *idx = (int *) w->gtmp, Pa = 0;
+  for (int p = 0; p < P; p++) {
+    int nz = 0;
+    for (int r = 0; r < R && !nz; r++) nz = w->G[(size_t) r * ext + p] != 0.0;
+    if (nz) idx[Pa++] = p;
+  }
+  for (int r = 0; r < R; r++) {
+    double *a = w->G + (size_t) r * ext;
+    for (int q = 0; q < Pa; q++) a[q] = a[idx[q]];
+  }
+  syrk_lower(Pa, R, w->G, (size_t) ext, Hn, P, idx);
 }
 
 /* Everything of individual n through the per-pair reference (iclv_core.h):
@@ -466,7 +577,8 @@ static void individual_eval_ref(const struct iclv_cpu_engine *e, thread_ws *w,
 /* sum_r w_r hess l_nr into Hn (zeroed first) and row r of w->G = g_nr for
  * each draw with w_r > 0, through the per-pair reference (one
  * iclv_pair_eval per draw); for models whose d eta / d phi depends on the
- * draw (LV-on-LV terms), which the fast Hessian does not cover. */
+ * draw (LV-on-LV terms) when no D2 scratch is at hand (the fast Hessian
+ * folds such models draw by draw with it). */
 static void hessian_pairs_ref(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
                               int n, double *Hn) {
   int R = e->R, P = e->P, K = e->K;
@@ -492,7 +604,7 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
                             int n, int want_g, double *Hn) {
   int R = e->R, P = e->P;
   load_draws(e, w, n);
-  if (e->reference) {
+  if (e->reference || e->fd.row_mult) { /* the fast kernels have no row multipliers */
     individual_eval_ref(e, w, theta, n, want_g, Hn);
     return;
   }
@@ -508,7 +620,7 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
   if (Hn == NULL) return;
   double lse = lln + log((double) R);
   for (int r = 0; r < R; r++) w->w[r] = exp(w->l[r] - lse);
-  if (e->fd.hess_ok) {
+  if (e->fd.hess_ok || w->pws.D2 != NULL) { /* D2: LV-on-LV terms, folded draw by draw */
     for (size_t i = 0; i < (size_t) P * P; i++) Hn[i] = 0.0;
     iclv_fast_hessian(e->m, &e->fd, theta, n, w->E, &w->pws, fw, w->w, w->G,
                       (size_t) e->ext, w->gtmp, w->Hpe, w->Hee, Hn);
@@ -588,7 +700,12 @@ int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
       if (report_bad(e, theta, n0, n0 + nb, st) != ICLV_OK) return st->code;
       for (int b = 0; b < nb; b++) {
         const double *Hb = e->Hslot + (size_t) b * PP;
-        for (size_t i = 0; i < PP; i++) H[i] += Hb[i];
+        if (m->weight) {
+          const double wn = m->weight[n0 + b];
+          for (size_t i = 0; i < PP; i++) H[i] += wn * Hb[i];
+        } else {
+          for (size_t i = 0; i < PP; i++) H[i] += Hb[i];
+        }
       }
     }
     /* the lower triangle is the sum; mirror it (exactly symmetric result) */
@@ -596,22 +713,31 @@ int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
       for (int i = j + 1; i < P; i++) H[j + (size_t) P * i] = H[i + (size_t) P * j];
   }
 
-  /* serial sums in index order */
+  /* serial sums in index order; with weights (iclv_model.h) every output is
+   * the weighted contribution w_n log L_n, w_n s_n, w_n H_n; without, the
+   * very same unweighted loops (no multiplication by 1) */
+  const double *wt = m->weight;
   double ll = 0.0;
-  for (int n = 0; n < N; n++) ll += e->ll_ind[n];
+  if (wt) for (int n = 0; n < N; n++) ll += wt[n] * e->ll_ind[n];
+  else for (int n = 0; n < N; n++) ll += e->ll_ind[n];
   *out->loglik = ll;
-  if (out->loglik_i) memcpy(out->loglik_i, e->ll_ind, sizeof(double) * (size_t) N);
+  if (out->loglik_i) {
+    if (wt) for (int n = 0; n < N; n++) out->loglik_i[n] = wt[n] * e->ll_ind[n];
+    else memcpy(out->loglik_i, e->ll_ind, sizeof(double) * (size_t) N);
+  }
   if (out->grad) {
     for (int p = 0; p < P; p++) out->grad[p] = 0.0;
     for (int n = 0; n < N; n++) {
       const double *s = e->S_ind + (size_t) n * P;
-      for (int p = 0; p < P; p++) out->grad[p] += s[p];
+      if (wt) for (int p = 0; p < P; p++) out->grad[p] += wt[n] * s[p];
+      else for (int p = 0; p < P; p++) out->grad[p] += s[p];
     }
   }
   if (out->scores)
     for (int n = 0; n < N; n++) {
       const double *s = e->S_ind + (size_t) n * P;
-      for (int p = 0; p < P; p++) out->scores[n + (size_t) N * p] = s[p];
+      if (wt) for (int p = 0; p < P; p++) out->scores[n + (size_t) N * p] = wt[n] * s[p];
+      else for (int p = 0; p < P; p++) out->scores[n + (size_t) N * p] = s[p];
     }
   return ICLV_OK;
 }
@@ -642,7 +768,8 @@ static void individual_predict(const struct iclv_cpu_engine *e, thread_ws *w, co
       for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++) {
         lc[M] += iclv_choice_atom(m, theta, eta, t, &w->pws, NULL, NULL);
         if (prob) {
-          for (int j = 0; j < J; j++) w->pws.V[j] = iclv_utility(m, theta, eta, t, j);
+          double s = iclv_row_mult(m, theta, t); /* best-worst's worst stage: -mu */
+          for (int j = 0; j < J; j++) w->pws.V[j] = s * iclv_utility(m, theta, eta, t, j);
           iclv_choice_probs(m, t, w->pws.V, w->pr);
           for (int j = 0; j < J; j++) prob[t + (size_t) m->n_rows * j] += w->pr[j] / R;
         }
@@ -688,8 +815,10 @@ int iclv_cpu_predict(iclv_cpu_engine *e, const double *theta, double *prob, doub
   if (report_bad(e, theta, 0, N, st) != ICLV_OK) return st->code;
   if (comp_ll) {
     for (int c = 0; c < C1; c++) comp_ll[c] = 0.0;
+    const double *wt = e->m->weight; /* weighted like the LL (iclv_model.h) */
     for (int n = 0; n < N; n++)
-      for (int c = 0; c < C1; c++) comp_ll[c] += e->comp[(size_t) n * C1 + c];
+      if (wt) for (int c = 0; c < C1; c++) comp_ll[c] += wt[n] * e->comp[(size_t) n * C1 + c];
+      else for (int c = 0; c < C1; c++) comp_ll[c] += e->comp[(size_t) n * C1 + c];
   }
   return ICLV_OK;
 }

@@ -5,6 +5,9 @@
  * An engine is created once per fit from a model and a draw design; it
  * allocates every workspace it will ever need at creation (none inside the
  * evaluation path) and records the bytes of each buffer in its account.
+ * Each backend has a planner that computes that account before anything is
+ * allocated, and its create allocates from the plan (backend.h chooses the
+ * backend; draws.h and linalg.h declare the draws and LAPACK helpers).
  */
 #ifndef ICLV_ENGINE_H
 #define ICLV_ENGINE_H
@@ -46,21 +49,45 @@ typedef int (*iclv_poll_fn)(void *ctx);
 #define ICLV_THREADS_PER_PROC 4 /* more threads than this many per processor is refused */
 typedef struct iclv_cpu_engine iclv_cpu_engine;
 
+/* What iclv_cpu_engine_create would allocate for the same arguments: its
+ * planner, which create itself calls before allocating exactly these
+ * buffers, so a plan and an engine's account cannot differ. */
+typedef struct {
+  int n_threads;         /* the OpenMP team size the engine uses */
+  int hess_block;        /* individuals per Hessian block */
+  iclv_mem_account acct; /* every buffer in allocation order; current = peak = their sum */
+} iclv_cpu_plan_info;
+
+/* The CPU engine's plan for model m, design d and n_threads (<= 0: the
+ * OpenMP default; capped at OMP_THREAD_LIMIT, as the engine does). Pure
+ * arithmetic: allocates nothing, starts no thread. It does not apply the
+ * engine's refusals of too many threads for this machine
+ * (ICLV_THREADS_PER_PROC, the probe), so a plan can be made for a larger
+ * machine. Returns ICLV_OK, or ICLV_ERR_INPUT (design and model disagree,
+ * n_threads > ICLV_MAX_THREADS). */
+int iclv_cpu_plan(const iclv_model *m, const iclv_draws *d, int n_threads,
+                  iclv_cpu_plan_info *out, iclv_status *st);
+
+/* The OpenMP default team size (omp_get_max_threads(), capped at
+ * OMP_THREAD_LIMIT; 1 without OpenMP): what n_threads <= 0 means. */
+int iclv_cpu_default_threads(void);
+
 /* Creates the CPU engine. `m` and `d` must outlive the engine (they point
- * into R objects that the caller keeps protected). n_threads <= 0 means the
- * OpenMP default (which respects OMP_NUM_THREADS / OMP_THREAD_LIMIT); the
- * count is capped at OMP_THREAD_LIMIT; more than ICLV_THREADS_PER_PROC times
- * the processors OpenMP sees, or more threads than the system will start now
+ * into R objects that the caller keeps protected). n_threads as in
+ * iclv_cpu_plan. With check_thread_limits (always, except for tests that
+ * only read an engine's account) more than ICLV_THREADS_PER_PROC times the
+ * processors OpenMP sees, or more threads than the system will start now
  * (probed, e.g. under an address-space limit), is ICLV_ERR_THREADS: the
- * OpenMP runtime would end the process instead. With the environment
+ * OpenMP runtime would end the process instead. The buffers are those of
+ * iclv_cpu_plan(m, d, n_threads), in its order. With the environment
  * variable ICLV_CPU_REFERENCE=1 at creation the engine uses the per-pair
  * reference path of iclv_core.h instead of the fast kernels (engine_fast.h):
  * the same results to rounding, for tests.
  * On success *out is set and ICLV_OK returned; on failure *out is NULL and
  * nothing is leaked. */
 int iclv_cpu_engine_create(const iclv_model *m, const iclv_draws *d,
-                           int n_threads, iclv_cpu_engine **out,
-                           iclv_status *st);
+                           int n_threads, int check_thread_limits,
+                           iclv_cpu_engine **out, iclv_status *st);
 
 /* One evaluation at theta (n_par). Allocates nothing. Returns ICLV_OK, or
  * ICLV_ERR_NUMERIC with a message naming the individual and the model part
@@ -90,17 +117,11 @@ void iclv_cpu_engine_set_poll(iclv_cpu_engine *e, iclv_poll_fn poll, void *ctx);
 const iclv_mem_account *iclv_cpu_engine_memory(const iclv_cpu_engine *e);
 void iclv_cpu_engine_free(iclv_cpu_engine *e); /* NULL-safe, idempotent use by caller */
 
-/* ---- draws (draws.c, draws.h) ------------------------------------------- */
-/* Fills out (n_ind, n_draws, n_dim) column-major with the standard normal
- * draws e[n, r, k] of design d, exactly as the engines see them. */
-int iclv_draws_fill(const iclv_draws *d, double *out, iclv_status *st);
-
-/* ---- linear algebra (linalg.c, LAPACKE) ---------------------------------- */
-/* Symmetric eigendecomposition of a (n x n) column-major; values ascending. */
-int iclv_eigen_sym(int n, const double *a, double *values, double *vectors,
-                   iclv_status *st);
-/* Inverse of a symmetric positive definite matrix via Cholesky; ICLV_ERR_LAPACK
- * when not positive definite. */
-int iclv_inverse_spd(int n, const double *a, double *inv, iclv_status *st);
+/* Which path the engine's evaluations took (for tests): out[0] = 1 when
+ * the engine runs the per-pair reference (ICLV_CPU_REFERENCE=1 at
+ * creation), else 0; out[1 + i] = the fast kernels' path counter i
+ * (engine_fast.h ICLV_FAST_CNT_*, i < ICLV_FAST_NCNT) summed over the
+ * threads, cumulative since creation (0 on the reference path). */
+void iclv_cpu_engine_paths(const iclv_cpu_engine *e, double *out);
 
 #endif /* ICLV_ENGINE_H */

@@ -41,44 +41,266 @@
  * would round a log-likelihood this close to 0 (x < 2.4e-4: within 1e-12 of
  * the term in relative terms). */
 #define LOGIT_NEAR1 0x1p-12
-#define NPIECE 27
+/* A probit probability below this goes into the log terms as log(D), not into
+ * the product (a factor must stay above about 2^-760 for the product not
+ * to underflow below its floor; see PROD_FLOOR). */
+#define PROBIT_PROD_MIN 0x1p-600
+/* The kernels of loops that should vectorise are inlined even when large. */
+#if defined(__GNUC__)
+#define ICLV_FORCE_INLINE __attribute__((always_inline)) inline
+#else
+#define ICLV_FORCE_INLINE inline
+#endif
+/* The Phi kernel over a block of draws is also compiled for AVX2 (vectors
+ * of 4 doubles), chosen when the library loads (GCC's function
+ * multiversioning, x86-64 with ifunc). AVX2 does not enable FMA (AVX-512
+ * would, hence no AVX-512 version), so both versions perform the same IEEE
+ * operations in the same order: the results do not depend on the CPU. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    __GNUC__ >= 8
+#define ICLV_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ICLV_CLONES
+#endif
+#define NPIECE 31
 #define BLOCK_DRAWS 32 /* at most this many draws processed together by the LL and score pass */
 
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
 
+/* 2^(j / 32), j = 0..31, correctly rounded (fast_exp's table). */
+static const double EXP2_32[32] = {
+    1.0, 1.0218971486541166, 1.0442737824274138, 1.0671404006768237,
+    1.0905077326652577, 1.1143867425958924, 1.1387886347566916, 1.1637248587775775,
+    1.189207115002721, 1.215247359980469, 1.241857812073484, 1.2690509571917332,
+    1.2968395546510096, 1.3252366431597413, 1.3542555469368927, 1.383909881963832,
+    1.4142135623730951, 1.4451808069770467, 1.4768261459394993, 1.5091644275934228,
+    1.5422108254079407, 1.5759808451078865, 1.6104903319492543, 1.645755478153965,
+    1.681792830507429, 1.718619298122478, 1.7562521603732995, 1.7947090750031072,
+    1.8340080864093424, 1.8741676341103, 1.9152065613971474, 1.9571441241754002};
+
 /* e^x within about 1 ulp of exp() for -708 <= x <= 708 (the callers' range;
  * outside it, and for NaN, exp() itself is called):
- * x = k ln2 + r with |r| <= ln2 / 2 (fdlibm's two-part ln 2, so k ln2_hi is
- * exact), e^r by its Taylor polynomial to r^13 / 13! (remainder below
- * 4e-18), times 2^k built in the exponent bits. Inline and branch-free in
- * the range: several times cheaper than a call to libm's exp. */
+ * x = (32 k + j) ln2 / 32 + r with |r| <= ln2 / 64 (ln2 / 32 in two parts,
+ * the first with 33 significant bits, so k ln2_hi is exact), e^r by its
+ * Taylor polynomial to r^6 / 6! (remainder below 4e-18) in Estrin's
+ * scheme (a short dependency chain), times 2^(j/32) from EXP2_32 and 2^k
+ * built in the exponent bits. Inline and branch-free in the range: several
+ * times cheaper than a call to libm's exp. */
 static inline double fast_exp(double x) {
   if (!(x >= -708.0 && x <= 708.0)) return exp(x);
   const double shift = 0x1.8p52;
-  double kd = x * 0x1.71547652b82fep0 + shift;
+  double kd = x * 0x1.71547652b82fep+5 + shift;
   int64_t kb;
   memcpy(&kb, &kd, sizeof kb);
   kd -= shift;
-  int64_t k = kb - (int64_t) 0x4338000000000000LL; /* round(x / ln 2) */
-  double r = (x - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
-  double p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  uint64_t sb = (uint64_t) (k + 1023) << 52;
+  int64_t k = kb - (int64_t) 0x4338000000000000LL; /* round(32 x / ln 2) */
+  double r = (x - kd * 0x1.62e42fef00000p-6) - kd * 0x1.473de6af278edp-39;
+  double r2 = r * r;
+  double p = (1.0 + r) + r2 * ((0.5 + r * (1.0 / 6.0)) +
+                               r2 * ((1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0)));
+  uint64_t sb = (uint64_t) ((k >> 5) + 1023) << 52;
   double sc;
   memcpy(&sc, &sb, sizeof sc);
-  return p * sc;
+  return EXP2_32[k & 31] * p * sc;
+}
+
+/* e^x for |x| <= 0.36 (the callers' range) by its Taylor polynomial to
+ * x^13 / 13! (remainder below 1e-17 relative) in Estrin's scheme:
+ * branch-free, no table, so that loops over draws vectorise. */
+static ICLV_FORCE_INLINE double exp_small(double x) {
+  double x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
+  double q0 = (1.0 + x) + x2 * (0.5 + x * (1.0 / 6.0));
+  double q1 = (1.0 / 24.0 + x * (1.0 / 120.0)) + x2 * (1.0 / 720.0 + x * (1.0 / 5040.0));
+  double q2 = (1.0 / 40320.0 + x * (1.0 / 362880.0)) +
+              x2 * (1.0 / 3628800.0 + x * (1.0 / 39916800.0));
+  double q3 = 1.0 / 479001600.0 + x * (1.0 / 6227020800.0);
+  return (q0 + x4 * q1) + x8 * (q2 + x4 * q3);
+}
+
+/* e^(-y^2 / 2) for 0 <= y <= 37.5 without rounding y^2: with yq = y rounded
+ * down to 1/16, -y^2 / 2 = hi + lo, hi = -yq^2 / 2 (exact) and lo =
+ * -(y - yq)(y + yq) / 2 (|lo| < 2.4, exact to its own rounding); e^(hi + lo)
+ * = 2^k e^r with k = round((hi + lo) / ln 2) and r = (hi - k ln2_hi) + lo -
+ * k ln2_lo (the first difference exact: fdlibm's ln2_hi has 32 bits, hi
+ * at most 19), |r| <= ln2 / 2 + rounding; 2^k built in the exponent bits.
+ * Branch-free, no table (vectorises). */
+static ICLV_FORCE_INLINE double exp_mhalfsq(double y) {
+  double yq = (double) (int) (16.0 * y) * 0.0625;
+  double hi = -0.5 * yq * yq, lo = -0.5 * (y - yq) * (y + yq);
+  const double shift = 0x1.8p52;
+  double kd = (hi + lo) * 0x1.71547652b82fep0 + shift;
+  uint64_t kb;
+  memcpy(&kb, &kd, sizeof kb);
+  kd -= shift;
+  double r = ((hi - kd * 6.93147180369123816490e-01) + lo) - kd * 1.90821492927058770002e-10;
+  uint64_t sb = (kb + 1023) << 52; /* (k + 1023) << 52: the shift's bits fall off */
+  double sc;
+  memcpy(&sc, &sb, sizeof sc);
+  return exp_small(r) * sc;
+}
+
+/* The largest y that pnorm_tail_bf takes: sqrt(32), the end of Cody's
+ * second range. */
+#define PNORM_BF_MAX 5.656854249492380195206754896838
+
+/* Phi(-y), returned, and phi(y) into *dens for 0 <= y <= PNORM_BF_MAX (the
+ * callers clamp; NaN must not reach it): W. J. Cody's rational Chebyshev
+ * approximations (Math. Comp. 23, 1969; the algorithm of R's pnorm),
+ * relative error near 1e-16: Phi(-y) = 1/2 - y R1(y^2) for y <= 0.67448975,
+ * e^(-y^2/2) R2(y) above, the density from the same exponential. Both
+ * rationals are formed and one selected by the 0/1 factor m1 (1 when y <=
+ * 0.67448975; exact: one of the two products is 0), one division, no
+ * branch: loops over draws vectorise. m1 comes from the caller (from memory
+ * in pnorm_tail_block: formed here, GCC turns the selection back into a
+ * branch, and the loop no longer vectorises). */
+static ICLV_FORCE_INLINE double pnorm_tail_bf(double y, double m1, double *dens) {
+  double z = y * y;
+  double n1 = ((((0.065682337918207449113 * z + 2.2352520354606839287) * z +
+                 161.02823106855587881) * z + 1067.6894854603709582) * z +
+               18154.981253343561249) * y;
+  double d1 = (((z + 47.20258190468824187) * z + 976.09855173777669322) * z +
+               10260.932208618978205) * z + 45507.789335026729956;
+  double n2 = 1.0765576773720192317e-8 * y, d2 = y;
+  n2 = (n2 + 0.39894151208813466764) * y;
+  d2 = (d2 + 22.266688044328115691) * y;
+  n2 = (n2 + 8.8831497943883759412) * y;
+  d2 = (d2 + 235.38790178262499861) * y;
+  n2 = (n2 + 93.506656132177855979) * y;
+  d2 = (d2 + 1519.377599407554805) * y;
+  n2 = (n2 + 597.27027639480026226) * y;
+  d2 = (d2 + 6485.558298266760755) * y;
+  n2 = (n2 + 2494.5375852903726711) * y;
+  d2 = (d2 + 18615.571640885098091) * y;
+  n2 = (n2 + 6848.1904505362823326) * y;
+  d2 = (d2 + 34900.952721145977266) * y;
+  n2 = (n2 + 11602.651437647350124) * y;
+  d2 = (d2 + 38912.003286093271411) * y;
+  n2 += 9842.7148383839780218;
+  d2 += 19685.429676859990727;
+  double m2 = 1.0 - m1;
+  double rat = (m1 * n1 + m2 * n2) / (m1 * d1 + m2 * d2);
+  double e = exp_mhalfsq(y);
+  *dens = ICLV_INV_SQRT_2PI * e;
+  return m1 * (0.5 - rat) + m2 * (e * rat);
+}
+
+/* Phi(-y) for any y >= 0, returned, and phi(y) into *dens: pnorm_tail_bf
+ * up to sqrt(32), Cody's third range (a rational in 1/y^2) up to 37.5;
+ * beyond (and for NaN) 0 and 0 (Phi(-37.5) is about 5e-309; callers hand
+ * such arguments to the reference). */
+static inline double fast_pnorm_tail(double y, double *dens) {
+  if (y <= PNORM_BF_MAX) return pnorm_tail_bf(y, y <= 0.67448975 ? 1.0 : 0.0, dens);
+  if (!(y <= 37.5)) {
+    *dens = 0.0;
+    return 0.0;
+  }
+  double z = 1.0 / (y * y);
+  double num = 0.02307344176494017303 * z, den = z;
+  num = (num + 0.21589853405795699) * z;
+  den = (den + 1.28426009614491121) * z;
+  num = (num + 0.1274011611602473639) * z;
+  den = (den + 0.468238212480865118) * z;
+  num = (num + 0.022235277870649807) * z;
+  den = (den + 0.0659881378689285515) * z;
+  num = (num + 0.001421619193227893466) * z;
+  den = (den + 0.00378239633202758244) * z;
+  double rat = z * (num + 2.9112874951168792e-5) / (den + 7.29751555083966205e-5);
+  rat = (ICLV_INV_SQRT_2PI - rat) / y;
+  double e = exp_mhalfsq(y);
+  *dens = ICLV_INV_SQRT_2PI * e;
+  return e * rat;
+}
+
+/* q[b] = Phi(-y[b]) and dn[b] = phi(y[b]) for y[b] >= 0 (any value, +Inf
+ * and NaN included: NaN gives 0, 0), b < nb: the branch-free kernel over
+ * the draws, then fast_pnorm_tail for the few beyond its range. */
+ICLV_CLONES static void pnorm_tail_block(const double *restrict y, double *restrict q,
+                                         double *restrict dn, int nb) {
+  /* clamped arguments (in dn) and range factors (in q) first: two simple
+   * loops, so that the kernel's loop vectorises */
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) {
+    dn[b] = y[b] <= PNORM_BF_MAX ? y[b] : PNORM_BF_MAX;
+    q[b] = y[b] <= 0.67448975 ? 1.0 : 0.0;
+  }
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) {
+    double d;
+    q[b] = pnorm_tail_bf(dn[b], q[b], &d);
+    dn[b] = d;
+  }
+  for (int b = 0; b < nb; b++)
+    if (!(y[b] <= PNORM_BF_MAX)) q[b] = fast_pnorm_tail(y[b], dn + b);
+}
+
+/* log(Phi(b) - Phi(a)) of an ordered-probit observation (a < b, either may
+ * be infinite) in the fast forms, following iclv_probit_logdiff's cases
+ * (reflection so that a + b <= 0, a straddling interval from its two tail
+ * masses). Sets *d1, *d2 (derivatives by a and b) and returns how the
+ * probability enters l: 1 = multiply the returned probability into the
+ * product, 2 = add the returned log (log1p(-tails) of a probability within
+ * 2^-12 of 1, or log D of a very small D), 0 = not handled here (deep tail
+ * b <= -35, tails > 0.75, NaN): the caller takes the reference link. */
+static inline int probit_fast(double a, double b, double *val, double *d1, double *d2) {
+  int flip = a + b > 0.0;
+  if (flip) { double t = a; a = -b; b = -t; }
+  double pa, fa, fb, pd_a, pd_b, D;
+  int how = 1;
+  if (b > 0.0) {
+    pa = fast_pnorm_tail(-a, &pd_a);
+    double q = fast_pnorm_tail(b, &pd_b), tails = pa + q;
+    if (!(tails <= 0.75)) return 0;
+    D = 1.0 - tails;
+    if (tails < LOGIT_NEAR1) {
+      how = 2;
+      *val = log1p(-tails);
+    }
+  } else if (b > ICLV_PHI_TAIL) {
+    pa = fast_pnorm_tail(-a, &pd_a);
+    D = fast_pnorm_tail(-b, &pd_b) - pa;
+    if (!(D >= PROBIT_PROD_MIN)) {
+      if (!(D > 0.0)) return 0;
+      how = 2;
+      *val = log(D);
+    }
+  } else {
+    return 0;
+  }
+  if (how == 1) *val = D;
+  fa = -pd_a / D;
+  fb = pd_b / D;
+  if (flip) { *d1 = -fb; *d2 = -fa; } else { *d1 = fa; *d2 = fb; }
+  return how;
+}
+
+/* log Phi(x) of a binary-probit choice row in the fast forms, with
+ * lambda = phi(x) / Phi(x) into *lam (as iclv_log_pnorm_mills). Returns how
+ * Phi(x) enters l: 1 = multiply *val = Phi(x) into the product, 2 = add the
+ * log *val (log1p(-Phi(-x)) within 2^-12 of 1, log Phi(x) when very small),
+ * 0 = not handled (x <= -35 or NaN): the caller takes the reference. */
+static inline int probit_cdf_fast(double x, double *val, double *lam) {
+  double dens, q;
+  if (x <= 0.0) {
+    if (!(x > ICLV_PHI_TAIL)) return 0;
+    q = fast_pnorm_tail(-x, &dens);
+    *lam = dens / q;
+    if (q >= PROBIT_PROD_MIN) {
+      *val = q;
+      return 1;
+    }
+    *val = log(q);
+    return 2;
+  }
+  if (x != x) return 0;
+  q = fast_pnorm_tail(x, &dens);
+  double p = 1.0 - q;
+  *lam = dens / p;
+  if (q < LOGIT_NEAR1) {
+    *val = log1p(-q);
+    return 2;
+  }
+  *val = p;
+  return 1;
 }
 
 void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
@@ -89,9 +311,10 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->J = m->n_alt > 0 ? m->n_alt : 1;
   fd->R = R;
   {
-    /* blocks of equal size, at most BLOCK_DRAWS draws */
-    int nblk = (R + BLOCK_DRAWS - 1) / BLOCK_DRAWS;
-    fd->B = nblk > 0 ? (R + nblk - 1) / nblk : 1;
+    /* blocks of equal size, at most BLOCK_DRAWS draws; ceilings written without R + d - 1,
+       which overflows int when a plan is asked for R near INT_MAX */
+    int nblk = R / BLOCK_DRAWS + (R % BLOCK_DRAWS != 0);
+    fd->B = nblk > 0 ? R / nblk + (R % nblk != 0) : 1;
   }
   fd->Tmax = 0;
   fd->Omax = 0;
@@ -110,6 +333,7 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
         if (m->ut_lv[u] + 1 > fd->Ku) fd->Ku = m->ut_lv[u] + 1;
         if (m->ut_col[u] >= 0) fd->lv_rowinv = 0;
       }
+  fd->row_mult = m->choice_type != ICLV_CHOICE_NONE && m->n_mult > 0;
   fd->hess_ok = 1;
   for (int t = 0; t < fd->S; t++)
     if (m->st_src_type[t] == ICLV_SRC_LV) fd->hess_ok = 0;
@@ -143,10 +367,14 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[20] = pad8(K * B);           /* bEta */
   z[21] = pad8(K * S * B);       /* bD */
   z[22] = pad8(K * B);           /* bGe */
-  z[23] = pad8(8 * B);           /* bS */
+  z[23] = pad8(16 * B);          /* bS */
   z[24] = pad8(O * 3 * B);       /* bOf */
   z[25] = pad8(T * J * B + 3 * J * B); /* bGv, then bU */
   z[26] = pad8(T * (size_t) fd->NU * 4); /* tl */
+  z[27] = pad8(ICLV_FAST_NCNT);  /* cnt */
+  z[28] = pad8(P * S);           /* HpS */
+  z[29] = pad8(O * 2 * (size_t) fd->R); /* Fst */
+  z[30] = pad8(J * Ku);          /* HL */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -163,11 +391,12 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
-                          &ws->tl};
+                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
   }
+  for (int i = 0; i < ICLV_FAST_NCNT; i++) ws->cnt[i] = 0.0;
   ws->bU = ws->bGv + (size_t) fd->Tmax * fd->J * fd->B;
 }
 
@@ -228,6 +457,7 @@ static void obs_thresholds(const iclv_model *m, const double *theta, int o, int 
  *   ordered logit: exp(tau_lo) (0 without), exp(-tau_hi) (0 without),
  *     q = 1 / expm1(tau_hi - tau_lo) (0 unless both), log(1 - exp(tau_lo -
  *     tau_hi)) (0 unless both), 1 when the product form may be used;
+ *   ordered probit: tau_lo (-Inf without), tau_hi (+Inf without), 0, 0, 1;
  *   normal: -log sqrt(2 pi) - log(sd). */
 static void setup_indicators(const iclv_model *m, const double *theta, int n, iclv_fast_ws *ws) {
   int o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
@@ -252,6 +482,12 @@ static void setup_indicators(const iclv_model *m, const double *theta, int n, ic
         c[3] = iclv_log1mexp(theta[j_lo] - theta[j_hi]);
       }
       c[4] = ok ? 1.0 : 0.0;
+    } else if (type == ICLV_IND_ORDERED_PROBIT) {
+      int j_lo, j_hi;
+      obs_thresholds(m, theta, o, &j_lo, &j_hi);
+      c[0] = j_lo >= 0 ? theta[j_lo] : -INFINITY;
+      c[1] = j_hi >= 0 ? theta[j_hi] : INFINITY;
+      c[4] = 1.0;
     } else if (type == ICLV_IND_NORMAL) {
       c[0] = -ICLV_LN_SQRT_2PI - log(theta[m->ind_sd[ind]]);
     }
@@ -276,7 +512,8 @@ static inline void prod_mul(double *prod, int *sc, double f) {
  * tsafe: their HV is -(diag p - p p')); adds d l / d eta to ws->geta (Ku
  * entries; for row-invariant L through the column sums cs_j = sum_t gV_tj);
  * multiplies fast rows' probabilities into the product; returns the sum of
- * the other rows' log probabilities. */
+ * the log probabilities of the rows through iclv_choice_link (binary-probit
+ * rows through Cody's Phi add nothing: the Hessian pass reads no log). */
 static double draw_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, const double *eta,
                           iclv_fast_ws *ws, int *fast_out, double *prod, int *sc) {
   int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
@@ -344,7 +581,19 @@ ICLV_SIMD
       for (int k = 0; k < Ku; k++) v += L[j * Ku + k] * eta[k];
       V[j] = v;
     }
-    lsum += iclv_choice_link(m, t, V, gt, HV);
+    double val, lam;
+    if (m->choice_type == ICLV_CHOICE_PROBIT && iclv_available(m, t, 0) &&
+        iclv_available(m, t, 1) && probit_cdf_fast((m->y[t] == 0 ? 1.0 : -1.0) * (V[0] - V[1]),
+                                                   &val, &lam) != 0) {
+      /* Cody's Phi; the row's log is not needed by the Hessian pass */
+      double sg = m->y[t] == 0 ? 1.0 : -1.0, x = sg * (V[0] - V[1]);
+      double f2 = iclv_inv_mills_deriv(x, lam);
+      gt[0] = sg * lam;
+      gt[1] = -sg * lam;
+      HV[0] = f2; HV[1] = -f2; HV[2] = -f2; HV[3] = f2;
+    } else {
+      lsum += iclv_choice_link(m, t, V, gt, HV);
+    }
     for (int j = 0; j < J; j++) gV[(size_t) j * Tm + i] = gt[j];
   }
   if (fd->lv_rowinv) {
@@ -426,6 +675,7 @@ static void block_indicators(const iclv_model *m, const iclv_fast_dims *fd, cons
     int allfast = type == ICLV_IND_ORDERED_LOGIT && c[4] != 0.0;
     for (int b = 0; b < nb && allfast; b++) allfast = fabs(sv[b]) <= FAST_LOGIT_RANGE;
     if (allfast) {
+      ws->cnt[ICLV_FAST_CNT_OBS_VEC] += nb;
       double c0 = c[0], c1 = c[1], c2 = c[2];
       /* the factor F(b) F(-a) = 1 / (1 + x) and x of each draw (bS slots 6, 7) */
       double *restrict fct = ws->bS + 6 * B, *restrict fx = ws->bS + 7 * B;
@@ -450,6 +700,69 @@ ICLV_SIMD
           sc[b] += 1.0;
         }
       }
+    } else if (type == ICLV_IND_ORDERED_PROBIT) {
+      /* thresholds hoisted (oc); Cody's Phi over the block's draws
+       * (pnorm_tail_block), after the reflection of iclv_probit_logdiff
+       * (lo + hi <= 0): D = Phi(hi) - Phi(lo) = Q(|hi|) - Q(-lo) when
+       * hi <= 0, 1 - Q(-lo) - Q(hi) when the interval straddles 0, Q(y) =
+       * Phi(-y). Draws outside the product form's conditions (probit_fast's)
+       * are redone one by one: probit_fast, or the reference link. */
+      double tlo = c[0], thi = c[1];
+      double *restrict yl = ws->bS + 8 * B, *restrict yh = ws->bS + 9 * B;
+      double *restrict ql = ws->bS + 10 * B, *restrict qh = ws->bS + 11 * B;
+      double *restrict dl = ws->bS + 12 * B, *restrict dh = ws->bS + 13 * B;
+      double *restrict fl = ws->bS + 14 * B, *restrict ok = ws->bS + 15 * B;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        double a = tlo - sv[b], bb = thi - sv[b];
+        int f = a + bb > 0.0;
+        double lo = f ? -bb : a, hi = f ? -a : bb;
+        fl[b] = f ? 1.0 : 0.0;
+        yl[b] = -lo;
+        yh[b] = hi; /* signed for now */
+      }
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) ok[b] = fabs(yh[b]);
+      pnorm_tail_block(yl, ql, dl, nb);
+      pnorm_tail_block(ok, qh, dh, nb);
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        double hi = yh[b], tails = ql[b] + qh[b];
+        int hp = hi > 0.0;
+        double D = hp ? 1.0 - tails : qh[b] - ql[b];
+        int good = hp ? (tails <= 0.75 && tails >= LOGIT_NEAR1)
+                      : (hi > ICLV_PHI_TAIL && D >= PROBIT_PROD_MIN);
+        double inv = 1.0 / D;
+        double fa = -dl[b] * inv, fb = dh[b] * inv;
+        double d1 = fl[b] != 0.0 ? -fb : fa, d2 = fl[b] != 0.0 ? -fa : fb;
+        f0[b] = d1;
+        f1[b] = d2;
+        fc[b] = -(d1 + d2);
+        pr[b] *= good ? D : 1.0;
+        ok[b] = good ? 1.0 : 0.0;
+      }
+      int nsc = 0, nref = 0;
+      for (int b = 0; b < nb; b++) {
+        if (ok[b] == 0.0) {
+          double d1, d2, v, a = tlo - sv[b], bb = thi - sv[b];
+          int how = probit_fast(a, bb, &v, &d1, &d2);
+          nsc += how != 0;
+          nref += how == 0;
+          if (how == 1) pr[b] *= v;
+          else if (how == 2) ls[b] += v;
+          else ls[b] += iclv_probit_logdiff(a, bb, &d1, &d2);
+          f0[b] = d1;
+          f1[b] = d2;
+          fc[b] = -(d1 + d2);
+        }
+        while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
+          pr[b] *= PROD_SCALE;
+          sc[b] += 1.0;
+        }
+      }
+      ws->cnt[ICLV_FAST_CNT_OBS_VEC] += nb - nsc - nref;
+      ws->cnt[ICLV_FAST_CNT_OBS_SCALAR] += nsc;
+      ws->cnt[ICLV_FAST_CNT_OBS_REF] += nref;
     } else {
       for (int b = 0; b < nb; b++) {
         double s = sv[b], d1, d2, cs;
@@ -466,7 +779,9 @@ ICLV_SIMD
             pr[b] = p;
             sc[b] += k;
             ls[b] += c[3];
+            ws->cnt[ICLV_FAST_CNT_OBS_SCALAR] += 1.0;
           } else {
+            ws->cnt[ICLV_FAST_CNT_OBS_REF] += 1.0;
             double a = j_lo >= 0 ? theta[j_lo] - s : -INFINITY;
             double bb = j_hi >= 0 ? theta[j_hi] - s : INFINITY;
             ls[b] += type == ICLV_IND_ORDERED_PROBIT ? iclv_probit_logdiff(a, bb, &d1, &d2)
@@ -474,6 +789,7 @@ ICLV_SIMD
           }
           cs = -(d1 + d2);
         } else if (type == ICLV_IND_NORMAL) {
+          ws->cnt[ICLV_FAST_CNT_OBS_REF] += 1.0;
           double sd = theta[m->ind_sd[ind]];
           double z = (y - theta[m->ind_icpt[ind]] - s) / sd;
           ls[b] += c[0] - 0.5 * z * z;
@@ -481,6 +797,7 @@ ICLV_SIMD
           d2 = (z * z - 1.0) / sd;
           cs = d1;
         } else {
+          ws->cnt[ICLV_FAST_CNT_OBS_REF] += 1.0;
           double sg = y > 0.5 ? 1.0 : -1.0;
           double x = sg * (theta[m->ind_icpt[ind]] + s);
           double fl;
@@ -573,6 +890,7 @@ ICLV_SIMD
     int t = t0 + i, yt = m->y[t];
     double *restrict g = ws->bGv + (size_t) i * J * B;
     if (fastd && ws->tsafe[i] != 0.0) {
+      ws->cnt[ICLV_FAST_CNT_ROW_VEC] += nb;
       ICLV_SIMD
       for (int b = 0; b < nb; b++) tmp[b] = 0.0;
       for (int j = 0; j < J; j++) {
@@ -604,7 +922,75 @@ ICLV_SIMD
           pr[b] *= PROD_SCALE;
           sc[b] += 1.0;
         }
+    } else if (m->choice_type == ICLV_CHOICE_PROBIT && iclv_available(m, t, 0) &&
+               iclv_available(m, t, 1)) {
+      /* binary probit: Cody's Phi over the block's draws
+       * (pnorm_tail_block); draws outside the product form's conditions
+       * (probit_cdf_fast's) redone one by one: probit_cdf_fast, or the
+       * reference link in the far tail */
+      const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
+      double sg = yt == 0 ? 1.0 : -1.0;
+      double *restrict xv = ws->bS + 8 * B, *restrict ya = ws->bS + 9 * B;
+      double *restrict q = ws->bS + 10 * B, *restrict dn = ws->bS + 11 * B;
+      double *restrict ok = ws->bS + 12 * B;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        xv[b] = W[0];
+        ya[b] = W[1];
+      }
+      for (int k = 0; k < Ku; k++) {
+        double l0 = L[k], l1 = L[Ku + k];
+        if (l0 == 0.0 && l1 == 0.0) continue; /* LV k not in this row's utilities */
+        const double *restrict eb = ws->bEta + (size_t) k * B;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          xv[b] += l0 * eb[b];
+          ya[b] += l1 * eb[b];
+        }
+      }
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        double x = sg * (xv[b] - ya[b]);
+        xv[b] = x;
+        ya[b] = fabs(x);
+      }
+      pnorm_tail_block(ya, q, dn, nb);
+      double *restrict g0 = g, *restrict g1 = g + B;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        double x = xv[b];
+        int neg = x <= 0.0;
+        double P = neg ? q[b] : 1.0 - q[b];
+        int good = neg ? (x > ICLV_PHI_TAIL && q[b] >= PROBIT_PROD_MIN) : (q[b] >= LOGIT_NEAR1);
+        double lam = dn[b] / P;
+        g0[b] = sg * lam;
+        g1[b] = -sg * lam;
+        pr[b] *= good ? P : 1.0;
+        ok[b] = good ? 1.0 : 0.0;
+      }
+      int nsc = 0, nref = 0;
+      for (int b = 0; b < nb; b++) {
+        if (ok[b] == 0.0) {
+          double val, lam, x = xv[b];
+          int how = probit_cdf_fast(x, &val, &lam);
+          nsc += how != 0;
+          nref += how == 0;
+          if (how == 1) pr[b] *= val;
+          else if (how == 2) ls[b] += val;
+          else ls[b] += iclv_log_pnorm_mills(x, &lam);
+          g0[b] = sg * lam;
+          g1[b] = -sg * lam;
+        }
+        while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
+          pr[b] *= PROD_SCALE;
+          sc[b] += 1.0;
+        }
+      }
+      ws->cnt[ICLV_FAST_CNT_ROW_VEC] += nb - nsc - nref;
+      ws->cnt[ICLV_FAST_CNT_ROW_SCALAR] += nsc;
+      ws->cnt[ICLV_FAST_CNT_ROW_REF] += nref;
     } else {
+      ws->cnt[ICLV_FAST_CNT_ROW_REF] += nb;
       const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
       for (int b = 0; b < nb; b++) {
         for (int k = 0; k < Ku; k++) eta[k] = ws->bEta[(size_t) k * B + b];
@@ -643,6 +1029,7 @@ ICLV_SIMD
         const double *restrict gj = ws->bGv + ((size_t) i * J + j) * B;
         for (int k = 0; k < Ku; k++) {
           double lk = L[j * Ku + k];
+          if (lk == 0.0) continue; /* adds nothing (a NaN gV makes l NaN anyway) */
           double *restrict ge = ws->bGe + (size_t) k * B;
           ICLV_SIMD
           for (int b = 0; b < nb; b++) ge[b] += gj[b] * lk;
@@ -650,6 +1037,13 @@ ICLV_SIMD
       }
     }
   }
+}
+
+/* Does alternative j have a utility term with LV k? */
+static inline int alt_has_lv(const iclv_model *m, int j, int k) {
+  for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++)
+    if (m->ut_lv[u] == k) return 1;
+  return 0;
 }
 
 /* sum_b w[b] x[b] over a block. */
@@ -672,6 +1066,7 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   double *eta = pws->eta, *D = pws->D;
   double *ls = ws->bS, *pr = ws->bS + B, *sc = ws->bS + 2 * B, *lb = ws->bS + 3 * B;
   double *wt = ws->bS + 4 * B, *tmp = ws->bS + 5 * B;
+  ws->cnt[ICLV_FAST_CNT_INDIV] += 1.0;
   if (has_choice) setup_choice(m, fd, theta, n, ws);
   setup_indicators(m, theta, n, ws);
   if (want_g) {
@@ -698,6 +1093,13 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
     }
     zero(ws->bGe, (size_t) K * B);
     block_indicators(m, fd, theta, n, nb, ws);
+    if (want_g)
+      for (int i = 0; i < O; i++) /* the ordered-probit derivatives, for the Hessian pass */
+        if (m->ind_type[m->obs_ind[o0 + i]] == ICLV_IND_ORDERED_PROBIT) {
+          const double *f0 = ws->bOf + (size_t) i * 3 * B;
+          memcpy(ws->Fst + (size_t) i * 2 * R + r0, f0, sizeof(double) * (size_t) nb);
+          memcpy(ws->Fst + ((size_t) i * 2 + 1) * R + r0, f0 + B, sizeof(double) * (size_t) nb);
+        }
     if (has_choice) block_choice(m, fd, n, nb, ws);
     /* l_nr and the block's weights against the running maximum */
     double bmax = -INFINITY;
@@ -746,6 +1148,7 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
         for (int j = 0; j < J; j++) {
           const double *g = ws->bGv + ((size_t) i * J + j) * B;
           for (int k = 0; k < Ku; k++) {
+            if (!alt_has_lv(m, j, k)) continue; /* the score reads no other */
             const double *eb = ws->bEta + (size_t) k * B;
             ICLV_SIMD
             for (int b = 0; b < nb; b++) tmp[b] = g[b] * eb[b];
@@ -757,7 +1160,12 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
       const double *f0 = ws->bOf + (size_t) i * 3 * B, *f1 = f0 + B, *fc = f1 + B;
       ws->A0[2 * i] += wdot(wt, f0, nb);
       ws->A0[2 * i + 1] += wdot(wt, f1, nb);
-      for (int k = 0; k < K; k++) {
+      /* only the LVs the indicator loads on (the score reads no other) */
+      int ind = m->obs_ind[o0 + i], q0 = m->ind_load_ptr[ind], q1 = m->ind_load_ptr[ind + 1];
+      for (int q = q0; q < q1; q++) {
+        int k = m->ind_load_lv[q], seen = 0;
+        for (int q2 = q0; q2 < q; q2++) seen |= m->ind_load_lv[q2] == k;
+        if (seen) continue;
         const double *eb = ws->bEta + (size_t) k * B;
         ICLV_SIMD
         for (int b = 0; b < nb; b++) tmp[b] = fc[b] * eb[b];
@@ -825,24 +1233,36 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
 
 /* Extended gradient (into g) and Hessian (into h) of indicator observation o
  * at eta, as iclv_indicator_atom(); an ordered-logit observation within the
- * guards uses the product form (logit_fast), the others the reference atom.
+ * guards uses the product form (logit_fast), an ordered-probit one the
+ * derivatives d1, d2 of the LL and score pass (fst[0], fst[ldf]: Fst), the
+ * others the reference atom.
  * c: the observation's constants (oc). */
 static void hess_indicator(const iclv_model *m, const double *theta, const double *eta, int o,
-                           const double *c, double *g, iclv_hess *h) {
-  int ind = m->obs_ind[o];
-  if (m->ind_type[ind] != ICLV_IND_ORDERED_LOGIT || c[4] == 0.0) {
+                           const double *c, const double *fst, size_t ldf, double *g,
+                           iclv_hess *h) {
+  int ind = m->obs_ind[o], type = m->ind_type[ind];
+  int probit = type == ICLV_IND_ORDERED_PROBIT;
+  if (!probit && (type != ICLV_IND_ORDERED_LOGIT || c[4] == 0.0)) {
     iclv_indicator_atom(m, theta, eta, o, g, h);
     return;
   }
   double s = iclv_ind_index(m, theta, eta, ind);
-  if (!(fabs(s) <= FAST_LOGIT_RANGE)) {
-    iclv_indicator_atom(m, theta, eta, o, g, h);
-    return;
+  double fa, fb, ka, kb, faa, fab, fbb;
+  if (probit) {
+    /* the derivatives of the LL pass (fst: this draw's, fst[ldf] the second) */
+    fa = fst[0];
+    fb = fst[ldf];
+    ka = -(c[0] - s);
+    kb = -(c[1] - s);
+  } else {
+    if (!(fabs(s) <= FAST_LOGIT_RANGE)) {
+      iclv_indicator_atom(m, theta, eta, o, g, h);
+      return;
+    }
+    logit_fast(c, s, &fa, &fb, &ka, &kb);
   }
   int j_lo, j_hi;
   obs_thresholds(m, theta, o, &j_lo, &j_hi);
-  double fa, fb, ka, kb, faa, fab, fbb;
-  logit_fast(c, s, &fa, &fb, &ka, &kb);
   if (j_lo < 0) ka = 0.0;
   if (j_hi < 0) kb = 0.0;
   if (j_lo >= 0) g[j_lo] += fa;
@@ -899,6 +1319,93 @@ static inline double msum(const iclv_fast_ws *ws, int Ku, int J, int i, int la, 
   return ws->M2[(((size_t) i * Ku + la) * Ku + lb) * JJ + c];
 }
 
+/* The draw-by-draw fold of the Hessian pass, as iclv_fold_hessian()
+ * (iclv_core.h) but skipping the zeros of D (with LVs that load on
+ * exogenous LVs, D (K, S) has one non-zero per column) and with the mixed
+ * block summed over the draws: HpS (P, S) += w Hpe D (scattered into Hpp,
+ * both orientations, once per individual by the caller), h->Hpp += w (D'
+ * Hee D + sum_k geta_k D2_k). The sums run in another order than the
+ * reference's (same terms). */
+static void fold_hessian_sparse(const iclv_model *m, const double *D, const double *D2,
+                                const double *geta, iclv_hess *h, double *HpS) {
+  int P = m->n_par, K = m->n_lv, S = m->st_ptr[K];
+  double w = h->w;
+  for (int k = 0; k < K; k++) {
+    const double *restrict hk = h->Hpe + (long) P * k;
+    for (int t = 0; t < S; t++) {
+      double d = D[k * S + t];
+      if (d == 0.0) continue;
+      double *restrict col = HpS + (long) P * t, wd = w * d;
+      ICLV_SIMD
+      for (int i = 0; i < P; i++) col[i] += wd * hk[i];
+    }
+  }
+  for (int t = 0; t < S; t++) {
+    int pt = m->st_par[t];
+    for (int u = 0; u < S; u++) {
+      int pu = m->st_par[u];
+      double acc = 0.0;
+      for (int k = 0; k < K; k++) {
+        double dkt = D[k * S + t];
+        if (dkt != 0.0)
+          for (int l = 0; l < K; l++) {
+            double dlu = D[l * S + u];
+            if (dlu != 0.0) acc += dkt * h->Hee[k + K * l] * dlu;
+          }
+        if (D2) acc += geta[k] * D2[((long) k * S + t) * S + u];
+      }
+      h->Hpp[pt + (long) P * pu] += w * acc;
+    }
+  }
+}
+
+/* Is LV k carried by some utility term? (bit k of mask; LVs from 64 on are
+ * taken as carried) */
+static inline int lv_carried(uint64_t mask, int k) {
+  return k >= 64 || ((mask >> k) & 1u);
+}
+
+/* The LV blocks of choice row t at one draw (models whose d eta / d phi
+ * depends on the draw): into h's Hpe (P, K) and Hee (K, K), unweighted, as
+ * iclv_choice_atom() adds them: with HL = HV L (J, Ku) over the carried
+ * LVs (lvmask; the others have L = 0), Hee(k, l) += sum_j L_jk HL_jl,
+ * Hpe(u, l) += dV_j/dtheta_u HL_jl over the utility terms u of j, and the
+ * second derivative of V (x gV_j for a term with an LV). L (J, Ku) the
+ * row's LV coefficients, HV (J, J) row-major, gV with stride ldg
+ * (column-major (J, Tm) from row i), HL scratch (J, Ku). */
+static void choice_lv_blocks(const iclv_model *m, const iclv_fast_dims *fd, int t, const double *L,
+                             const double *HV, const double *gV, int ldg, const double *eta,
+                             uint64_t lvmask, double *HL, iclv_hess *h) {
+  int J = fd->J, Ku = fd->Ku, P = fd->P, K = fd->K;
+  const double *xr = m->X + (long) t * m->n_xcol;
+  for (int j = 0; j < J; j++)
+    for (int k = 0; k < Ku; k++) {
+      double acc = 0.0;
+      if (lv_carried(lvmask, k))
+        for (int j2 = 0; j2 < J; j2++) acc += HV[j * J + j2] * L[j2 * Ku + k];
+      HL[j * Ku + k] = acc;
+    }
+  for (int j = 0; j < J; j++) {
+    const double *hl = HL + (size_t) j * Ku;
+    for (int k = 0; k < Ku; k++) {
+      double lk = L[j * Ku + k];
+      if (lk == 0.0) continue;
+      for (int l = 0; l < Ku; l++)
+        if (hl[l] != 0.0) h->Hee[k + K * l] += lk * hl[l];
+    }
+    double g = gV[(size_t) j * ldg];
+    for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+      double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+      if (x == 0.0) continue;
+      int lv = m->ut_lv[u], pu = m->ut_par[u];
+      double dp = x * (lv >= 0 ? eta[lv] : 1.0);
+      for (int l = 0; l < Ku; l++)
+        if (hl[l] != 0.0) h->Hpe[pu + (long) P * l] += dp * hl[l];
+      if (lv >= 0) h->Hpe[pu + (long) P * lv] += x * g;
+    }
+  }
+}
+
 void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                        int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
                        const double *wr, double *G, size_t ldg, double *gtmp, double *Hpe_d,
@@ -908,6 +1415,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   int has_choice = m->choice_type != ICLV_CHOICE_NONE;
   int t0 = m->row_ptr[n], T = has_choice ? m->row_ptr[n + 1] - t0 : 0;
   double *eta = pws->eta, *D = pws->D;
+  ws->cnt[ICLV_FAST_CNT_HESS] += 1.0;
   if (has_choice) setup_choice(m, fd, theta, n, ws);
   setup_indicators(m, theta, n, ws);
   /* the utility terms with a non-zero attribute, each as (parameter, index
@@ -931,6 +1439,17 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         }
     }
   sort_terms((term_e *) ws->tl, n0);
+  /* LVs that some utility term carries (bit k; LVs from 64 on are taken as
+   * carried): the weighted sums M1, M2 of the others are never read */
+  uint64_t lvmask = 0;
+  for (int u = 0; u < fd->NU; u++)
+    if (m->ut_lv[u] >= 0) lvmask |= m->ut_lv[u] < 64 ? (uint64_t) 1 << m->ut_lv[u] : 0;
+#define LV_CARRIED(k) lv_carried(lvmask, k)
+  /* d eta / d phi depends on the draw (LV-on-LV terms): the LV blocks are
+   * folded draw by draw (as the reference does), the choice rows' included */
+  int dvar = !fd->hess_ok;
+  double *D2 = dvar ? pws->D2 : (double *) 0;
+  if (dvar) zero(ws->HpS, (size_t) P * fd->S);
   zero(ws->G0, (size_t) Tm * J);
   zero(ws->M0, (size_t) T * JJ);
   zero(ws->M1, (size_t) T * Ku * JJ);
@@ -946,13 +1465,14 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   for (int r = 0; r < R; r++) {
     double w = wr[r];
     if (w == 0.0) continue;
-    iclv_structural(m, theta, n, E + (size_t) r * K, eta, D, (double *) 0);
+    iclv_structural(m, theta, n, E + (size_t) r * K, eta, D, D2);
     zero(gtmp, (size_t) P + K);
     zero(Hpe_d, (size_t) P * K);
     zero(Hee_d, (size_t) K * K);
     h.w = w;
     for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++)
-      hess_indicator(m, theta, eta, o, ws->oc + (size_t) (o - m->obs_ptr[n]) * 5, gtmp, &h);
+      hess_indicator(m, theta, eta, o, ws->oc + (size_t) (o - m->obs_ptr[n]) * 5,
+                     ws->Fst + (size_t) (o - m->obs_ptr[n]) * 2 * R + r, (size_t) R, gtmp, &h);
     if (has_choice) {
       double prod = 1.0;
       int sc = 0;
@@ -987,6 +1507,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         }
         for (int k = -1; k < Ku; k++)
           for (int l = -1; l < (k < 0 ? 0 : Ku); l++) {
+            if ((k >= 0 && !LV_CARRIED(k)) || (l >= 0 && !LV_CARRIED(l))) continue;
             double *restrict Mx = k < 0 ? ws->M0 + (size_t) i * JJ
                                 : l < 0 ? ws->M1 + ((size_t) i * Ku + k) * JJ
                                 : ws->M2 + (((size_t) i * Ku + k) * Ku + l) * JJ;
@@ -994,10 +1515,18 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
             ICLV_SIMD
             for (size_t c = 0; c < JJ; c++) Mx[c] += f * HV[c];
           }
+        if (dvar)
+          choice_lv_blocks(m, fd, t0 + i, ws->L + (size_t) i * J * Ku, HV, ws->gV + i, Tm, eta,
+                           lvmask, ws->HL, &h);
       }
     }
-    for (size_t i = 0; i < (size_t) P * K; i++) ws->Hpe[i] += w * Hpe_d[i];
-    for (int i = 0; i < K * K; i++) ws->Hee[i] += w * Hee_d[i];
+    if (dvar) {
+      /* this draw's LV blocks with this draw's d eta / d phi */
+      fold_hessian_sparse(m, D, D2, gtmp + P, &h, ws->HpS);
+    } else {
+      for (size_t i = 0; i < (size_t) P * K; i++) ws->Hpe[i] += w * Hpe_d[i];
+      for (int i = 0; i < K * K; i++) ws->Hee[i] += w * Hee_d[i];
+    }
     iclv_fold_gradient(m, D, gtmp);
     memcpy(G + (size_t) r * ldg, gtmp, sizeof(double) * (size_t) P);
   }
@@ -1025,17 +1554,19 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
             if (x2 == 0.0) continue;
             iclv_hcell(&hb, pu, m->ut_par[u2], x * x2 * msum(ws, Ku, J, i, lv, m->ut_lv[u2], j, j2));
           }
+          if (dvar) continue; /* the LV blocks were folded draw by draw */
           double mp = msum(ws, Ku, J, i, lv, -1, j, j2);
           for (int l = 0; l < Ku; l++)
             if (L[j2 * Ku + l] != 0.0) iclv_hcell(&hb, pu, P + l, x * L[j2 * Ku + l] * mp);
         }
+        if (dvar) continue;
         double m0 = ws->M0[(size_t) i * JJ + (size_t) j * J + j2];
         for (int k = 0; k < Ku; k++)
           for (int l = 0; l < Ku; l++)
             iclv_hcell(&hb, P + k, P + l, L[j * Ku + k] * L[j2 * Ku + l] * m0);
       }
       double g0 = ws->G0[(size_t) j * Tm + i];
-      if (g0 == 0.0) continue;
+      if (g0 == 0.0 || dvar) continue;
       for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
         if (m->ut_lv[u] < 0) continue;
         double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
@@ -1043,6 +1574,18 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       }
     }
   }
-  /* d eta / d phi does not depend on the draw (hess_ok): fold once */
-  iclv_fold_hessian(m, D, (double *) 0, ws->geta, &hb);
+  /* d eta / d phi does not depend on the draw (hess_ok): fold once;
+   * otherwise the draws' folded mixed block, both orientations */
+  if (!dvar) iclv_fold_hessian(m, D, (double *) 0, ws->geta, &hb);
+  else
+    for (int t = 0; t < fd->S; t++) {
+      int pt = m->st_par[t];
+      for (int i = 0; i < P; i++) {
+        double v = ws->HpS[i + (size_t) P * t];
+        if (v == 0.0) continue;
+        Hn[i + (size_t) P * pt] += v;
+        Hn[pt + (size_t) P * i] += v;
+      }
+    }
+#undef LV_CARRIED
 }

@@ -25,8 +25,10 @@
  *     to lie in [-708, 708]; an ordered-logit factor within 2^-12 of 1 is
  *     added as -log1p(x) so that log-likelihoods near 0 keep their digits;
  *   - the Hessian's choice block is formed from per-task weighted sums of
- *     d2 log P / dV dV' (times 1, eta_k, eta_k eta_l), scattered once per
- *     individual instead of once per draw.
+ *     d2 log P / dV dV' (times 1, eta_k, eta_k eta_l, only for LVs that
+ *     the utilities carry), scattered once per individual instead of once
+ *     per draw; ordered-probit and binary-probit terms of the Hessian pass
+ *     use Cody's Phi too (probit_fast, probit_cdf_fast).
  * Guards send a task, draw or observation whose exponents could leave
  * (e^-300, e^300) to the reference link functions of numerics.h, so the
  * tails are exactly as robust as the reference.
@@ -51,6 +53,8 @@ typedef struct {
   int NU;            /* utility terms (ut_ptr[n_alt]; 0 without a choice model) */
   int lv_rowinv;     /* MNL and every LV utility term has no attribute column */
   int hess_ok;       /* no LV-on-LV structural term (d eta / d phi is draw-invariant) */
+  int row_mult;      /* rows carry utility multipliers (best-worst, iclv_model.h): the
+                        kernels do not cover them; the engine takes the per-pair reference */
 } iclv_fast_dims;
 
 /* Per-thread scratch (all pointers into one block; shapes row-major). */
@@ -81,22 +85,53 @@ typedef struct {
   double *bEta;  /* (K, B) LVs */
   double *bD;    /* (K, S, B) d eta / d phi */
   double *bGe;   /* (K, B) d l / d eta */
-  double *bS;    /* (8, B) log terms, products, their power-of-2 scales, l, weights, scratch (3) */
+  double *bS;    /* (16, B) log terms, products, their power-of-2 scales, l, weights, scratch (11) */
   double *bOf;   /* (Omax, 3, B) indicator derivatives d1, d2, c = d l / d s */
   double *bGv;   /* (Tmax, J, B) d log P / dV */
   double *bU;    /* (3, J, B) a = L eta, u = exp(a - max a), column sums of gV (after bGv) */
   double *tl;    /* (Tmax NU, 4) an individual's utility terms with x != 0: parameter,
                     index of their gV, x, LV (Hessian pass) */
+  double *cnt;   /* (ICLV_FAST_NCNT) path counters of this thread, cumulative since
+                    iclv_fast_ws_bind (which zeroes them) */
+  double *HpS;   /* (P, S) column-major, sum over draws of w Hpe D (Hessian pass of
+                    models with LV-on-LV terms) */
+  double *Fst;   /* (Omax, 2, R) d log P / d(a, b) of each ordered-probit observation
+                    and draw, from the last LL and score pass (the Hessian pass's) */
+  double *HL;    /* (J, Ku) HV L of one row and draw (Hessian pass, LV-on-LV models) */
 } iclv_fast_ws;
+
+/* The path counters (iclv_fast_ws.cnt): which code took each piece of
+ * work. A "term" is one (indicator observation or choice row, draw) pair of
+ * the LL and score pass. The vectorised forms are the product forms over a
+ * block of draws (Cody's Phi for probit links, exp(W) exp(L eta) for MNL,
+ * logit_fast's form for ordered logit); a term redone one by one through
+ * the fast scalar forms (probit_fast, probit_cdf_fast, logit_fast: a log or
+ * log1p of its own) counts as scalar; the links of numerics.h / iclv_core.h
+ * (normal and binary indicators, the tails, MNL rows with attribute-bearing
+ * LV terms) count as reference. They cost a few additions per block and
+ * make no difference to any result; tests read their sums over the threads
+ * (iclv_cpu_engine_paths) to prove that the fast path is taken. */
+enum {
+  ICLV_FAST_CNT_INDIV = 0,   /* individuals through iclv_fast_individual */
+  ICLV_FAST_CNT_HESS,        /* individuals through iclv_fast_hessian */
+  ICLV_FAST_CNT_OBS_VEC,     /* indicator terms, vectorised forms */
+  ICLV_FAST_CNT_OBS_SCALAR,  /* indicator terms, fast scalar forms */
+  ICLV_FAST_CNT_OBS_REF,     /* indicator terms, reference links */
+  ICLV_FAST_CNT_ROW_VEC,     /* choice-row terms, vectorised forms */
+  ICLV_FAST_CNT_ROW_SCALAR,  /* choice-row terms, fast scalar forms */
+  ICLV_FAST_CNT_ROW_REF,     /* choice-row terms, reference links */
+  ICLV_FAST_NCNT
+};
 
 /* Fills fd from the model and R. */
 void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd);
 
-/* Doubles of one thread's iclv_fast_ws (a multiple of 8). R/memory.R mirrors
- * this formula (.plan_cpu_engine). */
+/* Doubles of one thread's iclv_fast_ws (a multiple of 8); the CPU engine's
+ * planner (iclv_cpu_plan) sizes the thread scratch from it. */
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd);
 
-/* Points ws into block (iclv_fast_ws_doubles(fd) doubles). */
+/* Points ws into block (iclv_fast_ws_doubles(fd) doubles) and zeroes its
+ * path counters. */
 void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *block, iclv_fast_ws *ws);
 
 /* Log-likelihood of individual n, log L_n = logsumexp_r(l_nr) - log R, and
@@ -108,11 +143,16 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
                             int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
                             double *lr, double *score);
 
-/* Requires fd->hess_ok. With the draw weights wr (R) of individual n
- * (exp(l_nr - logsumexp), 0 skips a draw): Hn (P, P) column-major +=
- * sum_r wr hess l_nr (every cell), and row r of G (stride ldg) = the
- * gradient g_nr (P) of l_nr for every draw with wr > 0. Scratch: gtmp
- * (P + K), Hpe_d (P, K), Hee_d (K, K) (a draw's indicator LV blocks). */
+/* Requires that the last iclv_fast_individual() on ws was for n at theta
+ * with a score (it leaves the ordered-probit derivatives in ws->Fst).
+ * With the draw weights wr (R) of individual n (exp(l_nr - logsumexp), 0
+ * skips a draw): Hn (P, P) column-major += sum_r wr hess l_nr (every cell),
+ * and row r of G (stride ldg) = the gradient g_nr (P) of l_nr for every
+ * draw with wr > 0. Scratch: gtmp (P + K), Hpe_d (P, K), Hee_d (K, K) (a
+ * draw's LV blocks); pws->D2 (K, S, S) when !fd->hess_ok. With fd->hess_ok
+ * (d eta / d phi draw-invariant) the LV blocks are summed over the draws
+ * and folded once; otherwise each draw's are folded with its own d eta /
+ * d phi (and D2), as the per-pair reference does. */
 void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                        int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
                        const double *wr, double *G, size_t ldg, double *gtmp, double *Hpe_d,

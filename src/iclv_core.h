@@ -338,6 +338,28 @@ ICLV_HD static inline void iclv_utility_second(const iclv_model *m, int t, int j
   }
 }
 
+/* Hessian += c * (e_p dV_j' + dV_j e_p') for parameter p (the scale of a
+ * row multiplier; 2 c dV_j[p] on the diagonal when p is also in V_j). */
+ICLV_HD static inline void iclv_utility_cross(const iclv_model *m, const double *theta,
+                                              const double *eta, int t, int j, int p, double c,
+                                              iclv_hess *h) {
+  const double *xr = m->X + (long) t * m->n_xcol;
+  for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+    double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+    int lv = m->ut_lv[u];
+    iclv_hsym(h, p, m->ut_par[u], c * x * (lv >= 0 ? eta[lv] : 1.0));
+    if (lv >= 0) iclv_hsym(h, p, m->n_par + lv, c * theta[m->ut_par[u]] * x);
+  }
+}
+
+/* The utility multiplier s_t of row t (iclv_model.h): 1 when the model has
+ * none, else mult_sign[t] times the row's scale parameter (if any). */
+ICLV_HD static inline double iclv_row_mult(const iclv_model *m, const double *theta, int t) {
+  if (m->n_mult == 0) return 1.0;
+  int p = m->mult_par[t];
+  return m->mult_sign[t] * (p >= 0 ? theta[p] : 1.0);
+}
+
 /* Is alternative j available in row t? */
 ICLV_HD static inline int iclv_available(const iclv_model *m, int t, int j) {
   return m->n_avail == 0 || m->avail[(long) t * m->n_alt + j] != 0;
@@ -390,13 +412,43 @@ ICLV_HD static inline double iclv_choice_link(const iclv_model *m, int t, const 
 
 /* Log-likelihood of choice row t at eta, with the extended gradient added to
  * g (P + K) and the Hessian to h when they are non-NULL. Scratch: ws->V,
- * ws->gV (J), ws->HV (J, J). */
+ * ws->gV (J), ws->HV (J, J).
+ * A row multiplier s = sgn * mu (iclv_row_mult) feeds U = s V to the link;
+ * with gU, HU its derivatives by U, the chain rule gives
+ *   d l / d V = s gU,  d2 l / d V d V' = s^2 HU,
+ * and, when mu is a parameter p,
+ *   d l / d mu = sgn gU'V,  d2 l / d mu2 = V' HU V,
+ *   d2 l / d mu d V_j = sgn (gU_j + s (HU V)_j). */
 ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double *theta,
                                               const double *eta, int t, iclv_pair_ws *ws,
                                               double *g, iclv_hess *h) {
   int J = m->n_alt;
-  for (int j = 0; j < J; j++) ws->V[j] = iclv_utility(m, theta, eta, t, j);
+  double s = iclv_row_mult(m, theta, t);
+  for (int j = 0; j < J; j++) ws->V[j] = s * iclv_utility(m, theta, eta, t, j);
   double ll = iclv_choice_link(m, t, ws->V, ws->gV, h ? ws->HV : (double *) 0);
+  if (s != 1.0 && (g || h)) {
+    int p = m->mult_par[t];
+    if (p >= 0) {
+      /* ws->V := the utilities before the multiplier (U is no longer needed) */
+      double sg = m->mult_sign[t], a = 0.0, b = 0.0;
+      for (int j = 0; j < J; j++) ws->V[j] = iclv_utility(m, theta, eta, t, j);
+      for (int j = 0; j < J; j++) a += ws->gV[j] * ws->V[j];
+      if (g) g[p] += sg * a;
+      if (h) {
+        for (int j = 0; j < J; j++) {
+          double hv = 0.0;
+          for (int k = 0; k < J; k++) hv += ws->HV[j * J + k] * ws->V[k];
+          b += ws->V[j] * hv;
+          double c = sg * (ws->gV[j] + s * hv);
+          if (c != 0.0) iclv_utility_cross(m, theta, eta, t, j, p, c, h);
+        }
+        iclv_hcell(h, p, p, b);
+      }
+    }
+    for (int j = 0; j < J; j++) ws->gV[j] *= s;
+    if (h)
+      for (int j = 0; j < J * J; j++) ws->HV[j] *= s * s;
+  }
   if (g)
     for (int j = 0; j < J; j++)
       if (ws->gV[j] != 0.0) iclv_utility_grad(m, theta, eta, t, j, ws->gV[j], g);

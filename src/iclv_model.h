@@ -41,12 +41,37 @@
  *     V[j] = sum_{u in ut_ptr[j]..} theta[ut_par[u]] * x_u * lvf_u
  *       x_u   = X[t*n_xcol + ut_col[u]] if ut_col[u] >= 0, else 1
  *       lvf_u = eta[ut_lv[u]]            if ut_lv[u]  >= 0, else 1
+ *     row multiplier (n_mult == n_rows; all 1 when n_mult == 0):
+ *       s_t = mult_sign[t] * (theta[mult_par[t]] if mult_par[t] >= 0, else 1),
+ *       and the link below sees U[j] = s_t * V[j] in place of V[j]. It makes
+ *       the worst stage of a best-worst task (s_t = -1, or -mu with a free
+ *       scale mu > 0) an MNL row; ranked and best-worst tasks are compiled
+ *       into one MNL row per stage (R/rank.R), so they need no other kernel.
  *     MNL:    log P = V[y_t] - log sum_{j available} exp(V[j])
  *     probit: (n_alt == 2) log P = log Phi(V[0] - V[1]) if y_t == 0, else log Phi(V[1] - V[0])
  *             (0 when only the chosen alternative is available)
  *     availability: avail[t*n_alt + j] != 0 (all available when n_avail == 0)
  *
  *   l_nr = sum of the above; log L_n = logsumexp_r(l_nr) - log R; LL = sum_n log L_n.
+ *
+ *   Random terms (iclv_model(random = ), R/compile.R): the draw dimensions
+ *     K_lv..n_lv-1 after the K_lv latent variables are random terms, i.e.
+ *     "latent variables" without structural terms (st_ptr[k] == st_ptr[k+1])
+ *     and without indicators, so eta[k] = e[k], a standard-normal draw per
+ *     individual; utility terms reference them through ut_lv exactly as
+ *     they reference an LV (b_sd * xi * price: ut_par = b_sd, ut_col = price,
+ *     ut_lv = xi), which gives the exact derivatives and the fast path with
+ *     no code of their own. lv_order lists them last. The draw design's
+ *     n_dim is n_lv, LVs and random terms together.
+ *
+ *   Weights: with weight != NULL, LL = sum_n w_n log L_n (w_n = weight[n],
+ *     finite, >= 0), and the gradient, scores and Hessian are those of this
+ *     weighted sum: the per-individual outputs are w_n log L_n and
+ *     w_n d log L_n / d theta (sampling weights, as Stata's pweights and
+ *     Apollo's weights: the outer product of these scores enters the BHHH
+ *     and sandwich covariances). Only the sums over individuals see w_n
+ *     (engine.c, cuda/), so weight == NULL is the unweighted code, bit for
+ *     bit, and all weights 1.0 give the same bits too.
  */
 #ifndef ICLV_MODEL_H
 #define ICLV_MODEL_H
@@ -88,7 +113,7 @@ enum {
 typedef struct {
   /* dimensions */
   int n_ind;      /* N individuals */
-  int n_lv;       /* K latent variables (= draw dimensions) */
+  int n_lv;       /* K draw dimensions: the latent variables, then the random terms */
   int n_par;      /* P natural parameters (free and fixed) */
   int n_cov;      /* C covariates per individual (structural model) */
   int n_indic;    /* M indicators */
@@ -129,6 +154,12 @@ typedef struct {
   const int *ut_par;       /* (ut_ptr[n_alt]) parameter of each utility term */
   const int *ut_col;       /* (ut_ptr[n_alt]) column of X, or -1 */
   const int *ut_lv;        /* (ut_ptr[n_alt]) LV, or -1 */
+  int n_mult;              /* n_rows when rows carry a utility multiplier, else 0 */
+  const double *mult_sign; /* (n_mult) +1 or -1, or NULL when n_mult == 0 */
+  const int *mult_par;     /* (n_mult) scale parameter of the row (theta > 0), or -1 */
+
+  /* individual weights */
+  const double *weight;    /* (n_ind) w_n (finite, >= 0), or NULL: unweighted */
 } iclv_model;
 
 /* The draw design: how e[n, r, k] is defined. */

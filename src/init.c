@@ -17,6 +17,9 @@ SEXP C_iclv_engine_release(SEXP ptr);
 SEXP C_iclv_engine_eval(SEXP ptr, SEXP theta, SEXP what);
 SEXP C_iclv_engine_predict(SEXP ptr, SEXP theta);
 SEXP C_iclv_engine_memory(SEXP ptr);
+SEXP C_iclv_engine_plan(SEXP compiled, SEXP spec, SEXP backend, SEXP options);
+SEXP C_iclv_default_threads(void);
+SEXP C_iclv_engine_paths(SEXP ptr);
 SEXP C_iclv_eigen_sym(SEXP a);
 SEXP C_iclv_inverse_spd(SEXP a);
 
@@ -30,6 +33,9 @@ static const R_CallMethodDef call_methods[] = {
   {"C_iclv_engine_eval",    (DL_FUNC) &C_iclv_engine_eval,    3},
   {"C_iclv_engine_predict", (DL_FUNC) &C_iclv_engine_predict, 2},
   {"C_iclv_engine_memory",  (DL_FUNC) &C_iclv_engine_memory,  1},
+  {"C_iclv_engine_plan",    (DL_FUNC) &C_iclv_engine_plan,    4},
+  {"C_iclv_default_threads", (DL_FUNC) &C_iclv_default_threads, 0},
+  {"C_iclv_engine_paths",   (DL_FUNC) &C_iclv_engine_paths,   1},
   {"C_iclv_eigen_sym",      (DL_FUNC) &C_iclv_eigen_sym,      1},
   {"C_iclv_inverse_spd",    (DL_FUNC) &C_iclv_inverse_spd,    1},
   {NULL, NULL, 0}

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <lapacke.h>
 
-#include "engine.h"
+#include "linalg.h"
 
 /* values (n) ascending, vectors (n x n) column-major, eigenvectors in columns */
 int iclv_eigen_sym(int n, const double *a, double *values, double *vectors,

@@ -50,6 +50,16 @@ int iclv_check_data(const iclv_model *m, iclv_status *st) {
 }
 
 int iclv_check_theta(const iclv_model *m, const double *theta, iclv_status *st) {
+  for (int t = 0; t < m->n_mult; t++) {
+    int p = m->mult_par[t];
+    if (p >= 0 && !(theta[p] > 0)) {
+      st->code = ICLV_ERR_INPUT;
+      snprintf(st->msg, ICLV_MSG_LEN,
+               "the scale of choice row %d (parameter %d) must be > 0, not %g", t + 1, p + 1,
+               theta[p]);
+      return st->code;
+    }
+  }
   for (int i = 0; i < m->n_indic; i++) {
     int ty = m->ind_type[i];
     if (ty == ICLV_IND_ORDERED_PROBIT || ty == ICLV_IND_ORDERED_LOGIT) {

@@ -8,19 +8,12 @@
 
 #include "../iclv_model.h"
 #include "../engine.h"
+#include "../cuda_plan.h"
+#include "../backend.h" /* iclv_device_info */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define ICLV_MAX_DEVICES 16
-typedef struct {
-  char name[256];
-  double total_bytes;
-  double free_bytes;
-  int major, minor;
-  int multiprocessors;
-} iclv_device_info;
 
 /* Lists CUDA devices. Returns ICLV_OK with *n_devices >= 0; when the driver
  * is missing or too old, ICLV_OK with *n_devices = 0 and `reason` set to the
@@ -35,6 +28,15 @@ typedef struct {
   double device_memory_budget; /* bytes the engine may use; <= 0: 80% of free */
 } iclv_cuda_options;
 
+/* The shape of device `device` as the planner needs it (cuda_plan.h): its
+ * properties, free memory and the kernels' frames and thread limits.
+ * Returns ICLV_OK or ICLV_ERR_CUDA (no such device, no driver). */
+int iclv_cuda_device_shape(int device, iclv_cuda_shape *s, iclv_status *st);
+
+/* Creates the engine on opt->device: asks the device's shape, plans with
+ * iclv_cuda_plan_make and allocates exactly the plan's buffers (the
+ * Hessian's when an evaluation asks for it). ICLV_ERR_MEMORY when the
+ * budget does not hold one individual. */
 int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
                             const iclv_cuda_options *opt,
                             iclv_cuda_engine **out, iclv_status *st);
@@ -46,6 +48,8 @@ int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta,
  * the queued work has finished. */
 void iclv_cuda_engine_set_poll(iclv_cuda_engine *e, iclv_poll_fn poll, void *ctx);
 const iclv_mem_account *iclv_cuda_engine_memory(const iclv_cuda_engine *e);
+/* the pinned host buffers and the host scratch */
+const iclv_mem_account *iclv_cuda_engine_host_memory(const iclv_cuda_engine *e);
 /* individuals per chunk and number of chunks the engine uses */
 void iclv_cuda_engine_chunking(const iclv_cuda_engine *e, int *per_chunk,
                                int *n_chunks, double *dev_total,

@@ -38,8 +38,12 @@
  * The build uses -fmad=false so that a*b+c is rounded twice, as gcc does on
  * x86-64 without -mfma.
  *
- * Memory: the buffers of LL, gradient and scores are allocated at creation
- * and recorded in the engine's iclv_mem_account; such an evaluation
+ * Memory: the planner (cuda_plan.c, iclv_cuda_plan_make) sizes every
+ * buffer from the model, the design, the device's shape and the budget;
+ * creation allocates exactly its buffers, in its order, so iclv_memory_plan()
+ * and the account cannot differ. The buffers of LL, gradient and scores are
+ * allocated at creation and recorded in the engine's iclv_mem_account (the
+ * pinned host buffers in a second, host account); such an evaluation
  * allocates nothing. The model's arrays are uploaded once (two packed
  * buffers: ints and doubles); draws are regenerated in the kernels with
  * iclv_draw_normal() (a user array is uploaded once). Buffers that scale
@@ -77,17 +81,16 @@
 #include "../iclv_core.h"
 #include "../draws.h"
 #include "../model_checks.h"
+#include "../cuda_plan.h"
 #include "cuda_backend.h"
 #include "cuda_util.cuh"
 #include "cuda_kernels.cuh"
 
-/* ---- tuning constants (fixed: the reduction orders depend on them) ------- */
-
-#define ICLV_CUDA_MIN_DRAWS_SPLIT 32   /* no block of a split individual gets fewer draws */
-#define ICLV_CUDA_BLOCKS_PER_SM 4      /* split individuals while N < this x SMs */
+/* The tuning constants (fixed: the reduction orders depend on them), the
+ * launch shape, every buffer's size and the chunking are the planner's
+ * (cuda_plan.h, cuda_plan.c): creation calls it and allocates exactly the
+ * buffers it lists. */
 #define ICLV_CUDA_MAX_HOST 8           /* pinned host buffers */
-#define ICLV_CUDA_MAX_HSPLIT 32        /* Hessian slots per individual, at most */
-#define ICLV_CUDA_HSPLIT_BYTES 1073741824.0 /* ... while all individuals' slots fit this */
 
 /* ---- the engine ------------------------------------------------------------ */
 
@@ -99,29 +102,19 @@ struct iclv_cuda_engine {
   int device;             /* CUDA ordinal */
   int N, P, K, R, S, J;   /* individuals, parameters, LVs, draws, structural terms, max(1, n_alt) */
   int has_lv_src;         /* some structural term has an LV source (D2 needed for the Hessian) */
-  int split;              /* B: blocks per individual in k_pairs */
-  int draws_per_block;    /* ceil(R / B) */
-  int threads;            /* T: threads of a pair block, multiple of 32, <= ICLV_CUDA_MAX_BLOCK */
-  int rowlen;             /* doubles of a thread's pair row (odd) */
-  int rows_global;        /* the rows live in d_grows (they do not fit shared memory) */
-  size_t smem_pairs;      /* dynamic shared bytes of k_pairs */
-  size_t hess_slot;       /* doubles of Hessian pair scratch per thread of k_hess_pairs */
-  int hsplit;             /* D: Hessian slots (threads) per individual in k_hess_pairs */
   int per_chunk;          /* individuals per chunk */
   int n_chunks;
   int cap;                /* individuals the chunk buffers hold now (per_chunk, or less
                              during a Hessian request) */
   int chunk_first;        /* account index of the first chunk buffer (-1: none) */
-  int sms;                /* multiprocessors of the device */
-  size_t smem_optin;      /* shared bytes a block may have (cudaDevAttrMaxSharedMemoryPerBlockOptin) */
   double dev_total, dev_free; /* cudaMemGetInfo at creation */
-  double fixed_bytes, per_ind_bytes; /* LL buffers: total = fixed + per_chunk * per_ind */
-  double hess_fixed_bytes, hess_per_ind_bytes; /* the Hessian's, while a request lives */
-  double budget;          /* device bytes the engine may use */
+  iclv_cuda_plan plan;    /* the planner's launch shape (split, threads, rowlen, hsplit, ...),
+                             buffer sizes and budget (cuda_plan.h) */
   iclv_mem_account acct;
   void *dbuf[ICLV_MAX_BUFFERS];   /* device allocations, index-aligned with acct (NULL: none) */
   void *hbuf[ICLV_CUDA_MAX_HOST]; /* pinned host allocations */
   int n_hbuf;
+  iclv_mem_account hacct; /* the pinned buffers and the host scratch */
   cudaStream_t stream;
   int have_stream;
   iclv_poll_fn poll;      /* interrupt poll between chunks (host, calling thread), or NULL */
@@ -213,9 +206,21 @@ static int dev_alloc(iclv_cuda_engine *e, const char *name, size_t bytes, void *
   return ICLV_OK;
 }
 
-/* Pinned host memory (page-locked, for asynchronous copies); not device
- * memory, so not in the device account. */
-static int host_alloc(iclv_cuda_engine *e, size_t bytes, void **out, iclv_status *st) {
+/* Records `bytes` under `name` in the host account (not device memory). */
+static void host_record(iclv_cuda_engine *e, const char *name, double bytes) {
+  int i = e->hacct.n++;
+  snprintf(e->hacct.name[i], ICLV_BUFNAME_LEN, "%s", name);
+  e->hacct.bytes[i] = bytes;
+  e->hacct.current += bytes;
+  e->hacct.peak = e->hacct.current;
+}
+
+/* Pinned host memory (page-locked, for asynchronous copies) for the plan's
+ * host buffer `id`, sized for per_chunk individuals; recorded in the host
+ * account (nothing when empty). */
+static int host_alloc(iclv_cuda_engine *e, int id, void **out, iclv_status *st) {
+  const iclv_cuda_buf *b = &e->plan.host[id];
+  size_t bytes = (size_t) iclv_cuda_buf_bytes(b, e->per_chunk);
   *out = NULL;
   if (bytes == 0) return ICLV_OK;
   if (e->n_hbuf >= ICLV_CUDA_MAX_HOST)
@@ -223,10 +228,18 @@ static int host_alloc(iclv_cuda_engine *e, size_t bytes, void **out, iclv_status
   void *p = NULL;
   ICLV_CUDA_TRY(st, cudaMallocHost(&p, bytes));
   e->hbuf[e->n_hbuf++] = p;
+  host_record(e, b->name, (double) bytes);
   *out = p;
   return ICLV_OK;
 fail:
   return st->code;
+}
+
+/* cudaMalloc of the plan's device buffer `id` for a chunk of `cap`
+ * individuals (dev_alloc's rules). */
+static int plan_alloc(iclv_cuda_engine *e, int id, int cap, void **out, iclv_status *st) {
+  const iclv_cuda_buf *b = &e->plan.dev[id];
+  return dev_alloc(e, b->name, (size_t) iclv_cuda_buf_bytes(b, cap), out, st);
 }
 
 /* ---- checks mirrored from engine.c (same rules, same messages) -------------- */
@@ -252,27 +265,15 @@ static void diagnose(const iclv_cuda_engine *e, const double *theta, int n, char
 
 /* ---- model upload ------------------------------------------------------------------ */
 
-/* One array of the model: host source, length, and the field of the device
- * view that receives its device address. */
-typedef struct {
-  const void *src; /* host array (NULL when len == 0) */
-  size_t len;      /* elements */
-  void *dst;       /* address of the pointer field of e->dm that receives the device address */
-} model_part;
-
-/* Offsets are rounded up to 32 elements (128 or 256 bytes) so that every
- * array starts on a cache line. */
-static size_t pad32(size_t n) { return (n + 31) / 32 * 32; }
-
 /* Copies the parts (elements of `elem` bytes) into one host block, uploads
  * it to a device buffer named `name` and points the fields at it (NULL for
  * empty arrays, as on the host). */
-static int upload_parts(iclv_cuda_engine *e, const char *name, model_part *parts, int n_parts,
+static int upload_parts(iclv_cuda_engine *e, const char *name, iclv_model_part *parts, int n_parts,
                         size_t elem, void **dbuf, iclv_status *st) {
   size_t total = 0;
   char *stage = NULL;
   char *dev = NULL;
-  for (int i = 0; i < n_parts; i++) total += pad32(parts[i].len);
+  for (int i = 0; i < n_parts; i++) total += iclv_cuda_pad32(parts[i].len);
   *dbuf = NULL;
   if (total == 0) {
     void *none = NULL;
@@ -292,7 +293,7 @@ static int upload_parts(iclv_cuda_engine *e, const char *name, model_part *parts
         where = dev + off * elem;
       }
       memcpy(parts[i].dst, &where, sizeof where); /* the field is a const T *; no aliasing cast */
-      off += pad32(parts[i].len);
+      off += iclv_cuda_pad32(parts[i].len);
     }
   }
   ICLV_CUDA_TRY(st, cudaMemcpy(dev, stage, total * elem, cudaMemcpyHostToDevice));
@@ -303,34 +304,18 @@ fail:
   return st->code;
 }
 
-/* Builds e->dm (device view of the model) and uploads its arrays. */
+/* Builds e->dm (device view of the model) and uploads its arrays, the
+ * parts and lengths of the planner (iclv_cuda_model_parts). */
 static int upload_model(iclv_cuda_engine *e, iclv_status *st) {
-  const iclv_model *m = e->hm;
-  iclv_model *dm = &e->dm;
-  *dm = *m; /* dimensions; pointers replaced below */
-  size_t N = (size_t) m->n_ind, K = (size_t) m->n_lv, M = (size_t) m->n_indic;
-  size_t S = (size_t) m->st_ptr[m->n_lv], L = (size_t) m->ind_load_ptr[m->n_indic];
-  size_t J = (size_t) m->n_alt, U = (size_t) m->ut_ptr[m->n_alt];
-#define IPART(field, len) { (const void *) m->field, (size_t) (len), (void *) &dm->field }
-  model_part ip[] = {
-    IPART(lv_order, K), IPART(st_ptr, K + 1), IPART(st_par, S), IPART(st_src_type, S),
-    IPART(st_src, S), IPART(ind_type, M), IPART(ind_ncat, M), IPART(ind_thr, M),
-    IPART(ind_icpt, M), IPART(ind_sd, M), IPART(ind_load_ptr, M + 1), IPART(ind_load_lv, L),
-    IPART(ind_load_par, L), IPART(obs_ptr, N + 1), IPART(obs_ind, m->n_obs),
-    IPART(row_ptr, N + 1), IPART(y, m->n_rows), IPART(avail, m->n_avail),
-    IPART(ut_ptr, J + 1), IPART(ut_par, U), IPART(ut_col, U), IPART(ut_lv, U)
-  };
-  model_part dp[] = {
-    IPART(cov, N * (size_t) m->n_cov), IPART(obs_val, m->n_obs),
-    IPART(X, (size_t) m->n_rows * (size_t) m->n_xcol)
-  };
-#undef IPART
+  iclv_model_part ip[ICLV_CUDA_INT_PARTS], dp[ICLV_CUDA_DBL_PARTS];
+  e->dm = *e->hm; /* dimensions; pointers replaced below */
+  iclv_cuda_model_parts(e->hm, &e->dm, ip, dp);
   void *buf = NULL;
-  if (upload_parts(e, "model_int_arrays", ip, (int) (sizeof ip / sizeof ip[0]), sizeof(int), &buf,
-                   st) != ICLV_OK)
+  if (upload_parts(e, e->plan.dev[ICLV_CD_MODEL_INT].name, ip, ICLV_CUDA_INT_PARTS, sizeof(int),
+                   &buf, st) != ICLV_OK)
     return st->code;
   e->d_int = (int *) buf;
-  if (upload_parts(e, "model_double_arrays", dp, (int) (sizeof dp / sizeof dp[0]), sizeof(double),
+  if (upload_parts(e, e->plan.dev[ICLV_CD_MODEL_DBL].name, dp, ICLV_CUDA_DBL_PARTS, sizeof(double),
                    &buf, st) != ICLV_OK)
     return st->code;
   e->d_dbl = (double *) buf;
@@ -342,16 +327,16 @@ static int upload_model(iclv_cuda_engine *e, iclv_status *st) {
 /* Queues the LL (and with want_g the scores) of individuals n0 .. n0 + nh - 1:
  * k_pairs, then k_merge_split when the draws are split (no check). */
 static void launch_pairs(const iclv_cuda_engine *e, int want_g, int n0, int nh) {
-  dim3 grid((unsigned) (nh * e->split)), block((unsigned) e->threads);
+  dim3 grid((unsigned) (nh * e->plan.split)), block((unsigned) e->plan.threads);
   const int ldr = 1 + e->P;
   double *lli = e->d_out + ldr, *status = lli + e->cap;
   if (want_g)
-    k_pairs<1><<<grid, block, e->smem_pairs, e->stream>>>(
-        e->dm, e->dd, e->d_theta, n0, e->split, e->draws_per_block, e->rowlen, e->d_grows, e->d_rows,
+    k_pairs<1><<<grid, block, e->plan.smem_pairs, e->stream>>>(
+        e->dm, e->dd, e->d_theta, n0, e->plan.split, e->plan.draws_per_block, e->plan.rowlen, e->d_grows, e->d_rows,
         ldr, lli, e->d_lse, status, e->d_part);
   else
-    k_pairs<0><<<grid, block, e->smem_pairs, e->stream>>>(
-        e->dm, e->dd, e->d_theta, n0, e->split, e->draws_per_block, e->rowlen, e->d_grows, e->d_rows,
+    k_pairs<0><<<grid, block, e->plan.smem_pairs, e->stream>>>(
+        e->dm, e->dd, e->d_theta, n0, e->plan.split, e->plan.draws_per_block, e->plan.rowlen, e->d_grows, e->d_rows,
         ldr, lli, e->d_lse, status, e->d_part);
 }
 
@@ -360,14 +345,18 @@ static void launch_reduce(const iclv_cuda_engine *e, const double *leaves, size_
                           int nh, double *carry, double *sum) {
   const int per_block = ICLV_CUDA_AUX_BLOCK / 32;
   dim3 grid((unsigned) ((W + per_block - 1) / per_block));
-  k_reduce_groups<<<grid, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(leaves, ld, W, n0, nh, e->N, carry,
-                                                              sum);
+  k_reduce_groups<<<grid, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(leaves, ld, W, n0, nh, e->N,
+                                                              e->dm.weight, carry, sum);
 }
 
 /* ---- creation ------------------------------------------------------------------------ */
 
 extern "C" const iclv_mem_account *iclv_cuda_engine_memory(const iclv_cuda_engine *e) {
   return &e->acct;
+}
+
+extern "C" const iclv_mem_account *iclv_cuda_engine_host_memory(const iclv_cuda_engine *e) {
+  return &e->hacct;
 }
 
 extern "C" void iclv_cuda_engine_chunking(const iclv_cuda_engine *e, int *per_chunk,
@@ -389,42 +378,6 @@ extern "C" void iclv_cuda_engine_free(iclv_cuda_engine *e) {
   free(e->h_ws);
   (void) cudaGetLastError(); /* leave no error behind for the next caller */
   free(e);
-}
-
-/* Blocks per individual B, draws per block and threads per block T, from
- * the whole problem (never from the chunk: the reduction order depends on
- * them). Individuals are split while N < ICLV_CUDA_BLOCKS_PER_SM x SMs, as
- * long as each block keeps at least ICLV_CUDA_MIN_DRAWS_SPLIT draws; T is
- * the draws per block rounded up to a warp, at most ICLV_CUDA_MAX_BLOCK
- * (a warp per individual when R <= 32). */
-static void choose_split(iclv_cuda_engine *e) {
-  const long target = (long) ICLV_CUDA_BLOCKS_PER_SM * e->sms;
-  long B = 1;
-  if (e->N < target) {
-    long want = (target + e->N - 1) / e->N;        /* blocks per individual to fill the GPU */
-    long most = e->R / ICLV_CUDA_MIN_DRAWS_SPLIT;   /* keeps >= ICLV_CUDA_MIN_DRAWS_SPLIT draws each */
-    B = want < most ? want : most;
-    if (B < 1) B = 1;
-  }
-  int rb = (int) ((e->R + B - 1) / B);
-  int split = (e->R + rb - 1) / rb; /* no empty block */
-  int T = (rb + 31) / 32 * 32;
-  if (T > ICLV_CUDA_MAX_BLOCK) T = ICLV_CUDA_MAX_BLOCK;
-  e->split = split;
-  e->draws_per_block = rb;
-  e->threads = T;
-  /* the Hessian: D threads (and P x P slots) per individual while N D is
-   * short of ICLV_CUDA_BLOCKS_PER_SM blocks of ICLV_CUDA_HESS_BLOCK per SM,
-   * at most ICLV_CUDA_MAX_HSPLIT and R, and while the N D slots stay within
-   * ICLV_CUDA_HSPLIT_BYTES (zeroing and summing them costs memory traffic) */
-  {
-    long want = (target * ICLV_CUDA_HESS_BLOCK + e->N - 1) / e->N;
-    long D = want < ICLV_CUDA_MAX_HSPLIT ? want : ICLV_CUDA_MAX_HSPLIT;
-    if (D > e->R) D = e->R;
-    double slots = 8.0 * (double) e->N * (double) e->P * (double) e->P;
-    if (slots > 0 && (double) D * slots > ICLV_CUDA_HSPLIT_BYTES) D = (long) (ICLV_CUDA_HSPLIT_BYTES / slots);
-    e->hsplit = D < 1 ? 1 : (int) D;
-  }
 }
 
 /* Allocates one device block of head + tail bytes, recorded as two account
@@ -460,35 +413,31 @@ static void chunk_release(iclv_cuda_engine *e) {
  * missed element is NaN, caught). On failure the caller frees the engine. */
 static int chunk_alloc(iclv_cuda_engine *e, int cap, iclv_status *st) {
   void *p = NULL;
+  const iclv_cuda_buf *pb = e->plan.dev;
   e->chunk_first = e->acct.n;
   e->cap = cap;
   {
-    size_t C = (size_t) cap, P = (size_t) e->P;
-    size_t B = (size_t) e->split, T = (size_t) e->threads;
-    if (dev_alloc2(e, "loglik_gradient_sums", (1 + P) * sizeof(double), "chunk:loglik_status",
-                   2 * C * sizeof(double), &p, st) != ICLV_OK)
+    const size_t head = (size_t) iclv_cuda_buf_bytes(&pb[ICLV_CD_SUMS], cap);
+    const size_t tail = (size_t) iclv_cuda_buf_bytes(&pb[ICLV_CD_LLSTATUS], cap);
+    const size_t b_lse = (size_t) iclv_cuda_buf_bytes(&pb[ICLV_CD_LSE], cap);
+    const size_t b_rows = (size_t) iclv_cuda_buf_bytes(&pb[ICLV_CD_SCORES], cap);
+    const size_t b_part = (size_t) iclv_cuda_buf_bytes(&pb[ICLV_CD_PART], cap);
+    if (dev_alloc2(e, pb[ICLV_CD_SUMS].name, head, pb[ICLV_CD_LLSTATUS].name, tail, &p, st) != ICLV_OK)
       goto fail;
     e->d_out = (double *) p;
-    if (dev_alloc(e, "chunk:logsumexp", C * sizeof(double), &p, st) != ICLV_OK) goto fail;
+    if (plan_alloc(e, ICLV_CD_LSE, cap, &p, st) != ICLV_OK) goto fail;
     e->d_lse = (double *) p;
-    if (dev_alloc(e, "chunk:scores", C * (1 + P) * sizeof(double), &p, st) != ICLV_OK) goto fail;
+    if (plan_alloc(e, ICLV_CD_SCORES, cap, &p, st) != ICLV_OK) goto fail;
     e->d_rows = (double *) p;
-    if (B > 1) {
-      if (dev_alloc(e, "chunk:draw_block_states", C * B * (2 + P) * sizeof(double), &p, st) != ICLV_OK)
-        goto fail;
-      e->d_part = (double *) p;
-    }
-    if (e->rows_global) {
-      if (dev_alloc(e, "chunk:pair_scratch", C * B * T * (size_t) e->rowlen * sizeof(double), &p, st) !=
-          ICLV_OK)
-        goto fail;
-      e->d_grows = (double *) p;
-    }
+    if (plan_alloc(e, ICLV_CD_PART, cap, &p, st) != ICLV_OK) goto fail; /* none when B == 1 */
+    e->d_part = (double *) p;
+    if (plan_alloc(e, ICLV_CD_GROWS, cap, &p, st) != ICLV_OK) goto fail; /* none in shared memory */
+    e->d_grows = (double *) p;
     /* poison what the kernels must overwrite: a missed element is NaN, caught */
-    ICLV_CUDA_TRY(st, cudaMemset(e->d_out, 0xFF, (1 + P + 2 * C) * sizeof(double)));
-    ICLV_CUDA_TRY(st, cudaMemset(e->d_rows, 0xFF, C * (1 + P) * sizeof(double)));
-    ICLV_CUDA_TRY(st, cudaMemset(e->d_lse, 0xFF, C * sizeof(double)));
-    if (e->d_part) ICLV_CUDA_TRY(st, cudaMemset(e->d_part, 0xFF, C * B * (2 + P) * sizeof(double)));
+    ICLV_CUDA_TRY(st, cudaMemset(e->d_out, 0xFF, head + tail));
+    ICLV_CUDA_TRY(st, cudaMemset(e->d_rows, 0xFF, b_rows));
+    ICLV_CUDA_TRY(st, cudaMemset(e->d_lse, 0xFF, b_lse));
+    if (e->d_part) ICLV_CUDA_TRY(st, cudaMemset(e->d_part, 0xFF, b_part));
     ICLV_CUDA_TRY(st, cudaDeviceSynchronize());
   }
   return ICLV_OK;
@@ -496,15 +445,75 @@ fail:
   return st->code;
 }
 
+/* The device's shape, as the planner needs it (cuda_plan.h), for `device`
+ * (made current): its properties, free memory and the kernels' attributes.
+ * Returns ICLV_OK or ICLV_ERR_CUDA. */
+static int device_shape(int device, iclv_cuda_shape *s, iclv_status *st) {
+  cudaDeviceProp prop;
+  cudaFuncAttributes fa[6];
+  size_t free_b = 0, total_b = 0;
+  memset(s, 0, sizeof(*s));
+  ICLV_CUDA_TRY(st, cudaSetDevice(device));
+  ICLV_CUDA_TRY(st, cudaGetDeviceProperties(&prop, device));
+  ICLV_CUDA_TRY(st, cudaMemGetInfo(&free_b, &total_b));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[0], (const void *) k_pairs<1>));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[1], (const void *) k_pairs<0>));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[2], (const void *) k_merge_split));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[3], (const void *) k_reduce_groups));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[4], (const void *) k_hess_pairs));
+  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[5], (const void *) k_hess_outer));
+  snprintf(s->name, sizeof s->name, "%s", prop.name);
+  s->known = 1;
+  s->sms = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+  s->threads_per_sm = prop.maxThreadsPerMultiProcessor;
+  s->smem_optin = prop.sharedMemPerBlockOptin > prop.sharedMemPerBlock ? prop.sharedMemPerBlockOptin
+                                                                       : prop.sharedMemPerBlock;
+  s->local_frame = 0;
+  for (int k = 0; k < 6; k++) {
+    s->kernel_max_threads[k] = fa[k].maxThreadsPerBlock;
+    if (fa[k].localSizeBytes > s->local_frame) s->local_frame = fa[k].localSizeBytes;
+  }
+  s->total_bytes = (double) total_b;
+  s->free_bytes = (double) free_b;
+  return ICLV_OK;
+fail:
+  return st->code;
+}
+
+/* ICLV_OK when device `device` exists, else ICLV_ERR_CUDA saying why. */
+static int device_exists(int device, iclv_status *st) {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    (void) cudaGetLastError();
+    st->code = ICLV_ERR_CUDA;
+    snprintf(st->msg, ICLV_MSG_LEN,
+             "no usable CUDA device: cudaGetDeviceCount failed at %s:%d: %s (%s)", __FILE__,
+             __LINE__, cudaGetErrorString(err), cudaGetErrorName(err));
+    return st->code;
+  }
+  if (count == 0) return fail_msg(st, ICLV_ERR_CUDA, "no usable CUDA device: none is present");
+  if (device < 0 || device >= count) {
+    st->code = ICLV_ERR_CUDA;
+    snprintf(st->msg, ICLV_MSG_LEN, "CUDA device %d was requested, but %d device(s) exist (ordinals 0 to %d)",
+             device, count, count - 1);
+    return st->code;
+  }
+  return ICLV_OK;
+}
+
+extern "C" int iclv_cuda_device_shape(int device, iclv_cuda_shape *s, iclv_status *st) {
+  st->code = ICLV_OK;
+  st->msg[0] = '\0';
+  if (device_exists(device, st) != ICLV_OK) return st->code;
+  return device_shape(device, s, st);
+}
+
 extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
                                        const iclv_cuda_options *opt, iclv_cuda_engine **out,
                                        iclv_status *st) {
   iclv_cuda_engine *e = NULL;
-  int count = 0;
-  size_t free_b = 0, total_b = 0;
-  cudaDeviceProp prop;
-  cudaFuncAttributes fa[6];
-  double lmem = 0.0, user_bytes = 0.0;
+  iclv_cuda_shape shape;
   void *p = NULL;
   *out = NULL;
   st->code = ICLV_OK;
@@ -514,26 +523,8 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
     return fail_msg(st, ICLV_ERR_INPUT, "the draw design does not match the model (individuals or LVs)");
   if (iclv_draws_check(d, st) != ICLV_OK) return st->code;
   if (iclv_check_data(m, st) != ICLV_OK) return st->code;
-
   /* the device: say why when there is none */
-  {
-    cudaError_t err = cudaGetDeviceCount(&count);
-    if (err != cudaSuccess) {
-      (void) cudaGetLastError();
-      st->code = ICLV_ERR_CUDA;
-      snprintf(st->msg, ICLV_MSG_LEN,
-               "no usable CUDA device: cudaGetDeviceCount failed at %s:%d: %s (%s)", __FILE__,
-               __LINE__, cudaGetErrorString(err), cudaGetErrorName(err));
-      return st->code;
-    }
-  }
-  if (count == 0) return fail_msg(st, ICLV_ERR_CUDA, "no usable CUDA device: none is present");
-  if (opt->device < 0 || opt->device >= count) {
-    st->code = ICLV_ERR_CUDA;
-    snprintf(st->msg, ICLV_MSG_LEN, "CUDA device %d was requested, but %d device(s) exist (ordinals 0 to %d)",
-             opt->device, count, count - 1);
-    return st->code;
-  }
+  if (device_exists(opt->device, st) != ICLV_OK) return st->code;
 
   e = (iclv_cuda_engine *) calloc(1, sizeof(*e));
   if (e == NULL) return fail_msg(st, ICLV_ERR_MEMORY, "could not allocate the CUDA engine");
@@ -550,157 +541,98 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   for (int t = 0; t < e->S; t++)
     if (m->st_src_type[t] == ICLV_SRC_LV) e->has_lv_src = 1;
 
-  ICLV_CUDA_TRY(st, cudaSetDevice(opt->device));
+  if (device_shape(opt->device, &shape, st) != ICLV_OK) goto fail;
   e->device = opt->device;
-  ICLV_CUDA_TRY(st, cudaGetDeviceProperties(&prop, opt->device));
-  ICLV_CUDA_TRY(st, cudaMemGetInfo(&free_b, &total_b));
-  e->dev_total = (double) total_b;
-  e->dev_free = (double) free_b;
-  e->sms = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
-  e->smem_optin = prop.sharedMemPerBlockOptin > prop.sharedMemPerBlock ? prop.sharedMemPerBlockOptin
-                                                                       : prop.sharedMemPerBlock;
+  e->dev_total = shape.total_bytes;
+  e->dev_free = shape.free_bytes;
   ICLV_CUDA_TRY(st, cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking));
   e->have_stream = 1;
 
-  /* launch shape and where the pair rows live (independent of the chunk) */
-  choose_split(e);
+  /* the plan: launch shape, buffers and chunk (independent of the chunk
+   * except the chunk buffers themselves) */
+  if (iclv_cuda_plan_make(m, d, &shape, opt->device_memory_budget, &e->plan, st) != ICLV_OK) goto fail;
   {
-    size_t need = 2 * (size_t) e->K + (size_t) e->K * e->S + 2 * (size_t) e->J + (size_t) (e->P + e->K);
-    e->rowlen = (int) (need | 1u);
-    size_t base = sizeof(double) * (2 * (size_t) e->P + (size_t) e->threads + ICLV_CUDA_MAX_WARPS);
-    size_t rows = sizeof(double) * (size_t) e->threads * (size_t) e->rowlen;
-    if (base > e->smem_optin) {
-      st->code = ICLV_ERR_MEMORY;
-      snprintf(st->msg, ICLV_MSG_LEN,
-               "the CUDA engine needs %zu bytes of shared memory per block for P = %d parameters; "
-               "%s offers %zu: use backend = \"cpu\"", base, e->P, prop.name, e->smem_optin);
-      goto fail;
+    const int need_threads[6] = {e->plan.threads, e->plan.threads, ICLV_CUDA_AUX_BLOCK, ICLV_CUDA_AUX_BLOCK,
+                                 ICLV_CUDA_HESS_BLOCK, ICLV_CUDA_AUX_BLOCK};
+    for (int k = 0; k < 6; k++) {
+      if (shape.kernel_max_threads[k] < need_threads[k]) {
+        st->code = ICLV_ERR_CUDA;
+        snprintf(st->msg, ICLV_MSG_LEN,
+                 "CUDA kernel %d of the engine cannot run %d threads per block on %s (at most %d)",
+                 k, need_threads[k], shape.name, shape.kernel_max_threads[k]);
+        goto fail;
+      }
     }
-    e->rows_global = base + rows > e->smem_optin;
-    e->smem_pairs = base + (e->rows_global ? 0 : rows);
   }
-  if (e->smem_pairs > 48 * 1024) {
+  if (e->plan.smem_pairs > 48 * 1024) {
     ICLV_CUDA_TRY(st, cudaFuncSetAttribute((const void *) k_pairs<1>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           (int) e->smem_pairs));
+                                           (int) e->plan.smem_pairs));
     ICLV_CUDA_TRY(st, cudaFuncSetAttribute((const void *) k_pairs<0>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           (int) e->smem_pairs));
+                                           (int) e->plan.smem_pairs));
   }
   if ((size_t) e->P * sizeof(double) > 48 * 1024)
     ICLV_CUDA_TRY(st, cudaFuncSetAttribute((const void *) k_hess_pairs,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            (int) ((size_t) e->P * sizeof(double))));
-  /* the Hessian's pair scratch (k_hess_pairs): a global slot per individual */
-  e->hess_slot = 2 * (size_t) e->K + (size_t) e->K * e->S +
-                 (e->has_lv_src ? (size_t) e->K * e->S * e->S : 0) + 2 * (size_t) e->J +
-                 (size_t) e->J * e->J + (size_t) (e->P + e->K) + (size_t) e->P * e->K +
-                 (size_t) e->K * e->K;
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[0], (const void *) k_pairs<1>));
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[1], (const void *) k_pairs<0>));
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[2], (const void *) k_merge_split));
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[3], (const void *) k_reduce_groups));
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[4], (const void *) k_hess_pairs));
-  ICLV_CUDA_TRY(st, cudaFuncGetAttributes(&fa[5], (const void *) k_hess_outer));
-  {
-    const int need_threads[6] = {e->threads, e->threads, ICLV_CUDA_AUX_BLOCK, ICLV_CUDA_AUX_BLOCK,
-                                 ICLV_CUDA_HESS_BLOCK, ICLV_CUDA_AUX_BLOCK};
-    size_t frame = 0;
-    for (int k = 0; k < 6; k++) {
-      if (fa[k].maxThreadsPerBlock < need_threads[k]) {
-        st->code = ICLV_ERR_CUDA;
-        snprintf(st->msg, ICLV_MSG_LEN,
-                 "CUDA kernel %d of the engine cannot run %d threads per block on %s (at most %d)",
-                 k, need_threads[k], prop.name, fa[k].maxThreadsPerBlock);
-        goto fail;
-      }
-      if (fa[k].localSizeBytes > frame) frame = fa[k].localSizeBytes;
-    }
-    /* local memory the driver reserves, context-wide, for the largest frame
-     * of the kernels: local bytes per thread x maximum resident threads per
-     * SM x SMs (it is resized, not freed, between launches) */
-    lmem = (double) frame * (double) prop.maxThreadsPerMultiProcessor * (double) e->sms;
+  if (e->plan.per_chunk < 1) {
+    char b1[32], b2[32], b3[32], b4[32], b5[32];
+    st->code = ICLV_ERR_MEMORY;
+    snprintf(st->msg, ICLV_MSG_LEN,
+             "the device memory budget of %s is too small for even one individual: the CUDA "
+             "engine needs %s that do not depend on the chunk size (model and data, %s of user "
+             "draws, %s of local scratch reserved by the driver, the Hessian's sums) plus %s per "
+             "individual (R = %d draws, P = %d parameters, the Hessian's buffers included); "
+             "raise device_memory in iclv_control() or use backend = \"cpu\"",
+             fmt_bytes(e->plan.budget, b1, sizeof b1),
+             fmt_bytes(e->plan.fixed_bytes + e->plan.hess_fixed_bytes, b2, sizeof b2),
+             fmt_bytes(e->plan.dev[ICLV_CD_USER].fixed, b3, sizeof b3), fmt_bytes(e->plan.lmem, b4, sizeof b4),
+             fmt_bytes(e->plan.per_ind_bytes + e->plan.hess_per_ind_bytes, b5, sizeof b5), e->R, e->P);
+    goto fail;
   }
+  e->per_chunk = e->plan.per_chunk;
+  e->n_chunks = e->plan.n_chunks;
 
-  /* device memory: the model, user draws, theta, the results block ... */
+  /* device memory, in the plan's order: the model, user draws, theta, the
+   * reduction carry, the local-memory reservation (recorded, not
+   * allocated), then the chunk */
   if (upload_model(e, st) != ICLV_OK) goto fail;
   e->dd = *d;
   e->dd.user = NULL;
-  if (d->type == ICLV_DRAWS_USER) {
-    size_t nb = (size_t) e->N * (size_t) e->R * (size_t) e->K * sizeof(double);
-    user_bytes = (double) nb;
-    if (dev_alloc(e, "user_draws", nb, &p, st) != ICLV_OK) goto fail;
-    e->d_user = (double *) p;
-    if (nb > 0) ICLV_CUDA_TRY(st, cudaMemcpy(e->d_user, d->user, nb, cudaMemcpyHostToDevice));
+  if (plan_alloc(e, ICLV_CD_USER, 0, &p, st) != ICLV_OK) goto fail; /* none unless USER draws */
+  e->d_user = (double *) p;
+  if (e->d_user != NULL) {
+    ICLV_CUDA_TRY(st, cudaMemcpy(e->d_user, d->user, (size_t) e->plan.dev[ICLV_CD_USER].fixed,
+                                 cudaMemcpyHostToDevice));
     e->dd.user = e->d_user;
   }
-  if (dev_alloc(e, "theta", (size_t) e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  if (plan_alloc(e, ICLV_CD_THETA, 0, &p, st) != ICLV_OK) goto fail;
   e->d_theta = (double *) p;
-  if (dev_alloc(e, "reduction_carry", (size_t) ICLV_CUDA_GROUP * (1 + e->P) * sizeof(double), &p,
-                st) != ICLV_OK)
-    goto fail;
+  if (plan_alloc(e, ICLV_CD_CARRY, 0, &p, st) != ICLV_OK) goto fail;
   e->d_carry = (double *) p;
-  if (account_add(e, "local_memory_reserved_estimate", lmem, NULL, st) != ICLV_OK) goto fail;
-
-  /* ... then the chunk: as many individuals as the budget allows (the
-   * results block's sums are fixed, its per-individual part a chunk buffer,
-   * counted here as fixed until allocated) */
-  e->fixed_bytes = e->acct.current + (double) (1 + e->P) * sizeof(double);
-  e->per_ind_bytes = (double) sizeof(double) *
-                     (2.0 /* lli, status */ + 1.0 /* lse */ + (double) (1 + e->P) /* rows */ +
-                      (e->split > 1 ? (double) e->split * (2 + e->P) : 0.0) +
-                      (e->rows_global ? (double) e->split * e->threads * (double) e->rowlen : 0.0));
-  /* the Hessian's buffers (hess_create): fixed (P, P) sum and (32, P, P)
-   * carry; per individual R x P rows, a P x P slot, the pair scratch and a
-   * status. The chunk leaves room for them (iclv() asks for the Hessian at
-   * the optimum by default: a fit that cannot hold it fails here, not after
-   * the optimisation), though they exist only during a Hessian request. */
-  e->hess_fixed_bytes = (double) sizeof(double) * (double) e->P * e->P * (1.0 + ICLV_CUDA_GROUP);
-  e->hess_per_ind_bytes = (double) sizeof(double) * ((double) e->R * e->P) +
-                          (double) sizeof(double) * ((double) e->P * e->P +
-                                                     (double) e->hess_slot) * e->hsplit +
-                          (double) sizeof(int);
-  e->budget = opt->device_memory_budget > 0 ? opt->device_memory_budget : 0.8 * e->dev_free;
-  {
-    double fit = floor((e->budget - e->fixed_bytes - e->hess_fixed_bytes) /
-                       (e->per_ind_bytes + e->hess_per_ind_bytes));
-    if (!(fit >= 1.0)) {
-      char b1[32], b2[32], b3[32], b4[32], b5[32];
-      st->code = ICLV_ERR_MEMORY;
-      snprintf(st->msg, ICLV_MSG_LEN,
-               "the device memory budget of %s is too small for even one individual: the CUDA "
-               "engine needs %s that do not depend on the chunk size (model and data, %s of user "
-               "draws, %s of local scratch reserved by the driver, the Hessian's sums) plus %s per "
-               "individual (R = %d draws, P = %d parameters, the Hessian's buffers included); "
-               "raise device_memory in iclv_control() or use backend = \"cpu\"",
-               fmt_bytes(e->budget, b1, sizeof b1),
-               fmt_bytes(e->fixed_bytes + e->hess_fixed_bytes, b2, sizeof b2),
-               fmt_bytes(user_bytes, b3, sizeof b3), fmt_bytes(lmem, b4, sizeof b4),
-               fmt_bytes(e->per_ind_bytes + e->hess_per_ind_bytes, b5, sizeof b5), e->R, e->P);
-      goto fail;
-    }
-    double most = (double) INT_MAX / (double) e->split; /* grid.x = per_chunk * split */
-    if (fit > most) fit = most;
-    e->per_chunk = fit >= (double) e->N ? e->N : (int) fit;
-  }
-  e->n_chunks = (e->N + e->per_chunk - 1) / e->per_chunk;
+  if (account_add(e, e->plan.dev[ICLV_CD_LMEM].name, e->plan.lmem, NULL, st) != ICLV_OK) goto fail;
   if (chunk_alloc(e, e->per_chunk, st) != ICLV_OK) goto fail;
 
   /* pinned host staging and host scratch */
-  if (host_alloc(e, (size_t) e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  if (host_alloc(e, ICLV_CH_THETA, &p, st) != ICLV_OK) goto fail;
   e->h_theta = (double *) p;
-  if (host_alloc(e, (size_t) (1 + e->P + 2 * (size_t) e->N) * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  if (host_alloc(e, ICLV_CH_OUT, &p, st) != ICLV_OK) goto fail;
   e->h_out = (double *) p;
-  if (host_alloc(e, (size_t) e->per_chunk * (1 + e->P) * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  if (host_alloc(e, ICLV_CH_ROWS, &p, st) != ICLV_OK) goto fail;
   e->h_rows = (double *) p;
-  if (host_alloc(e, (size_t) e->P * e->P * sizeof(double), &p, st) != ICLV_OK) goto fail;
+  if (host_alloc(e, ICLV_CH_HESS, &p, st) != ICLV_OK) goto fail;
   e->h_hess = (double *) p;
-  if (host_alloc(e, (size_t) e->N * sizeof(int), &p, st) != ICLV_OK) goto fail;
+  if (host_alloc(e, ICLV_CH_HSTATUS, &p, st) != ICLV_OK) goto fail;
   e->h_hstatus = (int *) p;
-  e->h_ws = (double *) calloc(2 * (size_t) e->K + 2 * (size_t) e->J, sizeof(double));
-  if (e->h_ws == NULL) {
-    fail_msg(st, ICLV_ERR_MEMORY, "could not allocate the CUDA engine's host scratch");
-    goto fail;
+  {
+    const iclv_cuda_buf *b = &e->plan.host[ICLV_CH_SCRATCH];
+    e->h_ws = (double *) calloc((size_t) b->fixed, 1);
+    if (e->h_ws == NULL) {
+      fail_msg(st, ICLV_ERR_MEMORY, "could not allocate the CUDA engine's host scratch");
+      goto fail;
+    }
+    host_record(e, b->name, b->fixed);
   }
   *out = e;
   return ICLV_OK;
@@ -754,11 +686,10 @@ static int hess_finish(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
  * (a guard), the LL chunk buffers are re-made for C_h individuals and
  * hess_finish restores them. */
 static int hess_create(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
-  const size_t P = (size_t) e->P, PP = P * P, R = (size_t) e->R;
   void *p = NULL;
   hb->first = -1;
-  const double fixed = e->hess_fixed_bytes, per = e->hess_per_ind_bytes;
-  double fit = floor((e->budget - e->fixed_bytes - fixed) / (e->per_ind_bytes + per));
+  const double fixed = e->plan.hess_fixed_bytes, per = e->plan.hess_per_ind_bytes;
+  double fit = floor((e->plan.budget - e->plan.fixed_bytes - fixed) / (e->plan.per_ind_bytes + per));
   if (!(fit >= 1.0)) {
     char b1[32], b2[32], b3[32], b4[32];
     st->code = ICLV_ERR_MEMORY;
@@ -766,8 +697,8 @@ static int hess_create(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
              "the device memory budget of %s is too small for the exact Hessian: beyond the "
              "engine's %s it needs %s plus %s per individual (R = %d draws, P = %d parameters); "
              "raise device_memory in iclv_control() or ask the CPU for the Hessian",
-             fmt_bytes(e->budget, b1, sizeof b1), fmt_bytes(e->fixed_bytes, b4, sizeof b4),
-             fmt_bytes(fixed, b2, sizeof b2), fmt_bytes(per + e->per_ind_bytes, b3, sizeof b3), e->R,
+             fmt_bytes(e->plan.budget, b1, sizeof b1), fmt_bytes(e->plan.fixed_bytes, b4, sizeof b4),
+             fmt_bytes(fixed, b2, sizeof b2), fmt_bytes(per + e->plan.per_ind_bytes, b3, sizeof b3), e->R,
              e->P);
     return st->code;
   }
@@ -777,22 +708,20 @@ static int hess_create(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
     if (chunk_alloc(e, hb->per_chunk, st) != ICLV_OK) return st->code;
   }
   hb->first = e->acct.n;
-  const size_t C = (size_t) hb->per_chunk;
-  if (dev_alloc(e, "hessian_sum", PP * sizeof(double), &p, st) != ICLV_OK) goto fail;
-  hb->sum = (double *) p;
-  if (dev_alloc(e, "hessian_carry", ICLV_CUDA_GROUP * PP * sizeof(double), &p, st) != ICLV_OK) goto fail;
-  hb->carry = (double *) p;
-  if (dev_alloc(e, "chunk:hessian_draw_rows", C * R * P * sizeof(double), &p, st) != ICLV_OK) goto fail;
-  hb->arows = (double *) p;
-  if (dev_alloc(e, "chunk:hessian_by_individual", C * e->hsplit * PP * sizeof(double), &p, st) !=
-      ICLV_OK)
-    goto fail;
-  hb->slot = (double *) p;
-  if (dev_alloc(e, "chunk:hessian_pair_scratch", C * e->hsplit * e->hess_slot * sizeof(double), &p,
-                st) != ICLV_OK)
-    goto fail;
-  hb->scratch = (double *) p;
-  if (dev_alloc(e, "chunk:hessian_status", C * sizeof(int), &p, st) != ICLV_OK) goto fail;
+  {
+    const int C = hb->per_chunk;
+    if (plan_alloc(e, ICLV_CD_HSUM, C, &p, st) != ICLV_OK) goto fail;
+    hb->sum = (double *) p;
+    if (plan_alloc(e, ICLV_CD_HCARRY, C, &p, st) != ICLV_OK) goto fail;
+    hb->carry = (double *) p;
+    if (plan_alloc(e, ICLV_CD_HROWS, C, &p, st) != ICLV_OK) goto fail;
+    hb->arows = (double *) p;
+    if (plan_alloc(e, ICLV_CD_HSLOT, C, &p, st) != ICLV_OK) goto fail;
+    hb->slot = (double *) p;
+    if (plan_alloc(e, ICLV_CD_HSCRATCH, C, &p, st) != ICLV_OK) goto fail;
+    hb->scratch = (double *) p;
+    if (plan_alloc(e, ICLV_CD_HSTATUS, C, &p, st) != ICLV_OK) goto fail;
+  }
   hb->status = (int *) p;
   return ICLV_OK;
 fail:
@@ -810,17 +739,17 @@ static int queue_hessian_chunk(iclv_cuda_engine *e, const hess_bufs *hb, int n0,
                                iclv_status *st) {
   const int P = e->P;
   const size_t PP = (size_t) P * P;
-  const size_t D = (size_t) e->hsplit;
+  const size_t D = (size_t) e->plan.hsplit;
   ICLV_CUDA_TRY(st, cudaMemsetAsync(hb->slot, 0, (size_t) n_here * D * PP * sizeof(double), e->stream));
   {
     dim3 grid((unsigned) (((size_t) n_here * D + ICLV_CUDA_HESS_BLOCK - 1) / ICLV_CUDA_HESS_BLOCK));
     dim3 block((unsigned) ICLV_CUDA_HESS_BLOCK);
     k_hess_pairs<<<grid, block, (size_t) P * sizeof(double), e->stream>>>(
-        e->dm, e->dd, e->d_theta, n0, n_here, e->hsplit, e->has_lv_src, e->d_lse, e->d_rows, 1 + P,
-        hb->slot, hb->arows, hb->scratch, e->hess_slot);
+        e->dm, e->dd, e->d_theta, n0, n_here, e->plan.hsplit, e->has_lv_src, e->d_lse, e->d_rows, 1 + P,
+        hb->slot, hb->arows, hb->scratch, e->plan.hess_slot);
     ICLV_CUDA_CHECK_LAUNCH(st, "k_hess_pairs");
   }
-  k_hess_outer<<<n_here, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(hb->arows, e->R, P, e->hsplit, hb->slot,
+  k_hess_outer<<<n_here, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(hb->arows, e->R, P, e->plan.hsplit, hb->slot,
                                                                 hb->status);
   ICLV_CUDA_CHECK_LAUNCH(st, "k_hess_outer");
   launch_reduce(e, hb->slot, D * PP, (int) PP, n0, n_here, hb->carry, hb->sum);
@@ -892,8 +821,8 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
       }
       launch_pairs(e, want_g, n0, nh);
       ICLV_CUDA_CHECK_LAUNCH(st, "k_pairs");
-      if (e->split > 1) {
-        k_merge_split<<<nh, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(e->d_part, e->split, P, e->R, want_g,
+      if (e->plan.split > 1) {
+        k_merge_split<<<nh, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(e->d_part, e->plan.split, P, e->R, want_g,
                                                                 e->d_rows, 1 + P, d_lli, e->d_lse,
                                                                 d_status);
         ICLV_CUDA_CHECK_LAUNCH(st, "k_merge_split");
@@ -920,9 +849,16 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
         ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_rows, e->d_rows, (size_t) nh * (1 + P) * sizeof(double),
                                           cudaMemcpyDeviceToHost, e->stream));
         ICLV_CUDA_TRY(st, cudaStreamSynchronize(e->stream));
-        for (int i = 0; i < nh; i++)
-          for (int p = 0; p < P; p++)
-            out->scores[(size_t) (n0 + i) + (size_t) N * p] = e->h_rows[(size_t) i * (1 + P) + 1 + p];
+        for (int i = 0; i < nh; i++) {
+          const double *hw = e->hm->weight;
+          if (hw)
+            for (int p = 0; p < P; p++)
+              out->scores[(size_t) (n0 + i) + (size_t) N * p] =
+                  hw[n0 + i] * e->h_rows[(size_t) i * (1 + P) + 1 + p];
+          else
+            for (int p = 0; p < P; p++)
+              out->scores[(size_t) (n0 + i) + (size_t) N * p] = e->h_rows[(size_t) i * (1 + P) + 1 + p];
+        }
       }
     }
   }
@@ -959,7 +895,13 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
   }
 
   *out->loglik = h_sums[0];
-  if (out->loglik_i) memcpy(out->loglik_i, h_lli, (size_t) N * sizeof(double));
+  if (out->loglik_i) {
+    /* weighted terms, as engine.c (the device sums weighted them in k_reduce_groups) */
+    if (e->hm->weight)
+      for (int n = 0; n < N; n++) out->loglik_i[n] = e->hm->weight[n] * h_lli[n];
+    else
+      memcpy(out->loglik_i, h_lli, (size_t) N * sizeof(double));
+  }
   if (out->grad && P > 0) memcpy(out->grad, h_sums + 1, (size_t) P * sizeof(double));
   if (want_h) {
     /* the lower triangle is the sum; mirror it (exactly symmetric, as engine.c) */

@@ -22,11 +22,9 @@
 #ifndef ICLV_CUDA_KERNELS_CUH
 #define ICLV_CUDA_KERNELS_CUH
 
-#define ICLV_CUDA_MAX_BLOCK 128        /* threads of a pair block (a multiple of 32, at most) */
-#define ICLV_CUDA_MAX_WARPS (ICLV_CUDA_MAX_BLOCK / 32)
-#define ICLV_CUDA_AUX_BLOCK 128        /* threads of the merge, reduction and Hessian-outer kernels */
-#define ICLV_CUDA_GROUP 32             /* individuals per tree of the reduction over individuals */
-#define ICLV_CUDA_HESS_BLOCK 32        /* threads (= individuals) of a k_hess_pairs block */
+/* ICLV_CUDA_MAX_BLOCK, _MAX_WARPS, _AUX_BLOCK, _GROUP and _HESS_BLOCK: the
+ * planner's header (the buffer sizes depend on them too) */
+#include "../cuda_plan.h"
 #define ICLV_CUDA_DRAWS_BLOCK 128      /* threads of k_draws */
 
 extern __shared__ double iclv_dyn_shared[]; /* dynamic shared memory (layouts: each kernel) */
@@ -261,13 +259,17 @@ k_merge_split(const double *__restrict__ part, int split, int P, int R, int want
  *   in:   leaves (n_here, ld) row-major: leaf n = n0 + i is row i;
  *         carry (ICLV_CUDA_GROUP, W): leaves of the group cut at n0 by the
  *         previous chunk (row = n mod ICLV_CUDA_GROUP)
+ *         weight (N) individual weights w_n, or NULL (iclv_model.h): leaf n
+ *         counts w_n times, as engine.c's weighted sums; the carry holds
+ *         unweighted leaves
  *   out:  sum (W) updated in place; carry receives the leaves of this chunk's
  *         last group when the chunk ends inside it (and N is not reached)
  * Group g (leaves 32 g .. 32 g + 31, absent leaves >= N counting 0) is added
  * by the chunk holding its last leaf, after every earlier group. */
 __global__ void __launch_bounds__(ICLV_CUDA_AUX_BLOCK)
 k_reduce_groups(const double *__restrict__ leaves, size_t ld, int W, int n0, int n_here, int N,
-                double *__restrict__ carry, double *__restrict__ sum) {
+                const double *__restrict__ weight, double *__restrict__ carry,
+                double *__restrict__ sum) {
   const int lane = threadIdx.x & 31;
   const long long c = (long long) blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (c >= W) return; /* whole warps */
@@ -278,7 +280,10 @@ k_reduce_groups(const double *__restrict__ leaves, size_t ld, int W, int n0, int
   for (int gi = g_first; gi < g_last; gi++) {
     const int nn = gi * G + lane;
     double v = 0.0;
-    if (nn < N) v = nn < n0 ? carry[(size_t) lane * W + c] : leaves[(size_t) (nn - n0) * ld + c];
+    if (nn < N) {
+      v = nn < n0 ? carry[(size_t) lane * W + c] : leaves[(size_t) (nn - n0) * ld + c];
+      if (weight) v *= weight[nn];
+    }
     v = warp_sum(v);
     run += v; /* lane 0's is the one kept */
   }

@@ -63,10 +63,17 @@ ref_utilities <- function(cm, theta, eta, t) {
   V
 }
 
+#' The utility multiplier of row t (best-worst's worst stage: -1 or -mu).
+ref_row_mult <- function(cm, theta, t) {
+  if (is.null(cm$n_mult) || cm$n_mult == 0L) return(1)
+  p <- cm$mult_par[t]
+  cm$mult_sign[t] * (if (p >= 0L) theta[p + 1L] else 1)
+}
+
 #' Choice probabilities (n_alt) of row t given eta. Unavailable alternatives
 #' get 0; a binary probit row with one alternative available gives it 1.
 ref_choice_probs <- function(cm, theta, eta, t) {
-  V <- ref_utilities(cm, theta, eta, t)
+  V <- ref_utilities(cm, theta, eta, t) * ref_row_mult(cm, theta, t)
   av <- if (cm$n_avail == 0L) rep(TRUE, cm$n_alt) else
     cm$avail[(t - 1L) * cm$n_alt + seq_len(cm$n_alt)] != 0L
   if (cm$choice_type == 2L) {
@@ -144,4 +151,56 @@ ref_predict <- function(cm, theta, user) {
   comp <- vapply(seq_len(cm$n_indic + 1L), function(c)
     sum(apply(rl$parts[, , c, drop = FALSE], 1, ref_log_mean_exp)), 0)
   list(prob = prob, lv_mean = mean, lv_sd = sd, comp_ll = comp)
+}
+
+#' The log-probability of one ranked or best-worst task read from its data,
+#' without the stage rows of R/rank.R: V (J) the utilities, av (J) logical
+#' availability, ranks the 1-based alternatives ranked best first (NA ends
+#' the ranking); "bestworst": ranks = c(best, worst), worst utilities -mu V.
+ref_rank_task <- function(V, av, ranks, type = "ranked", mu = 1) {
+  lp <- 0
+  left <- av
+  ranks <- ranks[seq_len(if (anyNA(ranks)) which(is.na(ranks))[1] - 1L else length(ranks))]
+  for (k in seq_along(ranks)) {
+    u <- if (type == "bestworst" && k == 2L) -mu * V else V
+    lp <- lp + u[ranks[k]] - log(sum(exp(u[left])))
+    left[ranks[k]] <- FALSE
+  }
+  lp
+}
+
+#' The simulated log-likelihood of a ranked or best-worst model from the
+#' data: cm is the model compiled as an MNL of the first rank (one row per
+#' data row; it gives the indicators and the utilities), theta its
+#' parameters, Rk (rows x ranks) the ranked alternatives (1-based, NA), A
+#' (rows x J) availability, mu the worst stage's scale. list(loglik,
+#' loglik_i, stage (N x R x stages) per-stage log-probabilities).
+ref_rank_loglik <- function(cm, theta, user, Rk, A, type = "ranked", mu = 1) {
+  N <- cm$n_ind
+  R <- dim(user)[2]
+  M <- cm$n_indic
+  l <- matrix(0, N, R)
+  stage <- array(0, c(N, R, ncol(Rk)))
+  for (n in seq_len(N)) {
+    for (r in seq_len(R)) {
+      eta <- ref_eta(cm, theta, n, user[n, r, ])
+      if (cm$obs_ptr[n] < cm$obs_ptr[n + 1L]) {
+        for (o in (cm$obs_ptr[n] + 1L):cm$obs_ptr[n + 1L]) l[n, r] <- l[n, r] + ref_indicator(cm, theta, eta, o)
+      }
+      if (cm$row_ptr[n] < cm$row_ptr[n + 1L]) {
+        for (t in (cm$row_ptr[n] + 1L):cm$row_ptr[n + 1L]) {
+          V <- ref_utilities(cm, theta, eta, t)
+          for (k in seq_len(ncol(Rk))) { # each stage on its own, then the whole task
+            if (is.na(Rk[t, k])) next
+            stage[n, r, k] <- stage[n, r, k] +
+              ref_rank_task(V, A[t, ], Rk[t, seq_len(k)], type, mu) -
+              (if (k > 1L) ref_rank_task(V, A[t, ], Rk[t, seq_len(k - 1L)], type, mu) else 0)
+          }
+          l[n, r] <- l[n, r] + ref_rank_task(V, A[t, ], Rk[t, ], type, mu)
+        }
+      }
+    }
+  }
+  lli <- apply(l, 1, ref_log_mean_exp)
+  list(loglik = sum(lli), loglik_i = lli, l = l, stage = stage)
 }

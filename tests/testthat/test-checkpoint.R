@@ -149,3 +149,28 @@ test_that("maxit counts the iterations of this call when resuming", {
     unlink(path)
   }
 })
+
+test_that("a checkpoint whose history has no scaled gradient (written before issue 19) still resumes", {
+  d <- ck_data()
+  path <- tempfile(fileext = ".rds")
+  on.exit(unlink(path), add = TRUE)
+  first <- suppressWarnings(ck_fit(d, control = iclv_control(maxit = 3, checkpoint = path, checkpoint_every = 1)))
+  ck <- readRDS(path)
+  expect_length(ck$state$hist$scaled_gradient, 4L) # the start and 3 iterations
+  old <- ck
+  old$state$hist$scaled_gradient <- NULL
+  saveRDS(old, path)
+  resumed <- suppressWarnings(ck_fit(d, control = iclv_control(maxit = 3), resume = path))
+  six <- suppressWarnings(ck_fit(d, control = iclv_control(maxit = 6)))
+  expect_identical(coef(resumed), coef(six))
+  h <- resumed$history
+  expect_identical(h$loglik, six$history$loglik)
+  # the rows written before are NA (unknown), the later ones as in one run
+  expect_true(all(is.na(h$scaled_gradient[1:3])))
+  expect_identical(h$scaled_gradient[4:7], six$history$scaled_gradient[4:7])
+  # a scaled gradient of the wrong length is a damaged state
+  bad <- ck
+  bad$state$hist$scaled_gradient <- 1
+  saveRDS(bad, path)
+  expect_error(ck_fit(d, resume = path), "scaled_gradient", class = "iclv_error_control")
+})

@@ -258,6 +258,18 @@ test_that("iclv(), iclv_loglik(), predict() and the memory plan take a cluster",
   }
   expect_output(print(plan), "shard")
   expect_output(print(plan), "200 individuals")
+
+  # iclv_objective(): one engine per worker for the objective's life
+  o1 <- iclv_objective(pb$m, pb$d, draws = dr)
+  o2 <- iclv_objective(pb$m, pb$d, draws = dr, cluster = cl)
+  expect_s3_class(o2$engine$engine, "iclv_cluster_engine")
+  p <- o1$par + 0.03
+  expect_identical(o2$fn(p), o1$fn(p))
+  expect_identical(o2$gr(p), o1$gr(p))
+  expect_identical(o2$scores(p), o1$scores(p))
+  expect_equal(o2$he(p), o1$he(p), tolerance = 1e-10)
+  expect_length(worker_keys(cl), 2L) # kept alive between calls: one key per worker
+  expect_identical(o2$fn(o1$par), o1$fn(o1$par))
 })
 
 test_that("an engine error on one shard names the worker, the shard and the individual", {
@@ -406,10 +418,16 @@ test_that("two workers on CUDA device 0 give one process's CUDA results and the 
   ce <- iclv:::.engine_new(pb$comp$c, spec, "cuda", n_threads = 1, device = c(0L, 0L), cluster = cl)
   expect_identical(ce$shards$device, c(0L, 0L))
   ev <- iclv:::.engine_eval(ce, theta, gradient = TRUE, scores = TRUE, hessian = TRUE)
-  # against one process on the same backend: bit-identical but the Hessian
-  expect_identical(ev$loglik, one$loglik)
-  expect_identical(ev$gradient, one$gradient)
+  # against one process on the same backend: the per-individual parts are
+  # bit-identical; the sums are not, since the CUDA engine adds its
+  # individuals with a fixed tree (src/cuda) and the cluster in index order
+  expect_identical(ev$loglik_i, one$loglik_i)
   expect_identical(ev$scores, one$scores)
+  expect_lt(abs(ev$loglik - one$loglik) / abs(one$loglik), 1e-13)
+  expect_lt(max(abs(ev$gradient - one$gradient)) / max(abs(one$gradient)), 1e-13)
+  # ...and the cluster's sums are exactly the index-order sums of those parts
+  expect_identical(ev$loglik, iclv:::.sum_rows_in_order(one$loglik_i))
+  expect_identical(unname(ev$gradient), iclv:::.sum_rows_in_order(one$scores))
   expect_lt(max(abs(ev$hessian - one$hessian)) / max(abs(one$hessian)), 1e-10)
   # against the CPU reference (the GPU's own tolerance, test-cuda.R)
   expect_lt(abs(ev$loglik - ref$loglik) / abs(ref$loglik), 1e-12)

@@ -424,6 +424,61 @@ test_that("GPU Hessians for chunks of 1, 7 and all individuals are bit-identical
   }
 })
 
+test_that("weighted GPU equals weighted CPU (LL, log L_n, scores, gradient, Hessian), across chunks", {
+  skip_if_no_gpu()
+  # N = 40 > 32: the reduction's groups are cut by chunks of 7; weights vary
+  tm <- tiny_model(c("ordered_probit", "binary_logit", "normal", "ordered_logit"), "mnl",
+                   n_ind = 40L, n_draws = 60L, seed = 91)
+  th <- jitter_theta(tm)
+  cw <- tm$compiled
+  cw$weight <- round(seq(0.2, 3, length.out = 40), 2)
+  cw$weight[c(3, 17)] <- 0
+  ec <- cpu_engine(cw, tm$draws)
+  c_all <- hess_all(ec, th)
+  # the CPU's weighted results are w_n times the unweighted ones (test-weights.R checks them)
+  u <- hess_all(cpu_engine(tm$compiled, tm$draws), th)
+  expect_equal(c_all$loglik_i, cw$weight * u$loglik_i, tolerance = 1e-14)
+  e_all <- gpu_engine(cw, tm$draws)
+  g_all <- hess_all(e_all, th)
+  expect_backends_agree(g_all, c_all, "weighted")
+  expect_hessians_agree(g_all, c_all, "weighted")
+  costs <- chunk_costs(e_all, th)
+  e7 <- gpu_engine(cw, tm$draws, device_memory = budget_for(costs, 7L))
+  expect_identical(as.integer(iclv:::.engine_memory(e7)$per_chunk), 7L)
+  expect_identical(hess_all(e7, th), g_all)
+  # doubling the weights doubles every device result exactly
+  c2 <- cw
+  c2$weight <- 2 * cw$weight
+  g2 <- hess_all(gpu_engine(c2, tm$draws), th)
+  for (el in c("loglik", "loglik_i", "gradient", "scores", "hessian"))
+    expect_identical(g2[[el]], 2 * g_all[[el]], label = el)
+})
+
+test_that("GPU equals CPU for expression utilities and random terms (issue 14), Hessian included", {
+  skip_if_no_gpu()
+  # a model whose utilities are expressions (columns made at compile time)
+  # and use two random terms (draw dimensions after the LV)
+  m <- iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age",
+    choice = iclv_choice("mnl", "ch", list(
+      a = "asc_a - b_price * price_a / 2 + b_sd * xi_price * price_a + l_att * att * (price_b > 0)",
+      b = "asc_b + b_price * price_b + b_sd * xi_price * price_b + s_b * xi_b",
+      c = "0")),
+    id = "ID", categories = 3, random = c("xi_price", "xi_b"))
+  p <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+         zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, gamma_att_age = 0.5, asc_a = 0.2,
+         b_price = -1, b_sd = 0.6, l_att = 0.7, asc_b = -0.3, s_b = 0.8)
+  d <- iclv_simulate(m, p, n = 45, n_tasks = 3, seed = 14)
+  comp <- iclv:::.iclv_compile(m, d)
+  th <- p[comp$partable$name]
+  for (dr in list(iclv_draws("halton", 40), iclv_draws("mlhs", 150, seed = 3))) {
+    spec <- iclv:::.draws_spec(dr, comp$n_ind, length(comp$lvs))
+    expect_hessian_request_ok(gpu_engine(comp$c, spec), cpu_engine(comp$c, spec), th,
+                              paste("expressions and random terms,", dr$type))
+    expect_backends_agree(eval_all(gpu_engine(comp$c, spec), th), eval_all(cpu_engine(comp$c, spec), th),
+                          paste("expressions and random terms,", dr$type))
+  }
+})
+
 test_that("the Hessian's device buffers live only during a Hessian request", {
   skip_if_no_gpu()
   N <- 12L; R <- 64L

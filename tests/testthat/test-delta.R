@@ -104,5 +104,12 @@ test_that("bootstrap covariance: seeded refits on resampled individuals, the sam
   skip_on_os("windows")
   Vp <- vcov(dl_fit, type = "bootstrap", data = dl_data, R = 8, seed = 3, cores = 2)
   expect_equal(Vp, Vb)
+  # on a user's cluster: the refits split over its workers, the same matrix
+  cl <- parallel::makePSOCKcluster(2)
+  on.exit(parallel::stopCluster(cl), add = TRUE)
+  Vc <- vcov(dl_fit, type = "bootstrap", data = dl_data, R = 8, seed = 3, cluster = cl)
+  expect_identical(attr(Vc, "replicates"), reps)
+  expect_equal(Vc, Vb)
   expect_error(vcov(dl_fit, type = "bootstrap"), class = "iclv_error_control")
+  expect_error(vcov(dl_fit, type = "bootstrap", data = dl_data, R = 8, cluster = "ID"), class = "iclv_error_control")
 })

@@ -100,6 +100,83 @@ test_that("the tails hand over to the reference links: huge utilities, LV effect
   }
 })
 
+test_that("probit tails hand over to the reference: deep tails, straddling masses, probabilities near 1", {
+  base <- tiny_variant(tiny_model(rep("ordered_probit", 4L), "probit", n_ind = 8L, n_draws = 6L,
+                                  ncat = 4L, seed = 62), no_lvlv = TRUE)
+  ut <- base$desc$util
+  asc <- ut$par[ut$col < 0 & ut$lv < 0][1] + 1L
+  thr1 <- base$desc$indicators[[1]]$thr + 1L + 0:2
+  lp2 <- base$desc$indicators[[2]]$load_par[1] + 1L
+  cases <- list(
+    # choice probabilities of ~1 and ~e^-1250 (x beyond -35: the reference)
+    asc = function(th) { th[asc] <- 50; th },
+    # a middle category between thresholds 0.002 apart (straddling tails of
+    # ~0.998: the reference), and end categories with probability near 1
+    narrow = function(th) { th[thr1] <- c(-6, -0.001, 0.001); th },
+    # thresholds far in the tails (Cody's third range and beyond)
+    far = function(th) { th[thr1] <- c(-60, -20, 40); th },
+    loading = function(th) { th[lp2] <- 60; th }
+  )
+  for (nm in names(cases)) {
+    th <- cases[[nm]](base$theta)
+    expect_fast_equals_ref(base$compiled, base$draws, th, paste("probit", nm), tol = 1e-10)
+  }
+  # and a tight check where nothing is extreme
+  expect_fast_equals_ref(base$compiled, base$draws, jitter_theta(base), "probit moderate")
+})
+
+test_that("the fast path is taken: the kernels' path counters", {
+  counts <- function(e, th, ...) {
+    p0 <- iclv:::.engine_paths(e)
+    iclv:::.engine_eval(e, th, ...)
+    iclv:::.engine_paths(e) - p0
+  }
+  # ordered-probit indicators and a binary-probit choice (the seed problem's
+  # links): every (observation or row, draw) term in the fast forms, nearly
+  # all vectorised (a probability within 2^-12 of 1 takes the scalar log1p)
+  tm <- tiny_variant(tiny_model(rep("ordered_probit", 4L), "probit", n_ind = 10L, n_draws = 37L,
+                                seed = 81), no_lvlv = TRUE)
+  th <- jitter_theta(tm, 0.1)
+  e <- engine_pair(tm$compiled, tm$draws, n_threads = 2L)
+  R <- 37
+  d <- counts(e$fast, th, TRUE)
+  expect_equal(unname(iclv:::.engine_paths(e$fast)["reference"]), 0)
+  expect_equal(unname(d["individuals"]), tm$compiled$n_ind)
+  expect_equal(unname(d["obs_vectorised"] + d["obs_scalar"]), tm$compiled$n_obs * R)
+  expect_equal(unname(d["rows_vectorised"] + d["rows_scalar"]), tm$compiled$n_rows * R)
+  expect_gt(unname(d["obs_vectorised"]), 0.95 * tm$compiled$n_obs * R)
+  expect_gt(unname(d["rows_vectorised"]), 0.95 * tm$compiled$n_rows * R)
+  expect_equal(unname(d[c("obs_reference", "rows_reference")]), c(0, 0))
+  # the Hessian of a model without LV-on-LV terms goes through the fast Hessian
+  d <- counts(e$fast, th, TRUE, TRUE, TRUE)
+  expect_equal(unname(d["hessian_individuals"]), tm$compiled$n_ind)
+  # and so does one with LV-on-LV terms (each draw's LV blocks folded with
+  # its own d eta / d phi), equal to the reference
+  tl <- tiny_model(rep("ordered_probit", 4L), "probit", n_ind = 6L, n_draws = 9L, seed = 84)
+  el <- iclv:::.engine_new(tl$compiled, tl$draws, n_threads = 1L)
+  d <- counts(el, tl$theta, TRUE, TRUE, TRUE)
+  expect_equal(unname(d["hessian_individuals"]), tl$compiled$n_ind)
+  expect_fast_equals_ref(tl$compiled, tl$draws, jitter_theta(tl), "LV-on-LV, fast Hessian")
+  # the reference engine never enters the kernels
+  d <- counts(e$ref, th, TRUE, TRUE, TRUE)
+  expect_equal(unname(iclv:::.engine_paths(e$ref)["reference"]), 1)
+  expect_true(all(d == 0))
+  # ordered logit and the attribute-free MNL: vectorised too
+  tm <- tiny_variant(tiny_model(rep("ordered_logit", 4L), "mnl", n_ind = 10L, n_draws = 37L, seed = 82),
+                     no_lvlv = TRUE, rowinv = TRUE)
+  d <- counts(iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 1L), jitter_theta(tm, 0.1), TRUE)
+  expect_equal(unname(d["obs_vectorised"]), tm$compiled$n_obs * R)
+  expect_equal(unname(d["rows_vectorised"]), tm$compiled$n_rows * R)
+  # a far-tail term is counted where it went
+  tm <- tiny_variant(tiny_model(rep("ordered_probit", 4L), "probit", n_ind = 4L, n_draws = 5L,
+                                seed = 83), no_lvlv = TRUE)
+  th <- tm$theta
+  th[tm$desc$util$par[tm$desc$util$col < 0 & tm$desc$util$lv < 0][1] + 1L] <- 50
+  d <- counts(iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 1L), th, TRUE)
+  expect_gt(unname(d["rows_reference"]) + unname(d["rows_scalar"]), 0)
+  expect_equal(sum(d[c("rows_vectorised", "rows_scalar", "rows_reference")]), tm$compiled$n_rows * 5)
+})
+
 test_that("fast results are bit-identical with 1 and 2 threads (fast Hessian model)", {
   tm <- tiny_variant(tiny_model(c("ordered_logit", "ordered_probit", "normal", "binary_probit"), "mnl",
                                 n_ind = 40L, n_draws = 19L, seed = 71), no_lvlv = TRUE, rowinv = TRUE)

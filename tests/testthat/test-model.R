@@ -18,7 +18,7 @@ test_that("measurement syntax: comments, several lines, continuation, cross-load
   expect_equal(pt$name[1:9], c("zeta_y1", "tau_y1_1", "tau_y1_2", "tau_y1_3",
                                "zeta_a_y2", "zeta_b_y2", "tau_y2_1", "tau_y2_2", "tau_y2_3"))
   expect_equal(nrow(pt), 6 * 3 + 7)  # 6 x 3 thresholds, 7 loadings
-  expect_equal(names(pt), c("name", "block", "lhs", "op", "rhs", "free", "start", "role"))
+  expect_equal(names(pt), c("name", "block", "lhs", "op", "rhs", "free", "start", "role", "label"))
   expect_equal(pt$op[pt$name == "zeta_b_y2"], "=~")
   expect_equal(pt$lhs[pt$name == "zeta_b_y2"], "b")
   expect_equal(pt$op[pt$name == "tau_y1_2"], "|")
@@ -99,7 +99,10 @@ test_that("indicator types, aliases and categories are validated", {
   expect_error(iclv_model("f =~ y1", id = "ID", categories = 2.5), class = "iclv_error_spec")
   expect_error(iclv_model("f =~ y1", id = "ID", indicator_level = "task"), class = "iclv_error_spec")
   expect_error(iclv_model("f =~ y1", id = "ID", colour = "red"), "colour", class = "iclv_error_spec")
-  expect_error(iclv_model("f =~ 1*y1", id = "ID"), class = "iclv_error_spec")
+  # lavaan's fixed-value modifier (test-syntax-modifiers.R): a fixed loading
+  m1 <- iclv_model("f =~ 1*y1", id = "ID")
+  expect_false(m1$partable$free[m1$partable$name == "zeta_y1"])
+  expect_error(iclv_model("f =~ 1*y1 + 1 * y1", id = "ID"), class = "iclv_error_spec")
   expect_error(iclv_model("f ~ y1", id = "ID"), class = "iclv_error_spec")
 })
 
@@ -113,8 +116,15 @@ test_that("iclv_choice parses utilities and rejects what it cannot represent", {
   expect_equal(ch$terms$a$param, c("asc", "b", "c"))
   expect_equal(ch$terms$a$f1, c(NA, "x1", "x2"))
   expect_equal(nrow(ch$terms$c), 0L)
-  expect_error(iclv_choice("mnl", "best", list(a = "asc - b * x", b = "0")), "'-'", class = "iclv_error_spec")
-  expect_error(iclv_choice("mnl", "best", list(a = "2 * x", b = "0")), class = "iclv_error_spec")
+  # '-' and numbers make a utility an R expression (R/expr.R): the sign and the
+  # number go into the term's data expression; the first plain name is the parameter
+  ex <- iclv_choice("mnl", "best", list(a = "asc - b * x", b = "0"))
+  expect_equal(ex$terms$a$param, c("asc", "b"))
+  expect_equal(ex$terms$a$f1, c(NA, "-x"))
+  ex <- iclv_choice("mnl", "best", list(a = "2 * x", b = "0"))
+  expect_equal(ex$terms$a$param, "x")
+  expect_equal(ex$terms$a$f1, "2")
+  expect_error(iclv_choice("mnl", "best", list(a = "2 * 3", b = "0")), "has no parameter", class = "iclv_error_spec")
   expect_error(iclv_choice("probit", "best", list(a = "x", b = "0", c = "0")), "exactly 2", class = "iclv_error_spec")
   expect_error(iclv_choice("mnl", "best", list(a = "asc")), class = "iclv_error_spec")
   expect_error(iclv_choice("mnl", "best", list(a = "asc", b = "0"), avail = "x"), class = "iclv_error_spec")

@@ -223,3 +223,36 @@ test_that("iclv_control validates every argument", {
   expect_error(iclv_control(maxiter = 10), "maxiter", class = "iclv_error_control")
   expect_error(iclv_control(10, 20), class = "iclv_error_control")
 })
+
+test_that("the history records the scaled gradient g' A^-1 g of every iteration (issue 19)", {
+  pd <- probit_data(n = 400, seed = 3)
+  fn <- probit_fn(pd$X, pd$y)
+  start <- c(a = 0, b = 0, c = 0)
+  # A computed here, independently, at the point of each iteration (the
+  # callback hands the points over): Newton's -H and BHHH's S'S
+  curv <- list(newton = function(r) -r$hessian, bhhh = function(r) crossprod(r$scores))
+  for (m in names(curv)) {
+    pts <- list(start)
+    ctrl <- iclv_control(method = m, tol = 1e-12, hessian = FALSE, vcov = "bhhh",
+                         callback = function(iter, ll, par) { pts[[iter + 1L]] <<- par; TRUE })
+    res <- iclv:::.iclv_optimize(fn, start, ctrl)
+    h <- res$history
+    expect_true("scaled_gradient" %in% names(h), info = m)
+    expect_identical(nrow(h), length(pts))
+    sg <- vapply(pts, function(p) {
+      r <- fn(p, scores = TRUE, hessian = TRUE)
+      sum(r$gradient * solve(curv[[m]](r), r$gradient))
+    }, 1)
+    expect_equal(h$scaled_gradient, sg, tolerance = 1e-8, info = m)
+    # the convergence measure: the last row is the returned one, below tol
+    expect_identical(h$scaled_gradient[nrow(h)], res$scaled_gradient)
+    expect_identical(res$code, 0L)
+    expect_lt(res$scaled_gradient, 1e-9)
+    # it falls by orders of magnitude where max|gradient| need not say so
+    expect_gt(h$scaled_gradient[1], 1e6 * res$scaled_gradient)
+  }
+  # BFGS: A is its own approximation; the history is there and ends at the measure
+  res <- iclv:::.iclv_optimize(fn, start, iclv_control(tol = 1e-10, hessian = FALSE, vcov = "bhhh"))
+  expect_true(all(is.finite(res$history$scaled_gradient) & res$history$scaled_gradient >= 0))
+  expect_identical(res$history$scaled_gradient[nrow(res$history)], res$scaled_gradient)
+})

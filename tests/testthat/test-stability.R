@@ -39,3 +39,34 @@ test_that("residuals are y - P of the choice part", {
   expect_equal(residuals(st_fit, newdata = st_data), r)
   expect_error(residuals(st_fit, newdata = st_data[, names(st_data) != "ch"]), class = "iclv_error_data")
 })
+
+# What a base-graphics plot drew: per panel (plotXY call), the y values and
+# the y-axis label of the title call that follows it.
+drawn_panels <- function(expr) {
+  pdf(NULL)
+  on.exit(dev.off())
+  dev.control("enable")
+  force(expr)
+  dl <- recordPlot()[[1]]
+  name <- vapply(dl, function(e) { f <- e[[2]][[1]]; if (is.list(f) && !is.null(f$name)) f$name else "" }, "")
+  xy <- which(name == "C_plotXY")
+  ti <- which(name == "C_title")
+  lapply(xy, function(k) {
+    t <- ti[ti > k][1]
+    list(y = dl[[k]][[2]][[2]]$y, ylab = if (is.na(t)) NA_character_ else dl[[t]][[2]][[5]])
+  })
+}
+
+test_that("plot(which = \"trace\") draws the LL and the scaled gradient by iteration (issue 19)", {
+  h <- st_fit$history
+  expect_true("scaled_gradient" %in% names(h))
+  expect_identical(h$scaled_gradient[nrow(h)], st_fit$convergence$scaled_gradient)
+  p <- drawn_panels(plot(st_fit, which = "trace"))
+  expect_length(p, 2L)
+  expect_equal(p[[1]]$y, h$loglik)
+  expect_identical(p[[1]]$ylab, "log-likelihood")
+  expect_match(p[[2]]$ylab, "scaled gradient")
+  ok <- is.finite(h$scaled_gradient) & h$scaled_gradient > 0
+  expect_equal(p[[2]]$y, h$scaled_gradient[ok])
+  expect_false(isTRUE(all.equal(p[[2]]$y, h$gradient_norm[ok]))) # not max|gradient|
+})

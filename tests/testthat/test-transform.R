@@ -124,3 +124,28 @@ test_that("constraint violations are reported by name", {
   th[5] <- 0
   expect_match(iclv:::.check_constraints(th, s$names, s$thresholds, s$positive), "'sd_b' must be > 0")
 })
+
+test_that("the sparse chain rule equals the dense Jacobian products bit for bit (issue 13)", {
+  # groups of 4, 3 and 4 free thresholds (two of equal size are stacked),
+  # one group with a fixed threshold (identity), two log sds, identities
+  names <- c("l1", "t1_1", "t1_2", "t1_3", "t1_4", "s1", "t2_1", "t2_2", "t2_3", "b", "t3_1", "t3_2",
+             "t3_3", "t3_4", "t4_1", "t4_2", "s2")
+  theta <- c(0.5, -1.5, -0.2, 0.4, 1.9, 0.8, -0.7, 0.3, 1.1, 0.2, -2, -1, 0, 1, -0.3, 0.6, 1.4)
+  free <- rep(TRUE, 17)
+  free[15] <- FALSE
+  tr <- iclv:::.transform_new(names, theta, free, list(2:5, 7:9, 11:14, 15:16), c(6L, 17L))
+  set.seed(8)
+  n <- tr$n_free
+  u <- iclv:::.to_internal(theta, tr) + rnorm(n, sd = 0.2)
+  g <- rnorm(n)
+  S <- matrix(rnorm(5 * n), 5)
+  H <- crossprod(matrix(rnorm(n * n), n))
+  J <- iclv:::.transform_jacobian(u, tr) # the dense reference: the products the optimizer used before
+  d <- iclv:::.transform_derivs(u, tr, g, S, H)
+  expect_identical(unname(d$gradient), unname(drop(crossprod(J, g))))
+  expect_identical(unname(d$scores), unname(S %*% J))
+  h <- crossprod(J, H %*% J) + diag(ifelse(tr$nonlinear, unname(drop(crossprod(J, g))), 0), n)
+  expect_identical(unname(d$hessian), unname((h + t(h)) / 2))
+  # and it is the Jacobian of .to_natural (finite differences)
+  expect_equal(unname(J), unname(num_jac(function(v) iclv:::.to_natural(v, tr)[free], u)), tolerance = 1e-7)
+})
