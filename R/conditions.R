@@ -9,6 +9,7 @@
 #   control  iclv_control() and other arguments
 #   input    values that reach the engine (parameters, dimensions)
 #   numeric  a likelihood that is not finite
+#   identification  a model refused before estimation (R/identify.R)
 #   cuda     the GPU backend (not compiled, no device, CUDA call failed)
 #   memory, lapack  allocation and linear algebra failures in C
 

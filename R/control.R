@@ -70,6 +70,18 @@
 #'   variable effects (0.5, 1, 2 times, and with the choice model's latent
 #'   variable effects at zero), and the best point is used. Cheap: a handful
 #'   of evaluations.
+#' @param check_identification If `TRUE` (the default), before optimizing,
+#'   the information matrix is checked for rank at two random parameter
+#'   points near the start (the sum of the individuals' score outer
+#'   products, or the negative Hessian when there are fewer than twice as
+#'   many individuals as free parameters; scaled to unit diagonal). A model
+#'   whose log-likelihood is flat in some direction at both points (an
+#'   alternative-specific constant on every alternative, labels that tie
+#'   parameters so that they cancel, a parameter that nothing depends on)
+#'   is refused with an error of class `iclv_error_identification` that
+#'   names the parameters of that direction (also in its `parameters`
+#'   field). Costs two evaluations with scores. `FALSE` skips it; the
+#'   check of the Hessian at the estimate (see [iclv()]) still runs.
 #' @param ... Not used; anything given is an error.
 #' @return An object of class `"iclv_control"`: a list of the settings.
 #' @seealso [iclv()]
@@ -82,7 +94,7 @@ iclv_control <- function(method = c("bfgs", "newton", "bhhh"), maxit = 200, tol 
                          reltol = 1e-10, trace = 0, n_threads = 0, device = 0,
                          device_memory = NULL, vcov = c("robust", "hessian", "bhhh"),
                          hessian = TRUE, checkpoint = NULL, checkpoint_every = 10,
-                         callback = NULL, start_search = FALSE, ...) {
+                         callback = NULL, start_search = FALSE, check_identification = TRUE, ...) {
   dots <- list(...)
   if (length(dots)) {
     nm <- names(dots)
@@ -106,6 +118,7 @@ iclv_control <- function(method = c("bfgs", "newton", "bhhh"), maxit = 200, tol 
   if (!is.null(device_memory)) device_memory <- .control_number(device_memory, "device_memory", positive = TRUE)
   hessian <- .control_flag(hessian, "hessian")
   start_search <- .control_flag(start_search, "start_search")
+  check_identification <- .control_flag(check_identification, "check_identification")
   if (!hessian && vcov != "bhhh") {
     iclv_abort("control", sprintf("vcov = \"%s\" needs the Hessian; use hessian = TRUE or vcov = \"bhhh\"", vcov))
   }
@@ -135,7 +148,7 @@ iclv_control <- function(method = c("bfgs", "newton", "bhhh"), maxit = 200, tol 
                  n_threads = n_threads, device = device, device_memory = device_memory,
                  vcov = vcov, hessian = hessian, checkpoint = checkpoint,
                  checkpoint_every = checkpoint_every, callback = callback,
-                 start_search = start_search),
+                 start_search = start_search, check_identification = check_identification),
             class = "iclv_control")
 }
 

@@ -43,6 +43,10 @@
 #' involved. Standard errors are `NA` only for parameters in the directions
 #' where the scaled Hessian (or outer product of the scores) is singular or
 #' has no positive diagonal entry, with a warning (`iclv_warning_vcov`).
+#' Before estimating, a model that is not identified at all (flat in some
+#' direction at two random parameter points) is refused with an
+#' `iclv_error_identification` naming the parameters of that direction; see
+#' `check_identification` in [iclv_control()].
 #'
 #' @section Sign of the latent variables:
 #' The likelihood does not identify the sign of an LV (negating it and every
@@ -252,6 +256,7 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
     return(list(theta = theta0, code = 0L, message = "no free parameters", iterations = 0L, evaluations = 0L,
                 scaled_gradient = 0, rel_change = NA_real_, seconds = 0, history = .optim_history_frame()))
   }
+  if (control$check_identification && is.null(resume_state)) .identification_precheck(prob, engine)
   if (control$start_search && is.null(resume_state)) {
     theta0 <- .start_search(theta0, prob$partable, function(theta, gradient = TRUE) {
       .timed_eval(engine, timer, theta, gradient = gradient)
