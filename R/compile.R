@@ -94,6 +94,11 @@
     if (length(na)) iclv_abort("data", sprintf("covariate %s is missing (NA) in row %d", iclv_quote(cv), na[1]))
     covmat[, j] <- .val_constant_within(x, grp, N, cv, "covariate", ids)
   }
+  # LV intercepts (`lv ~ 1`, R/lvstat.R): a covariate column of ones
+  if (length(model$lv_icpt)) {
+    covs <- c(covs, .lv_ones)
+    covmat <- cbind(covmat, matrix(1, N, 1L, dimnames = list(NULL, .lv_ones)))
+  }
 
   # ---- choice ------------------------------------------------------------------
   ch <- model$choice
@@ -124,11 +129,18 @@
   # no structural terms and no indicators: eta = e; src/iclv_model.h)
   lvs <- c(model$lvs, model$random)
   K <- length(lvs)
-  st_len <- vapply(lvs, function(l) length(model$structural[[l]]), integer(1))
-  st_lv <- rep(lvs, st_len)
-  st_s <- unlist(lapply(lvs, function(l) model$structural[[l]]), use.names = FALSE)
-  if (is.null(st_s)) st_s <- character()
-  st_is_lv <- st_s %in% lvs
+  # structural terms, LV by LV: the equation's terms, then the intercept
+  # (covariate .lv_ones) and the free standard deviation (the LV's own draw,
+  # type 2 = ICLV_SRC_DRAW), R/lvstat.R
+  sn <- .structural_names(model)
+  lx <- .lv_extra_terms(model)
+  st_tab <- data.frame(lhs = c(sn$lhs, lx$lhs), name = c(sn$name, lx$name),
+                       type = c(ifelse(sn$rhs %in% lvs, 1L, 0L), ifelse(lx$role == "sd", 2L, 0L)),
+                       src = c(ifelse(sn$rhs %in% lvs, match(sn$rhs, lvs), match(sn$rhs, covs)),
+                               ifelse(lx$role == "sd", match(lx$lhs, lvs), match(rep(.lv_ones, nrow(lx)), covs))) - 1L,
+                       stringsAsFactors = FALSE)
+  st_tab <- st_tab[order(match(st_tab$lhs, lvs), seq_len(nrow(st_tab))), , drop = FALSE]
+  st_len <- vapply(lvs, function(l) sum(st_tab$lhs == l), integer(1))
 
   load_ind <- rep(inds, vapply(model$loads, length, integer(1)))
   load_lv <- unlist(model$loads, use.names = FALSE)
@@ -147,9 +159,9 @@
     n_rows = 0L, n_alt = 0L, n_xcol = 0L, n_avail = 0L, choice_type = 0L,
     lv_order = as.integer(match(c(model$lv_order, model$random), lvs) - 1L),
     st_ptr = as.integer(c(0L, cumsum(st_len))),
-    st_par = as.integer(pidx(.structural_names(model)$name)),
-    st_src_type = as.integer(ifelse(st_is_lv, 1L, 0L)),
-    st_src = as.integer(ifelse(st_is_lv, match(st_s, lvs), match(st_s, covs)) - 1L),
+    st_par = as.integer(pidx(st_tab$name)),
+    st_src_type = as.integer(st_tab$type),
+    st_src = as.integer(st_tab$src),
     cov = as.double(t(covmat)),
     ind_type = as.integer(unname(.ind_type_code[model$ind_type])),
     ind_ncat = as.integer(unname(ncat)),
@@ -271,6 +283,18 @@
       set(pt$name[pt$role == "loading" & pt$rhs == ind], 0.5 * s / length(model$loads[[ind]]))
     } else {
       set(sprintf("alpha_%s", ind), q(min(max(mean(v), lo), 1 - lo)))
+    }
+  }
+  # an LV whose fixed loadings (a marker, `f =~ -1*y1`) are all negative:
+  # its other loadings start negative too, so that the start does not pit
+  # the marker against the rest (from such a start the optimizer can run to
+  # a degenerate point, the LV's s.d. to 0 and its loadings to infinity)
+  for (l in model$lvs) {
+    ld <- pt$role == "loading" & pt$lhs == l
+    fx <- pt$name[ld] %in% names(model$fixed)
+    if (any(fx) && all(pt$start[ld][fx] < 0)) {
+      flip <- which(ld & !keep)
+      pt$start[flip] <- -abs(pt$start[flip])
     }
   }
   # the model's own start/fixed values are in pt already (.iclv_partable(),

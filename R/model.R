@@ -25,6 +25,28 @@
 #' The sign of each LV is fixed only by the starting values (loadings start
 #' positive); `fixed` fixes any parameter at a value.
 #'
+#' @section Freeing the defaults: `~~` and `~ 1` (lavaan's syntax):
+#' Two statements, in `measurement` or in `structural`, free the defaults
+#' of an LV `f`:
+#' \itemize{
+#'   \item `f ~~ f` frees the variance of its structural error: the error
+#'     becomes `sigma_f * epsilon_f` with a free standard deviation
+#'     `sigma_f > 0` (partable op `"~~"`, role `"sd"`, start 1; lavaan
+#'     reports the variance `sigma_f^2`). The scale must then be set
+#'     another way, usually lavaan's marker indicator: `f =~ 1*y1 + y2 + y3`;
+#'   \item `f ~ 1` gives it an intercept `alpha_f` (op `"~1"`, role
+#'     `"intercept"`, start 0); its location must then be set another way,
+#'     e.g. by fixing thresholds of one indicator with `fixed =`.
+#' }
+#' [iclv()] refuses a model that these leave unidentified (every loading
+#' and the variance free; an intercept with every threshold free) before
+#' estimating, naming the parameters involved (see `check_identification`
+#' in [iclv_control()]), and warns (class `iclv_warning_identification`) when
+#' an LV's scale is set twice: a loading fixed at a non-zero value while the
+#' variance is fixed too. Not supported yet (classed errors): `f ~~ g`
+#' between two LVs, `~~` and `~ 1` on indicators, modifiers on these
+#' statements (use `fixed =` / `start =` with `sigma_f`, `alpha_f`).
+#'
 #' @section Modifiers (lavaan's syntax):
 #' A term of a measurement or structural statement may carry lavaan's
 #' modifiers before its name, joined by `*`:
@@ -110,8 +132,9 @@
 #' observations per individual grouped by indicator.
 #'
 #' @param measurement Measurement model in lavaan syntax: lines
-#'   `lv =~ ind1 + ind2 + ...` and thresholds `ind | t1 + t2 + ...` (terms
-#'   may carry modifiers, see Modifiers); `#` starts a comment, a line ending in `+`
+#'   `lv =~ ind1 + ind2 + ...`, thresholds `ind | t1 + t2 + ...` (terms
+#'   may carry modifiers, see Modifiers), and `lv ~~ lv`, `lv ~ 1` (see
+#'   Freeing the defaults); `#` starts a comment, a line ending in `+`
 #'   continues on the next line (a statement that ends in `+` with nothing
 #'   after it is an error), a latent variable may appear on several
 #'   lines, an indicator may load on several latent variables. The
@@ -199,7 +222,10 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     iclv_abort("spec", "'id' must be the name of the column identifying individuals")
   }
 
-  meas <- .parse_measurement(.spec_as_syntax(measurement, "=~"))
+  # lavaan's `~~` and `~ 1` on LVs, in either part (R/lvstat.R)
+  lvm <- .syntax_lv_statements(.spec_as_syntax(measurement, "=~"), "measurement")
+  lvs_st <- .syntax_lv_statements(.spec_as_syntax(structural, "~"), "structural")
+  meas <- .parse_measurement(lvm$text)
   meas_mods <- attr(meas, "mods")
   thr_mods <- attr(meas, "thresholds")
   attr(meas, "mods") <- attr(meas, "thresholds") <- NULL
@@ -215,7 +241,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   names(loads) <- inds
 
   # structural model
-  st <- .parse_structural(.spec_as_syntax(structural, "~"))
+  st <- .parse_structural(lvs_st$text)
   st_mods <- attr(st, "mods")
   attr(st, "mods") <- NULL
   notlv <- setdiff(names(st), lvs)
@@ -233,6 +259,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   }
   parents <- lapply(st, function(s) intersect(s, lvs))
   lv_order <- .topo_order(lvs, parents)
+  lvx <- .spec_lv_statements(lvm, lvs_st, lvs, inds)
 
   ind_type <- .spec_indicator_types(indicators, inds)
   level <- .spec_levels(indicator_level, inds)
@@ -251,7 +278,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     ind_type = ind_type, categories = categories, level = level,
     structural = st, covariates = covariates, lv_order = lv_order,
     choice = choice, id = id, fixed = NULL, start = NULL, partable = NULL,
-    labels = NULL, call = cl, random = random
+    labels = NULL, call = cl, random = random, lv_var = lvx$var, lv_icpt = lvx$icpt
   ), class = "iclv_model")
   mods <- .spec_modifiers(meas_mods, st_mods, c(lvs, inds, covariates), thr_mods)
   model$labels <- mods$labels
@@ -672,6 +699,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   }
   sn <- .structural_names(model)
   for (k in seq_len(nrow(sn))) add(sn$name[k], "structural", sn$lhs[k], "~", sn$rhs[k], "structural", 0, sn$labelled[k])
+  lx <- .lv_extra_terms(model)
+  for (k in seq_len(nrow(lx))) add(lx$name[k], "structural", lx$lhs[k], lx$op[k], lx$rhs[k], lx$role[k], lx$start[k])
   ch <- model$choice
   if (!is.null(ch)) {
     ta <- ch$terms_all

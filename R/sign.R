@@ -23,13 +23,18 @@
 # .lv_sign_terms(cc): every term that multiplies an LV, from the compiled
 # arrays (src/iclv_model.h): par (0-based parameter), lv1, lv2 (0-based LVs
 # whose signs multiply the term; lv2 = -1 when one).
+# A free standard deviation (`f ~~ f`: a term whose source is f's own draw,
+# type 2) is left out: the flip negates the draw with f (that is what the
+# mirror image is), so sigma_f keeps its sign; an intercept (`f ~ 1`, a
+# covariate term) is negated with f.
 .lv_sign_terms <- function(cc) {
   K <- cc$n_lv
   n_st <- diff(cc$st_ptr)
-  st_lhs <- rep(seq_len(K) - 1L, n_st)
-  st_lv <- ifelse(cc$st_src_type == 1L, cc$st_src, -1L)
+  keep <- cc$st_src_type != 2L
+  st_lhs <- rep(seq_len(K) - 1L, n_st)[keep]
+  st_lv <- ifelse(cc$st_src_type == 1L, cc$st_src, -1L)[keep]
   ut <- if (length(cc$ut_lv)) which(cc$ut_lv >= 0L & cc$ut_lv < K) else integer()
-  data.frame(par = c(cc$ind_load_par, cc$st_par, cc$ut_par[ut]),
+  data.frame(par = c(cc$ind_load_par, cc$st_par[keep], cc$ut_par[ut]),
              lv1 = c(cc$ind_load_lv, st_lhs, cc$ut_lv[ut]),
              lv2 = c(rep(-1L, length(cc$ind_load_par)), st_lv, rep(-1L, length(ut))))
 }

@@ -188,7 +188,7 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
   m->st_src_type = get_ivec(compiled, "st_src_type", n_st);
   m->st_src = get_ivec(compiled, "st_src", n_st);
   check_idx(m->st_par, n_st, 0, P, "st_par");
-  check_idx(m->st_src_type, n_st, 0, 2, "st_src_type");
+  check_idx(m->st_src_type, n_st, 0, ICLV_SRC_DRAW + 1, "st_src_type");
   for (int t = 0; t < n_st; t++)
     check_idx(m->st_src + t, 1, 0, m->st_src_type[t] == ICLV_SRC_COV ? m->n_cov : K, "st_src");
   /* lv_order must be a permutation in which every LV comes after the LVs it

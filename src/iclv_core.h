@@ -86,7 +86,10 @@ ICLV_HD static inline void iclv_hsym(iclv_hess *h, int i, int j, double v) {
 /* ---- structural model --------------------------------------------------- */
 
 /* Latent variables of individual n for one draw, in lv_order:
- *   eta[k] = e[k] + sum_{t of k} theta[st_par[t]] * src_t.
+ *   eta[k] = u_k e[k] + sum_{t of k} theta[st_par[t]] * src_t
+ * (u_k = 0 when a term of k is its own draw, ICLV_SRC_DRAW with st_src ==
+ * k: the free standard deviation; else 1; src/iclv_model.h). A draw
+ * source enters D like a covariate (its value does not depend on theta).
  * Inputs: e (K) standard normal draws; theta (P).
  * Outputs: eta (K); D (K, S) = d eta / d phi when non-NULL; D2 (K, S, S)
  * when non-NULL (requires D). */
@@ -98,10 +101,12 @@ ICLV_HD static inline void iclv_structural(const iclv_model *m, const double *th
   for (int o = 0; o < K; o++) {
     int k = m->lv_order[o];
     double v = e[k];
+    for (int t = m->st_ptr[k]; t < m->st_ptr[k + 1]; t++)
+      if (m->st_src_type[t] == ICLV_SRC_DRAW && m->st_src[t] == k) v = 0.0;
     for (int t = m->st_ptr[k]; t < m->st_ptr[k + 1]; t++) {
-      int lv_src = m->st_src_type[t] == ICLV_SRC_LV;
+      int type = m->st_src_type[t], lv_src = type == ICLV_SRC_LV;
       int j = m->st_src[t];
-      double src = lv_src ? eta[j] : m->cov[(long) n * m->n_cov + j];
+      double src = lv_src ? eta[j] : type == ICLV_SRC_DRAW ? e[j] : m->cov[(long) n * m->n_cov + j];
       double th = theta[m->st_par[t]];
       v += th * src;
       if (D) {

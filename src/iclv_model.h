@@ -22,9 +22,15 @@
  * dimension k, the draw dimension equals the latent variable index):
  *
  *   Structural (LVs computed in lv_order, a topological order):
- *     eta[k] = e[k] + sum_{t in st_ptr[k]..} theta[st_par[t]] * src_t
+ *     eta[k] = u_k e[k] + sum_{t in st_ptr[k]..} theta[st_par[t]] * src_t
  *       src_t = cov[n*n_cov + st_src[t]]   if st_src_type[t] == ICLV_SRC_COV
  *             = eta[st_src[t]]             if st_src_type[t] == ICLV_SRC_LV
+ *             = e[st_src[t]]               if st_src_type[t] == ICLV_SRC_DRAW
+ *       u_k = 0 when LV k has a term with st_src_type ICLV_SRC_DRAW and
+ *       st_src == k (its error's standard deviation is that term's
+ *       parameter: lavaan's `lv ~~ lv`, R/lvstat.R), else 1 (variance 1,
+ *       the default normalisation). An LV intercept (`lv ~ 1`) is a
+ *       covariate term on a column of ones.
  *
  *   Measurement, one term per observation o of individual n
  *   (o in obs_ptr[n]..obs_ptr[n+1]-1, indicator m = obs_ind[o], y = obs_val[o]):
@@ -96,8 +102,9 @@ enum {
 
 /* sources of structural terms (st_src_type) */
 enum {
-  ICLV_SRC_COV = 0,
-  ICLV_SRC_LV  = 1
+  ICLV_SRC_COV  = 0,
+  ICLV_SRC_LV   = 1,
+  ICLV_SRC_DRAW = 2  /* a draw dimension: e[st_src] (R/lvstat.R) */
 };
 
 /* draw types (iclv_draws.type) */
@@ -128,7 +135,7 @@ typedef struct {
   const int *lv_order;     /* (n_lv) topological order of the LVs */
   const int *st_ptr;       /* (n_lv + 1) CSR over LVs */
   const int *st_par;       /* (st_ptr[n_lv]) parameter index of each term */
-  const int *st_src_type;  /* (st_ptr[n_lv]) ICLV_SRC_COV or ICLV_SRC_LV */
+  const int *st_src_type;  /* (st_ptr[n_lv]) ICLV_SRC_COV, ICLV_SRC_LV or ICLV_SRC_DRAW */
   const int *st_src;       /* (st_ptr[n_lv]) covariate column or LV index */
   const double *cov;       /* (n_ind, n_cov) row-major */
 

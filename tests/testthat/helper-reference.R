@@ -10,9 +10,15 @@ ref_eta <- function(cm, theta, n, e) {
   for (k in cm$lv_order + 1L) {
     v <- e[k]
     if (cm$st_ptr[k] < cm$st_ptr[k + 1L]) {
-      for (t in (cm$st_ptr[k] + 1L):cm$st_ptr[k + 1L]) {
+      terms <- (cm$st_ptr[k] + 1L):cm$st_ptr[k + 1L]
+      # a term on the LV's own draw is its free standard deviation: it
+      # replaces the unit coefficient (`lv ~~ lv`)
+      if (any(cm$st_src_type[terms] == 2L & cm$st_src[terms] == k - 1L)) v <- 0
+      for (t in terms) {
         src <- if (cm$st_src_type[t] == 0L) {
           cm$cov[(n - 1L) * cm$n_cov + cm$st_src[t] + 1L]
+        } else if (cm$st_src_type[t] == 2L) {
+          e[cm$st_src[t] + 1L]
         } else {
           eta[cm$st_src[t] + 1L]
         }

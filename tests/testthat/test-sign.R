@@ -105,7 +105,9 @@ test_that("iclv() reports the same signs from mirror-image starts; a sign the us
   expect_identical(f2$convergence$iterations, max(h$iteration))
   expect_output(print(summary(f2)), "LV sign: f flipped")
   # the user fixed the sign: the first loading is -1 and stays so, the others follow
-  mu <- iclv_model("f =~ -1*y1 + y2 + y3", structural = "f ~ x1", choice = m$choice, id = "ID", categories = 3)
+  # (with the variance free, as lavaan's marker: not over-restricted)
+  mu <- iclv_model("f =~ -1*y1 + y2 + y3\n f ~~ f", structural = "f ~ x1", choice = m$choice, id = "ID",
+                   categories = 3)
   fu <- iclv(mu, d, draws = dr)
   expect_identical(fu$lv_sign$user, "f")
   expect_identical(fu$lv_sign$flipped, character())

@@ -1,0 +1,262 @@
+# lavaan's `~~` and `~ 1` on latent variables (R/lvstat.R): a free
+# structural standard deviation and an LV intercept, against a likelihood
+# written by hand from the data frame, the pure-R reference on the compiled
+# list, finite differences, the default normalisation, and recovery.
+
+skip_if_not(engine_ok(), "the compiled iclv engine is not loadable")
+
+# Two LVs: att with a free s.d.; nrm with an intercept and a free s.d. and
+# att in its structural equation (an LV source: the second-derivative path).
+lvs_model <- function(extra = "att ~~ att\n nrm ~ 1\n nrm ~~ nrm", where = "measurement") {
+  meas <- "att =~ q1 + q2 + q3\n nrm =~ q4 + q5"
+  st <- "att ~ age\n nrm ~ att + age"
+  if (where == "measurement") meas <- paste(meas, extra, sep = "\n") else st <- paste(st, extra, sep = "\n")
+  iclv_model(meas, structural = st,
+    choice = iclv_choice("mnl", "ch", list(
+      a = "asc_a + b_price * price_a + l_att * att",
+      b = "asc_b + b_price * price_b + l_nrm * nrm",
+      c = "0")),
+    id = "ID", categories = 3)
+}
+lvs_truth <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+               zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, zeta_q4 = 0.9, tau_q4_1 = -0.6, tau_q4_2 = 0.7,
+               zeta_q5 = 1.1, tau_q5_1 = -0.8, tau_q5_2 = 0.4, gamma_att_age = 0.5, gamma_nrm_att = 0.4,
+               gamma_nrm_age = -0.3, sigma_att = 1.3, alpha_nrm = 0.4, sigma_nrm = 0.7,
+               asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3, l_nrm = 0.5)
+
+# The simulated LL from the data frame, independent of R/compile.R:
+# att = sigma_att e1 + g age; nrm = alpha + sigma_nrm e2 + g1 att + g2 age.
+lvs_hand_loglik <- function(d, p, user) {
+  ids <- unique(d$ID)
+  R <- dim(user)[2]
+  sum(vapply(seq_along(ids), function(n) {
+    rows <- d[d$ID == ids[n], ]
+    l <- vapply(seq_len(R), function(r) {
+      att <- p[["sigma_att"]] * user[n, r, 1] + p[["gamma_att_age"]] * rows$age[1]
+      nrm <- p[["alpha_nrm"]] + p[["sigma_nrm"]] * user[n, r, 2] + p[["gamma_nrm_att"]] * att +
+        p[["gamma_nrm_age"]] * rows$age[1]
+      li <- 0
+      for (q in 1:5) {
+        y <- rows[[paste0("q", q)]][1]
+        tau <- c(-Inf, p[[sprintf("tau_q%d_1", q)]], p[[sprintf("tau_q%d_2", q)]], Inf)
+        s <- p[[paste0("zeta_q", q)]] * (if (q <= 3) att else nrm)
+        li <- li + log(pnorm(tau[y + 1] - s) - pnorm(tau[y] - s))
+      }
+      Va <- p[["asc_a"]] + p[["b_price"]] * rows$price_a + p[["l_att"]] * att
+      Vb <- p[["asc_b"]] + p[["b_price"]] * rows$price_b + p[["l_nrm"]] * nrm
+      V <- cbind(Va, Vb, 0)
+      y <- match(rows$ch, c("a", "b", "c"))
+      li + sum(V[cbind(seq_along(y), y)] - log(rowSums(exp(V))))
+    }, numeric(1))
+    m <- max(l)
+    m + log(mean(exp(l - m)))
+  }, numeric(1)))
+}
+
+test_that("the parameter table has lavaan's rows for ~~ and ~ 1, in either part of the syntax", {
+  m <- lvs_model()
+  pt <- m$partable
+  r <- pt[pt$name %in% c("sigma_att", "alpha_nrm", "sigma_nrm"), ]
+  expect_identical(r$name, c("sigma_att", "alpha_nrm", "sigma_nrm"))
+  expect_identical(r$op, c("~~", "~1", "~~"))
+  expect_identical(r$lhs, c("att", "nrm", "nrm"))
+  expect_identical(r$rhs, c("att", "", "nrm"))
+  expect_identical(r$role, c("sd", "intercept", "sd"))
+  expect_identical(r$block, rep("structural", 3))
+  expect_identical(r$start, c(1, 0, 1))
+  m2 <- lvs_model(where = "structural")
+  expect_identical(m2$partable, m$partable)
+  expect_identical(m$lv_var, c("att", "nrm"))
+  expect_identical(m$lv_icpt, "nrm")
+  # sigma is positive: the optimizer works on its log
+  d <- iclv_simulate(m, lvs_truth, n = 10, n_tasks = 2, seed = 1)
+  cmp <- iclv:::.iclv_compile(m, d)
+  expect_true(all(match(c("sigma_att", "sigma_nrm"), cmp$partable$name) %in% cmp$positive))
+  expect_error(iclv_loglik(m, d, replace(lvs_truth, "sigma_att", -1), draws = iclv_draws("halton", 5)),
+               class = "iclv_error_input", regexp = "sigma_att")
+})
+
+test_that("the log-likelihood equals the one written by hand and the R reference", {
+  m <- lvs_model()
+  d <- iclv_simulate(m, lvs_truth, n = 20, n_tasks = 3, seed = 2)
+  set.seed(5)
+  user <- array(rnorm(20 * 9 * 2), c(20, 9, 2), dimnames = list(NULL, NULL, c("att", "nrm")))
+  cmp <- iclv:::.iclv_compile(m, d)
+  for (k in 1:3) {
+    p <- lvs_truth + if (k == 1) 0 else stats::runif(length(lvs_truth), -0.2, 0.2)
+    ll <- iclv_loglik(m, d, p, draws = user)$loglik
+    expect_lt(abs(ll - lvs_hand_loglik(d, p, user)), 1e-10)
+    expect_lt(abs(ll - ref_loglik(cmp$c, p[cmp$partable$name], unname(user))$loglik), 1e-10)
+  }
+  # sigma = 1 and alpha = 0 are the default model, bit for bit
+  m0 <- iclv_model("att =~ q1 + q2 + q3\n nrm =~ q4 + q5", structural = "att ~ age\n nrm ~ att + age",
+                   choice = m$choice, id = "ID", categories = 3)
+  p1 <- replace(lvs_truth, c("sigma_att", "sigma_nrm", "alpha_nrm"), c(1, 1, 0))
+  l1 <- iclv_loglik(m, d, p1, draws = user)
+  l0 <- iclv_loglik(m0, d, p1[m0$partable$name], draws = user)
+  expect_identical(l1$loglik, l0$loglik)
+  # (the gradient takes another path of the fast engine: a draw source makes
+  # d eta / d phi depend on the draw)
+  expect_equal(l1$gradient[names(l0$gradient)], l0$gradient, tolerance = 1e-13)
+})
+
+test_that("gradient and Hessian match finite differences, on both CPU paths", {
+  m <- lvs_model()
+  d <- iclv_simulate(m, lvs_truth, n = 15, n_tasks = 3, seed = 3)
+  cmp <- iclv:::.iclv_compile(m, d)
+  spec <- iclv:::.draws_spec(iclv_draws("mlhs", 10, seed = 4), cmp$n_ind, 2L)
+  set.seed(9)
+  th <- lvs_truth[cmp$partable$name] + stats::runif(length(lvs_truth), -0.15, 0.15)
+  evs <- list()
+  for (refpath in c("0", "1")) {
+    old <- Sys.getenv("ICLV_CPU_REFERENCE", unset = NA)
+    Sys.setenv(ICLV_CPU_REFERENCE = refpath)
+    e <- iclv:::.engine_new(cmp$c, spec, n_threads = 1L)
+    if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old)
+    ev <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = TRUE)
+    f <- function(v) iclv:::.engine_eval(e, v, gradient = FALSE)$loglik
+    g <- function(v) iclv:::.engine_eval(e, v, gradient = TRUE)$gradient
+    h <- 1e-5
+    fd_g <- vapply(seq_along(th), function(i) {
+      dd <- replace(numeric(length(th)), i, h)
+      (f(th + dd) - f(th - dd)) / (2 * h)
+    }, numeric(1))
+    fd_h <- vapply(seq_along(th), function(i) {
+      dd <- replace(numeric(length(th)), i, h)
+      (g(th + dd) - g(th - dd)) / (2 * h)
+    }, numeric(length(th)))
+    iclv:::.engine_release(e)
+    expect_lt(max(abs(ev$gradient - fd_g) / pmax(1, abs(fd_g))), 1e-6, label = paste("gradient, reference", refpath))
+    expect_lt(max(abs(ev$hessian - fd_h) / pmax(1, abs(fd_h))), 1e-5, label = paste("Hessian, reference", refpath))
+    # the new parameters have curvature of their own (the check can fail)
+    k <- match(c("sigma_att", "alpha_nrm", "sigma_nrm"), names(th))
+    expect_true(all(abs(diag(ev$hessian)[k]) > 1e-3))
+    evs[[refpath]] <- ev
+  }
+  # the fast path and the reference agree
+  for (el in c("loglik", "gradient", "scores", "hessian"))
+    expect_equal(evs[["0"]][[el]], evs[["1"]][[el]], tolerance = 1e-12, label = el)
+})
+
+test_that("freeing the variance with a marker loading reaches the default normalisation's maximum, rescaled", {
+  m0 <- one_lv_mnl_model()
+  d <- iclv_simulate(m0, one_lv_mnl_truth, n = 200, n_tasks = 4, seed = 11)
+  dr <- iclv_draws("halton", 40, seed = 1)
+  f0 <- iclv(m0, d, draws = dr, backend = "cpu", control = iclv_control(tol = 1e-10))
+  m1 <- iclv_model("att =~ 1*q1 + q2 + q3\n att ~~ att", structural = "att ~ age", choice = m0$choice,
+                   id = "ID", categories = 3)
+  f1 <- iclv(m1, d, draws = dr, backend = "cpu", control = iclv_control(tol = 1e-10))
+  expect_identical(f0$convergence$code, 0L)
+  expect_identical(f1$convergence$code, 0L)
+  expect_lt(abs(as.numeric(logLik(f0)) - as.numeric(logLik(f1))), 1e-6)
+  c0 <- coef(f0)
+  c1 <- coef(f1)
+  s <- c1[["sigma_att"]]
+  # att_1 = s att_0: loadings and LV effects scale by s, structural effects by 1/s
+  expect_equal(s, c0[["zeta_q1"]], tolerance = 1e-4)
+  expect_equal(c1[c("zeta_q2", "zeta_q3", "l_att")] * s, c0[c("zeta_q2", "zeta_q3", "l_att")], tolerance = 1e-4)
+  expect_equal(c1[["gamma_att_age"]] / s, c0[["gamma_att_age"]], tolerance = 1e-4)
+  same <- c("tau_q1_1", "tau_q2_2", "asc_a", "b_price", "asc_b")
+  expect_equal(c1[same], c0[same], tolerance = 1e-4)
+})
+
+test_that("unidentified and over-restricted uses are refused or warned, naming the parameters", {
+  m0 <- one_lv_mnl_model()
+  d <- iclv_simulate(m0, one_lv_mnl_truth, n = 150, n_tasks = 4, seed = 12)
+  dr <- iclv_draws("halton", 20, seed = 1)
+  # LV variance and every loading free
+  m1 <- iclv_model("att =~ q1 + q2 + q3\n att ~~ att", structural = "att ~ age", choice = m0$choice,
+                   id = "ID", categories = 3)
+  e1 <- tryCatch(iclv(m1, d, draws = dr, backend = "cpu"), iclv_error_identification = function(e) e)
+  expect_s3_class(e1, "iclv_error_identification")
+  expect_true(all(c("sigma_att", "zeta_q1", "zeta_q2", "zeta_q3") %in% e1$parameters))
+  # an LV intercept with every threshold free
+  m2 <- iclv_model("att =~ q1 + q2 + q3\n att ~ 1", structural = "att ~ age", choice = m0$choice,
+                   id = "ID", categories = 3)
+  e2 <- tryCatch(iclv(m2, d, draws = dr, backend = "cpu"), iclv_error_identification = function(e) e)
+  expect_s3_class(e2, "iclv_error_identification")
+  expect_true(all(c("alpha_att", "tau_q1_1", "tau_q3_2") %in% e2$parameters))
+  # a marker loading with the default variance: over-restricted, a warning
+  m3 <- iclv_model("att =~ 1*q1 + q2 + q3", structural = "att ~ age", choice = m0$choice,
+                   id = "ID", categories = 3)
+  expect_warning(suppressWarnings(iclv(m3, d, draws = dr, backend = "cpu", control = iclv_control(maxit = 3)),
+                                  classes = "iclv_warning_convergence"),
+                 class = "iclv_warning_identification", regexp = "over-restricted")
+  # ... and the same through fixed =, but not when the variance is free
+  expect_warning(suppressWarnings(iclv(m0, d, draws = dr, backend = "cpu", fixed = c(zeta_q2 = 0.8),
+                                       control = iclv_control(maxit = 3)), classes = "iclv_warning_convergence"),
+                 class = "iclv_warning_identification", regexp = "'zeta_q2' fixed at 0.8")
+  w <- character()
+  withCallingHandlers(
+    iclv(iclv_model("att =~ 1*q1 + q2 + q3\n att ~~ att", structural = "att ~ age", choice = m0$choice,
+                    id = "ID", categories = 3), d, draws = dr, backend = "cpu", control = iclv_control(maxit = 3)),
+    warning = function(x) { w <<- c(w, conditionMessage(x)); invokeRestart("muffleWarning") })
+  expect_false(any(grepl("over-restricted", w)))
+  # every parameter fixed (an evaluation at known values): nothing to say
+  w <- character()
+  withCallingHandlers(iclv(m0, d, draws = dr, backend = "cpu", fixed = one_lv_mnl_truth),
+                      warning = function(x) { w <<- c(w, conditionMessage(x)); invokeRestart("muffleWarning") })
+  expect_false(any(grepl("over-restricted", w)))
+})
+
+test_that("specification errors are classed and say what is not supported", {
+  e <- function(meas, st = "att ~ age", regexp) {
+    expect_error(iclv_model(meas, structural = st, id = "ID"), class = "iclv_error_spec", regexp = regexp)
+  }
+  e("att =~ q1 + q2\n nrm =~ q3 + q4\n att ~~ nrm", regexp = "covariances between the structural errors")
+  e("att =~ q1 + q2\n q1 ~~ q1", regexp = "'~~' on indicators is not supported")
+  e("att =~ q1 + q2\n q1 ~ 1", regexp = "intercepts of indicators are not supported")
+  e("att =~ q1 + q2\n foo ~~ foo", regexp = "'foo' is not a latent variable")
+  e("att =~ q1 + q2\n foo ~ 1", regexp = "'foo' is not a latent variable")
+  e("att =~ q1 + q2\n att ~~ 2*att", regexp = "modifiers on '~~' are not supported")
+  e("att =~ q1 + q2\n att ~~ att", st = "att ~ age\n att ~~ att", regexp = "given twice")
+  e("att =~ q1 + q2", st = "att ~ 1 + age", regexp = "'1' is not a name")
+  e("att =~ q1 + q2\n att ~~", regexp = "not of the form")
+})
+
+test_that("iclv_simulate draws the LVs with the free s.d. and intercept, and a fit recovers them", {
+  m <- iclv_model("att =~ 1*q1 + q2 + q3\n att ~~ att\n att ~ 1", structural = "att ~ age",
+    choice = iclv_choice("mnl", "ch", list(a = "asc_a + b_price * price_a + l_att * att",
+                                           b = "asc_b + b_price * price_b", c = "0")),
+    id = "ID", categories = 3, fixed = c(tau_q1_1 = -1, tau_q1_2 = 1))
+  truth <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+             zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, gamma_att_age = 0.5, alpha_att = 0.6,
+             sigma_att = 1.4, asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3)
+  d <- iclv_simulate(m, truth, n = 1200, n_tasks = 4, seed = 21)
+  lv <- attr(d, "true_lv")[, "att"]
+  age <- d$age[!duplicated(d$ID)]
+  err <- lv - 0.5 * age - 0.6
+  expect_lt(abs(mean(err)), 4 * 1.4 / sqrt(1200))
+  expect_lt(abs(stats::sd(err) / 1.4 - 1), 0.06)
+  fit <- iclv(m, d, draws = iclv_draws("mlhs", 100, seed = 2), backend = "cpu")
+  expect_identical(fit$convergence$code, 0L)
+  est <- coef(fit)
+  free <- fit$partable$name[fit$partable$free]
+  expect_false(any(c("zeta_q1", "tau_q1_1", "tau_q1_2") %in% free))
+  se <- sqrt(diag(vcov(fit)))[free]
+  expect_false(anyNA(se))
+  z <- (est[free] - truth[free]) / se
+  expect_true(all(abs(z) < 3), info = paste(names(z), round(z, 2), collapse = ", "))
+  # predict: posterior LV means follow the intercept
+  lvp <- predict(fit, type = "lv")
+  expect_lt(abs(mean(lvp$mean_att - est[["gamma_att_age"]] * age) - est[["alpha_att"]]), 0.15)
+})
+
+test_that("the sign normalisation leaves a free s.d. positive and flips an intercept", {
+  m <- iclv_model("att =~ q1 + q2 + q3\n att ~~ att\n att ~ 1", structural = "att ~ age", id = "ID", categories = 3)
+  d <- iclv_simulate(m, c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5,
+                          tau_q2_2 = 0.8, zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5,
+                          gamma_att_age = 0.5, alpha_att = 0.3, sigma_att = 1.2), n = 10, seed = 3)
+  cmp <- iclv:::.iclv_compile(m, d)
+  pt <- cmp$partable
+  th <- stats::setNames(c(-1, -1, 1, -0.8, -0.5, 0.8, -1.2, -1, 0.5, 0.5, 0.3, 1.2)[seq_len(nrow(pt))], pt$name)
+  th[["sigma_att"]] <- 1.2
+  th[["alpha_att"]] <- 0.3
+  th[["gamma_att_age"]] <- 0.5
+  fl <- iclv:::.lv_sign_flip(cmp$c, th, pt$free, match("zeta_q1", pt$name))
+  expect_identical(fl$flip, 0L)
+  expect_identical(fl$theta[["sigma_att"]], 1.2)
+  expect_identical(fl$theta[["alpha_att"]], -0.3)
+  expect_identical(fl$theta[["gamma_att_age"]], -0.5)
+  expect_identical(fl$theta[["zeta_q1"]], 1)
+})
