@@ -134,10 +134,10 @@
   # type 2 = ICLV_SRC_DRAW), R/lvstat.R
   sn <- .structural_names(model)
   lx <- .lv_extra_terms(model)
-  st_tab <- data.frame(lhs = c(sn$lhs, lx$lhs), name = c(sn$name, lx$name),
-                       type = c(ifelse(sn$rhs %in% lvs, 1L, 0L), ifelse(lx$role == "sd", 2L, 0L)),
+  st_tab <- data.frame(lhs = c(sn$lhs, lx$eq), name = c(sn$name, lx$name),
+                       type = c(ifelse(sn$rhs %in% lvs, 1L, 0L), ifelse(is.na(lx$draw), 0L, 2L)),
                        src = c(ifelse(sn$rhs %in% lvs, match(sn$rhs, lvs), match(sn$rhs, covs)),
-                               ifelse(lx$role == "sd", match(lx$lhs, lvs), match(rep(.lv_ones, nrow(lx)), covs))) - 1L,
+                               ifelse(is.na(lx$draw), match(rep(.lv_ones, nrow(lx)), covs), match(lx$draw, lvs))) - 1L,
                        stringsAsFactors = FALSE)
   st_tab <- st_tab[order(match(st_tab$lhs, lvs), seq_len(nrow(st_tab))), , drop = FALSE]
   st_len <- vapply(lvs, function(l) sum(st_tab$lhs == l), integer(1))

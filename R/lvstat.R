@@ -1,6 +1,8 @@
 # lavaan's `~~` and `~ 1` on latent variables (issue 15):
 #
 #   f ~~ f   frees the variance of f's structural error (by default 1);
+#   f ~~ g   correlates the structural errors of f and g (by default
+#            independent);
 #   f ~ 1    gives f an intercept (by default its mean given the covariates
 #            is 0).
 #
@@ -14,16 +16,30 @@
 #   sigma_<f>  (op "~~", role "sd")         the standard deviation of f's
 #              error, > 0 (the optimizer works on its log, R/transform.R);
 #              lavaan reports the variance: sigma_f^2; start 1;
-#   alpha_<f>  (op "~1", role "intercept")  f's intercept; start 0.
-# In the engine (src/iclv_model.h) both are structural terms of f: the
+#   alpha_<f>  (op "~1", role "intercept")  f's intercept; start 0;
+#   chol_<g>_<f> (op "~~", lhs f, rhs g, role "chol", f before g in the
+#              model's LV order)  an element of the lower-triangular
+#              Cholesky factor L of the errors' covariance: the errors are
+#              zeta = L e with e independent standard normal, L's diagonal
+#              sigma_<f> (1 unless `f ~~ f`), so that
+#                cov(zeta_f, zeta_g) = sum_i L_fi L_gi  (= chol_g_f * sigma_f
+#                                                        for two LVs),
+#                var(zeta_g) = sigma_g^2 + sum_{i<g} L_gi^2;
+#              start 0. Any real value: L e covers every covariance matrix.
+#              A Cholesky factor with zeros does not give a covariance
+#              matrix with zeros in the same places once three LVs are
+#              involved, so the LVs joined by `~~` must form groups in
+#              which every pair is joined (a classed error otherwise).
+# In the engine (src/iclv_model.h) all are structural terms of an LV: the
 # intercept a covariate term on a column of ones (.lv_ones), the standard
-# deviation a term whose source is f's own draw (ICLV_SRC_DRAW), which
-# replaces the unit coefficient of that draw. Both engines, predict() and
-# the memory plan see ordinary structural terms; iclv_simulate() draws
-# f = alpha_f + sum gamma x + sigma_f e.
+# deviation a term whose source is the LV's own draw (ICLV_SRC_DRAW),
+# which replaces the unit coefficient of that draw, a Cholesky element a
+# term on an earlier LV's draw. Both engines, predict() and the memory plan
+# see ordinary structural terms; iclv_simulate() draws
+# f = alpha_f + sum gamma x + (L e)_f.
 #
-# Not supported (classed errors that say so): `f ~~ g` between different
-# LVs (correlated structural errors), `~~` and `~ 1` on indicators (ordered
+# Not supported (classed errors that say so): `~~` between LVs whose
+# groups are not complete (above), `~~` and `~ 1` on indicators (ordered
 # indicators have no intercept or scale parameter; normal and binary ones
 # already have a free intercept alpha_<y>, normal ones a free sigma_<y>),
 # and modifiers on these statements (use `fixed =` / `start =` with the
@@ -72,7 +88,8 @@
 
 # Checks the statements of both parts against the model's LVs and
 # indicators; returns list(var = LVs with a free variance, icpt = LVs with
-# an intercept), in LV order.
+# an intercept), in LV order, and cov = data.frame(lhs, rhs) of the
+# correlated pairs, lhs before rhs in LV order.
 .spec_lv_statements <- function(a, b, lvs, inds) {
   var <- rbind(a$var, b$var)
   icpt <- c(a$icpt, b$icpt)
@@ -90,11 +107,6 @@
       iclv_abort("spec", sprintf("%s: %s is not a latent variable of the model (latent variables: %s)", s,
                                  iclv_quote(nm), iclv_quote(lvs)))
     }
-    if (l != r) {
-      iclv_abort("spec", sprintf(paste0(
-        "%s: covariances between the structural errors of two latent variables are not supported yet; ",
-        "a latent variable may enter the other's structural equation ('%s ~ %s')"), s, r, l))
-    }
   }
   for (l in icpt) {
     if (l %in% inds) {
@@ -107,29 +119,72 @@
                                  iclv_quote(l), iclv_quote(lvs)))
     }
   }
-  dv <- var$lhs[duplicated(var$lhs)]
+  own <- var$lhs == var$rhs
+  dv <- var$lhs[own][duplicated(var$lhs[own])]
   if (length(dv)) iclv_abort("spec", sprintf("'%s ~~ %s' is given twice", dv[1], dv[1]))
   di <- icpt[duplicated(icpt)]
   if (length(di)) iclv_abort("spec", sprintf("'%s ~ 1' is given twice", di[1]))
-  list(var = lvs[lvs %in% var$lhs], icpt = lvs[lvs %in% icpt])
+  list(var = lvs[lvs %in% var$lhs[own]], icpt = lvs[lvs %in% icpt], cov = .lv_cov_pairs(var[!own, , drop = FALSE], lvs))
+}
+
+# The correlated pairs (lhs before rhs in `lvs`), checked: no pair twice,
+# and every group of LVs joined by `~~` complete (see the header).
+.lv_cov_pairs <- function(pairs, lvs) {
+  out <- data.frame(lhs = character(), rhs = character(), stringsAsFactors = FALSE)
+  if (!nrow(pairs)) return(out)
+  a <- match(pairs$lhs, lvs)
+  b <- match(pairs$rhs, lvs)
+  out <- data.frame(lhs = lvs[pmin(a, b)], rhs = lvs[pmax(a, b)], stringsAsFactors = FALSE)
+  key <- paste(out$lhs, out$rhs)
+  if (anyDuplicated(key)) {
+    k <- which(duplicated(key))[1]
+    iclv_abort("spec", sprintf("the covariance of %s and %s is given twice", iclv_quote(out$lhs[k]), iclv_quote(out$rhs[k])))
+  }
+  # groups: connected components of the pairs
+  grp <- stats::setNames(seq_along(lvs), lvs)
+  for (k in seq_len(nrow(out))) {
+    g1 <- grp[[out$lhs[k]]]
+    g2 <- grp[[out$rhs[k]]]
+    grp[grp == g2] <- g1
+  }
+  for (g in unique(grp)) {
+    mem <- lvs[grp == g]
+    if (length(mem) < 3L) next
+    need <- utils::combn(mem, 2L)
+    miss <- which(!paste(need[1, ], need[2, ]) %in% key)
+    if (length(miss)) {
+      iclv_abort("spec", sprintf(paste0(
+        "the structural errors of %s are joined by '~~' but '%s ~~ %s' is missing: iclv correlates LVs ",
+        "through a Cholesky factor, whose zeros are not zero covariances once three LVs are involved; ",
+        "correlate every pair of the group, or none"), iclv_quote(mem), need[1, miss[1]], need[2, miss[1]]))
+    }
+  }
+  out[order(match(out$rhs, lvs), match(out$lhs, lvs)), , drop = FALSE]
 }
 
 # The extra structural terms of the LVs, in LV order and within an LV the
-# intercept, then the standard deviation: data.frame(lhs, name, op, rhs,
-# role, start).
+# intercept, the standard deviation, then the Cholesky elements on earlier
+# LVs' draws: data.frame(eq (the LV whose equation holds the term), lhs,
+# op, rhs (the partable's columns), name, role, start, draw (the LV whose
+# draw is the term's source, NA for an intercept)).
 .lv_extra_terms <- function(model) {
   rows <- list()
+  cv <- model$lv_cov
   for (l in model$lvs) {
-    if (l %in% model$lv_icpt) rows[[length(rows) + 1L]] <- c(l, sprintf("alpha_%s", l), "~1", "", "intercept", "0")
-    if (l %in% model$lv_var) rows[[length(rows) + 1L]] <- c(l, sprintf("sigma_%s", l), "~~", l, "sd", "1")
+    if (l %in% model$lv_icpt) rows[[length(rows) + 1L]] <- c(l, l, "~1", "", sprintf("alpha_%s", l), "intercept", "0", NA)
+    if (l %in% model$lv_var) rows[[length(rows) + 1L]] <- c(l, l, "~~", l, sprintf("sigma_%s", l), "sd", "1", l)
+    for (f in cv$lhs[cv$rhs == l]) {
+      rows[[length(rows) + 1L]] <- c(l, f, "~~", l, sprintf("chol_%s_%s", l, f), "chol", "0", f)
+    }
   }
   if (!length(rows)) {
-    return(data.frame(lhs = character(), name = character(), op = character(), rhs = character(),
-                      role = character(), start = numeric(), stringsAsFactors = FALSE))
+    return(data.frame(eq = character(), lhs = character(), op = character(), rhs = character(),
+                      name = character(), role = character(), start = numeric(), draw = character(),
+                      stringsAsFactors = FALSE))
   }
   m <- do.call(rbind, rows)
-  data.frame(lhs = m[, 1], name = m[, 2], op = m[, 3], rhs = m[, 4], role = m[, 5],
-             start = as.numeric(m[, 6]), stringsAsFactors = FALSE)
+  data.frame(eq = m[, 1], lhs = m[, 2], op = m[, 3], rhs = m[, 4], name = m[, 5], role = m[, 6],
+             start = as.numeric(m[, 7]), draw = m[, 8], stringsAsFactors = FALSE)
 }
 
 # Over-restriction: an LV whose variance is fixed (the default, or fixed

@@ -26,7 +26,7 @@
 #' positive); `fixed` fixes any parameter at a value.
 #'
 #' @section Freeing the defaults: `~~` and `~ 1` (lavaan's syntax):
-#' Two statements, in `measurement` or in `structural`, free the defaults
+#' These statements, in `measurement` or in `structural`, free the defaults
 #' of an LV `f`:
 #' \itemize{
 #'   \item `f ~~ f` frees the variance of its structural error: the error
@@ -36,16 +36,28 @@
 #'     another way, usually lavaan's marker indicator: `f =~ 1*y1 + y2 + y3`;
 #'   \item `f ~ 1` gives it an intercept `alpha_f` (op `"~1"`, role
 #'     `"intercept"`, start 0); its location must then be set another way,
-#'     e.g. by fixing thresholds of one indicator with `fixed =`.
+#'     e.g. by fixing thresholds of one indicator with `fixed =`;
+#'   \item `f ~~ g` correlates the structural errors of two LVs. iclv writes
+#'     the errors as `L e`, `e` independent standard normal and `L` lower
+#'     triangular in the order of the LVs (its diagonal: `sigma_f`, 1 unless
+#'     freed); `f ~~ g` (f before g) frees the element `chol_g_f` (op `"~~"`,
+#'     role `"chol"`, start 0, any sign), so that the covariance is
+#'     `chol_g_f * sigma_f` and the variance of g's error
+#'     `sigma_g^2 + chol_g_f^2` (with the default unit variances, the scale
+#'     of g's error is no longer 1: its loadings are those of lavaan's
+#'     standardised LV times that standard deviation, and the maximum
+#'     log-likelihood is the same). With three or more LVs every pair of a
+#'     group joined by `~~` must be joined (zeros in `L` are not zero
+#'     covariances); otherwise a classed error says which pair is missing.
 #' }
 #' [iclv()] refuses a model that these leave unidentified (every loading
 #' and the variance free; an intercept with every threshold free) before
 #' estimating, naming the parameters involved (see `check_identification`
 #' in [iclv_control()]), and warns (class `iclv_warning_identification`) when
 #' an LV's scale is set twice: a loading fixed at a non-zero value while the
-#' variance is fixed too. Not supported yet (classed errors): `f ~~ g`
-#' between two LVs, `~~` and `~ 1` on indicators, modifiers on these
-#' statements (use `fixed =` / `start =` with `sigma_f`, `alpha_f`).
+#' variance is fixed too. Not supported yet (classed errors): `~~` and
+#' `~ 1` on indicators, modifiers on these statements (use `fixed =` /
+#' `start =` with `sigma_f`, `alpha_f`, `chol_g_f`).
 #'
 #' @section Modifiers (lavaan's syntax):
 #' A term of a measurement or structural statement may carry lavaan's
@@ -278,7 +290,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     ind_type = ind_type, categories = categories, level = level,
     structural = st, covariates = covariates, lv_order = lv_order,
     choice = choice, id = id, fixed = NULL, start = NULL, partable = NULL,
-    labels = NULL, call = cl, random = random, lv_var = lvx$var, lv_icpt = lvx$icpt
+    labels = NULL, call = cl, random = random, lv_var = lvx$var, lv_icpt = lvx$icpt,
+    lv_cov = lvx$cov
   ), class = "iclv_model")
   mods <- .spec_modifiers(meas_mods, st_mods, c(lvs, inds, covariates), thr_mods)
   model$labels <- mods$labels

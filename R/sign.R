@@ -25,14 +25,16 @@
 # whose signs multiply the term; lv2 = -1 when one).
 # A free standard deviation (`f ~~ f`: a term whose source is f's own draw,
 # type 2) is left out: the flip negates the draw with f (that is what the
-# mirror image is), so sigma_f keeps its sign; an intercept (`f ~ 1`, a
-# covariate term) is negated with f.
+# mirror image is), so sigma_f keeps its sign; a Cholesky element (`f ~~ g`,
+# the draw of another LV) is multiplied by both signs, as an LV source; an
+# intercept (`f ~ 1`, a covariate term) is negated with f.
 .lv_sign_terms <- function(cc) {
   K <- cc$n_lv
   n_st <- diff(cc$st_ptr)
-  keep <- cc$st_src_type != 2L
-  st_lhs <- rep(seq_len(K) - 1L, n_st)[keep]
-  st_lv <- ifelse(cc$st_src_type == 1L, cc$st_src, -1L)[keep]
+  st_eq <- rep(seq_len(K) - 1L, n_st)
+  keep <- !(cc$st_src_type == 2L & cc$st_src == st_eq)
+  st_lhs <- st_eq[keep]
+  st_lv <- ifelse(cc$st_src_type == 0L, -1L, cc$st_src)[keep]
   ut <- if (length(cc$ut_lv)) which(cc$ut_lv >= 0L & cc$ut_lv < K) else integer()
   data.frame(par = c(cc$ind_load_par, cc$st_par[keep], cc$ut_par[ut]),
              lv1 = c(cc$ind_load_lv, st_lhs, cc$ut_lv[ut]),

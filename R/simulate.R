@@ -139,6 +139,8 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     # `l ~~ l` and `l ~ 1` (R/lvstat.R): sigma_l e + alpha_l
     v <- if (l %in% model$lv_var) th[[sprintf("sigma_%s", l)]] * e[, l] else e[, l]
     if (l %in% model$lv_icpt) v <- v + th[[sprintf("alpha_%s", l)]]
+    cv <- model$lv_cov
+    for (f in cv$lhs[cv$rhs == l]) v <- v + th[[sprintf("chol_%s_%s", l, f)]] * e[, f]
     for (s in model$structural[[l]]) {
       src <- if (s %in% lvs) eta[, s] else covmat[, s]
       v <- v + th[[sn$name[sn$lhs == l & sn$rhs == s]]] * src

@@ -479,11 +479,12 @@ test_that("GPU equals CPU for expression utilities and random terms (issue 14), 
   }
 })
 
-test_that("GPU equals CPU for free LV standard deviations and intercepts (issue 15), Hessian included", {
+test_that("GPU equals CPU for free LV standard deviations, intercepts and covariances (issue 15), Hessian included", {
   skip_if_no_gpu()
-  # `att ~~ att`, `nrm ~ 1`, `nrm ~~ nrm` (R/lvstat.R): structural terms on a
-  # column of ones and on the LV's own draw, with an LV source (D2 path)
-  m <- iclv_model("att =~ q1 + q2 + q3\n nrm =~ q4 + q5\n att ~~ att\n nrm ~ 1\n nrm ~~ nrm",
+  # `att ~~ att`, `nrm ~ 1`, `nrm ~~ nrm`, `att ~~ nrm` (R/lvstat.R):
+  # structural terms on a column of ones, on the LV's own draw and on
+  # another LV's draw, with an LV source (D2 path)
+  m <- iclv_model("att =~ q1 + q2 + q3\n nrm =~ q4 + q5\n att ~~ att\n nrm ~ 1\n nrm ~~ nrm\n att ~~ nrm",
     structural = "att ~ age\n nrm ~ att + age",
     choice = iclv_choice("mnl", "ch", list(a = "asc_a + b_price * price_a + l_att * att",
                                            b = "asc_b + b_price * price_b + l_nrm * nrm", c = "0")),
@@ -491,7 +492,7 @@ test_that("GPU equals CPU for free LV standard deviations and intercepts (issue 
   p <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
          zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, zeta_q4 = 0.9, tau_q4_1 = -0.6, tau_q4_2 = 0.7,
          zeta_q5 = 1.1, tau_q5_1 = -0.8, tau_q5_2 = 0.4, gamma_att_age = 0.5, gamma_nrm_att = 0.4,
-         gamma_nrm_age = -0.3, sigma_att = 1.3, alpha_nrm = 0.4, sigma_nrm = 0.7,
+         gamma_nrm_age = -0.3, sigma_att = 1.3, alpha_nrm = 0.4, sigma_nrm = 0.7, chol_nrm_att = 0.6,
          asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3, l_nrm = 0.5)
   d <- iclv_simulate(m, p, n = 45, n_tasks = 3, seed = 15)
   comp <- iclv:::.iclv_compile(m, d)

@@ -6,8 +6,9 @@
 skip_if_not(engine_ok(), "the compiled iclv engine is not loadable")
 
 # Two LVs: att with a free s.d.; nrm with an intercept and a free s.d. and
-# att in its structural equation (an LV source: the second-derivative path).
-lvs_model <- function(extra = "att ~~ att\n nrm ~ 1\n nrm ~~ nrm", where = "measurement") {
+# att in its structural equation (an LV source: the second-derivative path);
+# their errors correlated (a Cholesky element on att's draw).
+lvs_model <- function(extra = "att ~~ att\n nrm ~ 1\n nrm ~~ nrm\n nrm ~~ att", where = "measurement") {
   meas <- "att =~ q1 + q2 + q3\n nrm =~ q4 + q5"
   st <- "att ~ age\n nrm ~ att + age"
   if (where == "measurement") meas <- paste(meas, extra, sep = "\n") else st <- paste(st, extra, sep = "\n")
@@ -22,10 +23,10 @@ lvs_truth <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1
                zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, zeta_q4 = 0.9, tau_q4_1 = -0.6, tau_q4_2 = 0.7,
                zeta_q5 = 1.1, tau_q5_1 = -0.8, tau_q5_2 = 0.4, gamma_att_age = 0.5, gamma_nrm_att = 0.4,
                gamma_nrm_age = -0.3, sigma_att = 1.3, alpha_nrm = 0.4, sigma_nrm = 0.7,
-               asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3, l_nrm = 0.5)
+               chol_nrm_att = 0.6, asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3, l_nrm = 0.5)
 
 # The simulated LL from the data frame, independent of R/compile.R:
-# att = sigma_att e1 + g age; nrm = alpha + sigma_nrm e2 + g1 att + g2 age.
+# att = sigma_att e1 + g age; nrm = alpha + sigma_nrm e2 + chol e1 + g1 att + g2 age.
 lvs_hand_loglik <- function(d, p, user) {
   ids <- unique(d$ID)
   R <- dim(user)[2]
@@ -33,7 +34,8 @@ lvs_hand_loglik <- function(d, p, user) {
     rows <- d[d$ID == ids[n], ]
     l <- vapply(seq_len(R), function(r) {
       att <- p[["sigma_att"]] * user[n, r, 1] + p[["gamma_att_age"]] * rows$age[1]
-      nrm <- p[["alpha_nrm"]] + p[["sigma_nrm"]] * user[n, r, 2] + p[["gamma_nrm_att"]] * att +
+      nrm <- p[["alpha_nrm"]] + p[["sigma_nrm"]] * user[n, r, 2] + p[["chol_nrm_att"]] * user[n, r, 1] +
+        p[["gamma_nrm_att"]] * att +
         p[["gamma_nrm_age"]] * rows$age[1]
       li <- 0
       for (q in 1:5) {
@@ -56,14 +58,16 @@ lvs_hand_loglik <- function(d, p, user) {
 test_that("the parameter table has lavaan's rows for ~~ and ~ 1, in either part of the syntax", {
   m <- lvs_model()
   pt <- m$partable
-  r <- pt[pt$name %in% c("sigma_att", "alpha_nrm", "sigma_nrm"), ]
-  expect_identical(r$name, c("sigma_att", "alpha_nrm", "sigma_nrm"))
-  expect_identical(r$op, c("~~", "~1", "~~"))
-  expect_identical(r$lhs, c("att", "nrm", "nrm"))
-  expect_identical(r$rhs, c("att", "", "nrm"))
-  expect_identical(r$role, c("sd", "intercept", "sd"))
-  expect_identical(r$block, rep("structural", 3))
-  expect_identical(r$start, c(1, 0, 1))
+  r <- pt[pt$name %in% c("sigma_att", "alpha_nrm", "sigma_nrm", "chol_nrm_att"), ]
+  expect_identical(r$name, c("sigma_att", "alpha_nrm", "sigma_nrm", "chol_nrm_att"))
+  expect_identical(r$op, c("~~", "~1", "~~", "~~"))
+  expect_identical(r$lhs, c("att", "nrm", "nrm", "att"))
+  expect_identical(r$rhs, c("att", "", "nrm", "nrm"))
+  expect_identical(r$role, c("sd", "intercept", "sd", "chol"))
+  expect_identical(r$block, rep("structural", 4))
+  expect_identical(r$start, c(1, 0, 1, 0))
+  # written either way round
+  expect_identical(lvs_model("att ~~ att\n nrm ~ 1\n nrm ~~ nrm\n att ~~ nrm")$partable, pt)
   m2 <- lvs_model(where = "structural")
   expect_identical(m2$partable, m$partable)
   expect_identical(m$lv_var, c("att", "nrm"))
@@ -91,7 +95,7 @@ test_that("the log-likelihood equals the one written by hand and the R reference
   # sigma = 1 and alpha = 0 are the default model, bit for bit
   m0 <- iclv_model("att =~ q1 + q2 + q3\n nrm =~ q4 + q5", structural = "att ~ age\n nrm ~ att + age",
                    choice = m$choice, id = "ID", categories = 3)
-  p1 <- replace(lvs_truth, c("sigma_att", "sigma_nrm", "alpha_nrm"), c(1, 1, 0))
+  p1 <- replace(lvs_truth, c("sigma_att", "sigma_nrm", "alpha_nrm", "chol_nrm_att"), c(1, 1, 0, 0))
   l1 <- iclv_loglik(m, d, p1, draws = user)
   l0 <- iclv_loglik(m0, d, p1[m0$partable$name], draws = user)
   expect_identical(l1$loglik, l0$loglik)
@@ -129,7 +133,7 @@ test_that("gradient and Hessian match finite differences, on both CPU paths", {
     expect_lt(max(abs(ev$gradient - fd_g) / pmax(1, abs(fd_g))), 1e-6, label = paste("gradient, reference", refpath))
     expect_lt(max(abs(ev$hessian - fd_h) / pmax(1, abs(fd_h))), 1e-5, label = paste("Hessian, reference", refpath))
     # the new parameters have curvature of their own (the check can fail)
-    k <- match(c("sigma_att", "alpha_nrm", "sigma_nrm"), names(th))
+    k <- match(c("sigma_att", "alpha_nrm", "sigma_nrm", "chol_nrm_att"), names(th))
     expect_true(all(abs(diag(ev$hessian)[k]) > 1e-3))
     evs[[refpath]] <- ev
   }
@@ -203,7 +207,12 @@ test_that("specification errors are classed and say what is not supported", {
   e <- function(meas, st = "att ~ age", regexp) {
     expect_error(iclv_model(meas, structural = st, id = "ID"), class = "iclv_error_spec", regexp = regexp)
   }
-  e("att =~ q1 + q2\n nrm =~ q3 + q4\n att ~~ nrm", regexp = "covariances between the structural errors")
+  e("att =~ q1 + q2\n nrm =~ q3 + q4\n h =~ q5 + q6\n att ~~ nrm\n att ~~ h",
+    regexp = "'nrm ~~ h' is missing")
+  e("att =~ q1 + q2\n nrm =~ q3 + q4\n att ~~ nrm\n nrm ~~ att", regexp = "given twice")
+  pt3 <- iclv_model("att =~ q1 + q2\n nrm =~ q3 + q4\n h =~ q5 + q6\n att ~~ nrm\n att ~~ h\n h ~~ nrm",
+                    id = "ID")$partable
+  expect_identical(pt3$name[pt3$role == "chol"], c("chol_nrm_att", "chol_h_att", "chol_h_nrm"))
   e("att =~ q1 + q2\n q1 ~~ q1", regexp = "'~~' on indicators is not supported")
   e("att =~ q1 + q2\n q1 ~ 1", regexp = "intercepts of indicators are not supported")
   e("att =~ q1 + q2\n foo ~~ foo", regexp = "'foo' is not a latent variable")
@@ -259,4 +268,35 @@ test_that("the sign normalisation leaves a free s.d. positive and flips an inter
   expect_identical(fl$theta[["alpha_att"]], -0.3)
   expect_identical(fl$theta[["gamma_att_age"]], -0.5)
   expect_identical(fl$theta[["zeta_q1"]], 1)
+})
+
+test_that("correlated structural errors are recovered, and the sign flip negates the Cholesky element", {
+  m <- iclv_model("att =~ q1 + q2 + q3\n nrm =~ q4 + q5 + q6\n att ~~ nrm", structural = "att ~ age",
+    choice = iclv_choice("mnl", "ch", list(a = "asc_a + b_price * price_a + l_att * att",
+                                           b = "asc_b + b_price * price_b + l_nrm * nrm", c = "0")),
+    id = "ID", categories = 3)
+  truth <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+             zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, zeta_q4 = 0.9, tau_q4_1 = -0.6, tau_q4_2 = 0.7,
+             zeta_q5 = 1.1, tau_q5_1 = -0.8, tau_q5_2 = 0.4, zeta_q6 = 1, tau_q6_1 = -0.4, tau_q6_2 = 0.9,
+             gamma_att_age = 0.5, chol_nrm_att = 0.8, asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3,
+             l_nrm = 0.5)
+  d <- iclv_simulate(m, truth, n = 1000, n_tasks = 3, seed = 31)
+  lv <- attr(d, "true_lv")
+  # cov(zeta_att, zeta_nrm) = chol = 0.8, var(zeta_nrm) = 1 + 0.8^2
+  age <- d$age[!duplicated(d$ID)]
+  expect_lt(abs(stats::cov(lv[, "att"] - 0.5 * age, lv[, "nrm"]) - 0.8), 0.15)
+  expect_lt(abs(stats::var(lv[, "nrm"]) - 1.64), 0.25)
+  fit <- iclv(m, d, draws = iclv_draws("mlhs", 100, seed = 2), backend = "cpu")
+  expect_identical(fit$convergence$code, 0L)
+  se <- sqrt(diag(vcov(fit)))
+  z <- (coef(fit) - truth[names(coef(fit))]) / se
+  expect_true(all(abs(z) < 3), info = paste(names(z), round(z, 2), collapse = ", "))
+  # the flip of att alone negates the element (its sign is s_att s_nrm)
+  cmp <- iclv:::.iclv_compile(m, d)
+  th <- truth[cmp$partable$name]
+  th[["zeta_q1"]] <- -1
+  fl <- iclv:::.lv_sign_flip(cmp$c, th, cmp$partable$free, match(c("zeta_q1", "zeta_q4"), cmp$partable$name))
+  expect_identical(fl$flip, 0L)
+  expect_identical(fl$theta[["chol_nrm_att"]], -0.8)
+  expect_identical(fl$theta[["l_nrm"]], 0.5)
 })
