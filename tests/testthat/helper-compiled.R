@@ -221,3 +221,28 @@ engine_ok <- function() {
     is.finite(iclv:::.engine_eval(e, tm$theta, gradient = FALSE)$loglik)
   }, error = function(e) FALSE))
 }
+
+#' The engine's gradient and Hessian at th against central finite
+#' differences (h = 1e-5), on the fast CPU path (refpath "0") or the
+#' per-pair reference ("1", ICLV_CPU_REFERENCE at creation). Expects
+#' relative agreement 1e-6 (gradient) and 1e-5 (Hessian) and returns the
+#' evaluation (loglik, gradient, scores, hessian).
+expect_engine_fd <- function(compiled, spec, th, refpath, what = "") {
+  old <- Sys.getenv("ICLV_CPU_REFERENCE", unset = NA)
+  Sys.setenv(ICLV_CPU_REFERENCE = refpath)
+  e <- iclv:::.engine_new(compiled, spec, n_threads = 1L)
+  if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old)
+  on.exit(iclv:::.engine_release(e), add = TRUE)
+  ev <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = TRUE)
+  f <- function(v) iclv:::.engine_eval(e, v, gradient = FALSE)$loglik
+  g <- function(v) iclv:::.engine_eval(e, v, gradient = TRUE)$gradient
+  h <- 1e-5
+  step <- function(i) replace(numeric(length(th)), i, h)
+  fd_g <- vapply(seq_along(th), function(i) (f(th + step(i)) - f(th - step(i))) / (2 * h), numeric(1))
+  fd_h <- vapply(seq_along(th), function(i) (g(th + step(i)) - g(th - step(i))) / (2 * h), numeric(length(th)))
+  testthat::expect_lt(max(abs(ev$gradient - fd_g) / pmax(1, abs(fd_g))), 1e-6,
+                      label = paste0("gradient", what, ", reference ", refpath))
+  testthat::expect_lt(max(abs(ev$hessian - fd_h) / pmax(1, abs(fd_h))), 1e-5,
+                      label = paste0("Hessian", what, ", reference ", refpath))
+  ev
+}

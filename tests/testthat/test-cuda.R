@@ -454,6 +454,20 @@ test_that("weighted GPU equals weighted CPU (LL, log L_n, scores, gradient, Hess
     expect_identical(g2[[el]], 2 * g_all[[el]], label = el)
 })
 
+# A model simulated at p (45 individuals, 3 tasks): the device's LL, scores,
+# gradient and Hessian equal the CPU's, for Halton and MLHS designs.
+expect_model_gpu_cpu <- function(m, p, seed, what) {
+  d <- iclv_simulate(m, p, n = 45, n_tasks = 3, seed = seed)
+  comp <- iclv:::.iclv_compile(m, d)
+  th <- p[comp$partable$name]
+  for (dr in list(iclv_draws("halton", 40), iclv_draws("mlhs", 150, seed = 3))) {
+    spec <- iclv:::.draws_spec(dr, comp$n_ind, length(comp$lvs))
+    expect_hessian_request_ok(gpu_engine(comp$c, spec), cpu_engine(comp$c, spec), th, paste0(what, ", ", dr$type))
+    expect_backends_agree(eval_all(gpu_engine(comp$c, spec), th), eval_all(cpu_engine(comp$c, spec), th),
+                          paste0(what, ", ", dr$type))
+  }
+}
+
 test_that("GPU equals CPU for expression utilities and random terms (issue 14), Hessian included", {
   skip_if_no_gpu()
   # a model whose utilities are expressions (columns made at compile time)
@@ -467,16 +481,7 @@ test_that("GPU equals CPU for expression utilities and random terms (issue 14), 
   p <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
          zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, gamma_att_age = 0.5, asc_a = 0.2,
          b_price = -1, b_sd = 0.6, l_att = 0.7, asc_b = -0.3, s_b = 0.8)
-  d <- iclv_simulate(m, p, n = 45, n_tasks = 3, seed = 14)
-  comp <- iclv:::.iclv_compile(m, d)
-  th <- p[comp$partable$name]
-  for (dr in list(iclv_draws("halton", 40), iclv_draws("mlhs", 150, seed = 3))) {
-    spec <- iclv:::.draws_spec(dr, comp$n_ind, length(comp$lvs))
-    expect_hessian_request_ok(gpu_engine(comp$c, spec), cpu_engine(comp$c, spec), th,
-                              paste("expressions and random terms,", dr$type))
-    expect_backends_agree(eval_all(gpu_engine(comp$c, spec), th), eval_all(cpu_engine(comp$c, spec), th),
-                          paste("expressions and random terms,", dr$type))
-  }
+  expect_model_gpu_cpu(m, p, seed = 14, "expressions and random terms")
 })
 
 test_that("GPU equals CPU for free LV standard deviations, intercepts and covariances (issue 15), Hessian included", {
@@ -494,16 +499,7 @@ test_that("GPU equals CPU for free LV standard deviations, intercepts and covari
          zeta_q5 = 1.1, tau_q5_1 = -0.8, tau_q5_2 = 0.4, gamma_att_age = 0.5, gamma_nrm_att = 0.4,
          gamma_nrm_age = -0.3, sigma_att = 1.3, alpha_nrm = 0.4, sigma_nrm = 0.7, chol_nrm_att = 0.6,
          asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3, l_nrm = 0.5)
-  d <- iclv_simulate(m, p, n = 45, n_tasks = 3, seed = 15)
-  comp <- iclv:::.iclv_compile(m, d)
-  th <- p[comp$partable$name]
-  for (dr in list(iclv_draws("halton", 40), iclv_draws("mlhs", 150, seed = 3))) {
-    spec <- iclv:::.draws_spec(dr, comp$n_ind, length(comp$lvs))
-    expect_hessian_request_ok(gpu_engine(comp$c, spec), cpu_engine(comp$c, spec), th,
-                              paste("LV s.d. and intercept,", dr$type))
-    expect_backends_agree(eval_all(gpu_engine(comp$c, spec), th), eval_all(cpu_engine(comp$c, spec), th),
-                          paste("LV s.d. and intercept,", dr$type))
-  }
+  expect_model_gpu_cpu(m, p, seed = 15, "LV s.d., intercept and covariance")
 })
 
 test_that("the Hessian's device buffers live only during a Hessian request", {

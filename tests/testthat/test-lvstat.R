@@ -113,25 +113,7 @@ test_that("gradient and Hessian match finite differences, on both CPU paths", {
   th <- lvs_truth[cmp$partable$name] + stats::runif(length(lvs_truth), -0.15, 0.15)
   evs <- list()
   for (refpath in c("0", "1")) {
-    old <- Sys.getenv("ICLV_CPU_REFERENCE", unset = NA)
-    Sys.setenv(ICLV_CPU_REFERENCE = refpath)
-    e <- iclv:::.engine_new(cmp$c, spec, n_threads = 1L)
-    if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old)
-    ev <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = TRUE)
-    f <- function(v) iclv:::.engine_eval(e, v, gradient = FALSE)$loglik
-    g <- function(v) iclv:::.engine_eval(e, v, gradient = TRUE)$gradient
-    h <- 1e-5
-    fd_g <- vapply(seq_along(th), function(i) {
-      dd <- replace(numeric(length(th)), i, h)
-      (f(th + dd) - f(th - dd)) / (2 * h)
-    }, numeric(1))
-    fd_h <- vapply(seq_along(th), function(i) {
-      dd <- replace(numeric(length(th)), i, h)
-      (g(th + dd) - g(th - dd)) / (2 * h)
-    }, numeric(length(th)))
-    iclv:::.engine_release(e)
-    expect_lt(max(abs(ev$gradient - fd_g) / pmax(1, abs(fd_g))), 1e-6, label = paste("gradient, reference", refpath))
-    expect_lt(max(abs(ev$hessian - fd_h) / pmax(1, abs(fd_h))), 1e-5, label = paste("Hessian, reference", refpath))
+    ev <- expect_engine_fd(cmp$c, spec, th, refpath) # (helper-compiled.R)
     # the new parameters have curvature of their own (the check can fail)
     k <- match(c("sigma_att", "alpha_nrm", "sigma_nrm", "chol_nrm_att"), names(th))
     expect_true(all(abs(diag(ev$hessian)[k]) > 1e-3))

@@ -90,25 +90,7 @@ test_that("gradient and Hessian with random terms match finite differences, on b
   set.seed(9)
   th <- rnd_truth[cmp$partable$name] + stats::runif(length(rnd_truth), -0.15, 0.15)
   for (refpath in c("0", "1")) {
-    old <- Sys.getenv("ICLV_CPU_REFERENCE", unset = NA)
-    Sys.setenv(ICLV_CPU_REFERENCE = refpath)
-    e <- iclv:::.engine_new(cmp$c, spec, n_threads = 1L)
-    if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old)
-    ev <- iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE)
-    f <- function(v) iclv:::.engine_eval(e, v, gradient = FALSE)$loglik
-    g <- function(v) iclv:::.engine_eval(e, v, gradient = TRUE)$gradient
-    h <- 1e-5
-    fd_g <- vapply(seq_along(th), function(i) {
-      d <- replace(numeric(length(th)), i, h)
-      (f(th + d) - f(th - d)) / (2 * h)
-    }, numeric(1))
-    fd_h <- vapply(seq_along(th), function(i) {
-      d <- replace(numeric(length(th)), i, h)
-      (g(th + d) - g(th - d)) / (2 * h)
-    }, numeric(length(th)))
-    iclv:::.engine_release(e)
-    expect_lt(max(abs(ev$gradient - fd_g) / pmax(1, abs(fd_g))), 1e-6, label = paste("gradient, reference", refpath))
-    expect_lt(max(abs(ev$hessian - fd_h) / pmax(1, abs(fd_h))), 1e-5, label = paste("Hessian, reference", refpath))
+    ev <- expect_engine_fd(cmp$c, spec, th, refpath) # (helper-compiled.R)
     # the random-coefficient parameters have curvature of their own (the check can fail)
     sd_i <- match(c("b_sd", "s_b"), names(th))
     expect_true(all(abs(diag(ev$hessian)[sd_i]) > 1e-3))
