@@ -84,10 +84,35 @@
 #' with `stages = TRUE`; [iclv_simulate()] simulates whole rankings
 #' (best-worst pairs).
 #'
+#' @section Nested logit:
+#' For `type = "nl"`, `nests` groups the alternatives, e.g.
+#' `nests = list(branded = c("A", "B"), generic = c("C", "D"))`. Each nest
+#' `m` has a nesting parameter `lambda_<m>` (the nest's name, so it must be
+#' a valid name), and with `I_m = log sum exp(V_k / lambda_m)` over the
+#' available alternatives `k` of nest `m`,
+#' `P(j) = exp(V_j / lambda_m) / exp(I_m) * exp(lambda_m I_m) / sum_n exp(lambda_n I_n)`
+#' for `j` in nest `m`, the sum over the nests with an available
+#' alternative (a nest without one drops out of the task). Nests must not
+#' overlap, must name alternatives of `utilities` and hold at least two
+#' alternatives each (the lambda of a nest of one alternative is not
+#' identified: leave the alternative out instead). An alternative in no
+#' nest is a nest of its own with lambda 1 (no parameter). The lambdas are
+#' estimated in (0, 1), the range consistent with random utility
+#' maximisation: the optimizer sees `qlogis(lambda)`, while starting
+#' values, estimates, standard errors and `coef()` are in `lambda` itself
+#' (start 0.8). Fixing a lambda at 1, `iclv_model(..., fixed = c(lambda_branded = 1))`,
+#' collapses its nest; with every lambda fixed at 1 the model is the MNL
+#' model, bit for bit. The likelihood is evaluated in log space (stable for
+#' small lambdas), with exact gradients and Hessians in the utilities (hence
+#' LVs and random terms) and the lambdas, by the reference CPU kernel (the
+#' fast CPU kernels cover MNL and probit) and the CUDA kernels.
+#' [predict.iclv()] returns the nested logit probabilities and
+#' [iclv_simulate()] draws nested logit choices.
+#'
 #' @param type `"mnl"` (multinomial logit, two or more alternatives),
 #'   `"probit"` (binary probit, exactly two alternatives), `"ranked"`
-#'   (exploded logit of a full or partial ranking) or `"bestworst"`
-#'   (sequential best-worst).
+#'   (exploded logit of a full or partial ranking), `"bestworst"`
+#'   (sequential best-worst) or `"nl"` (nested logit; needs `nests`).
 #' @param choice Name of the data column holding the chosen alternative: its
 #'   name (a name of `utilities`; character or factor column) or its 1-based
 #'   position in `utilities` (numeric column). For `"ranked"`, the names of
@@ -100,12 +125,18 @@
 #'   Alternatives not named are always available.
 #' @param worst_scale For `"bestworst"`: `NULL` (the worst stage's utilities
 #'   are `-V`) or the name of a free scale parameter `mu` (`-mu V`).
+#' @param nests For `"nl"` only (and required there): a named list of
+#'   character vectors, one per nest, each naming two or more alternatives;
+#'   nests do not overlap. See the section Nested logit.
 #' @param ... Not used; anything given is an error.
 #' @return An object of class `"iclv_choice"`: a list with `type`, `choice`
 #'   (the first rank column for `"ranked"` and `"bestworst"`), `ranks` (every
 #'   rank column; `choice` for the other types), `alternatives`, `utilities`
 #'   (the strings), `terms` (one data.frame of parsed terms per alternative),
-#'   `available` and `worst_scale`.
+#'   `available`, `worst_scale`, `nests` (for `"nl"`: the nests, each
+#'   alternative in no nest added as a nest of its own named after it) and
+#'   `nest_params` (the name of each nest's lambda, `NA` for the added
+#'   nests).
 #' @seealso [iclv_model()]
 #' @examples
 #' ch <- iclv_choice("mnl", choice = "best",
@@ -114,10 +145,10 @@
 #'                    bike = "asc_bike + b_time * time_bike * env"))
 #' ch
 #' @export
-iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst"), choice, utilities, available = NULL,
-                        worst_scale = NULL, ...) {
+iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), choice, utilities,
+                        available = NULL, worst_scale = NULL, nests = NULL, ...) {
   .spec_check_dots(list(...), "iclv_choice")
-  types <- c("mnl", "probit", "ranked", "bestworst")
+  types <- c("mnl", "probit", "ranked", "bestworst", "nl")
   if (!is.character(type) || length(type) < 1L) {
     iclv_abort("spec", sprintf("'type' must be one of %s", iclv_quote(types)))
   }
@@ -173,10 +204,71 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst"), choice
     iclv_abort("spec", sprintf("'worst_scale' %s is also a parameter of a utility; give the scale its own name",
                                iclv_quote(worst_scale)))
   }
+  nst <- .choice_nests(type, nests, alts, unique(unlist(lapply(terms, `[[`, "param"))))
   structure(list(type = type, choice = choice, ranks = ranks, alternatives = alts,
                  utilities = vapply(utilities, identity, character(1)),
-                 terms = terms, available = available, worst_scale = worst_scale),
+                 terms = terms, available = available, worst_scale = worst_scale,
+                 nests = nst$nests, nest_params = nst$params),
             class = "iclv_choice")
+}
+
+# The nests of a nested logit (type "nl"), checked against the alternatives
+# `alts` and the utilities' parameter names `params`: list(nests (named list
+# of alternative names: the user's nests, then one nest of its own for each
+# alternative in none, named after it), params (the lambda of each nest,
+# "lambda_<nest>", NA for the added nests)). NULLs for other types.
+.choice_nests <- function(type, nests, alts, params) {
+  if (type != "nl") {
+    if (!is.null(nests)) iclv_abort("spec", "'nests' is only for type = \"nl\" (nested logit)")
+    return(list(nests = NULL, params = NULL))
+  }
+  if (is.null(nests)) {
+    iclv_abort("spec", "type = \"nl\" needs 'nests': a named list of alternatives, e.g. nests = list(a = c(\"x\", \"y\"))")
+  }
+  if (!is.list(nests) || length(nests) == 0L) iclv_abort("spec", "'nests' must be a non-empty named list of alternative names")
+  nn <- names(nests)
+  if (is.null(nn) || anyNA(nn) || any(!nzchar(nn))) iclv_abort("spec", "every element of 'nests' must be named by its nest")
+  if (anyDuplicated(nn)) iclv_abort("spec", sprintf("the nest %s appears twice in 'nests'", iclv_quote(nn[duplicated(nn)][1])))
+  pn <- paste0("lambda_", nn)
+  bad <- !grepl("^[A-Za-z.][A-Za-z0-9._]*$", pn)
+  if (any(bad)) iclv_abort("spec", sprintf("the nest name %s does not make a parameter name (lambda_<nest>)", iclv_quote(nn[bad][1])))
+  seen <- character()
+  for (k in seq_along(nests)) {
+    a <- nests[[k]]
+    if (is.factor(a)) a <- as.character(a)
+    if (!is.character(a) || anyNA(a) || length(a) == 0L) {
+      iclv_abort("spec", sprintf("nest %s must be a character vector of alternatives", iclv_quote(nn[k])))
+    }
+    unknown <- setdiff(a, alts)
+    if (length(unknown)) {
+      iclv_abort("spec", sprintf("nest %s names %s, which is not an alternative (alternatives: %s)",
+                                 iclv_quote(nn[k]), iclv_quote(unknown[1]), iclv_quote(alts)))
+    }
+    dup <- intersect(a, seen)
+    if (anyDuplicated(a)) dup <- c(a[duplicated(a)], dup)
+    if (length(dup)) {
+      iclv_abort("spec", sprintf("nests overlap: alternative %s is in nest %s and in an earlier nest (or twice); every alternative belongs to at most one nest",
+                                 iclv_quote(dup[1]), iclv_quote(nn[k])))
+    }
+    if (length(a) < 2L) {
+      iclv_abort("spec", sprintf("nest %s has one alternative (%s): its lambda is not identified; leave the alternative out of 'nests' (an alternative in no nest is a nest of its own, lambda 1)",
+                                 iclv_quote(nn[k]), iclv_quote(a)))
+    }
+    seen <- c(seen, a)
+    nests[[k]] <- a
+  }
+  clash <- intersect(pn, params)
+  if (length(clash)) {
+    iclv_abort("spec", sprintf("the nesting parameter %s is also a parameter of a utility; rename the nest or the parameter",
+                               iclv_quote(clash[1])))
+  }
+  rest <- setdiff(alts, seen)
+  if (length(rest) && any(rest %in% nn)) {
+    iclv_abort("spec", sprintf("alternative %s is in no nest and is also the name of a nest; rename the nest",
+                               iclv_quote(rest[rest %in% nn][1])))
+  }
+  out <- c(lapply(nests, as.character), stats::setNames(as.list(rest), rest))
+  list(nests = out, params = c(pn, rep(NA_character_, length(rest))))
 }
 
 # The choice columns of a choice part by type (one for "mnl" and "probit",
@@ -207,7 +299,7 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst"), choice
 #' @export
 print.iclv_choice <- function(x, ...) {
   lab <- c(mnl = "Multinomial logit", probit = "Binary probit", ranked = "Ranked (exploded logit)",
-           bestworst = "Best-worst")[[x$type]]
+           bestworst = "Best-worst", nl = "Nested logit")[[x$type]]
   cols <- x$ranks %||% x$choice
   cat(sprintf("%s choice model, column%s %s, %d alternatives%s\n", lab, if (length(cols) > 1L) "s" else "",
               paste0("'", cols, "'", collapse = ", "), length(x$alternatives),
@@ -216,6 +308,11 @@ print.iclv_choice <- function(x, ...) {
   for (a in x$alternatives) {
     av <- if (!is.null(x$available) && a %in% names(x$available)) sprintf("   [available: %s]", x$available[[a]]) else ""
     cat(sprintf("  %s: %s%s\n", formatC(a, width = -w), x$utilities[[a]], av))
+  }
+  if (identical(x$type, "nl")) {
+    for (k in which(!is.na(x$nest_params))) {
+      cat(sprintf("  nest %s (%s): %s\n", names(x$nests)[k], x$nest_params[k], paste(x$nests[[k]], collapse = ", ")))
+    }
   }
   invisible(x)
 }

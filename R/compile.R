@@ -184,7 +184,7 @@
     cl$n_rows <- as.integer(n)
     cl$n_alt <- as.integer(J)
     cl$n_xcol <- as.integer(length(ch$columns))
-    cl$choice_type <- if (ch$type == "probit") 2L else 1L # ranked, best-worst: MNL stages
+    cl$choice_type <- switch(ch$type, probit = 2L, nl = 3L, 1L) # ranked, best-worst: MNL stages
     cl$row_ptr <- as.integer(c(0L, cumsum(tabulate(grp, N))))
     cl$y <- as.integer(y - 1L)
     if (!is.null(A)) {
@@ -196,6 +196,13 @@
     cl$ut_par <- as.integer(pidx(ta$param))
     cl$ut_col <- as.integer(ifelse(is.na(ta$col), -1L, match(ta$col, ch$columns) - 1L))
     cl$ut_lv <- as.integer(ifelse(is.na(ta$lv), -1L, match(ta$lv, lvs) - 1L))
+    if (ch$type == "nl") { # nests (src/iclv_model.h): user's nests, then one per alternative in none
+      nn <- ch$nests
+      cl$n_nest <- as.integer(length(nn))
+      cl$nest_of <- as.integer(match(alts, unlist(nn, use.names = FALSE)) - 1L)
+      cl$nest_of <- as.integer(rep(seq_along(nn), lengths(nn))[cl$nest_of + 1L] - 1L)
+      cl$nest_par <- as.integer(ifelse(is.na(ch$nest_params), -1L, pidx(ch$nest_params)))
+    }
     rows <- seq_len(n)
     if (ch$type %in% c("ranked", "bestworst")) {
       rows <- stg$row
@@ -226,7 +233,7 @@
     c = cl, partable = pt, ids = ids, n_ind = N, rows = rows,
     alternatives = if (is.null(ch)) character() else alts,
     lvs = lvs, random = model$random, indicators = inds, covariates = covs,
-    thresholds = thr, positive = which(pt$role %in% c("sd", "scale")),
+    thresholds = thr, positive = which(pt$role %in% c("sd", "scale")), unit = which(pt$role == "nest"),
     n_missing = n_missing, n_obs_indicator = stats::setNames(tabulate(ob$m, M), inds),
     categories = categories, xcols = if (is.null(ch)) character() else ch$columns,
     id = model$id, choice_type = if (is.null(ch)) "none" else ch$type,

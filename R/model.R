@@ -729,6 +729,11 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     }
     # best-worst: the scale of the worst stage's utilities (> 0, R/rank.R)
     if (!is.null(ch$worst_scale)) add(ch$worst_scale, "choice", "worst", "scale", "", "scale", 1)
+    # nested logit: one lambda per nest of the user's, in (0, 1) (R/transform.R), start 0.8
+    for (k in which(!is.na(ch$nest_params %||% character()))) {
+      add(ch$nest_params[k], "choice", names(ch$nests)[k], "nest", paste(ch$nests[[k]], collapse = ","),
+          "nest", 0.8)
+    }
   }
   field <- function(f) as.vector(unlist(lapply(rows, `[[`, f), use.names = FALSE),
                                  switch(f, start = "double", label = "logical", "character"))

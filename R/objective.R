@@ -80,7 +80,7 @@ iclv_objective <- function(model, data, draws = iclv_draws("halton", 100), backe
     if (!is.null(cache$key) && identical(cache$key, key) && (!scores || !is.null(cache$ev$scores)) &&
         (!hessian || !is.null(cache$ev$hessian))) return(cache$ev)
     th <- full(par)
-    bad <- .check_constraints(th, pt$name, comp$thresholds, comp$positive)
+    bad <- .check_constraints(th, pt$name, comp$thresholds, comp$positive, comp$unit)
     ev <- if (!is.null(bad)) NULL else
       tryCatch(.engine_eval(holder$engine, th, gradient = TRUE, scores = scores, hessian = hessian),
                iclv_error_numeric = function(e) NULL, iclv_error_input = function(e) NULL)

@@ -58,13 +58,14 @@
     theta0 <- .params_full(params, pt, "params")
     what <- "'params':"
   }
-  bad <- .check_constraints(theta0, pt$name, comp$thresholds, comp$positive)
+  bad <- .check_constraints(theta0, pt$name, comp$thresholds, comp$positive, comp$unit,
+                            free = if (is.null(params)) pt$free)
   if (!is.null(bad)) iclv_abort("input", paste(what, bad))
   spec <- .draws_spec(draws, comp$n_ind, length(comp$lvs), comp$lvs)
   free <- which(pt$free)
   structure(list(comp = comp, partable = pt, theta0 = theta0, free = free, free_names = pt$name[free],
                  all_free = length(free) == nrow(pt), spec = spec, draws = draws,
-                 tr = .transform_new(pt$name, theta0, pt$free, comp$thresholds, comp$positive)),
+                 tr = .transform_new(pt$name, theta0, pt$free, comp$thresholds, comp$positive, comp$unit)),
             class = "iclv_problem")
 }
 

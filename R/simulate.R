@@ -16,7 +16,9 @@
 #' alternatives available in the row (ranked: the available alternatives in
 #' the order of their utilities plus Gumbel errors, the ranks beyond them
 #' `NA`; best-worst: the best as for MNL, then the worst maximising
-#' `-mu V` plus Gumbel errors among the others): an alternative with an availability
+#' `-mu V` plus Gumbel errors among the others; nested logit: drawn from its
+#' probabilities, nests without an available alternative dropped): an
+#' alternative with an availability
 #' column in the model is available with probability `availability`
 #' (default 1: always), independently per row; a row where no alternative
 #' would be available has them all available. A binary probit row with one
@@ -209,6 +211,9 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
       rk <- .rank_simulate(ch, V, A, mu)
       for (a in names(ch$available)) out[[ch$available[[a]]]] <- as.integer(A[, a])
       for (col in names(rk)) out[[col]] <- rk[[col]]
+    } else if (ch$type == "nl") { # nested logit: drawn from its probabilities (R/nested.R)
+      lam <- ifelse(is.na(ch$nest_params), 1, th[ifelse(is.na(ch$nest_params), 1L, ch$nest_params)])
+      y <- .sample_rows(.nl_probs(ch, V, A, as.double(lam)))
     } else if (ch$type == "mnl") {
       U <- V - log(-log(matrix(stats::runif(nr * length(alts)), nr, length(alts))))
       U[!A] <- -Inf
@@ -293,6 +298,9 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   bad <- sds[params[sds] <= 0]
   if (length(bad)) iclv_abort("input", sprintf("%s %s must be > 0", if (pt$role[match(bad[1], pt$name)] == "sd")
     "standard deviation" else "scale", iclv_quote(bad[1])))
+  lams <- pt$name[pt$role == "nest"]
+  bad <- lams[!(params[lams] > 0 & params[lams] <= 1)]
+  if (length(bad)) iclv_abort("input", sprintf("the nesting parameter %s must lie in (0, 1]", iclv_quote(bad[1])))
   for (ind in unique(pt$lhs[pt$role == "threshold"])) {
     tv <- params[pt$name[pt$role == "threshold" & pt$lhs == ind]]
     if (any(diff(tv) <= 0)) iclv_abort("input", sprintf("the thresholds of %s must be strictly increasing", iclv_quote(ind)))

@@ -9,6 +9,9 @@
 #       u = (tau_1, log(tau_2 - tau_1), ..., log(tau_K - tau_{K-1}))
 #       so tau_k = tau_1 + sum_{j=2..k} exp(u_j) is strictly increasing;
 #   standard deviations (the compiler's `positive`): u = log(sd);
+#   nesting parameters of a nested logit (the compiler's `unit`, 0 < lambda
+#       < 1 while free): u = qlogis(lambda), lambda = plogis(u) (a lambda
+#       of 1, the MNL model, is reached by fixing it: fixed = c(lambda_x = 1));
 #   every other free parameter: u = theta.
 #
 # An indicator with any fixed threshold keeps its free thresholds as they are
@@ -19,16 +22,17 @@
 #
 # Fixed parameters keep their values and are not in u.
 
-# .transform_new(names, theta, free, thresholds, positive)
+# .transform_new(names, theta, free, thresholds, positive, unit)
 #   names: (P) parameter names; theta: (P) natural values (the fixed ones are
 #   kept from here); free: (P) logical; thresholds: list of integer vectors of
 #   1-based positions, one per ordered indicator, in increasing order;
-#   positive: integer vector of 1-based positions that must be > 0.
+#   positive: integer vector of 1-based positions that must be > 0; unit:
+#   1-based positions that must lie in (0, 1).
 # Returns a list describing the map: free (positions of the free parameters),
-#   kind (per free parameter: "id", "log", "thr1", "thr_inc"), groups (list of
+#   kind (per free parameter: "id", "log", "logit", "thr1", "thr_inc"), groups (list of
 #   integer vectors: indices into u of each fully free threshold group),
-#   nonlinear (per free parameter: does theta depend on it through exp()).
-.transform_new <- function(names, theta, free, thresholds = list(), positive = integer()) {
+#   nonlinear (per free parameter: does theta depend on it through exp() or plogis()).
+.transform_new <- function(names, theta, free, thresholds = list(), positive = integer(), unit = integer()) {
   P <- length(theta)
   stopifnot(length(names) == P, length(free) == P)
   free_pos <- which(as.logical(free))
@@ -50,6 +54,9 @@
   pos <- as.integer(positive)
   pos <- pos[free[pos] & !in_thr[pos]]
   kind[slot[pos]] <- "log"
+  un <- as.integer(unit)
+  un <- un[free[un] & !in_thr[un]]
+  kind[slot[un]] <- "logit"
   # the sparse Jacobian d theta_free / d u (see .transform_jacobian()):
   # log entries are diagonal (exp(u)); a threshold group of K >= 2 is lower
   # triangular (column 1 all ones, column j >= 2 exp(u_j) from row j down).
@@ -59,8 +66,9 @@
   Ks <- lengths(multi)
   blocks <- lapply(sort(unique(Ks)), function(K) do.call(rbind, multi[Ks == K]))
   list(names = names, theta = stats::setNames(as.double(theta), names), free = free_pos, kind = kind,
-       groups = groups, nonlinear = kind %in% c("log", "thr_inc"), n_free = length(free_pos),
-       free_names = names[free_pos], log_cols = which(kind == "log"), thr_blocks = blocks)
+       groups = groups, nonlinear = kind %in% c("log", "logit", "thr_inc"), n_free = length(free_pos),
+       free_names = names[free_pos], log_cols = which(kind == "log"), logit_cols = which(kind == "logit"),
+       thr_blocks = blocks)
 }
 
 # Natural (P) -> internal (n_free). theta must satisfy the constraints.
@@ -68,6 +76,8 @@
   u <- as.double(theta[tr$free])
   lg <- tr$kind == "log"
   u[lg] <- log(u[lg])
+  lt <- tr$kind == "logit"
+  u[lt] <- stats::qlogis(u[lt])
   for (idx in tr$groups) {
     if (length(idx) > 1L) {
       tau <- u[idx]
@@ -84,6 +94,8 @@
   v <- as.double(u)
   lg <- tr$kind == "log"
   v[lg] <- exp(v[lg])
+  lt <- tr$kind == "logit"
+  v[lt] <- stats::plogis(v[lt])
   for (idx in tr$groups) {
     if (length(idx) > 1L) v[idx] <- cumsum(c(v[idx[1]], exp(v[idx[-1]])))
   }
@@ -100,6 +112,8 @@
   J <- diag(1, n)
   lg <- which(tr$kind == "log")
   if (length(lg)) J[cbind(lg, lg)] <- exp(u[lg])
+  lt <- which(tr$kind == "logit")
+  if (length(lt)) J[cbind(lt, lt)] <- stats::plogis(u[lt]) * stats::plogis(-u[lt])
   for (idx in tr$groups) {
     K <- length(idx)
     if (K < 2L) next
@@ -114,7 +128,8 @@
 }
 
 # M %*% J for an (r x n_free) matrix M, J = .transform_jacobian(u, tr), with
-# e = exp(u) (only its log and threshold-increment entries are read), in
+# e = exp(u) (only its log and threshold-increment entries are read) except
+# at the logit columns, where e holds d lambda / d u = plogis(u) plogis(-u), in
 # O(r n_free): column j of the result is sum_k M[, k] J[k, j] over the
 # nonzero J[k, j], summed in increasing k from the first term, as the
 # reference BLAS sums the dense product (its zero terms add nothing), so
@@ -122,7 +137,7 @@
 .transform_right <- function(M, tr, e) {
   out <- M
   r <- nrow(M)
-  lg <- tr$log_cols
+  lg <- c(tr$log_cols, tr$logit_cols) # diagonal entries e
   if (length(lg)) out[, lg] <- M[, lg, drop = FALSE] * rep(e[lg], each = r)
   for (IDX in tr$thr_blocks) { # (groups x K): u indices of each group
     K <- ncol(IDX)
@@ -147,10 +162,14 @@
 # H_int = J' H_nat J + sum_k g_nat_k d2 theta_k / du du'. The second term is
 # diagonal: theta_k depends on u_j through exp(u_j) alone, so
 # d2 theta_k / du_j^2 = d theta_k / du_j, and the sum equals g_int_j for the
-# nonlinear u_j (log sds, threshold increments) and 0 for the others.
+# nonlinear u_j (log sds, threshold increments) and 0 for the others; for
+# a logit u_j (lambda = plogis(u_j)), d2 lambda / du_j^2 = d lambda / du_j
+# (1 - 2 lambda), and the sum is g_int_j (1 - 2 lambda).
 # J is applied as a sparse map (.transform_right()), never formed.
 .transform_derivs <- function(u, tr, grad, scores = NULL, hessian = NULL) {
   e <- if (any(tr$nonlinear)) exp(as.double(u)) else NULL
+  lt <- tr$logit_cols
+  if (length(lt)) e[lt] <- stats::plogis(u[lt]) * stats::plogis(-u[lt])
   g <- .transform_right(matrix(as.double(grad), nrow = 1L), tr, e)[1L, ]
   names(g) <- tr$free_names
   out <- list(gradient = g, scores = NULL, hessian = NULL)
@@ -161,8 +180,9 @@
   }
   if (!is.null(hessian)) {
     h <- t(.transform_right(t(.transform_right(hessian, tr, e)), tr, e)) # J' (H J)
-    nl <- which(tr$nonlinear)
+    nl <- which(tr$nonlinear & tr$kind != "logit")
     h[cbind(nl, nl)] <- h[cbind(nl, nl)] + g[nl]
+    if (length(lt)) h[cbind(lt, lt)] <- h[cbind(lt, lt)] + g[lt] * (1 - 2 * stats::plogis(u[lt]))
     h <- (h + t(h)) / 2
     dimnames(h) <- list(tr$free_names, tr$free_names)
     out$hessian <- h
@@ -172,7 +192,8 @@
 
 # Which constraint does theta (P) break? NULL when none, else a message that
 # names the parameter.
-.check_constraints <- function(theta, names, thresholds = list(), positive = integer()) {
+.check_constraints <- function(theta, names, thresholds = list(), positive = integer(), unit = integer(),
+                               free = NULL) {
   for (g in thresholds) {
     g <- as.integer(g)
     if (length(g) > 1L) {
@@ -188,6 +209,15 @@
   bad <- pos[!(theta[pos] > 0)]
   if (length(bad)) {
     return(sprintf("%s must be > 0 (is %s)", iclv_quote(names[bad[1]]), format(theta[bad[1]])))
+  }
+  # nesting parameters: in (0, 1) while free (the logit map), in (0, 1]
+  # when fixed (1 is the MNL model)
+  un <- as.integer(unit)
+  hi_ok <- if (is.null(free)) theta[un] <= 1 else ifelse(free[un], theta[un] < 1, theta[un] <= 1)
+  bad <- un[!(theta[un] > 0 & hi_ok)]
+  if (length(bad)) {
+    return(sprintf("the nesting parameter %s must lie in (0, 1) (or be fixed at a value in (0, 1]); it is %s",
+                   iclv_quote(names[bad[1]]), format(theta[bad[1]])))
   }
   NULL
 }

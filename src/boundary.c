@@ -171,7 +171,7 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
   if (m->n_ind < 1 || m->n_lv < 0 || m->n_par < 0 || m->n_cov < 0 || m->n_indic < 0 ||
       m->n_obs < 0 || m->n_rows < 0 || m->n_alt < 0 || m->n_xcol < 0)
     stop_input("compiled model has a negative or zero dimension");
-  if (m->choice_type < ICLV_CHOICE_NONE || m->choice_type > ICLV_CHOICE_PROBIT)
+  if (m->choice_type < ICLV_CHOICE_NONE || m->choice_type > ICLV_CHOICE_NL)
     stop_input("compiled model has an unknown choice_type");
   if (m->choice_type == ICLV_CHOICE_PROBIT && m->n_alt != 2)
     stop_input("a binary probit choice model needs exactly 2 alternatives");
@@ -273,6 +273,25 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
       if (m->mult_sign[t] != 1.0 && m->mult_sign[t] != -1.0)
         Rf_error("[iclv_error_input] compiled 'mult_sign'[%d] = %g is not +1 or -1", t,
                  m->mult_sign[t]);
+  }
+  /* nests of a nested logit: every alternative in one nest, every nest with
+   * an alternative; lambda parameters by index (or -1: lambda = 1) */
+  m->n_nest = 0;
+  m->nest_of = NULL;
+  m->nest_par = NULL;
+  if (m->choice_type == ICLV_CHOICE_NL) {
+    m->n_nest = get_int(compiled, "n_nest");
+    if (m->n_nest < 1 || m->n_nest > m->n_alt)
+      stop_input("compiled 'n_nest' must be between 1 and n_alt for a nested logit");
+    m->nest_of = get_ivec(compiled, "nest_of", m->n_alt);
+    check_idx(m->nest_of, m->n_alt, 0, m->n_nest, "nest_of");
+    m->nest_par = get_ivec(compiled, "nest_par", m->n_nest);
+    check_idx(m->nest_par, m->n_nest, -1, P, "nest_par");
+    for (int a = 0; a < m->n_nest; a++) {
+      int any = 0;
+      for (int j = 0; j < m->n_alt; j++) any |= m->nest_of[j] == a;
+      if (!any) Rf_error("[iclv_error_input] compiled nest %d has no alternative", a + 1);
+    }
   }
 }
 

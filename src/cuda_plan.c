@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "iclv_model.h"
+#include "iclv_core.h"
 #include "engine.h"
 #include "cuda_plan.h"
 
@@ -49,6 +50,8 @@ void iclv_cuda_model_parts(const iclv_model *m, iclv_model *dm,
   PART(ip, avail, m->n_avail); PART(ip, ut_ptr, J + 1); PART(ip, ut_par, U);
   PART(ip, ut_col, U); PART(ip, ut_lv, U);
   PART(ip, mult_par, m->n_mult); /* best-worst row multipliers (0 when absent) */
+  PART(ip, nest_of, m->n_nest > 0 ? J : 0); /* nested logit (0 when absent) */
+  PART(ip, nest_par, m->n_nest);
   i = 0;
   PART(dp, cov, N * (size_t) m->n_cov); PART(dp, obs_val, m->n_obs);
   PART(dp, X, (size_t) m->n_rows * (size_t) m->n_xcol); PART(dp, mult_sign, m->n_mult);
@@ -109,7 +112,9 @@ int iclv_cuda_plan_make(const iclv_model *m, const iclv_draws *d, const iclv_cud
   st->code = ICLV_OK;
   st->msg[0] = '\0';
   const int N = m->n_ind, P = m->n_par, K = m->n_lv, R = d->n_draws;
-  const int S = m->st_ptr[m->n_lv], J = m->n_alt > 0 ? m->n_alt : 1;
+  /* the choice scratch of a pair: V (Jv: utilities and a nested logit's
+   * per-nest scratch), gV (JL) and HV (JL x JL): iclv_core.h */
+  const int S = m->st_ptr[m->n_lv], Jv = iclv_vscratch_dim(m), JL = iclv_link_dim(m);
   int has_lv_src = 0;
   for (int t = 0; t < S; t++)
     if (m->st_src_type[t] == ICLV_SRC_LV) has_lv_src = 1;
@@ -118,7 +123,7 @@ int iclv_cuda_plan_make(const iclv_model *m, const iclv_draws *d, const iclv_cud
   choose_split(N, R, P, s->sms > 0 ? s->sms : 1, p);
   /* where the pair rows live: shared memory unless T rows do not fit */
   {
-    size_t need = 2 * (size_t) K + (size_t) K * S + 2 * (size_t) J + (size_t) (P + K);
+    size_t need = 2 * (size_t) K + (size_t) K * S + (size_t) Jv + (size_t) JL + (size_t) (P + K);
     p->rowlen = (int) (need | 1u);
     size_t base = sizeof(double) * (2 * (size_t) P + (size_t) p->threads + ICLV_CUDA_MAX_WARPS);
     size_t rows = sizeof(double) * (size_t) p->threads * (size_t) p->rowlen;
@@ -134,7 +139,8 @@ int iclv_cuda_plan_make(const iclv_model *m, const iclv_draws *d, const iclv_cud
   }
   /* the Hessian's pair scratch (k_hess_pairs): a global slot per thread */
   p->hess_slot = 2 * (size_t) K + (size_t) K * S + (has_lv_src ? (size_t) K * S * S : 0) +
-                 2 * (size_t) J + (size_t) J * J + (size_t) (P + K) + (size_t) P * K + (size_t) K * K;
+                 (size_t) Jv + (size_t) JL + (size_t) JL * JL + (size_t) (P + K) + (size_t) P * K +
+                 (size_t) K * K;
   /* local memory the driver reserves, context-wide, for the largest frame
    * of the kernels: local bytes per thread x maximum resident threads per
    * SM x SMs (it is resized, not freed, between launches) */
@@ -176,7 +182,7 @@ int iclv_cuda_plan_make(const iclv_model *m, const iclv_draws *d, const iclv_cud
   set_buf(&p->host[ICLV_CH_ROWS], "cuda_pinned_scores", 0, dbl * (1.0 + P));
   set_buf(&p->host[ICLV_CH_HESS], "cuda_pinned_hessian", dbl * P * P, 0);
   set_buf(&p->host[ICLV_CH_HSTATUS], "cuda_pinned_hessian_status", (double) sizeof(int) * N, 0);
-  set_buf(&p->host[ICLV_CH_SCRATCH], "cuda_host_scratch", dbl * (2.0 * K + 2.0 * J), 0);
+  set_buf(&p->host[ICLV_CH_SCRATCH], "cuda_host_scratch", dbl * (2.0 * K + Jv + JL), 0);
 
   for (int b = 0; b < ICLV_CD_COUNT; b++) {
     if (b < ICLV_CD_HESS_FIRST) {

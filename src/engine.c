@@ -225,12 +225,16 @@ static void make_layout(const iclv_model *m, const iclv_draws *d, int T, cpu_lay
     L->batch = bt < N ? (int) bt : N;
   }
   size_t n = (size_t) N, p = (size_t) P, k = (size_t) K, r = (size_t) Rn, s = (size_t) S;
-  size_t J = (size_t) (m->n_alt > 0 ? m->n_alt : 1), M = (size_t) m->n_indic, ext = p + k;
+  /* choice scratch: V, gV and the prediction's probabilities (the
+   * utilities and a nested logit's per-nest scratch: iclv_vscratch_dim >=
+   * iclv_link_dim >= n_alt), HV (the link's derivatives, iclv_core.h) */
+  size_t J = (size_t) iclv_vscratch_dim(m), JL = (size_t) iclv_link_dim(m);
+  size_t M = (size_t) m->n_indic, ext = p + k;
   size_t B = (size_t) L->B, t = (size_t) T;
   L->zE = pad8(r * k); L->zl = pad8(r); L->zG = pad8(r * ext); L->zg = pad8(ext);
   L->zpe = pad8(p * k); L->zee = pad8(k * k); L->zlc = pad8(r * (M + 1)); L->zeta = pad8(k);
   L->zD = pad8(k * s); L->zD2 = L->has_lv_src ? pad8(k * s * s) : 0; L->zJ = pad8(J);
-  L->zHV = pad8(J * J);
+  L->zHV = pad8(JL * JL);
   L->zF = iclv_fast_ws_doubles(&L->fd);
   const double dbl = (double) sizeof(double);
   iclv_mem_account *a = &L->acct;
@@ -604,7 +608,8 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
                             int n, int want_g, double *Hn) {
   int R = e->R, P = e->P;
   load_draws(e, w, n);
-  if (e->reference || e->fd.row_mult) { /* the fast kernels have no row multipliers */
+  if (e->reference || e->fd.row_mult || e->fd.nested) { /* the fast kernels have no row
+                                                            multipliers and no nests */
     individual_eval_ref(e, w, theta, n, want_g, Hn);
     return;
   }
@@ -770,7 +775,7 @@ static void individual_predict(const struct iclv_cpu_engine *e, thread_ws *w, co
         if (prob) {
           double s = iclv_row_mult(m, theta, t); /* best-worst's worst stage: -mu */
           for (int j = 0; j < J; j++) w->pws.V[j] = s * iclv_utility(m, theta, eta, t, j);
-          iclv_choice_probs(m, t, w->pws.V, w->pr);
+          iclv_choice_probs(m, theta, t, w->pws.V, w->pr);
           for (int j = 0; j < J; j++) prob[t + (size_t) m->n_rows * j] += w->pr[j] / R;
         }
       }

@@ -55,6 +55,8 @@ typedef struct {
   int hess_ok;       /* no LV-on-LV structural term (d eta / d phi is draw-invariant) */
   int row_mult;      /* rows carry utility multipliers (best-worst, iclv_model.h): the
                         kernels do not cover them; the engine takes the per-pair reference */
+  int nested;        /* a nested logit (iclv_model.h): the kernels do not cover it either;
+                        the engine takes the per-pair reference (iclv_nl_atom) */
 } iclv_fast_dims;
 
 /* Per-thread scratch (all pointers into one block; shapes row-major). */

@@ -370,6 +370,197 @@ ICLV_HD static inline int iclv_available(const iclv_model *m, int t, int j) {
   return m->n_avail == 0 || m->avail[(long) t * m->n_alt + j] != 0;
 }
 
+/* ---- nested logit --------------------------------------------------------
+ *
+ * With nests a = 0..M-1 (M = n_nest), lambda_a (iclv_nest_lambda), the
+ * available alternatives A_a of nest a, z_k = V_k / lambda_a for k in nest a,
+ * p_k = exp(z_k - I_a) (the probability of k within its nest),
+ *   I_a = log sum_{k in A_a} exp(z_k),   W_a = lambda_a I_a,
+ *   Q_a = exp(W_a) / sum_c exp(W_c)      (the nest's probability),
+ *   zbar_a = sum_k p_k z_k,   var_a = sum_k p_k (z_k - zbar_a)^2,
+ * the chosen alternative y in nest b has
+ *   log P = T - LSE,  T = V_y / lambda_b + (lambda_b - 1) I_b,  LSE = log sum_a exp(W_a),
+ * P_k = Q_a p_k. Nests without an available alternative drop out (Q = 0).
+ * Derivatives in the L = J + M coordinates (V_0..V_{J-1}, lambda_0..lambda_{M-1}):
+ *   dW_a/dV_k = p_k,  dW_a/dlambda_a = I_a - zbar_a =: w_a,
+ *   d2W_a/dV_k dV_l = (delta_kl p_k - p_k p_l) / lambda_a,
+ *   d2W_a/dV_k dlambda_a = -p_k (z_k - zbar_a) / lambda_a,  d2W_a/dlambda_a^2 = var_a / lambda_a;
+ *   d LSE = G := sum_a Q_a dW_a (G_k = P_k, G_{lambda_a} = Q_a w_a),
+ *   d2 LSE = sum_a Q_a (d2W_a + dW_a dW_a') - G G';
+ *   dT/dV_k = delta_ky / lambda_b + [k in b] (lambda_b - 1) p_k / lambda_b,
+ *   dT/dlambda_b = -z_y / lambda_b + I_b - (lambda_b - 1) zbar_b / lambda_b,
+ *   d2T/dV_k dV_l = [k, l in b] (lambda_b - 1) (delta_kl p_k - p_k p_l) / lambda_b^2,
+ *   d2T/dV_k dlambda_b = -delta_ky / lambda_b^2
+ *                        + [k in b] (p_k / lambda_b - (lambda_b - 1) p_k (1 + z_k - zbar_b) / lambda_b^2),
+ *   d2T/dlambda_b^2 = 2 z_y / lambda_b^2 - 2 zbar_b / lambda_b + (lambda_b - 1) (var_b + 2 zbar_b) / lambda_b^2.
+ * Everything is computed in log space (each nest's log-sum-exp shifted by its
+ * largest z, the nests' by the largest W), so small lambdas do not overflow.
+ * When every lambda is exactly 1 the value is computed as the MNL link
+ * computes it (one log-sum-exp over the alternatives in index order), so a
+ * nested logit with every lambda fixed at 1 is the MNL model bit for bit; the
+ * derivatives keep the general form (equal to MNL's up to rounding, and the
+ * lambda scores are the ones of the nested model). */
+
+/* Doubles of the link's derivative vector gV (and side of HV): the J
+ * utilities, then (nested logit) one lambda per nest. */
+ICLV_HD static inline int iclv_link_dim(const iclv_model *m) {
+  int J = m->n_alt > 0 ? m->n_alt : 1;
+  return m->choice_type == ICLV_CHOICE_NL ? J + m->n_nest : J;
+}
+
+/* Doubles of the utility scratch ws->V: the J utilities, then (nested logit)
+ * four per nest (I, zbar, var, Q). */
+ICLV_HD static inline int iclv_vscratch_dim(const iclv_model *m) {
+  int J = m->n_alt > 0 ? m->n_alt : 1;
+  return m->choice_type == ICLV_CHOICE_NL ? J + 4 * m->n_nest : J;
+}
+
+/* lambda of nest a: its parameter, or 1 for a nest without one. */
+ICLV_HD static inline double iclv_nest_lambda(const iclv_model *m, const double *theta, int a) {
+  int p = m->nest_par[a];
+  return p >= 0 ? theta[p] : 1.0;
+}
+
+/* The nests of row t: V (J + 4 M) holds the utilities; fills V[J..] with
+ * I (M; -Inf for a nest without an available alternative), zbar (M), var
+ * (M), Q (M), and p (J) with the within-nest probabilities (0 when not
+ * available). Returns 1 when every lambda is exactly 1. */
+ICLV_HD static inline int iclv_nl_nests(const iclv_model *m, const double *theta, int t, double *V,
+                                        double *p) {
+  int J = m->n_alt, M = m->n_nest, all1 = 1;
+  double *I = V + J, *zb = I + M, *var = zb + M, *Q = var + M;
+  for (int k = 0; k < J; k++) p[k] = 0.0;
+  double mxW = -INFINITY;
+  for (int a = 0; a < M; a++) {
+    double lam = iclv_nest_lambda(m, theta, a);
+    if (lam != 1.0) all1 = 0;
+    double mx = -INFINITY;
+    for (int k = 0; k < J; k++)
+      if (m->nest_of[k] == a && iclv_available(m, t, k) && V[k] / lam > mx) mx = V[k] / lam;
+    zb[a] = var[a] = 0.0;
+    if (mx == -INFINITY) { /* no available alternative: the nest drops out */
+      I[a] = -INFINITY;
+      continue;
+    }
+    double s = 0.0;
+    for (int k = 0; k < J; k++)
+      if (m->nest_of[k] == a && iclv_available(m, t, k)) {
+        p[k] = exp(V[k] / lam - mx);
+        s += p[k];
+      }
+    I[a] = mx + log(s);
+    double zbar = 0.0, v = 0.0;
+    for (int k = 0; k < J; k++)
+      if (m->nest_of[k] == a && p[k] != 0.0) {
+        p[k] /= s;
+        zbar += p[k] * (V[k] / lam);
+      }
+    for (int k = 0; k < J; k++)
+      if (m->nest_of[k] == a && p[k] != 0.0) {
+        double d = V[k] / lam - zbar;
+        v += p[k] * d * d;
+      }
+    zb[a] = zbar;
+    var[a] = v;
+    if (lam * I[a] > mxW) mxW = lam * I[a];
+  }
+  double sW = 0.0;
+  for (int a = 0; a < M; a++) {
+    Q[a] = I[a] == -INFINITY ? 0.0 : exp(iclv_nest_lambda(m, theta, a) * I[a] - mxW);
+    sW += Q[a];
+  }
+  for (int a = 0; a < M; a++) Q[a] /= sW;
+  return all1;
+}
+
+/* Nested logit log-probability of row t's choice with gV (L = J + M) and,
+ * when HV != NULL, HV (L, L) row-major: the derivatives by (V, lambda) of the
+ * header comment above. V (J + 4 M): utilities on input, scratch after. */
+ICLV_HD static inline double iclv_nl_link(const iclv_model *m, const double *theta, int t,
+                                          double *V, double *gV, double *HV) {
+  int J = m->n_alt, M = m->n_nest, L = J + M, yt = m->y[t], b = m->nest_of[yt];
+  double *I = V + J, *zb = I + M, *var = zb + M, *Q = var + M;
+  double *p = gV; /* the within-nest probabilities, until gV is written */
+  int all1 = iclv_nl_nests(m, theta, t, V, p);
+  double ll;
+  if (all1) { /* MNL, computed exactly as iclv_choice_link computes it */
+    double mx = -INFINITY, sum = 0.0;
+    for (int j = 0; j < J; j++)
+      if (iclv_available(m, t, j) && V[j] > mx) mx = V[j];
+    for (int j = 0; j < J; j++)
+      if (iclv_available(m, t, j)) sum += exp(V[j] - mx);
+    ll = V[yt] - (mx + log(sum));
+  } else {
+    double mxW = -INFINITY, sW = 0.0;
+    for (int a = 0; a < M; a++)
+      if (I[a] != -INFINITY && iclv_nest_lambda(m, theta, a) * I[a] > mxW)
+        mxW = iclv_nest_lambda(m, theta, a) * I[a];
+    for (int a = 0; a < M; a++)
+      if (I[a] != -INFINITY) sW += exp(iclv_nest_lambda(m, theta, a) * I[a] - mxW);
+    double lb = iclv_nest_lambda(m, theta, b);
+    ll = V[yt] / lb + (lb - 1.0) * I[b] - (mxW + log(sW));
+  }
+  double lb = iclv_nest_lambda(m, theta, b), zy = V[yt] / lb;
+  if (HV) {
+    for (int k = 0; k < J; k++) {
+      int a = m->nest_of[k];
+      double la = iclv_nest_lambda(m, theta, a), Pk = Q[a] * p[k];
+      for (int l = 0; l < J; l++) {
+        int c = m->nest_of[l];
+        double h = Pk * Q[c] * p[l];
+        if (a == c) {
+          double d2 = ((k == l ? p[k] : 0.0) - p[k] * p[l]);
+          h -= Q[a] * (d2 / la + p[k] * p[l]);
+          if (a == b) h += (lb - 1.0) * d2 / (lb * lb);
+        }
+        HV[k * L + l] = h;
+      }
+      double zk = V[k] / la;
+      for (int c = 0; c < M; c++) {
+        double wc = Q[c] != 0.0 ? I[c] - zb[c] : 0.0;
+        double h = Pk * Q[c] * wc;
+        if (a == c && p[k] != 0.0) {
+          double lc = iclv_nest_lambda(m, theta, c);
+          h -= Q[c] * (-p[k] * (zk - zb[c]) / lc + p[k] * wc);
+        }
+        if (c == b) {
+          if (k == yt) h -= 1.0 / (lb * lb);
+          if (a == b && p[k] != 0.0) h += p[k] / lb - (lb - 1.0) * p[k] * (1.0 + zk - zb[b]) / (lb * lb);
+        }
+        HV[k * L + J + c] = h;
+        HV[(J + c) * L + k] = h;
+      }
+    }
+    for (int c = 0; c < M; c++) {
+      double wc = Q[c] != 0.0 ? I[c] - zb[c] : 0.0, lc = iclv_nest_lambda(m, theta, c);
+      for (int d = 0; d < M; d++) {
+        double wd = Q[d] != 0.0 ? I[d] - zb[d] : 0.0;
+        double h = Q[c] * wc * Q[d] * wd;
+        if (c == d) {
+          h -= Q[c] * (var[c] / lc + wc * wc);
+          if (c == b) h += 2.0 * zy / (lb * lb) - 2.0 * zb[b] / lb + (lb - 1.0) * (var[b] + 2.0 * zb[b]) / (lb * lb);
+        }
+        HV[(J + c) * L + J + d] = h;
+      }
+    }
+  }
+  /* gradient last: gV held p until here */
+  for (int c = 0; c < M; c++) {
+    double wc = Q[c] != 0.0 ? I[c] - zb[c] : 0.0;
+    double gc = -Q[c] * wc;
+    if (c == b) gc += -zy / lb + I[b] - (lb - 1.0) * zb[b] / lb;
+    gV[J + c] = gc;
+  }
+  for (int k = 0; k < J; k++) {
+    int a = m->nest_of[k];
+    double gk = -Q[a] * p[k];
+    if (a == b) gk += (lb - 1.0) * p[k] / lb;
+    if (k == yt) gk += 1.0 / lb;
+    gV[k] = gk;
+  }
+  return ll;
+}
+
 /* Log-probability of the chosen alternative in row t, with the derivatives
  * with respect to the utilities: gV (J) and, when HV != NULL, HV (J, J)
  * row-major. V (J) holds the utilities on input (unavailable ones ignored).
@@ -415,6 +606,41 @@ ICLV_HD static inline double iclv_choice_link(const iclv_model *m, int t, const 
   return V[yt] - lse;
 }
 
+/* iclv_choice_atom for a nested logit row: the link's derivatives by the
+ * utilities go through the utilities' chain rule, those by lambda_a to the
+ * nest's parameter (none for a nest without one): the (V_j, lambda_a) block
+ * as c (e_p dV_j' + dV_j e_p') (iclv_utility_cross). Rows carry no
+ * multiplier (boundary.c). Scratch: ws->V (J + 4 M), gV (J + M), HV (J + M)^2. */
+ICLV_HD static inline double iclv_nl_atom(const iclv_model *m, const double *theta,
+                                          const double *eta, int t, iclv_pair_ws *ws,
+                                          double *g, iclv_hess *h) {
+  int J = m->n_alt, M = m->n_nest, L = J + M;
+  for (int j = 0; j < J; j++) ws->V[j] = iclv_utility(m, theta, eta, t, j);
+  double ll = iclv_nl_link(m, theta, t, ws->V, ws->gV, h ? ws->HV : (double *) 0);
+  if (g) {
+    for (int j = 0; j < J; j++)
+      if (ws->gV[j] != 0.0) iclv_utility_grad(m, theta, eta, t, j, ws->gV[j], g);
+    for (int a = 0; a < M; a++)
+      if (m->nest_par[a] >= 0) g[m->nest_par[a]] += ws->gV[J + a];
+  }
+  if (h) {
+    for (int j = 0; j < J; j++) {
+      for (int j2 = 0; j2 < J; j2++)
+        if (ws->HV[j * L + j2] != 0.0)
+          iclv_utility_outer(m, theta, eta, t, j, j2, ws->HV[j * L + j2], h);
+      if (ws->gV[j] != 0.0) iclv_utility_second(m, t, j, ws->gV[j], h);
+      for (int a = 0; a < M; a++)
+        if (m->nest_par[a] >= 0 && ws->HV[j * L + J + a] != 0.0)
+          iclv_utility_cross(m, theta, eta, t, j, m->nest_par[a], ws->HV[j * L + J + a], h);
+    }
+    for (int a = 0; a < M; a++)
+      for (int a2 = 0; a2 < M; a2++)
+        if (m->nest_par[a] >= 0 && m->nest_par[a2] >= 0)
+          iclv_hcell(h, m->nest_par[a], m->nest_par[a2], ws->HV[(J + a) * L + J + a2]);
+  }
+  return ll;
+}
+
 /* Log-likelihood of choice row t at eta, with the extended gradient added to
  * g (P + K) and the Hessian to h when they are non-NULL. Scratch: ws->V,
  * ws->gV (J), ws->HV (J, J).
@@ -428,6 +654,7 @@ ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double 
                                               const double *eta, int t, iclv_pair_ws *ws,
                                               double *g, iclv_hess *h) {
   int J = m->n_alt;
+  if (m->choice_type == ICLV_CHOICE_NL) return iclv_nl_atom(m, theta, eta, t, ws, g, h);
   double s = iclv_row_mult(m, theta, t);
   for (int j = 0; j < J; j++) ws->V[j] = s * iclv_utility(m, theta, eta, t, j);
   double ll = iclv_choice_link(m, t, ws->V, ws->gV, h ? ws->HV : (double *) 0);
@@ -469,10 +696,17 @@ ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double 
 }
 
 /* Probabilities P(j) (J) of every alternative in row t given utilities V
- * (J); unavailable alternatives get 0. For prediction. */
-ICLV_HD static inline void iclv_choice_probs(const iclv_model *m, int t, const double *V,
-                                             double *prob) {
+ * (J; for a nested logit J + 4 n_nest, the rest scratch); unavailable
+ * alternatives get 0. For prediction. */
+ICLV_HD static inline void iclv_choice_probs(const iclv_model *m, const double *theta, int t,
+                                             double *V, double *prob) {
   int J = m->n_alt;
+  if (m->choice_type == ICLV_CHOICE_NL) {
+    iclv_nl_nests(m, theta, t, V, prob);
+    const double *Q = V + J + 3 * m->n_nest;
+    for (int j = 0; j < J; j++) prob[j] *= Q[m->nest_of[j]];
+    return;
+  }
   if (m->choice_type == ICLV_CHOICE_PROBIT) {
     int a0 = iclv_available(m, t, 0), a1 = iclv_available(m, t, 1);
     prob[0] = !a0 ? 0.0 : a1 ? iclv_pnorm(V[0] - V[1]) : 1.0;

@@ -56,6 +56,13 @@
  *     MNL:    log P = V[y_t] - log sum_{j available} exp(V[j])
  *     probit: (n_alt == 2) log P = log Phi(V[0] - V[1]) if y_t == 0, else log Phi(V[1] - V[0])
  *             (0 when only the chosen alternative is available)
+ *     nested logit (NL): alternative j is in nest a = nest_of[j] with
+ *       lambda_a = theta[nest_par[a]] (1 when nest_par[a] < 0); with the
+ *       available alternatives A_a of nest a, y_t in nest b,
+ *         I_a = log sum_{k in A_a} exp(V[k] / lambda_a),  W_a = lambda_a I_a,
+ *         log P = V[y_t] / lambda_b + (lambda_b - 1) I_b - log sum_{a: A_a != {}} exp(W_a)
+ *       (iclv_core.h, iclv_nl_link, holds the derivatives); nests without an
+ *       available alternative drop out. All lambda 1 is MNL, bit for bit.
  *     availability: avail[t*n_alt + j] != 0 (all available when n_avail == 0)
  *
  *   l_nr = sum of the above; log L_n = logsumexp_r(l_nr) - log R; LL = sum_n log L_n.
@@ -97,7 +104,8 @@ enum {
 enum {
   ICLV_CHOICE_NONE   = 0,
   ICLV_CHOICE_MNL    = 1,
-  ICLV_CHOICE_PROBIT = 2
+  ICLV_CHOICE_PROBIT = 2,
+  ICLV_CHOICE_NL     = 3
 };
 
 /* sources of structural terms (st_src_type) */
@@ -164,6 +172,10 @@ typedef struct {
   int n_mult;              /* n_rows when rows carry a utility multiplier, else 0 */
   const double *mult_sign; /* (n_mult) +1 or -1, or NULL when n_mult == 0 */
   const int *mult_par;     /* (n_mult) scale parameter of the row (theta > 0), or -1 */
+  int n_nest;              /* nests of a nested logit (choice_type == NL), else 0 */
+  const int *nest_of;      /* (n_alt) nest 0..n_nest-1 of each alternative, or NULL */
+  const int *nest_par;     /* (n_nest) parameter of the nest's lambda (0 < theta <= 1),
+                              or -1 (lambda = 1: an alternative in no nest of the user's) */
 
   /* individual weights */
   const double *weight;    /* (n_ind) w_n (finite, >= 0), or NULL: unweighted */

@@ -50,6 +50,16 @@ int iclv_check_data(const iclv_model *m, iclv_status *st) {
 }
 
 int iclv_check_theta(const iclv_model *m, const double *theta, iclv_status *st) {
+  for (int a = 0; a < m->n_nest; a++) {
+    int p = m->nest_par[a];
+    if (p >= 0 && !(theta[p] > 0)) {
+      st->code = ICLV_ERR_INPUT;
+      snprintf(st->msg, ICLV_MSG_LEN,
+               "the nesting parameter of nest %d (parameter %d) must be > 0, not %g", a + 1, p + 1,
+               theta[p]);
+      return st->code;
+    }
+  }
   for (int t = 0; t < m->n_mult; t++) {
     int p = m->mult_par[t];
     if (p >= 0 && !(theta[p] > 0)) {

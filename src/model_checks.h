@@ -28,7 +28,8 @@ int iclv_check_theta(const iclv_model *m, const double *theta, iclv_status *st);
 
 /* Names, in buf (len bytes), the first indicator observation or choice row
  * of individual n whose log-probability is not finite at some draw of d.
- * Scratch: e (n_lv doubles); ws->eta (n_lv), ws->V and ws->gV (n_alt).
+ * Scratch: e (n_lv doubles); ws->eta (n_lv), ws->V (iclv_vscratch_dim) and ws->gV
+ * (iclv_link_dim).
  * Serial, allocates nothing. */
 void iclv_diagnose_individual(const iclv_model *m, const iclv_draws *d, const double *theta,
                               int n, double *e, iclv_pair_ws *ws, char *buf, size_t len);

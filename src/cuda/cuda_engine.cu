@@ -140,7 +140,7 @@ struct iclv_cuda_engine {
   double *h_hess;    /* (P, P) column-major */
   int *h_hstatus;    /* (N) */
   /* plain host scratch for naming the model part at fault (diagnose) */
-  double *h_ws;      /* (2K + 2J) */
+  double *h_ws;      /* (2K + Jv + JL): e, eta, V, gV of diagnose() */
 };
 
 /* ---- small host helpers ------------------------------------------------------ */
@@ -258,7 +258,7 @@ static void diagnose(const iclv_cuda_engine *e, const double *theta, int n, char
   pw.D = NULL;
   pw.D2 = NULL;
   pw.V = pw.eta + e->K;
-  pw.gV = pw.V + e->J;
+  pw.gV = pw.V + iclv_vscratch_dim(e->hm); /* h_ws: 2K + Jv + JL (cuda_plan.c) */
   pw.HV = NULL;
   iclv_diagnose_individual(e->hm, e->hd, theta, n, ev, &pw, buf, len);
 }

@@ -97,7 +97,8 @@ __device__ static inline double lse_of(double M, double S, int nan) {
  *          red (ICLV_CUDA_MAX_WARPS) | T thread rows of rowlen doubles when
  *          grows == NULL (rowlen odd: the threads of a warp that touch the same
  *          entry of their rows hit different banks)
- *   thread row: e (K), eta (K), D (K, S), V (J), gV (J), g (P + K): the pair's
+ *   thread row: e (K), eta (K), D (K, S), V (Jv), gV (JL), g (P + K): the pair's
+ *          (Jv = iclv_vscratch_dim, JL = iclv_link_dim: J, or more for a nested logit)
  *          scratch, in shared memory or (grows != NULL) in the thread's slot
  *          of grows (blockIdx.x * T + t) * rowlen
  *   out, split == 1: rows (n_here, ldr) row-major: rows[i, 0] = log L_n and
@@ -116,7 +117,7 @@ k_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_draws
         double *__restrict__ lse_out, double *__restrict__ status, double *__restrict__ part) {
   const int i = blockIdx.x / split, b = blockIdx.x % split;
   const int n = n0 + i, R = d.n_draws, K = m.n_lv, P = m.n_par;
-  const int S = m.st_ptr[K], J = m.n_alt > 0 ? m.n_alt : 1;
+  const int S = m.st_ptr[K], Jv = iclv_vscratch_dim(&m), JL = iclv_link_dim(&m);
   const int T = blockDim.x, t = threadIdx.x;
   double *theta = iclv_dyn_shared, *acc = theta + P, *wv = acc + P, *red = wv + T;
   double *rows_sh = red + ICLV_CUDA_MAX_WARPS;
@@ -126,8 +127,8 @@ k_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_draws
   }
   __syncthreads();
   double *row = grows ? grows + ((size_t) blockIdx.x * T + t) * rowlen : rows_sh + (size_t) t * rowlen;
-  double *ev = row, *eta = ev + K, *D = eta + K, *V = D + (size_t) K * S, *gV = V + J;
-  double *g = gV + J;
+  double *ev = row, *eta = ev + K, *D = eta + K, *V = D + (size_t) K * S, *gV = V + Jv;
+  double *g = gV + JL;
   iclv_pair_ws pw;
   pw.eta = eta;
   pw.D = D;
@@ -317,14 +318,15 @@ k_reduce_groups(const double *__restrict__ leaves, size_t ld, int W, int n0, int
  *          0 when w_r == 0 (engine.c's rows a_r); NaN rows when lse_i is not
  *          finite (the host reports that individual's log-likelihood first)
  *   scratch: thread (i, d)'s slot of gscratch (slot doubles): e, eta (K),
- *          D (K, S), D2 (K, S, S) when has_lv_src, V, gV (J), HV (J, J),
+ *          D (K, S), D2 (K, S, S) when has_lv_src, V (Jv), gV (JL), HV (JL, JL),
  *          g (P + K), Hpe (P, K), Hee (K, K). */
 __global__ void __launch_bounds__(ICLV_CUDA_HESS_BLOCK)
 k_hess_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_draws d,
              const double *__restrict__ theta_g, int n0, int n_here, int hsplit, int has_lv_src,
              const double *__restrict__ lse_in, const double *__restrict__ rows, int ldr,
              double *hslot, double *arows, double *gscratch, size_t slot) {
-  const int P = m.n_par, K = m.n_lv, R = d.n_draws, J = m.n_alt > 0 ? m.n_alt : 1;
+  const int P = m.n_par, K = m.n_lv, R = d.n_draws;
+  const int Jv = iclv_vscratch_dim(&m), JL = iclv_link_dim(&m);
   double *theta = iclv_dyn_shared;
   for (int p = threadIdx.x; p < P; p += blockDim.x) theta[p] = theta_g[p];
   __syncthreads();
@@ -336,7 +338,7 @@ k_hess_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_
   double *ev = ws, *eta = ev + K, *D = eta + K;
   double *D2 = D + (size_t) K * S;
   double *V = D2 + (has_lv_src ? (size_t) K * S * S : 0);
-  double *gV = V + J, *HV = gV + J, *g = HV + (size_t) J * J;
+  double *gV = V + Jv, *HV = gV + JL, *g = HV + (size_t) JL * JL;
   double *Hpe = g + P + K, *Hee = Hpe + (size_t) P * K;
   iclv_pair_ws pw;
   pw.eta = eta;

@@ -86,8 +86,31 @@ ref_choice_probs <- function(cm, theta, eta, t) {
     if (!all(av)) return(as.double(av))
     return(c(stats::pnorm(V[1] - V[2]), stats::pnorm(V[2] - V[1])))
   }
+  if (cm$choice_type == 3L) return(ref_nl_probs(cm, theta, V, av))
   p <- ifelse(av, exp(V), 0)
   p / sum(p)
+}
+
+#' Nested logit probabilities (n_alt) from utilities V and availability av,
+#' the textbook formula without log-space shifts: for j in nest m,
+#' P(j) = exp(V_j / l_m) / sum_{k in m} exp(V_k / l_m) *
+#'        exp(l_m I_m) / sum_n exp(l_n I_n), I_m = log sum_{k in m} exp(V_k / l_m),
+#' over available alternatives; nests without one drop out.
+ref_nl_probs <- function(cm, theta, V, av) {
+  lam <- ifelse(cm$nest_par >= 0L, theta[cm$nest_par + 1L], 1)
+  nest <- cm$nest_of + 1L
+  I <- rep(-Inf, cm$n_nest)
+  for (a in seq_len(cm$n_nest)) {
+    k <- which(nest == a & av)
+    if (length(k)) I[a] <- log(sum(exp(V[k] / lam[a])))
+  }
+  denom <- sum(exp(lam * I))
+  p <- numeric(cm$n_alt)
+  for (j in which(av)) {
+    a <- nest[j]
+    p[j] <- exp(V[j] / lam[a]) / exp(I[a]) * exp(lam[a] * I[a]) / denom
+  }
+  p
 }
 
 #' Per-draw log-likelihoods of every individual: list(l = N x R matrix,
