@@ -37,6 +37,7 @@ cases <- list(
                                               fixed = c(tau_ind01_2 = -0.3, zeta_ind05 = 1),
                                               start = c(lambda = 0.5, asc = 0.1))
 )
+`%||%` <- function(a, b) if (is.null(a)) b else a
 strip <- function(f) {
   h <- f$history
   h$seconds <- NULL
@@ -62,5 +63,13 @@ if (mode == "save") {
     same <- vapply(parts, function(p) identical(res[[nm]][[p]], ref[[nm]][[p]]), NA)
     cat(sprintf("%-28s identical: %s%s\n", nm, all(same),
                 if (all(same)) "" else paste0(" (differs: ", paste(parts[!same], collapse = ", "), ")")))
+    if (!all(same)) {
+      a <- res[[nm]]$coefficients
+      b <- ref[[nm]]$coefficients[names(a)]
+      sa <- sqrt(diag(res[[nm]]$vcov$robust %||% res[[nm]]$vcov[[1]]))
+      cat(sprintf("%-28s   LL %+.2e, max |coef change| %.2e (%.2e of its s.e.), iterations %d vs %d\n", "",
+                  res[[nm]]$loglik - ref[[nm]]$loglik, max(abs(a - b)), max(abs(a - b) / sa[names(a)], na.rm = TRUE),
+                  res[[nm]]$convergence$iterations, ref[[nm]]$convergence$iterations))
+    }
   }
 }
