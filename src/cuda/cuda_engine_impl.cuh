@@ -171,8 +171,10 @@ void cl_launch_merge(const iclv_cuda_engine *e, int want_g, int nh, double *d_ll
 /* Queues k_reduce_groups for W columns of the leaf rows. */
 void cl_launch_reduce(const iclv_cuda_engine *e, const double *leaves, size_t ld, int W, int n0, int nh,
                       double *carry, double *sum);
-/* Queues k_hess_pairs and k_hess_outer for individuals n0 .. n0 + n_here - 1. */
-void cl_launch_hessian(const iclv_cuda_engine *e, int n0, int n_here, double *slot, double *arows,
-                       double *scratch, int *status);
+/* Queues k_hess_pairs and k_hess_outer for individuals n0 .. n0 + n_here - 1;
+ * returns the first launch error (the second kernel is not queued after a
+ * failed first). */
+cudaError_t cl_launch_hessian(const iclv_cuda_engine *e, int n0, int n_here, double *slot, double *arows,
+                              double *scratch, int *status);
 
 #endif

@@ -116,8 +116,7 @@ static int queue_hessian_chunk(iclv_cuda_engine *e, const hess_bufs *hb, int n0,
   const size_t PP = (size_t) P * P;
   const size_t D = (size_t) e->plan.hsplit;
   ICLV_CUDA_TRY(st, cudaMemsetAsync(hb->slot, 0, (size_t) n_here * D * PP * sizeof(double), e->stream));
-  cl_launch_hessian(e, n0, n_here, hb->slot, hb->arows, hb->scratch, hb->status);
-  ICLV_CUDA_CHECK_LAUNCH(st, "k_hess_pairs, k_hess_outer");
+  ICLV_CUDA_TRY(st, cl_launch_hessian(e, n0, n_here, hb->slot, hb->arows, hb->scratch, hb->status));
   cl_launch_reduce(e, hb->slot, D * PP, (int) PP, n0, n_here, hb->carry, hb->sum);
   ICLV_CUDA_CHECK_LAUNCH(st, "k_reduce_groups (Hessian)");
   ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hstatus + n0, hb->status, (size_t) n_here * sizeof(int),

@@ -77,8 +77,8 @@ void cl_launch_merge(const iclv_cuda_engine *e, int want_g, int nh, double *d_ll
                                                           e->d_rows, 1 + e->P, d_lli, e->d_lse, d_status);
 }
 
-void cl_launch_hessian(const iclv_cuda_engine *e, int n0, int n_here, double *slot, double *arows,
-                       double *scratch, int *status) {
+cudaError_t cl_launch_hessian(const iclv_cuda_engine *e, int n0, int n_here, double *slot, double *arows,
+                              double *scratch, int *status) {
   const int P = e->P;
   dim3 grid((unsigned) (((size_t) n_here * (size_t) e->plan.hsplit + ICLV_CUDA_HESS_BLOCK - 1) /
                         ICLV_CUDA_HESS_BLOCK));
@@ -86,8 +86,10 @@ void cl_launch_hessian(const iclv_cuda_engine *e, int n0, int n_here, double *sl
   k_hess_pairs<<<grid, block, (size_t) P * sizeof(double), e->stream>>>(
       e->dm, e->dd, e->d_theta, n0, n_here, e->plan.hsplit, e->has_lv_src, e->d_lse, e->d_rows, 1 + P,
       slot, arows, scratch, e->plan.hess_slot);
-  if (cudaPeekAtLastError() != cudaSuccess) return; /* the caller's check names it */
+  cudaError_t err = cudaGetLastError(); /* k_hess_outer only after a good launch */
+  if (err != cudaSuccess) return err;
   k_hess_outer<<<n_here, ICLV_CUDA_AUX_BLOCK, 0, e->stream>>>(arows, e->R, P, e->plan.hsplit, slot, status);
+  return cudaGetLastError();
 }
 
 /* ---- the device's draws ---------------------------------------------------------------- */
