@@ -66,7 +66,7 @@ test_that("identified models pass, and the check can be turned off", {
   # off: the unidentified model is estimated and the check at the estimate warns
   m <- id_model("asc_a + asc_dup + b_price * price_a + l_att * att", "asc_b + b_price * price_b")
   expect_warning(suppressWarnings(iclv(m, d, draws = id_draws(), backend = "cpu",
-                                       control = iclv_control(maxit = 20, check_identification = FALSE)),
+                                       control = iclv_control(maxit = 100, check_identification = FALSE)),
                                   classes = c("iclv_warning_vcov", "iclv_warning_convergence")),
                  class = "iclv_warning_identification")
   expect_error(iclv_control(check_identification = NA), class = "iclv_error_control")
