@@ -5,10 +5,13 @@
 #   tools/sanitize.sh [TEST_FILTER]
 #
 # TEST_FILTER is a regular expression over test file names without "test-"
-# and ".R" (default: the files that exercise the C core: engine, draws,
-# compile, numerics, memory, battery, and the estimation paths through it:
-# estimate, methods, simulate, validate; about 1.5 minutes on 2 cores, of
-# which ~15 s is the instrumented build). R itself is not instrumented, so the ASan runtime is preloaded
+# and ".R" (default: the files that exercise the C core: engine, the fast
+# CPU kernels (engine-fast), draws, compile, numerics, memory, battery, the
+# choice kernels (choice-kernels, nested-logit), the structural terms of
+# lavaan's ~~ and ~ 1 (lvstat), random terms, weights and expression
+# utilities, and the estimation paths through it: estimate, methods,
+# simulate, validate, identify; about 2.5 minutes on 2 cores, of which ~15 s
+# is the instrumented build). R itself is not instrumented, so the ASan runtime is preloaded
 # (LD_PRELOAD) into Rscript; leak detection is off (R's own allocations would
 # drown the report; engine leaks are covered by tests/testthat/test-memory.R);
 # allocator_may_return_null=1 lets a refused huge calloc return NULL as glibc
@@ -30,7 +33,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tools/require-programs.sh"
 require_programs sanitize.sh R Rscript gcc make tar grep sed tr ldd readlink mktemp date
-filter=${1:-"^(engine|draws|compile|numerics|memory|battery|estimate|methods|simulate|validate)$"}
+filter=${1:-"^(engine|engine-fast|draws|compile|numerics|memory|battery|estimate|methods|simulate|validate|choice-kernels|nested-logit|lvstat|random|weights|expr|identify)$"}
 work=${ICLV_SAN_DIR:-$(mktemp -d /tmp/iclv-sanitize.XXXXXX)}
 mkdir -p "$work"
 src="$work/src-tree"; lib="$work/lib"; mkdir -p "$lib"
