@@ -38,12 +38,14 @@
 # see ordinary structural terms; iclv_simulate() draws
 # f = alpha_f + sum gamma x + (L e)_f.
 #
-# Not supported (classed errors that say so): `~~` between LVs whose
-# groups are not complete (above), `~~` and `~ 1` on indicators (ordered
+# Modifiers on `~~` (lavaan's, which mean variances and covariances) are
+# translated in .spec_lv_statements(). Not supported (classed errors that
+# say so): `~~` between LVs whose groups are not complete (above), labels
+# on `~~`, a covariance fixed at a non-zero value, `~~` and `~ 1` on
+# indicators (ordered
 # indicators have no intercept or scale parameter; normal and binary ones
 # already have a free intercept alpha_<y>, normal ones a free sigma_<y>),
-# and modifiers on these statements (use `fixed =` / `start =` with the
-# parameter names above).
+# and modifiers on `~ 1` (use `fixed =` / `start =` with alpha_<f>).
 
 # The name of the covariate column of ones that carries LV intercepts (not a
 # valid R name, so no data column can have it).
@@ -55,7 +57,8 @@
 # input was NULL), var = lhs of `lhs ~~ rhs` statements (with rhs),
 # icpt = lhs of `lhs ~ 1`).
 .syntax_lv_statements <- function(text, what) {
-  out <- list(text = text, var = data.frame(lhs = character(), rhs = character(), stringsAsFactors = FALSE),
+  out <- list(text = text, var = data.frame(lhs = character(), rhs = character(), fixed = numeric(),
+                                            start = numeric(), stringsAsFactors = FALSE),
               icpt = character())
   if (is.null(text) || !is.character(text) || anyNA(text)) return(out)
   st <- .syntax_statements(text, what)
@@ -64,16 +67,21 @@
   if (!any(is_var | is_icpt)) return(out)
   for (s in st[is_var]) {
     parts <- trimws(strsplit(s, "~~", fixed = TRUE)[[1]])
-    if (length(parts) != 2L || !.is_name(parts[1]) || !.is_name(parts[2])) {
-      if (length(parts) == 2L && grepl("*", parts[2], fixed = TRUE)) {
-        iclv_abort("spec", sprintf(paste0(
-          "%s statement %s: modifiers on '~~' are not supported; free the variance with '%s ~~ %s' and fix or ",
-          "start its standard deviation with fixed = / start = (sigma_%s)"),
-          what, iclv_quote(s), parts[1], parts[1], parts[1]))
-      }
+    if (length(parts) != 2L || !.is_name(parts[1]) || !nzchar(parts[2])) {
       iclv_abort("spec", sprintf("%s statement %s is not of the form 'lv ~~ lv'", what, iclv_quote(s)))
     }
-    out$var <- rbind(out$var, data.frame(lhs = parts[1], rhs = parts[2], stringsAsFactors = FALSE))
+    # lavaan's modifiers: a number fixes the variance (covariance), start()
+    # starts it, NA frees it; a label would name a standard deviation or a
+    # Cholesky element, not the variance the syntax means: refused
+    tm <- .syntax_rhs_terms(parts[2], s, what)
+    lab <- tm$mods$label[!is.na(tm$mods$label)]
+    if (length(lab)) {
+      iclv_abort("spec", sprintf(paste0(
+        "%s statement %s: labels on '~~' are not supported (iclv's parameters there are a standard deviation, ",
+        "sigma_<lv>, and Cholesky elements, chol_<lv>_<lv>, not variances and covariances)"), what, iclv_quote(s)))
+    }
+    out$var <- rbind(out$var, data.frame(lhs = parts[1], rhs = tm$names, fixed = tm$mods$fixed,
+                                         start = tm$mods$start, stringsAsFactors = FALSE))
   }
   out$icpt <- trimws(sub("~.*$", "", st[is_icpt]))
   bad <- out$icpt[!.is_name(out$icpt)]
@@ -87,9 +95,17 @@
 }
 
 # Checks the statements of both parts against the model's LVs and
-# indicators; returns list(var = LVs with a free variance, icpt = LVs with
-# an intercept), in LV order, and cov = data.frame(lhs, rhs) of the
-# correlated pairs, lhs before rhs in LV order.
+# indicators; returns list(var = LVs with a variance parameter, icpt = LVs
+# with an intercept), in LV order, cov = data.frame(lhs, rhs) of the
+# correlated pairs, lhs before rhs in LV order, and values = list(fixed,
+# start) of the modifiers, over parameter names:
+#   f ~~ 1*f   the default (variance 1): no parameter;
+#   f ~~ v*f   (v > 0) sigma_f fixed at sqrt(v);
+#   f ~~ start(v)*f  sigma_f starts at sqrt(v) (v > 0);
+#   f ~~ 0*g   the default (independent errors): no parameter;
+#   f ~~ start(c)*g  chol_g_f starts at c (the covariance when sigma_f = 1,
+#              as at the default start); another fixed covariance is refused
+#              (it would fix a product of parameters).
 .spec_lv_statements <- function(a, b, lvs, inds) {
   var <- rbind(a$var, b$var)
   icpt <- c(a$icpt, b$icpt)
@@ -124,7 +140,35 @@
   if (length(dv)) iclv_abort("spec", sprintf("'%s ~~ %s' is given twice", dv[1], dv[1]))
   di <- icpt[duplicated(icpt)]
   if (length(di)) iclv_abort("spec", sprintf("'%s ~ 1' is given twice", di[1]))
-  list(var = lvs[lvs %in% var$lhs[own]], icpt = lvs[lvs %in% icpt], cov = .lv_cov_pairs(var[!own, , drop = FALSE], lvs))
+  fixed <- start <- numeric()
+  bad_v <- own & ((!is.na(var$fixed) & var$fixed <= 0) | (!is.na(var$start) & var$start <= 0))
+  if (any(bad_v)) {
+    k <- which(bad_v)[1]
+    iclv_abort("spec", sprintf("'%s ~~ %s': a variance must be positive (got %s)", var$lhs[k], var$rhs[k],
+                               format(if (is.na(var$fixed[k])) var$start[k] else var$fixed[k])))
+  }
+  bad_c <- !own & !is.na(var$fixed) & var$fixed != 0
+  if (any(bad_c)) {
+    k <- which(bad_c)[1]
+    iclv_abort("spec", sprintf(paste0(
+      "'%s ~~ %s': fixing a covariance at a non-zero value is not supported (iclv's parameter is a Cholesky ",
+      "element: the covariance is chol * sigma); use 0 (independent, the default) or start()"),
+      var$lhs[k], var$rhs[k]))
+  }
+  # the defaults written out: no parameter
+  default <- (own & !is.na(var$fixed) & var$fixed == 1) | (!own & !is.na(var$fixed) & var$fixed == 0)
+  for (k in which(own & !default)) {
+    nm <- sprintf("sigma_%s", var$lhs[k])
+    if (!is.na(var$fixed[k])) fixed[nm] <- sqrt(var$fixed[k])
+    if (!is.na(var$start[k])) start[nm] <- sqrt(var$start[k])
+  }
+  cov <- .lv_cov_pairs(var[!own & !default, , drop = FALSE], lvs)
+  for (k in which(!own & !default & !is.na(var$start))) {
+    a <- match(c(var$lhs[k], var$rhs[k]), lvs)
+    start[sprintf("chol_%s_%s", lvs[max(a)], lvs[min(a)])] <- var$start[k]
+  }
+  list(var = lvs[lvs %in% var$lhs[own & !default]], icpt = lvs[lvs %in% icpt], cov = cov,
+       values = list(fixed = if (length(fixed)) fixed, start = if (length(start)) start))
 }
 
 # The correlated pairs (lhs before rhs in `lvs`), checked: no pair twice,
@@ -132,6 +176,7 @@
 .lv_cov_pairs <- function(pairs, lvs) {
   out <- data.frame(lhs = character(), rhs = character(), stringsAsFactors = FALSE)
   if (!nrow(pairs)) return(out)
+  pairs <- pairs[c("lhs", "rhs")]
   a <- match(pairs$lhs, lvs)
   b <- match(pairs$rhs, lvs)
   out <- data.frame(lhs = lvs[pmin(a, b)], rhs = lvs[pmax(a, b)], stringsAsFactors = FALSE)

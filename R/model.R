@@ -55,9 +55,12 @@
 #' estimating, naming the parameters involved (see `check_identification`
 #' in [iclv_control()]), and warns (class `iclv_warning_identification`) when
 #' an LV's scale is set twice: a loading fixed at a non-zero value while the
-#' variance is fixed too. Not supported yet (classed errors): `~~` and
-#' `~ 1` on indicators, modifiers on these statements (use `fixed =` /
-#' `start =` with `sigma_f`, `alpha_f`, `chol_g_f`).
+#' variance is fixed too. lavaan's modifiers on `~~` mean variances:
+#' `f ~~ 2*f` fixes `sigma_f` at `sqrt(2)`, `f ~~ start(4)*f` starts it at 2,
+#' `f ~~ 1*f` and `f ~~ 0*g` are the defaults (no parameter), and
+#' `f ~~ start(0.3)*g` starts `chol_g_f`. Not supported (classed errors):
+#' labels on `~~`, a covariance fixed at a non-zero value, `~~` and `~ 1` on
+#' indicators, modifiers on `~ 1` (use `fixed =` / `start =` with `alpha_f`).
 #'
 #' @section Modifiers (lavaan's syntax):
 #' A term of a measurement or structural statement may carry lavaan's
@@ -316,6 +319,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   model$fixed <- .spec_named_values(fixed, "fixed")
   model$start <- .spec_named_values(start, "start")
   syn <- .spec_modifier_values(model, mods$values)
+  # the values `~~` modifiers give (R/lvstat.R)
+  for (what in c("fixed", "start")) syn[[what]] <- .spec_merge_values(syn[[what]], lvx$values[[what]], what)
   model$fixed <- .spec_merge_values(model$fixed, syn$fixed, "fixed")
   model$start <- .spec_merge_values(model$start, syn$start, "start")
   .spec_check_fixed_start(model$fixed, model$start)

@@ -199,7 +199,10 @@ test_that("specification errors are classed and say what is not supported", {
   e("att =~ q1 + q2\n q1 ~ 1", regexp = "intercepts of indicators are not supported")
   e("att =~ q1 + q2\n foo ~~ foo", regexp = "'foo' is not a latent variable")
   e("att =~ q1 + q2\n foo ~ 1", regexp = "'foo' is not a latent variable")
-  e("att =~ q1 + q2\n att ~~ 2*att", regexp = "modifiers on '~~' are not supported")
+  e("att =~ q1 + q2\n att ~~ a*att", regexp = "labels on '~~' are not supported")
+  e("att =~ q1 + q2\n att ~~ -1*att", regexp = "a variance must be positive")
+  e("att =~ q1 + q2\n att ~~ start(0)*att", regexp = "a variance must be positive")
+  e("att =~ q1 + q2\n nrm =~ q3 + q4\n att ~~ 0.3*nrm", regexp = "non-zero value is not supported")
   e("att =~ q1 + q2\n att ~~ att", st = "att ~ age\n att ~~ att", regexp = "given twice")
   e("att =~ q1 + q2", st = "att ~ 1 + age", regexp = "'1' is not a name")
   e("att =~ q1 + q2\n att ~~", regexp = "not of the form")
@@ -281,4 +284,39 @@ test_that("correlated structural errors are recovered, and the sign flip negates
   expect_identical(fl$flip, 0L)
   expect_identical(fl$theta[["chol_nrm_att"]], -0.8)
   expect_identical(fl$theta[["l_nrm"]], 0.5)
+})
+
+test_that("lavaan's modifiers on ~~: a fixed variance is a fixed sigma, the defaults written out add nothing", {
+  pt <- function(meas) {
+    p <- iclv_model(meas, id = "ID", categories = 3)$partable
+    p[p$role %in% c("sd", "chol"), c("name", "free", "start")]
+  }
+  base <- "att =~ 1*q1 + q2\n nrm =~ q3 + q4"
+  # variance fixed at 2: sigma_att = sqrt(2), not free
+  r <- pt(paste(base, "att ~~ 2*att", sep = "\n"))
+  expect_identical(r$name, "sigma_att")
+  expect_false(r$free)
+  expect_identical(r$start, sqrt(2))
+  # start(4): sigma starts at 2, free
+  r <- pt(paste(base, "att ~~ start(4)*att", sep = "\n"))
+  expect_true(r$free)
+  expect_identical(r$start, 2)
+  # NA*att frees it, as the plain statement does
+  expect_identical(pt(paste(base, "att ~~ NA*att", sep = "\n")), pt(paste(base, "att ~~ att", sep = "\n")))
+  # 1*att and 0*nrm are the defaults: no parameter
+  expect_identical(nrow(pt(paste(base, "att ~~ 1*att\n att ~~ 0*nrm", sep = "\n"))), 0L)
+  # a covariance's start is the Cholesky element's, on either side of ~~, and
+  # several right-hand sides in one statement
+  r <- pt(paste(base, "nrm ~~ start(0.3)*att + nrm", sep = "\n"))
+  expect_identical(r$name, c("sigma_nrm", "chol_nrm_att"))
+  expect_identical(r$start, c(1, 0.3))
+  # a fixed variance with a free marker-less LV: not over-restricted; with a
+  # fixed loading it is (the scale set twice)
+  m0 <- one_lv_mnl_model()
+  d <- iclv_simulate(m0, one_lv_mnl_truth, n = 100, n_tasks = 2, seed = 4)
+  m <- iclv_model("att =~ 1*q1 + q2 + q3\n att ~~ 2*att", structural = "att ~ age", choice = m0$choice,
+                  id = "ID", categories = 3)
+  expect_warning(suppressWarnings(iclv(m, d, draws = iclv_draws("halton", 10), backend = "cpu",
+                                       control = iclv_control(maxit = 2)), classes = "iclv_warning_convergence"),
+                 class = "iclv_warning_identification", regexp = "by fixed =")
 })
