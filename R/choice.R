@@ -145,10 +145,10 @@
 #'                    bike = "asc_bike + b_time * time_bike * env"))
 #' ch
 #' @export
-iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), choice, utilities,
-                        available = NULL, worst_scale = NULL, nests = NULL, ...) {
+iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl", "ordered"), choice, utilities,
+                        available = NULL, worst_scale = NULL, nests = NULL, link = NULL, categories = NULL, ...) {
   .spec_check_dots(list(...), "iclv_choice")
-  types <- c("mnl", "probit", "ranked", "bestworst", "nl")
+  types <- c("mnl", "probit", "ranked", "bestworst", "nl", "ordered")
   if (!is.character(type) || length(type) < 1L) {
     iclv_abort("spec", sprintf("'type' must be one of %s", iclv_quote(types)))
   }
@@ -158,6 +158,8 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), 
   })
   ranks <- .choice_rank_columns(type, choice, worst_scale)
   choice <- ranks[1]
+  ord <- .choice_ordered_args(type, link, categories, available, nests)
+  if (type == "ordered") utilities <- .choice_ordered_utility(utilities)
   if (missing(utilities) || length(utilities) == 0L || (!is.list(utilities) && !is.character(utilities))) {
     iclv_abort("spec", "'utilities' must be a named list of utility strings, one per alternative")
   }
@@ -168,7 +170,7 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), 
   if (anyDuplicated(alts)) {
     iclv_abort("spec", sprintf("alternative %s appears twice in 'utilities'", iclv_quote(alts[duplicated(alts)][1])))
   }
-  if (length(alts) < 2L) {
+  if (length(alts) < 2L && type != "ordered") {
     iclv_abort("spec", "a choice model needs at least two alternatives")
   }
   if (type == "probit" && length(alts) != 2L) {
@@ -208,8 +210,58 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), 
   structure(list(type = type, choice = choice, ranks = ranks, alternatives = alts,
                  utilities = vapply(utilities, identity, character(1)),
                  terms = terms, available = available, worst_scale = worst_scale,
-                 nests = nst$nests, nest_params = nst$params),
+                 nests = nst$nests, nest_params = nst$params, link = ord$link, categories = ord$categories),
             class = "iclv_choice")
+}
+
+# The arguments only an ordered choice takes: list(link ("probit" or
+# "logit"; NULL for other types), categories (NA: from the data, or a whole
+# number in [2, .max_categories]; NULL for other types)).
+.choice_ordered_args <- function(type, link, categories, available, nests) {
+  if (type != "ordered") {
+    if (!is.null(link)) iclv_abort("spec", "'link' is only for type = \"ordered\" (ordered choice)")
+    if (!is.null(categories)) iclv_abort("spec", "'categories' is only for type = \"ordered\" (ordered choice)")
+    return(list(link = NULL, categories = NULL))
+  }
+  if (!is.null(available)) iclv_abort("spec", "an ordered choice has no alternatives to make unavailable: drop 'available'")
+  if (!is.null(nests)) iclv_abort("spec", "'nests' is only for type = \"nl\" (nested logit)")
+  link <- link %||% "probit"
+  if (!is.character(link) || length(link) != 1L || !link %in% c("probit", "logit")) {
+    iclv_abort("spec", "'link' must be \"probit\" or \"logit\"")
+  }
+  if (is.null(categories)) {
+    categories <- NA_integer_
+  } else if (!is.numeric(categories) || length(categories) != 1L || is.na(categories) ||
+             categories != round(categories) || categories < 2 || categories > .max_categories) {
+    iclv_abort("spec", sprintf("'categories' must be one whole number in [2, %d]", .max_categories))
+  }
+  list(link = link, categories = as.integer(categories))
+}
+
+# The one utility (the index V) of an ordered choice: a string or a list /
+# vector of one string, named "index" unless the user named it.
+.choice_ordered_utility <- function(utilities) {
+  if (missing(utilities) || length(utilities) != 1L || (!is.list(utilities) && !is.character(utilities)) ||
+      !is.character(utilities[[1]]) || length(utilities[[1]]) != 1L || is.na(utilities[[1]])) {
+    iclv_abort("spec", "an ordered choice has one utility (its index): 'utilities' must be one string or a list of one string")
+  }
+  nm <- names(utilities)
+  if (is.null(nm) || is.na(nm) || !nzchar(nm)) nm <- "index"
+  stats::setNames(list(utilities[[1]]), nm)
+}
+
+# An ordered choice's index must not hold a constant term (a parameter
+# alone): with free thresholds it is not identified.
+.choice_ordered_no_constant <- function(choice) {
+  if (!identical(choice$type, "ordered") || is.null(choice$terms_all)) return(invisible())
+  ta <- choice$terms_all
+  k <- which(is.na(ta$col) & is.na(ta$lv))
+  if (length(k)) {
+    iclv_abort("spec", sprintf(
+      "the ordered choice's utility has the constant term %s: with free thresholds a constant is not identified; drop it (the thresholds absorb it)",
+      iclv_quote(ta$param[k[1]])))
+  }
+  invisible()
 }
 
 # The nests of a nested logit (type "nl"), checked against the alternatives
@@ -279,7 +331,7 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), 
                  bestworst = "the names of the best and the worst column",
                  "the name of the data column with the chosen alternative")
   ok <- !missing(choice) && is.character(choice) && length(choice) >= 1L && !anyNA(choice) && all(nzchar(choice))
-  if (!ok || (type %in% c("mnl", "probit") && length(choice) != 1L) ||
+  if (!ok || (type %in% c("mnl", "probit", "ordered") && length(choice) != 1L) ||
       (type == "bestworst" && length(choice) != 2L)) {
     iclv_abort("spec", sprintf("'choice' must be %s", what))
   }
@@ -299,10 +351,14 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), 
 #' @export
 print.iclv_choice <- function(x, ...) {
   lab <- c(mnl = "Multinomial logit", probit = "Binary probit", ranked = "Ranked (exploded logit)",
-           bestworst = "Best-worst", nl = "Nested logit")[[x$type]]
+           bestworst = "Best-worst", nl = "Nested logit",
+           ordered = sprintf("Ordered %s", x$link %||% "probit"))[[x$type]]
   cols <- x$ranks %||% x$choice
-  cat(sprintf("%s choice model, column%s %s, %d alternatives%s\n", lab, if (length(cols) > 1L) "s" else "",
-              paste0("'", cols, "'", collapse = ", "), length(x$alternatives),
+  cat(sprintf("%s choice model, column%s %s, %s%s\n", lab, if (length(cols) > 1L) "s" else "",
+              paste0("'", cols, "'", collapse = ", "),
+              if (identical(x$type, "ordered")) {
+                if (is.na(x$categories)) "categories from the data" else sprintf("%d categories", x$categories)
+              } else sprintf("%d alternatives", length(x$alternatives)),
               if (is.null(x$worst_scale)) "" else sprintf(", worst-stage scale '%s'", x$worst_scale)))
   w <- max(nchar(x$alternatives))
   for (a in x$alternatives) {
