@@ -219,7 +219,7 @@ ICLV_HD static inline double iclv_indicator_atom(const iclv_model *m, const doub
     int j_hi = c < C ? thr + c - 1 : -1;  /* parameter of tau_y */
     double a = j_lo >= 0 ? theta[j_lo] - s : -INFINITY;
     double b = j_hi >= 0 ? theta[j_hi] - s : INFINITY;
-    double fa, fb, faa, fab, fbb;
+    double fa, fb, faa = 0.0, fab = 0.0, fbb = 0.0;
     double ll = iclv_ordered_link(type == ICLV_IND_ORDERED_PROBIT, a, b, h != 0, &fa, &fb, &faa,
                                   &fab, &fbb);
     if (g) {
