@@ -109,17 +109,50 @@
 #' [predict.iclv()] returns the nested logit probabilities and
 #' [iclv_simulate()] draws nested logit choices.
 #'
+#' @section Ordered choice:
+#' For `type = "ordered"` each choice row holds an ordered outcome, e.g. a
+#' rating `1..C` of the scenario of the row, in the column `choice` (whole
+#' numbers `1..C`, or a factor whose levels are the categories in order).
+#' `utilities` is one utility string (or a list of one string; the index is
+#' called `index` unless the list names it), written with the same terms as
+#' an MNL utility (parameters, data columns, latent variables, random
+#' terms), giving the index `V` of the row. With thresholds
+#' `tau_1 < ... < tau_{C-1}`, `tau_0 = -Inf`, `tau_C = Inf`,
+#' `P(y = c) = F(tau_c - V) - F(tau_{c-1} - V)`, `F` the standard normal
+#' (`link = "probit"`, the default) or logistic (`link = "logit"`)
+#' distribution function: the ordered indicators' model with `V` in place of
+#' the loadings' index. The thresholds are parameters named
+#' `tau_<choice>_1` ... `tau_<choice>_<C-1>` (block `"choice"`, role
+#' `"threshold"`), estimated increasing as the indicators' thresholds are
+#' (the first one, then the logs of the increments) and started from the
+#' data's cumulative shares of the categories. A constant term in the index
+#' is not identified with free thresholds and is refused. `C` is the
+#' largest category in the data unless `categories` declares it (categories
+#' never observed are allowed then); a value outside `1..C` is a data error
+#' that names the row. The likelihood is evaluated in log space with exact
+#' gradients and Hessians (the index's parameters, LVs and random terms, the
+#' thresholds, and all cross terms) by the reference CPU kernel (the fast
+#' CPU kernels cover MNL and probit) and the CUDA kernels. [predict.iclv()]
+#' returns one column per category (named `"1"`, ..., `"C"`);
+#' [iclv_simulate()] draws the category of `V + e` cut at the thresholds
+#' (`e` normal or logistic). [iclv_elasticities()] refuses ordered choices.
+#' With two categories the ordered probit is the binary probit choice whose
+#' utility difference is `V - tau_1`.
+#'
 #' @param type `"mnl"` (multinomial logit, two or more alternatives),
 #'   `"probit"` (binary probit, exactly two alternatives), `"ranked"`
 #'   (exploded logit of a full or partial ranking), `"bestworst"`
-#'   (sequential best-worst) or `"nl"` (nested logit; needs `nests`).
+#'   (sequential best-worst), `"nl"` (nested logit; needs `nests`) or
+#'   `"ordered"` (ordered probit or logit outcome of one utility index; see
+#'   the section Ordered choice).
 #' @param choice Name of the data column holding the chosen alternative: its
 #'   name (a name of `utilities`; character or factor column) or its 1-based
 #'   position in `utilities` (numeric column). For `"ranked"`, the names of
 #'   the rank columns, best first; for `"bestworst"`, of the best and the
-#'   worst column.
+#'   worst column; for `"ordered"`, of the column of categories `1..C`.
 #' @param utilities A named list (or named character vector) of utility
-#'   strings, one per alternative, in the order of the alternatives.
+#'   strings, one per alternative, in the order of the alternatives. For
+#'   `"ordered"`: one string (or a list of one string), the index.
 #' @param available `NULL` (every alternative always available) or a named
 #'   list / named character vector mapping alternatives to 0/1 data columns.
 #'   Alternatives not named are always available.
@@ -128,6 +161,9 @@
 #' @param nests For `"nl"` only (and required there): a named list of
 #'   character vectors, one per nest, each naming two or more alternatives;
 #'   nests do not overlap. See the section Nested logit.
+#' @param link For `"ordered"` only: `"probit"` (default) or `"logit"`.
+#' @param categories For `"ordered"` only: `NULL` (the largest category in
+#'   the data) or the number of categories `C` (a whole number in `[2, 100]`).
 #' @param ... Not used; anything given is an error.
 #' @return An object of class `"iclv_choice"`: a list with `type`, `choice`
 #'   (the first rank column for `"ranked"` and `"bestworst"`), `ranks` (every
@@ -136,7 +172,8 @@
 #'   `available`, `worst_scale`, `nests` (for `"nl"`: the nests, each
 #'   alternative in no nest added as a nest of its own named after it) and
 #'   `nest_params` (the name of each nest's lambda, `NA` for the added
-#'   nests).
+#'   nests), `link` and `categories` (for `"ordered"`: the link and `C`, `NA`
+#'   until the data give it; `NULL` for the other types).
 #' @seealso [iclv_model()]
 #' @examples
 #' ch <- iclv_choice("mnl", choice = "best",
@@ -144,6 +181,8 @@
 #'                    bus = "b_time * time_bus",
 #'                    bike = "asc_bike + b_time * time_bike * env"))
 #' ch
+#' iclv_choice("ordered", choice = "rating", utilities = "b_price * price + l_att * att",
+#'             link = "logit", categories = 5)
 #' @export
 iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl", "ordered"), choice, utilities,
                         available = NULL, worst_scale = NULL, nests = NULL, link = NULL, categories = NULL, ...) {
