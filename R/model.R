@@ -954,9 +954,14 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 .model_summary_line <- function(x) {
   nty <- table(factor(x$ind_type, levels = .ind_types))
   nty <- nty[nty > 0]
-  ch <- if (is.null(x$choice)) "none (measurement model only)" else
+  ch <- if (is.null(x$choice)) "none (measurement model only)" else if (identical(x$choice$type, "ordered")) {
+    sprintf("ordered %s, %s, column '%s'", x$choice$link,
+            if (is.na(x$choice$categories)) "categories from the data" else sprintf("%d categories", x$choice$categories),
+            x$choice$choice)
+  } else {
     sprintf("%s, %d alternatives (%s), column '%s'", x$choice$type, length(x$choice$alternatives),
             paste(x$choice$alternatives, collapse = ", "), x$choice$choice)
+  }
   c(sprintf("ICLV model: %d latent variable%s (%s); %d indicator%s (%s); id '%s'",
             length(x$lvs), if (length(x$lvs) > 1L) "s" else "", paste(x$lvs, collapse = ", "),
             length(x$indicators), if (length(x$indicators) > 1L) "s" else "",

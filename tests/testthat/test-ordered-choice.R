@@ -244,6 +244,7 @@ test_that("ordered choice specification and data errors are classed", {
   expect_error(iclv:::.iclv_compile(oc_model(), bad), class = "iclv_error_data", regexp = "fewer than two")
   ch <- iclv_choice("ordered", choice = "rating", utilities = "b * x", link = "logit")
   expect_output(print(ch), "Ordered logit")
+  expect_output(print(oc_model(categories = 5)), "ordered probit, 5 categories")
 })
 
 test_that("ordered choice models keep their categories in cluster shards", {
