@@ -750,7 +750,8 @@ int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
 /* ---- prediction ---------------------------------------------------------- */
 
 /* Predictions of individual n (see engine.h): rows of `prob` (column-major
- * (n_rows, iclv_prob_dim): alternatives, or an ordered choice's categories) for n's rows, lv_mean/lv_sd (column-major (N, K)) row n,
+ * (n_rows, iclv_prob_dim): the alternatives, or an ordered choice's
+ * categories) for n's rows, lv_mean/lv_sd (column-major (N, K)) row n,
  * comp (n, .) of the engine. Sets bad[n]. */
 static void individual_predict(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
                                int n, double *prob, double *lv_mean, double *lv_sd) {
