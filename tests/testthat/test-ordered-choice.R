@@ -204,6 +204,7 @@ test_that("iclv_simulate draws ordered categories; estimation recovers the param
   se <- sqrt(diag(vcov(fit)))
   z <- (cf - p[names(cf)]) / se
   expect_lt(max(abs(z)), 3, label = "max |z|")
+  expect_equal(fit$loglik_null, -nrow(d) * log(4), tolerance = 1e-12) # equal category shares
   pr <- predict(fit, type = "prob")
   expect_equal(unname(rowSums(pr)), rep(1, nrow(d)), tolerance = 1e-12)
   expect_identical(colnames(pr), as.character(1:4))
