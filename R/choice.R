@@ -109,17 +109,50 @@
 #' [predict.iclv()] returns the nested logit probabilities and
 #' [iclv_simulate()] draws nested logit choices.
 #'
+#' @section Ordered choice:
+#' For `type = "ordered"` each choice row holds an ordered outcome, e.g. a
+#' rating `1..C` of the scenario of the row, in the column `choice` (whole
+#' numbers `1..C`, or a factor whose levels are the categories in order).
+#' `utilities` is one utility string (or a list of one string; the index is
+#' called `index` unless the list names it), written with the same terms as
+#' an MNL utility (parameters, data columns, latent variables, random
+#' terms), giving the index `V` of the row. With thresholds
+#' `tau_1 < ... < tau_{C-1}`, `tau_0 = -Inf`, `tau_C = Inf`,
+#' `P(y = c) = F(tau_c - V) - F(tau_{c-1} - V)`, `F` the standard normal
+#' (`link = "probit"`, the default) or logistic (`link = "logit"`)
+#' distribution function: the ordered indicators' model with `V` in place of
+#' the loadings' index. The thresholds are parameters named
+#' `tau_<choice>_1` ... `tau_<choice>_<C-1>` (block `"choice"`, role
+#' `"threshold"`), estimated increasing as the indicators' thresholds are
+#' (the first one, then the logs of the increments) and started from the
+#' data's cumulative shares of the categories. A constant term in the index
+#' is not identified with free thresholds and is refused. `C` is the
+#' largest category in the data unless `categories` declares it (categories
+#' never observed are allowed then); a value outside `1..C` is a data error
+#' that names the row. The likelihood is evaluated in log space with exact
+#' gradients and Hessians (the index's parameters, LVs and random terms, the
+#' thresholds, and all cross terms) by the reference CPU kernel (the fast
+#' CPU kernels cover MNL and probit) and the CUDA kernels. [predict.iclv()]
+#' returns one column per category (named `"1"`, ..., `"C"`);
+#' [iclv_simulate()] draws the category of `V + e` cut at the thresholds
+#' (`e` normal or logistic). [iclv_elasticities()] refuses ordered choices.
+#' With two categories the ordered probit is the binary probit choice whose
+#' utility difference is `V - tau_1`.
+#'
 #' @param type `"mnl"` (multinomial logit, two or more alternatives),
 #'   `"probit"` (binary probit, exactly two alternatives), `"ranked"`
 #'   (exploded logit of a full or partial ranking), `"bestworst"`
-#'   (sequential best-worst) or `"nl"` (nested logit; needs `nests`).
+#'   (sequential best-worst), `"nl"` (nested logit; needs `nests`) or
+#'   `"ordered"` (ordered probit or logit outcome of one utility index; see
+#'   the section Ordered choice).
 #' @param choice Name of the data column holding the chosen alternative: its
 #'   name (a name of `utilities`; character or factor column) or its 1-based
 #'   position in `utilities` (numeric column). For `"ranked"`, the names of
 #'   the rank columns, best first; for `"bestworst"`, of the best and the
-#'   worst column.
+#'   worst column; for `"ordered"`, of the column of categories `1..C`.
 #' @param utilities A named list (or named character vector) of utility
-#'   strings, one per alternative, in the order of the alternatives.
+#'   strings, one per alternative, in the order of the alternatives. For
+#'   `"ordered"`: one string (or a list of one string), the index.
 #' @param available `NULL` (every alternative always available) or a named
 #'   list / named character vector mapping alternatives to 0/1 data columns.
 #'   Alternatives not named are always available.
@@ -128,6 +161,9 @@
 #' @param nests For `"nl"` only (and required there): a named list of
 #'   character vectors, one per nest, each naming two or more alternatives;
 #'   nests do not overlap. See the section Nested logit.
+#' @param link For `"ordered"` only: `"probit"` (default) or `"logit"`.
+#' @param categories For `"ordered"` only: `NULL` (the largest category in
+#'   the data) or the number of categories `C` (a whole number in `[2, 100]`).
 #' @param ... Not used; anything given is an error.
 #' @return An object of class `"iclv_choice"`: a list with `type`, `choice`
 #'   (the first rank column for `"ranked"` and `"bestworst"`), `ranks` (every
@@ -136,7 +172,8 @@
 #'   `available`, `worst_scale`, `nests` (for `"nl"`: the nests, each
 #'   alternative in no nest added as a nest of its own named after it) and
 #'   `nest_params` (the name of each nest's lambda, `NA` for the added
-#'   nests).
+#'   nests), `link` and `categories` (for `"ordered"`: the link and `C`, `NA`
+#'   until the data give it; `NULL` for the other types).
 #' @seealso [iclv_model()]
 #' @examples
 #' ch <- iclv_choice("mnl", choice = "best",
@@ -144,11 +181,13 @@
 #'                    bus = "b_time * time_bus",
 #'                    bike = "asc_bike + b_time * time_bike * env"))
 #' ch
+#' iclv_choice("ordered", choice = "rating", utilities = "b_price * price + l_att * att",
+#'             link = "logit", categories = 5)
 #' @export
-iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), choice, utilities,
-                        available = NULL, worst_scale = NULL, nests = NULL, ...) {
+iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl", "ordered"), choice, utilities,
+                        available = NULL, worst_scale = NULL, nests = NULL, link = NULL, categories = NULL, ...) {
   .spec_check_dots(list(...), "iclv_choice")
-  types <- c("mnl", "probit", "ranked", "bestworst", "nl")
+  types <- c("mnl", "probit", "ranked", "bestworst", "nl", "ordered")
   if (!is.character(type) || length(type) < 1L) {
     iclv_abort("spec", sprintf("'type' must be one of %s", iclv_quote(types)))
   }
@@ -158,6 +197,8 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), 
   })
   ranks <- .choice_rank_columns(type, choice, worst_scale)
   choice <- ranks[1]
+  ord <- .choice_ordered_args(type, link, categories, available, nests)
+  if (type == "ordered") utilities <- .choice_ordered_utility(utilities)
   if (missing(utilities) || length(utilities) == 0L || (!is.list(utilities) && !is.character(utilities))) {
     iclv_abort("spec", "'utilities' must be a named list of utility strings, one per alternative")
   }
@@ -168,7 +209,7 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), 
   if (anyDuplicated(alts)) {
     iclv_abort("spec", sprintf("alternative %s appears twice in 'utilities'", iclv_quote(alts[duplicated(alts)][1])))
   }
-  if (length(alts) < 2L) {
+  if (length(alts) < 2L && type != "ordered") {
     iclv_abort("spec", "a choice model needs at least two alternatives")
   }
   if (type == "probit" && length(alts) != 2L) {
@@ -208,8 +249,58 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), 
   structure(list(type = type, choice = choice, ranks = ranks, alternatives = alts,
                  utilities = vapply(utilities, identity, character(1)),
                  terms = terms, available = available, worst_scale = worst_scale,
-                 nests = nst$nests, nest_params = nst$params),
+                 nests = nst$nests, nest_params = nst$params, link = ord$link, categories = ord$categories),
             class = "iclv_choice")
+}
+
+# The arguments only an ordered choice takes: list(link ("probit" or
+# "logit"; NULL for other types), categories (NA: from the data, or a whole
+# number in [2, .max_categories]; NULL for other types)).
+.choice_ordered_args <- function(type, link, categories, available, nests) {
+  if (type != "ordered") {
+    if (!is.null(link)) iclv_abort("spec", "'link' is only for type = \"ordered\" (ordered choice)")
+    if (!is.null(categories)) iclv_abort("spec", "'categories' is only for type = \"ordered\" (ordered choice)")
+    return(list(link = NULL, categories = NULL))
+  }
+  if (!is.null(available)) iclv_abort("spec", "an ordered choice has no alternatives to make unavailable: drop 'available'")
+  if (!is.null(nests)) iclv_abort("spec", "'nests' is only for type = \"nl\" (nested logit)")
+  link <- link %||% "probit"
+  if (!is.character(link) || length(link) != 1L || !link %in% c("probit", "logit")) {
+    iclv_abort("spec", "'link' must be \"probit\" or \"logit\"")
+  }
+  if (is.null(categories)) {
+    categories <- NA_integer_
+  } else if (!is.numeric(categories) || length(categories) != 1L || is.na(categories) ||
+             categories != round(categories) || categories < 2 || categories > .max_categories) {
+    iclv_abort("spec", sprintf("'categories' must be one whole number in [2, %d]", .max_categories))
+  }
+  list(link = link, categories = as.integer(categories))
+}
+
+# The one utility (the index V) of an ordered choice: a string or a list /
+# vector of one string, named "index" unless the user named it.
+.choice_ordered_utility <- function(utilities) {
+  if (missing(utilities) || length(utilities) != 1L || (!is.list(utilities) && !is.character(utilities)) ||
+      !is.character(utilities[[1]]) || length(utilities[[1]]) != 1L || is.na(utilities[[1]])) {
+    iclv_abort("spec", "an ordered choice has one utility (its index): 'utilities' must be one string or a list of one string")
+  }
+  nm <- names(utilities)
+  if (is.null(nm) || is.na(nm) || !nzchar(nm)) nm <- "index"
+  stats::setNames(list(utilities[[1]]), nm)
+}
+
+# An ordered choice's index must not hold a constant term (a parameter
+# alone): with free thresholds it is not identified.
+.choice_ordered_no_constant <- function(choice) {
+  if (!identical(choice$type, "ordered") || is.null(choice$terms_all)) return(invisible())
+  ta <- choice$terms_all
+  k <- which(is.na(ta$col) & is.na(ta$lv))
+  if (length(k)) {
+    iclv_abort("spec", sprintf(
+      "the ordered choice's utility has the constant term %s: with free thresholds a constant is not identified; drop it (the thresholds absorb it)",
+      iclv_quote(ta$param[k[1]])))
+  }
+  invisible()
 }
 
 # The nests of a nested logit (type "nl"), checked against the alternatives
@@ -279,7 +370,7 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), 
                  bestworst = "the names of the best and the worst column",
                  "the name of the data column with the chosen alternative")
   ok <- !missing(choice) && is.character(choice) && length(choice) >= 1L && !anyNA(choice) && all(nzchar(choice))
-  if (!ok || (type %in% c("mnl", "probit") && length(choice) != 1L) ||
+  if (!ok || (type %in% c("mnl", "probit", "ordered") && length(choice) != 1L) ||
       (type == "bestworst" && length(choice) != 2L)) {
     iclv_abort("spec", sprintf("'choice' must be %s", what))
   }
@@ -299,10 +390,14 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl"), 
 #' @export
 print.iclv_choice <- function(x, ...) {
   lab <- c(mnl = "Multinomial logit", probit = "Binary probit", ranked = "Ranked (exploded logit)",
-           bestworst = "Best-worst", nl = "Nested logit")[[x$type]]
+           bestworst = "Best-worst", nl = "Nested logit",
+           ordered = sprintf("Ordered %s", x$link %||% "probit"))[[x$type]]
   cols <- x$ranks %||% x$choice
-  cat(sprintf("%s choice model, column%s %s, %d alternatives%s\n", lab, if (length(cols) > 1L) "s" else "",
-              paste0("'", cols, "'", collapse = ", "), length(x$alternatives),
+  cat(sprintf("%s choice model, column%s %s, %s%s\n", lab, if (length(cols) > 1L) "s" else "",
+              paste0("'", cols, "'", collapse = ", "),
+              if (identical(x$type, "ordered")) {
+                if (is.na(x$categories)) "categories from the data" else sprintf("%d categories", x$categories)
+              } else sprintf("%d alternatives", length(x$alternatives)),
               if (is.null(x$worst_scale)) "" else sprintf(", worst-stage scale '%s'", x$worst_scale)))
   w <- max(nchar(x$alternatives))
   for (a in x$alternatives) {

@@ -165,7 +165,8 @@ NULL
                          "lv_order", "st_ptr", "st_par", "st_src_type", "st_src",
                          "ind_type", "ind_ncat", "ind_thr", "ind_icpt", "ind_sd",
                          "ind_load_ptr", "ind_load_lv", "ind_load_par",
-                         "ut_ptr", "ut_par", "ut_col", "ut_lv", "n_nest", "nest_of", "nest_par")
+                         "ut_ptr", "ut_par", "ut_col", "ut_lv", "n_nest", "nest_of", "nest_par",
+                         "n_ocat", "ocat_thr", "ocat_logit")
 .slice_data_fields <- c("n_ind", "n_obs", "n_rows", "n_avail", "cov", "obs_ptr", "obs_ind",
                         "obs_val", "row_ptr", "y", "avail", "X", "weight", "n_mult", "mult_sign", "mult_par")
 

@@ -18,12 +18,15 @@
 # estimation: TRUE (iclv(), memory plans) requires two observed categories
 # of each ordered indicator; FALSE (iclv_loglik(), an evaluation at given
 # parameters) accepts one when the categories are declared (one individual).
+# choice_categories: NULL, or a fit's number of categories of an ordered
+# choice (fit$compiled$choice_categories), for new data as `categories`.
 # weights: NULL, or the name of a column of individual weights
 # (.val_weights): the C list then has `weight` (N) and the result
 # `weights` (N, named by id) and `weights_column`; without weights the C
 # list has no `weight` element at all (the engines' unweighted path).
 
-.iclv_compile <- function(model, data, categories = NULL, estimation = TRUE, weights = NULL) {
+.iclv_compile <- function(model, data, categories = NULL, estimation = TRUE, weights = NULL,
+                          choice_categories = NULL) {
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   .spec_check_object(model)
   .val_data_frame(data)
@@ -104,7 +107,13 @@
   ch <- model$choice
   if (!is.null(ch)) {
     alts <- ch$alternatives
-    if (ch$type %in% c("ranked", "bestworst")) {
+    if (ch$type == "ordered") { # the category 1..C of each row; one index, no availability
+      y <- .val_ordered_choice(data, ch$choice, choice_categories %||% ch$categories, ids[grp],
+                               fitted = !is.null(choice_categories))
+      model$choice$categories <- ch$categories <- attr(y, "C")
+      A <- NULL
+      X <- .val_attributes(data, ch$columns, ch$terms, alts, A)
+    } else if (ch$type %in% c("ranked", "bestworst")) {
       stg <- .rank_stages(data, ch, ids[grp]) # one MNL row per stage (R/rank.R)
       X <- .val_attributes(data, ch$columns, ch$terms, alts, stg$A_data)
       y <- A <- NULL # the stage rows replace them below
@@ -120,6 +129,7 @@
   .spec_check_names(model, pt, c(names(model$fixed), names(model$start)))
   given <- c(names(model$fixed), names(model$start))
   tn <- .threshold_names(model, categories)
+  if (!is.null(ch) && ch$type == "ordered") pt <- .compile_choice_starts(pt, ch, y, given)
   pt <- .compile_starts(pt, model, ob, inds, given, tn)
   P <- nrow(pt)
   pidx <- function(nm) match(nm, pt$name) - 1L
@@ -184,7 +194,7 @@
     cl$n_rows <- as.integer(n)
     cl$n_alt <- as.integer(J)
     cl$n_xcol <- as.integer(length(ch$columns))
-    cl$choice_type <- switch(ch$type, probit = 2L, nl = 3L, 1L) # ranked, best-worst: MNL stages
+    cl$choice_type <- switch(ch$type, probit = 2L, nl = 3L, ordered = 4L, 1L) # ranked, best-worst: MNL stages
     cl$row_ptr <- as.integer(c(0L, cumsum(tabulate(grp, N))))
     cl$y <- as.integer(y - 1L)
     if (!is.null(A)) {
@@ -202,6 +212,11 @@
       cl$nest_of <- as.integer(match(alts, unlist(nn, use.names = FALSE)) - 1L)
       cl$nest_of <- as.integer(rep(seq_along(nn), lengths(nn))[cl$nest_of + 1L] - 1L)
       cl$nest_par <- as.integer(ifelse(is.na(ch$nest_params), -1L, pidx(ch$nest_params)))
+    }
+    if (ch$type == "ordered") { # categories and thresholds (src/iclv_model.h)
+      cl$n_ocat <- as.integer(ch$categories)
+      cl$ocat_thr <- as.integer(pidx(.choice_threshold_names(ch)[1]))
+      cl$ocat_logit <- as.integer(identical(ch$link, "logit"))
     }
     rows <- seq_len(n)
     if (ch$type %in% c("ranked", "bestworst")) {
@@ -229,6 +244,9 @@
   thr <- lapply(inds[ord], function(i) as.integer(match(tn$name[tn$lhs == i], pt$name)))
   names(thr) <- inds[ord]
   thr <- thr[!duplicated(thr)]
+  if (!is.null(ch) && ch$type == "ordered") { # the ordered choice's thresholds: one more group
+    thr[[ch$choice]] <- as.integer(match(.choice_threshold_names(ch), pt$name))
+  }
   structure(list(
     c = cl, partable = pt, ids = ids, n_ind = N, rows = rows,
     alternatives = if (is.null(ch)) character() else alts,
@@ -239,7 +257,8 @@
     id = model$id, choice_type = if (is.null(ch)) "none" else ch$type,
     weights = if (is.null(wts)) NULL else stats::setNames(wts, ids), weights_column = weights,
     stage = if (!is.null(ch) && ch$type %in% c("ranked", "bestworst")) stg$stage,
-    stage_names = if (!is.null(ch) && ch$type %in% c("ranked", "bestworst")) ch$ranks
+    stage_names = if (!is.null(ch) && ch$type %in% c("ranked", "bestworst")) ch$ranks,
+    choice_categories = if (!is.null(ch) && ch$type == "ordered") ch$categories
   ), class = "iclv_compiled")
 }
 
@@ -317,6 +336,66 @@
     iclv_abort("spec", sprintf("no starting value for %s", iclv_quote(pt$name[is.na(pt$start)][1])))
   }
   pt
+}
+
+# The thresholds of an ordered choice start, where the user gave none, from
+# the data's cumulative shares of its categories y (1..C) through the link's
+# quantile function, as the ordered indicators' do; strictly increasing.
+.compile_choice_starts <- function(pt, ch, y, given) {
+  nm <- .choice_threshold_names(ch)
+  C <- length(nm) + 1L
+  q <- if (identical(ch$link, "logit")) stats::qlogis else stats::qnorm
+  nv <- length(y)
+  lo <- 0.5 / max(nv, 1L)
+  cp <- cumsum(tabulate(as.integer(y), C))[seq_len(C - 1L)] / max(nv, 1L)
+  tau <- q(pmin(pmax(cp, lo), 1 - lo))
+  for (c in seq_len(C - 1L)[-1L]) if (tau[c] < tau[c - 1L] + 0.1) tau[c] <- tau[c - 1L] + 0.1
+  k <- match(nm, pt$name)
+  set <- !(nm %in% given)
+  pt$start[k[set]] <- tau[set]
+  tv <- pt$start[k]
+  if (length(tv) > 1L && any(diff(tv) <= 0)) {
+    iclv_abort("spec", sprintf("the thresholds of the ordered choice %s must be strictly increasing; their start/fixed values are %s",
+                               iclv_quote(ch$choice), paste(format(tv), collapse = ", ")))
+  }
+  pt
+}
+
+# The categories (1..C) of an ordered choice column `col`: whole numbers (or
+# a factor's level positions); C = `C` (declared, or a fit's when `fitted`)
+# or the largest value in the data. Values outside 1..C are a data error
+# naming the row and id. Returns the integer categories with attribute "C".
+.val_ordered_choice <- function(data, col, C, row_ids, fitted = FALSE) {
+  .val_column_exists(data, col, "choice column")
+  x <- data[[col]]
+  if (is.factor(x)) x <- as.integer(x)
+  if (!is.numeric(x) || is.matrix(x)) {
+    iclv_abort("data", sprintf("the ordered choice column %s must hold the categories 1..C as numbers", iclv_quote(col)))
+  }
+  na <- which(is.na(x))
+  if (length(na)) {
+    iclv_abort("data", sprintf("the choice (column %s) is missing (NA) in row %d (id %s)", iclv_quote(col), na[1],
+                               format(row_ids[na[1]])))
+  }
+  if (is.null(C) || is.na(C)) {
+    bad <- which(x != round(x) | x < 1)
+    C <- if (length(x)) max(x) else NA
+    if (!length(bad) && (is.na(C) || C < 2)) {
+      iclv_abort("data", sprintf("the ordered choice column %s shows fewer than two categories; declare them with iclv_choice(categories = )",
+                                 iclv_quote(col)))
+    }
+    if (!length(bad) && C > .max_categories) bad <- which(x > .max_categories)[1]
+  } else {
+    bad <- which(x != round(x) | x < 1 | x > C)
+  }
+  if (length(bad)) {
+    r <- bad[1]
+    iclv_abort("data", sprintf(
+      "the ordered choice %s has the value %s in row %d (id %s), which is not one of the categories 1..%s%s",
+      iclv_quote(col), format(x[r]), r, format(row_ids[r]),
+      if (is.na(C) || C > .max_categories) .max_categories else C, if (fitted) " of the fitted model" else ""))
+  }
+  structure(as.integer(x), C = as.integer(C))
 }
 
 #' @export

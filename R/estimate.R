@@ -423,7 +423,7 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   n_av <- if (cc$n_avail > 0L) {
     rowSums(matrix(cc$avail != 0L, nrow = cc$n_rows, ncol = cc$n_alt, byrow = TRUE))
   } else {
-    rep(cc$n_alt, cc$n_rows)
+    rep(.prob_width(cc), cc$n_rows) # the alternatives, or an ordered choice's categories
   }
   if (!is.null(cc$weight)) return(-sum(rep(cc$weight, diff(cc$row_ptr)) * log(n_av)))
   -sum(log(n_av))

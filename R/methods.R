@@ -216,9 +216,10 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   tab$component <- inds
   if (cc$choice_type != 0L) {
     all_av <- cc$n_avail == 0L || all(cc$avail != 0L)
-    llc <- if (all_av) shares_ll(wtab(cc$y + 1L, cc$n_alt, rw)) else NA_real_
+    Jc <- .prob_width(cc) # alternatives, or an ordered choice's categories
+    llc <- if (all_av) shares_ll(wtab(cc$y + 1L, Jc, rw)) else NA_real_
     tab <- rbind(tab, data.frame(ll0 = fit$loglik_null %||% .loglik_null(cc), llc = llc,
-                                 n_const = cc$n_alt - 1L, type = comp$choice_type,
+                                 n_const = Jc - 1L, type = comp$choice_type,
                                  n = cc$n_rows, component = "choice"))
     if (!is.null(comp$stage)) { # ranked / best-worst: one line per stage (R/rank.R)
       for (k in seq_along(comp$stage_names)) {
@@ -235,7 +236,7 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
   names(tab) <- c("component", "type", "n_obs", "LL(0)", "LL(C)", "LL(final)")
   rownames(tab) <- NULL
   n_const <- sum(vapply(rows, function(r) r$n_const, numeric(1))) +
-    if (cc$choice_type != 0L) cc$n_alt - 1L else 0L
+    if (cc$choice_type != 0L) .prob_width(cc) - 1L else 0L
   whole <- !grepl("^choice:", tab$component) # stage lines are parts of "choice"
   ll0 <- sum(tab[["LL(0)"]][whole])
   llc <- sum(tab[["LL(C)"]][whole])

@@ -333,6 +333,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   if (!is.null(dots$data)) {
     cmp <- .iclv_compile(model, dots$data)
     model$categories <- cmp$categories
+    if (identical(model$choice$type, "ordered")) model$choice$categories <- cmp$choice_categories
     model$partable <- .iclv_partable(model, model$categories)
   }
   model
@@ -505,6 +506,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   }
   choice$params <- unique(choice$terms_all$param)
   choice$columns <- unique(stats::na.omit(choice$terms_all$col))
+  .choice_ordered_no_constant(choice) # R/choice.R
   choice
 }
 
@@ -521,6 +523,13 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   lv <- as.character(unlist(model$loads, use.names = FALSE))
   name <- ifelse(rep(n_lv > 1L, n_lv), sprintf("zeta_%s_%s", lv, ind), sprintf("zeta_%s", ind))
   .apply_labels(data.frame(lhs = lv, rhs = ind, name = name, stringsAsFactors = FALSE), model$labels, "=~")
+}
+
+# The threshold names of an ordered choice whose categories are known,
+# tau_<choice column>_<k> for k = 1..C-1; character() otherwise.
+.choice_threshold_names <- function(ch) {
+  if (!identical(ch$type, "ordered") || is.null(ch$categories) || is.na(ch$categories)) return(character())
+  sprintf("tau_%s_%d", ch$choice, seq_len(ch$categories - 1L))
 }
 
 # The thresholds of the ordered indicators whose categories are known
@@ -739,6 +748,10 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
       add(ch$nest_params[k], "choice", names(ch$nests)[k], "nest", paste(ch$nests[[k]], collapse = ","),
           "nest", 0.8)
     }
+    # ordered choice: C - 1 increasing thresholds once C is known (declared,
+    # or read from the data by .iclv_compile()), started there from the data
+    tc <- .choice_threshold_names(ch)
+    if (length(tc)) add(tc, "choice", ch$choice, "|", sprintf("t%d", seq_along(tc)), "threshold", NA_real_)
   }
   field <- function(f) as.vector(unlist(lapply(rows, `[[`, f), use.names = FALSE),
                                  switch(f, start = "double", label = "logical", "character"))
@@ -778,6 +791,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 # categories are not declared yet (NULL if none).
 .deferred_threshold_pattern <- function(model) {
   und <- names(model$categories)[is.na(model$categories)]
+  ch <- model$choice
+  if (identical(ch$type, "ordered") && is.na(ch$categories)) und <- c(und, ch$choice) # its thresholds
   if (length(und) == 0L) return(NULL)
   esc <- gsub(".", "\\.", und, fixed = TRUE)
   sprintf("^tau_(%s)_[0-9]+$", paste(esc, collapse = "|"))
@@ -944,9 +959,14 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 .model_summary_line <- function(x) {
   nty <- table(factor(x$ind_type, levels = .ind_types))
   nty <- nty[nty > 0]
-  ch <- if (is.null(x$choice)) "none (measurement model only)" else
+  ch <- if (is.null(x$choice)) "none (measurement model only)" else if (identical(x$choice$type, "ordered")) {
+    sprintf("ordered %s, %s, column '%s'", x$choice$link,
+            if (is.na(x$choice$categories)) "categories from the data" else sprintf("%d categories", x$choice$categories),
+            x$choice$choice)
+  } else {
     sprintf("%s, %d alternatives (%s), column '%s'", x$choice$type, length(x$choice$alternatives),
             paste(x$choice$alternatives, collapse = ", "), x$choice$choice)
+  }
   c(sprintf("ICLV model: %d latent variable%s (%s); %d indicator%s (%s); id '%s'",
             length(x$lvs), if (length(x$lvs) > 1L) "s" else "", paste(x$lvs, collapse = ", "),
             length(x$indicators), if (length(x$indicators) > 1L) "s" else "",

@@ -104,7 +104,7 @@ predict.iclv <- function(object, newdata = NULL, type = c("prob", "lv", "lv_draw
   if (type == "prob") {
     P <- pr$prob[keep_rows, , drop = FALSE]
     rn <- if (is.null(sc)) as.character(seq_len(n_data)) else sc$scenario$rows
-    dimnames(P) <- list(.choice_row_names(comp, keep_rows, rn, stages), comp$alternatives)
+    dimnames(P) <- list(.choice_row_names(comp, keep_rows, rn, stages), .prob_names(comp)) # R/scenario.R
     return(P)
   }
   out <- data.frame(id = comp$ids[keep_ind], stringsAsFactors = FALSE)

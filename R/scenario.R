@@ -74,7 +74,8 @@
 # parameter table (pads included), and the parameters in its order.
 .scenario_compile <- function(fit, newdata) {
   sd <- .scenario_data(fit, newdata)
-  comp <- .iclv_compile(fit$model, sd$data, categories = fit$compiled$categories)
+  comp <- .iclv_compile(fit$model, sd$data, categories = fit$compiled$categories,
+                        choice_categories = fit$compiled$choice_categories)
   cf <- fit$coefficients
   lack <- setdiff(comp$partable$name, names(cf))
   if (length(lack)) {
@@ -102,7 +103,7 @@
   cc <- comp$c
   has_choice <- cc$choice_type != 0L
   T <- cc$n_rows
-  J <- cc$n_alt
+  J <- .prob_width(cc)
   eta <- array(NA_real_, c(N, R, K))
   logl <- matrix(NA_real_, N, R)
   P <- if (has_choice) array(NA_real_, c(T, R, J)) else NULL
@@ -238,13 +239,20 @@
     return(out)
   }
   grp <- rep(seq_len(comp$n_ind), diff(comp$c$row_ptr))
-  J <- comp$c$n_alt
+  J <- .prob_width(comp$c)
   if (is.null(scenario)) n_rows <- max(comp$rows, 0L) # data rows (ranked: fewer than compiled rows)
   keep <- .choice_rows_keep(comp, n_rows, stages) # R/rank.R
   P <- matrix(0, length(keep), J)
   wt <- w[grp[keep], , drop = FALSE]
   for (j in seq_len(J)) P[, j] <- rowSums(wt * matrix(pd$prob[keep, , j], length(keep)))
   rn <- if (is.null(scenario)) as.character(seq_len(n_rows)) else scenario$rows
-  dimnames(P) <- list(.choice_row_names(comp, keep, rn, stages), comp$alternatives)
+  dimnames(P) <- list(.choice_row_names(comp, keep, rn, stages), .prob_names(comp))
   P
+}
+
+# Columns of predicted probabilities: the alternatives, or the categories
+# 1..C of an ordered choice (src/iclv_core.h, iclv_prob_dim).
+.prob_width <- function(cc) if (identical(cc$choice_type, 4L)) cc$n_ocat else cc$n_alt
+.prob_names <- function(comp) {
+  if (identical(comp$c$choice_type, 4L)) as.character(seq_len(comp$c$n_ocat)) else comp$alternatives
 }

@@ -214,6 +214,10 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     } else if (ch$type == "nl") { # nested logit: drawn from its probabilities (R/nested.R)
       lam <- ifelse(is.na(ch$nest_params), 1, th[ifelse(is.na(ch$nest_params), 1L, ch$nest_params)])
       y <- .sample_rows(.nl_probs(ch, V, A, as.double(lam)))
+    } else if (ch$type == "ordered") { # latent V + e cut at the thresholds (logistic or normal e)
+      tau <- th[pt$name[pt$role == "threshold" & pt$block == "choice"]]
+      e <- if (identical(ch$link, "logit")) stats::rlogis(nr) else stats::rnorm(nr)
+      y <- 1L + findInterval(V[, 1] + e, tau, left.open = TRUE)
     } else if (ch$type == "mnl") {
       U <- V - log(-log(matrix(stats::runif(nr * length(alts)), nr, length(alts))))
       U[!A] <- -Inf
@@ -225,7 +229,7 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     }
     if (!ch$type %in% c("ranked", "bestworst")) {
       for (a in names(ch$available)) out[[ch$available[[a]]]] <- as.integer(A[, a])
-      out[[ch$choice]] <- alts[y]
+      out[[ch$choice]] <- if (ch$type == "ordered") as.integer(y) else alts[y]
     }
   }
   d <- as.data.frame(out, stringsAsFactors = FALSE, optional = TRUE)
@@ -283,6 +287,16 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
       iclv_abort("input", sprintf("the thresholds of %s in 'params' must be numbered 1..C-1", iclv_quote(ind)))
     }
     cats[ind] <- max(k) + 1L
+  }
+  ch <- model$choice
+  if (identical(ch$type, "ordered") && is.na(ch$categories)) { # the ordered choice's C, likewise
+    pat <- sprintf("^tau_%s_([0-9]+)$", gsub(".", "\\.", ch$choice, fixed = TRUE))
+    k <- as.integer(sub(pat, "\\1", grep(pat, names(params), value = TRUE)))
+    if (length(k) == 0L || !setequal(k, seq_len(max(k)))) {
+      iclv_abort("input", sprintf("'params' needs the thresholds of the ordered choice %s numbered 1..C-1 (tau_%s_1, ...)",
+                                  iclv_quote(ch$choice), ch$choice))
+    }
+    model$choice$categories <- max(k) + 1L
   }
   pt <- .iclv_partable(model, cats)
   miss <- setdiff(pt$name, names(params))

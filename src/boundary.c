@@ -171,10 +171,12 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
   if (m->n_ind < 1 || m->n_lv < 0 || m->n_par < 0 || m->n_cov < 0 || m->n_indic < 0 ||
       m->n_obs < 0 || m->n_rows < 0 || m->n_alt < 0 || m->n_xcol < 0)
     stop_input("compiled model has a negative or zero dimension");
-  if (m->choice_type < ICLV_CHOICE_NONE || m->choice_type > ICLV_CHOICE_NL)
+  if (m->choice_type < ICLV_CHOICE_NONE || m->choice_type > ICLV_CHOICE_ORDERED)
     stop_input("compiled model has an unknown choice_type");
   if (m->choice_type == ICLV_CHOICE_PROBIT && m->n_alt != 2)
     stop_input("a binary probit choice model needs exactly 2 alternatives");
+  if (m->choice_type == ICLV_CHOICE_ORDERED && m->n_alt != 1)
+    stop_input("an ordered choice model has exactly one utility (n_alt == 1)");
   if (m->n_avail != 0 && m->n_avail != m->n_rows * m->n_alt)
     stop_input("compiled 'n_avail' must be 0 or n_rows * n_alt");
 
@@ -241,7 +243,13 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
   check_ptr(m->row_ptr, N, "row_ptr");
   if (m->row_ptr[N] != m->n_rows) stop_input("compiled 'row_ptr' does not end at n_rows");
   m->y = get_ivec(compiled, "y", m->n_rows);
-  check_idx(m->y, m->n_rows, 0, J > 0 ? J : 1, "y");
+  /* y: an alternative, or the category - 1 of an ordered choice (C = n_ocat) */
+  m->n_ocat = 0;
+  if (m->choice_type == ICLV_CHOICE_ORDERED) {
+    m->n_ocat = get_int(compiled, "n_ocat");
+    if (m->n_ocat < 2) stop_input("compiled 'n_ocat' must be >= 2 for an ordered choice");
+  }
+  check_idx(m->y, m->n_rows, 0, m->n_ocat > 0 ? m->n_ocat : J > 0 ? J : 1, "y");
   m->avail = get_ivec(compiled, "avail", m->n_avail);
   m->X = get_dvec(compiled, "X", (R_xlen_t) m->n_rows * m->n_xcol);
   m->ut_ptr = get_ivec(compiled, "ut_ptr", J + 1);
@@ -292,6 +300,19 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
       for (int j = 0; j < m->n_alt; j++) any |= m->nest_of[j] == a;
       if (!any) Rf_error("[iclv_error_input] compiled nest %d has no alternative", a + 1);
     }
+  }
+  /* an ordered choice: C >= 2 categories, C - 1 consecutive threshold
+   * parameters, no availability and no row multipliers; y in 0..C-1 */
+  m->ocat_thr = -1;
+  m->ocat_logit = 0;
+  if (m->choice_type == ICLV_CHOICE_ORDERED) {
+    m->ocat_thr = get_int(compiled, "ocat_thr");
+    m->ocat_logit = get_int(compiled, "ocat_logit");
+    if (m->ocat_thr < 0 || m->ocat_thr + m->n_ocat - 1 > P)
+      stop_input("compiled 'ocat_thr' does not index n_ocat - 1 parameters");
+    if (m->ocat_logit != 0 && m->ocat_logit != 1) stop_input("compiled 'ocat_logit' must be 0 or 1");
+    if (m->n_avail != 0 || m->n_mult != 0)
+      stop_input("an ordered choice has no availability and no row multipliers");
   }
 }
 
@@ -576,7 +597,9 @@ SEXP C_iclv_engine_predict(SEXP ptr, SEXP theta) {
   const iclv_model *m = &h->model;
   if (!Rf_isReal(theta) || XLENGTH(theta) != m->n_par)
     Rf_error("[iclv_error_input] params must be a double vector of length %d", m->n_par);
-  SEXP prob = PROTECT(Rf_allocMatrix(REALSXP, m->n_rows, m->n_alt)); nprot++;
+  /* columns: the alternatives, or an ordered choice's categories (iclv_prob_dim) */
+  int JP = m->choice_type == ICLV_CHOICE_ORDERED ? m->n_ocat : m->n_alt;
+  SEXP prob = PROTECT(Rf_allocMatrix(REALSXP, m->n_rows, JP)); nprot++;
   SEXP mean = PROTECT(Rf_allocMatrix(REALSXP, m->n_ind, m->n_lv)); nprot++;
   SEXP sd = PROTECT(Rf_allocMatrix(REALSXP, m->n_ind, m->n_lv)); nprot++;
   SEXP comp = PROTECT(Rf_allocVector(REALSXP, m->n_indic + 1)); nprot++;

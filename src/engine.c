@@ -608,8 +608,8 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
                             int n, int want_g, double *Hn) {
   int R = e->R, P = e->P;
   load_draws(e, w, n);
-  if (e->reference || e->fd.row_mult || e->fd.nested) { /* the fast kernels have no row
-                                                            multipliers and no nests */
+  if (e->reference || e->fd.row_mult || e->fd.nested || e->fd.ordered) {
+    /* the fast kernels have no row multipliers, no nests and no ordered choice */
     individual_eval_ref(e, w, theta, n, want_g, Hn);
     return;
   }
@@ -750,18 +750,19 @@ int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
 /* ---- prediction ---------------------------------------------------------- */
 
 /* Predictions of individual n (see engine.h): rows of `prob` (column-major
- * (n_rows, n_alt)) for n's rows, lv_mean/lv_sd (column-major (N, K)) row n,
+ * (n_rows, iclv_prob_dim): the alternatives, or an ordered choice's
+ * categories) for n's rows, lv_mean/lv_sd (column-major (N, K)) row n,
  * comp (n, .) of the engine. Sets bad[n]. */
 static void individual_predict(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
                                int n, double *prob, double *lv_mean, double *lv_sd) {
   const iclv_model *m = e->m;
-  int R = e->R, K = e->K, M = e->M, J = m->n_alt, N = e->N;
+  int R = e->R, K = e->K, M = e->M, J = m->n_alt, N = e->N, JP = iclv_prob_dim(m);
   int C1 = M + 1;
   int has_choice = m->choice_type != ICLV_CHOICE_NONE;
   load_draws(e, w, n);
   if (prob && has_choice)
     for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++)
-      for (int j = 0; j < J; j++) prob[t + (size_t) m->n_rows * j] = 0.0;
+      for (int j = 0; j < JP; j++) prob[t + (size_t) m->n_rows * j] = 0.0;
   for (int r = 0; r < R; r++) {
     double *eta = w->ETA + r * K;
     double *lc = w->lc + (size_t) r * C1;
@@ -776,7 +777,7 @@ static void individual_predict(const struct iclv_cpu_engine *e, thread_ws *w, co
           double s = iclv_row_mult(m, theta, t); /* best-worst's worst stage: -mu */
           for (int j = 0; j < J; j++) w->pws.V[j] = s * iclv_utility(m, theta, eta, t, j);
           iclv_choice_probs(m, theta, t, w->pws.V, w->pr);
-          for (int j = 0; j < J; j++) prob[t + (size_t) m->n_rows * j] += w->pr[j] / R;
+          for (int j = 0; j < JP; j++) prob[t + (size_t) m->n_rows * j] += w->pr[j] / R;
         }
       }
     double l = 0.0;

@@ -98,7 +98,8 @@ int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
                   iclv_status *st);
 
 /* Post-estimation quantities at theta:
- *   prob      (n_rows, n_alt) column-major: choice probabilities of each row
+ *   prob      (n_rows, iclv_prob_dim: n_alt, or n_ocat for an ordered choice)
+ *             column-major: choice (category) probabilities of each row
  *             integrated over the LV distribution given covariates only,
  *             (1/R) sum_r P_r(j), or NULL;
  *   lv_mean, lv_sd (n_ind, n_lv) column-major: posterior mean and sd of each

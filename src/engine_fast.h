@@ -57,6 +57,8 @@ typedef struct {
                         kernels do not cover them; the engine takes the per-pair reference */
   int nested;        /* a nested logit (iclv_model.h): the kernels do not cover it either;
                         the engine takes the per-pair reference (iclv_nl_atom) */
+  int ordered;       /* an ordered choice (iclv_model.h): also the per-pair reference
+                        (iclv_ordered_atom) */
 } iclv_fast_dims;
 
 /* Per-thread scratch (all pointers into one block; shapes row-major). */

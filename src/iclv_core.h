@@ -180,6 +180,25 @@ ICLV_HD static inline void iclv_ind_index_hess(const iclv_model *m, const double
   }
 }
 
+/* ---- the ordered link ----------------------------------------------------- */
+
+/* log(F(b) - F(a)) for a < b (a = -Inf and b = +Inf allowed), F = Phi
+ * (probit != 0) or the logistic, in log space (numerics.h), with its
+ * derivatives fa = d/da, fb = d/db and, when want_h, the second ones faa,
+ * fab, fbb (else left untouched). Shared by the ordered indicators (a =
+ * tau_{y-1} - s, b = tau_y - s) and the ordered choice (index V). */
+ICLV_HD static inline double iclv_ordered_link(int probit, double a, double b, int want_h,
+                                               double *fa, double *fb, double *faa, double *fab,
+                                               double *fbb) {
+  double ll = probit ? iclv_probit_logdiff(a, b, fa, fb) : iclv_logit_logdiff(a, b, fa, fb);
+  if (want_h) {
+    double ka = a != -INFINITY ? (probit ? iclv_dlogpdf_probit(a) : iclv_dlogpdf_logit(a)) : 0.0;
+    double kb = b != INFINITY ? (probit ? iclv_dlogpdf_probit(b) : iclv_dlogpdf_logit(b)) : 0.0;
+    iclv_logdiff_second(*fa, *fb, ka, kb, faa, fab, fbb);
+  }
+  return ll;
+}
+
 /* ---- measurement atoms ---------------------------------------------------- */
 
 /* Log-likelihood of indicator observation o at eta, with (optionally) its
@@ -200,19 +219,15 @@ ICLV_HD static inline double iclv_indicator_atom(const iclv_model *m, const doub
     int j_hi = c < C ? thr + c - 1 : -1;  /* parameter of tau_y */
     double a = j_lo >= 0 ? theta[j_lo] - s : -INFINITY;
     double b = j_hi >= 0 ? theta[j_hi] - s : INFINITY;
-    double fa, fb, ll;
-    int probit = type == ICLV_IND_ORDERED_PROBIT;
-    ll = probit ? iclv_probit_logdiff(a, b, &fa, &fb) : iclv_logit_logdiff(a, b, &fa, &fb);
+    double fa, fb, faa = 0.0, fab = 0.0, fbb = 0.0;
+    double ll = iclv_ordered_link(type == ICLV_IND_ORDERED_PROBIT, a, b, h != 0, &fa, &fb, &faa,
+                                  &fab, &fbb);
     if (g) {
       if (j_lo >= 0) g[j_lo] += fa;
       if (j_hi >= 0) g[j_hi] += fb;
       iclv_ind_index_grad(m, theta, eta, ind, -(fa + fb), g);
     }
     if (h) {
-      double ka = j_lo >= 0 ? (probit ? iclv_dlogpdf_probit(a) : iclv_dlogpdf_logit(a)) : 0.0;
-      double kb = j_hi >= 0 ? (probit ? iclv_dlogpdf_probit(b) : iclv_dlogpdf_logit(b)) : 0.0;
-      double faa, fab, fbb;
-      iclv_logdiff_second(fa, fb, ka, kb, &faa, &fab, &fbb);
       if (j_lo >= 0) iclv_hcell(h, j_lo, j_lo, faa);
       if (j_hi >= 0) iclv_hcell(h, j_hi, j_hi, fbb);
       if (j_lo >= 0 && j_hi >= 0) iclv_hsym(h, j_lo, j_hi, fab);
@@ -409,10 +424,18 @@ ICLV_HD static inline int iclv_link_dim(const iclv_model *m) {
 }
 
 /* Doubles of the utility scratch ws->V: the J utilities, then (nested logit)
- * four per nest (I, zbar, var, Q). */
+ * four per nest (I, zbar, var, Q); for an ordered choice at least the C
+ * categories (the prediction's probabilities share the size). */
 ICLV_HD static inline int iclv_vscratch_dim(const iclv_model *m) {
   int J = m->n_alt > 0 ? m->n_alt : 1;
+  if (m->choice_type == ICLV_CHOICE_ORDERED) return m->n_ocat > J ? m->n_ocat : J;
   return m->choice_type == ICLV_CHOICE_NL ? J + 4 * m->n_nest : J;
+}
+
+/* Columns of a row's predicted probabilities: the C categories of an
+ * ordered choice, else the n_alt alternatives. */
+ICLV_HD static inline int iclv_prob_dim(const iclv_model *m) {
+  return m->choice_type == ICLV_CHOICE_ORDERED ? m->n_ocat : m->n_alt;
 }
 
 /* lambda of nest a: its parameter, or 1 for a nest without one. */
@@ -641,6 +664,49 @@ ICLV_HD static inline double iclv_nl_atom(const iclv_model *m, const double *the
   return ll;
 }
 
+/* ---- ordered choice ---------------------------------------------------------
+ *
+ * One index V = V[0] (iclv_utility of the one "alternative") per row, the
+ * category c = y_t + 1 in 1..C, thresholds tau_k = theta[ocat_thr + k - 1]:
+ *   l = log(F(b) - F(a)),  a = tau_{c-1} - V (-Inf for c = 1),  b = tau_c - V (+Inf for c = C),
+ * the link of the ordered indicators (iclv_ordered_link) with its derivatives
+ * fa, fb, faa, fab, fbb by (a, b). By the chain rule (da/dtau_{c-1} =
+ * db/dtau_c = 1, da/dV = db/dV = -1):
+ *   dl/dtau_{c-1} = fa,  dl/dtau_c = fb,  dl/dV = -(fa + fb),
+ *   d2l/dV2 = faa + 2 fab + fbb,  d2l/dtau_{c-1} dV = -(faa + fab),
+ *   d2l/dtau_c dV = -(fab + fbb),  and the (tau, tau) block faa, fab, fbb;
+ * V's own derivatives by its parameters, LVs and random terms come from the
+ * utility helpers (iclv_utility_grad/outer/second/cross), as for MNL. */
+
+/* iclv_choice_atom for an ordered choice row. Uses no scratch. */
+ICLV_HD static inline double iclv_ordered_atom(const iclv_model *m, const double *theta,
+                                               const double *eta, int t, double *g,
+                                               iclv_hess *h) {
+  int C = m->n_ocat, c = m->y[t] + 1, thr = m->ocat_thr;
+  int j_lo = c > 1 ? thr + c - 2 : -1; /* parameter of tau_{c-1} */
+  int j_hi = c < C ? thr + c - 1 : -1; /* parameter of tau_c */
+  double V = iclv_utility(m, theta, eta, t, 0);
+  double a = j_lo >= 0 ? theta[j_lo] - V : -INFINITY;
+  double b = j_hi >= 0 ? theta[j_hi] - V : INFINITY;
+  double fa, fb, faa = 0.0, fab = 0.0, fbb = 0.0;
+  double ll = iclv_ordered_link(!m->ocat_logit, a, b, h != 0, &fa, &fb, &faa, &fab, &fbb);
+  if (g) {
+    if (j_lo >= 0) g[j_lo] += fa;
+    if (j_hi >= 0) g[j_hi] += fb;
+    iclv_utility_grad(m, theta, eta, t, 0, -(fa + fb), g);
+  }
+  if (h) {
+    if (j_lo >= 0) iclv_hcell(h, j_lo, j_lo, faa);
+    if (j_hi >= 0) iclv_hcell(h, j_hi, j_hi, fbb);
+    if (j_lo >= 0 && j_hi >= 0) iclv_hsym(h, j_lo, j_hi, fab);
+    iclv_utility_outer(m, theta, eta, t, 0, 0, faa + 2.0 * fab + fbb, h);
+    iclv_utility_second(m, t, 0, -(fa + fb), h);
+    if (j_lo >= 0) iclv_utility_cross(m, theta, eta, t, 0, j_lo, -(faa + fab), h);
+    if (j_hi >= 0) iclv_utility_cross(m, theta, eta, t, 0, j_hi, -(fab + fbb), h);
+  }
+  return ll;
+}
+
 /* Log-likelihood of choice row t at eta, with the extended gradient added to
  * g (P + K) and the Hessian to h when they are non-NULL. Scratch: ws->V,
  * ws->gV (J), ws->HV (J, J).
@@ -655,6 +721,7 @@ ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double 
                                               double *g, iclv_hess *h) {
   int J = m->n_alt;
   if (m->choice_type == ICLV_CHOICE_NL) return iclv_nl_atom(m, theta, eta, t, ws, g, h);
+  if (m->choice_type == ICLV_CHOICE_ORDERED) return iclv_ordered_atom(m, theta, eta, t, g, h);
   double s = iclv_row_mult(m, theta, t);
   for (int j = 0; j < J; j++) ws->V[j] = s * iclv_utility(m, theta, eta, t, j);
   double ll = iclv_choice_link(m, t, ws->V, ws->gV, h ? ws->HV : (double *) 0);
@@ -697,10 +764,22 @@ ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double 
 
 /* Probabilities P(j) (J) of every alternative in row t given utilities V
  * (J; for a nested logit J + 4 n_nest, the rest scratch); unavailable
- * alternatives get 0. For prediction. */
+ * alternatives get 0. For an ordered choice, prob (C = n_ocat) holds the
+ * categories' P(c) = exp(l) of iclv_ordered_atom's link at V[0]. For
+ * prediction. */
 ICLV_HD static inline void iclv_choice_probs(const iclv_model *m, const double *theta, int t,
                                              double *V, double *prob) {
   int J = m->n_alt;
+  if (m->choice_type == ICLV_CHOICE_ORDERED) {
+    int C = m->n_ocat, thr = m->ocat_thr;
+    for (int c = 1; c <= C; c++) {
+      double a = c > 1 ? theta[thr + c - 2] - V[0] : -INFINITY;
+      double b = c < C ? theta[thr + c - 1] - V[0] : INFINITY;
+      double fa, fb;
+      prob[c - 1] = exp(iclv_ordered_link(!m->ocat_logit, a, b, 0, &fa, &fb, &fa, &fa, &fa));
+    }
+    return;
+  }
   if (m->choice_type == ICLV_CHOICE_NL) {
     iclv_nl_nests(m, theta, t, V, prob);
     const double *Q = V + J + 3 * m->n_nest;

@@ -63,6 +63,13 @@
  *         log P = V[y_t] / lambda_b + (lambda_b - 1) I_b - log sum_{a: A_a != {}} exp(W_a)
  *       (iclv_core.h, iclv_nl_link, holds the derivatives); nests without an
  *       available alternative drop out. All lambda 1 is MNL, bit for bit.
+ *     ordered (n_alt == 1: one utility V = V[0], the index; no availability,
+ *       no row multiplier): y_t = c - 1 for the category c in 1..C (C =
+ *       n_ocat >= 2), thresholds tau_k = theta[ocat_thr + k - 1] (k = 1..C-1,
+ *       consecutive parameters, strictly increasing), tau_0 = -Inf, tau_C = +Inf,
+ *         log P = log( F(tau_c - V) - F(tau_{c-1} - V) ),
+ *       F = Phi (ocat_logit == 0) or the logistic (ocat_logit == 1): the link
+ *       of the ordered indicators (iclv_ordered_link), index V in place of s.
  *     availability: avail[t*n_alt + j] != 0 (all available when n_avail == 0)
  *
  *   l_nr = sum of the above; log L_n = logsumexp_r(l_nr) - log R; LL = sum_n log L_n.
@@ -105,7 +112,8 @@ enum {
   ICLV_CHOICE_NONE   = 0,
   ICLV_CHOICE_MNL    = 1,
   ICLV_CHOICE_PROBIT = 2,
-  ICLV_CHOICE_NL     = 3
+  ICLV_CHOICE_NL     = 3,
+  ICLV_CHOICE_ORDERED = 4
 };
 
 /* sources of structural terms (st_src_type) */
@@ -162,7 +170,7 @@ typedef struct {
 
   /* choice model */
   const int *row_ptr;      /* (n_ind + 1) CSR over individuals */
-  const int *y;            /* (n_rows) chosen alternative 0..n_alt-1 */
+  const int *y;            /* (n_rows) chosen alternative 0..n_alt-1 (ordered: category - 1) */
   const int *avail;        /* (n_rows, n_alt) row-major, or NULL when n_avail == 0 */
   const double *X;         /* (n_rows, n_xcol) row-major attributes */
   const int *ut_ptr;       /* (n_alt + 1) CSR over alternatives */
@@ -176,6 +184,9 @@ typedef struct {
   const int *nest_of;      /* (n_alt) nest 0..n_nest-1 of each alternative, or NULL */
   const int *nest_par;     /* (n_nest) parameter of the nest's lambda (0 < theta <= 1),
                               or -1 (lambda = 1: an alternative in no nest of the user's) */
+  int n_ocat;              /* categories C >= 2 of an ordered choice (choice_type == ORDERED), else 0 */
+  int ocat_thr;            /* first of its C - 1 consecutive threshold parameters, or -1 */
+  int ocat_logit;          /* its link: 0 probit, 1 logit */
 
   /* individual weights */
   const double *weight;    /* (n_ind) w_n (finite, >= 0), or NULL: unweighted */

@@ -37,7 +37,14 @@ int iclv_check_data(const iclv_model *m, iclv_status *st) {
     return fail(st, ICLV_ERR_INPUT, "an MNL choice model needs at least one alternative");
   if (m->choice_type == ICLV_CHOICE_PROBIT && m->n_alt != 2)
     return fail(st, ICLV_ERR_INPUT, "a binary probit choice model needs exactly 2 alternatives");
-  if (m->choice_type != ICLV_CHOICE_NONE) {
+  if (m->choice_type == ICLV_CHOICE_ORDERED) {
+    for (int t = 0; t < m->n_rows; t++)
+      if (m->y[t] < 0 || m->y[t] >= m->n_ocat) {
+        snprintf(buf, sizeof buf, "choice row %d: the category %d is not one of 1..%d", t + 1,
+                 m->y[t] + 1, m->n_ocat);
+        return fail(st, ICLV_ERR_INPUT, buf);
+      }
+  } else if (m->choice_type != ICLV_CHOICE_NONE) {
     for (int t = 0; t < m->n_rows; t++) {
       if (m->y[t] < 0 || m->y[t] >= m->n_alt || !iclv_available(m, t, m->y[t])) {
         snprintf(buf, sizeof buf, "choice row %d: the chosen alternative %d is not available",
@@ -57,6 +64,17 @@ int iclv_check_theta(const iclv_model *m, const double *theta, iclv_status *st) 
       snprintf(st->msg, ICLV_MSG_LEN,
                "the nesting parameter of nest %d (parameter %d) must be > 0, not %g", a + 1, p + 1,
                theta[p]);
+      return st->code;
+    }
+  }
+  for (int c = 1; c < m->n_ocat - 1; c++) {
+    int thr = m->ocat_thr;
+    if (!(theta[thr + c] > theta[thr + c - 1])) {
+      st->code = ICLV_ERR_INPUT;
+      snprintf(st->msg, ICLV_MSG_LEN,
+               "thresholds of the ordered choice must be strictly increasing: parameter %d (%g) "
+               "is not greater than parameter %d (%g)",
+               thr + c + 1, theta[thr + c], thr + c, theta[thr + c - 1]);
       return st->code;
     }
   }

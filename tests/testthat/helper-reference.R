@@ -87,8 +87,22 @@ ref_choice_probs <- function(cm, theta, eta, t) {
     return(c(stats::pnorm(V[1] - V[2]), stats::pnorm(V[2] - V[1])))
   }
   if (cm$choice_type == 3L) return(ref_nl_probs(cm, theta, V, av))
+  if (cm$choice_type == 4L) return(ref_ordered_probs(cm, theta, V[1]))
   p <- ifelse(av, exp(V), 0)
   p / sum(p)
+}
+
+#' Ordered choice probabilities (n_ocat categories) at the index V:
+#' P(c) = F(tau_c - V) - F(tau_{c-1} - V), tau_0 = -Inf, tau_C = Inf,
+#' F = pnorm or plogis, directly (no log space); in the upper tail as
+#' F(V - tau_{c-1}) - F(V - tau_c) (F symmetric), which R's F keeps exact.
+ref_ordered_probs <- function(cm, theta, V) {
+  C <- cm$n_ocat
+  tau <- c(-Inf, theta[cm$ocat_thr + seq_len(C - 1L)], Inf)
+  F <- if (cm$ocat_logit == 1L) stats::plogis else stats::pnorm
+  a <- tau[-(C + 1L)] - V
+  b <- tau[-1L] - V
+  ifelse(a > 0, F(-a) - F(-b), F(b) - F(a))
 }
 
 #' Nested logit probabilities (n_alt) from utilities V and availability av,
