@@ -317,35 +317,16 @@ test_that("CUDA equals the CPU engine for ranked and best-worst (LL, scores, gra
   for (m in list(rk_model(), rk_model("bestworst", c("best", "worst"), worst_scale = "mu_w"))) {
     comp <- iclv:::.iclv_compile(m, d)
     th <- rk_theta(comp, c(mu_w = 0.7))
-    c_out <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, "cpu", n_threads = 1L), th,
-                                 gradient = TRUE, scores = TRUE, hessian = TRUE)
-    g_out <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, "cuda"), th,
-                                 gradient = TRUE, scores = TRUE, hessian = TRUE, use_cpu = FALSE)
-    lab <- m$choice$type
-    expect_lt(abs(g_out$loglik - c_out$loglik) / abs(c_out$loglik), 1e-12, label = paste(lab, "LL"))
-    expect_lt(max(abs(g_out$loglik_i - c_out$loglik_i) / abs(c_out$loglik_i)), 1e-12, label = paste(lab, "LL_i"))
-    sc <- rep(apply(abs(c_out$scores), 2, max), each = nrow(c_out$scores))
-    expect_lt(max(abs(g_out$scores - c_out$scores) / pmax(sc, 1e-300)), 1e-12, label = paste(lab, "scores"))
-    expect_lt(max(abs(g_out$gradient - c_out$gradient) / colSums(abs(c_out$scores))), 1e-12,
-              label = paste(lab, "gradient"))
-    expect_lt(max(abs(g_out$hessian - c_out$hessian)) / max(abs(c_out$hessian)), 1e-11,
-              label = paste(lab, "Hessian"))
+    expect_cuda_equals_cpu(comp, spec, th, m$choice$type) # (helper-gpu.R)
   }
 })
 
 test_that("the CUDA memory plan counts the best-worst row multipliers", {
   skip_if_no_gpu()
-  d <- rk_data(n = 30L, tasks = 3L, seed = 8L)
-  m <- rk_model("bestworst", c("best", "worst"), worst_scale = "mu_w")
-  dr <- iclv_draws("halton", 40, seed = 1)
-  comp <- iclv:::.iclv_compile(m, d)
-  e <- iclv:::.engine_new(comp$c, iclv:::.draws_spec(dr, comp$n_ind, 1L), backend = "cuda")
-  on.exit(iclv:::.engine_release(e))
-  acct <- iclv:::.engine_memory(e)$device$buffers
-  plan <- iclv_memory_plan(m, d, dr, backend = "cuda")$buffers
-  for (b in c("model_int_arrays", "model_double_arrays")) {
-    expect_equal(plan$bytes[plan$buffer == b], acct[[b]], label = b)
-  }
+  # every buffer, the model arrays with the multipliers included (helper-gpu.R)
+  expect_cuda_plan_is_account(rk_model("bestworst", c("best", "worst"), worst_scale = "mu_w"),
+                              rk_data(n = 30L, tasks = 3L, seed = 8L), iclv_draws("halton", 40, seed = 1),
+                              function(comp) rk_theta(comp, c(mu_w = 0.7)))
 })
 
 test_that("the engines refuse malformed row multipliers and a scale that is not positive", {

@@ -284,38 +284,13 @@ test_that("CUDA equals the CPU engine for the nested logit (LL, scores, gradient
   comp <- iclv:::.iclv_compile(nl_model(), d)
   for (lam in list(c(0.6, 0.35), c(1, 1))) {
     th <- nl_theta(comp, c(lambda_branded = lam[1], lambda_generic = lam[2]))
-    c_out <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, "cpu", n_threads = 1L), th,
-                                 gradient = TRUE, scores = TRUE, hessian = TRUE)
-    g_out <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, "cuda"), th,
-                                 gradient = TRUE, scores = TRUE, hessian = TRUE, use_cpu = FALSE)
-    lab <- paste(lam, collapse = ",")
-    expect_lt(abs(g_out$loglik - c_out$loglik) / abs(c_out$loglik), 1e-12, label = paste(lab, "LL"))
-    expect_lt(max(abs(g_out$loglik_i - c_out$loglik_i) / abs(c_out$loglik_i)), 1e-12, label = paste(lab, "LL_i"))
-    sc <- rep(apply(abs(c_out$scores), 2, max), each = nrow(c_out$scores))
-    expect_lt(max(abs(g_out$scores - c_out$scores) / pmax(sc, 1e-300)), 1e-12, label = paste(lab, "scores"))
-    expect_lt(max(abs(g_out$gradient - c_out$gradient) / colSums(abs(c_out$scores))), 1e-12,
-              label = paste(lab, "gradient"))
-    expect_lt(max(abs(g_out$hessian - c_out$hessian)) / max(abs(c_out$hessian)), 1e-11,
-              label = paste(lab, "Hessian"))
+    expect_cuda_equals_cpu(comp, spec, th, paste(lam, collapse = ",")) # (helper-gpu.R)
   }
 })
 
 test_that("the CUDA memory plan equals the CUDA engine's account for a nested logit", {
   skip_if_no_gpu()
-  d <- nl_data(n = 30L, tasks = 3L, seed = 8L)
-  m <- nl_model()
-  dr <- iclv_draws("halton", 40, seed = 1)
-  comp <- iclv:::.iclv_compile(m, d)
-  e <- iclv:::.engine_new(comp$c, iclv:::.draws_spec(dr, comp$n_ind, 1L), backend = "cuda")
-  on.exit(iclv:::.engine_release(e))
-  plan <- iclv_memory_plan(m, d, dr, backend = "cuda")
-  b <- plan$buffers[plan$buffers$where == "device", ]
-  planned <- stats::setNames(b$bytes, b$buffer)
-  acct <- iclv:::.engine_memory(e)$device$buffers
-  held <- planned[!grepl("hessian", names(planned))]
-  expect_identical(names(acct), names(held))
-  expect_identical(acct, held)
-  # the Hessian's buffers (its pair scratch holds the link's (J + M)^2 block)
-  iclv:::.engine_eval(e, nl_theta(comp), gradient = TRUE, hessian = TRUE)
-  expect_identical(iclv:::.engine_memory(e)$device$peak, sum(planned))
+  # (helper-gpu.R; the Hessian's pair scratch holds the link's (J + M)^2 block)
+  expect_cuda_plan_is_account(nl_model(), nl_data(n = 30L, tasks = 3L, seed = 8L), iclv_draws("halton", 40, seed = 1),
+                              function(comp) nl_theta(comp))
 })

@@ -283,36 +283,12 @@ test_that("CUDA equals the CPU engine for the ordered choice (LL, scores, gradie
   for (link in c("probit", "logit")) {
     comp <- iclv:::.iclv_compile(oc_model(link), d)
     th <- oc_theta(comp, c(-1.2, -0.3, 0.4, 1.3))
-    c_out <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, "cpu", n_threads = 1L), th,
-                                 gradient = TRUE, scores = TRUE, hessian = TRUE)
-    g_out <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, "cuda"), th,
-                                 gradient = TRUE, scores = TRUE, hessian = TRUE, use_cpu = FALSE)
-    expect_lt(abs(g_out$loglik - c_out$loglik) / abs(c_out$loglik), 1e-12, label = paste(link, "LL"))
-    expect_lt(max(abs(g_out$loglik_i - c_out$loglik_i) / abs(c_out$loglik_i)), 1e-12, label = paste(link, "LL_i"))
-    sc <- rep(apply(abs(c_out$scores), 2, max), each = nrow(c_out$scores))
-    expect_lt(max(abs(g_out$scores - c_out$scores) / pmax(sc, 1e-300)), 1e-12, label = paste(link, "scores"))
-    expect_lt(max(abs(g_out$gradient - c_out$gradient) / colSums(abs(c_out$scores))), 1e-12,
-              label = paste(link, "gradient"))
-    expect_lt(max(abs(g_out$hessian - c_out$hessian)) / max(abs(c_out$hessian)), 1e-12,
-              label = paste(link, "Hessian"))
+    expect_cuda_equals_cpu(comp, spec, th, link, hess_tol = 1e-12) # (helper-gpu.R)
   }
 })
 
 test_that("the CUDA memory plan equals the CUDA engine's account for an ordered choice", {
   skip_if_no_gpu()
-  d <- oc_data(n = 30L, tasks = 3L, seed = 8L)
-  m <- oc_model()
-  dr <- iclv_draws("halton", 40, seed = 1)
-  comp <- iclv:::.iclv_compile(m, d)
-  e <- iclv:::.engine_new(comp$c, iclv:::.draws_spec(dr, comp$n_ind, 1L), backend = "cuda")
-  on.exit(iclv:::.engine_release(e))
-  plan <- iclv_memory_plan(m, d, dr, backend = "cuda")
-  b <- plan$buffers[plan$buffers$where == "device", ]
-  planned <- stats::setNames(b$bytes, b$buffer)
-  acct <- iclv:::.engine_memory(e)$device$buffers
-  held <- planned[!grepl("hessian", names(planned))]
-  expect_identical(names(acct), names(held))
-  expect_identical(acct, held)
-  iclv:::.engine_eval(e, oc_theta(comp), gradient = TRUE, hessian = TRUE)
-  expect_identical(iclv:::.engine_memory(e)$device$peak, sum(planned))
+  expect_cuda_plan_is_account(oc_model(), oc_data(n = 30L, tasks = 3L, seed = 8L), iclv_draws("halton", 40, seed = 1),
+                              function(comp) oc_theta(comp)) # (helper-gpu.R)
 })
