@@ -246,3 +246,29 @@ expect_engine_fd <- function(compiled, spec, th, refpath, what = "") {
                       label = paste0("Hessian", what, ", reference ", refpath))
   ev
 }
+
+#' Shards of the individuals (1..5 and 6..12, as a cluster's workers hold
+#' them) add up to the whole: LL and gradient at th.
+expect_shards_add_up <- function(comp, spec, th) {
+  whole <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, n_threads = 1L), th, gradient = TRUE)
+  parts <- lapply(list(c(1L, 5L), c(6L, 12L)), function(s) {
+    cc <- iclv:::.compiled_slice(comp$c, s[1], s[2])
+    iclv:::.engine_eval(iclv:::.engine_new(cc, iclv:::.draws_spec_slice(spec, s[1], s[2]), n_threads = 1L),
+                        th, gradient = TRUE)
+  })
+  testthat::expect_equal(parts[[1]]$loglik + parts[[2]]$loglik, whole$loglik, tolerance = 1e-13)
+  testthat::expect_equal(parts[[1]]$gradient + parts[[2]]$gradient, whole$gradient, tolerance = 1e-12)
+}
+
+#' iclv_memory_plan(backend = "cpu", n_threads = 1) equals the CPU engine's
+#' host account, buffer by buffer; returns the account's names.
+expect_cpu_plan_is_account <- function(m, d, dr) {
+  comp <- iclv:::.iclv_compile(m, d)
+  e <- iclv:::.engine_new(comp$c, iclv:::.draws_spec(dr, comp$n_ind, length(comp$lvs)), backend = "cpu",
+                          n_threads = 1L)
+  on.exit(iclv:::.engine_release(e))
+  acct <- iclv:::.engine_memory(e)$host$buffers
+  plan <- iclv_memory_plan(m, d, dr, backend = "cpu", n_threads = 1L)$buffers
+  for (b in names(acct)) testthat::expect_equal(plan$bytes[plan$buffer == b], acct[[b]], label = b)
+  names(acct)
+}

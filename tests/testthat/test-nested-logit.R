@@ -249,32 +249,13 @@ test_that("nested logit specification errors are classed iclv_error_spec", {
 })
 
 test_that("nested logit models keep their nests in cluster shards", {
-  d <- nl_data(seed = 6L)
-  U <- nl_draws(12L)
-  comp <- iclv:::.iclv_compile(nl_model(), d)
-  th <- nl_theta(comp)
-  spec <- user_draws(U)
-  whole <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, n_threads = 1L), th, gradient = TRUE)
-  parts <- lapply(list(c(1L, 5L), c(6L, 12L)), function(s) {
-    cc <- iclv:::.compiled_slice(comp$c, s[1], s[2])
-    iclv:::.engine_eval(iclv:::.engine_new(cc, iclv:::.draws_spec_slice(spec, s[1], s[2]), n_threads = 1L),
-                        th, gradient = TRUE)
-  })
-  expect_equal(parts[[1]]$loglik + parts[[2]]$loglik, whole$loglik, tolerance = 1e-13)
-  expect_equal(parts[[1]]$gradient + parts[[2]]$gradient, whole$gradient, tolerance = 1e-12)
+  comp <- iclv:::.iclv_compile(nl_model(), nl_data(seed = 6L))
+  expect_shards_add_up(comp, user_draws(nl_draws(12L)), nl_theta(comp)) # (helper-compiled.R)
 })
 
 test_that("the CPU memory plan equals the engine's account for a nested logit", {
-  d <- nl_data()
-  m <- nl_model()
-  dr <- iclv_draws("halton", 20, seed = 1)
-  comp <- iclv:::.iclv_compile(m, d)
-  e <- iclv:::.engine_new(comp$c, iclv:::.draws_spec(dr, comp$n_ind, 1L), backend = "cpu", n_threads = 1L)
-  on.exit(iclv:::.engine_release(e))
-  acct <- iclv:::.engine_memory(e)$host$buffers
-  plan <- iclv_memory_plan(m, d, dr, backend = "cpu", n_threads = 1L)$buffers
-  expect_true("thread_choice_scratch" %in% names(acct))
-  for (b in names(acct)) expect_equal(plan$bytes[plan$buffer == b], acct[[b]], label = b)
+  held <- expect_cpu_plan_is_account(nl_model(), nl_data(), iclv_draws("halton", 20, seed = 1)) # (helper-compiled.R)
+  expect_true("thread_choice_scratch" %in% held)
 })
 
 test_that("CUDA equals the CPU engine for the nested logit (LL, scores, gradient, Hessian; 1e-12)", {

@@ -249,31 +249,12 @@ test_that("ordered choice specification and data errors are classed", {
 })
 
 test_that("ordered choice models keep their categories in cluster shards", {
-  d <- oc_data(seed = 6L)
-  U <- oc_draws(12L)
-  comp <- iclv:::.iclv_compile(oc_model(), d)
-  th <- oc_theta(comp)
-  spec <- user_draws(U)
-  whole <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, n_threads = 1L), th, gradient = TRUE)
-  parts <- lapply(list(c(1L, 5L), c(6L, 12L)), function(s) {
-    cc <- iclv:::.compiled_slice(comp$c, s[1], s[2])
-    iclv:::.engine_eval(iclv:::.engine_new(cc, iclv:::.draws_spec_slice(spec, s[1], s[2]), n_threads = 1L),
-                        th, gradient = TRUE)
-  })
-  expect_equal(parts[[1]]$loglik + parts[[2]]$loglik, whole$loglik, tolerance = 1e-13)
-  expect_equal(parts[[1]]$gradient + parts[[2]]$gradient, whole$gradient, tolerance = 1e-12)
+  comp <- iclv:::.iclv_compile(oc_model(), oc_data(seed = 6L))
+  expect_shards_add_up(comp, user_draws(oc_draws(12L)), oc_theta(comp)) # (helper-compiled.R)
 })
 
 test_that("the CPU memory plan equals the engine's account for an ordered choice", {
-  d <- oc_data()
-  m <- oc_model()
-  dr <- iclv_draws("halton", 20, seed = 1)
-  comp <- iclv:::.iclv_compile(m, d)
-  e <- iclv:::.engine_new(comp$c, iclv:::.draws_spec(dr, comp$n_ind, 1L), backend = "cpu", n_threads = 1L)
-  on.exit(iclv:::.engine_release(e))
-  acct <- iclv:::.engine_memory(e)$host$buffers
-  plan <- iclv_memory_plan(m, d, dr, backend = "cpu", n_threads = 1L)$buffers
-  for (b in names(acct)) expect_equal(plan$bytes[plan$buffer == b], acct[[b]], label = b)
+  expect_cpu_plan_is_account(oc_model(), oc_data(), iclv_draws("halton", 20, seed = 1)) # (helper-compiled.R)
 })
 
 test_that("CUDA equals the CPU engine for the ordered choice (LL, scores, gradient, Hessian; 1e-12)", {
