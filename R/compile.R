@@ -390,10 +390,14 @@
   }
   if (length(bad)) {
     r <- bad[1]
+    # C read from the data is only a count of categories when every value is
+    # a whole number >= 1: otherwise name the rule, not a range like 1..5.5
+    known <- !is.na(C) && C == round(C) && C >= 2 && C <= .max_categories
     iclv_abort("data", sprintf(
-      "the ordered choice %s has the value %s in row %d (id %s), which is not one of the categories 1..%s%s",
+      "the ordered choice %s has the value %s in row %d (id %s), which is not one of the categories %s%s",
       iclv_quote(col), format(x[r]), r, format(row_ids[r]),
-      if (is.na(C) || C > .max_categories) .max_categories else C, if (fitted) " of the fitted model" else ""))
+      if (known) sprintf("1..%d", as.integer(C)) else sprintf("(whole numbers 1..C, C at most %d)", .max_categories),
+      if (fitted) " of the fitted model" else ""))
   }
   structure(as.integer(x), C = as.integer(C))
 }

@@ -238,6 +238,12 @@ test_that("ordered choice specification and data errors are classed", {
   expect_error(iclv:::.iclv_compile(oc_model(), bad), class = "iclv_error_data", regexp = "row 5")
   bad$rating[5] <- 0
   expect_error(iclv:::.iclv_compile(oc_model(), bad), class = "iclv_error_data", regexp = "row 5")
+  # the message names the rule, not a range read off bad values (1..5.5, 1..-1)
+  bad <- d
+  bad$rating <- bad$rating + 0.5
+  expect_error(iclv:::.iclv_compile(oc_model(), bad), class = "iclv_error_data", regexp = "whole numbers 1..C")
+  bad$rating <- -d$rating
+  expect_error(iclv:::.iclv_compile(oc_model(), bad), class = "iclv_error_data", regexp = "whole numbers 1..C")
   bad <- d
   bad$rating[7] <- 9
   expect_error(iclv:::.iclv_compile(oc_model(categories = 4), bad), class = "iclv_error_data", regexp = "row 7")
