@@ -272,3 +272,20 @@ expect_cpu_plan_is_account <- function(m, d, dr) {
   for (b in names(acct)) testthat::expect_equal(plan$bytes[plan$buffer == b], acct[[b]], label = b)
   names(acct)
 }
+
+#' The default CPU engine sends every individual of this model to the
+#' per-pair reference path (no fast kernel: .engine_paths()), and gives the
+#' ICLV_CPU_REFERENCE=1 engine's numbers bit for bit.
+expect_reference_routing <- function(comp, spec, th) {
+  old <- Sys.getenv("ICLV_CPU_REFERENCE", NA)
+  on.exit(if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old))
+  Sys.unsetenv("ICLV_CPU_REFERENCE")
+  e <- iclv:::.engine_new(comp$c, spec, n_threads = 1L)
+  fast <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = TRUE)
+  testthat::expect_identical(iclv:::.engine_paths(e)[["individuals"]], 0)
+  Sys.setenv(ICLV_CPU_REFERENCE = "1")
+  ref <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, n_threads = 1L), th,
+                             gradient = TRUE, scores = TRUE, hessian = TRUE)
+  el <- c("loglik", "loglik_i", "gradient", "scores", "hessian")
+  testthat::expect_identical(fast[el], ref[el])
+}

@@ -92,21 +92,8 @@ test_that("ranked and best-worst gradients and Hessians (the scale included) mat
   for (m in list(rk_model(), rk_model("bestworst", c("best", "worst"), worst_scale = "mu_w"))) {
     comp <- iclv:::.iclv_compile(m, d)
     th <- rk_theta(comp, c(mu_w = 0.7))
-    e <- iclv:::.engine_new(comp$c, user_draws(U), n_threads = 1L)
-    out <- iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE)
-    f <- function(p) iclv:::.engine_eval(e, p, gradient = FALSE)$loglik
-    gr <- function(p) iclv:::.engine_eval(e, p, gradient = TRUE)$gradient
-    h <- 1e-5
-    g_fd <- vapply(seq_along(th), function(i) {
-      dd <- replace(numeric(length(th)), i, h)
-      (f(th + dd) - f(th - dd)) / (2 * h)
-    }, 0)
-    H_fd <- vapply(seq_along(th), function(i) {
-      dd <- replace(numeric(length(th)), i, h)
-      (gr(th + dd) - gr(th - dd)) / (2 * h)
-    }, numeric(length(th)))
-    expect_lt(max(abs(out$gradient - g_fd)), 1e-6)
-    expect_lt(max(abs(out$hessian - H_fd)), 1e-5)
+    # both CPU paths (helper-compiled.R)
+    for (refpath in c("0", "1")) out <- expect_engine_fd(comp$c, user_draws(U), th, refpath, paste0(" ", m$choice$type))
     if ("mu_w" %in% names(th)) expect_gt(abs(out$gradient[match("mu_w", names(th))]), 1e-3) # the scale is exercised
   }
 })

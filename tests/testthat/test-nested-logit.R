@@ -81,26 +81,12 @@ test_that("nested logit gradients and Hessians match finite differences at rando
   d <- nl_data(n = 8L, seed = 2L)
   U <- nl_draws(8L, R = 5L)
   comp <- iclv:::.iclv_compile(nl_model(), d)
-  e <- iclv:::.engine_new(comp$c, user_draws(U), n_threads = 1L)
-  f <- function(p) iclv:::.engine_eval(e, p, gradient = FALSE)$loglik
-  gr <- function(p) iclv:::.engine_eval(e, p, gradient = TRUE)$gradient
   set.seed(5)
   for (i in 1:3) {
     th <- nl_theta(comp, c(lambda_branded = stats::runif(1, 0.2, 0.95), lambda_generic = stats::runif(1, 0.2, 0.95)))
     ch <- comp$partable$role == "choice"
     th[ch] <- th[ch] + stats::rnorm(sum(ch), sd = 0.3)
-    out <- iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE)
-    h <- 1e-5
-    g_fd <- vapply(seq_along(th), function(i) {
-      dd <- replace(numeric(length(th)), i, h)
-      (f(th + dd) - f(th - dd)) / (2 * h)
-    }, 0)
-    H_fd <- vapply(seq_along(th), function(i) {
-      dd <- replace(numeric(length(th)), i, h)
-      (gr(th + dd) - gr(th - dd)) / (2 * h)
-    }, numeric(length(th)))
-    expect_lt(max(abs(out$gradient - g_fd) / pmax(1, abs(g_fd))), 1e-6)
-    expect_lt(max(abs(out$hessian - H_fd) / pmax(1, abs(H_fd))), 1e-5)
+    out <- expect_engine_fd(comp$c, user_draws(U), th, "0", paste(" at point", i)) # (helper-compiled.R)
     lam <- match(c("lambda_branded", "lambda_generic"), comp$partable$name)
     expect_gt(min(abs(out$gradient[lam])), 1e-3) # the lambdas are exercised
     expect_gt(min(abs(out$hessian[lam, lam])), 1e-3)
@@ -132,16 +118,7 @@ test_that("every lambda fixed at 1 is MNL exactly; the nested model takes the re
   expect_false(any(c("lambda_branded", "lambda_generic") %in% prob$free_names))
   # routing: the default engine gives the reference path's numbers, on no fast kernel
   comp <- iclv:::.iclv_compile(nl_model(), d)
-  th <- nl_theta(comp)
-  e <- iclv:::.engine_new(comp$c, user_draws(U), n_threads = 1L)
-  fast <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = TRUE)
-  paths <- iclv:::.engine_paths(e)
-  expect_identical(paths[["individuals"]], 0)
-  Sys.setenv(ICLV_CPU_REFERENCE = "1")
-  ref <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, user_draws(U), n_threads = 1L), th,
-                             gradient = TRUE, scores = TRUE, hessian = TRUE)
-  expect_identical(fast[c("loglik", "loglik_i", "gradient", "scores", "hessian")],
-                   ref[c("loglik", "loglik_i", "gradient", "scores", "hessian")])
+  expect_reference_routing(comp, user_draws(U), nl_theta(comp)) # (helper-compiled.R)
 })
 
 test_that("the lambda map: qlogis for the optimizer, natural values outside, exact chain rule", {

@@ -135,18 +135,7 @@ test_that("the ordered choice takes the reference path: the default engine gives
   d <- oc_data(seed = 4L)
   U <- oc_draws(12L)
   comp <- iclv:::.iclv_compile(oc_model(), d)
-  th <- oc_theta(comp)
-  old <- Sys.getenv("ICLV_CPU_REFERENCE", NA)
-  on.exit(if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old))
-  Sys.unsetenv("ICLV_CPU_REFERENCE")
-  e <- iclv:::.engine_new(comp$c, user_draws(U), n_threads = 1L)
-  fast <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = TRUE)
-  expect_identical(iclv:::.engine_paths(e)[["individuals"]], 0)
-  Sys.setenv(ICLV_CPU_REFERENCE = "1")
-  ref <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, user_draws(U), n_threads = 1L), th,
-                             gradient = TRUE, scores = TRUE, hessian = TRUE)
-  expect_identical(fast[c("loglik", "loglik_i", "gradient", "scores", "hessian")],
-                   ref[c("loglik", "loglik_i", "gradient", "scores", "hessian")])
+  expect_reference_routing(comp, user_draws(U), oc_theta(comp)) # (helper-compiled.R)
 })
 
 test_that("the thresholds are a threshold group: increasing through the transform, refused when not", {
