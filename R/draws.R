@@ -323,3 +323,24 @@ iclv_draws_generate <- function(draws, n_ind = NULL, n_lv = NULL) {
   }
   .draws_generate(.draws_spec(draws, n_ind, n_lv))
 }
+
+# The caller's random number state, to put back: .rng_keep() captures the
+# global .Random.seed (or its absence) and the generator kinds, and returns
+# a function that restores them. Every place that seeds R's generator for a
+# reproducible result of its own (iclv_simulate(seed =), the seed problem's
+# missing values, the bootstrap's resamples, the identification check's
+# random points) uses it as
+#   restore <- .rng_keep(); on.exit(restore(), add = TRUE); set.seed(...)
+# so that the user's stream continues as if iclv had not drawn.
+.rng_keep <- function() {
+  env <- globalenv()
+  had <- exists(".Random.seed", envir = env, inherits = FALSE)
+  old <- if (had) get(".Random.seed", envir = env, inherits = FALSE)
+  kind <- RNGkind()
+  function() {
+    # the kinds first: RNGkind() re-seeds, the saved seed then overwrites it
+    if (!identical(RNGkind(), kind)) do.call(RNGkind, as.list(kind))
+    if (had) assign(".Random.seed", old, envir = env)
+    else if (exists(".Random.seed", envir = env, inherits = FALSE)) rm(".Random.seed", envir = env)
+  }
+}

@@ -105,12 +105,8 @@
 # k x 2 standard-normal steps from a fixed stream, leaving the user's
 # .Random.seed as it was (or absent).
 .ident_steps <- function(k) {
-  env <- globalenv()
-  had <- exists(".Random.seed", envir = env, inherits = FALSE)
-  old <- if (had) get(".Random.seed", envir = env, inherits = FALSE)
-  on.exit(if (had) assign(".Random.seed", old, envir = env) else rm(".Random.seed", envir = env))
-  kind <- RNGkind()
-  on.exit(do.call(RNGkind, as.list(kind)), add = TRUE, after = FALSE)
+  restore <- .rng_keep() # (R/draws.R)
+  on.exit(restore(), add = TRUE)
   RNGkind("Mersenne-Twister", "Inversion", "Rejection")
   set.seed(20261201L)
   matrix(stats::rnorm(2L * k), k, 2L)

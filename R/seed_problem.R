@@ -67,11 +67,8 @@ iclv_seed_problem <- function(n = 326, n_tasks = 18, seed = 1, p_missing = 0) {
   if (p_missing > 0) {
     tl <- attr(data, "true_lv")
     # the same individuals and indicators whatever the caller's RNG state
-    had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
-    if (had) old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
-    on.exit(if (had) assign(".Random.seed", old, envir = globalenv())
-            else if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) rm(".Random.seed", envir = globalenv()),
-            add = TRUE)
+    restore <- .rng_keep() # (R/draws.R)
+    on.exit(restore(), add = TRUE)
     set.seed(seed + 1L)
     miss <- matrix(stats::runif(n * length(inds)) < p_missing, n, length(inds))
     rid <- data$ID

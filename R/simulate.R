@@ -107,12 +107,8 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
       iclv_abort("control", sprintf("'seed' must be NULL or one whole number in [-%d, %d] (as set.seed() takes)",
                                     .Machine$integer.max, .Machine$integer.max))
     }
-    had <- exists(".Random.seed", envir = globalenv(), inherits = FALSE)
-    if (had) old <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
-    on.exit({
-      if (had) assign(".Random.seed", old, envir = globalenv())
-      else if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) rm(".Random.seed", envir = globalenv())
-    }, add = TRUE)
+    restore <- .rng_keep() # (R/draws.R)
+    on.exit(restore(), add = TRUE)
     set.seed(seed)
   }
 

@@ -271,9 +271,8 @@
   idv <- .val_ids(data, fit$compiled$id)
   N <- length(idv$ids)
   if (N != fit$n_individuals) iclv_abort("data", "'data' is not the estimation data: its number of individuals differs from the fit's")
-  old <- if (exists(".Random.seed", globalenv())) get(".Random.seed", globalenv()) else NULL
-  on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, envir = globalenv()),
-          add = TRUE)
+  restore <- .rng_keep() # (R/draws.R)
+  on.exit(restore(), add = TRUE)
   set.seed(seed)
   picks <- lapply(seq_len(R), function(b) sample.int(N, N, replace = TRUE))
   pt <- fit$partable
