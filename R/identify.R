@@ -97,9 +97,10 @@
   }
   null <- which(mag < .ident_tol * top)
   if (!length(null)) return(NULL)
-  v <- abs(e$vectors[, null, drop = FALSE])
-  w <- apply(v, 1L, max)
-  list(n_null = length(null), none = names[none], direction = names[w > 0.1 * max(w)])
+  # the names with a weight above 0.1 of the largest, as the check at the
+  # estimate names them (R/vcov.R), all of them
+  list(n_null = length(null), none = names[none],
+       direction = .weak_parameters(e$vectors[, null, drop = FALSE], names, n = length(names)))
 }
 
 # k x 2 standard-normal steps from a fixed stream, leaving the user's
