@@ -166,7 +166,9 @@ NULL
                          "ind_type", "ind_ncat", "ind_thr", "ind_icpt", "ind_sd",
                          "ind_load_ptr", "ind_load_lv", "ind_load_par",
                          "ut_ptr", "ut_par", "ut_col", "ut_lv", "n_nest", "nest_of", "nest_par",
-                         "n_ocat", "ocat_thr", "ocat_logit")
+                         "n_ocat", "ocat_thr", "ocat_logit",
+                         "n_tape", "tape_nv", "tape_depth", "tape_ptr", "tape_op", "tape_arg",
+                         "n_tape_const", "tape_const", "tape_var_ptr", "tape_var")
 .slice_data_fields <- c("n_ind", "n_obs", "n_rows", "n_avail", "cov", "obs_ptr", "obs_ind",
                         "obs_val", "row_ptr", "y", "avail", "X", "weight", "n_mult", "mult_sign", "mult_par")
 

@@ -30,6 +30,9 @@
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
   .spec_check_object(model)
   .val_data_frame(data)
+  # expression utilities: names resolved by the data's columns (R/tape.R)
+  dnames <- names(data)
+  model <- .choice_resolve(model, function(v) v %in% dnames)
   idv <- .val_ids(data, model$id)
   .val_lvs_not_columns(model, data)
   grp <- idv$grp
@@ -112,15 +115,15 @@
                                fitted = !is.null(choice_categories))
       model$choice$categories <- ch$categories <- attr(y, "C")
       A <- NULL
-      X <- .val_attributes(data, ch$columns, ch$terms, alts, A)
+      X <- .val_attributes(data, ch$columns, ch$terms, alts, A, ch$tapes)
     } else if (ch$type %in% c("ranked", "bestworst")) {
       stg <- .rank_stages(data, ch, ids[grp]) # one MNL row per stage (R/rank.R)
-      X <- .val_attributes(data, ch$columns, ch$terms, alts, stg$A_data)
+      X <- .val_attributes(data, ch$columns, ch$terms, alts, stg$A_data, ch$tapes)
       y <- A <- NULL # the stage rows replace them below
     } else {
       y <- .val_choice_column(data, ch$choice, alts)
       A <- .val_availability(data, ch$available, alts, y, ids[grp])
-      X <- .val_attributes(data, ch$columns, ch$terms, alts, A)
+      X <- .val_attributes(data, ch$columns, ch$terms, alts, A, ch$tapes)
     }
   }
 
@@ -206,6 +209,8 @@
     cl$ut_par <- as.integer(pidx(ta$param))
     cl$ut_col <- as.integer(ifelse(is.na(ta$col), -1L, match(ta$col, ch$columns) - 1L))
     cl$ut_lv <- as.integer(ifelse(is.na(ta$lv), -1L, match(ta$lv, lvs) - 1L))
+    # the nonlinear parts of the utilities (R/tape.R, src/iclv_tape.h)
+    cl <- c(cl, .tape_compile(ch, alts, pidx, lvs, P))
     if (ch$type == "nl") { # nests (src/iclv_model.h): user's nests, then one per alternative in none
       nn <- ch$nests
       cl$n_nest <- as.integer(length(nn))
@@ -248,7 +253,7 @@
     thr[[ch$choice]] <- as.integer(match(.choice_threshold_names(ch), pt$name))
   }
   structure(list(
-    c = cl, partable = pt, ids = ids, n_ind = N, rows = rows,
+    c = cl, partable = pt, ids = ids, n_ind = N, rows = rows, model = model,
     alternatives = if (is.null(ch)) character() else alts,
     lvs = lvs, random = model$random, indicators = inds, covariates = covs,
     thresholds = thr, positive = which(pt$role %in% c("sd", "scale")), unit = which(pt$role == "nest"),

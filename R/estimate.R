@@ -207,6 +207,7 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
     .cluster_resolve_backend(cluster, backend)
 
   prob <- .iclv_problem(model, data, draws, start = start, fixed = fixed, weights = weights)
+  model <- prob$comp$model # expression utilities resolved by the data (R/tape.R): what the fit keeps
   .lv_check_over_restriction(model, prob$partable)
   engine <- .problem_engine(prob, be$name, n_threads = control$n_threads, device = control$device,
                             device_memory = if (is.null(control$device_memory)) 0 else control$device_memory,

@@ -332,6 +332,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 
   if (!is.null(dots$data)) {
     cmp <- .iclv_compile(model, dots$data)
+    model <- cmp$model # expression utilities resolved by the data (R/tape.R)
     model$categories <- cmp$categories
     if (identical(model$choice$type, "ordered")) model$choice$categories <- cmp$choice_categories
     model$partable <- .iclv_partable(model, model$categories)
@@ -464,9 +465,12 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 # another model is classified again there, to the same meaning.
 .spec_classify_choice <- function(choice, lvs) {
   classified <- stats::setNames(vector("list", length(choice$alternatives)), choice$alternatives)
+  expr_alts <- character()
   for (a in choice$alternatives) {
     if (.utility_is_expression(trimws(gsub("[[:space:]]+", " ", choice$utilities[[a]])))) {
-      classified[[a]] <- .expr_utility_terms(choice$utilities[[a]], a, lvs)  # expr.R
+      # the provisional reading; the data resolve it (R/tape.R)
+      classified[[a]] <- .expr_provisional_terms(choice$utilities[[a]], a, lvs)
+      expr_alts <- c(expr_alts, a)
       next
     }
     tm <- choice$terms[[a]]
@@ -495,17 +499,12 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
                                   stringsAsFactors = FALSE)
   }
   choice$terms <- classified # once: assigning into choice$terms per alternative copied it each time
+  choice$expr_alts <- expr_alts
+  choice$tapes <- NULL
+  choice$resolved <- NULL
   # column by column, not by rbind() of one data.frame per alternative
-  # (quadratic: minutes for 10^5 alternatives)
-  tl <- choice$terms[choice$alternatives]
-  n_t <- vapply(tl, nrow, integer(1))
-  choice$terms_all <- if (sum(n_t) == 0L) NULL else {
-    field <- function(k) as.character(unlist(lapply(tl, `[[`, k), use.names = FALSE))
-    data.frame(alt = rep(choice$alternatives, n_t), param = field("param"), f1 = field("f1"),
-               f2 = field("f2"), col = field("col"), lv = field("lv"), stringsAsFactors = FALSE)
-  }
-  choice$params <- unique(choice$terms_all$param)
-  choice$columns <- unique(stats::na.omit(choice$terms_all$col))
+  # (quadratic: minutes for 10^5 alternatives): R/tape.R
+  choice <- .choice_collect(choice)
   .choice_ordered_no_constant(choice) # R/choice.R
   choice
 }
@@ -731,6 +730,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   ch <- model$choice
   if (!is.null(ch)) {
     ta <- ch$terms_all
+    tapes <- ch$tapes %||% list()
     for (p in ch$params) {
       t <- ta[ta$param == p, , drop = FALSE]
       desc <- vapply(seq_len(nrow(t)), function(k) {
@@ -738,8 +738,13 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
         f <- f[!is.na(f)]
         if (length(f)) paste(f, collapse = "*") else "1"
       }, character(1))
-      add(p, "choice", paste(unique(t$alt), collapse = ","), ":=", paste(unique(desc), collapse = ","),
-          "choice", 0)
+      # in a nonlinear part (R/tape.R): "(nonlinear)"; a scale or an
+      # exponent starts at 1
+      nl <- names(tapes)[vapply(tapes, function(tp) p %in% tp$params, logical(1))]
+      if (length(nl)) desc <- c(desc, "(nonlinear)")
+      start <- if (!nrow(t) && any(vapply(tapes[nl], function(tp) p %in% tp$scales, logical(1)))) 1 else 0
+      add(p, "choice", paste(unique(c(t$alt, nl)), collapse = ","), ":=", paste(unique(desc), collapse = ","),
+          "choice", start)
     }
     # best-worst: the scale of the worst stage's utilities (> 0, R/rank.R)
     if (!is.null(ch$worst_scale)) add(ch$worst_scale, "choice", "worst", "scale", "", "scale", 1)
@@ -888,6 +893,9 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   if (defer && length(unknown)) {
     pat <- .deferred_threshold_pattern(model)
     if (!is.null(pat)) unknown <- unknown[!grepl(pat, unknown)]
+    # parameters of expression utilities are known once the data resolve
+    # them (R/tape.R); iclv() checks the names then
+    if (.choice_has_expressions(model$choice) && !isTRUE(model$choice$resolved)) unknown <- character()
   }
   if (length(unknown)) {
     iclv_abort("spec", sprintf(

@@ -42,7 +42,7 @@
   prob <- .problem_new(comp, draws, start = start, fixed = fixed, params = params)
   # each LV's first loading (1-based in the parameter table): the LV sign
   # normalisation after estimation (R/sign.R)
-  prob$first_loading <- .lv_first_loading(model, prob$partable)
+  prob$first_loading <- .lv_first_loading(comp$model, prob$partable)
   prob
 }
 

@@ -278,7 +278,12 @@
 # Attribute matrix (n x length(cols)). NA is an error where an available
 # alternative uses the column, and 0 otherwise (it never enters a utility).
 # First, no choice parameter (terms[[alt]]$param) may be named like a column.
-.val_attributes <- function(data, cols, terms, alts, A) {
+.val_attributes <- function(data, cols, terms, alts, A, tapes = NULL) {
+  # the alternatives that use column key `col` (1-based): in a linear term
+  # or in the data of a nonlinear part (R/tape.R)
+  uses <- function(col) {
+    which(vapply(alts, function(a) col %in% terms[[a]]$col || col %in% tapes[[a]]$data, logical(1)))
+  }
   # a choice parameter spelled like a column of the data is ambiguous (did
   # the user mean the parameter or the column?): refuse it by name
   params <- unique(unlist(lapply(terms, `[[`, "param"), use.names = FALSE))
@@ -295,19 +300,19 @@
     col <- cols[j]
     if (.is_data_expr(col)) {
       # a data expression of a utility (expr.R): evaluated once, here
-      users <- which(vapply(alts, function(a) col %in% terms[[a]]$col, logical(1)))
+      users <- uses(col)
       x <- .expr_column(data, col, alts[users])
       X[, j] <- .val_attribute_na(x, col, users, A, "data expression")
       next
     }
     if (!col %in% names(data)) {
-      users <- alts[vapply(alts, function(a) col %in% terms[[a]]$col, logical(1))]
+      users <- alts[uses(col)]
       iclv_abort("data", sprintf(
         "the utility of %s uses %s, which is neither a column of the data nor a latent variable of the model",
         iclv_quote(users[1]), iclv_quote(col)))
     }
     x <- .val_numeric_column(data, col, "attribute column")
-    users <- which(vapply(alts, function(a) col %in% terms[[a]]$col, logical(1)))
+    users <- uses(col)
     X[, j] <- .val_attribute_na(x, col, users, A, "attribute column")
   }
   X

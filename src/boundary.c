@@ -152,6 +152,64 @@ static void check_idx(const int *idx, int len, int lo, int hi, const char *name)
       Rf_error("[iclv_error_input] compiled '%s'[%d] = %d is outside [%d, %d)", name, i, idx[i], lo, hi);
 }
 
+/* The utilities' tapes (src/iclv_tape.h, R/tape.R): optional ('n_tape'
+ * absent or 0: none). Every program is checked to run: operands on the
+ * stack for each operator, one result, a depth within tape_depth, indices
+ * in range; so the engines can run them unchecked. */
+static void tapes_from_R(SEXP compiled, iclv_model *m) {
+  int J = m->n_alt, P = m->n_par, K = m->n_lv;
+  m->n_tape = has_elt(compiled, "n_tape") ? get_int(compiled, "n_tape") : 0;
+  m->tape_nv = m->tape_depth = m->n_tape_const = 0;
+  m->tape_ptr = m->tape_op = m->tape_arg = m->tape_var_ptr = m->tape_var = NULL;
+  m->tape_const = NULL;
+  if (m->n_tape == 0) return;
+  if (m->n_tape < 0 || J < 1) stop_input("compiled 'n_tape' must be 0 without a choice model");
+  m->tape_nv = get_int(compiled, "tape_nv");
+  m->tape_depth = get_int(compiled, "tape_depth");
+  if (m->tape_nv < 0 || m->tape_nv > ICLV_TAPE_MAX_VARS || m->tape_depth < 1 || m->tape_depth > ICLV_TAPE_MAX_DEPTH)
+    stop_input("compiled 'tape_nv' or 'tape_depth' out of range");
+  m->tape_ptr = get_ivec(compiled, "tape_ptr", J + 1);
+  check_ptr(m->tape_ptr, J, "tape_ptr");
+  int n_op = m->tape_ptr[J];
+  m->tape_op = get_ivec(compiled, "tape_op", n_op);
+  m->tape_arg = get_ivec(compiled, "tape_arg", n_op);
+  m->n_tape_const = get_int(compiled, "n_tape_const");
+  m->tape_const = get_dvec(compiled, "tape_const", m->n_tape_const);
+  m->tape_var_ptr = get_ivec(compiled, "tape_var_ptr", J + 1);
+  check_ptr(m->tape_var_ptr, J, "tape_var_ptr");
+  m->tape_var = get_ivec(compiled, "tape_var", m->tape_var_ptr[J]);
+  check_idx(m->tape_var, m->tape_var_ptr[J], 0, P + K, "tape_var");
+  int with = 0;
+  for (int j = 0; j < J; j++) {
+    int nv = m->tape_var_ptr[j + 1] - m->tape_var_ptr[j], sp = 0;
+    if (nv > m->tape_nv) stop_input("compiled tape has more variables than 'tape_nv'");
+    for (int q = m->tape_ptr[j]; q < m->tape_ptr[j + 1]; q++) {
+      int op = m->tape_op[q], a = m->tape_arg[q], need, lim;
+      switch (op) {
+      case ICLV_OP_CONST: need = 0; lim = m->n_tape_const; break;
+      case ICLV_OP_VAR: need = 0; lim = nv; break;
+      case ICLV_OP_DATA: need = 0; lim = m->n_xcol; break;
+      case ICLV_OP_ADD: case ICLV_OP_SUB: case ICLV_OP_MUL: case ICLV_OP_DIV: case ICLV_OP_POW:
+        need = 2; lim = -1; break;
+      case ICLV_OP_NEG: case ICLV_OP_EXP: case ICLV_OP_LOG: case ICLV_OP_SQRT: need = 1; lim = -1; break;
+      case ICLV_OP_POWC: need = 1; lim = m->n_tape_const; break;
+      case ICLV_OP_SEL: need = 3; lim = -1; break;
+      default: Rf_error("[iclv_error_input] compiled tape of alternative %d: unknown operator %d", j + 1, op);
+      }
+      if (lim >= 0 && (a < 0 || a >= lim))
+        Rf_error("[iclv_error_input] compiled tape of alternative %d: argument %d out of range", j + 1, a);
+      if (sp < need) Rf_error("[iclv_error_input] compiled tape of alternative %d: stack underflow", j + 1);
+      sp += need == 0 ? 1 : 1 - need;
+      if (sp > m->tape_depth) Rf_error("[iclv_error_input] compiled tape of alternative %d is deeper than 'tape_depth'", j + 1);
+    }
+    if (m->tape_ptr[j + 1] > m->tape_ptr[j]) {
+      if (sp != 1) Rf_error("[iclv_error_input] compiled tape of alternative %d leaves %d values", j + 1, sp);
+      with++;
+    }
+  }
+  if (with != m->n_tape) stop_input("compiled 'n_tape' does not count the alternatives with a tape");
+}
+
 /* Fills *m from the R list `compiled` (built by R/compile.R). The pointers
  * in *m point into `compiled`, which the caller must keep protected. Every
  * index is range-checked here, so the core may trust the struct. */
@@ -261,6 +319,7 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
   check_idx(m->ut_par, n_ut, 0, P, "ut_par");
   check_idx(m->ut_col, n_ut, -1, m->n_xcol, "ut_col");
   check_idx(m->ut_lv, n_ut, -1, K, "ut_lv");
+  tapes_from_R(compiled, m);
   /* optional individual weights (R/compile.R adds 'weight' only when given) */
   m->weight = NULL;
   if (has_elt(compiled, "weight")) {

@@ -52,10 +52,17 @@ void iclv_cuda_model_parts(const iclv_model *m, iclv_model *dm,
   PART(ip, mult_par, m->n_mult); /* best-worst row multipliers (0 when absent) */
   PART(ip, nest_of, m->n_nest > 0 ? J : 0); /* nested logit (0 when absent) */
   PART(ip, nest_par, m->n_nest);
+  { /* the utilities' tapes (0 when absent) */
+    size_t TJ = m->n_tape > 0 ? J + 1 : 0, nop = m->n_tape > 0 ? (size_t) m->tape_ptr[J] : 0;
+    size_t nvar = m->n_tape > 0 ? (size_t) m->tape_var_ptr[J] : 0;
+    PART(ip, tape_ptr, TJ); PART(ip, tape_op, nop); PART(ip, tape_arg, nop);
+    PART(ip, tape_var_ptr, TJ); PART(ip, tape_var, nvar);
+  }
   i = 0;
   PART(dp, cov, N * (size_t) m->n_cov); PART(dp, obs_val, m->n_obs);
   PART(dp, X, (size_t) m->n_rows * (size_t) m->n_xcol); PART(dp, mult_sign, m->n_mult);
   PART(dp, weight, m->weight ? N : 0); /* NULL on the device too when unweighted */
+  PART(dp, tape_const, m->n_tape > 0 ? (size_t) m->n_tape_const : 0);
 #undef PART
 }
 

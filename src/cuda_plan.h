@@ -85,8 +85,8 @@ typedef struct {
   void *dst;       /* address of the pointer field of the device view */
 } iclv_model_part;
 
-#define ICLV_CUDA_INT_PARTS 25
-#define ICLV_CUDA_DBL_PARTS 5
+#define ICLV_CUDA_INT_PARTS 30
+#define ICLV_CUDA_DBL_PARTS 6
 
 /* The model's integer and double arrays, in upload order, with their
  * lengths, pointing their dst at the fields of *view. */

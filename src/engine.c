@@ -608,8 +608,9 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
                             int n, int want_g, double *Hn) {
   int R = e->R, P = e->P;
   load_draws(e, w, n);
-  if (e->reference || e->fd.row_mult || e->fd.nested || e->fd.ordered) {
-    /* the fast kernels have no row multipliers, no nests and no ordered choice */
+  if (e->reference || e->fd.row_mult || e->fd.nested || e->fd.ordered || e->fd.tapes) {
+    /* the fast kernels have no row multipliers, no nests, no ordered choice
+     * and no tapes */
     individual_eval_ref(e, w, theta, n, want_g, Hn);
     return;
   }
@@ -775,7 +776,8 @@ static void individual_predict(const struct iclv_cpu_engine *e, thread_ws *w, co
         lc[M] += iclv_choice_atom(m, theta, eta, t, &w->pws, NULL, NULL);
         if (prob) {
           double s = iclv_row_mult(m, theta, t); /* best-worst's worst stage: -mu */
-          for (int j = 0; j < J; j++) w->pws.V[j] = s * iclv_utility(m, theta, eta, t, j);
+          const double *tc = iclv_row_tapes(m, theta, eta, t, w->pws.V, 0);
+          for (int j = 0; j < J; j++) w->pws.V[j] = s * iclv_utility(m, theta, eta, t, j, tc);
           iclv_choice_probs(m, theta, t, w->pws.V, w->pr);
           for (int j = 0; j < JP; j++) prob[t + (size_t) m->n_rows * j] += w->pr[j] / R;
         }

@@ -59,6 +59,8 @@ typedef struct {
                         the engine takes the per-pair reference (iclv_nl_atom) */
   int ordered;       /* an ordered choice (iclv_model.h): also the per-pair reference
                         (iclv_ordered_atom) */
+  int tapes;         /* nonlinear utilities (iclv_tape.h): the kernels read only the
+                        linear terms; the engine takes the per-pair reference */
 } iclv_fast_dims;
 
 /* Per-thread scratch (all pointers into one block; shapes row-major). */

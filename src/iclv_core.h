@@ -40,6 +40,7 @@
 
 #include "numerics.h"
 #include "iclv_model.h"
+#include "iclv_tape.h"
 
 /* ---- scratch of one pair ----------------------------------------------- */
 
@@ -293,11 +294,16 @@ ICLV_HD static inline double iclv_indicator_atom(const iclv_model *m, const doub
 
 /* ---- choice atoms ----------------------------------------------------------- */
 
+/* The utility helpers below take tc, the row's tape cache (iclv_row_tapes;
+ * NULL when the model has no tapes): alternative j's nonlinear part N_j is
+ * the entry at tc + j E (E = iclv_tape_entry: value, gradient by the tape's
+ * variables tape_var[tape_var_ptr[j]..], packed Hessian). */
+
 /* Utility of alternative j in row t:
- *   V_j = sum_{u of j} theta[ut_par[u]] * x_u * lvf_u. */
+ *   V_j = sum_{u of j} theta[ut_par[u]] * x_u * lvf_u  (+ N_j). */
 ICLV_HD static inline double iclv_utility(const iclv_model *m, const double *theta,
-                                          const double *eta, int t, int j) {
-  double v = 0.0;
+                                          const double *eta, int t, int j, const double *tc) {
+  double v = tc ? tc[(long) j * iclv_tape_entry(m)] : 0.0;
   const double *xr = m->X + (long) t * m->n_xcol;
   for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
     double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
@@ -310,8 +316,13 @@ ICLV_HD static inline double iclv_utility(const iclv_model *m, const double *the
 /* g (P + K) += c * d V_j / d(theta, eta) for row t. */
 ICLV_HD static inline void iclv_utility_grad(const iclv_model *m, const double *theta,
                                              const double *eta, int t, int j, double c,
-                                             double *g) {
+                                             const double *tc, double *g) {
   int P = m->n_par;
+  if (tc) {
+    const double *te = tc + (long) j * iclv_tape_entry(m);
+    for (int i = m->tape_var_ptr[j]; i < m->tape_var_ptr[j + 1]; i++)
+      g[m->tape_var[i]] += c * te[1 + i - m->tape_var_ptr[j]];
+  }
   const double *xr = m->X + (long) t * m->n_xcol;
   for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
     double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
@@ -326,9 +337,37 @@ ICLV_HD static inline void iclv_utility_grad(const iclv_model *m, const double *
  * the caller loops over all ordered (j, j2)). */
 ICLV_HD static inline void iclv_utility_outer(const iclv_model *m, const double *theta,
                                               const double *eta, int t, int j, int j2,
-                                              double c, iclv_hess *h) {
+                                              double c, const double *tc, iclv_hess *h) {
   int P = m->n_par;
   const double *xr = m->X + (long) t * m->n_xcol;
+  if (tc) { /* the tape's gradient of j against all of dV_j2, and the linear
+             * terms of j against the tape's gradient of j2 */
+    int E = iclv_tape_entry(m);
+    const double *te = tc + (long) j * E, *te2 = tc + (long) j2 * E;
+    int a0 = m->tape_var_ptr[j], a1 = m->tape_var_ptr[j + 1];
+    int b0 = m->tape_var_ptr[j2], b1 = m->tape_var_ptr[j2 + 1];
+    for (int a = a0; a < a1; a++) {
+      double ga = c * te[1 + a - a0];
+      if (ga == 0.0) continue;
+      for (int b = b0; b < b1; b++) iclv_hcell(h, m->tape_var[a], m->tape_var[b], ga * te2[1 + b - b0]);
+      for (int u2 = m->ut_ptr[j2]; u2 < m->ut_ptr[j2 + 1]; u2++) {
+        double x2 = m->ut_col[u2] >= 0 ? xr[m->ut_col[u2]] : 1.0;
+        int lv2 = m->ut_lv[u2];
+        iclv_hcell(h, m->tape_var[a], m->ut_par[u2], ga * x2 * (lv2 >= 0 ? eta[lv2] : 1.0));
+        if (lv2 >= 0) iclv_hcell(h, m->tape_var[a], P + lv2, ga * theta[m->ut_par[u2]] * x2);
+      }
+    }
+    for (int b = b0; b < b1; b++) {
+      double gb = c * te2[1 + b - b0];
+      if (gb == 0.0) continue;
+      for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+        double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+        int lv = m->ut_lv[u];
+        iclv_hcell(h, m->ut_par[u], m->tape_var[b], gb * x * (lv >= 0 ? eta[lv] : 1.0));
+        if (lv >= 0) iclv_hcell(h, P + lv, m->tape_var[b], gb * theta[m->ut_par[u]] * x);
+      }
+    }
+  }
   for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
     double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
     int lv = m->ut_lv[u];
@@ -347,10 +386,20 @@ ICLV_HD static inline void iclv_utility_outer(const iclv_model *m, const double 
   }
 }
 
-/* Hessian += c * d2 V_j (the theta_u x eta pairs: x_u). */
+/* Hessian += c * d2 V_j (the theta_u x eta pairs: x_u; the tape's Hessian). */
 ICLV_HD static inline void iclv_utility_second(const iclv_model *m, int t, int j, double c,
-                                               iclv_hess *h) {
+                                               const double *tc, iclv_hess *h) {
   const double *xr = m->X + (long) t * m->n_xcol;
+  if (tc) {
+    int a0 = m->tape_var_ptr[j], nv = m->tape_var_ptr[j + 1] - a0;
+    const double *He = tc + (long) j * iclv_tape_entry(m) + 1 + m->tape_nv;
+    for (int i = 0, q = 0; i < nv; i++)
+      for (int k = 0; k <= i; k++, q++) {
+        if (He[q] == 0.0) continue;
+        if (i == k) iclv_hcell(h, m->tape_var[a0 + i], m->tape_var[a0 + i], c * He[q]);
+        else iclv_hsym(h, m->tape_var[a0 + i], m->tape_var[a0 + k], c * He[q]);
+      }
+  }
   for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
     if (m->ut_lv[u] < 0) continue;
     double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
@@ -362,8 +411,13 @@ ICLV_HD static inline void iclv_utility_second(const iclv_model *m, int t, int j
  * row multiplier; 2 c dV_j[p] on the diagonal when p is also in V_j). */
 ICLV_HD static inline void iclv_utility_cross(const iclv_model *m, const double *theta,
                                               const double *eta, int t, int j, int p, double c,
-                                              iclv_hess *h) {
+                                              const double *tc, iclv_hess *h) {
   const double *xr = m->X + (long) t * m->n_xcol;
+  if (tc) {
+    const double *te = tc + (long) j * iclv_tape_entry(m);
+    for (int i = m->tape_var_ptr[j]; i < m->tape_var_ptr[j + 1]; i++)
+      iclv_hsym(h, p, m->tape_var[i], c * te[1 + i - m->tape_var_ptr[j]]);
+  }
   for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
     double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
     int lv = m->ut_lv[u];
@@ -423,13 +477,38 @@ ICLV_HD static inline int iclv_link_dim(const iclv_model *m) {
   return m->choice_type == ICLV_CHOICE_NL ? J + m->n_nest : J;
 }
 
-/* Doubles of the utility scratch ws->V: the J utilities, then (nested logit)
- * four per nest (I, zbar, var, Q); for an ordered choice at least the C
- * categories (the prediction's probabilities share the size). */
-ICLV_HD static inline int iclv_vscratch_dim(const iclv_model *m) {
+/* Doubles of the utility scratch ws->V before the tapes' part: the J
+ * utilities, then (nested logit) four per nest (I, zbar, var, Q); for an
+ * ordered choice at least the C categories (the prediction's probabilities
+ * share the size). */
+ICLV_HD static inline int iclv_vscratch_base(const iclv_model *m) {
   int J = m->n_alt > 0 ? m->n_alt : 1;
   if (m->choice_type == ICLV_CHOICE_ORDERED) return m->n_ocat > J ? m->n_ocat : J;
   return m->choice_type == ICLV_CHOICE_NL ? J + 4 * m->n_nest : J;
+}
+
+/* Doubles of the utility scratch ws->V: the above, then the tapes' row
+ * cache and stack (iclv_tape.h). */
+ICLV_HD static inline int iclv_vscratch_dim(const iclv_model *m) {
+  return iclv_vscratch_base(m) + iclv_tape_scratch(m);
+}
+
+/* The row's tape cache inside the utility scratch V, or NULL without tapes. */
+ICLV_HD static inline double *iclv_tape_cache(const iclv_model *m, double *V) {
+  return m->n_tape ? V + iclv_vscratch_base(m) : (double *) 0;
+}
+
+/* Runs every alternative's tape for row t (order 0: values, 1: and
+ * gradients, 2: and Hessians) into the cache inside V; returns the cache
+ * (NULL without tapes). */
+ICLV_HD static inline const double *iclv_row_tapes(const iclv_model *m, const double *theta,
+                                                   const double *eta, int t, double *V,
+                                                   int order) {
+  if (m->n_tape == 0) return (const double *) 0;
+  int E = iclv_tape_entry(m), J = m->n_alt > 0 ? m->n_alt : 1;
+  double *tc = iclv_tape_cache(m, V), *stack = tc + (long) J * E;
+  for (int j = 0; j < J; j++) iclv_tape_run(m, theta, eta, t, j, order, stack, tc + (long) j * E);
+  return tc;
 }
 
 /* Columns of a row's predicted probabilities: the C categories of an
@@ -636,13 +715,13 @@ ICLV_HD static inline double iclv_choice_link(const iclv_model *m, int t, const 
  * multiplier (boundary.c). Scratch: ws->V (J + 4 M), gV (J + M), HV (J + M)^2. */
 ICLV_HD static inline double iclv_nl_atom(const iclv_model *m, const double *theta,
                                           const double *eta, int t, iclv_pair_ws *ws,
-                                          double *g, iclv_hess *h) {
+                                          const double *tc, double *g, iclv_hess *h) {
   int J = m->n_alt, M = m->n_nest, L = J + M;
-  for (int j = 0; j < J; j++) ws->V[j] = iclv_utility(m, theta, eta, t, j);
+  for (int j = 0; j < J; j++) ws->V[j] = iclv_utility(m, theta, eta, t, j, tc);
   double ll = iclv_nl_link(m, theta, t, ws->V, ws->gV, h ? ws->HV : (double *) 0);
   if (g) {
     for (int j = 0; j < J; j++)
-      if (ws->gV[j] != 0.0) iclv_utility_grad(m, theta, eta, t, j, ws->gV[j], g);
+      if (ws->gV[j] != 0.0) iclv_utility_grad(m, theta, eta, t, j, ws->gV[j], tc, g);
     for (int a = 0; a < M; a++)
       if (m->nest_par[a] >= 0) g[m->nest_par[a]] += ws->gV[J + a];
   }
@@ -650,11 +729,11 @@ ICLV_HD static inline double iclv_nl_atom(const iclv_model *m, const double *the
     for (int j = 0; j < J; j++) {
       for (int j2 = 0; j2 < J; j2++)
         if (ws->HV[j * L + j2] != 0.0)
-          iclv_utility_outer(m, theta, eta, t, j, j2, ws->HV[j * L + j2], h);
-      if (ws->gV[j] != 0.0) iclv_utility_second(m, t, j, ws->gV[j], h);
+          iclv_utility_outer(m, theta, eta, t, j, j2, ws->HV[j * L + j2], tc, h);
+      if (ws->gV[j] != 0.0) iclv_utility_second(m, t, j, ws->gV[j], tc, h);
       for (int a = 0; a < M; a++)
         if (m->nest_par[a] >= 0 && ws->HV[j * L + J + a] != 0.0)
-          iclv_utility_cross(m, theta, eta, t, j, m->nest_par[a], ws->HV[j * L + J + a], h);
+          iclv_utility_cross(m, theta, eta, t, j, m->nest_par[a], ws->HV[j * L + J + a], tc, h);
     }
     for (int a = 0; a < M; a++)
       for (int a2 = 0; a2 < M; a2++)
@@ -680,12 +759,12 @@ ICLV_HD static inline double iclv_nl_atom(const iclv_model *m, const double *the
 
 /* iclv_choice_atom for an ordered choice row. Uses no scratch. */
 ICLV_HD static inline double iclv_ordered_atom(const iclv_model *m, const double *theta,
-                                               const double *eta, int t, double *g,
-                                               iclv_hess *h) {
+                                               const double *eta, int t, const double *tc,
+                                               double *g, iclv_hess *h) {
   int C = m->n_ocat, c = m->y[t] + 1, thr = m->ocat_thr;
   int j_lo = c > 1 ? thr + c - 2 : -1; /* parameter of tau_{c-1} */
   int j_hi = c < C ? thr + c - 1 : -1; /* parameter of tau_c */
-  double V = iclv_utility(m, theta, eta, t, 0);
+  double V = iclv_utility(m, theta, eta, t, 0, tc);
   double a = j_lo >= 0 ? theta[j_lo] - V : -INFINITY;
   double b = j_hi >= 0 ? theta[j_hi] - V : INFINITY;
   double fa, fb, faa = 0.0, fab = 0.0, fbb = 0.0;
@@ -693,16 +772,16 @@ ICLV_HD static inline double iclv_ordered_atom(const iclv_model *m, const double
   if (g) {
     if (j_lo >= 0) g[j_lo] += fa;
     if (j_hi >= 0) g[j_hi] += fb;
-    iclv_utility_grad(m, theta, eta, t, 0, -(fa + fb), g);
+    iclv_utility_grad(m, theta, eta, t, 0, -(fa + fb), tc, g);
   }
   if (h) {
     if (j_lo >= 0) iclv_hcell(h, j_lo, j_lo, faa);
     if (j_hi >= 0) iclv_hcell(h, j_hi, j_hi, fbb);
     if (j_lo >= 0 && j_hi >= 0) iclv_hsym(h, j_lo, j_hi, fab);
-    iclv_utility_outer(m, theta, eta, t, 0, 0, faa + 2.0 * fab + fbb, h);
-    iclv_utility_second(m, t, 0, -(fa + fb), h);
-    if (j_lo >= 0) iclv_utility_cross(m, theta, eta, t, 0, j_lo, -(faa + fab), h);
-    if (j_hi >= 0) iclv_utility_cross(m, theta, eta, t, 0, j_hi, -(fab + fbb), h);
+    iclv_utility_outer(m, theta, eta, t, 0, 0, faa + 2.0 * fab + fbb, tc, h);
+    iclv_utility_second(m, t, 0, -(fa + fb), tc, h);
+    if (j_lo >= 0) iclv_utility_cross(m, theta, eta, t, 0, j_lo, -(faa + fab), tc, h);
+    if (j_hi >= 0) iclv_utility_cross(m, theta, eta, t, 0, j_hi, -(fab + fbb), tc, h);
   }
   return ll;
 }
@@ -720,17 +799,18 @@ ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double 
                                               const double *eta, int t, iclv_pair_ws *ws,
                                               double *g, iclv_hess *h) {
   int J = m->n_alt;
-  if (m->choice_type == ICLV_CHOICE_NL) return iclv_nl_atom(m, theta, eta, t, ws, g, h);
-  if (m->choice_type == ICLV_CHOICE_ORDERED) return iclv_ordered_atom(m, theta, eta, t, g, h);
+  const double *tc = iclv_row_tapes(m, theta, eta, t, ws->V, h ? 2 : g ? 1 : 0);
+  if (m->choice_type == ICLV_CHOICE_NL) return iclv_nl_atom(m, theta, eta, t, ws, tc, g, h);
+  if (m->choice_type == ICLV_CHOICE_ORDERED) return iclv_ordered_atom(m, theta, eta, t, tc, g, h);
   double s = iclv_row_mult(m, theta, t);
-  for (int j = 0; j < J; j++) ws->V[j] = s * iclv_utility(m, theta, eta, t, j);
+  for (int j = 0; j < J; j++) ws->V[j] = s * iclv_utility(m, theta, eta, t, j, tc);
   double ll = iclv_choice_link(m, t, ws->V, ws->gV, h ? ws->HV : (double *) 0);
   if (s != 1.0 && (g || h)) {
     int p = m->mult_par[t];
     if (p >= 0) {
       /* ws->V := the utilities before the multiplier (U is no longer needed) */
       double sg = m->mult_sign[t], a = 0.0, b = 0.0;
-      for (int j = 0; j < J; j++) ws->V[j] = iclv_utility(m, theta, eta, t, j);
+      for (int j = 0; j < J; j++) ws->V[j] = iclv_utility(m, theta, eta, t, j, tc);
       for (int j = 0; j < J; j++) a += ws->gV[j] * ws->V[j];
       if (g) g[p] += sg * a;
       if (h) {
@@ -739,7 +819,7 @@ ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double 
           for (int k = 0; k < J; k++) hv += ws->HV[j * J + k] * ws->V[k];
           b += ws->V[j] * hv;
           double c = sg * (ws->gV[j] + s * hv);
-          if (c != 0.0) iclv_utility_cross(m, theta, eta, t, j, p, c, h);
+          if (c != 0.0) iclv_utility_cross(m, theta, eta, t, j, p, c, tc, h);
         }
         iclv_hcell(h, p, p, b);
       }
@@ -750,13 +830,13 @@ ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double 
   }
   if (g)
     for (int j = 0; j < J; j++)
-      if (ws->gV[j] != 0.0) iclv_utility_grad(m, theta, eta, t, j, ws->gV[j], g);
+      if (ws->gV[j] != 0.0) iclv_utility_grad(m, theta, eta, t, j, ws->gV[j], tc, g);
   if (h) {
     for (int j = 0; j < J; j++) {
       for (int j2 = 0; j2 < J; j2++)
         if (ws->HV[j * J + j2] != 0.0)
-          iclv_utility_outer(m, theta, eta, t, j, j2, ws->HV[j * J + j2], h);
-      if (ws->gV[j] != 0.0) iclv_utility_second(m, t, j, ws->gV[j], h);
+          iclv_utility_outer(m, theta, eta, t, j, j2, ws->HV[j * J + j2], tc, h);
+      if (ws->gV[j] != 0.0) iclv_utility_second(m, t, j, ws->gV[j], tc, h);
     }
   }
   return ll;

@@ -72,6 +72,11 @@
  *       of the ordered indicators (iclv_ordered_link), index V in place of s.
  *     availability: avail[t*n_alt + j] != 0 (all available when n_avail == 0)
  *
+ *   Nonlinear utilities: with n_tape > 0, V[j] above gains N_j(theta, eta,
+ *     X[t, ]), the value of alternative j's tape (src/iclv_tape.h, built by
+ *     R/tape.R): the additive terms of the utility that are not linear in
+ *     the parameters; exact derivatives by forward mode on the tape.
+ *
  *   l_nr = sum of the above; log L_n = logsumexp_r(l_nr) - log R; LL = sum_n log L_n.
  *
  *   Random terms (iclv_model(random = ), R/compile.R): the draw dimensions
@@ -187,6 +192,20 @@ typedef struct {
   int n_ocat;              /* categories C >= 2 of an ordered choice (choice_type == ORDERED), else 0 */
   int ocat_thr;            /* first of its C - 1 consecutive threshold parameters, or -1 */
   int ocat_logit;          /* its link: 0 probit, 1 logit */
+
+  /* the nonlinear parts of the utilities (iclv_tape.h; n_tape == 0: none,
+   * every pointer below NULL) */
+  int n_tape;              /* alternatives whose utility has a tape */
+  int tape_nv;             /* most variables of one tape */
+  int tape_depth;          /* deepest stack of one tape */
+  const int *tape_ptr;     /* (n_alt + 1) CSR over alternatives into tape_op / tape_arg */
+  const int *tape_op;      /* (tape_ptr[n_alt]) ICLV_OP_* */
+  const int *tape_arg;     /* (tape_ptr[n_alt]) constant, variable or X column index, or 0 */
+  int n_tape_const;        /* constants of all tapes */
+  const double *tape_const;/* (n_tape_const) */
+  const int *tape_var_ptr; /* (n_alt + 1) CSR over alternatives into tape_var */
+  const int *tape_var;     /* extended coordinate of each tape variable: p < n_par a
+                              parameter, n_par + k the LV or random term k */
 
   /* individual weights */
   const double *weight;    /* (n_ind) w_n (finite, >= 0), or NULL: unweighted */
