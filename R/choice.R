@@ -219,7 +219,9 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl", "
   utilities <- as.list(utilities)
   terms <- Map(.parse_utility, utilities, alts)
   names(terms) <- alts
-  if (sum(vapply(terms, nrow, integer(1))) == 0L) {
+  # (a utility the data will read, R/tape.R, has terms to come)
+  if (sum(vapply(terms, nrow, integer(1))) == 0L &&
+      !any(vapply(terms, function(t) !is.null(attr(t, "deferred")), logical(1)))) {
     iclv_abort("spec", "every utility is \"0\": the choice model has no parameter")
   }
   if (!is.null(available)) {

@@ -475,6 +475,13 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     }
     tm <- choice$terms[[a]]
     if (is.null(tm$f1)) tm <- .parse_utility(choice$utilities[[a]], a) # an object without them
+    # a product the plain syntax cannot read (e.g. 'mu * b * x', no latent
+    # variable): an expression utility, which the data resolve (R/tape.R)
+    if (any(!is.na(tm$f1) & !is.na(tm$f2) & !(tm$f1 %in% lvs) & !(tm$f2 %in% lvs))) {
+      classified[[a]] <- .expr_provisional_terms(choice$utilities[[a]], a, lvs)
+      expr_alts <- c(expr_alts, a)
+      next
+    }
     col <- lv <- rep(NA_character_, nrow(tm))
     for (i in seq_len(nrow(tm))) {
       f <- c(tm$f1[i], tm$f2[i])
@@ -729,7 +736,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   for (k in seq_len(nrow(lx))) add(lx$name[k], "structural", lx$lhs[k], lx$op[k], lx$rhs[k], lx$role[k], lx$start[k])
   ch <- model$choice
   if (!is.null(ch)) {
-    ta <- ch$terms_all
+    ta <- ch$terms_all %||% data.frame(alt = character(), param = character(), col = character(),
+                                       lv = character(), stringsAsFactors = FALSE)
     tapes <- ch$tapes %||% list()
     for (p in ch$params) {
       t <- ta[ta$param == p, , drop = FALSE]
@@ -849,7 +857,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     "a latent variable" = model$lvs, "a random term" = model$random, "an indicator" = model$indicators,
     "a covariate of the structural model" = model$covariates, "the id column" = model$id,
     "the choice column" = ch$ranks %||% ch$choice, "an availability column" = unname(ch$available),
-    "a data column used in a utility" = .choice_data_vars(ch))
+    # (expression utilities: the data tell data from parameters, R/tape.R)
+    "a data column used in a utility" = if (!.choice_has_expressions(ch)) .choice_data_vars(ch))
   for (what in names(taken)) {
     clash <- intersect(ch$params, taken[[what]])
     if (length(clash)) {
@@ -925,8 +934,12 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 # LV's equation is estimated but plays no role in the choice: warn.
 .spec_warn_unused_lvs <- function(model) {
   if (is.null(model$choice)) return(invisible())
-  used <- unique(c(stats::na.omit(model$choice$terms_all$lv),
-                   intersect(unlist(model$structural, use.names = FALSE), model$lvs)))
+  ch <- model$choice
+  used <- unique(c(stats::na.omit(ch$terms_all$lv),
+                   intersect(unlist(model$structural, use.names = FALSE), model$lvs),
+                   # names anywhere in an expression utility (R/tape.R)
+                   unlist(lapply(ch$utilities[ch$expr_alts %||% character()],
+                                 function(u) all.vars(str2lang(u))), use.names = FALSE)))
   unused <- setdiff(model$lvs, used)
   if (length(unused)) {
     iclv_warn("spec", sprintf(

@@ -61,6 +61,12 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   dots <- list(...)
   .spec_check_dots(dots, "iclv_simulate", allowed = c("binary", "attributes", "availability"))
   if (!inherits(model, "iclv_model")) iclv_abort("spec", "'model' must be made by iclv_model()")
+  # expression utilities: the names in `params` are the parameters, the
+  # others data to draw (R/tape.R; a fit's model is resolved already)
+  if (is.numeric(params) && !is.null(names(params))) {
+    pn <- names(params)
+    model <- .choice_resolve(model, function(v) !v %in% pn)
+  }
   chk_count <- function(v, what) {
     if (!is.numeric(v) || length(v) != 1L || is.na(v) || v < 1 || v != round(v) ||
         v > .Machine$integer.max) {
@@ -198,6 +204,11 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
         f <- if (is.na(tm$lv[k])) 1 else eta[ind_of_row, tm$lv[k]]
         V[, j] <- V[, j] + th[[tm$param[k]]] * x * f
       }
+    }
+    if (length(ch$tapes)) { # the nonlinear parts (R/tape.R), evaluated by R on the rows
+      env <- c(as.list(th), out[intersect(.choice_data_vars(ch), names(out))],
+               lapply(stats::setNames(colnames(eta), colnames(eta)), function(k) eta[ind_of_row, k]))
+      V <- V + .tape_values(ch, env, nr)
     }
     A <- matrix(TRUE, nr, length(alts), dimnames = list(NULL, alts))
     for (a in names(p_avail)) if (p_avail[[a]] < 1) A[, a] <- stats::runif(nr) < p_avail[[a]]

@@ -252,7 +252,12 @@
   # anything beyond names, `+` and `*`: an R expression (expr.R); its latent
   # variables are known in iclv_model(), which expands it again
   # (provisionally: the data may resolve it differently, R/tape.R)
-  if (.utility_is_expression(s)) return(.expr_provisional_terms(s, alt, character())[c("param", "f1", "f2")])
+  if (.utility_is_expression(s)) {
+    tm <- .expr_provisional_terms(s, alt, character())
+    out <- tm[c("param", "f1", "f2")]
+    attr(out, "deferred") <- attr(tm, "deferred")
+    return(out)
+  }
   if (grepl("-", s, fixed = TRUE)) {
     iclv_abort("spec", sprintf(
       "utility of %s: '-' is not supported (%s); write every term with '+': the estimated coefficient takes its sign",

@@ -62,11 +62,29 @@
                                conditionMessage(err)))
   })
   .expr_check_names(e, where, s) # an unsupported function is an error now
+  .expr_check_constant_terms(e, where, s) # so is a term no data can give a parameter
   tryCatch(.expr_utility_terms(s, alt, lvs), iclv_error_spec = function(err) {
     out <- .expr_empty_terms()
     attr(out, "deferred") <- conditionMessage(err)
     out
   })
+}
+
+# An additive term without any name (a number) can never hold a parameter.
+.expr_check_constant_terms <- function(e, where, s) {
+  walk <- function(x) {
+    if (.is_call_to(x, "+", 2L) || .is_call_to(x, "-", 2L)) return(c(walk(x[[2L]]), walk(x[[3L]])))
+    if (.is_call_to(x, "-", 1L) || .is_call_to(x, "+", 1L) || .is_call_to(x, "(", 1L)) return(walk(x[[2L]]))
+    list(x)
+  }
+  for (p in walk(e)) {
+    if (!length(all.vars(p))) {
+      iclv_abort("spec", sprintf(
+        "%s: the term %s has no parameter; a term is a parameter (the first plain name of a product) times data and at most one latent variable, e.g. 'b_price * price' or 'b * (brand == \"Novum\")'",
+        where, iclv_quote(.expr_text(p))))
+    }
+  }
+  invisible()
 }
 
 .expr_empty_terms <- function() {
@@ -83,21 +101,26 @@
   lvs <- c(model$lvs, model$random)
   tapes <- ch$tapes %||% list()
   changed <- FALSE
+  # how often each name occurs in the choice part's utilities (the typo check)
+  seen <- table(unlist(lapply(ch$utilities[ch$alternatives], function(u) {
+    if (identical(trimws(u), "0")) character() else all.names(str2lang(u))
+  }), use.names = FALSE))
   for (a in ch$expr_alts) {
     prov <- ch$terms[[a]]
     if (is.null(attr(prov, "deferred")) && .expr_terms_agree(prov, is_data)) next
-    res <- .expr_resolve_utility(ch$utilities[[a]], a, lvs, is_data)
+    res <- .expr_resolve_utility(ch$utilities[[a]], a, lvs, is_data, seen)
     ch$terms[[a]] <- res$terms
     tapes[[a]] <- res$tape
     changed <- TRUE
   }
+  ch$resolved <- TRUE
   if (changed) {
     ch$tapes <- tapes[!vapply(tapes, is.null, logical(1))]
     ch <- .choice_collect(ch)
     .choice_ordered_no_constant(ch)
   }
-  ch$resolved <- TRUE
   model$choice <- ch
+  if (changed) model$partable <- .iclv_partable(model, model$categories)
   model
 }
 
@@ -115,7 +138,7 @@
 # The data-based reading of utility `s` of alternative `alt`:
 # list(terms (the linear terms, as expr.R's), tape (NULL or the rest's
 # symbolic tape)).
-.expr_resolve_utility <- function(s, alt, lvs, is_data) {
+.expr_resolve_utility <- function(s, alt, lvs, is_data, seen = NULL) {
   where <- sprintf("utility of %s", iclv_quote(alt))
   e <- str2lang(s)
   nm <- all.vars(e)
@@ -129,6 +152,7 @@
       rows[[length(rows) + 1L]] <- r
       next
     }
+    .tape_check_typo(p, role, seen, where)
     v <- intersect(all.vars(p$e), nm[role != "data"])
     if (!length(v)) {
       iclv_abort("spec", sprintf(
@@ -178,6 +202,30 @@
 }
 
 .tape_factor_expr <- function(f) if (f$pow == 1) f$e else call("/", 1, f$e)
+
+# A misspelt column reads as a parameter (it is not in the data): in a
+# product of plain names and data such as 'b_price * prce' it makes two
+# parameters that enter only through their product, which no data identify.
+# Such a product, with a parameter that occurs nowhere else in the choice
+# part (seen: occurrences by name), is an error that names the likely typo.
+.tape_check_typo <- function(p, role, seen, where) {
+  if (is.null(seen)) return(invisible())
+  fs <- .expr_flatten(p$e, 1)$factors
+  plain <- vapply(fs, function(f) is.name(f$e) || .tape_data_only(f$e, role), logical(1))
+  if (!all(plain)) return(invisible())
+  pars <- unique(vapply(Filter(function(f) is.name(f$e) && role[[as.character(f$e)]] == "param", fs),
+                        function(f) as.character(f$e), character(1)))
+  if (length(pars) < 2L) return(invisible())
+  lone <- pars[as.integer(seen[pars]) <= 1L]
+  if (length(lone)) {
+    iclv_abort("data", sprintf(paste0(
+      "%s: the term %s multiplies the parameters %s; %s is not a column of the data, so it reads as a parameter, ",
+      "and it occurs nowhere else: a product of parameters found only together is not identified. ",
+      "Is %s a column missing from the data, or a latent variable the model does not define (or misspelt)?"),
+      where, iclv_quote(.expr_text(p$e)), iclv_quote(pars), iclv_quote(lone[1]), iclv_quote(lone[1])))
+  }
+  invisible()
+}
 
 # Is e free of parameters, latent variables and random terms?
 .tape_data_only <- function(e, role) all(role[all.vars(e)] == "data")
@@ -237,10 +285,10 @@
       }
       return(push("CONST", as.double(v)))
     }
-    if (.tape_data_only(x, role)) return(push("DATA", .expr_text(x)))
     f <- as.character(x[[1L]])
     n <- length(x) - 1L
     if (f == "(") return(emit(x[[2L]]))
+    if (.tape_data_only(x, role)) return(push("DATA", .expr_text(x)))
     if (f == "+" && n == 1L) return(emit(x[[2L]]))
     if (f == "-" && n == 1L) { emit(x[[2L]]); return(push("NEG")) }
     if (f %in% c("+", "-", "*", "/")) {

@@ -56,6 +56,9 @@ ref_indicator <- function(cm, theta, eta, o) {
 
 #' Utilities (n_alt) of choice row t (1-based) given eta.
 ref_utilities <- function(cm, theta, eta, t) {
+  # a test may give the utilities as R evaluates the user's strings
+  # (ref_utilities_by_r): nonlinear utilities (R/tape.R) are checked so
+  if (!is.null(cm$ref_V)) return(cm$ref_V(theta, eta, t))
   V <- numeric(cm$n_alt)
   for (j in seq_len(cm$n_alt)) {
     if (cm$ut_ptr[j] < cm$ut_ptr[j + 1L]) {
@@ -246,4 +249,17 @@ ref_rank_loglik <- function(cm, theta, user, Rk, A, type = "ranked", mu = 1) {
   }
   lli <- apply(l, 1, ref_log_mean_exp)
   list(loglik = sum(lli), loglik_i = lli, l = l, stage = stage)
+}
+
+#' Attaches to compiled list cm a utility function that evaluates the
+#' utility strings `u` (named by alternative, "0" allowed) with R on data
+#' row t of `data` (the rows of cm), the parameters by name (theta named as
+#' the parameter table) and the draw dimensions by name (`dims`).
+ref_utilities_by_r <- function(cm, u, data, dims) {
+  ex <- lapply(u, str2lang)
+  cm$ref_V <- function(theta, eta, t) {
+    env <- c(as.list(theta), as.list(data[t, , drop = FALSE]), stats::setNames(as.list(eta), dims))
+    vapply(ex, function(e) as.double(eval(e, env, baseenv())), numeric(1), USE.NAMES = FALSE)
+  }
+  cm
 }

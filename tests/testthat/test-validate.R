@@ -140,9 +140,11 @@ test_that("an LV used in utilities must be defined", {
                   choice = iclv_choice("mnl", "ch", list(A = "asc + l * h + k * f", B = "0", C = "0")))
   # 'h' is neither an LV nor a column
   expect_error(iclv:::.iclv_compile(m, val_data()), "'h'.*latent variable", class = "iclv_error_data")
-  expect_error(iclv_model("f =~ q1", id = "ID",
-                          choice = iclv_choice("mnl", "ch", list(A = "asc + l * pA * h", B = "0"))),
-               "'pA', 'h'", class = "iclv_error_spec")
+  # with a column between them, 'h' reads as a parameter found only in a product
+  m2 <- iclv_model("f =~ q1", id = "ID", categories = 5,
+                   choice = iclv_choice("mnl", "ch", list(A = "asc + l * pA * h + k * f", B = "0", C = "0")))
+  expect_error(iclv:::.iclv_compile(m2, val_data()), "'h'.*latent variable the model does not define",
+               class = "iclv_error_data")
 })
 
 test_that("structural cycles and LVs without indicators are specification errors", {

@@ -1,0 +1,187 @@
+# Utilities nonlinear in their parameters (issue 14): names resolved by the
+# data, the nonlinear rest on a tape (R/tape.R, src/iclv_tape.h).
+
+skip_if_not(engine_ok(), "the compiled iclv engine is not loadable")
+
+# A model with a scale on a sum, a lognormal coefficient on a random term, a
+# Box-Cox-like power of a data ratio, an ifelse() inside a function, an LV
+# inside exp() and an LV divided by; `type` the choice kernel.
+tape_utils <- list(
+  a = "mu * (asc_a + b_time * time_a) + l_att * att",
+  b = "mu * b_time * time_b - exp(m_p + s_p * xi) * price_b",
+  c = "b_c * (cost_c / inc) ^ lam + exp(ifelse(inc > 1.5, g1, g2)) * cost_c + g3 * exp(att / 2) * time_a / (2 + sqrt(inc))")
+tape_truth <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+                zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, gamma_att_age = 0.4, l_att = 0.6, mu = 1.3,
+                asc_a = 0.3, b_time = -0.5, m_p = -0.7, s_p = 0.5, b_c = -0.4, lam = 0.6, g1 = -1, g2 = -0.6,
+                g3 = 0.3)
+
+tape_model <- function(type = "mnl", u = tape_utils, ...) {
+  ch <- switch(type,
+    mnl = iclv_choice("mnl", "ch", u),
+    nl = iclv_choice("nl", "ch", u, nests = list(ab = c("a", "b"))),
+    probit = iclv_choice("probit", "ch", u[c("a", "b")]),
+    ordered = iclv_choice("ordered", "rating", list(index = u[["c"]]), categories = 4L))
+  iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = ch, id = "ID", categories = 3,
+             random = "xi", ...)
+}
+
+# Data of the model's shape with positive attributes (the power and the
+# square root need them); choices from the simulation of a linear stand-in.
+tape_data <- function(n, n_tasks, seed, type = "mnl") {
+  set.seed(seed)
+  m0 <- iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age",
+                   choice = iclv_choice("mnl", "ch", list(a = "asc_a + l_att * att", b = "0", c = "0")),
+                   id = "ID", categories = 3)
+  d <- iclv_simulate(m0, tape_truth[c(1:10, 11, 13)], n = n, n_tasks = n_tasks, seed = seed)
+  nr <- nrow(d)
+  d$time_a <- stats::runif(nr, 0.5, 2)
+  d$time_b <- stats::runif(nr, 0.5, 2)
+  d$price_b <- stats::runif(nr, 0.5, 2)
+  d$cost_c <- stats::runif(nr, 0.5, 2)
+  d$inc <- rep(stats::runif(n, 1, 2), each = n_tasks)
+  d$rating <- sample(1:4, nr, replace = TRUE)
+  if (type == "probit") d$ch <- ifelse(d$ch == "c", "a", d$ch)
+  d
+}
+
+tape_params <- function(comp, jitter = 0) {
+  th <- tape_truth[intersect(names(tape_truth), comp$partable$name)]
+  th <- th + stats::runif(length(th), -jitter, jitter)
+  for (nm in setdiff(comp$partable$name, names(th))) th[nm] <- 0.4 # lambda_ab, thresholds below
+  thr <- grep("^tau_rating_", comp$partable$name, value = TRUE)
+  if (length(thr)) th[thr] <- c(-1, 0, 1)
+  th[comp$partable$name]
+}
+
+test_that("the data resolve the names: linear utilities keep their terms, the rest becomes a tape", {
+  m <- tape_model()
+  d <- tape_data(30, 2, 1)
+  comp <- iclv:::.iclv_compile(m, d)
+  pt <- comp$partable
+  expect_true(all(c("mu", "asc_a", "b_time", "m_p", "s_p", "b_c", "lam", "g1", "g2", "g3") %in% pt$name))
+  # a scale and an exponent start at 1, other coefficients at 0
+  expect_identical(pt$start[match(c("mu", "lam", "asc_a", "m_p"), pt$name)], c(1, 1, 0, 0))
+  expect_identical(comp$model$choice$terms$a$param, "l_att") # the linear term stays linear
+  expect_identical(comp$c$n_tape, 3L)
+  expect_true(all(c("time_a", "price_b", "cost_c/inc", "inc > 1.5") %in% comp$xcols)) # data folded once
+  expect_true(isTRUE(comp$model$choice$resolved))
+  # a linear expression utility: no tape, the same terms as the provisional reading
+  ml <- iclv_model("att =~ q1 + q2 + q3", choice = iclv_choice("mnl", "ch", list(
+    a = "asc_a + b_time * time_a / 2 + l_att * att * (inc > 1.5)", b = "b_time * time_b", c = "0")),
+    id = "ID", categories = 3)
+  cl <- iclv:::.iclv_compile(ml, d)
+  expect_null(cl$c$n_tape)
+  expect_identical(cl$model$choice$terms, ml$choice$terms)
+  # start and fixed may name parameters that only the data reveal; an unknown name still fails there
+  mf <- tape_model(start = c(lam = 0.5), fixed = c(g3 = 0))
+  expect_identical(iclv:::.iclv_compile(mf, d)$partable$start[match("lam", pt$name)], 0.5)
+  expect_error(iclv:::.iclv_compile(tape_model(start = c(lamda = 0.5)), d), class = "iclv_error_spec",
+               regexp = "'lamda' is not a parameter")
+  # iclv_model(data = ) resolves at once
+  md <- tape_model(data = d)
+  expect_true("lam" %in% md$partable$name)
+})
+
+test_that("C equals the utilities as R evaluates them (1e-10), for every choice kernel", {
+  dims <- c("att", "xi")
+  for (type in c("mnl", "nl", "probit", "ordered")) {
+    m <- tape_model(type)
+    d <- tape_data(25, 3, 2, type)
+    comp <- iclv:::.iclv_compile(m, d)
+    set.seed(5)
+    user <- array(stats::rnorm(25 * 7 * 2), c(25, 7, 2), dimnames = list(NULL, NULL, dims))
+    th <- tape_params(comp, jitter = 0.2)
+    ll <- iclv_loglik(m, d, th, draws = user)$loglik
+    u <- if (type == "probit") tape_utils[c("a", "b")] else if (type == "ordered") list(index = tape_utils[["c"]]) else tape_utils
+    cm <- ref_utilities_by_r(comp$c, u, d, dims)
+    expect_lt(abs(ll - ref_loglik(cm, th, unname(user))$loglik), 1e-10 * abs(ll), label = type)
+  }
+})
+
+test_that("gradient and Hessian of nonlinear utilities equal finite differences, on both CPU paths", {
+  for (type in c("mnl", "nl", "ordered")) {
+    m <- tape_model(type)
+    d <- tape_data(12, 2, 3, type)
+    comp <- iclv:::.iclv_compile(m, d)
+    spec <- iclv:::.draws_spec(iclv_draws("mlhs", 6, seed = 2), comp$n_ind, length(comp$lvs))
+    set.seed(11)
+    th <- tape_params(comp, jitter = 0.3)
+    for (ref in c("0", "1")) expect_engine_fd(comp$c, spec, th, ref, paste0(" ", type))
+    expect_reference_routing(comp, spec, th) # the fast kernels send tapes to the reference
+  }
+})
+
+test_that("a utility on a tape equals the same utility in linear terms", {
+  d <- tape_data(30, 3, 4)
+  lin <- iclv_model("att =~ q1 + q2 + q3", choice = iclv_choice("mnl", "ch", list(
+    a = "asc_a + b_time * time_a + l_att * att", b = "b_time * time_b", c = "0")), id = "ID", categories = 3)
+  tap <- iclv_model("att =~ q1 + q2 + q3", choice = iclv_choice("mnl", "ch", list(
+    a = "mu * (asc_a + b_time * time_a) + l_att * att", b = "mu * b_time * time_b", c = "0")),
+    id = "ID", categories = 3)
+  th <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+          zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, l_att = 0.6, asc_a = 0.3, b_time = -0.5)
+  dr <- iclv_draws("halton", 20)
+  a <- iclv_loglik(lin, d, th, draws = dr, gradient = TRUE)
+  b <- iclv_loglik(tap, d, c(th, mu = 1), draws = dr, gradient = TRUE)
+  expect_equal(b$loglik, a$loglik, tolerance = 1e-13)
+  expect_equal(b$gradient[names(a$gradient)], a$gradient, tolerance = 1e-12)
+  # the scale's own score: d LL / d mu at 1 = sum of the utilities' scores
+  expect_true(is.finite(b$gradient[["mu"]]))
+  # predictions read the tape too
+  fl <- suppressWarnings(iclv(lin, d, draws = dr, start = th, control = iclv_control(maxit = 0, hessian = FALSE, vcov = "bhhh",
+                                                                         check_identification = FALSE)))
+  ft <- suppressWarnings(iclv(tap, d, draws = dr, start = th, fixed = c(mu = 1),
+                              control = iclv_control(maxit = 0, hessian = FALSE, vcov = "bhhh",
+                                                     check_identification = FALSE)))
+  expect_equal(coef(ft)[names(th)], coef(fl)[names(th)])
+  expect_equal(unname(predict(ft, type = "prob")), unname(predict(fl, type = "prob")), tolerance = 1e-12)
+})
+
+test_that("nonlinear utilities that cannot be written are classed errors naming the cause", {
+  d <- tape_data(10, 2, 5)
+  bad <- function(u) iclv:::.iclv_compile(suppressWarnings(iclv_model("att =~ q1 + q2 + q3",
+    choice = iclv_choice("mnl", "ch", list(a = u, b = "b_time * time_b", c = "0")), id = "ID", categories = 3)), d)
+  expect_error(bad("ifelse(b_time > 0, g1, g2) * exp(mu * time_a)"), class = "iclv_error_spec",
+               regexp = "condition of ifelse\\(\\) uses 'b_time'")
+  expect_error(bad("exp(mu * (b_time > 0))"), class = "iclv_error_spec", regexp = "no derivative")
+  expect_error(bad("b_time * prce / 2"), class = "iclv_error_data", regexp = "Is 'prce' a column missing")
+  expect_error(bad("b_time * prce"), class = "iclv_error_data", regexp = "'prce', which is neither a column") # plain syntax
+  expect_error(bad("exp(mu) + time_a"), class = "iclv_error_spec", regexp = "term 'time_a' has no parameter")
+  many <- paste0("exp(", paste(sprintf("p%d", 1:33), collapse = " + "), ")")
+  expect_error(bad(many), class = "iclv_error_spec", regexp = "at most 32")
+})
+
+test_that("weights scale a nonlinear model's LL, gradient and Hessian exactly", {
+  m <- tape_model()
+  d <- tape_data(15, 2, 6)
+  d$w <- 1
+  comp1 <- iclv:::.iclv_compile(m, d, weights = "w")
+  d$w <- 2
+  comp2 <- iclv:::.iclv_compile(m, d, weights = "w")
+  spec <- iclv:::.draws_spec(iclv_draws("halton", 8), comp1$n_ind, length(comp1$lvs))
+  th <- tape_params(comp1, 0.1)
+  e1 <- iclv:::.engine_eval(iclv:::.engine_new(comp1$c, spec, n_threads = 1L), th, gradient = TRUE, hessian = TRUE)
+  e2 <- iclv:::.engine_eval(iclv:::.engine_new(comp2$c, spec, n_threads = 1L), th, gradient = TRUE, hessian = TRUE)
+  expect_identical(e2$loglik, 2 * e1$loglik)
+  expect_identical(e2$gradient, 2 * e1$gradient)
+  expect_identical(e2$hessian, 2 * e1$hessian)
+})
+
+test_that("a mixed-logit ICLV with a lognormal price recovers its parameters from iclv_simulate()", {
+  skip_on_cran()
+  m <- iclv_model("att =~ q1 + q2 + q3", choice = iclv_choice("mnl", "ch", list(
+    a = "asc_a + b_time * time_a - exp(m_p + s_p * xi) * price_a + l_att * att",
+    b = "asc_b + b_time * time_b - exp(m_p + s_p * xi) * price_b", c = "0")),
+    id = "ID", categories = 4, random = "xi")
+  truth <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 0, tau_q1_3 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.8,
+             tau_q2_2 = 0.1, tau_q2_3 = 0.9, zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0, tau_q3_3 = 0.7,
+             asc_a = 0.4, b_time = -0.8, m_p = 0.2, s_p = 0.6, l_att = 0.8, asc_b = -0.2)
+  d <- iclv_simulate(m, truth, n = 600, n_tasks = 8, seed = 14)
+  expect_true(all(c("time_a", "price_a", "price_b") %in% names(d)))
+  fit <- iclv(m, d, draws = iclv_draws("mlhs", 60, seed = 1), start = truth,
+              control = iclv_control(vcov = "hessian"))
+  expect_identical(fit$convergence$code, 0L)
+  z <- (coef(fit)[names(truth)] - truth) / sqrt(diag(vcov(fit)))[names(truth)]
+  expect_lt(max(abs(z)), 3)
+  expect_true("m_p" %in% names(coef(fit)))
+})
