@@ -59,8 +59,10 @@ iclv_loglik <- function(model, data, params, draws = iclv_draws("halton", 100), 
     .engine_eval(engine, prob$theta0, gradient = gradient, scores = scores, hessian = hessian)
   }, device = if (is.null(cluster)) 0L else NULL, cluster = cluster)
   out <- c(list(loglik = ev$loglik, loglik_i = stats::setNames(ev$loglik_i, prob$comp$ids)),
-           .problem_free_parts(prob, list(gradient = if (gradient) ev$gradient, scores = if (scores) ev$scores,
-                                          hessian = if (hessian) ev$hessian)))
+           .problem_free_parts(prob, list(gradient = if (gradient || hessian) ev$gradient,
+                                          scores = if (scores) ev$scores, hessian = if (hessian) ev$hessian),
+                               prob$theta0))
+  if (!gradient) out["gradient"] <- list(NULL)
   if (scores) rownames(out$scores) <- as.character(prob$comp$ids)
   out
 }

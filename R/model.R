@@ -237,9 +237,14 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     iclv_abort("spec", "'id' must be the name of the column identifying individuals")
   }
 
+  # lavaan's `:=` and `==` constraints, in either part (R/constraints.R)
+  con_m <- .syntax_constraints(.spec_as_syntax(measurement, "=~"), "measurement")
+  con_s <- .syntax_constraints(.spec_as_syntax(structural, "~"), "structural")
+  constraints <- rbind(con_m$con, con_s$con)
+  definitions <- .con_definitions(constraints)
   # lavaan's `~~` and `~ 1` on LVs, in either part (R/lvstat.R)
-  lvm <- .syntax_lv_statements(.spec_as_syntax(measurement, "=~"), "measurement")
-  lvs_st <- .syntax_lv_statements(.spec_as_syntax(structural, "~"), "structural")
+  lvm <- .syntax_lv_statements(con_m$text, "measurement")
+  lvs_st <- .syntax_lv_statements(con_s$text, "structural")
   meas <- .parse_measurement(lvm$text)
   meas_mods <- attr(meas, "mods")
   thr_mods <- attr(meas, "thresholds")
@@ -294,7 +299,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     structural = st, covariates = covariates, lv_order = lv_order,
     choice = choice, id = id, fixed = NULL, start = NULL, partable = NULL,
     labels = NULL, call = cl, random = random, lv_var = lvx$var, lv_icpt = lvx$icpt,
-    lv_cov = lvx$cov
+    lv_cov = lvx$cov, constraints = constraints, definitions = definitions
   ), class = "iclv_model")
   mods <- .spec_modifiers(meas_mods, st_mods, c(lvs, inds, covariates), thr_mods)
   model$labels <- mods$labels
@@ -325,6 +330,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   model$start <- .spec_merge_values(model$start, syn$start, "start")
   .spec_check_fixed_start(model$fixed, model$start)
   model$partable <- .iclv_partable(model, categories)
+  .con_check_values(model$partable, model$fixed, model$start)
   .spec_check_names(model, model$partable, c(names(model$fixed), names(model$start)), defer = TRUE)
   .spec_check_values(model$partable, model$fixed, model$start)
 
@@ -774,6 +780,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     iclv_abort("spec", sprintf("two parameters get the name %s; rename an indicator, LV or covariate",
                                iclv_quote(dup[1])))
   }
+  # `:=` / `==`: new parameters' rows, defined rows not free (R/constraints.R)
+  pt <- .con_partable(pt, model)
   if (!is.null(model$start)) {
     k <- match(names(model$start), pt$name)
     pt$start[k[!is.na(k)]] <- model$start[!is.na(k)]
@@ -783,6 +791,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     pt$start[k[!is.na(k)]] <- model$fixed[!is.na(k)]
     pt$free[k[!is.na(k)]] <- FALSE
   }
+  pt <- .con_fill_start(pt, model$definitions)
   rownames(pt) <- NULL
   pt
 }
