@@ -264,13 +264,26 @@
   do.call(d$fun, as.list(theta[d$vars]))
 }
 
-# theta (named, P) with every defined parameter set from its definition.
-.con_fill <- function(theta, defs) {
+# theta (named, P) with every defined parameter set from its definition. A
+# derived quantity (a `:=` on a new name, which the likelihood does not use)
+# that is not finite here (e.g. a ratio at a start of zeros) is set to 0
+# unless `report`: the engine refuses non-finite parameters, and its value
+# matters only where it is reported (at the estimate, .iclv_fit()).
+.con_fill <- function(theta, defs, report = FALSE) {
   for (d in defs) {
     if (!d$name %in% names(theta)) next
-    theta[[d$name]] <- as.double(.con_eval1(d, theta))
+    v <- as.double(.con_eval1(d, theta))
+    if (!report && isTRUE(d$derived) && !is.finite(v)) v <- 0
+    theta[[d$name]] <- v
   }
   theta
+}
+
+# Marks the definitions of derived quantities (partable role "defined": a
+# `:=` on a name that is no parameter of the model).
+.con_mark_derived <- function(defs, pt) {
+  for (nm in names(defs)) defs[[nm]]$derived <- identical(pt$role[match(nm, pt$name)], "defined")
+  defs
 }
 
 # Starts of the defined parameters of `pt` from the other starts, where all
@@ -281,7 +294,9 @@
   for (d in defs) {
     k <- match(d$name, pt$name)
     if (is.na(k)) next
-    pt$start[k] <- if (anyNA(th[d$vars])) NA_real_ else as.double(.con_eval1(d, th))
+    v <- if (anyNA(th[d$vars])) NA_real_ else as.double(.con_eval1(d, th))
+    if (isTRUE(d$derived) && !is.finite(v)) v <- 0 # see .con_fill()
+    pt$start[k] <- v
   }
   pt
 }
@@ -315,7 +330,9 @@
 # the header; returns list(gradient, scores, hessian).
 .con_free_parts <- function(defs, theta, free, fn, ev) {
   dp <- match(names(defs), names(theta))
-  keep <- !is.na(dp)
+  # derived quantities are not in the likelihood (their derivatives may not
+  # even be finite at a start point, e.g. a ratio at zero)
+  keep <- !is.na(dp) & !vapply(defs, function(d) isTRUE(d$derived), NA)
   defs <- defs[keep]
   dp <- dp[keep]
   dv <- .con_derivs(defs, theta, fn, second = !is.null(ev$hessian))

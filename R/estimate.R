@@ -348,6 +348,7 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   # parameters defined by `:=` / `==`: the Jacobian of their definitions at
   # the estimate (defined x free), and their delta-method SEs (R/constraints.R)
   defs <- prob$comp$definitions
+  if (length(defs)) theta_hat <- .con_fill(theta_hat, defs, report = TRUE)
   dj <- if (length(defs)) .con_derivs(defs, theta_hat, prob$free_names)$D
   if (!is.null(dj) && length(free) && !is.null(vc[[vtype]])) {
     V <- .vcov_expand(list(coefficients = theta_hat, definitions_jacobian = dj), vc[[vtype]])
