@@ -162,8 +162,13 @@
 #'   `n`, `seed`), `backend` (`name`, `device`, `reason`), `timing` (`total`,
 #'   `per_evaluation` seconds, `evaluations`), `lv_sign` (see "Sign of the
 #'   latent variables"), `partable` (`name`, `block`,
-#'   `lhs`, `op`, `rhs`, `free`, `est`, `se`, and lavaan's `label`: the
-#'   user's label of the parameter or ""), `memory` (`host_peak`,
+#'   `lhs`, `op`, `rhs`, `free`, `est`, `se`, lavaan's `label`: the
+#'   user's label of the parameter or "", and `defined`: the expression of
+#'   a parameter defined by a `:=` / `==` constraint, or "" (its `se` is the
+#'   delta method's, see "Constraints" in [iclv_model()])),
+#'   `definitions_jacobian` (the derivatives of the defined parameters with
+#'   respect to the free ones at the estimate; NULL without constraints),
+#'   `memory` (`host_peak`,
 #'   `device_peak`, `buffers`, `device_total`, `device_free_at_start`,
 #'   `per_chunk`, `n_chunks`, `process_peak` in bytes), `history` (a
 #'   data.frame, one row per iteration, row 1 the start: `iteration`,
