@@ -95,8 +95,8 @@
 #' `labels` (the labelled terms), `fixed` and `start`; the `measurement` and
 #' `structural` elements of a model hold the names only.
 #'
-#' @section Constraints (lavaan's `:=` and `==`):
-#' Statements `name := expression` and `name == expression`, in
+#' @section Constraints:
+#' lavaan's equality and definition constraints. Statements `name := expression` and `name == expression`, in
 #' `measurement` or `structural`, make the parameter `name` a function of
 #' other parameters: it is no longer free, and its value, its derivatives
 #' (symbolic, by [stats::deriv()], first and second, made once when the model
