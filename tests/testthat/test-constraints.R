@@ -254,3 +254,23 @@ test_that("a ':=' on a new name is a derived quantity with its delta-method SE, 
   expect_equal(pt$est[pt$name == "wtp"], dl$estimate, tolerance = 1e-12)
   expect_equal(pt$se[pt$name == "wtp"], dl$std.error, tolerance = 1e-10)
 })
+
+test_that("the identification check sees through definitions; the LV sign flips an equality consistently", {
+  d <- h05_data()
+  # only the product a * b enters the likelihood: refused, naming a and b
+  m <- con_model("att =~ q1 + q2 + q3
+                  zeta_q2 := a * b", categories = 5)
+  e <- tryCatch(iclv(m, d, draws = con_draws, backend = "cpu"), iclv_error_identification = function(e) e)
+  expect_s3_class(e, "iclv_error_identification")
+  expect_setequal(e$parameters, c("a", "b"))
+  # a start of negative loadings: the flipped estimate keeps b == a
+  m2 <- con_model("att =~ q1 + a*q2 + b*q3
+                   b == a", categories = 5)
+  f <- iclv(m2, d, draws = con_draws, backend = "cpu", start = c(zeta_q1 = -1, a = -1, l_att = -0.5))
+  f2 <- iclv(m2, d, draws = con_draws, backend = "cpu")
+  expect_identical(f$lv_sign$flipped, "att")
+  expect_identical(f$coefficients[["b"]], f$coefficients[["a"]])
+  expect_gt(f$coefficients[["a"]], 0)
+  expect_equal(f$loglik, f2$loglik, tolerance = 1e-6)
+  expect_equal(f$coefficients, f2$coefficients, tolerance = 1e-3)
+})
