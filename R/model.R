@@ -1052,7 +1052,9 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 print.iclv_model <- function(x, ...) {
   writeLines(.model_summary_line(x))
   pt <- x$partable
-  cat(sprintf("Parameters: %d (%d free)\n", nrow(pt), sum(pt$free)))
+  nd <- sum(.pt_defined(pt))
+  cat(sprintf("Parameters: %d (%d free%s)\n", nrow(pt), sum(pt$free),
+              if (nd) sprintf(", %d defined by constraints", nd) else ""))
   note <- .model_undeclared_note(x)
   if (length(note)) writeLines(note)
   print(pt, row.names = FALSE, ...)
@@ -1063,14 +1065,17 @@ print.iclv_model <- function(x, ...) {
 summary.iclv_model <- function(object, ...) {
   pt <- object$partable
   blocks <- c("measurement", "structural", "choice")
+  def <- .pt_defined(pt) # by `:=` / `==` (R/constraints.R): neither free nor fixed
   counts <- data.frame(
     block = blocks,
     parameters = vapply(blocks, function(b) sum(pt$block == b), integer(1)),
     free = vapply(blocks, function(b) sum(pt$block == b & pt$free), integer(1)),
-    fixed = vapply(blocks, function(b) sum(pt$block == b & !pt$free), integer(1)),
+    fixed = vapply(blocks, function(b) sum(pt$block == b & !pt$free & !def), integer(1)),
+    defined = vapply(blocks, function(b) sum(pt$block == b & def), integer(1)),
     stringsAsFactors = FALSE, row.names = NULL)
   counts <- rbind(counts, data.frame(block = "total", parameters = sum(counts$parameters),
-                                     free = sum(counts$free), fixed = sum(counts$fixed)))
+                                     free = sum(counts$free), fixed = sum(counts$fixed),
+                                     defined = sum(counts$defined)))
   structure(list(header = .model_summary_line(object), note = .model_undeclared_note(object),
                  counts = counts, lv_order = object$lv_order, partable = pt),
             class = "summary.iclv_model")

@@ -274,3 +274,11 @@ test_that("the identification check sees through definitions; the LV sign flips 
   expect_equal(f$loglik, f2$loglik, tolerance = 1e-6)
   expect_equal(f$coefficients, f2$coefficients, tolerance = 1e-3)
 })
+
+test_that("the model's print and summary count defined parameters apart from fixed ones", {
+  m <- con_model(h05_meas)
+  expect_output(print(m), "6 defined by constraints")
+  s <- summary(m)
+  expect_identical(s$counts$defined[s$counts$block == "measurement"], 6L)
+  expect_identical(s$counts$fixed[s$counts$block == "total"], 0L)
+})
