@@ -76,7 +76,17 @@
 .problem_fingerprint <- function(prob) {
   list(free_names = prob$free_names, n_ind = prob$comp$n_ind,
        draws = prob$spec[c("type", "n_draws", "n_dim", "seed", "skip")],
-       data_md5 = .md5_object(list(prob$comp$c, prob$theta0[!prob$partable$free])))
+       data_md5 = .md5_object(.problem_fixed_part(prob)))
+}
+
+# What the fingerprint hashes besides the free names and the draws: the
+# compiled data and the fixed values; with `:=` / `==` constraints, the
+# definitions instead of the defined values (which follow the starts).
+.problem_fixed_part <- function(prob) {
+  pt <- prob$partable
+  def <- .pt_defined(pt)
+  if (!any(def)) return(list(prob$comp$c, prob$theta0[!pt$free]))
+  list(prob$comp$c, prob$theta0[!pt$free & !def], pt$defined)
 }
 
 # The engine of a problem (.engine_new(); the caller releases it, e.g. with

@@ -282,3 +282,17 @@ test_that("the model's print and summary count defined parameters apart from fix
   expect_identical(s$counts$defined[s$counts$block == "measurement"], 6L)
   expect_identical(s$counts$fixed[s$counts$block == "total"], 0L)
 })
+
+test_that("a checkpoint resumes the same constrained model from another start, not another definition", {
+  d <- h05_data(n = 60)
+  path <- tempfile(fileext = ".rds")
+  on.exit(unlink(path), add = TRUE)
+  m <- con_model(h05_meas)
+  suppressWarnings(iclv(m, d, draws = con_draws, backend = "cpu",
+                        control = iclv_control(maxit = 2, checkpoint = path, checkpoint_every = 1)))
+  fit <- iclv(m, d, draws = con_draws, backend = "cpu", start = c(ld1 = 0), resume = path)
+  ref <- iclv(m, d, draws = con_draws, backend = "cpu")
+  expect_equal(fit$loglik, ref$loglik, tolerance = 1e-6)
+  m2 <- con_model(sub("t4 := d1 + d2", "t4 := d1 + 2 * d2", h05_meas, fixed = TRUE))
+  expect_error(iclv(m2, d, draws = con_draws, backend = "cpu", resume = path), class = "iclv_error_control")
+})
