@@ -228,6 +228,19 @@
   pt
 }
 
+# `t1 := ...` next to unlabelled thresholds `y | t1 + t2`: a new quantity
+# named t1, not the threshold (a likely slip): a warning that says so. `pt`:
+# the model's parameter table.
+.con_warn_threshold_terms <- function(pt) {
+  thr_term <- pt$name[pt$role == "defined" & pt$name %in% pt$rhs[pt$op == "|"]]
+  if (length(thr_term)) {
+    iclv_warn("spec", sprintf(paste0(
+      "'%s := ...' defines a new quantity %s: the thresholds written '%s' have no label; to define them, ",
+      "label them ('y | %s*%s + ...')"), thr_term[1], iclv_quote(thr_term[1]), thr_term[1], thr_term[1], thr_term[1]))
+  }
+  invisible()
+}
+
 # Checks the fixed and start values (named vectors over parameter names)
 # against the defined parameters of `pt`; `kind` is the error class.
 .con_check_values <- function(pt, fixed, start, kind = "spec") {

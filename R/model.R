@@ -385,6 +385,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   model$partable <- .iclv_partable(model, categories)
   .con_check_values(model$partable, model$fixed, model$start)
   model$definitions <- .con_mark_derived(model$definitions, model$partable)
+  .con_warn_threshold_terms(model$partable)
   .spec_check_names(model, model$partable, c(names(model$fixed), names(model$start)), defer = TRUE)
   .spec_check_values(model$partable, model$fixed, model$start)
 

@@ -296,3 +296,14 @@ test_that("a checkpoint resumes the same constrained model from another start, n
   m2 <- con_model(sub("t4 := d1 + d2", "t4 := d1 + 2 * d2", h05_meas, fixed = TRUE))
   expect_error(iclv(m2, d, draws = con_draws, backend = "cpu", resume = path), class = "iclv_error_control")
 })
+
+test_that("'t1 := ...' beside unlabelled thresholds warns that it defines a new quantity", {
+  expect_warning(m <- con_model("att =~ q1 + q2 + q3
+                                 q1 | t1 + t2
+                                 t1 := -exp(a)"), "no label", class = "iclv_warning_spec")
+  expect_identical(m$partable$role[m$partable$name == "t1"], "defined")
+  expect_true(m$partable$free[m$partable$name == "tau_q1_1"])
+  expect_no_warning(con_model("att =~ q1 + q2 + q3
+                               q1 | t1*t1 + t2*t2
+                               t1 := -exp(a)"))
+})
