@@ -14,7 +14,9 @@
 #' @param params A named numeric vector with the names [coef()] uses (see
 #'   `model$partable$name`). Every free parameter must be given; fixed
 #'   parameters may be omitted and then take their fixed values. Unknown
-#'   names are an error.
+#'   names are an error. Parameters defined by constraints (`:=`, `==`, see
+#'   [iclv_model()]) are computed; a value given for one must agree with
+#'   its definition.
 #' @param draws An [iclv_draws()] design, or a numeric array of standard
 #'   normal draws (individuals x draws x latent variables).
 #' @param backend `"cpu"` (default), `"cuda"` or `"auto"`.
@@ -31,7 +33,8 @@
 #'   individuals), `loglik_i` (per individual), `gradient` (named, one entry
 #'   per free parameter), `scores` (individuals x free parameters: the
 #'   gradient of each individual's log-likelihood), `hessian` (free x free);
-#'   derivatives not requested are `NULL`.
+#'   derivatives not requested are `NULL`. With constraints the derivatives
+#'   are total: the defined parameters move with the free ones.
 #' @seealso [iclv()]
 #' @examples
 #' m <- iclv_model("att =~ q1 + q2 + q3",

@@ -15,6 +15,9 @@
 #' likelihood) `fn` returns `Inf`, so line searches back off. Starting values
 #' that break a constraint are refused when the object is made, as by
 #' [iclv()] (class `iclv_error_input`, naming the parameter).
+#' Parameters defined by constraints (`:=`, `==`, see [iclv_model()]) are
+#' not in `par`: they follow from it, and `gr`, `he` and `scores` are total
+#' derivatives.
 #'
 #' @inheritParams iclv
 #' @param backend `"cpu"` (default), `"cuda"` or `"auto"`.
