@@ -263,7 +263,8 @@
     weights = if (is.null(wts)) NULL else stats::setNames(wts, ids), weights_column = weights,
     stage = if (!is.null(ch) && ch$type %in% c("ranked", "bestworst")) stg$stage,
     stage_names = if (!is.null(ch) && ch$type %in% c("ranked", "bestworst")) ch$ranks,
-    choice_categories = if (!is.null(ch) && ch$type == "ordered") ch$categories
+    choice_categories = if (!is.null(ch) && ch$type == "ordered") ch$categories,
+    definitions = model$definitions
   ), class = "iclv_compiled")
 }
 
@@ -327,6 +328,17 @@
       flip <- which(ld & !keep)
       pt$start[flip] <- -abs(pt$start[flip])
     }
+  }
+  # defined parameters (`:=`, R/constraints.R): the auxiliary parameters not
+  # given start where their definitions best match the data-based starts,
+  # then every definition is applied
+  defs <- model$definitions
+  if (length(defs)) {
+    target <- stats::setNames(pt$start, pt$name)[intersect(names(defs), pt$name)]
+    target <- target[is.finite(target)]
+    aux <- pt$name[pt$role == "auxiliary" & pt$free & !pt$name %in% given]
+    pt <- .con_fit_starts(pt, defs, aux, target)
+    pt <- .con_fill_start(pt, defs)
   }
   # the model's own start/fixed values are in pt already (.iclv_partable(),
   # with the categories known); the call's come later (.apply_start_fixed())

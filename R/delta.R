@@ -51,7 +51,10 @@ iclv_delta <- function(fit, expr, type = NULL, level = 0.95, ...) {
     iclv_abort("control", "'level' must be one number between 0 and 1")
   }
   cf <- fit$coefficients
-  free <- fit$partable$name[fit$partable$free]
+  # the free parameters and those defined by `:=` / `==` (their covariance,
+  # from vcov(), is the delta method's from the free ones: J V J' is then the
+  # same as with the definitions substituted)
+  free <- fit$partable$name[fit$partable$free | .pt_defined(fit$partable)]
   V <- vcov.iclv(fit, type = type, ...)[free, free, drop = FALSE]
   labels <- names(expr)
   if (is.null(labels)) labels <- rep("", length(expr))

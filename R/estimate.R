@@ -162,8 +162,13 @@
 #'   `n`, `seed`), `backend` (`name`, `device`, `reason`), `timing` (`total`,
 #'   `per_evaluation` seconds, `evaluations`), `lv_sign` (see "Sign of the
 #'   latent variables"), `partable` (`name`, `block`,
-#'   `lhs`, `op`, `rhs`, `free`, `est`, `se`, and lavaan's `label`: the
-#'   user's label of the parameter or ""), `memory` (`host_peak`,
+#'   `lhs`, `op`, `rhs`, `free`, `est`, `se`, lavaan's `label`: the
+#'   user's label of the parameter or "", and `defined`: the expression of
+#'   a parameter defined by a `:=` / `==` constraint, or "" (its `se` is the
+#'   delta method's, see "Constraints" in [iclv_model()])),
+#'   `definitions_jacobian` (the derivatives of the defined parameters with
+#'   respect to the free ones at the estimate; NULL without constraints),
+#'   `memory` (`host_peak`,
 #'   `device_peak`, `buffers`, `device_total`, `device_free_at_start`,
 #'   `per_chunk`, `n_chunks`, `process_peak` in bytes), `history` (a
 #'   data.frame, one row per iteration, row 1 the start: `iteration`,
@@ -261,7 +266,8 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   if (control$check_identification && is.null(resume_state)) .identification_precheck(prob, engine)
   if (control$start_search && is.null(resume_state)) {
     theta0 <- .start_search(theta0, prob$partable, function(theta, gradient = TRUE) {
-      .timed_eval(engine, timer, theta, gradient = gradient)
+      # scaled loadings change the definitions that use them (R/constraints.R)
+      .timed_eval(engine, timer, .con_fill(theta, prob$comp$definitions), gradient = gradient)
     }, control$trace)
   }
   tr <- prob$tr
@@ -295,7 +301,8 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
     final <- list(loglik = opt$loglik %||% NA_real_, gradient = rep(NA_real_, length(theta_hat)))
   }
   parts <- .problem_free_parts(prob, if (post_interrupted) list(gradient = final$gradient) else
-    list(gradient = final$gradient, scores = final$scores, hessian = if (control$hessian) final$hessian))
+    list(gradient = final$gradient, scores = final$scores, hessian = if (control$hessian) final$hessian),
+    theta_hat)
   H <- parts$hessian
   # at a point that is not an optimum, curvature warnings would mislead:
   # vcov() warns about the non-converged fit instead
@@ -344,9 +351,20 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   vtype <- control$vcov
   se <- rep(NA_real_, nrow(pt))
   if (length(free) && !is.null(vc[[vtype]])) se[free] <- .se_from_vcov(vc[[vtype]])
+  # parameters defined by `:=` / `==`: the Jacobian of their definitions at
+  # the estimate (defined x free), and their delta-method SEs (R/constraints.R)
+  defs <- prob$comp$definitions
+  if (length(defs)) theta_hat <- .con_fill(theta_hat, defs, report = TRUE)
+  dj <- if (length(defs)) .con_derivs(defs, theta_hat, prob$free_names)$D
+  if (!is.null(dj) && length(free) && !is.null(vc[[vtype]])) {
+    V <- .vcov_expand(list(coefficients = theta_hat, definitions_jacobian = dj), vc[[vtype]])
+    d <- match(rownames(dj), pt$name)
+    se[d] <- .se_from_vcov(V[d, d, drop = FALSE])
+  }
   ptab <- data.frame(name = pt$name, block = pt$block, lhs = pt$lhs, op = pt$op, rhs = pt$rhs,
                      free = pt$free, est = unname(theta_hat), se = se,
-                     label = pt$label %||% rep("", nrow(pt)), stringsAsFactors = FALSE)
+                     label = pt$label %||% rep("", nrow(pt)), defined = pt$defined %||% rep("", nrow(pt)),
+                     stringsAsFactors = FALSE)
   fit <- list(
     coefficients = theta_hat,
     vcov = vc,
@@ -373,6 +391,7 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
     # estimate, for clustered covariances and the scaled gradient
     scores = inf$scores,
     hessian = inf$hessian,
+    definitions_jacobian = dj,
     identification = inf$identification,
     lv_sign = opt$lv_sign,
     draws = .draws_info(draws),

@@ -55,7 +55,7 @@
     ev <- tryCatch(.timed_eval(engine, timer, theta, gradient = TRUE, scores = !use_hessian, hessian = use_hessian),
                    iclv_error_numeric = function(e) NULL)
     if (is.null(ev) || !is.finite(ev$loglik)) next
-    parts <- .problem_free_parts(prob, ev)
+    parts <- .problem_free_parts(prob, ev, theta)
     a <- if (use_hessian) -(parts$hessian + t(parts$hessian)) / 2 else crossprod(parts$scores)
     r <- .ident_null(a, prob$free_names)
     if (is.null(r)) return(invisible(NULL)) # full rank at one point: identified

@@ -14,7 +14,9 @@
 #' @param params A named numeric vector with the names [coef()] uses (see
 #'   `model$partable$name`). Every free parameter must be given; fixed
 #'   parameters may be omitted and then take their fixed values. Unknown
-#'   names are an error.
+#'   names are an error. Parameters defined by constraints (`:=`, `==`, see
+#'   [iclv_model()]) are computed; a value given for one must agree with
+#'   its definition.
 #' @param draws An [iclv_draws()] design, or a numeric array of standard
 #'   normal draws (individuals x draws x latent variables).
 #' @param backend `"cpu"` (default), `"cuda"` or `"auto"`.
@@ -31,7 +33,8 @@
 #'   individuals), `loglik_i` (per individual), `gradient` (named, one entry
 #'   per free parameter), `scores` (individuals x free parameters: the
 #'   gradient of each individual's log-likelihood), `hessian` (free x free);
-#'   derivatives not requested are `NULL`.
+#'   derivatives not requested are `NULL`. With constraints the derivatives
+#'   are total: the defined parameters move with the free ones.
 #' @seealso [iclv()]
 #' @examples
 #' m <- iclv_model("att =~ q1 + q2 + q3",
@@ -59,8 +62,10 @@ iclv_loglik <- function(model, data, params, draws = iclv_draws("halton", 100), 
     .engine_eval(engine, prob$theta0, gradient = gradient, scores = scores, hessian = hessian)
   }, device = if (is.null(cluster)) 0L else NULL, cluster = cluster)
   out <- c(list(loglik = ev$loglik, loglik_i = stats::setNames(ev$loglik_i, prob$comp$ids)),
-           .problem_free_parts(prob, list(gradient = if (gradient) ev$gradient, scores = if (scores) ev$scores,
-                                          hessian = if (hessian) ev$hessian)))
+           .problem_free_parts(prob, list(gradient = if (gradient || hessian) ev$gradient,
+                                          scores = if (scores) ev$scores, hessian = if (hessian) ev$hessian),
+                               prob$theta0))
+  if (!gradient) out["gradient"] <- list(NULL)
   if (scores) rownames(out$scores) <- as.character(prob$comp$ids)
   out
 }

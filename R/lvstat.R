@@ -243,7 +243,8 @@
     sd_name <- sprintf("sigma_%s", l)
     var_fixed <- !(l %in% model$lv_var) || !pt$free[match(sd_name, pt$name)]
     if (!var_fixed) next
-    ld <- pt[pt$role == "loading" & pt$lhs == l & !pt$free & pt$start != 0, , drop = FALSE]
+    # (a loading defined by a constraint, R/constraints.R, is not fixed)
+    ld <- pt[pt$role == "loading" & pt$lhs == l & !pt$free & !.pt_defined(pt) & pt$start != 0, , drop = FALSE]
     if (!nrow(ld) || !any(pt$free[pt$role == "loading" & pt$lhs == l])) next
     iclv_warn("identification", sprintf(paste0(
       "latent variable %s has its variance fixed (%s) and its loading %s fixed at %s: its scale is set twice ",

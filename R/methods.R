@@ -137,11 +137,7 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
 # The covariance matrix of one type over all parameters, or an NA matrix
 # when that type was not computed (never an error: for printing).
 .vcov_or_na <- function(fit, type) {
-  nm <- names(fit$coefficients)
-  V <- matrix(NA_real_, length(nm), length(nm), dimnames = list(nm, nm))
-  Vf <- fit$vcov[[type]]
-  if (!is.null(Vf)) V[rownames(Vf), colnames(Vf)] <- Vf
-  V
+  .vcov_expand(fit, fit$vcov[[type]]) # defined parameters by the delta method (R/constraints.R)
 }
 
 # Condition number of the scaled negative Hessian D^-1/2 (-H) D^-1/2,
@@ -341,7 +337,8 @@ summary.iclv <- function(object, se = NULL, type = NULL, ...) {
   names(tabs) <- blocks
   ll <- logLik.iclv(object)
   structure(list(
-    call = object$call, coefficients = tabs, fixed = pt$name[!pt$free], vcov_type = type,
+    call = object$call, coefficients = tabs, fixed = pt$name[!pt$free & !.pt_defined(pt)],
+    defined = pt$name[.pt_defined(pt)], vcov_type = type,
     loglik = object$loglik, loglik_null = object$loglik_null,
     loglik_components = object$loglik_components, rho2 = object$rho2,
     stats = .fit_stats(object), scaled_gradient = .scaled_gradient(object),
@@ -404,6 +401,9 @@ print.summary.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ..
     print(out, row.names = FALSE, right = TRUE)
   }
   if (length(x$fixed)) cat("\nFixed (not estimated): ", paste(x$fixed, collapse = ", "), "\n", sep = "")
+  if (length(x$defined)) {
+    cat("\nDefined by constraints (delta-method SEs): ", paste(x$defined, collapse = ", "), "\n", sep = "")
+  }
   cat(sprintf("\nStd. Error: inverse of the negative Hessian; Robust SE: sandwich. z and p use the %s.\n",
               switch(x$vcov_type, robust = "robust standard errors", hessian = "Hessian standard errors",
                      bhhh = "BHHH standard errors (inverse outer product of the scores)")))
@@ -487,9 +487,9 @@ vcov.iclv <- function(object, type = NULL, cluster = NULL, data = NULL, R = 200L
   if (is.null(Vf) && object$n_params > 0L) {
     iclv_abort("control", sprintf("the \"%s\" covariance matrix was not computed (iclv_control(hessian = FALSE))", type))
   }
-  nm <- names(object$coefficients)
-  V <- matrix(NA_real_, length(nm), length(nm), dimnames = list(nm, nm))
-  if (object$n_params > 0L) V[rownames(Vf), colnames(Vf)] <- Vf
+  # the free parameters' covariance, and the defined parameters' (`:=` /
+  # `==`) by the delta method from it (R/constraints.R)
+  V <- .vcov_expand(object, if (object$n_params > 0L) Vf)
   if (!is.null(extra)) attributes(V)[names(extra)] <- extra
   V
 }

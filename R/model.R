@@ -95,6 +95,54 @@
 #' `labels` (the labelled terms), `fixed` and `start`; the `measurement` and
 #' `structural` elements of a model hold the names only.
 #'
+#' @section Constraints:
+#' lavaan's equality and definition constraints. Statements `name := expression` and `name == expression`, in
+#' `measurement` or `structural`, make the parameter `name` a function of
+#' other parameters: it is no longer free, and its value, its derivatives
+#' (symbolic, by [stats::deriv()], first and second, made once when the model
+#' is built) and its standard errors (the delta method, for every covariance
+#' type of [vcov.iclv()]) follow from the free parameters. Both operators mean
+#' the same here: the name on the left is defined by the expression on the
+#' right. For example, Likert thresholds shared by all indicators,
+#' symmetric and built from two positive increments (Biogeme's Optima H05):
+#' \preformatted{
+#'   y1 | t1*t1 + t2*t2 + t3*t3 + t4*t4
+#'   y2 | t1*t1 + t2*t2 + t3*t3 + t4*t4
+#'   t1 := -d1 - d2; t2 := -d1; t3 := d1; t4 := d1 + d2
+#'   d1 := exp(ld1); d2 := exp(ld2)
+#' }
+#' \itemize{
+#'   \item The left-hand side is one name: a label, a generated name
+#'     (`zeta_y1`, `tau_y1_2`, ...) or a choice parameter (`a - b == 0` or
+#'     `2*a == b` are refused: write `a == b`). With `:=` a name that is no
+#'     parameter yet is a derived quantity (`wtp := -l_att / b_price`):
+#'     reported in `coef()`, `summary()` and the parameter table (op `":="`,
+#'     role `"defined"`) with its delta-method standard error, and not used
+#'     by the likelihood. `a == b` is the same model as one label on both
+#'     terms.
+#'   \item The right-hand side is an R expression of parameters and numbers
+#'     with the functions [stats::deriv()] knows (`+ - * / ^`, `exp`, `log`,
+#'     `sqrt`, `pnorm`, ...; `abs` or `max` are refused). A name there that
+#'     is no parameter of the model is a new free parameter (Biogeme's style;
+#'     lavaan would need it as a label somewhere): op `"par"`, role
+#'     `"auxiliary"`, start 0.5 unless `start` names it (with data, unset
+#'     starts are fitted to the data-based starts of what they define). Names
+#'     that look generated (`zeta_`, `tau_`, `alpha_`, `sigma_`, `gamma_`,
+#'     `chol_`) but are no parameter, latent variables, indicators and
+#'     covariates are refused.
+#'   \item Definitions may use other defined parameters; a cycle is refused.
+#'     A defined parameter cannot be fixed or given a start (its start is its
+#'     definition at the other starts). Positivity is written with `exp()`;
+#'     inequalities (`d1 > 0`) are not supported.
+#'   \item Thresholds defined by constraints are not re-parameterised as
+#'     increments: their order is up to the definitions (increasing by
+#'     construction in the example above), and the likelihood refuses a
+#'     point where they do not increase (the optimizer backs off).
+#' }
+#' The parameter table's column `defined` holds each defined parameter's
+#' expression (`""` otherwise). `iclv_simulate()` and `iclv_loglik()` compute
+#' defined parameters; a value given for one must agree with its definition.
+#'
 #' The structural model must be recursive (acyclic); the LVs are computed in
 #' a topological order of the graph "LV depends on LV". A cycle is an error
 #' that names the LVs on it.
@@ -148,15 +196,16 @@
 #'
 #' @param measurement Measurement model in lavaan syntax: lines
 #'   `lv =~ ind1 + ind2 + ...`, thresholds `ind | t1 + t2 + ...` (terms
-#'   may carry modifiers, see Modifiers), and `lv ~~ lv`, `lv ~ 1` (see
-#'   Freeing the defaults); `#` starts a comment, a line ending in `+`
+#'   may carry modifiers, see Modifiers), `lv ~~ lv`, `lv ~ 1` (see
+#'   Freeing the defaults) and constraints `name := expression`, `name ==
+#'   expression` (see Constraints); `#` starts a comment, a line ending in `+`
 #'   continues on the next line (a statement that ends in `+` with nothing
 #'   after it is an error), a latent variable may appear on several
 #'   lines, an indicator may load on several latent variables. The
 #'   `measurement` element of a model (a named list: latent variable ->
 #'   indicators) is accepted too and means the same.
 #' @param structural `NULL` or structural equations `lv ~ x1 + x2 + other_lv`
-#'   (with modifiers, see Modifiers):
+#'   (with modifiers, see Modifiers; constraints as in `measurement`):
 #'   names that are latent variables are LV effects, other names are
 #'   individual-level covariates (data columns constant within an id). The
 #'   `structural` element of a model is accepted too.
@@ -207,7 +256,11 @@
 #'   `role` (`"loading"`, `"threshold"`, `"intercept"`, `"sd"`,
 #'   `"structural"`, `"choice"`) and `label` (the label the syntax gave the
 #'   parameter, see Modifiers, or `""`; a shared parameter's row is that of
-#'   its first term).
+#'   its first term) and `defined` (the expression of a parameter defined by
+#'   a constraint, see Constraints, or `""`; such a parameter has `free =
+#'   FALSE`). Constraints add rows for new parameters: op `"par"`, role
+#'   `"auxiliary"` (new free parameters on the right of a constraint) and op
+#'   `":="`, role `"defined"` (derived quantities).
 #' @seealso [iclv_choice()], [iclv()], [iclv_simulate()]
 #' @examples
 #' m <- iclv_model(
@@ -237,9 +290,14 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     iclv_abort("spec", "'id' must be the name of the column identifying individuals")
   }
 
+  # lavaan's `:=` and `==` constraints, in either part (R/constraints.R)
+  con_m <- .syntax_constraints(.spec_as_syntax(measurement, "=~"), "measurement")
+  con_s <- .syntax_constraints(.spec_as_syntax(structural, "~"), "structural")
+  constraints <- rbind(con_m$con, con_s$con)
+  definitions <- .con_definitions(constraints)
   # lavaan's `~~` and `~ 1` on LVs, in either part (R/lvstat.R)
-  lvm <- .syntax_lv_statements(.spec_as_syntax(measurement, "=~"), "measurement")
-  lvs_st <- .syntax_lv_statements(.spec_as_syntax(structural, "~"), "structural")
+  lvm <- .syntax_lv_statements(con_m$text, "measurement")
+  lvs_st <- .syntax_lv_statements(con_s$text, "structural")
   meas <- .parse_measurement(lvm$text)
   meas_mods <- attr(meas, "mods")
   thr_mods <- attr(meas, "thresholds")
@@ -294,7 +352,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     structural = st, covariates = covariates, lv_order = lv_order,
     choice = choice, id = id, fixed = NULL, start = NULL, partable = NULL,
     labels = NULL, call = cl, random = random, lv_var = lvx$var, lv_icpt = lvx$icpt,
-    lv_cov = lvx$cov
+    lv_cov = lvx$cov, constraints = constraints, definitions = definitions
   ), class = "iclv_model")
   mods <- .spec_modifiers(meas_mods, st_mods, c(lvs, inds, covariates), thr_mods)
   model$labels <- mods$labels
@@ -325,6 +383,9 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   model$start <- .spec_merge_values(model$start, syn$start, "start")
   .spec_check_fixed_start(model$fixed, model$start)
   model$partable <- .iclv_partable(model, categories)
+  .con_check_values(model$partable, model$fixed, model$start)
+  model$definitions <- .con_mark_derived(model$definitions, model$partable)
+  .con_warn_threshold_terms(model$partable)
   .spec_check_names(model, model$partable, c(names(model$fixed), names(model$start)), defer = TRUE)
   .spec_check_values(model$partable, model$fixed, model$start)
 
@@ -787,6 +848,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     iclv_abort("spec", sprintf("two parameters get the name %s; rename an indicator, LV or covariate",
                                iclv_quote(dup[1])))
   }
+  # `:=` / `==`: new parameters' rows, defined rows not free (R/constraints.R)
+  pt <- .con_partable(pt, model)
   if (!is.null(model$start)) {
     k <- match(names(model$start), pt$name)
     pt$start[k[!is.na(k)]] <- model$start[!is.na(k)]
@@ -796,6 +859,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     pt$start[k[!is.na(k)]] <- model$fixed[!is.na(k)]
     pt$free[k[!is.na(k)]] <- FALSE
   }
+  pt <- .con_fill_start(pt, model$definitions)
   rownames(pt) <- NULL
   pt
 }
@@ -1010,7 +1074,9 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 print.iclv_model <- function(x, ...) {
   writeLines(.model_summary_line(x))
   pt <- x$partable
-  cat(sprintf("Parameters: %d (%d free)\n", nrow(pt), sum(pt$free)))
+  nd <- sum(.pt_defined(pt))
+  cat(sprintf("Parameters: %d (%d free%s)\n", nrow(pt), sum(pt$free),
+              if (nd) sprintf(", %d defined by constraints", nd) else ""))
   note <- .model_undeclared_note(x)
   if (length(note)) writeLines(note)
   print(pt, row.names = FALSE, ...)
@@ -1021,14 +1087,17 @@ print.iclv_model <- function(x, ...) {
 summary.iclv_model <- function(object, ...) {
   pt <- object$partable
   blocks <- c("measurement", "structural", "choice")
+  def <- .pt_defined(pt) # by `:=` / `==` (R/constraints.R): neither free nor fixed
   counts <- data.frame(
     block = blocks,
     parameters = vapply(blocks, function(b) sum(pt$block == b), integer(1)),
     free = vapply(blocks, function(b) sum(pt$block == b & pt$free), integer(1)),
-    fixed = vapply(blocks, function(b) sum(pt$block == b & !pt$free), integer(1)),
+    fixed = vapply(blocks, function(b) sum(pt$block == b & !pt$free & !def), integer(1)),
+    defined = vapply(blocks, function(b) sum(pt$block == b & def), integer(1)),
     stringsAsFactors = FALSE, row.names = NULL)
   counts <- rbind(counts, data.frame(block = "total", parameters = sum(counts$parameters),
-                                     free = sum(counts$free), fixed = sum(counts$fixed)))
+                                     free = sum(counts$free), fixed = sum(counts$fixed),
+                                     defined = sum(counts$defined)))
   structure(list(header = .model_summary_line(object), note = .model_undeclared_note(object),
                  counts = counts, lv_order = object$lv_order, partable = pt),
             class = "summary.iclv_model")

@@ -15,6 +15,9 @@
 #' likelihood) `fn` returns `Inf`, so line searches back off. Starting values
 #' that break a constraint are refused when the object is made, as by
 #' [iclv()] (class `iclv_error_input`, naming the parameter).
+#' Parameters defined by constraints (`:=`, `==`, see [iclv_model()]) are
+#' not in `par`: they follow from it, and `gr`, `he` and `scores` are total
+#' derivatives.
 #'
 #' @inheritParams iclv
 #' @param backend `"cpu"` (default), `"cuda"` or `"auto"`.
@@ -73,7 +76,7 @@ iclv_objective <- function(model, data, draws = iclv_draws("halton", 100), backe
     if (!is.numeric(par) || anyNA(par)) iclv_abort("input", "'par' must be numeric without NA")
     th <- theta0
     th[free] <- as.double(par)
-    th
+    .con_fill(th, comp$definitions) # `:=` / `==` (R/constraints.R)
   }
   eval_at <- function(par, scores = FALSE, hessian = FALSE) {
     key <- as.double(par)
@@ -84,6 +87,7 @@ iclv_objective <- function(model, data, draws = iclv_draws("halton", 100), backe
     ev <- if (!is.null(bad)) NULL else
       tryCatch(.engine_eval(holder$engine, th, gradient = TRUE, scores = scores, hessian = hessian),
                iclv_error_numeric = function(e) NULL, iclv_error_input = function(e) NULL)
+    if (!is.null(ev)) ev$free <- .problem_free_parts(prob, ev, th) # over the free parameters
     cache$key <- key
     cache$ev <- ev
     ev
@@ -98,19 +102,19 @@ iclv_objective <- function(model, data, draws = iclv_draws("halton", 100), backe
     gr = function(par) {
       ev <- eval_at(par)
       if (is.null(ev)) return(nm(rep(NA_real_, length(free))))
-      nm(-ev$gradient[free])
+      nm(-ev$free$gradient)
     },
     he = function(par) {
       ev <- eval_at(par, hessian = TRUE)
       if (is.null(ev)) iclv_abort("input", "the Hessian is not defined at 'par' (the engine refused it)")
-      h <- -ev$hessian[free, free, drop = FALSE]
+      h <- -ev$free$hessian
       dimnames(h) <- list(fnames, fnames)
       h
     },
     scores = function(par) {
       ev <- eval_at(par, scores = TRUE)
       if (is.null(ev)) iclv_abort("input", "the scores are not defined at 'par' (the engine refused it)")
-      s <- ev$scores[, free, drop = FALSE]
+      s <- ev$free$scores
       dimnames(s) <- list(as.character(comp$ids), fnames)
       s
     },

@@ -52,10 +52,10 @@
   pt <- comp$partable
   if (is.null(params)) {
     pt <- .apply_start_fixed(pt, start, fixed)
-    theta0 <- stats::setNames(as.double(pt$start), pt$name)
+    theta0 <- .con_fill(stats::setNames(as.double(pt$start), pt$name), comp$definitions)
     what <- "starting values:"
   } else {
-    theta0 <- .params_full(params, pt, "params")
+    theta0 <- .con_complete(.params_full(params, pt, "params"), comp$definitions, names(params), "params")
     what <- "'params':"
   }
   bad <- .check_constraints(theta0, pt$name, comp$thresholds, comp$positive, comp$unit,
@@ -65,7 +65,8 @@
   free <- which(pt$free)
   structure(list(comp = comp, partable = pt, theta0 = theta0, free = free, free_names = pt$name[free],
                  all_free = length(free) == nrow(pt), spec = spec, draws = draws,
-                 tr = .transform_new(pt$name, theta0, pt$free, comp$thresholds, comp$positive, comp$unit)),
+                 tr = .transform_new(pt$name, theta0, pt$free, comp$thresholds, comp$positive, comp$unit,
+                                     definitions = comp$definitions)),
             class = "iclv_problem")
 }
 
@@ -75,7 +76,17 @@
 .problem_fingerprint <- function(prob) {
   list(free_names = prob$free_names, n_ind = prob$comp$n_ind,
        draws = prob$spec[c("type", "n_draws", "n_dim", "seed", "skip")],
-       data_md5 = .md5_object(list(prob$comp$c, prob$theta0[!prob$partable$free])))
+       data_md5 = .md5_object(.problem_fixed_part(prob)))
+}
+
+# What the fingerprint hashes besides the free names and the draws: the
+# compiled data and the fixed values; with `:=` / `==` constraints, the
+# definitions instead of the defined values (which follow the starts).
+.problem_fixed_part <- function(prob) {
+  pt <- prob$partable
+  def <- .pt_defined(pt)
+  if (!any(def)) return(list(prob$comp$c, prob$theta0[!pt$free]))
+  list(prob$comp$c, prob$theta0[!pt$free & !def], pt$defined)
 }
 
 # The engine of a problem (.engine_new(); the caller releases it, e.g. with
@@ -93,12 +104,17 @@
   fun(engine)
 }
 
-# The free-parameter parts of an evaluation at natural parameters (engine
-# output over all P parameters): gradient (n_free, named), scores (N x
-# n_free) and hessian (n_free x n_free), those not computed NULL.
-.problem_free_parts <- function(prob, ev) {
+# The free-parameter parts of an evaluation at natural parameters theta
+# (engine output over all P parameters): gradient (n_free, named), scores
+# (N x n_free) and hessian (n_free x n_free), those not computed NULL. With
+# `:=` / `==` definitions the defined parameters' derivatives are carried
+# to the free ones by the chain rule (.con_free_parts(), R/constraints.R),
+# which needs theta.
+.problem_free_parts <- function(prob, ev, theta = NULL) {
   free <- prob$free
   fn <- prob$free_names
+  defs <- prob$comp$definitions
+  if (length(defs)) return(.con_free_parts(defs, theta, free, fn, ev))
   out <- list(gradient = NULL, scores = NULL, hessian = NULL)
   if (!is.null(ev$gradient)) out$gradient <- stats::setNames(ev$gradient[free], fn)
   if (!is.null(ev$scores)) {
@@ -135,6 +151,15 @@
   tr <- prob$tr
   free <- prob$free
   sub <- !prob$all_free
+  if (length(prob$comp$definitions)) {
+    return(function(u, scores = FALSE, hessian = FALSE) {
+      theta <- .to_natural(u, tr)
+      ev <- .timed_eval(engine, timer, theta, gradient = TRUE, scores = scores, hessian = hessian)
+      p <- .problem_free_parts(prob, ev, theta)
+      d <- .transform_derivs(u, tr, p$gradient, p$scores, p$hessian)
+      list(loglik = ev$loglik, gradient = d$gradient, scores = d$scores, hessian = d$hessian)
+    })
+  }
   function(u, scores = FALSE, hessian = FALSE) {
     ev <- .timed_eval(engine, timer, .to_natural(u, tr), gradient = TRUE, scores = scores, hessian = hessian)
     d <- .transform_derivs(u, tr, if (sub) ev$gradient[free] else ev$gradient,
@@ -166,7 +191,9 @@
     from_fit <- inherits(start, "iclv") || (is.list(start) && !is.null(start$coefficients))
     if (from_fit) start <- start$coefficients
     .check_parameter_names(start, "start", pt$name)
-    if (from_fit) start <- start[setdiff(names(start), names(fixed))]
+    # a fit gives the defined parameters too: they follow from the others
+    if (from_fit) start <- start[setdiff(names(start), c(names(fixed), pt$name[.pt_defined(pt)]))]
+    .con_check_values(pt, NULL, start, kind = "input")
     if (!is.null(fixed)) .spec_check_fixed_start(fixed, start, kind = "input")
     k <- match(names(start), pt$name)
     keep <- pt$free[k] # the values of fixed parameters stay fixed
@@ -174,6 +201,7 @@
   }
   if (!is.null(fixed)) {
     .check_parameter_names(fixed, "fixed", pt$name)
+    .con_check_values(pt, fixed, NULL, kind = "spec")
     k <- match(names(fixed), pt$name)
     pt$start[k] <- as.double(fixed)
     pt$free[k] <- FALSE

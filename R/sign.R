@@ -101,7 +101,22 @@
   first <- prob$first_loading
   opt$lv_sign <- list(flipped = character(), user = character(), note = NULL)
   if (!length(first) || !length(prob$free) || !identical(opt$code, 0L)) return(opt)
-  fl <- .lv_sign_flip(prob$comp$c, opt$theta, prob$partable$free, first)
+  defs <- prob$comp$definitions
+  # a defined parameter (`:=` / `==`) is not the user's sign: whether the
+  # flip keeps its definition is checked below
+  fl <- .lv_sign_flip(prob$comp$c, opt$theta, prob$partable$free | .pt_defined(prob$partable), first)
+  if (length(defs) && length(fl$flip) && is.null(fl$note)) {
+    # the flipped point must satisfy every definition that the likelihood
+    # uses (the parameters of the flipped terms); else no flip
+    refill <- .con_fill(fl$theta, defs)
+    used <- unique(.lv_sign_terms(prob$comp$c)$par) + 1L
+    d <- intersect(used, match(names(defs), names(fl$theta)))
+    off <- d[!(abs(refill[d] - fl$theta[d]) <= 1e-10 * pmax(1, abs(fl$theta[d])))]
+    if (length(off)) {
+      fl$note <- sprintf("parameter %s is defined by a constraint that the flip would break",
+                         iclv_quote(names(fl$theta)[off[1]]))
+    }
+  }
   user <- lvs[fl$user[fl$user < length(first)] + 1L]
   if (!is.null(fl$note)) {
     opt$lv_sign <- list(flipped = character(), user = user, note = fl$note)

@@ -104,6 +104,7 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
 
   p_avail <- .sim_availability(model, dots$availability)
   pt <- .sim_partable(model, params)
+  params <- attr(pt, "params") # with the defined parameters (`:=` / `==`) computed
   tn <- attr(pt, "thresholds")
   th <- stats::setNames(as.double(params[pt$name]), pt$name)
 
@@ -306,13 +307,20 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     model$choice$categories <- max(k) + 1L
   }
   pt <- .iclv_partable(model, cats)
-  miss <- setdiff(pt$name, names(params))
+  # parameters defined by `:=` / `==` are computed (R/constraints.R); given
+  # ones must agree with their definitions
+  miss <- setdiff(pt$name[!.pt_defined(pt)], names(params))
   if (length(miss)) {
     iclv_abort("input", sprintf("'params' has no value for %s%s", iclv_quote(utils::head(miss, 5)),
                                 if (length(miss) > 5) sprintf(" (and %d more)", length(miss) - 5) else ""))
   }
   extra <- setdiff(names(params), pt$name)
   if (length(extra)) iclv_abort("input", sprintf("'params' names %s, which is not a parameter of the model", iclv_quote(extra[1])))
+  if (length(model$definitions)) {
+    full <- stats::setNames(rep(NA_real_, nrow(pt)), pt$name)
+    full[names(params)] <- as.double(params)
+    params <- .con_complete(full, model$definitions, names(params), "params")
+  }
   v <- params[pt$name]
   if (any(!is.finite(v))) iclv_abort("input", sprintf("parameter %s is not finite", iclv_quote(pt$name[!is.finite(v)][1])))
   sds <- pt$name[pt$role %in% c("sd", "scale")]
@@ -327,5 +335,6 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     if (any(diff(tv) <= 0)) iclv_abort("input", sprintf("the thresholds of %s must be strictly increasing", iclv_quote(ind)))
   }
   attr(pt, "thresholds") <- .threshold_names(model, cats) # every ordered indicator's, shared sets repeated
+  attr(pt, "params") <- params
   pt
 }

@@ -65,7 +65,7 @@ iclv_draw_stability <- function(fit, factors = c(2, 4), data, refit = TRUE, type
     if (refit) {
       rf <- suppressWarnings(iclv(fit$model, data, draws = nd, backend = fit$backend$name, control = ctrl,
                                   start = fit$coefficients[free],
-                                  fixed = if (any(!pt$free)) fit$coefficients[!pt$free],
+                                  fixed = if (any(!pt$free & !.pt_defined(pt))) fit$coefficients[!pt$free & !.pt_defined(pt)],
                                   weights = fit$weights$column))
       ll_refit <- rf$loglik
       changes[, i] <- (rf$coefficients[free] - fit$coefficients[free]) / se

@@ -20,7 +20,11 @@
 # thresholds (iclv_error_input); the line search treats such a trial point as
 # infeasible and backs off, so the optimizer never leaves the ordered region.
 #
-# Fixed parameters keep their values and are not in u.
+# Fixed parameters keep their values and are not in u. Parameters defined
+# by `:=` / `==` (R/constraints.R) are not in u either: .to_natural() sets
+# them from their definitions after the free ones, and their derivatives
+# reach the free parameters by the chain rule before this map's (see
+# .con_free_parts()), so the map below only ever sees free parameters.
 
 # .transform_new(names, theta, free, thresholds, positive, unit)
 #   names: (P) parameter names; theta: (P) natural values (the fixed ones are
@@ -32,7 +36,8 @@
 #   kind (per free parameter: "id", "log", "logit", "thr1", "thr_inc"), groups (list of
 #   integer vectors: indices into u of each fully free threshold group),
 #   nonlinear (per free parameter: does theta depend on it through exp() or plogis()).
-.transform_new <- function(names, theta, free, thresholds = list(), positive = integer(), unit = integer()) {
+.transform_new <- function(names, theta, free, thresholds = list(), positive = integer(), unit = integer(),
+                           definitions = NULL) {
   P <- length(theta)
   stopifnot(length(names) == P, length(free) == P)
   free_pos <- which(as.logical(free))
@@ -68,7 +73,7 @@
   list(names = names, theta = stats::setNames(as.double(theta), names), free = free_pos, kind = kind,
        groups = groups, nonlinear = kind %in% c("log", "logit", "thr_inc"), n_free = length(free_pos),
        free_names = names[free_pos], log_cols = which(kind == "log"), logit_cols = which(kind == "logit"),
-       thr_blocks = blocks)
+       thr_blocks = blocks, definitions = definitions)
 }
 
 # Natural (P) -> internal (n_free). theta must satisfy the constraints.
@@ -100,6 +105,7 @@
     if (length(idx) > 1L) v[idx] <- cumsum(c(v[idx[1]], exp(v[idx[-1]])))
   }
   theta[tr$free] <- v # tr$theta carries the names
+  if (length(tr$definitions)) theta <- .con_fill(theta, tr$definitions)
   theta
 }
 

@@ -277,7 +277,7 @@
   picks <- lapply(seq_len(R), function(b) sample.int(N, N, replace = TRUE))
   pt <- fit$partable
   free <- pt$name[pt$free]
-  fixed <- fit$coefficients[!pt$free]
+  fixed <- fit$coefficients[!pt$free & !.pt_defined(pt)] # defined ones follow (R/constraints.R)
   ctrl <- fit$control
   ctrl$trace <- 0L
   ctrl["checkpoint"] <- list(NULL) # (`$<-` NULL would drop the element)

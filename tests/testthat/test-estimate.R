@@ -32,7 +32,7 @@ test_that("the fit object holds every field of the API", {
   expect_identical(fit$backend$name, "cpu")
   expect_true(all(c("total", "per_evaluation", "evaluations") %in% names(fit$timing)))
   expect_gt(fit$timing$evaluations, fit$convergence$iterations)
-  expect_named(fit$partable, c("name", "block", "lhs", "op", "rhs", "free", "est", "se", "label"))
+  expect_named(fit$partable, c("name", "block", "lhs", "op", "rhs", "free", "est", "se", "label", "defined"))
   expect_equal(fit$partable$est, unname(fit$coefficients))
   expect_equal(fit$partable$se, unname(sqrt(diag(fit$vcov$robust))))
   mem <- fit$memory

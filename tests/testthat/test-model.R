@@ -18,7 +18,7 @@ test_that("measurement syntax: comments, several lines, continuation, cross-load
   expect_equal(pt$name[1:9], c("zeta_y1", "tau_y1_1", "tau_y1_2", "tau_y1_3",
                                "zeta_a_y2", "zeta_b_y2", "tau_y2_1", "tau_y2_2", "tau_y2_3"))
   expect_equal(nrow(pt), 6 * 3 + 7)  # 6 x 3 thresholds, 7 loadings
-  expect_equal(names(pt), c("name", "block", "lhs", "op", "rhs", "free", "start", "role", "label"))
+  expect_equal(names(pt), c("name", "block", "lhs", "op", "rhs", "free", "start", "role", "label", "defined"))
   expect_equal(pt$op[pt$name == "zeta_b_y2"], "=~")
   expect_equal(pt$lhs[pt$name == "zeta_b_y2"], "b")
   expect_equal(pt$op[pt$name == "tau_y1_2"], "|")
