@@ -35,7 +35,7 @@
 # A factor after the parameter, or a parenthesised sum after it, is data.
 # Functions allowed in data expressions: .expr_funs.
 
-.expr_funs <- c("+", "-", "*", "/", "^", "(", "exp", "log", "sqrt",
+.expr_funs <- c("+", "-", "*", "/", "^", "(", "exp", "log", "sqrt", "pnorm",
                 "==", "!=", "<", ">", "<=", ">=", "ifelse", "&", "|", "!")
 
 # Does the utility string need R's parser (anything beyond names, `+`, `*`)?
@@ -257,7 +257,7 @@
 # .expr_funs (from base), nothing else reachable.
 .expr_env <- function() {
   env <- new.env(parent = emptyenv())
-  for (f in .expr_funs) assign(f, get(f, envir = baseenv()), envir = env)
+  for (f in .expr_funs) assign(f, get(f, mode = "function", envir = asNamespace("stats")), envir = env) # base, and pnorm
   env
 }
 

@@ -348,7 +348,8 @@ summary.iclv <- function(object, se = NULL, type = NULL, ...) {
     n_obs = object$n_obs, n_params = object$n_params, draws = object$draws,
     backend = object$backend, timing = object$timing, convergence = object$convergence,
     identification = object$identification, lv_sign = object$lv_sign,
-    random = .random_coefficients(object, V)
+    random = .random_coefficients(object, V),
+    distributions = .random_distributions(object, type) # R/distributions.R
   ), class = "summary.iclv")
 }
 
@@ -398,6 +399,17 @@ print.summary.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ..
                       mean = format(rt$mean, digits = digits), `SE mean` = format(rt$se_mean, digits = digits),
                       s.d. = format(rt$sd, digits = digits), `SE s.d.` = format(rt$se_sd, digits = digits),
                       median = format(rt$median, digits = digits), check.names = FALSE)
+    print(out, row.names = FALSE, right = TRUE)
+  }
+  if (!is.null(x$distributions)) {
+    cat("\nRandom coefficients in nonlinear utilities (lognormal: mean exp(mu + sigma^2/2), median exp(mu);\n",
+        "uniform and triangular on mean +- spread; SEs by the delta method):\n", sep = "")
+    rt <- x$distributions
+    out <- data.frame(coefficient = rt$coefficient, draws = rt$random, distribution = rt$distribution,
+                      mean = format(rt$mean, digits = digits), `SE mean` = format(rt$se_mean, digits = digits),
+                      s.d. = format(rt$sd, digits = digits), `SE s.d.` = format(rt$se_sd, digits = digits),
+                      median = format(rt$median, digits = digits), `SE median` = format(rt$se_median, digits = digits),
+                      check.names = FALSE)
     print(out, row.names = FALSE, right = TRUE)
   }
   if (length(x$fixed)) cat("\nFixed (not estimated): ", paste(x$fixed, collapse = ", "), "\n", sep = "")

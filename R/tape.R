@@ -29,9 +29,12 @@
 #   Every subexpression of data only (no parameter, latent variable or
 #   random term) becomes ONE data column, evaluated once in R (a column key
 #   of ch$columns, as the linear terms' data expressions); constants fold;
-#   a ^ c with a constant c is POWC, any other power POW (a > 0);
-#   ifelse(cond, a, b) needs a data-only condition (SEL); comparisons and
-#   logical operators on parameters are errors (no derivative).
+#   a ^ c with a constant c is POWC, any other power POW (a > 0); pnorm();
+#   ifelse(cond, a, b) needs a condition free of parameters and latent
+#   variables (data and random terms: SEL); comparisons likewise (a random
+#   term compared with a number, as a triangular distribution needs);
+#   comparisons and logical operators on parameters are errors (no
+#   derivative), and so are logical operators on random terms.
 #   Symbolically per alternative: list(op (codes), arg (list: variable name,
 #   data key or number), vars (the tape's parameters and LVs, in order of
 #   first use), depth (stack depth), text); .tape_compile() maps the names
@@ -42,7 +45,9 @@
 # an exponent, else 0 (iclv_model(start = ) overrides).
 
 .tape_ops <- c(CONST = 1L, VAR = 2L, DATA = 3L, ADD = 4L, SUB = 5L, MUL = 6L, DIV = 7L, POW = 8L,
-               NEG = 9L, EXP = 10L, LOG = 11L, SQRT = 12L, POWC = 13L, SEL = 14L)
+               NEG = 9L, EXP = 10L, LOG = 11L, SQRT = 12L, POWC = 13L, SEL = 14L, PNORM = 15L,
+               LT = 16L, GT = 17L, LE = 18L, GE = 19L, EQ = 20L, NE = 21L)
+.tape_cmp <- c("<" = "LT", ">" = "GT", "<=" = "LE", ">=" = "GE", "==" = "EQ", "!=" = "NE")
 .tape_max_vars <- 32L  # ICLV_TAPE_MAX_VARS (src/iclv_tape.h)
 .tape_max_depth <- 64L # ICLV_TAPE_MAX_DEPTH
 
@@ -96,6 +101,7 @@
 # function(names) -> logical. Returns the model (unchanged when the choice
 # part is resolved already or has no expression utilities).
 .choice_resolve <- function(model, is_data) {
+  rnd <- model$random
   ch <- model$choice
   if (is.null(ch) || isTRUE(ch$resolved) || !.choice_has_expressions(ch)) return(model)
   lvs <- c(model$lvs, model$random)
@@ -108,7 +114,7 @@
   for (a in ch$expr_alts) {
     prov <- ch$terms[[a]]
     if (is.null(attr(prov, "deferred")) && .expr_terms_agree(prov, is_data)) next
-    res <- .expr_resolve_utility(ch$utilities[[a]], a, lvs, is_data, seen)
+    res <- .expr_resolve_utility(ch$utilities[[a]], a, lvs, is_data, seen, rnd)
     ch$terms[[a]] <- res$terms
     tapes[[a]] <- res$tape
     changed <- TRUE
@@ -138,11 +144,12 @@
 # The data-based reading of utility `s` of alternative `alt`:
 # list(terms (the linear terms, as expr.R's), tape (NULL or the rest's
 # symbolic tape)).
-.expr_resolve_utility <- function(s, alt, lvs, is_data, seen = NULL) {
+.expr_resolve_utility <- function(s, alt, lvs, is_data, seen = NULL, rnd = character()) {
   where <- sprintf("utility of %s", iclv_quote(alt))
   e <- str2lang(s)
   nm <- all.vars(e)
-  role <- stats::setNames(ifelse(nm %in% lvs, "lv", ifelse(is_data(nm), "data", "param")), nm)
+  role <- stats::setNames(ifelse(nm %in% rnd, "random", ifelse(nm %in% lvs, "lv",
+                                                                ifelse(is_data(nm), "data", "param"))), nm)
   pieces <- .tape_split(e, 1, role, where, s)
   rows <- list()
   rest <- list()
@@ -230,6 +237,9 @@
 # Is e free of parameters, latent variables and random terms?
 .tape_data_only <- function(e, role) all(role[all.vars(e)] == "data")
 
+# Is e free of parameters and latent variables (data and random terms only)?
+.tape_param_free <- function(e, role) all(role[all.vars(e)] %in% c("data", "random"))
+
 # A piece that is `parameter * data * at most one LV` as a terms row
 # (expr.R's columns), else NULL.
 .tape_linear_row <- function(p, role) {
@@ -239,7 +249,7 @@
     if (is.name(f$e)) {
       r <- role[[as.character(f$e)]]
       if (r == "param") return(if (f$pow == 1) "param" else "other")
-      if (r == "lv") return(if (f$pow == 1) "lv" else "other")
+      if (r %in% c("lv", "random")) return(if (f$pow == 1) "lv" else "other")
       return("data")
     }
     if (.tape_data_only(f$e, role) && length(all.vars(f$e))) "data" else
@@ -305,15 +315,24 @@
       emit(x[[2L]]); emit(ex)
       return(push("POW"))
     }
-    if (f %in% c("exp", "log", "sqrt")) {
+    if (f %in% names(.tape_cmp) && n == 2L) {
+      if (!.tape_param_free(x, role)) {
+        v <- setdiff(all.vars(x), names(role)[role %in% c("data", "random")])
+        bad(sprintf("%s has no derivative in %s (a comparison may hold data and random terms only)",
+                    iclv_quote(.expr_text(x)), iclv_quote(v[1])))
+      }
+      emit(x[[2L]]); emit(x[[3L]])
+      return(push(.tape_cmp[[f]]))
+    }
+    if (f %in% c("exp", "log", "sqrt", "pnorm")) {
       if (n != 1L) bad(sprintf("%s() takes one argument", f))
       emit(x[[2L]])
       return(push(toupper(f)))
     }
     if (f == "ifelse") {
-      if (!.tape_data_only(x[[2L]], role)) {
-        v <- setdiff(all.vars(x[[2L]]), names(role)[role == "data"])
-        bad(sprintf("the condition of ifelse() uses %s, which is not data: a condition must be about data only", iclv_quote(v[1])))
+      if (!.tape_param_free(x[[2L]], role)) {
+        v <- setdiff(all.vars(x[[2L]]), names(role)[role %in% c("data", "random")])
+        bad(sprintf("the condition of ifelse() uses %s, which is not data: a condition must be about data and random terms only", iclv_quote(v[1])))
       }
       emit(x[[2L]]); emit(x[[3L]]); emit(x[[4L]])
       return(push("SEL"))

@@ -194,6 +194,9 @@ static void tapes_from_R(SEXP compiled, iclv_model *m) {
       case ICLV_OP_NEG: case ICLV_OP_EXP: case ICLV_OP_LOG: case ICLV_OP_SQRT: need = 1; lim = -1; break;
       case ICLV_OP_POWC: need = 1; lim = m->n_tape_const; break;
       case ICLV_OP_SEL: need = 3; lim = -1; break;
+      case ICLV_OP_PNORM: need = 1; lim = -1; break;
+      case ICLV_OP_LT: case ICLV_OP_GT: case ICLV_OP_LE: case ICLV_OP_GE: case ICLV_OP_EQ:
+      case ICLV_OP_NE: need = 2; lim = -1; break;
       default: Rf_error("[iclv_error_input] compiled tape of alternative %d: unknown operator %d", j + 1, op);
       }
       if (lim >= 0 && (a < 0 || a >= lim))

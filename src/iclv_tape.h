@@ -22,7 +22,10 @@
  *   p < P, or an LV / random term P + k, value theta[p] or eta[k]),
  *   DATA (X[t, arg]),
  * and its operators ADD SUB MUL DIV POW (binary: b on top of a), NEG EXP LOG
- * SQRT POWC (unary; POWC: u ^ tape_const[arg]) and SEL (c a b -> c != 0 ? a : b).
+ * SQRT POWC PNORM (unary; POWC: u ^ tape_const[arg]), SEL (c a b -> c != 0 ?
+ * a : b) and the comparisons LT GT LE GE EQ NE (1 or 0; their operands hold
+ * no parameter, so they carry no derivative: a condition on data or on a
+ * random term, e.g. the two halves of a triangular distribution).
  *
  * Derivatives: forward mode over the tape's own variables (nv of them, at most
  * tape_nv over all tapes). A stack entry is E = 1 + nv + nv (nv + 1) / 2
@@ -36,7 +39,8 @@
  *   POW (a > 0): f_a = b a^(b-1), f_b = v log a, f_aa = b (b-1) a^(b-2),
  *       f_ab = a^(b-1) (1 + b log a), f_bb = v (log a)^2;
  *   EXP: f' = f'' = v;  LOG: 1/a, -1/a^2;  SQRT: 1/(2v), -1/(4 v a);
- *   POWC: c a^(c-1), c (c-1) a^(c-2).
+ *   POWC: c a^(c-1), c (c-1) a^(c-2);  PNORM: phi(a), -a phi(a);
+ *   comparisons: all zero.
  * Order 0 computes values only, 1 adds gradients, 2 the Hessians. The result
  * of alternative j's tape (one entry) is kept in a per-row cache that the
  * utility helpers of iclv_core.h read: its value adds to V_j, its gradient
@@ -52,6 +56,7 @@
 #include <math.h>
 
 #include "iclv_hd.h"
+#include "numerics.h"
 #include "iclv_model.h"
 
 /* Limits the boundary enforces (boundary.c, R/tape.R): variables of one
@@ -74,7 +79,14 @@ enum {
   ICLV_OP_LOG   = 11,
   ICLV_OP_SQRT  = 12,
   ICLV_OP_POWC  = 13,
-  ICLV_OP_SEL   = 14
+  ICLV_OP_SEL   = 14,
+  ICLV_OP_PNORM = 15, /* unary: Phi(u) */
+  ICLV_OP_LT    = 16, /* comparisons a OP b: 1 or 0, no derivatives (their operands */
+  ICLV_OP_GT    = 17, /* hold no parameter: data, random terms, constants; R/tape.R) */
+  ICLV_OP_LE    = 18,
+  ICLV_OP_GE    = 19,
+  ICLV_OP_EQ    = 20,
+  ICLV_OP_NE    = 21
 };
 
 /* Doubles of one stack entry (value, gradient, packed Hessian). */
@@ -145,6 +157,23 @@ ICLV_HD static inline void iclv_tape_run(const iclv_model *m, const double *thet
       sp -= 2;
       continue;
     }
+    if (op >= ICLV_OP_LT) { /* comparisons: a value, no derivatives */
+      double *a = stack + (long) (sp - 2) * E, *b = a + E;
+      double x = a[0], y = b[0];
+      int r;
+      switch (op) {
+      case ICLV_OP_LT: r = x < y; break;
+      case ICLV_OP_GT: r = x > y; break;
+      case ICLV_OP_LE: r = x <= y; break;
+      case ICLV_OP_GE: r = x >= y; break;
+      case ICLV_OP_EQ: r = x == y; break;
+      default: r = x != y;
+      }
+      for (int i = 1; i < E; i++) a[i] = 0.0;
+      a[0] = r ? 1.0 : 0.0;
+      sp--;
+      continue;
+    }
     if (op >= ICLV_OP_NEG) { /* unary, in place */
       double *a = stack + (long) (sp - 1) * E;
       double x = a[0], v, f1, f2;
@@ -153,6 +182,7 @@ ICLV_HD static inline void iclv_tape_run(const iclv_model *m, const double *thet
       case ICLV_OP_EXP: v = exp(x); f1 = v; f2 = v; break;
       case ICLV_OP_LOG: v = log(x); f1 = 1.0 / x; f2 = -f1 * f1; break;
       case ICLV_OP_SQRT: v = sqrt(x); f1 = 0.5 / v; f2 = -0.25 / (v * x); break;
+      case ICLV_OP_PNORM: v = iclv_pnorm(x); f1 = iclv_dnorm(x); f2 = -x * f1; break;
       default: { /* POWC */
         double c = m->tape_const[arg];
         v = pow(x, c);

@@ -259,7 +259,7 @@ ref_utilities_by_r <- function(cm, u, data, dims) {
   ex <- lapply(u, str2lang)
   cm$ref_V <- function(theta, eta, t) {
     env <- c(as.list(theta), as.list(data[t, , drop = FALSE]), stats::setNames(as.list(eta), dims))
-    vapply(ex, function(e) as.double(eval(e, env, baseenv())), numeric(1), USE.NAMES = FALSE)
+    vapply(ex, function(e) as.double(eval(e, env, asNamespace("stats"))), numeric(1), USE.NAMES = FALSE)
   }
   cm
 }

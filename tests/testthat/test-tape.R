@@ -185,3 +185,55 @@ test_that("a mixed-logit ICLV with a lognormal price recovers its parameters fro
   expect_lt(max(abs(z)), 3)
   expect_true("m_p" %in% names(coef(fit)))
 })
+
+test_that("distribution shorthands expand into utilities with exact derivatives, and summary reads them back", {
+  expect_identical(iclv_random_coef("b", "xi"), "(b_mean + b_sd * xi)")
+  expect_identical(iclv_random_coef("b", "xi", "lognormal", sign = -1), "(-exp(b_mu + b_sigma * xi))")
+  expect_identical(iclv_random_coef("b", "xi", "uniform"), "(b_mean + b_spread * (2 * pnorm(xi) - 1))")
+  expect_identical(iclv_random_coefs(c("b1", "b2"), c("x1", "x2")),
+                   c(b1 = "(b1_mean + b1_chol_b1 * x1)", b2 = "(b2_mean + b2_chol_b1 * x1 + b2_chol_b2 * x2)"))
+  expect_error(iclv_random_coef("b", "xi", "gamma"), class = "iclv_error_spec")
+  expect_error(iclv_random_coef("b", "xi", "normal", sign = -1), class = "iclv_error_spec")
+  # the triangular's inverse cdf: symmetric on [-1, 1], density 1 - |t|
+  tri <- function(xi) eval(str2lang(iclv:::.dist_triangular("xi")), list(xi = xi))
+  q <- tri(stats::qnorm(c(0.02, 0.125, 0.5, 0.875, 0.98)))
+  expect_equal(q, c(sqrt(0.04) - 1, -0.5, 0, 0.5, 1 - sqrt(0.04)))
+  u <- list(a = paste("asc_a +", iclv_random_coef("b_t", "xi1", "triangular"), "* time_a + l_att * att"),
+            b = paste(iclv_random_coef("b_u", "xi2", "uniform"), "* time_b +",
+                      iclv_random_coef("b_p", "xi1", "lognormal", sign = -1), "* price_b"),
+            c = "0")
+  m <- iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = iclv_choice("mnl", "ch", u),
+                  id = "ID", categories = 3, random = c("xi1", "xi2"))
+  d <- tape_data(20, 3, 7)
+  comp <- iclv:::.iclv_compile(m, d)
+  expect_true(all(c("b_t_mean", "b_t_spread", "b_u_mean", "b_u_spread", "b_p_mu", "b_p_sigma") %in% comp$partable$name))
+  set.seed(8)
+  th <- stats::setNames(stats::runif(nrow(comp$partable), -0.5, 0.5), comp$partable$name)
+  th[grep("^tau_q._1", names(th))] <- -1
+  th[grep("^tau_q._2", names(th))] <- 1
+  user <- array(stats::rnorm(20 * 6 * 3), c(20, 6, 3), dimnames = list(NULL, NULL, c("att", "xi1", "xi2")))
+  user[1, 1, "xi1"] <- 0 # the triangular's midpoint (a Halton draw's first point)
+  ll <- iclv_loglik(m, d, th, draws = user)$loglik
+  cm <- ref_utilities_by_r(comp$c, u, d, c("att", "xi1", "xi2"))
+  expect_lt(abs(ll - ref_loglik(cm, th, unname(user))$loglik), 1e-10 * abs(ll))
+  spec <- iclv:::.draws_spec(iclv_draws("mlhs", 6, seed = 4), comp$n_ind, length(comp$lvs))
+  for (ref in c("0", "1")) expect_engine_fd(comp$c, spec, th, ref, " distributions")
+  # summary: each distribution with its delta-method SEs
+  fit <- suppressWarnings(iclv(m, d, draws = iclv_draws("halton", 20), start = th,
+                               control = iclv_control(maxit = 3, check_identification = FALSE)))
+  s <- summary(fit, type = "hessian")
+  ds <- s$distributions
+  expect_setequal(ds$distribution, c("triangular", "uniform", "lognormal"))
+  cf <- coef(fit)
+  ln <- ds[ds$distribution == "lognormal", ]
+  expect_equal(ln$mean, -exp(cf[["b_p_mu"]] + cf[["b_p_sigma"]]^2 / 2))
+  expect_equal(ln$median, -exp(cf[["b_p_mu"]]))
+  expect_equal(ln$sd, exp(cf[["b_p_mu"]] + cf[["b_p_sigma"]]^2 / 2) * sqrt(exp(cf[["b_p_sigma"]]^2) - 1))
+  dl <- iclv_delta(fit, sprintf("-exp(b_p_mu + b_p_sigma^2 / 2)"), type = "hessian")
+  expect_equal(ln$se_mean, dl$std.error)
+  un <- ds[ds$distribution == "uniform", ]
+  expect_equal(un$sd, abs(cf[["b_u_spread"]]) / sqrt(3))
+  tr <- ds[ds$distribution == "triangular", ]
+  expect_equal(tr$sd, abs(cf[["b_t_spread"]]) / sqrt(6))
+  expect_output(print(s), "Random coefficients in nonlinear utilities")
+})
