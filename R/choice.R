@@ -4,8 +4,8 @@
 #' chosen alternative, one utility per alternative and, optionally, the
 #' availability of each alternative.
 #'
-#' Utilities are linear in their parameters. A utility is a string of terms
-#' separated by `+`; each term is one of
+#' A utility is a string of terms separated by `+`; in its simplest form
+#' each term is one of
 #' \itemize{
 #'   \item `param` (a constant, e.g. an alternative-specific constant),
 #'   \item `param * column` (an attribute, a column of the data),
@@ -13,37 +13,55 @@
 #'   \item `param * column * lv` (an attribute interacted with a latent variable;
 #'     the two factors after `param` may come in either order).
 #' }
-#' The first factor of a term is always the parameter. Parameters are shared
-#' by name: `b_price * price_1` in one utility and `b_price * price_2` in
-#' another estimate one coefficient. Which names are latent variables is
-#' decided by [iclv_model()]; every other factor is a data column. The string
-#' `"0"` is a utility without terms (e.g. the reference alternative).
+#' Parameters are shared by name: `b_price * price_1` in one utility and
+#' `b_price * price_2` in another estimate one coefficient. Which names are
+#' latent variables (and random terms) is decided by [iclv_model()]. The
+#' string `"0"` is a utility without terms (e.g. the reference alternative).
 #'
 #' @section Utilities as expressions:
-#' A utility may also be any R expression (parsed by R's parser) that is a
-#' sum of terms `parameter * data * latent variable`, the data part an
-#' expression of data columns: numbers, `+ - * / ^`, parentheses, `exp()`,
-#' `log()`, `sqrt()`, comparisons `== != < > <= >=` with numbers or strings
-#' (a character or factor column compared with `"Novum"` gives 1 or 0),
-#' `& | !` and `ifelse(condition, a, b)`. For example
-#' `"asc_1 - b_price * price_1 / income + b_novum * (brand_1 == 'Novum')"`
-#' or `"ifelse(income > 50, b_high, b_low) * price_1"`. Names resolve in
-#' this order: a latent variable of the model is a latent variable; in each
-#' product (factors joined by `*` and `/`) the first plain name that is not
-#' divided by is the term's parameter; every other name is a data column. A
-#' leading `ifelse()` whose branches hold parameters is distributed over
-#' them (`b_high * (income > 50) * price_1 + b_low * !(income > 50) *
-#' price_1`), and a sign or number joins the data part. Every data part is
-#' evaluated once, when the model meets its data, into a column of the
-#' compiled data, so such a utility is estimated exactly like one written
-#' with hand-made columns (same engine and speed). A parameter that is also
-#' a data column, a latent variable inside a function or divided by, a term
-#' without parameter, or an unknown function is an error; so is a name that
-#' is neither a column nor a latent variable, which is what a utility that
-#' is not linear in its parameters (`mu * (asc + b * x)`, `exp(b) * x`)
-#' gives: those are not supported yet. Utilities that use only names, `+`
-#' and `*` follow the rules above unchanged (at most
-#' `param * column * lv`).
+#' A utility may be any R expression (parsed by R's parser) over parameters,
+#' data columns, latent variables and random terms: numbers, `+ - * / ^`,
+#' parentheses, `exp()`, `log()`, `sqrt()`, `pnorm()`, comparisons
+#' `== != < > <= >=` with numbers or strings (a character or factor column
+#' compared with `"Novum"` gives 1 or 0), `& | !` and
+#' `ifelse(condition, a, b)`; it need not be linear in its parameters. For
+#' example `"asc_1 - b_price * price_1 / income + b_novum * (brand_1 == 'Novum')"`,
+#' `"mu * (asc_car + b_time * time_car)"` (a scale),
+#' `"-exp(m_price + s_price * xi_price) * price_1"` (a lognormal coefficient,
+#' see [iclv_random_coef()]) or `"b_cost * (cost / income) ^ lambda_inc"`.
+#'
+#' \strong{How names resolve.} When the model meets its data ([iclv()],
+#' [iclv_loglik()], [iclv_objective()], `iclv_model(data = )`), in this order:
+#' a latent variable or random term of the model is that; a column of the
+#' data is data; any other name is a parameter. ([iclv_simulate()], which
+#' makes the data, takes the names in its `params` as the parameters.)
+#' Before data, [iclv_model()] reads a utility provisionally (in each
+#' product the first plain name is the parameter), and its parameter table
+#' is completed by the data. A misspelt column therefore reads as a
+#' parameter: when it then stands only in a product with another parameter
+#' (`b_price * prce / 2`), which nothing identifies, the error names it.
+#'
+#' \strong{What is computed how.} The utility is split into its additive
+#' terms (signs and parentheses around sums expanded; a product led by
+#' `ifelse(data condition, a, b)` distributed over its branches). A term
+#' that is `parameter * data * at most one latent variable` is a linear
+#' term: its data part is evaluated once, into a column of the compiled
+#' data, and linear utilities are estimated exactly as with hand-made
+#' columns (same fast engine). Every other term goes into the alternative's
+#' nonlinear part, compiled into a small program (a tape) that both engines
+#' run for every choice task and draw with exact first and second
+#' derivatives (forward mode); there too every subexpression of data only
+#' is evaluated once, into a column. Models with nonlinear parts run on the
+#' CPU engine's per-pair reference path. The parameters that only a
+#' nonlinear part uses start at 0, or at 1 for a scale (a parameter
+#' multiplying an expression with parameters) or an exponent.
+#'
+#' Errors: a term without parameter (pure data: an offset needs a parameter,
+#' fixed at 1), the same linear term twice, a condition of `ifelse()` or a
+#' comparison that holds a parameter or a latent variable (no derivative;
+#' conditions on data and random terms are allowed), a function not listed
+#' above, and more than 32 parameters and latent variables in one
+#' alternative's nonlinear part.
 #'
 #' For `type = "mnl"` the probability of alternative `j` in a choice task is
 #' `exp(V_j)` divided by the sum of `exp(V_k)` over the available `k`. For `type = "probit"` (binary
