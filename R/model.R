@@ -280,6 +280,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   level <- .spec_levels(indicator_level, inds)
   categories <- .spec_categories(dots$categories, inds, ind_type)
   categories <- .spec_threshold_statements(thr_mods, categories, ind_type)
+  # `y ~ 1` and `y ~~ y` on indicators (R/indicator.R)
+  ix <- .spec_indicator_statements(lvx$ind_var, lvx$ind_icpt, inds, ind_type)
 
   if (!is.null(choice) && !inherits(choice, "iclv_choice")) {
     iclv_abort("spec", "'choice' must be NULL or an object made by iclv_choice()")
@@ -294,10 +296,14 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     structural = st, covariates = covariates, lv_order = lv_order,
     choice = choice, id = id, fixed = NULL, start = NULL, partable = NULL,
     labels = NULL, call = cl, random = random, lv_var = lvx$var, lv_icpt = lvx$icpt,
-    lv_cov = lvx$cov
+    lv_cov = lvx$cov, ord_icpt = ix$icpt, ord_scale = ix$scale
   ), class = "iclv_model")
   mods <- .spec_modifiers(meas_mods, st_mods, c(lvs, inds, covariates), thr_mods)
+  .spec_indicator_labels(ix$labels, mods$labels %||% data.frame(op = character(), lhs = character(),
+                                                                rhs = character(), label = character()),
+                         c(lvs, inds, covariates))
   model$labels <- mods$labels
+  if (!is.null(ix$labels)) model$labels <- rbind(model$labels, ix$labels)
 
   # the generated names must not collide with choice parameters
   if (!is.null(choice)) {
@@ -320,7 +326,11 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   model$start <- .spec_named_values(start, "start")
   syn <- .spec_modifier_values(model, mods$values)
   # the values `~~` modifiers give (R/lvstat.R)
-  for (what in c("fixed", "start")) syn[[what]] <- .spec_merge_values(syn[[what]], lvx$values[[what]], what)
+  ixv <- .spec_indicator_values(model, ix$values) # and those on indicators (R/indicator.R)
+  for (what in c("fixed", "start")) {
+    syn[[what]] <- .spec_merge_values(syn[[what]], lvx$values[[what]], what)
+    syn[[what]] <- .spec_merge_values(syn[[what]], ixv[[what]], what)
+  }
   model$fixed <- .spec_merge_values(model$fixed, syn$fixed, "fixed")
   model$start <- .spec_merge_values(model$start, syn$start, "start")
   .spec_check_fixed_start(model$fixed, model$start)
@@ -708,6 +718,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   }
   ln <- .loading_names(model)
   tn <- .threshold_names(model, categories)
+  xn <- .indicator_names(model) # intercepts and standard deviations (scales), R/indicator.R
   for (i in model$indicators) {
     ls <- model$loads[[i]]
     ty <- model$ind_type[[i]]
@@ -719,10 +730,16 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     if (.is_ordered(ty)) {
       k <- which(tn$lhs == i)
       if (length(k)) add(tn$name[k], "measurement", i, "|", tn$rhs[k], "threshold", NA_real_, tn$labelled[k])
-    } else {
-      add(sprintf("alpha_%s", i), "measurement", i, "~1", "", "intercept", NA_real_)
-      if (ty == "normal") add(sprintf("sigma_%s", i), "measurement", i, "~~", i, "sd", NA_real_)
     }
+    k <- match(i, xn$ind)
+    # ordered: intercept 0 and scale 1 at the start (the defaults); normal
+    # and binary: from the data (.compile_starts)
+    if (!is.na(xn$icpt[k])) {
+      add(xn$icpt[k], "measurement", i, "~1", "", "intercept", if (.is_ordered(ty)) 0 else NA_real_,
+          xn$icpt_labelled[k])
+    }
+    if (!is.na(xn$sd[k])) add(xn$sd[k], "measurement", i, "~~", i, "sd", if (.is_ordered(ty)) 1 else NA_real_,
+                              xn$sd_labelled[k])
   }
   sn <- .structural_names(model)
   for (k in seq_len(nrow(sn))) add(sn$name[k], "structural", sn$lhs[k], "~", sn$rhs[k], "structural", 0, sn$labelled[k])
@@ -1067,7 +1084,7 @@ print.summary.iclv_model <- function(x, ...) {
   }
   lb <- model$labels
   if (!is.null(lb) && (!is.data.frame(lb) || !all(c("op", "lhs", "rhs", "label") %in% names(lb)) ||
-                       !chr(lb$label) || !all(lb$op %in% c("=~", "~", "|")))) {
+                       !chr(lb$label) || !all(lb$op %in% c("=~", "~", "|", "~1", "~~")))) {
     bad("'labels' is not the table of the syntax's labels")
   }
   invisible(model)

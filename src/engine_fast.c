@@ -336,6 +336,11 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->row_mult = m->choice_type != ICLV_CHOICE_NONE && m->n_mult > 0;
   fd->nested = m->choice_type == ICLV_CHOICE_NL;
   fd->ordered = m->choice_type == ICLV_CHOICE_ORDERED;
+  fd->ind_scale = 0;
+  for (int i = 0; i < m->n_indic; i++)
+    if ((m->ind_type[i] == ICLV_IND_ORDERED_PROBIT || m->ind_type[i] == ICLV_IND_ORDERED_LOGIT) &&
+        (m->ind_icpt[i] >= 0 || m->ind_sd[i] >= 0))
+      fd->ind_scale = 1;
   fd->hess_ok = 1; /* d eta / d phi the same for every draw: covariate sources only */
   for (int t = 0; t < fd->S; t++)
     if (m->st_src_type[t] != ICLV_SRC_COV) fd->hess_ok = 0;

@@ -59,6 +59,10 @@ typedef struct {
                         the engine takes the per-pair reference (iclv_nl_atom) */
   int ordered;       /* an ordered choice (iclv_model.h): also the per-pair reference
                         (iclv_ordered_atom) */
+  int ind_scale;     /* an ordered indicator with an intercept or a scale (ind_icpt or
+                        ind_sd >= 0, lavaan's `y ~ 1`, `y ~~ y`): the kernels' ordered
+                        terms assume neither; the engine takes the per-pair reference
+                        (iclv_indicator_atom) for the whole model */
 } iclv_fast_dims;
 
 /* Per-thread scratch (all pointers into one block; shapes row-major). */
