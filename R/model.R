@@ -17,7 +17,8 @@
 #' \itemize{
 #'   \item every loading `zeta` is free (none is fixed to 1);
 #'   \item every threshold of an ordered indicator is free and ordered
-#'     indicators have no intercept;
+#'     indicators have no intercept and scale 1 (unless freed by `y ~ 1`,
+#'     `y ~~ y`, see below);
 #'   \item normal indicators have a free intercept `alpha` and a free standard
 #'     deviation `sigma`; binary indicators have a free intercept `alpha` (their
 #'     error has variance 1 for probit, `pi^2/3` for logit).
@@ -48,19 +49,36 @@
 #'     standardised LV times that standard deviation, and the maximum
 #'     log-likelihood is the same). With three or more LVs every pair of a
 #'     group joined by `~~` must be joined (zeros in `L` are not zero
-#'     covariances); otherwise a classed error says which pair is missing.
+#'     covariances); otherwise a classed error says which pair is missing;
+#'   \item on an indicator `y`, `y ~ 1` and `y ~~ y` free the intercept and
+#'     the scale of an ordered indicator: its latent response becomes
+#'     `alpha_y + zeta * lv + sigma_y * e`, so that
+#'     `P(y <= c) = F((tau_c - alpha_y - zeta * lv) / sigma_y)` (Biogeme's
+#'     Optima models: thresholds shared by all items through labels, one item
+#'     normalised). `alpha_y` (op `"~1"`, role `"intercept"`, start 0) and
+#'     `sigma_y > 0` (op `"~~"`, role `"sd"`, start 1); `y ~ 0*1` and
+#'     `y ~~ 1*y` are the defaults (no parameter). Normal indicators always
+#'     have a free intercept `alpha_y` and standard deviation `sigma_y`,
+#'     binary ones a free intercept: the statements only carry modifiers
+#'     there (`y ~ 0*1` fixes `alpha_y` at 0, `y ~~ 2*y` fixes `sigma_y` at
+#'     `sqrt(2)`), and `y ~~ y` on a binary indicator is an error (its scale
+#'     is not identified). Labels share intercepts (`y1 ~ a*1`, `y2 ~ a*1`)
+#'     or scales (`y1 ~~ s*y1`, `y2 ~~ s*y2`; a scale's label labels only
+#'     scales).
 #' }
 #' [iclv()] refuses a model that these leave unidentified (every loading
 #' and the variance free; an intercept with every threshold free) before
-#' estimating, naming the parameters involved (see `check_identification`
+#' estimating, naming the parameters involved (an indicator's intercept
+#' with all its thresholds free is refused likewise; see `check_identification`
 #' in [iclv_control()]), and warns (class `iclv_warning_identification`) when
 #' an LV's scale is set twice: a loading fixed at a non-zero value while the
 #' variance is fixed too. lavaan's modifiers on `~~` mean variances:
 #' `f ~~ 2*f` fixes `sigma_f` at `sqrt(2)`, `f ~~ start(4)*f` starts it at 2,
 #' `f ~~ 1*f` and `f ~~ 0*g` are the defaults (no parameter), and
 #' `f ~~ start(0.3)*g` starts `chol_g_f`. Not supported (classed errors):
-#' labels on `~~`, a covariance fixed at a non-zero value, `~~` and `~ 1` on
-#' indicators, modifiers on `~ 1` (use `fixed =` / `start =` with `alpha_f`).
+#' labels on `~~` between LVs, a covariance fixed at a non-zero value,
+#' covariances of indicators, modifiers on an LV's `~ 1` (use `fixed =` /
+#' `start =` with `alpha_f`).
 #'
 #' @section Modifiers (lavaan's syntax):
 #' A term of a measurement or structural statement may carry lavaan's
@@ -104,7 +122,8 @@
 #' (a sum over LVs for an indicator loading on several LVs). Ordered
 #' indicators (`"ordered_probit"`, `"ordered_logit"`) take the values
 #' `1..C`: `P(y <= c) = F(tau_c - zeta * lv)` with `F` the normal or
-#' logistic distribution function. `C` is declared with `categories` (one integer for
+#' logistic distribution function (`F((tau_c - alpha - zeta * lv) / sigma)`
+#' with an intercept `y ~ 1` and a scale `y ~~ y`). `C` is declared with `categories` (one integer for
 #' all ordered indicators or a named list) or read from the data, whose
 #' observed values must then be exactly `1..C`. `"normal"` indicators are
 #' `alpha + zeta * lv + sigma * e`, `e ~ N(0, 1)`; `"binary_probit"` and
@@ -121,8 +140,8 @@
 #' \tabular{ll}{
 #'   `zeta_<ind>` \tab loading of indicator `ind` (`zeta_<lv>_<ind>` when `ind` loads on several LVs)\cr
 #'   `tau_<ind>_<c>` \tab threshold `c = 1..C-1` of an ordered indicator\cr
-#'   `alpha_<ind>` \tab intercept of a normal or binary indicator\cr
-#'   `sigma_<ind>` \tab standard deviation of a normal indicator\cr
+#'   `alpha_<ind>` \tab intercept of a normal or binary indicator (of an ordered one with `ind ~ 1`)\cr
+#'   `sigma_<ind>` \tab standard deviation of a normal indicator (scale of an ordered one with `ind ~~ ind`)\cr
 #'   `gamma_<lv>_<source>` \tab structural coefficient of a covariate or LV `source` in the equation of `lv`\cr
 #'   user names \tab choice parameters, as written in the utilities
 #' }
@@ -148,8 +167,8 @@
 #'
 #' @param measurement Measurement model in lavaan syntax: lines
 #'   `lv =~ ind1 + ind2 + ...`, thresholds `ind | t1 + t2 + ...` (terms
-#'   may carry modifiers, see Modifiers), and `lv ~~ lv`, `lv ~ 1` (see
-#'   Freeing the defaults); `#` starts a comment, a line ending in `+`
+#'   may carry modifiers, see Modifiers), and `lv ~~ lv`, `lv ~ 1`,
+#'   `ind ~ 1`, `ind ~~ ind` (see Freeing the defaults); `#` starts a comment, a line ending in `+`
 #'   continues on the next line (a statement that ends in `+` with nothing
 #'   after it is an error), a latent variable may appear on several
 #'   lines, an indicator may load on several latent variables. The
