@@ -189,6 +189,12 @@ test_that("an intercept with every threshold free, or a scale with every loading
                            draws = iclv_draws("halton", 10), backend = "cpu", control = iclv_control(trace = 0)),
                       class = "iclv_error_identification")
   expect_true(all(c("alpha_q2", "alpha_q3") %in% err$parameters))
+  # a scale with the indicator's own loading and thresholds free: (tau, zeta, sigma) scale together
+  m4 <- ind_model(extra = "q3 ~~ q3")
+  err <- expect_error(iclv(m4, iclv_simulate(m4, ind_truth[m4$partable$name], n = 60, n_tasks = 2, seed = 4),
+                           draws = iclv_draws("halton", 10), backend = "cpu", control = iclv_control(trace = 0)),
+                      class = "iclv_error_identification")
+  expect_true(all(c("sigma_q3", "zeta_q3", "tau_q3_1", "tau_q3_2") %in% err$parameters))
   # a fixed threshold of the indicator identifies it: no refusal from the check
   m3 <- ind_model(extra = "q2 ~ 1")
   expect_error(suppressWarnings(iclv(m3, d, draws = iclv_draws("halton", 10), backend = "cpu",
