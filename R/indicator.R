@@ -34,9 +34,10 @@
 #                   intercept's label no threshold.
 # In the engine (src/iclv_model.h) the ordered indicator's ind_icpt and
 # ind_sd point at the parameters (-1 when absent), as for normal
-# indicators; the fast CPU kernels do not cover them, so a model with
-# either takes the per-pair reference path (src/engine.c), which the CUDA
-# engine mirrors.
+# indicators: the per-pair atom (src/iclv_core.h, shared with the CUDA
+# kernels) has their exact derivatives; the fast CPU kernels
+# (src/engine_fast.c) take such observations through the reference link
+# draw by draw and form their scores from the usual weighted sums.
 #
 # Identification: freeing an intercept of an indicator whose thresholds are
 # all free (and not shared with an indicator without intercept), or a scale

@@ -608,9 +608,8 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
                             int n, int want_g, double *Hn) {
   int R = e->R, P = e->P;
   load_draws(e, w, n);
-  if (e->reference || e->fd.row_mult || e->fd.nested || e->fd.ordered || e->fd.ind_scale) {
-    /* the fast kernels have no row multipliers, no nests, no ordered choice and no
-     * intercept or scale of an ordered indicator */
+  if (e->reference || e->fd.row_mult || e->fd.nested || e->fd.ordered) {
+    /* the fast kernels have no row multipliers, no nests and no ordered choice */
     individual_eval_ref(e, w, theta, n, want_g, Hn);
     return;
   }
