@@ -163,8 +163,11 @@
   thr_first <- vapply(inds, function(i) {
     if (.is_ordered(model$ind_type[[i]])) pidx(tn$name[tn$lhs == i][1]) else -1L
   }, integer(1))
-  icpt <- vapply(inds, function(i) if (.is_ordered(model$ind_type[[i]])) -1L else pidx(sprintf("alpha_%s", i)), integer(1))
-  sdp <- vapply(inds, function(i) if (model$ind_type[[i]] == "normal") pidx(sprintf("sigma_%s", i)) else -1L, integer(1))
+  # intercepts and standard deviations (scales) of indicators, -1 where an
+  # indicator has none (ordered: intercept 0, scale 1; R/indicator.R)
+  xn <- .indicator_names(model)
+  icpt <- ifelse(is.na(xn$icpt), -1L, pidx(xn$icpt))
+  sdp <- ifelse(is.na(xn$sd), -1L, pidx(xn$sd))
 
   cl <- list(
     n_ind = as.integer(N), n_lv = as.integer(K), n_par = as.integer(P),
@@ -287,6 +290,7 @@
 # increasing.
 .compile_starts <- function(pt, model, ob, inds, given, tn) {
   keep <- pt$name %in% given
+  xn <- .indicator_names(model)
   for (m in seq_along(inds)) {
     ind <- inds[m]
     type <- model$ind_type[[ind]]
@@ -310,11 +314,11 @@
     } else if (type == "normal") {
       s <- if (nv > 1L) stats::sd(v) else NA_real_
       if (!is.finite(s) || s <= 0) s <- 1
-      set(sprintf("alpha_%s", ind), mean(v))
-      set(sprintf("sigma_%s", ind), s)
+      set(xn$icpt[m], mean(v))
+      set(xn$sd[m], s)
       set(pt$name[pt$role == "loading" & pt$rhs == ind], 0.5 * s / length(model$loads[[ind]]))
     } else {
-      set(sprintf("alpha_%s", ind), q(min(max(mean(v), lo), 1 - lo)))
+      set(xn$icpt[m], q(min(max(mean(v), lo), 1 - lo)))
     }
   }
   # an LV whose fixed loadings (a marker, `f =~ -1*y1`) are all negative:

@@ -41,11 +41,10 @@
 # Modifiers on `~~` (lavaan's, which mean variances and covariances) are
 # translated in .spec_lv_statements(). Not supported (classed errors that
 # say so): `~~` between LVs whose groups are not complete (above), labels
-# on `~~`, a covariance fixed at a non-zero value, `~~` and `~ 1` on
-# indicators (ordered
-# indicators have no intercept or scale parameter; normal and binary ones
-# already have a free intercept alpha_<y>, normal ones a free sigma_<y>),
-# and modifiers on `~ 1` (use `fixed =` / `start =` with alpha_<f>).
+# on `~~` between LVs, a covariance fixed at a non-zero value, and
+# modifiers on an LV's `~ 1` (use `fixed =` / `start =` with alpha_<f>).
+# `~~` and `~ 1` on indicators (their intercepts and scales) are parsed
+# here and given meaning in R/indicator.R.
 
 # The name of the covariate column of ones that carries LV intercepts (not a
 # valid R name, so no data column can have it).
@@ -57,13 +56,17 @@
 # input was NULL), var = lhs of `lhs ~~ rhs` statements (with rhs),
 # icpt = lhs of `lhs ~ 1`).
 .syntax_lv_statements <- function(text, what) {
-  out <- list(text = text, var = data.frame(lhs = character(), rhs = character(), fixed = numeric(),
-                                            start = numeric(), stringsAsFactors = FALSE),
-              icpt = character())
+  out <- list(text = text, var = data.frame(lhs = character(), rhs = character(), label = character(),
+                                            fixed = numeric(), start = numeric(), stringsAsFactors = FALSE),
+              icpt = character(),
+              icpt_mods = data.frame(lhs = character(), label = character(), fixed = numeric(),
+                                     start = numeric(), stringsAsFactors = FALSE))
   if (is.null(text) || !is.character(text) || anyNA(text)) return(out)
   st <- .syntax_statements(text, what)
   is_var <- grepl("~~", st, fixed = TRUE)
-  is_icpt <- !is_var & grepl("^[^~]*[^=~]~[[:space:]]*1[[:space:]]*$", st)
+  # `lhs ~ 1`, with lavaan's modifiers before the 1 (`y ~ 0*1`, `y ~ a*1`,
+  # `y ~ start(0.5)*1`), allowed on indicators only (R/indicator.R)
+  is_icpt <- !is_var & grepl("^[^~]*[^=~]~([^~+]*\\*)?[[:space:]]*1[[:space:]]*$", st)
   if (!any(is_var | is_icpt)) return(out)
   for (s in st[is_var]) {
     parts <- trimws(strsplit(s, "~~", fixed = TRUE)[[1]])
@@ -73,17 +76,21 @@
     # lavaan's modifiers: a number fixes the variance (covariance), start()
     # starts it, NA frees it; a label would name a standard deviation or a
     # Cholesky element, not the variance the syntax means: refused
+    # labels are checked in .spec_lv_statements: allowed on an indicator's
+    # own `y ~~ y` (R/indicator.R), not between LVs
     tm <- .syntax_rhs_terms(parts[2], s, what)
-    lab <- tm$mods$label[!is.na(tm$mods$label)]
-    if (length(lab)) {
-      iclv_abort("spec", sprintf(paste0(
-        "%s statement %s: labels on '~~' are not supported (iclv's parameters there are a standard deviation, ",
-        "sigma_<lv>, and Cholesky elements, chol_<lv>_<lv>, not variances and covariances)"), what, iclv_quote(s)))
-    }
-    out$var <- rbind(out$var, data.frame(lhs = parts[1], rhs = tm$names, fixed = tm$mods$fixed,
-                                         start = tm$mods$start, stringsAsFactors = FALSE))
+    out$var <- rbind(out$var, data.frame(lhs = parts[1], rhs = tm$names, label = tm$mods$label,
+                                         fixed = tm$mods$fixed, start = tm$mods$start, stringsAsFactors = FALSE))
   }
   out$icpt <- trimws(sub("~.*$", "", st[is_icpt]))
+  for (k in seq_along(out$icpt)) {
+    rhs <- trimws(sub("^[^~]*~", "", st[is_icpt][k]))
+    f <- .syntax_split(rhs, "*")
+    # the constant 1 as a placeholder name, so that the modifiers parse as a term's
+    tm <- .syntax_rhs_terms(paste(c(f[-length(f)], ".one."), collapse = "*"), st[is_icpt][k], what)
+    out$icpt_mods <- rbind(out$icpt_mods, data.frame(lhs = out$icpt[k], tm$mods[c("label", "fixed", "start")],
+                                                     stringsAsFactors = FALSE))
+  }
   bad <- out$icpt[!.is_name(out$icpt)]
   if (length(bad)) {
     iclv_abort("spec", sprintf("%s statement %s: left-hand side %s is not a name", what,
@@ -109,14 +116,22 @@
 .spec_lv_statements <- function(a, b, lvs, inds) {
   var <- rbind(a$var, b$var)
   icpt <- c(a$icpt, b$icpt)
+  icpt_mods <- rbind(a$icpt_mods, b$icpt_mods)
+  # the statements on indicators go to R/indicator.R
+  on_ind <- var$lhs %in% inds | var$rhs %in% inds
+  ind_var <- var[on_ind, , drop = FALSE]
+  var <- var[!on_ind, , drop = FALSE]
+  ind_icpt <- icpt_mods[icpt %in% inds, , drop = FALSE]
+  icpt_mods <- icpt_mods[!icpt %in% inds, , drop = FALSE]
+  icpt <- icpt[!icpt %in% inds]
   for (k in seq_len(nrow(var))) {
     l <- var$lhs[k]
     r <- var$rhs[k]
     s <- sprintf("'%s ~~ %s'", l, r)
-    if (l %in% inds || r %in% inds) {
+    if (!is.na(var$label[k])) {
       iclv_abort("spec", sprintf(paste0(
-        "%s: '~~' on indicators is not supported (ordered indicators have residual variance 1 and no scale ",
-        "parameter; normal indicators already have a free standard deviation sigma_<indicator>)"), s))
+        "%s: labels on '~~' between latent variables are not supported (iclv's parameters there are a standard ",
+        "deviation, sigma_<lv>, and Cholesky elements, chol_<lv>_<lv>, not variances and covariances)"), s))
     }
     if (!l %in% lvs || !r %in% lvs) {
       nm <- if (!l %in% lvs) l else r
@@ -124,11 +139,12 @@
                                  iclv_quote(nm), iclv_quote(lvs)))
     }
   }
-  for (l in icpt) {
-    if (l %in% inds) {
+  for (k in seq_along(icpt)) {
+    l <- icpt[k]
+    if (!is.na(icpt_mods$label[k]) || !is.na(icpt_mods$fixed[k]) || !is.na(icpt_mods$start[k])) {
       iclv_abort("spec", sprintf(paste0(
-        "'%s ~ 1': intercepts of indicators are not supported in the syntax (ordered indicators have none, ",
-        "their thresholds are free; normal and binary indicators already have a free intercept alpha_%s)"), l, l))
+        "'%s ~ ...*1': modifiers on the intercept of a latent variable are not supported (use fixed = or ",
+        "start = with alpha_%s)"), l, l))
     }
     if (!l %in% lvs) {
       iclv_abort("spec", sprintf("'%s ~ 1': %s is not a latent variable of the model (latent variables: %s)", l,
@@ -168,7 +184,8 @@
     start[sprintf("chol_%s_%s", lvs[max(a)], lvs[min(a)])] <- var$start[k]
   }
   list(var = lvs[lvs %in% var$lhs[own & !default]], icpt = lvs[lvs %in% icpt], cov = cov,
-       values = list(fixed = if (length(fixed)) fixed, start = if (length(start)) start))
+       values = list(fixed = if (length(fixed)) fixed, start = if (length(start)) start),
+       ind_var = ind_var, ind_icpt = ind_icpt)
 }
 
 # The correlated pairs (lhs before rhs in `lvs`), checked: no pair twice,

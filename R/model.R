@@ -17,7 +17,8 @@
 #' \itemize{
 #'   \item every loading `zeta` is free (none is fixed to 1);
 #'   \item every threshold of an ordered indicator is free and ordered
-#'     indicators have no intercept;
+#'     indicators have no intercept and scale 1 (unless freed by `y ~ 1`,
+#'     `y ~~ y`, see below);
 #'   \item normal indicators have a free intercept `alpha` and a free standard
 #'     deviation `sigma`; binary indicators have a free intercept `alpha` (their
 #'     error has variance 1 for probit, `pi^2/3` for logit).
@@ -48,19 +49,36 @@
 #'     standardised LV times that standard deviation, and the maximum
 #'     log-likelihood is the same). With three or more LVs every pair of a
 #'     group joined by `~~` must be joined (zeros in `L` are not zero
-#'     covariances); otherwise a classed error says which pair is missing.
+#'     covariances); otherwise a classed error says which pair is missing;
+#'   \item on an indicator `y`, `y ~ 1` and `y ~~ y` free the intercept and
+#'     the scale of an ordered indicator: its latent response becomes
+#'     `alpha_y + zeta * lv + sigma_y * e`, so that
+#'     `P(y <= c) = F((tau_c - alpha_y - zeta * lv) / sigma_y)` (Biogeme's
+#'     Optima models: thresholds shared by all items through labels, one item
+#'     normalised). `alpha_y` (op `"~1"`, role `"intercept"`, start 0) and
+#'     `sigma_y > 0` (op `"~~"`, role `"sd"`, start 1); `y ~ 0*1` and
+#'     `y ~~ 1*y` are the defaults (no parameter). Normal indicators always
+#'     have a free intercept `alpha_y` and standard deviation `sigma_y`,
+#'     binary ones a free intercept: the statements only carry modifiers
+#'     there (`y ~ 0*1` fixes `alpha_y` at 0, `y ~~ 2*y` fixes `sigma_y` at
+#'     `sqrt(2)`), and `y ~~ y` on a binary indicator is an error (its scale
+#'     is not identified). Labels share intercepts (`y1 ~ a*1`, `y2 ~ a*1`)
+#'     or scales (`y1 ~~ s*y1`, `y2 ~~ s*y2`; a scale's label labels only
+#'     scales).
 #' }
 #' [iclv()] refuses a model that these leave unidentified (every loading
 #' and the variance free; an intercept with every threshold free) before
-#' estimating, naming the parameters involved (see `check_identification`
+#' estimating, naming the parameters involved (an indicator's intercept
+#' with all its thresholds free is refused likewise; see `check_identification`
 #' in [iclv_control()]), and warns (class `iclv_warning_identification`) when
 #' an LV's scale is set twice: a loading fixed at a non-zero value while the
 #' variance is fixed too. lavaan's modifiers on `~~` mean variances:
 #' `f ~~ 2*f` fixes `sigma_f` at `sqrt(2)`, `f ~~ start(4)*f` starts it at 2,
 #' `f ~~ 1*f` and `f ~~ 0*g` are the defaults (no parameter), and
 #' `f ~~ start(0.3)*g` starts `chol_g_f`. Not supported (classed errors):
-#' labels on `~~`, a covariance fixed at a non-zero value, `~~` and `~ 1` on
-#' indicators, modifiers on `~ 1` (use `fixed =` / `start =` with `alpha_f`).
+#' labels on `~~` between LVs, a covariance fixed at a non-zero value,
+#' covariances of indicators, modifiers on an LV's `~ 1` (use `fixed =` /
+#' `start =` with `alpha_f`).
 #'
 #' @section Modifiers (lavaan's syntax):
 #' A term of a measurement or structural statement may carry lavaan's
@@ -152,7 +170,8 @@
 #' (a sum over LVs for an indicator loading on several LVs). Ordered
 #' indicators (`"ordered_probit"`, `"ordered_logit"`) take the values
 #' `1..C`: `P(y <= c) = F(tau_c - zeta * lv)` with `F` the normal or
-#' logistic distribution function. `C` is declared with `categories` (one integer for
+#' logistic distribution function (`F((tau_c - alpha - zeta * lv) / sigma)`
+#' with an intercept `y ~ 1` and a scale `y ~~ y`). `C` is declared with `categories` (one integer for
 #' all ordered indicators or a named list) or read from the data, whose
 #' observed values must then be exactly `1..C`. `"normal"` indicators are
 #' `alpha + zeta * lv + sigma * e`, `e ~ N(0, 1)`; `"binary_probit"` and
@@ -169,8 +188,8 @@
 #' \tabular{ll}{
 #'   `zeta_<ind>` \tab loading of indicator `ind` (`zeta_<lv>_<ind>` when `ind` loads on several LVs)\cr
 #'   `tau_<ind>_<c>` \tab threshold `c = 1..C-1` of an ordered indicator\cr
-#'   `alpha_<ind>` \tab intercept of a normal or binary indicator\cr
-#'   `sigma_<ind>` \tab standard deviation of a normal indicator\cr
+#'   `alpha_<ind>` \tab intercept of a normal or binary indicator (of an ordered one with `ind ~ 1`)\cr
+#'   `sigma_<ind>` \tab standard deviation of a normal indicator (scale of an ordered one with `ind ~~ ind`)\cr
 #'   `gamma_<lv>_<source>` \tab structural coefficient of a covariate or LV `source` in the equation of `lv`\cr
 #'   user names \tab choice parameters, as written in the utilities
 #' }
@@ -196,9 +215,9 @@
 #'
 #' @param measurement Measurement model in lavaan syntax: lines
 #'   `lv =~ ind1 + ind2 + ...`, thresholds `ind | t1 + t2 + ...` (terms
-#'   may carry modifiers, see Modifiers), `lv ~~ lv`, `lv ~ 1` (see
-#'   Freeing the defaults) and constraints `name := expression`, `name ==
-#'   expression` (see Constraints); `#` starts a comment, a line ending in `+`
+#'   may carry modifiers, see Modifiers), `lv ~~ lv`, `lv ~ 1`, `ind ~ 1`,
+#'   `ind ~~ ind` (see Freeing the defaults) and constraints `name :=
+#'   expression`, `name == expression` (see Constraints); `#` starts a comment, a line ending in `+`
 #'   continues on the next line (a statement that ends in `+` with nothing
 #'   after it is an error), a latent variable may appear on several
 #'   lines, an indicator may load on several latent variables. The
@@ -338,6 +357,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   level <- .spec_levels(indicator_level, inds)
   categories <- .spec_categories(dots$categories, inds, ind_type)
   categories <- .spec_threshold_statements(thr_mods, categories, ind_type)
+  # `y ~ 1` and `y ~~ y` on indicators (R/indicator.R)
+  ix <- .spec_indicator_statements(lvx$ind_var, lvx$ind_icpt, inds, ind_type)
 
   if (!is.null(choice) && !inherits(choice, "iclv_choice")) {
     iclv_abort("spec", "'choice' must be NULL or an object made by iclv_choice()")
@@ -352,10 +373,15 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     structural = st, covariates = covariates, lv_order = lv_order,
     choice = choice, id = id, fixed = NULL, start = NULL, partable = NULL,
     labels = NULL, call = cl, random = random, lv_var = lvx$var, lv_icpt = lvx$icpt,
-    lv_cov = lvx$cov, constraints = constraints, definitions = definitions
+    lv_cov = lvx$cov, constraints = constraints, definitions = definitions,
+    ord_icpt = ix$icpt, ord_scale = ix$scale
   ), class = "iclv_model")
   mods <- .spec_modifiers(meas_mods, st_mods, c(lvs, inds, covariates), thr_mods)
+  .spec_indicator_labels(ix$labels, mods$labels %||% data.frame(op = character(), lhs = character(),
+                                                                rhs = character(), label = character()),
+                         c(lvs, inds, covariates))
   model$labels <- mods$labels
+  if (!is.null(ix$labels)) model$labels <- rbind(model$labels, ix$labels)
 
   # the generated names must not collide with choice parameters
   if (!is.null(choice)) {
@@ -378,7 +404,11 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   model$start <- .spec_named_values(start, "start")
   syn <- .spec_modifier_values(model, mods$values)
   # the values `~~` modifiers give (R/lvstat.R)
-  for (what in c("fixed", "start")) syn[[what]] <- .spec_merge_values(syn[[what]], lvx$values[[what]], what)
+  ixv <- .spec_indicator_values(model, ix$values) # and those on indicators (R/indicator.R)
+  for (what in c("fixed", "start")) {
+    syn[[what]] <- .spec_merge_values(syn[[what]], lvx$values[[what]], what)
+    syn[[what]] <- .spec_merge_values(syn[[what]], ixv[[what]], what)
+  }
   model$fixed <- .spec_merge_values(model$fixed, syn$fixed, "fixed")
   model$start <- .spec_merge_values(model$start, syn$start, "start")
   .spec_check_fixed_start(model$fixed, model$start)
@@ -775,6 +805,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   }
   ln <- .loading_names(model)
   tn <- .threshold_names(model, categories)
+  xn <- .indicator_names(model) # intercepts and standard deviations (scales), R/indicator.R
   for (i in model$indicators) {
     ls <- model$loads[[i]]
     ty <- model$ind_type[[i]]
@@ -786,10 +817,16 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     if (.is_ordered(ty)) {
       k <- which(tn$lhs == i)
       if (length(k)) add(tn$name[k], "measurement", i, "|", tn$rhs[k], "threshold", NA_real_, tn$labelled[k])
-    } else {
-      add(sprintf("alpha_%s", i), "measurement", i, "~1", "", "intercept", NA_real_)
-      if (ty == "normal") add(sprintf("sigma_%s", i), "measurement", i, "~~", i, "sd", NA_real_)
     }
+    k <- match(i, xn$ind)
+    # ordered: intercept 0 and scale 1 at the start (the defaults); normal
+    # and binary: from the data (.compile_starts)
+    if (!is.na(xn$icpt[k])) {
+      add(xn$icpt[k], "measurement", i, "~1", "", "intercept", if (.is_ordered(ty)) 0 else NA_real_,
+          xn$icpt_labelled[k])
+    }
+    if (!is.na(xn$sd[k])) add(xn$sd[k], "measurement", i, "~~", i, "sd", if (.is_ordered(ty)) 1 else NA_real_,
+                              xn$sd_labelled[k])
   }
   sn <- .structural_names(model)
   for (k in seq_len(nrow(sn))) add(sn$name[k], "structural", sn$lhs[k], "~", sn$rhs[k], "structural", 0, sn$labelled[k])
@@ -1157,7 +1194,7 @@ print.summary.iclv_model <- function(x, ...) {
   }
   lb <- model$labels
   if (!is.null(lb) && (!is.data.frame(lb) || !all(c("op", "lhs", "rhs", "label") %in% names(lb)) ||
-                       !chr(lb$label) || !all(lb$op %in% c("=~", "~", "|")))) {
+                       !chr(lb$label) || !all(lb$op %in% c("=~", "~", "|", "~1", "~~")))) {
     bad("'labels' is not the table of the syntax's labels")
   }
   invisible(model)

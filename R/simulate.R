@@ -158,8 +158,13 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
                              dimnames = list(NULL, model$random)))
   }
 
-  # indicators
+  # indicators; intercepts and scales (alpha 0 and sigma 1 where an ordered
+  # indicator has none, R/indicator.R)
+  xn <- .indicator_names(model)
   for (ind in model$indicators) {
+    k <- match(ind, xn$ind)
+    alpha <- if (is.na(xn$icpt[k])) 0 else th[[xn$icpt[k]]]
+    sigma <- if (is.na(xn$sd[k])) 1 else th[[xn$sd[k]]]
     type <- model$ind_type[[ind]]
     row_level <- model$level[[ind]] == "row"
     ls <- model$loads[[ind]]
@@ -173,12 +178,12 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     err <- if (logit) stats::rlogis(m) else stats::rnorm(m)
     val <- if (.is_ordered(type)) {
       tau <- th[tn$name[tn$lhs == ind]]
-      ystar <- s + err
+      ystar <- alpha + s + sigma * err
       1L + as.integer(rowSums(outer(ystar, tau, ">")))
     } else if (type == "normal") {
-      th[[sprintf("alpha_%s", ind)]] + s + th[[sprintf("sigma_%s", ind)]] * stats::rnorm(m)
+      alpha + s + sigma * stats::rnorm(m)
     } else {
-      as.integer(th[[sprintf("alpha_%s", ind)]] + s + err > 0)
+      as.integer(alpha + s + err > 0)
     }
     out[[ind]] <- if (row_level) val else val[ind_of_row]
   }

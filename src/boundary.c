@@ -285,6 +285,11 @@ static void model_from_R(SEXP compiled, iclv_model *m) {
     if ((ty == ICLV_IND_NORMAL || ty == ICLV_IND_BINARY_PROBIT || ty == ICLV_IND_BINARY_LOGIT))
       check_idx(m->ind_icpt + i, 1, 0, P, "ind_icpt");
     if (ty == ICLV_IND_NORMAL) check_idx(m->ind_sd + i, 1, 0, P, "ind_sd");
+    /* an ordered indicator's intercept and scale are optional (-1: none) */
+    if (ordered && m->ind_icpt[i] != -1) check_idx(m->ind_icpt + i, 1, 0, P, "ind_icpt");
+    if (ordered && m->ind_sd[i] != -1) check_idx(m->ind_sd + i, 1, 0, P, "ind_sd");
+    if (!ordered && ty != ICLV_IND_NORMAL && m->ind_sd[i] != -1)
+      Rf_error("[iclv_error_input] compiled indicator %d: a binary indicator has no scale (ind_sd must be -1)", i);
   }
   m->ind_load_ptr = get_ivec(compiled, "ind_load_ptr", M + 1);
   check_ptr(m->ind_load_ptr, M, "ind_load_ptr");

@@ -456,6 +456,13 @@ static void obs_thresholds(const iclv_model *m, const double *theta, int o, int 
   (void) theta;
 }
 
+/* Does ordered indicator ind have an intercept or a scale (iclv_model.h)?
+ * Its observations take the reference link (no product form, no hoisted
+ * thresholds): a = (tau_{y-1} - alpha - s) / sigma, b likewise. */
+static inline int ordered_scaled(const iclv_model *m, int ind) {
+  return m->ind_icpt[ind] >= 0 || m->ind_sd[ind] >= 0;
+}
+
 /* Per-observation constants oc (5 per observation) of individual n:
  *   ordered logit: exp(tau_lo) (0 without), exp(-tau_hi) (0 without),
  *     q = 1 / expm1(tau_hi - tau_lo) (0 unless both), log(1 - exp(tau_lo -
@@ -484,13 +491,13 @@ static void setup_indicators(const iclv_model *m, const double *theta, int n, ic
         c[2] = 1.0 / expm1(theta[j_hi] - theta[j_lo]);
         c[3] = iclv_log1mexp(theta[j_lo] - theta[j_hi]);
       }
-      c[4] = ok ? 1.0 : 0.0;
+      c[4] = ok && !ordered_scaled(m, ind) ? 1.0 : 0.0; /* 0: the reference link */
     } else if (type == ICLV_IND_ORDERED_PROBIT) {
       int j_lo, j_hi;
       obs_thresholds(m, theta, o, &j_lo, &j_hi);
       c[0] = j_lo >= 0 ? theta[j_lo] : -INFINITY;
       c[1] = j_hi >= 0 ? theta[j_hi] : INFINITY;
-      c[4] = 1.0;
+      c[4] = ordered_scaled(m, ind) ? 0.0 : 1.0; /* 0: the reference link */
     } else if (type == ICLV_IND_NORMAL) {
       c[0] = -ICLV_LN_SQRT_2PI - log(theta[m->ind_sd[ind]]);
     }
@@ -703,7 +710,7 @@ ICLV_SIMD
           sc[b] += 1.0;
         }
       }
-    } else if (type == ICLV_IND_ORDERED_PROBIT) {
+    } else if (type == ICLV_IND_ORDERED_PROBIT && c[4] != 0.0) {
       /* thresholds hoisted (oc); Cody's Phi over the block's draws
        * (pnorm_tail_block), after the reflection of iclv_probit_logdiff
        * (lo + hi <= 0): D = Phi(hi) - Phi(lo) = Q(|hi|) - Q(-lo) when
@@ -783,14 +790,20 @@ ICLV_SIMD
             sc[b] += k;
             ls[b] += c[3];
             ws->cnt[ICLV_FAST_CNT_OBS_SCALAR] += 1.0;
+            cs = -(d1 + d2);
           } else {
+            /* with an intercept alpha and a scale sigma (w = 1 / sigma): d1, d2
+             * are d l / da, d l / db and cs = d l / ds = -(d1 + d2) w */
             ws->cnt[ICLV_FAST_CNT_OBS_REF] += 1.0;
-            double a = j_lo >= 0 ? theta[j_lo] - s : -INFINITY;
-            double bb = j_hi >= 0 ? theta[j_hi] - s : INFINITY;
+            int ji = m->ind_icpt[ind], js = m->ind_sd[ind];
+            double u = ji >= 0 ? s + theta[ji] : s;
+            double w = js >= 0 ? 1.0 / theta[js] : 1.0;
+            double a = j_lo >= 0 ? (theta[j_lo] - u) * w : -INFINITY;
+            double bb = j_hi >= 0 ? (theta[j_hi] - u) * w : INFINITY;
             ls[b] += type == ICLV_IND_ORDERED_PROBIT ? iclv_probit_logdiff(a, bb, &d1, &d2)
                                                      : iclv_logit_logdiff(a, bb, &d1, &d2);
+            cs = -(d1 + d2) * w;
           }
-          cs = -(d1 + d2);
         } else if (type == ICLV_IND_NORMAL) {
           ws->cnt[ICLV_FAST_CNT_OBS_REF] += 1.0;
           double sd = theta[m->ind_sd[ind]];
@@ -1213,7 +1226,29 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   for (int i = 0; i < O; i++) {
     int o = o0 + i, ind = m->obs_ind[o], type = m->ind_type[ind];
     const double *a0 = ws->A0 + 2 * i;
-    if (type == ICLV_IND_ORDERED_PROBIT || type == ICLV_IND_ORDERED_LOGIT) {
+    if ((type == ICLV_IND_ORDERED_PROBIT || type == ICLV_IND_ORDERED_LOGIT) && ordered_scaled(m, ind)) {
+      /* a = (tau_lo - alpha - s) w, b likewise, w = 1 / sigma; with the
+       * weighted sums A0 = (sum d1, sum d2) and A1_k = sum d l/ds eta_k
+       * (d l / ds = -(d1 + d2) w):
+       *   d/d tau_lo = w A0_lo, d/d tau_hi = w A0_hi, d/d alpha = -w (A0_lo + A0_hi),
+       *   d/d sigma = -w sum (a d1 + b d2)
+       *             = -w (w (tau_lo - alpha) A0_lo + w (tau_hi - alpha) A0_hi + sum_q zeta_q A1_{lv_q})
+       * (since sum s (d1 + d2) = -sum_q zeta_q A1_{lv_q} / w: no accumulator of its own) */
+      int j_lo, j_hi, ji = m->ind_icpt[ind], js = m->ind_sd[ind];
+      obs_thresholds(m, theta, o, &j_lo, &j_hi);
+      double al = ji >= 0 ? theta[ji] : 0.0, w = js >= 0 ? 1.0 / theta[js] : 1.0;
+      if (j_lo >= 0) score[j_lo] += w * a0[0];
+      if (j_hi >= 0) score[j_hi] += w * a0[1];
+      if (ji >= 0) score[ji] -= w * (a0[0] + a0[1]);
+      if (js >= 0) {
+        double t = 0.0;
+        if (j_lo >= 0) t += w * (theta[j_lo] - al) * a0[0];
+        if (j_hi >= 0) t += w * (theta[j_hi] - al) * a0[1];
+        for (int q = m->ind_load_ptr[ind]; q < m->ind_load_ptr[ind + 1]; q++)
+          t += theta[m->ind_load_par[q]] * ws->A1[(size_t) i * K + m->ind_load_lv[q]];
+        score[js] -= w * t;
+      }
+    } else if (type == ICLV_IND_ORDERED_PROBIT || type == ICLV_IND_ORDERED_LOGIT) {
       int j_lo, j_hi;
       obs_thresholds(m, theta, o, &j_lo, &j_hi);
       if (j_lo >= 0) score[j_lo] += a0[0];
@@ -1245,7 +1280,9 @@ static void hess_indicator(const iclv_model *m, const double *theta, const doubl
                            iclv_hess *h) {
   int ind = m->obs_ind[o], type = m->ind_type[ind];
   int probit = type == ICLV_IND_ORDERED_PROBIT;
-  if (!probit && (type != ICLV_IND_ORDERED_LOGIT || c[4] == 0.0)) {
+  /* c[4] == 0: no product form (ordered logit out of range, or an ordered
+   * indicator with an intercept or a scale) */
+  if ((!probit && type != ICLV_IND_ORDERED_LOGIT) || c[4] == 0.0) {
     iclv_indicator_atom(m, theta, eta, o, g, h);
     return;
   }

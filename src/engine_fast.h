@@ -29,6 +29,11 @@
  *     the utilities carry), scattered once per individual instead of once
  *     per draw; ordered-probit and binary-probit terms of the Hessian pass
  *     use Cody's Phi too (probit_fast, probit_cdf_fast).
+ * An ordered indicator with an intercept or a scale (ind_icpt or ind_sd >= 0,
+ * lavaan's `y ~ 1`, `y ~~ y`) takes the reference link draw by draw in the
+ * LL and score pass (its index a = (tau - alpha - s) / sigma has no hoisted
+ * product form), its score from the same weighted sums as the others (see
+ * iclv_fast_individual), and the reference atom in the Hessian pass.
  * Guards send a task, draw or observation whose exponents could leave
  * (e^-300, e^300) to the reference link functions of numerics.h, so the
  * tails are exactly as robust as the reference.

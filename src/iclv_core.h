@@ -215,26 +215,67 @@ ICLV_HD static inline double iclv_indicator_atom(const iclv_model *m, const doub
   double s = iclv_ind_index(m, theta, eta, ind);
 
   if (type == ICLV_IND_ORDERED_PROBIT || type == ICLV_IND_ORDERED_LOGIT) {
+    /* With an intercept alpha (ind_icpt >= 0, else 0) and a scale sigma
+     * (ind_sd >= 0, else 1), w = 1 / sigma:
+     *   a = (tau_{y-1} - alpha - s) w,  b = (tau_y - alpha - s) w,
+     *   ll = L(a, b) = log(F(b) - F(a)).
+     * In the extended space, with ds = d s and the unit vectors e_lo, e_hi
+     * (thresholds), e_i (alpha), e_sc (sigma):
+     *   da = w (va - ds),  va = e_lo - e_i - a e_sc;  db = w (vb - ds),
+     *   vb = e_hi - e_i - b e_sc;
+     *   d2a = -w d2s - w^2 (e_sc (e_lo - e_i - ds)' + sym) + 2 a w^2 e_sc e_sc'
+     *   (likewise b), so
+     *   H = La_a da da' + Lab (da db' + db da') + Lbb db db' + La d2a + Lb d2b:
+     *   the parameter block w^2 (faa va va' + fab (va vb' + vb va') + fbb vb vb')
+     *   - w^2 (e_sc r' + r e_sc') + 2 w^2 (fa a + fb b) e_sc e_sc', r = fa e_lo
+     *   + fb e_hi - (fa + fb) e_i; the ds ds' coefficient w^2 (faa + 2 fab +
+     *   fbb), d2s's -(fa + fb) w, and the cross terms (e_j ds' + ds e_j') of
+     *   iclv_ind_index_hess with the coefficients cu below. An infinite a
+     *   (b) has fa = faa = fab = 0 (fb = fab = fbb = 0): its products with a
+     *   (b) are taken as 0 (am, bm). Without intercept and scale (w = 1,
+     *   alpha = 0) every value is the plain model's, bit for bit. */
     int C = m->ind_ncat[ind], c = (int) y, thr = m->ind_thr[ind];
     int j_lo = c > 1 ? thr + c - 2 : -1;  /* parameter of tau_{y-1} */
     int j_hi = c < C ? thr + c - 1 : -1;  /* parameter of tau_y */
-    double a = j_lo >= 0 ? theta[j_lo] - s : -INFINITY;
-    double b = j_hi >= 0 ? theta[j_hi] - s : INFINITY;
+    int ji = m->ind_icpt[ind], js = m->ind_sd[ind];
+    double u = ji >= 0 ? s + theta[ji] : s; /* alpha + s */
+    double w = js >= 0 ? 1.0 / theta[js] : 1.0;
+    double a = j_lo >= 0 ? (theta[j_lo] - u) * w : -INFINITY;
+    double b = j_hi >= 0 ? (theta[j_hi] - u) * w : INFINITY;
     double fa, fb, faa = 0.0, fab = 0.0, fbb = 0.0;
     double ll = iclv_ordered_link(type == ICLV_IND_ORDERED_PROBIT, a, b, h != 0, &fa, &fb, &faa,
                                   &fab, &fbb);
+    double am = j_lo >= 0 ? a : 0.0, bm = j_hi >= 0 ? b : 0.0;
     if (g) {
-      if (j_lo >= 0) g[j_lo] += fa;
-      if (j_hi >= 0) g[j_hi] += fb;
-      iclv_ind_index_grad(m, theta, eta, ind, -(fa + fb), g);
+      if (j_lo >= 0) g[j_lo] += fa * w;
+      if (j_hi >= 0) g[j_hi] += fb * w;
+      if (ji >= 0) g[ji] -= (fa + fb) * w;
+      if (js >= 0) g[js] -= (fa * am + fb * bm) * w;
+      iclv_ind_index_grad(m, theta, eta, ind, -(fa + fb) * w, g);
     }
     if (h) {
-      if (j_lo >= 0) iclv_hcell(h, j_lo, j_lo, faa);
-      if (j_hi >= 0) iclv_hcell(h, j_hi, j_hi, fbb);
-      if (j_lo >= 0 && j_hi >= 0) iclv_hsym(h, j_lo, j_hi, fab);
-      int ju[2] = {j_lo, j_hi};
-      double cu[2] = {-(faa + fab), -(fab + fbb)};
-      iclv_ind_index_hess(m, theta, eta, ind, faa + 2.0 * fab + fbb, -(fa + fb), 2, ju, cu, h);
+      double w2 = w * w;
+      int jv[4] = {j_lo, j_hi, ji, js};
+      double va[4] = {1.0, 0.0, -1.0, -am}, vb[4] = {0.0, 1.0, -1.0, -bm};
+      double r[3] = {fa, fb, -(fa + fb)};
+      for (int p = 0; p < 4; p++) {
+        if (jv[p] < 0) continue;
+        for (int q = 0; q < 4; q++) {
+          if (jv[q] < 0) continue;
+          double v = faa * va[p] * va[q] + fab * (va[p] * vb[q] + vb[p] * va[q]) + fbb * vb[p] * vb[q];
+          if (v != 0.0) iclv_hcell(h, jv[p], jv[q], w2 * v);
+        }
+      }
+      if (js >= 0) {
+        for (int p = 0; p < 3; p++)
+          if (jv[p] >= 0) iclv_hsym(h, js, jv[p], -w2 * r[p]);
+        iclv_hcell(h, js, js, 2.0 * w2 * (fa * am + fb * bm));
+      }
+      double cab = faa + 2.0 * fab + fbb;
+      int ju[4] = {j_lo, j_hi, ji, js};
+      double cu[4] = {-w2 * (faa + fab), -w2 * (fab + fbb), w2 * cab,
+                      w2 * ((faa + fab) * am + (fab + fbb) * bm + fa + fb)};
+      iclv_ind_index_hess(m, theta, eta, ind, w2 * cab, -(fa + fb) * w, 4, ju, cu, h);
     }
     return ll;
   }

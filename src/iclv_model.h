@@ -37,7 +37,10 @@
  *     s = sum_{q in ind_load_ptr[m]..} theta[ind_load_par[q]] * eta[ind_load_lv[q]]
  *     ordered probit/logit (y in 1..C, C = ind_ncat[m]; tau_c = theta[ind_thr[m] + c - 1],
  *       c = 1..C-1; tau_0 = -Inf, tau_C = +Inf):
- *         log P = log( F(tau_y - s) - F(tau_{y-1} - s) ),  F = Phi or logistic
+ *         log P = log( F((tau_y - alpha - s) / sigma) - F((tau_{y-1} - alpha - s) / sigma) ),
+ *       F = Phi or logistic; alpha = theta[ind_icpt[m]] when ind_icpt[m] >= 0, else 0
+ *       (lavaan's `y ~ 1`), sigma = theta[ind_sd[m]] > 0 when ind_sd[m] >= 0, else 1
+ *       (`y ~~ y`: the standard deviation of the latent response; R/indicator.R)
  *     normal: mu = theta[ind_icpt[m]] + s, sd = theta[ind_sd[m]]:
  *         log p = log dnorm(y; mu, sd)
  *     binary probit/logit (y in {0, 1}): a = theta[ind_icpt[m]] + s,
@@ -164,8 +167,10 @@ typedef struct {
   const int *ind_type;     /* (n_indic) ICLV_IND_* */
   const int *ind_ncat;     /* (n_indic) categories C for ordered, 2 for binary, 0 for normal */
   const int *ind_thr;      /* (n_indic) index of the first threshold parameter, or -1 */
-  const int *ind_icpt;     /* (n_indic) intercept parameter (normal, binary), or -1 */
-  const int *ind_sd;       /* (n_indic) sd parameter (normal), or -1 */
+  const int *ind_icpt;     /* (n_indic) intercept parameter (normal, binary; ordered: optional),
+                              or -1 (ordered: intercept 0) */
+  const int *ind_sd;       /* (n_indic) sd parameter (normal; ordered: optional scale), or -1
+                              (ordered: scale 1; binary: always -1) */
   const int *ind_load_ptr; /* (n_indic + 1) CSR over indicators */
   const int *ind_load_lv;  /* (ind_load_ptr[n_indic]) LV of each loading */
   const int *ind_load_par; /* (ind_load_ptr[n_indic]) parameter of each loading */

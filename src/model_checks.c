@@ -102,6 +102,14 @@ int iclv_check_theta(const iclv_model *m, const double *theta, iclv_status *st) 
           return st->code;
         }
       }
+      int js = m->ind_sd[i];
+      if (js >= 0 && !(theta[js] > 0)) {
+        st->code = ICLV_ERR_INPUT;
+        snprintf(st->msg, ICLV_MSG_LEN,
+                 "the scale of ordered indicator %d (parameter %d) must be > 0, not %g", i + 1,
+                 js + 1, theta[js]);
+        return st->code;
+      }
     } else if (ty == ICLV_IND_NORMAL) {
       int js = m->ind_sd[i];
       if (!(theta[js] > 0)) {

@@ -44,7 +44,11 @@ ref_indicator <- function(cm, theta, eta, o) {
     C <- cm$ind_ncat[m]
     tau <- c(-Inf, theta[cm$ind_thr[m] + seq_len(C - 1L)], Inf)
     F <- if (type == 1L) stats::pnorm else stats::plogis
-    return(log(F(tau[y + 1L] - s) - F(tau[y] - s)))
+    # an intercept (`y ~ 1`) and a scale (`y ~~ y`) where the compiled
+    # indicator has them (ind_icpt, ind_sd >= 0): 0 and 1 otherwise
+    alpha <- if (cm$ind_icpt[m] >= 0L) theta[cm$ind_icpt[m] + 1L] else 0
+    sigma <- if (cm$ind_sd[m] >= 0L) theta[cm$ind_sd[m] + 1L] else 1
+    return(log(F((tau[y + 1L] - alpha - s) / sigma) - F((tau[y] - alpha - s) / sigma)))
   }
   if (type == 3L) {
     return(stats::dnorm(y, theta[cm$ind_icpt[m] + 1L] + s, theta[cm$ind_sd[m] + 1L], log = TRUE))

@@ -482,6 +482,22 @@ test_that("GPU equals CPU for free LV standard deviations, intercepts and covari
   expect_model_gpu_cpu(m, p, seed = 15, "LV s.d., intercept and covariance")
 })
 
+test_that("GPU equals CPU for intercepts and scales of ordered indicators (issue 15), Hessian included", {
+  skip_if_no_gpu()
+  # `y ~ 1`, `y ~~ y` on ordered probit and logit indicators (R/indicator.R):
+  # ind_icpt and ind_sd of an ordered indicator in iclv_indicator_atom
+  m <- iclv_model("att =~ q1 + q2 + q3 + q4\n q2 ~ 1\n q2 ~~ q2\n q3 ~ 1\n q3 ~~ q3\n q4 ~~ q4",
+    structural = "att ~ age", indicators = list(q1 = "ordered_logit", q2 = "ordered_logit"),
+    choice = iclv_choice("mnl", "ch", list(a = "asc_a + b_price * price_a + l_att * att",
+                                           b = "asc_b + b_price * price_b", c = "0")),
+    id = "ID", categories = 3)
+  p <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
+         alpha_q2 = 0.3, sigma_q2 = 1.4, zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, alpha_q3 = -0.4,
+         sigma_q3 = 0.7, zeta_q4 = 0.9, tau_q4_1 = -0.6, tau_q4_2 = 0.7, sigma_q4 = 1.2, gamma_att_age = 0.5,
+         asc_a = 0.2, b_price = -1, l_att = 0.7, asc_b = -0.3)
+  expect_model_gpu_cpu(m, p, seed = 16, "ordered indicators' intercepts and scales")
+})
+
 test_that("the Hessian's device buffers live only during a Hessian request", {
   skip_if_no_gpu()
   N <- 12L; R <- 64L

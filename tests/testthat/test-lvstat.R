@@ -195,11 +195,12 @@ test_that("specification errors are classed and say what is not supported", {
   pt3 <- iclv_model("att =~ q1 + q2\n nrm =~ q3 + q4\n h =~ q5 + q6\n att ~~ nrm\n att ~~ h\n h ~~ nrm",
                     id = "ID")$partable
   expect_identical(pt3$name[pt3$role == "chol"], c("chol_nrm_att", "chol_h_att", "chol_h_nrm"))
-  e("att =~ q1 + q2\n q1 ~~ q1", regexp = "'~~' on indicators is not supported")
-  e("att =~ q1 + q2\n q1 ~ 1", regexp = "intercepts of indicators are not supported")
+  # on indicators they are an intercept and a scale (R/indicator.R, test-indicator-syntax.R)
+  pti <- iclv_model("att =~ q1 + q2\n q1 ~~ q1\n q1 ~ 1", structural = "att ~ age", id = "ID")$partable
+  expect_identical(pti$role[match(c("alpha_q1", "sigma_q1"), pti$name)], c("intercept", "sd"))
   e("att =~ q1 + q2\n foo ~~ foo", regexp = "'foo' is not a latent variable")
   e("att =~ q1 + q2\n foo ~ 1", regexp = "'foo' is not a latent variable")
-  e("att =~ q1 + q2\n att ~~ a*att", regexp = "labels on '~~' are not supported")
+  e("att =~ q1 + q2\n att ~~ a*att", regexp = "labels on '~~' between latent variables are not supported")
   e("att =~ q1 + q2\n att ~~ -1*att", regexp = "a variance must be positive")
   e("att =~ q1 + q2\n att ~~ start(0)*att", regexp = "a variance must be positive")
   e("att =~ q1 + q2\n nrm =~ q3 + q4\n att ~~ 0.3*nrm", regexp = "non-zero value is not supported")
