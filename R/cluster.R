@@ -168,7 +168,8 @@ NULL
                          "ut_ptr", "ut_par", "ut_col", "ut_lv", "n_nest", "nest_of", "nest_par",
                          "n_ocat", "ocat_thr", "ocat_logit",
                          "n_tape", "tape_nv", "tape_depth", "tape_ptr", "tape_op", "tape_arg",
-                         "n_tape_const", "tape_const", "tape_var_ptr", "tape_var")
+                         "n_tape_const", "tape_const", "tape_var_ptr", "tape_var", "tape_nslot",
+                         "tape_pptr", "tape_pop", "tape_parg")
 .slice_data_fields <- c("n_ind", "n_obs", "n_rows", "n_avail", "cov", "obs_ptr", "obs_ind",
                         "obs_val", "row_ptr", "y", "avail", "X", "weight", "n_mult", "mult_sign", "mult_par")
 

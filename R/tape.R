@@ -46,7 +46,7 @@
 
 .tape_ops <- c(CONST = 1L, VAR = 2L, DATA = 3L, ADD = 4L, SUB = 5L, MUL = 6L, DIV = 7L, POW = 8L,
                NEG = 9L, EXP = 10L, LOG = 11L, SQRT = 12L, POWC = 13L, SEL = 14L, PNORM = 15L,
-               LT = 16L, GT = 17L, LE = 18L, GE = 19L, EQ = 20L, NE = 21L)
+               LT = 16L, GT = 17L, LE = 18L, GE = 19L, EQ = 20L, NE = 21L, STORE = 22L, LOAD = 23L)
 .tape_cmp <- c("<" = "LT", ">" = "GT", "<=" = "LE", ">=" = "GE", "==" = "EQ", "!=" = "NE")
 .tape_max_vars <- 32L  # ICLV_TAPE_MAX_VARS (src/iclv_tape.h)
 .tape_max_depth <- 64L # ICLV_TAPE_MAX_DEPTH
@@ -264,17 +264,27 @@
 
 # The symbolic tape of expression e (role: name -> "param"/"lv"/"data").
 .tape_build <- function(e, role, where, s) {
-  op <- integer()
-  arg <- list()
+  # two programs: "row" (run per choice row) and "pair" (run once per
+  # (individual, draw): the subtrees without data, hoisted; iclv_tape.h)
+  prog <- list(row = list(op = integer(), arg = list(), top = 0L), pair = list(op = integer(), arg = list(), top = 0L))
+  to <- "row"
+  slots <- character() # hoisted subtrees by their text (one slot each)
   vars <- character()
   depth <- 0L
-  top <- 0L
   push <- function(code, a = 0) {
-    op[length(op) + 1L] <<- .tape_ops[[code]]
-    arg[[length(arg) + 1L]] <<- a
-    top <<- top + switch(code, CONST = , VAR = , DATA = 1L, ADD = , SUB = , MUL = , DIV = , POW = -1L,
-                         SEL = -2L, 0L)
-    if (top > depth) depth <<- top
+    p <- prog[[to]]
+    p$op[length(p$op) + 1L] <- .tape_ops[[code]]
+    p$arg[[length(p$arg) + 1L]] <- a
+    p$top <- p$top + switch(code, CONST = , VAR = , DATA = , LOAD = 1L, ADD = , SUB = , MUL = , DIV = , POW = ,
+                            LT = , GT = , LE = , GE = , EQ = , NE = , STORE = -1L, SEL = -2L, 0L)
+    if (p$top > depth) depth <<- p$top
+    prog[[to]] <<- p
+  }
+  # a subtree worth running once per pair: an operation on parameters,
+  # latent variables, random terms and constants only
+  hoistable <- function(x) {
+    is.call(x) && !.is_call_to(x, "(", 1L) && length(all.vars(x)) > 0L &&
+      all(role[all.vars(x)] != "data")
   }
   bad <- function(what) {
     iclv_abort("spec", sprintf("%s: %s in %s", where, what, iclv_quote(s)))
@@ -294,6 +304,19 @@
         bad(sprintf("the constant expression %s is not one finite number", iclv_quote(.expr_text(x))))
       }
       return(push("CONST", as.double(v)))
+    }
+    if (to == "row" && hoistable(x)) {
+      key <- .expr_text(x)
+      k <- match(key, slots)
+      if (is.na(k)) {
+        slots <<- c(slots, key)
+        k <- length(slots)
+        to <<- "pair"
+        emit(x)
+        push("STORE", k - 1L)
+        to <<- "row"
+      }
+      return(push("LOAD", k - 1L))
     }
     f <- as.character(x[[1L]])
     n <- length(x) - 1L
@@ -347,7 +370,13 @@
                 length(vars), .tape_max_vars))
   }
   if (depth > .tape_max_depth) bad(sprintf("the nonlinear part nests deeper than %d", .tape_max_depth))
-  list(op = op, arg = arg, vars = vars, depth = depth, text = .expr_text(e),
+  if (length(slots) > 4L * .tape_max_depth) {
+    bad(sprintf("the nonlinear part has more than %d subexpressions without data", 4L * .tape_max_depth))
+  }
+  op <- prog$row$op
+  arg <- prog$row$arg
+  list(op = op, arg = arg, pop = prog$pair$op, parg = prog$pair$arg, nslot = length(slots),
+       vars = vars, depth = depth, text = .expr_text(e),
        params = vars[role[vars] == "param"], data = unique(unlist(arg[op == .tape_ops[["DATA"]]])),
        scales = .tape_scales(e, role))
 }
@@ -399,32 +428,44 @@
 .tape_compile <- function(ch, alts, pidx, lvs, P) {
   tapes <- ch$tapes %||% list()
   if (!length(tapes)) return(NULL)
-  op <- arg <- var <- integer()
+  op <- arg <- var <- pop <- parg <- integer()
   consts <- double()
-  ptr <- vptr <- 0L
+  ptr <- vptr <- pptr <- 0L
+  args_of <- function(tp, ops, as) {
+    vapply(seq_along(ops), function(q) {
+      o <- ops[q]
+      x <- as[[q]]
+      if (o == .tape_ops[["VAR"]]) return(match(x, tp$vars) - 1L)
+      if (o == .tape_ops[["DATA"]]) return(match(x, ch$columns) - 1L)
+      if (o %in% .tape_ops[c("CONST", "POWC")]) {
+        consts <<- c(consts, x)
+        return(length(consts) - 1L)
+      }
+      if (o %in% .tape_ops[c("STORE", "LOAD")]) return(as.integer(x))
+      0L
+    }, integer(1))
+  }
   for (a in alts) {
     tp <- tapes[[a]]
     if (!is.null(tp)) {
-      for (q in seq_along(tp$op)) {
-        o <- tp$op[q]
-        x <- tp$arg[[q]]
-        arg <- c(arg, if (o == .tape_ops[["VAR"]]) match(x, tp$vars) - 1L
-                      else if (o == .tape_ops[["DATA"]]) match(x, ch$columns) - 1L
-                      else if (o %in% .tape_ops[c("CONST", "POWC")]) { consts <- c(consts, x); length(consts) - 1L }
-                      else 0L)
-      }
+      arg <- c(arg, args_of(tp, tp$op, tp$arg))
       op <- c(op, tp$op)
+      parg <- c(parg, args_of(tp, tp$pop, tp$parg))
+      pop <- c(pop, tp$pop)
       var <- c(var, ifelse(tp$vars %in% lvs, P + match(tp$vars, lvs) - 1L, pidx(tp$vars)))
     }
     ptr <- c(ptr, length(op))
     vptr <- c(vptr, length(var))
+    pptr <- c(pptr, length(pop))
   }
   nv <- max(diff(vptr))
   list(n_tape = as.integer(sum(diff(ptr) > 0L)), tape_nv = as.integer(nv),
        tape_depth = as.integer(max(vapply(tapes, `[[`, integer(1), "depth"))),
        tape_ptr = as.integer(ptr), tape_op = as.integer(op), tape_arg = as.integer(arg),
        n_tape_const = as.integer(length(consts)), tape_const = as.double(consts),
-       tape_var_ptr = as.integer(vptr), tape_var = as.integer(var))
+       tape_var_ptr = as.integer(vptr), tape_var = as.integer(var),
+       tape_nslot = as.integer(max(vapply(tapes, `[[`, integer(1), "nslot"))),
+       tape_pptr = as.integer(pptr), tape_pop = as.integer(pop), tape_parg = as.integer(parg))
 }
 
 # The rest N_j of each alternative on data (for iclv_simulate()): a matrix

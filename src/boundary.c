@@ -161,6 +161,8 @@ static void tapes_from_R(SEXP compiled, iclv_model *m) {
   m->n_tape = has_elt(compiled, "n_tape") ? get_int(compiled, "n_tape") : 0;
   m->tape_nv = m->tape_depth = m->n_tape_const = 0;
   m->tape_ptr = m->tape_op = m->tape_arg = m->tape_var_ptr = m->tape_var = NULL;
+  m->tape_pptr = m->tape_pop = m->tape_parg = NULL;
+  m->tape_nslot = 0;
   m->tape_const = NULL;
   if (m->n_tape == 0) return;
   if (m->n_tape < 0 || J < 1) stop_input("compiled 'n_tape' must be 0 without a choice model");
@@ -179,35 +181,58 @@ static void tapes_from_R(SEXP compiled, iclv_model *m) {
   check_ptr(m->tape_var_ptr, J, "tape_var_ptr");
   m->tape_var = get_ivec(compiled, "tape_var", m->tape_var_ptr[J]);
   check_idx(m->tape_var, m->tape_var_ptr[J], 0, P + K, "tape_var");
+  m->tape_nslot = get_int(compiled, "tape_nslot");
+  if (m->tape_nslot < 0 || m->tape_nslot > ICLV_TAPE_MAX_DEPTH * 4)
+    stop_input("compiled 'tape_nslot' out of range");
+  m->tape_pptr = get_ivec(compiled, "tape_pptr", J + 1);
+  check_ptr(m->tape_pptr, J, "tape_pptr");
+  m->tape_pop = get_ivec(compiled, "tape_pop", m->tape_pptr[J]);
+  m->tape_parg = get_ivec(compiled, "tape_parg", m->tape_pptr[J]);
   int with = 0;
+  char stored[4 * ICLV_TAPE_MAX_DEPTH];
   for (int j = 0; j < J; j++) {
-    int nv = m->tape_var_ptr[j + 1] - m->tape_var_ptr[j], sp = 0;
+    int nv = m->tape_var_ptr[j + 1] - m->tape_var_ptr[j];
     if (nv > m->tape_nv) stop_input("compiled tape has more variables than 'tape_nv'");
-    for (int q = m->tape_ptr[j]; q < m->tape_ptr[j + 1]; q++) {
-      int op = m->tape_op[q], a = m->tape_arg[q], need, lim;
-      switch (op) {
-      case ICLV_OP_CONST: need = 0; lim = m->n_tape_const; break;
-      case ICLV_OP_VAR: need = 0; lim = nv; break;
-      case ICLV_OP_DATA: need = 0; lim = m->n_xcol; break;
-      case ICLV_OP_ADD: case ICLV_OP_SUB: case ICLV_OP_MUL: case ICLV_OP_DIV: case ICLV_OP_POW:
-        need = 2; lim = -1; break;
-      case ICLV_OP_NEG: case ICLV_OP_EXP: case ICLV_OP_LOG: case ICLV_OP_SQRT: need = 1; lim = -1; break;
-      case ICLV_OP_POWC: need = 1; lim = m->n_tape_const; break;
-      case ICLV_OP_SEL: need = 3; lim = -1; break;
-      case ICLV_OP_PNORM: need = 1; lim = -1; break;
-      case ICLV_OP_LT: case ICLV_OP_GT: case ICLV_OP_LE: case ICLV_OP_GE: case ICLV_OP_EQ:
-      case ICLV_OP_NE: need = 2; lim = -1; break;
-      default: Rf_error("[iclv_error_input] compiled tape of alternative %d: unknown operator %d", j + 1, op);
+    for (int k = 0; k < m->tape_nslot; k++) stored[k] = 0;
+    for (int prog = 0; prog < 2; prog++) { /* the pair program, then the row program */
+      const int *ops = prog == 0 ? m->tape_pop : m->tape_op, *args = prog == 0 ? m->tape_parg : m->tape_arg;
+      int q0 = prog == 0 ? m->tape_pptr[j] : m->tape_ptr[j], q1 = prog == 0 ? m->tape_pptr[j + 1] : m->tape_ptr[j + 1];
+      int sp = 0;
+      for (int q = q0; q < q1; q++) {
+        int op = ops[q], a = args[q], need, lim;
+        switch (op) {
+        case ICLV_OP_CONST: need = 0; lim = m->n_tape_const; break;
+        case ICLV_OP_VAR: need = 0; lim = nv; break;
+        case ICLV_OP_DATA: need = 0; lim = m->n_xcol; break;
+        case ICLV_OP_ADD: case ICLV_OP_SUB: case ICLV_OP_MUL: case ICLV_OP_DIV: case ICLV_OP_POW:
+          need = 2; lim = -1; break;
+        case ICLV_OP_NEG: case ICLV_OP_EXP: case ICLV_OP_LOG: case ICLV_OP_SQRT: case ICLV_OP_PNORM:
+          need = 1; lim = -1; break;
+        case ICLV_OP_POWC: need = 1; lim = m->n_tape_const; break;
+        case ICLV_OP_SEL: need = 3; lim = -1; break;
+        case ICLV_OP_LT: case ICLV_OP_GT: case ICLV_OP_LE: case ICLV_OP_GE: case ICLV_OP_EQ:
+        case ICLV_OP_NE: need = 2; lim = -1; break;
+        case ICLV_OP_STORE: need = 1; lim = m->tape_nslot; break;
+        case ICLV_OP_LOAD: need = 0; lim = m->tape_nslot; break;
+        default: Rf_error("[iclv_error_input] compiled tape of alternative %d: unknown operator %d", j + 1, op);
+        }
+        if (lim >= 0 && (a < 0 || a >= lim))
+          Rf_error("[iclv_error_input] compiled tape of alternative %d: argument %d out of range", j + 1, a);
+        /* the pair program reads no data and loads nothing; the row program
+         * stores nothing and loads only what the pair program stored */
+        if ((prog == 0 && (op == ICLV_OP_DATA || op == ICLV_OP_LOAD)) || (prog == 1 && op == ICLV_OP_STORE) ||
+            (op == ICLV_OP_LOAD && !stored[a]))
+          Rf_error("[iclv_error_input] compiled tape of alternative %d: operator %d misplaced", j + 1, op);
+        if (op == ICLV_OP_STORE) stored[a] = 1;
+        if (sp < need) Rf_error("[iclv_error_input] compiled tape of alternative %d: stack underflow", j + 1);
+        sp += op == ICLV_OP_STORE ? -1 : need == 0 ? 1 : 1 - need;
+        if (sp > m->tape_depth) Rf_error("[iclv_error_input] compiled tape of alternative %d is deeper than 'tape_depth'", j + 1);
       }
-      if (lim >= 0 && (a < 0 || a >= lim))
-        Rf_error("[iclv_error_input] compiled tape of alternative %d: argument %d out of range", j + 1, a);
-      if (sp < need) Rf_error("[iclv_error_input] compiled tape of alternative %d: stack underflow", j + 1);
-      sp += need == 0 ? 1 : 1 - need;
-      if (sp > m->tape_depth) Rf_error("[iclv_error_input] compiled tape of alternative %d is deeper than 'tape_depth'", j + 1);
-    }
-    if (m->tape_ptr[j + 1] > m->tape_ptr[j]) {
-      if (sp != 1) Rf_error("[iclv_error_input] compiled tape of alternative %d leaves %d values", j + 1, sp);
-      with++;
+      if (prog == 0 && sp != 0) Rf_error("[iclv_error_input] compiled pair program of alternative %d leaves %d values", j + 1, sp);
+      if (prog == 1 && m->tape_ptr[j + 1] > m->tape_ptr[j]) {
+        if (sp != 1) Rf_error("[iclv_error_input] compiled tape of alternative %d leaves %d values", j + 1, sp);
+        with++;
+      }
     }
   }
   if (with != m->n_tape) stop_input("compiled 'n_tape' does not count the alternatives with a tape");

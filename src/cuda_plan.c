@@ -57,6 +57,8 @@ void iclv_cuda_model_parts(const iclv_model *m, iclv_model *dm,
     size_t nvar = m->n_tape > 0 ? (size_t) m->tape_var_ptr[J] : 0;
     PART(ip, tape_ptr, TJ); PART(ip, tape_op, nop); PART(ip, tape_arg, nop);
     PART(ip, tape_var_ptr, TJ); PART(ip, tape_var, nvar);
+    size_t npop = m->n_tape > 0 ? (size_t) m->tape_pptr[J] : 0;
+    PART(ip, tape_pptr, TJ); PART(ip, tape_pop, npop); PART(ip, tape_parg, npop);
   }
   i = 0;
   PART(dp, cov, N * (size_t) m->n_cov); PART(dp, obs_val, m->n_obs);

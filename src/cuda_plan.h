@@ -85,7 +85,7 @@ typedef struct {
   void *dst;       /* address of the pointer field of the device view */
 } iclv_model_part;
 
-#define ICLV_CUDA_INT_PARTS 30
+#define ICLV_CUDA_INT_PARTS 33
 #define ICLV_CUDA_DBL_PARTS 6
 
 /* The model's integer and double arrays, in upload order, with their

@@ -768,6 +768,7 @@ static void individual_predict(const struct iclv_cpu_engine *e, thread_ws *w, co
     double *eta = w->ETA + r * K;
     double *lc = w->lc + (size_t) r * C1;
     iclv_structural(m, theta, n, w->E + r * K, eta, NULL, NULL);
+    if (has_choice) iclv_tapes_invalidate(m, w->pws.V);
     for (int c = 0; c < C1; c++) lc[c] = 0.0;
     for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++)
       lc[m->obs_ind[o]] += iclv_indicator_atom(m, theta, eta, o, NULL, NULL);

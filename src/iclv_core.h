@@ -546,10 +546,23 @@ ICLV_HD static inline const double *iclv_row_tapes(const iclv_model *m, const do
                                                    const double *eta, int t, double *V,
                                                    int order) {
   if (m->n_tape == 0) return (const double *) 0;
-  int E = iclv_tape_entry(m), J = m->n_alt > 0 ? m->n_alt : 1;
+  int E = iclv_tape_entry(m), J = m->n_alt > 0 ? m->n_alt : 1, A = iclv_tape_area(m);
   double *tc = iclv_tape_cache(m, V), *stack = tc + (long) J * E;
-  for (int j = 0; j < J; j++) iclv_tape_run(m, theta, eta, t, j, order, stack, tc + (long) j * E);
+  double *areas = stack + (long) m->tape_depth * E;
+  for (int j = 0; j < J; j++)
+    iclv_tape_run(m, theta, eta, t, j, order, stack, A ? areas + (long) j * A : (double *) 0,
+                  tc + (long) j * E);
   return tc;
+}
+
+/* Marks every tape's pair area empty (iclv_tape.h): at the start of each
+ * draw, before the rows. */
+ICLV_HD static inline void iclv_tapes_invalidate(const iclv_model *m, double *V) {
+  int A = iclv_tape_area(m);
+  if (m->n_tape == 0 || A == 0) return;
+  int E = iclv_tape_entry(m), J = m->n_alt > 0 ? m->n_alt : 1;
+  double *areas = iclv_tape_cache(m, V) + (long) (J + m->tape_depth) * E;
+  for (int j = 0; j < J; j++) areas[(long) j * A] = -1.0;
 }
 
 /* Columns of a row's predicted probabilities: the C categories of an
@@ -997,6 +1010,7 @@ ICLV_HD static inline double iclv_pair_eval(const iclv_model *m, const double *t
   double l = 0.0;
   for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++)
     l += iclv_indicator_atom(m, theta, ws->eta, o, g, h);
+  if (m->choice_type != ICLV_CHOICE_NONE) iclv_tapes_invalidate(m, ws->V);
   if (m->choice_type != ICLV_CHOICE_NONE)
     for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++)
       l += iclv_choice_atom(m, theta, ws->eta, t, ws, g, h);

@@ -211,6 +211,11 @@ typedef struct {
   const int *tape_var_ptr; /* (n_alt + 1) CSR over alternatives into tape_var */
   const int *tape_var;     /* extended coordinate of each tape variable: p < n_par a
                               parameter, n_par + k the LV or random term k */
+  int tape_nslot;          /* most hoisted subtrees (slots) of one tape; 0: none */
+  const int *tape_pptr;    /* (n_alt + 1) CSR into tape_pop / tape_parg: each tape's pair
+                              program (its subtrees without data, run once per draw) */
+  const int *tape_pop;     /* (tape_pptr[n_alt]) ICLV_OP_* */
+  const int *tape_parg;    /* (tape_pptr[n_alt]) */
 
   /* individual weights */
   const double *weight;    /* (n_ind) w_n (finite, >= 0), or NULL: unweighted */

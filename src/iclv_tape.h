@@ -46,9 +46,21 @@
  * utility helpers of iclv_core.h read: its value adds to V_j, its gradient
  * and Hessian to dV_j and d2V_j at the tape's extended coordinates.
  *
+ * Work the rows do not change is done once per draw: every subtree without
+ * data (e.g. exp(mu + s * xi) of a lognormal coefficient) is moved by R into
+ * the tape's PAIR PROGRAM (tape_pptr/tape_pop/tape_parg), which ends each
+ * subtree with STORE k (the top entry into slot k); the row program reads it
+ * with LOAD k. A tape's slots live in its "pair area" with the order they
+ * were computed to and a snapshot of the tape's variables (theta and eta
+ * values): the pair program runs again exactly when a variable's value
+ * changed or a higher order is asked for, so a caller that goes through the
+ * rows of one draw runs it once, and nothing a caller does can read stale
+ * slots. iclv_tapes_invalidate() marks every area empty (callers do it at
+ * each draw, so that scratch memory never passes for a valid area).
+ *
  * Scratch: after the utilities' own scratch in iclv_pair_ws.V
- * (iclv_vscratch_base), J entries of cache and tape_depth entries of stack
- * (iclv_tape_scratch).
+ * (iclv_vscratch_base), J entries of cache, tape_depth entries of stack,
+ * and J pair areas of 1 + tape_nv + tape_nslot E doubles (iclv_tape_scratch).
  */
 #ifndef ICLV_TAPE_H
 #define ICLV_TAPE_H
@@ -86,7 +98,9 @@ enum {
   ICLV_OP_LE    = 18,
   ICLV_OP_GE    = 19,
   ICLV_OP_EQ    = 20,
-  ICLV_OP_NE    = 21
+  ICLV_OP_NE    = 21,
+  ICLV_OP_STORE = 22, /* pair program: pop the top entry into slot arg */
+  ICLV_OP_LOAD  = 23  /* row program: push slot arg */
 };
 
 /* Doubles of one stack entry (value, gradient, packed Hessian). */
@@ -95,12 +109,18 @@ ICLV_HD static inline int iclv_tape_entry(const iclv_model *m) {
   return 1 + nv + nv * (nv + 1) / 2;
 }
 
+/* Doubles of one alternative's pair area: the order computed (or -1),
+ * the snapshot of the tape's variables, the slots; 0 without slots. */
+ICLV_HD static inline int iclv_tape_area(const iclv_model *m) {
+  return m->tape_nslot > 0 ? 1 + m->tape_nv + m->tape_nslot * iclv_tape_entry(m) : 0;
+}
+
 /* Doubles of the tape scratch: the per-row cache (one entry per
- * alternative) and the stack; 0 without tapes. */
+ * alternative), the stack and the pair areas; 0 without tapes. */
 ICLV_HD static inline int iclv_tape_scratch(const iclv_model *m) {
   if (m->n_tape == 0) return 0;
   int J = m->n_alt > 0 ? m->n_alt : 1;
-  return (J + m->tape_depth) * iclv_tape_entry(m);
+  return (J + m->tape_depth) * iclv_tape_entry(m) + J * iclv_tape_area(m);
 }
 
 /* out := the entry of f(a, b) from the entries a and b (out may be a or b):
@@ -126,28 +146,47 @@ ICLV_HD static inline void iclv_tape_chain(int nv, int hoff, int order, double v
   out[0] = v;
 }
 
-/* Runs the tape of alternative j for row t into the entry `out` (E doubles;
- * zero when j has no tape), using `stack` (tape_depth entries). */
-ICLV_HD static inline void iclv_tape_run(const iclv_model *m, const double *theta,
-                                         const double *eta, int t, int j, int order,
-                                         double *stack, double *out) {
+/* Runs a program (ops/args [q0, q1)) of alternative j's tape for row t
+ * (t < 0: the pair program, which reads no data), using `stack`
+ * (tape_depth entries) and the slots of its pair area (STORE writes them,
+ * LOAD reads them; NULL without slots). Leaves the stack depth in *sp. */
+ICLV_HD static inline void iclv_tape_exec(const iclv_model *m, const double *theta,
+                                          const double *eta, int t, int j, int order,
+                                          const int *ops, const int *args, int q0, int q1,
+                                          double *stack, double *slots, int *sp_out) {
   const int E = iclv_tape_entry(m), P = m->n_par;
   const int v0 = m->tape_var_ptr[j], nv = m->tape_var_ptr[j + 1] - v0;
-  const double *xr = m->X + (long) t * m->n_xcol;
+  const double *xr = t >= 0 ? m->X + (long) t * m->n_xcol : (const double *) 0;
+  /* the entries' used part: value, gradient, Hessian to the order asked */
+  const int used = order >= 2 ? E : order == 1 ? 1 + nv : 1;
   int sp = 0; /* entries on the stack */
-  for (int q = m->tape_ptr[j]; q < m->tape_ptr[j + 1]; q++) {
-    int op = m->tape_op[q], arg = m->tape_arg[q];
+  for (int q = q0; q < q1; q++) {
+    int op = ops[q], arg = args[q];
     if (op == ICLV_OP_CONST || op == ICLV_OP_VAR || op == ICLV_OP_DATA) {
       double *s = stack + (long) sp * E;
-      for (int i = 1; i < E; i++) s[i] = 0.0;
+      for (int i = 1; i < used; i++) s[i] = 0.0;
       if (op == ICLV_OP_CONST) s[0] = m->tape_const[arg];
       else if (op == ICLV_OP_DATA) s[0] = xr[arg];
       else {
         int c = m->tape_var[v0 + arg];
         s[0] = c < P ? theta[c] : eta[c - P];
-        s[1 + arg] = 1.0;
+        if (order >= 1) s[1 + arg] = 1.0;
       }
       sp++;
+      continue;
+    }
+    if (op == ICLV_OP_LOAD) {
+      const double *src = slots + (long) arg * E;
+      double *s = stack + (long) sp * E;
+      for (int i = 0; i < used; i++) s[i] = src[i];
+      sp++;
+      continue;
+    }
+    if (op == ICLV_OP_STORE) {
+      const double *src = stack + (long) (sp - 1) * E;
+      double *d = slots + (long) arg * E;
+      for (int i = 0; i < E; i++) d[i] = src[i];
+      sp--;
       continue;
     }
     if (op == ICLV_OP_SEL) { /* c a b -> c != 0 ? a : b */
@@ -216,6 +255,47 @@ ICLV_HD static inline void iclv_tape_run(const iclv_model *m, const double *thet
       sp--;
     }
   }
+  *sp_out = sp;
+}
+
+/* Makes alternative j's pair area hold its pair program's slots for the
+ * current variable values at `order` or more: runs the program unless the
+ * area's snapshot equals the variables and its order suffices. */
+ICLV_HD static inline void iclv_tape_pair(const iclv_model *m, const double *theta,
+                                          const double *eta, int j, int order,
+                                          double *stack, double *area) {
+  const int P = m->n_par, v0 = m->tape_var_ptr[j], nv = m->tape_var_ptr[j + 1] - v0;
+  int fresh = area[0] >= (double) order;
+  for (int i = 0; i < nv && fresh; i++) {
+    int c = m->tape_var[v0 + i];
+    fresh = area[1 + i] == (c < P ? theta[c] : eta[c - P]);
+  }
+  if (fresh) return;
+  int sp;
+  iclv_tape_exec(m, theta, eta, -1, j, order, m->tape_pop, m->tape_parg, m->tape_pptr[j],
+                 m->tape_pptr[j + 1], stack, area + 1 + m->tape_nv, &sp);
+  for (int i = 0; i < nv; i++) {
+    int c = m->tape_var[v0 + i];
+    area[1 + i] = c < P ? theta[c] : eta[c - P];
+  }
+  area[0] = (double) order;
+}
+
+/* Runs the tape of alternative j for row t into the entry `out` (E doubles;
+ * zero when j has no tape), using `stack` (tape_depth entries) and its pair
+ * area (NULL without slots; made current here). */
+ICLV_HD static inline void iclv_tape_run(const iclv_model *m, const double *theta,
+                                         const double *eta, int t, int j, int order,
+                                         double *stack, double *area, double *out) {
+  const int E = iclv_tape_entry(m);
+  double *slots = (double *) 0;
+  if (area && m->tape_pptr[j + 1] > m->tape_pptr[j]) {
+    iclv_tape_pair(m, theta, eta, j, order, stack, area);
+    slots = area + 1 + m->tape_nv;
+  }
+  int sp;
+  iclv_tape_exec(m, theta, eta, t, j, order, m->tape_op, m->tape_arg, m->tape_ptr[j],
+                 m->tape_ptr[j + 1], stack, slots, &sp);
   if (sp == 1) {
     for (int i = 0; i < E; i++) out[i] = stack[i];
   } else {

@@ -129,6 +129,7 @@ void iclv_diagnose_individual(const iclv_model *m, const iclv_draws *d, const do
   for (int r = 0; r < d->n_draws; r++) {
     for (int k = 0; k < m->n_lv; k++) e[k] = iclv_draw_normal(d, n, r, k);
     iclv_structural(m, theta, n, e, ws->eta, NULL, NULL);
+    if (m->choice_type != ICLV_CHOICE_NONE) iclv_tapes_invalidate(m, ws->V);
     for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++) {
       double v = iclv_indicator_atom(m, theta, ws->eta, o, NULL, NULL);
       if (!isfinite(v)) {

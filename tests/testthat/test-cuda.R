@@ -683,11 +683,12 @@ test_that("GPU equals CPU for utilities nonlinear in their parameters (tapes, is
     choice = iclv_choice("mnl", "ch", list(
       a = "mu * (asc_a + b_time * time_a) + l_att * att",
       b = "mu * b_time * time_b - exp(m_p + s_p * xi) * price_b",
-      c = "b_c * (1 + inc ^ 2) ^ lam + exp(ifelse(inc > 0, g1, g2)) * cost_c + g3 * exp(att / 2) * time_a / (2 + inc ^ 2)")),
+      c = paste("b_c * (1 + inc ^ 2) ^ lam + exp(ifelse(inc > 0, g1, g2)) * cost_c + g3 * exp(att / 2) * time_a / (2 + inc ^ 2) +",
+                iclv_random_coef("g4", "xi", "triangular"), "* time_b"))),
     id = "ID", categories = 3, random = "xi")
   p <- c(zeta_q1 = 1, tau_q1_1 = -1, tau_q1_2 = 1, zeta_q2 = 0.8, tau_q2_1 = -0.5, tau_q2_2 = 0.8,
          zeta_q3 = 1.2, tau_q3_1 = -1, tau_q3_2 = 0.5, gamma_att_age = 0.4, l_att = 0.6, mu = 1.3,
          asc_a = 0.3, b_time = -0.5, m_p = -0.7, s_p = 0.5, b_c = -0.4, lam = 0.6, g1 = -1, g2 = -0.6,
-         g3 = 0.3)
+         g3 = 0.3, g4_mean = 0.2, g4_spread = 0.4)
   expect_model_gpu_cpu(m, p, seed = 15, "nonlinear utilities")
 })

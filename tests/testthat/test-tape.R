@@ -237,3 +237,19 @@ test_that("distribution shorthands expand into utilities with exact derivatives,
   expect_equal(tr$sd, abs(cf[["b_t_spread"]]) / sqrt(6))
   expect_output(print(s), "Random coefficients in nonlinear utilities")
 })
+
+test_that("the once-per-draw part of a tape is recomputed exactly when its variables change", {
+  m <- tape_model()
+  d <- tape_data(15, 3, 9)
+  comp <- iclv:::.iclv_compile(m, d)
+  expect_gt(comp$c$tape_nslot, 0L) # exp(m_p + s_p * xi), exp(att / 2), ... run once per draw
+  spec <- iclv:::.draws_spec(iclv_draws("halton", 10), comp$n_ind, length(comp$lvs))
+  th1 <- tape_params(comp)
+  th2 <- replace(th1, c("m_p", "s_p", "g1"), c(-0.2, 0.9, -0.3))
+  e <- iclv:::.engine_new(comp$c, spec, n_threads = 1L)
+  invisible(iclv:::.engine_eval(e, th1, gradient = TRUE, hessian = TRUE))
+  again <- iclv:::.engine_eval(e, th2, gradient = TRUE, hessian = TRUE)
+  fresh <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, n_threads = 1L), th2, gradient = TRUE,
+                               hessian = TRUE)
+  expect_identical(again[c("loglik", "gradient", "hessian")], fresh[c("loglik", "gradient", "hessian")])
+})
