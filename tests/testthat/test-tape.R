@@ -21,8 +21,10 @@ tape_model <- function(type = "mnl", u = tape_utils, ...) {
     nl = iclv_choice("nl", "ch", u, nests = list(ab = c("a", "b"))),
     probit = iclv_choice("probit", "ch", u[c("a", "b")]),
     ordered = iclv_choice("ordered", "rating", list(index = u[["c"]]), categories = 4L))
-  iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = ch, id = "ID", categories = 3,
-             random = "xi", ...)
+  mk <- function() iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = ch, id = "ID",
+                              categories = 3, random = "xi", ...)
+  # (the ordered index and the probit's two utilities leave xi unused: a warning that says so)
+  if (type %in% c("ordered", "probit")) suppressWarnings(mk()) else mk()
 }
 
 # Data of the model's shape with positive attributes (the power and the
