@@ -141,10 +141,10 @@
   }
   for (k in seq_along(icpt)) {
     l <- icpt[k]
-    if (!is.na(icpt_mods$label[k]) || !is.na(icpt_mods$fixed[k]) || !is.na(icpt_mods$start[k])) {
+    if (!is.na(icpt_mods$label[k])) {
       iclv_abort("spec", sprintf(paste0(
-        "'%s ~ ...*1': modifiers on the intercept of a latent variable are not supported (use fixed = or ",
-        "start = with alpha_%s)"), l, l))
+        "'%s ~ %s*1': labels on the intercept of a latent variable are not supported (a fixed value, ",
+        "NA or start() are; or use fixed = / start = with alpha_%s)"), l, icpt_mods$label[k], l))
     }
     if (!l %in% lvs) {
       iclv_abort("spec", sprintf("'%s ~ 1': %s is not a latent variable of the model (latent variables: %s)", l,
@@ -183,6 +183,16 @@
     a <- match(c(var$lhs[k], var$rhs[k]), lvs)
     start[sprintf("chol_%s_%s", lvs[max(a)], lvs[min(a)])] <- var$start[k]
   }
+  # `f ~ v*1` fixes the intercept alpha_f at v (`f ~ 0*1`: the default, no
+  # parameter), `f ~ start(v)*1` starts it at v
+  keep <- rep(TRUE, length(icpt))
+  for (k in seq_along(icpt)) {
+    nm <- sprintf("alpha_%s", icpt[k])
+    if (!is.na(icpt_mods$fixed[k]) && icpt_mods$fixed[k] == 0) keep[k] <- FALSE
+    else if (!is.na(icpt_mods$fixed[k])) fixed[nm] <- icpt_mods$fixed[k]
+    if (!is.na(icpt_mods$start[k])) start[nm] <- icpt_mods$start[k]
+  }
+  icpt <- icpt[keep]
   list(var = lvs[lvs %in% var$lhs[own & !default]], icpt = lvs[lvs %in% icpt], cov = cov,
        values = list(fixed = if (length(fixed)) fixed, start = if (length(start)) start),
        ind_var = ind_var, ind_icpt = ind_icpt)

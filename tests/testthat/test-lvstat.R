@@ -321,3 +321,16 @@ test_that("lavaan's modifiers on ~~: a fixed variance is a fixed sigma, the defa
                                        control = iclv_control(maxit = 2)), classes = "iclv_warning_convergence"),
                  class = "iclv_warning_identification", regexp = "by fixed =")
 })
+
+test_that("modifiers on an LV's intercept: a fixed value, 0 (the default), start(); labels refused", {
+  mk <- function(s) iclv_model(paste("f =~ y1 + y2 + y3\n", s), id = "ID", categories = 3)
+  pt <- mk("f ~ 0.3*1")$partable
+  expect_identical(pt$free[pt$name == "alpha_f"], FALSE)
+  expect_identical(pt$start[pt$name == "alpha_f"], 0.3)
+  expect_false("alpha_f" %in% mk("f ~ 0*1")$partable$name)
+  pt <- mk("f ~ start(0.2)*1")$partable
+  expect_identical(pt$free[pt$name == "alpha_f"], TRUE)
+  expect_identical(pt$start[pt$name == "alpha_f"], 0.2)
+  expect_identical(mk("f ~ NA*1")$partable$free[mk("f ~ NA*1")$partable$name == "alpha_f"], TRUE)
+  expect_error(mk("f ~ a*1"), class = "iclv_error_spec", regexp = "labels on the intercept")
+})
