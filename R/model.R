@@ -75,10 +75,11 @@
 #' variance is fixed too. lavaan's modifiers on `~~` mean variances:
 #' `f ~~ 2*f` fixes `sigma_f` at `sqrt(2)`, `f ~~ start(4)*f` starts it at 2,
 #' `f ~~ 1*f` and `f ~~ 0*g` are the defaults (no parameter), and
-#' `f ~~ start(0.3)*g` starts `chol_g_f`. Not supported (classed errors):
-#' labels on `~~` between LVs, a covariance fixed at a non-zero value,
-#' covariances of indicators, modifiers on an LV's `~ 1` (use `fixed =` /
-#' `start =` with `alpha_f`).
+#' `f ~~ start(0.3)*g` starts `chol_g_f`; on an LV's intercept `f ~ 0.5*1`
+#' fixes `alpha_f`, `f ~ 0*1` is the default (no parameter) and
+#' `f ~ start(0.2)*1` starts it. Not supported (classed errors): labels on
+#' `~~` between LVs and on an LV's `~ 1`, a covariance fixed at a non-zero
+#' value, covariances of indicators.
 #'
 #' @section Modifiers (lavaan's syntax):
 #' A term of a measurement or structural statement may carry lavaan's
