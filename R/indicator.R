@@ -155,19 +155,6 @@
   if (is.null(values) || !nrow(values)) return(out)
   nm <- .indicator_names(model)
   name <- ifelse(values$op == "~1", nm$icpt[match(values$lhs, nm$ind)], nm$sd[match(values$lhs, nm$ind)])
-  for (what in c("fixed", "start")) {
-    v <- values[[what]]
-    have <- !is.na(v)
-    if (!any(have)) next
-    x <- v[have]
-    n <- name[have]
-    for (d in unique(n[duplicated(n)])) {
-      if (length(unique(x[n == d])) > 1L) {
-        iclv_abort("spec", sprintf("the label %s has different %s values in the syntax (%s)", iclv_quote(d), what,
-                                   paste(format(unique(x[n == d])), collapse = ", ")))
-      }
-    }
-    out[[what]] <- stats::setNames(x[!duplicated(n)], n[!duplicated(n)])
-  }
+  out <- .values_by_name(values, name)
   out
 }

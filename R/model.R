@@ -757,20 +757,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   nm <- rbind(tag(.loading_names(model), "=~"), tag(.structural_names(model), "~"),
               tag(.threshold_names(model, model$categories), "|"))
   name <- nm$name[match(paste(values$op, values$lhs, values$rhs), paste(nm$op, nm$lhs, nm$rhs))]
-  for (what in c("fixed", "start")) {
-    v <- values[[what]]
-    have <- !is.na(v)
-    if (!any(have)) next
-    x <- v[have]
-    n <- name[have]
-    for (d in unique(n[duplicated(n)])) {
-      if (length(unique(x[n == d])) > 1L) {
-        iclv_abort("spec", sprintf("the label %s has different %s values in the syntax (%s)", iclv_quote(d), what,
-                                   paste(format(unique(x[n == d])), collapse = ", ")))
-      }
-    }
-    out[[what]] <- stats::setNames(x[!duplicated(n)], n[!duplicated(n)])
-  }
+  out <- .values_by_name(values, name)
   fl <- intersect(names(out$fixed), model$labels$label)
   if (length(fl)) {
     iclv_abort("spec", sprintf("the label %s is used for a free parameter in one term and fixed by a value in another",
@@ -1199,4 +1186,28 @@ print.summary.iclv_model <- function(x, ...) {
     bad("'labels' is not the table of the syntax's labels")
   }
   invisible(model)
+}
+
+# The modifiers' fixed and start values (values: a data.frame with columns
+# fixed, start) of terms whose parameter names are `name`, as
+# list(fixed, start) of named vectors; the terms of one label (one name)
+# must agree. Shared by the terms of =~, ~, | (.spec_modifier_values) and
+# the indicators' ~ 1 and ~~ (R/indicator.R).
+.values_by_name <- function(values, name) {
+  out <- list(fixed = NULL, start = NULL)
+  for (what in c("fixed", "start")) {
+    v <- values[[what]]
+    have <- !is.na(v)
+    if (!any(have)) next
+    x <- v[have]
+    n <- name[have]
+    for (d in unique(n[duplicated(n)])) {
+      if (length(unique(x[n == d])) > 1L) {
+        iclv_abort("spec", sprintf("the label %s has different %s values in the syntax (%s)", iclv_quote(d), what,
+                                   paste(format(unique(x[n == d])), collapse = ", ")))
+      }
+    }
+    out[[what]] <- stats::setNames(x[!duplicated(n)], n[!duplicated(n)])
+  }
+  out
 }
