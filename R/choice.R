@@ -39,7 +39,9 @@
 #' product the first plain name is the parameter), and its parameter table
 #' is completed by the data. A misspelt column therefore reads as a
 #' parameter: when it then stands only in a product with another parameter
-#' (`b_price * prce / 2`), which nothing identifies, the error names it.
+#' (`b_price * prce / 2`) and occurs nowhere else, the error names it (a
+#' parameter meant so, e.g. `mu * asc_b` with `mu` elsewhere, is named in
+#' `iclv_model(start = )`).
 #'
 #' \strong{What is computed how.} The utility is split into its additive
 #' terms (signs and parentheses around sums expanded; a product led by

@@ -114,7 +114,8 @@
   for (a in ch$expr_alts) {
     prov <- ch$terms[[a]]
     if (is.null(attr(prov, "deferred")) && .expr_terms_agree(prov, is_data)) next
-    res <- .expr_resolve_utility(ch$utilities[[a]], a, lvs, is_data, seen, rnd)
+    res <- .expr_resolve_utility(ch$utilities[[a]], a, lvs, is_data, seen, rnd,
+                                 declared = c(names(model$start), names(model$fixed)))
     ch$terms[[a]] <- res$terms
     tapes[[a]] <- res$tape
     changed <- TRUE
@@ -144,7 +145,8 @@
 # The data-based reading of utility `s` of alternative `alt`:
 # list(terms (the linear terms, as expr.R's), tape (NULL or the rest's
 # symbolic tape)).
-.expr_resolve_utility <- function(s, alt, lvs, is_data, seen = NULL, rnd = character()) {
+.expr_resolve_utility <- function(s, alt, lvs, is_data, seen = NULL, rnd = character(),
+                                  declared = character()) {
   where <- sprintf("utility of %s", iclv_quote(alt))
   e <- str2lang(s)
   nm <- all.vars(e)
@@ -159,7 +161,7 @@
       rows[[length(rows) + 1L]] <- r
       next
     }
-    .tape_check_typo(p, role, seen, where)
+    .tape_check_typo(p, role, seen, where, declared)
     v <- intersect(all.vars(p$e), nm[role != "data"])
     if (!length(v)) {
       iclv_abort("spec", sprintf(
@@ -214,8 +216,10 @@
 # product of plain names and data such as 'b_price * prce' it makes two
 # parameters that enter only through their product, which no data identify.
 # Such a product, with a parameter that occurs nowhere else in the choice
-# part (seen: occurrences by name), is an error that names the likely typo.
-.tape_check_typo <- function(p, role, seen, where) {
+# part (seen: occurrences by name), is an error that names the likely typo,
+# unless iclv_model(start = , fixed = ) names it (`declared`): then it is
+# meant (e.g. a scale times a constant, 'mu * asc_b', with mu elsewhere).
+.tape_check_typo <- function(p, role, seen, where, declared = character()) {
   if (is.null(seen)) return(invisible())
   fs <- .expr_flatten(p$e, 1)$factors
   plain <- vapply(fs, function(f) is.name(f$e) || .tape_data_only(f$e, role), logical(1))
@@ -223,12 +227,13 @@
   pars <- unique(vapply(Filter(function(f) is.name(f$e) && role[[as.character(f$e)]] == "param", fs),
                         function(f) as.character(f$e), character(1)))
   if (length(pars) < 2L) return(invisible())
-  lone <- pars[as.integer(seen[pars]) <= 1L]
+  lone <- setdiff(pars[as.integer(seen[pars]) <= 1L], declared)
   if (length(lone)) {
     iclv_abort("data", sprintf(paste0(
       "%s: the term %s multiplies the parameters %s; %s is not a column of the data, so it reads as a parameter, ",
       "and it occurs nowhere else: a product of parameters found only together is not identified. ",
-      "Is %s a column missing from the data, or a latent variable the model does not define (or misspelt)?"),
+      "Is %s a column missing from the data, or a latent variable the model does not define (or misspelt)? ",
+      "(If it is a parameter, name it in iclv_model(start = ).)"),
       where, iclv_quote(.expr_text(p$e)), iclv_quote(pars), iclv_quote(lone[1]), iclv_quote(lone[1])))
   }
   invisible()

@@ -330,3 +330,25 @@ test_that("the engines refuse malformed row multipliers and a scale that is not 
   expect_error(iclv:::.engine_eval(e, rk_theta(comp, c(mu_w = 0)), gradient = FALSE),
                class = "iclv_error_input", regexp = "scale of choice row")
 })
+
+test_that("ranked and best-worst with nonlinear utilities (tapes) equal the pure-R likelihood, with exact derivatives", {
+  d <- rk_data()
+  U <- rk_draws(12L)
+  u <- list(a = "mu * (asc_a + b_price * price_a) + l_att * att",
+            b = "mu * (asc_b - exp(m_p + s_p * att) * price_b)", c = "0", d = "asc_d + b_price * price_d")
+  extra <- c(mu = 1.3, m_p = -0.4, s_p = 0.5, mu_w = 0.6)
+  mnl <- iclv:::.iclv_compile(rk_model("mnl", "r1", utilities = u), d)
+  cm <- ref_utilities_by_r(mnl$c, u, d, "att") # the utilities as R evaluates the strings
+  for (cs in list(list(type = "ranked", cols = c("r1", "r2", "r3", "r4"), ws = NULL),
+                  list(type = "bestworst", cols = c("best", "worst"), ws = "mu_w"))) {
+    comp <- iclv:::.iclv_compile(rk_model(cs$type, cs$cols, worst_scale = cs$ws, utilities = u), d)
+    expect_gt(comp$c$n_tape, 0L)
+    th <- rk_theta(comp, extra)
+    out <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, user_draws(U), n_threads = 1L), th, gradient = FALSE)
+    ref <- ref_rank_loglik(cm, rk_theta(mnl, extra), U, rk_ranks(d, cs$cols), rk_avail(d), cs$type,
+                           if (is.null(cs$ws)) 1 else extra[["mu_w"]])
+    expect_lt(abs(out$loglik - ref$loglik) / abs(ref$loglik), 1e-10, label = cs$type)
+    spec <- iclv:::.draws_spec(iclv_draws("mlhs", 5, seed = 3), comp$n_ind, length(comp$lvs))
+    for (rp in c("0", "1")) expect_engine_fd(comp$c, spec, th, rp, paste0(" ", cs$type, " with tapes"))
+  }
+})

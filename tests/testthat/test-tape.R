@@ -147,6 +147,11 @@ test_that("nonlinear utilities that cannot be written are classed errors naming 
                regexp = "condition of ifelse\\(\\) uses 'b_time'")
   expect_error(bad("exp(mu * (b_time > 0))"), class = "iclv_error_spec", regexp = "no derivative")
   expect_error(bad("b_time * prce / 2"), class = "iclv_error_data", regexp = "Is 'prce' a column missing")
+  # named in start =: a parameter meant (a scale times a constant)
+  ok <- iclv:::.iclv_compile(suppressWarnings(iclv_model("att =~ q1 + q2 + q3", choice = iclv_choice("mnl", "ch",
+    list(a = "mu * asc_a + mu * b_time * time_a", b = "b_time * time_b", c = "0")), id = "ID", categories = 3,
+    start = c(asc_a = 0))), d)
+  expect_true(all(c("mu", "asc_a") %in% ok$partable$name))
   expect_error(bad("b_time * prce"), class = "iclv_error_data", regexp = "'prce', which is neither a column") # plain syntax
   expect_error(bad("exp(mu) + time_a"), class = "iclv_error_spec", regexp = "term 'time_a' has no parameter")
   many <- paste0("exp(", paste(sprintf("p%d", 1:33), collapse = " + "), ")")
