@@ -128,10 +128,10 @@
     l <- var$lhs[k]
     r <- var$rhs[k]
     s <- sprintf("'%s ~~ %s'", l, r)
-    if (!is.na(var$label[k])) {
+    if (!is.na(var$label[k]) && l != r) {
       iclv_abort("spec", sprintf(paste0(
-        "%s: labels on '~~' between latent variables are not supported (iclv's parameters there are a standard ",
-        "deviation, sigma_<lv>, and Cholesky elements, chol_<lv>_<lv>, not variances and covariances)"), s))
+        "%s: labels on '~~' between two latent variables are not supported (iclv's parameters there are ",
+        "Cholesky elements, chol_<lv>_<lv>, not covariances); labels on an LV's own variance are"), s))
     }
     if (!l %in% lvs || !r %in% lvs) {
       nm <- if (!l %in% lvs) l else r
@@ -141,11 +141,6 @@
   }
   for (k in seq_along(icpt)) {
     l <- icpt[k]
-    if (!is.na(icpt_mods$label[k])) {
-      iclv_abort("spec", sprintf(paste0(
-        "'%s ~ %s*1': labels on the intercept of a latent variable are not supported (a fixed value, ",
-        "NA or start() are; or use fixed = / start = with alpha_%s)"), l, icpt_mods$label[k], l))
-    }
     if (!l %in% lvs) {
       iclv_abort("spec", sprintf("'%s ~ 1': %s is not a latent variable of the model (latent variables: %s)", l,
                                  iclv_quote(l), iclv_quote(lvs)))
@@ -173,8 +168,22 @@
   }
   # the defaults written out: no parameter
   default <- (own & !is.na(var$fixed) & var$fixed == 1) | (!own & !is.na(var$fixed) & var$fixed == 0)
+  # labels: `f ~~ v*f` names f's standard deviation v (equal labels, equal
+  # variances), `f ~ a*1` its intercept a (op, lhs, rhs, label as the
+  # syntax's labels; .lv_extra_terms applies them)
+  lab <- rbind(
+    data.frame(op = rep("~~", sum(own & !is.na(var$label))), lhs = var$lhs[own & !is.na(var$label)],
+               rhs = var$lhs[own & !is.na(var$label)], label = var$label[own & !is.na(var$label)],
+               stringsAsFactors = FALSE),
+    data.frame(op = rep("~1", sum(!is.na(icpt_mods$label))), lhs = icpt[!is.na(icpt_mods$label)],
+               rhs = rep("", sum(!is.na(icpt_mods$label))), label = icpt_mods$label[!is.na(icpt_mods$label)],
+               stringsAsFactors = FALSE))
+  lab_of <- function(op, l, default) {
+    k <- match(paste(op, l), paste(lab$op, lab$lhs))
+    if (is.na(k)) default else lab$label[k]
+  }
   for (k in which(own & !default)) {
-    nm <- sprintf("sigma_%s", var$lhs[k])
+    nm <- lab_of("~~", var$lhs[k], sprintf("sigma_%s", var$lhs[k]))
     if (!is.na(var$fixed[k])) fixed[nm] <- sqrt(var$fixed[k])
     if (!is.na(var$start[k])) start[nm] <- sqrt(var$start[k])
   }
@@ -187,13 +196,16 @@
   # parameter), `f ~ start(v)*1` starts it at v
   keep <- rep(TRUE, length(icpt))
   for (k in seq_along(icpt)) {
-    nm <- sprintf("alpha_%s", icpt[k])
+    nm <- lab_of("~1", icpt[k], sprintf("alpha_%s", icpt[k]))
     if (!is.na(icpt_mods$fixed[k]) && icpt_mods$fixed[k] == 0) keep[k] <- FALSE
     else if (!is.na(icpt_mods$fixed[k])) fixed[nm] <- icpt_mods$fixed[k]
     if (!is.na(icpt_mods$start[k])) start[nm] <- icpt_mods$start[k]
   }
   icpt <- icpt[keep]
+  lab <- lab[(lab$op == "~~" & lab$lhs %in% var$lhs[own & !default]) | (lab$op == "~1" & lab$lhs %in% icpt), ,
+             drop = FALSE]
   list(var = lvs[lvs %in% var$lhs[own & !default]], icpt = lvs[lvs %in% icpt], cov = cov,
+       labels = if (nrow(lab)) lab,
        values = list(fixed = if (length(fixed)) fixed, start = if (length(start)) start),
        ind_var = ind_var, ind_icpt = ind_icpt)
 }
@@ -242,21 +254,29 @@
 .lv_extra_terms <- function(model) {
   rows <- list()
   cv <- model$lv_cov
+  # an LV's own `~~` and `~ 1` may carry a label (R/lvstat.R): its name
+  lb <- model$labels
+  named <- function(op, l, default) {
+    k <- if (is.null(lb)) NA else match(paste(op, l, if (op == "~~") l else ""), paste(lb$op, lb$lhs, lb$rhs))
+    if (is.na(k)) default else lb$label[k]
+  }
   for (l in model$lvs) {
-    if (l %in% model$lv_icpt) rows[[length(rows) + 1L]] <- c(l, l, "~1", "", sprintf("alpha_%s", l), "intercept", "0", NA)
-    if (l %in% model$lv_var) rows[[length(rows) + 1L]] <- c(l, l, "~~", l, sprintf("sigma_%s", l), "sd", "1", l)
+    if (l %in% model$lv_icpt) rows[[length(rows) + 1L]] <- c(l, l, "~1", "", named("~1", l, sprintf("alpha_%s", l)), "intercept", "0", NA)
+    if (l %in% model$lv_var) rows[[length(rows) + 1L]] <- c(l, l, "~~", l, named("~~", l, sprintf("sigma_%s", l)), "sd", "1", l)
     for (f in cv$lhs[cv$rhs == l]) {
       rows[[length(rows) + 1L]] <- c(l, f, "~~", l, sprintf("chol_%s_%s", l, f), "chol", "0", f)
     }
   }
   if (!length(rows)) {
     return(data.frame(eq = character(), lhs = character(), op = character(), rhs = character(),
-                      name = character(), role = character(), start = numeric(), draw = character(),
+                      name = character(), role = character(), start = numeric(), draw = character(), labelled = logical(),
                       stringsAsFactors = FALSE))
   }
   m <- do.call(rbind, rows)
-  data.frame(eq = m[, 1], lhs = m[, 2], op = m[, 3], rhs = m[, 4], name = m[, 5], role = m[, 6],
-             start = as.numeric(m[, 7]), draw = m[, 8], stringsAsFactors = FALSE)
+  out <- data.frame(eq = m[, 1], lhs = m[, 2], op = m[, 3], rhs = m[, 4], name = m[, 5], role = m[, 6],
+                    start = as.numeric(m[, 7]), draw = m[, 8], stringsAsFactors = FALSE)
+  out$labelled <- out$role != "chol" & !(out$name %in% c(sprintf("alpha_%s", out$lhs), sprintf("sigma_%s", out$lhs)))
+  out
 }
 
 # Over-restriction: an LV whose variance is fixed (the default, or fixed
@@ -266,8 +286,9 @@
 # fixed (e.g. a fit that only evaluates known values) nothing is said.
 # `pt`: the parameter table with the call's fixed values applied.
 .lv_check_over_restriction <- function(model, pt) {
+  lx <- .lv_extra_terms(model)
   for (l in model$lvs) {
-    sd_name <- sprintf("sigma_%s", l)
+    sd_name <- lx$name[lx$eq == l & lx$role == "sd"][1]
     var_fixed <- !(l %in% model$lv_var) || !pt$free[match(sd_name, pt$name)]
     if (!var_fixed) next
     # (a loading defined by a constraint, R/constraints.R, is not fixed)

@@ -77,9 +77,11 @@
 #' `f ~~ 1*f` and `f ~~ 0*g` are the defaults (no parameter), and
 #' `f ~~ start(0.3)*g` starts `chol_g_f`; on an LV's intercept `f ~ 0.5*1`
 #' fixes `alpha_f`, `f ~ 0*1` is the default (no parameter) and
-#' `f ~ start(0.2)*1` starts it. Not supported (classed errors): labels on
-#' `~~` between LVs and on an LV's `~ 1`, a covariance fixed at a non-zero
-#' value, covariances of indicators.
+#' `f ~ start(0.2)*1` starts it; a label names them (`f ~~ v*f` and
+#' `g ~~ v*g`: one standard deviation `v`, equal variances; `f ~ a*1`
+#' and `g ~ a*1`: one intercept). Not supported (classed errors): labels
+#' on `~~` between two LVs, a covariance fixed at a non-zero value,
+#' covariances of indicators.
 #'
 #' @section Modifiers (lavaan's syntax):
 #' A term of a measurement or structural statement may carry lavaan's
@@ -378,11 +380,14 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     ord_icpt = ix$icpt, ord_scale = ix$scale
   ), class = "iclv_model")
   mods <- .spec_modifiers(meas_mods, st_mods, c(lvs, inds, covariates), thr_mods)
-  .spec_indicator_labels(ix$labels, mods$labels %||% data.frame(op = character(), lhs = character(),
-                                                                rhs = character(), label = character()),
+  # the labels of `~~` and `~ 1` on indicators (R/indicator.R) and on LVs
+  # (R/lvstat.R) are checked and kept with the syntax's
+  own_labels <- rbind(ix$labels, lvx$labels)
+  .spec_indicator_labels(own_labels, mods$labels %||% data.frame(op = character(), lhs = character(),
+                                                                 rhs = character(), label = character()),
                          c(lvs, inds, covariates))
   model$labels <- mods$labels
-  if (!is.null(ix$labels)) model$labels <- rbind(model$labels, ix$labels)
+  if (!is.null(own_labels)) model$labels <- rbind(model$labels, own_labels)
 
   # the generated names must not collide with choice parameters
   if (!is.null(choice)) {
@@ -819,7 +824,8 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   sn <- .structural_names(model)
   for (k in seq_len(nrow(sn))) add(sn$name[k], "structural", sn$lhs[k], "~", sn$rhs[k], "structural", 0, sn$labelled[k])
   lx <- .lv_extra_terms(model)
-  for (k in seq_len(nrow(lx))) add(lx$name[k], "structural", lx$lhs[k], lx$op[k], lx$rhs[k], lx$role[k], lx$start[k])
+  for (k in seq_len(nrow(lx))) add(lx$name[k], "structural", lx$lhs[k], lx$op[k], lx$rhs[k], lx$role[k], lx$start[k],
+                                   lx$labelled[k])
   ch <- model$choice
   if (!is.null(ch)) {
     ta <- ch$terms_all %||% data.frame(alt = character(), param = character(), col = character(),

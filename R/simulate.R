@@ -140,10 +140,11 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
   colnames(e) <- lvs
   sn <- .structural_names(model)
   ln <- .loading_names(model)
+  lx <- .lv_extra_terms(model)
   for (l in model$lv_order) {
-    # `l ~~ l` and `l ~ 1` (R/lvstat.R): sigma_l e + alpha_l
-    v <- if (l %in% model$lv_var) th[[sprintf("sigma_%s", l)]] * e[, l] else e[, l]
-    if (l %in% model$lv_icpt) v <- v + th[[sprintf("alpha_%s", l)]]
+    # `l ~~ l` and `l ~ 1` (R/lvstat.R): sigma_l e + alpha_l (their names may be labels)
+    v <- if (l %in% model$lv_var) th[[lx$name[lx$eq == l & lx$role == "sd"]]] * e[, l] else e[, l]
+    if (l %in% model$lv_icpt) v <- v + th[[lx$name[lx$eq == l & lx$role == "intercept"]]]
     cv <- model$lv_cov
     for (f in cv$lhs[cv$rhs == l]) v <- v + th[[sprintf("chol_%s_%s", l, f)]] * e[, f]
     for (s in model$structural[[l]]) {

@@ -229,9 +229,7 @@ test_that("bad specifications are classed errors that name the statement", {
   expect_error(bin("y1 ~ a*1\n y2 ~ a*1\n y2 ~ start(1)*1"), class = "iclv_error_spec")
   expect_error(bin("y1 ~ 1*b*1"), class = "iclv_error_spec")
   expect_error(bin("y1 ~ 2 * 1 + x"), class = "iclv_error_spec")
-  # on LVs: no labels on `~~` or `~ 1` (fixed values and start() on `~ 1` are fine: test-lvstat.R)
-  expect_error(bin("f ~~ a*f"), class = "iclv_error_spec", regexp = "labels")
-  expect_error(bin("f ~ a*1"), class = "iclv_error_spec", regexp = "labels")
+  # (labels on an LV's own `~~` and `~ 1`: test-lvstat.R)
   # a label with two start values
   expect_error(bin("y1 ~ start(1)*a*1\n y2 ~ start(2)*a*1"), class = "iclv_error_spec", regexp = "different")
   # a value given twice

@@ -200,7 +200,7 @@ test_that("specification errors are classed and say what is not supported", {
   expect_identical(pti$role[match(c("alpha_q1", "sigma_q1"), pti$name)], c("intercept", "sd"))
   e("att =~ q1 + q2\n foo ~~ foo", regexp = "'foo' is not a latent variable")
   e("att =~ q1 + q2\n foo ~ 1", regexp = "'foo' is not a latent variable")
-  e("att =~ q1 + q2\n att ~~ a*att", regexp = "labels on '~~' between latent variables are not supported")
+  e("att =~ q1 + q2\n nrm =~ q3 + q4\n att ~~ a*nrm", regexp = "labels on '~~' between two latent variables are not supported")
   e("att =~ q1 + q2\n att ~~ -1*att", regexp = "a variance must be positive")
   e("att =~ q1 + q2\n att ~~ start(0)*att", regexp = "a variance must be positive")
   e("att =~ q1 + q2\n nrm =~ q3 + q4\n att ~~ 0.3*nrm", regexp = "non-zero value is not supported")
@@ -332,5 +332,37 @@ test_that("modifiers on an LV's intercept: a fixed value, 0 (the default), start
   expect_identical(pt$free[pt$name == "alpha_f"], TRUE)
   expect_identical(pt$start[pt$name == "alpha_f"], 0.2)
   expect_identical(mk("f ~ NA*1")$partable$free[mk("f ~ NA*1")$partable$name == "alpha_f"], TRUE)
-  expect_error(mk("f ~ a*1"), class = "iclv_error_spec", regexp = "labels on the intercept")
+  expect_identical(sum(mk("f ~ a*1")$partable$name == "a"), 1L) # a label names it
+})
+
+test_that("labels on an LV's own variance and intercept: equal labels are one parameter", {
+  spec <- "f =~ 1*y1 + y2 + y3\n g =~ 1*y4 + y5 + y6\n f ~~ v*f\n g ~~ v*g\n f ~ a*1\n g ~ a*1"
+  ch <- iclv_choice("mnl", "ch", list(A = "asc + l_f * f + l_g * g", B = "0"))
+  ma <- iclv_model(spec, choice = ch, id = "ID", categories = 3)
+  mb <- iclv_model("f =~ 1*y1 + y2 + y3\n g =~ 1*y4 + y5 + y6\n f ~~ f\n g ~~ g\n f ~ 1\n g ~ 1",
+                   choice = ch, id = "ID", categories = 3)
+  pa <- ma$partable
+  expect_identical(sum(pa$name == "v"), 1L)
+  expect_identical(pa$role[pa$name == "v"], "sd")
+  expect_identical(sum(pa$name == "a"), 1L)
+  expect_false(any(c("sigma_f", "sigma_g", "alpha_f", "alpha_g") %in% pa$name))
+  base <- c(tau_y1_1 = -1, tau_y1_2 = 1, zeta_y2 = 0.8, tau_y2_1 = -0.5, tau_y2_2 = 0.7, zeta_y3 = 1.1,
+            tau_y3_1 = -0.9, tau_y3_2 = 0.6, tau_y4_1 = -0.8, tau_y4_2 = 0.9, zeta_y5 = 0.9, tau_y5_1 = -0.6,
+            tau_y5_2 = 0.5, zeta_y6 = 1.2, tau_y6_1 = -1.1, tau_y6_2 = 0.4, asc = 0.2, l_f = 0.5, l_g = -0.4)
+  pa_v <- c(base, v = 1.3, a = 0.25, zeta_y1 = 1, zeta_y4 = 1)
+  pb_v <- c(base, sigma_f = 1.3, sigma_g = 1.3, alpha_f = 0.25, alpha_g = 0.25, zeta_y1 = 1, zeta_y4 = 1)
+  d <- iclv_simulate(ma, pa_v, n = 60, n_tasks = 2, seed = 3)
+  dr <- iclv_draws("halton", 30)
+  la <- iclv_loglik(ma, d, pa_v, draws = dr, gradient = TRUE)
+  lb <- iclv_loglik(mb, d, pb_v, draws = dr, gradient = TRUE)
+  expect_equal(la$loglik, lb$loglik, tolerance = 1e-13)
+  expect_equal(la$gradient[["v"]], lb$gradient[["sigma_f"]] + lb$gradient[["sigma_g"]], tolerance = 1e-10)
+  expect_equal(la$gradient[["a"]], lb$gradient[["alpha_f"]] + lb$gradient[["alpha_g"]], tolerance = 1e-10)
+  # start() with a label; a label between two LVs stays refused
+  ms <- iclv_model(sub("f ~~ v\\*f", "f ~~ start(4)*v*f", spec), choice = ch, id = "ID", categories = 3)
+  expect_identical(ms$partable$start[ms$partable$name == "v"], 2)
+  expect_error(iclv_model("f =~ y1 + y2 + y3\n g =~ y4 + y5 + y6\n f ~~ c*g", id = "ID", categories = 3),
+               class = "iclv_error_spec", regexp = "between two latent variables")
+  expect_error(iclv_model("f =~ y1 + y2 + y3\n f ~~ v*f\n y1 ~ v*1", id = "ID", categories = 3),
+               class = "iclv_error_spec", regexp = "'v'")
 })
