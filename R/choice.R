@@ -56,7 +56,9 @@
 #' is evaluated once, into a column. Models with nonlinear parts run on the
 #' CPU engine's per-pair reference path. The parameters that only a
 #' nonlinear part uses start at 0, or at 1 for a scale (a parameter
-#' multiplying an expression with parameters) or an exponent.
+#' multiplying an expression with parameters), an exponent, or a parameter
+#' alone inside `log()` or `sqrt()`, in a denominator or as the base of a
+#' power.
 #'
 #' Errors: a term without parameter (pure data: an offset needs a parameter,
 #' fixed at 1), the same linear term twice, a condition of `ifelse()` or a

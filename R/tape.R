@@ -41,8 +41,9 @@
 #   to indices for the C list.
 #
 # Start values of the parameters that only the rest uses: 1 for a
-# parameter that multiplies an expression with parameters (a scale) or is
-# an exponent, else 0 (iclv_model(start = ) overrides).
+# parameter that multiplies an expression with parameters (a scale), is an
+# exponent, or stands alone where 0 is not allowed (log(b), sqrt(b), x / b,
+# b ^ x), else 0 (iclv_model(start = ) overrides).
 
 .tape_ops <- c(CONST = 1L, VAR = 2L, DATA = 3L, ADD = 4L, SUB = 5L, MUL = 6L, DIV = 7L, POW = 8L,
                NEG = 9L, EXP = 10L, LOG = 11L, SQRT = 12L, POWC = 13L, SEL = 14L, PNORM = 15L,
@@ -387,7 +388,9 @@
 }
 
 # Parameters of a nonlinear rest that start at 1: a factor of a product
-# whose other factors hold parameters (a scale), or in an exponent.
+# whose other factors hold parameters (a scale), in an exponent, and a
+# parameter standing alone where 0 has no value or no derivative: the
+# argument of log() or sqrt(), a denominator, the base of a power.
 .tape_scales <- function(e, role) {
   out <- character()
   par_in <- function(x) any(role[all.vars(x)] == "param")
@@ -403,6 +406,13 @@
       }
     }
     if (f == "^" && length(x) == 3L) out <<- c(out, intersect(all.vars(x[[3L]]), names(role)[role == "param"]))
+    alone <- function(y) {
+      while (.is_call_to(y, "(", 1L)) y <- y[[2L]]
+      if (is.name(y) && identical(role[[as.character(y)]], "param")) out <<- c(out, as.character(y))
+    }
+    if (f %in% c("log", "sqrt") && length(x) == 2L) alone(x[[2L]])
+    if (f == "/" && length(x) == 3L) alone(x[[3L]])
+    if (f == "^" && length(x) == 3L) alone(x[[2L]])
     for (a in as.list(x)[-1L]) walk(a)
   }
   walk(e)
