@@ -203,7 +203,8 @@
 #'             link = "logit", categories = 5)
 #' @export
 iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl", "ordered"), choice, utilities,
-                        available = NULL, worst_scale = NULL, nests = NULL, link = NULL, categories = NULL, ...) {
+                        available = NULL, worst_scale = NULL, nests = NULL, link = NULL, categories = NULL,
+                        scale = NULL, ...) {
   .spec_check_dots(list(...), "iclv_choice")
   types <- c("mnl", "probit", "ranked", "bestworst", "nl", "ordered")
   if (!is.character(type) || length(type) < 1L) {
@@ -266,10 +267,12 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl", "
                                iclv_quote(worst_scale)))
   }
   nst <- .choice_nests(type, nests, alts, unique(unlist(lapply(terms, `[[`, "param"))))
+  scale <- .parts_scale_arg(scale, terms, worst_scale) # R/parts.R
   structure(list(type = type, choice = choice, ranks = ranks, alternatives = alts,
                  utilities = vapply(utilities, identity, character(1)),
                  terms = terms, available = available, worst_scale = worst_scale,
-                 nests = nst$nests, nest_params = nst$params, link = ord$link, categories = ord$categories),
+                 nests = nst$nests, nest_params = nst$params, link = ord$link, categories = ord$categories,
+                 scale = scale),
             class = "iclv_choice")
 }
 
@@ -409,6 +412,7 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl", "
 
 #' @export
 print.iclv_choice <- function(x, ...) {
+  if (!is.null(x$parts)) return(.parts_print(x)) # several choice parts (R/parts.R)
   lab <- c(mnl = "Multinomial logit", probit = "Binary probit", ranked = "Ranked (exploded logit)",
            bestworst = "Best-worst", nl = "Nested logit",
            ordered = sprintf("Ordered %s", x$link %||% "probit"))[[x$type]]

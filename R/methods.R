@@ -226,6 +226,15 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
                                      component = paste0("choice:", comp$stage_names[k])))
       }
     }
+    if (!is.null(comp$part)) { # several choice parts: one line per part (R/parts.R)
+      for (k in seq_along(comp$part_names)) {
+        keep <- which(comp$part == k)
+        if (!length(keep)) next
+        tab <- rbind(tab, data.frame(ll0 = .loglik_null(.compiled_choice_rows(cc, keep)), llc = NA_real_,
+                                     n_const = 0L, type = "part", n = length(keep),
+                                     component = paste0("choice:", comp$part_names[k])))
+      }
+    }
   }
   tab$ll <- unname(fit$loglik_components[tab$component])
   tab <- tab[, c("component", "type", "n", "ll0", "llc", "ll")]
