@@ -179,13 +179,14 @@
   A1 <- NULL
   for (k in seq_len(K)) {
     mine <- which(part == k)
+    other <- part != k
     alts_k <- pp$alternatives[[k]]
     col <- pp$choice[k]
     # the part's columns, with the other parts' rows filled with valid
     # values, so that errors name the row of the data
     x <- data[[col]]
     if (is.factor(x)) x <- as.character(x)
-    x[-mine] <- if (is.numeric(x)) 1 else alts_k[1]
+    x[other] <- if (is.numeric(x)) 1 else alts_k[1]
     sub <- stats::setNames(data.frame(x = x, stringsAsFactors = FALSE), col)
     av <- pp$available[[k]]
     for (a in names(av)) {
@@ -194,7 +195,7 @@
                                    iclv_quote(av[[a]]), iclv_quote(a), iclv_quote(pp$names[k])))
       }
       v <- data[[av[[a]]]]
-      if (is.numeric(v) || is.logical(v)) v[-mine] <- 1
+      if (is.numeric(v) || is.logical(v)) v[other] <- 1
       sub[[av[[a]]]] <- v
     }
     yk <- .val_choice_column(sub, col, alts_k)
