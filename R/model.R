@@ -235,7 +235,11 @@
 #' @param choice `NULL` (a measurement-only model) or an [iclv_choice()]
 #'   object, such as the `choice` element of another model: it means the
 #'   same in every model (its terms are classified again against this
-#'   model's latent variables).
+#'   model's latent variables). Or several choice parts: a named list of
+#'   [iclv_choice()] objects of type `"mnl"`, e.g.
+#'   `list(rp = iclv_choice(...), sp = iclv_choice(..., scale = "mu_sp"))`,
+#'   each with its own choice column; see the section Several choice parts
+#'   of [iclv_choice()].
 #' @param id Name of the data column identifying individuals.
 #' @param indicator_level `"individual"` or `"row"` (see Indicators), or a
 #'   named character vector per indicator (indicators not named are

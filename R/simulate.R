@@ -29,7 +29,10 @@
 #'   `model$partable` (for ordered indicators whose categories are not
 #'   declared, the thresholds `tau_<ind>_1..` named here define them).
 #' @param n Number of individuals.
-#' @param n_tasks Number of choice tasks (rows) per individual.
+#' @param n_tasks Number of choice tasks (rows) per individual. For a model
+#'   of several choice parts: one number (that many tasks of every part) or
+#'   a vector named by the parts, e.g. `c(rp = 2, sp = 4)` (see
+#'   [iclv_choice()], section Several choice parts).
 #' @param seed `NULL` (use the current random number stream) or a seed (a
 #'   whole number of absolute value at most `.Machine$integer.max`): the
 #'   result is then reproducible and the caller's random number state is
