@@ -258,3 +258,20 @@ test_that("bad choice parts are classed errors", {
   expect_error(pt_model(list(rp = pt_rp(), sp = pt_sp(scale = "b_time"))), "also a parameter", class = "iclv_error_spec")
   expect_error(pt_model(list(rp = pt_rp(), sp = "x")), "iclv_choice", class = "iclv_error_spec")
 })
+
+test_that("elasticities of a model with parts (the relative scale included) equal finite differences of predict()", {
+  m <- pt_model(list(rp = pt_rp(), sp = pt_sp()))
+  tr <- pt_theta(iclv:::.iclv_compile(m, pt_data()))
+  d <- iclv_simulate(m, tr, n = 10, n_tasks = c(rp = 1, sp = 2), seed = 8)
+  fit <- iclv(m, d, draws = iclv_draws("halton", 20, seed = 1), backend = "cpu", fixed = tr)
+  e <- iclv_elasticities(fit, attribute = "time_car")
+  h <- 1e-5
+  up <- dn <- d
+  up$time_car <- up$time_car + h
+  dn$time_car <- dn$time_car - h
+  P <- predict(fit, newdata = d)
+  fd <- (predict(fit, newdata = up) - predict(fit, newdata = dn)) / (2 * h) * d$time_car / P
+  ok <- P > 0
+  expect_identical(unname(is.na(e$per_row)), unname(!ok))
+  expect_equal(unname(e$per_row[ok]), unname(fd[ok]), tolerance = 1e-6)
+})
