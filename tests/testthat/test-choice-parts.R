@@ -275,3 +275,15 @@ test_that("elasticities of a model with parts (the relative scale included) equa
   expect_identical(unname(is.na(e$per_row)), unname(!ok))
   expect_equal(unname(e$per_row[ok]), unname(fd[ok]), tolerance = 1e-6)
 })
+
+test_that("CUDA equals the CPU engine for a model with parts, the scale at 0.7 and at 1 (LL, scores, gradient, Hessian)", {
+  skip_if_no_gpu()
+  d <- pt_data(n = 30L, seed = 8L)
+  spec <- iclv:::.draws_spec(iclv_draws("halton", 40, seed = 1), 30L, 1L)
+  comp <- iclv:::.iclv_compile(pt_model(list(rp = pt_rp(), sp = pt_sp())), d)
+  for (mu in c(0.7, 1)) expect_cuda_equals_cpu(comp, spec, pt_theta(comp, mu), paste("parts, mu", mu)) # (helper-gpu.R)
+})
+
+test_that("the CPU memory plan equals the engine's account for a model with parts", {
+  expect_cpu_plan_is_account(pt_model(list(rp = pt_rp(), sp = pt_sp())), pt_data(), iclv_draws("halton", 20, seed = 1)) # (helper-compiled.R)
+})
