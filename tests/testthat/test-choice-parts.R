@@ -205,6 +205,11 @@ test_that("predictions, printing and simulation follow the parts", {
   expect_true(all(P[!sp_row, 3:5] == 0) && all(P[sp_row, 1:2] == 0))
   expect_true(all(P[sp_row & d$av_bike %in% 0L, "sp.bike"] == 0))
   expect_true(all(c("choice", "choice:rp", "choice:sp") %in% names(fit$loglik_components)))
+  chosen <- ifelse(sp_row, paste0("sp.", d$ch_sp), paste0("rp.", d$ch_rp))
+  expect_equal(unname(fitted(fit)), unname(P[cbind(seq_len(60), match(chosen, colnames(P)))]))
+  res <- residuals(fit, newdata = d[sp_row, ])
+  expect_equal(unname(rowSums(res)), rep(0, 40), tolerance = 1e-12)
+  expect_true(all(res[, 1:2] == 0))
   comps <- summary(fit)$stats$components
   expect_identical(comps$n_obs[comps$component == "choice:sp"], 40L)
   expect_output(print(summary(fit)), "choice:sp")
