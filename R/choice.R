@@ -463,12 +463,13 @@ print.iclv_choice <- function(x, ...) {
            bestworst = "Best-worst", nl = "Nested logit",
            ordered = sprintf("Ordered %s", x$link %||% "probit"))[[x$type]]
   cols <- x$ranks %||% x$choice
-  cat(sprintf("%s choice model, column%s %s, %s%s\n", lab, if (length(cols) > 1L) "s" else "",
+  cat(sprintf("%s choice model, column%s %s, %s%s%s\n", lab, if (length(cols) > 1L) "s" else "",
               paste0("'", cols, "'", collapse = ", "),
               if (identical(x$type, "ordered")) {
                 if (is.na(x$categories)) "categories from the data" else sprintf("%d categories", x$categories)
               } else sprintf("%d alternatives", length(x$alternatives)),
-              if (is.null(x$worst_scale)) "" else sprintf(", worst-stage scale '%s'", x$worst_scale)))
+              if (is.null(x$worst_scale)) "" else sprintf(", worst-stage scale '%s'", x$worst_scale),
+              if (is.null(x$scale)) "" else sprintf(", relative scale '%s' (a part of several)", x$scale)))
   w <- max(nchar(x$alternatives))
   for (a in x$alternatives) {
     av <- if (!is.null(x$available) && a %in% names(x$available)) sprintf("   [available: %s]", x$available[[a]]) else ""

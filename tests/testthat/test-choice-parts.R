@@ -185,6 +185,7 @@ test_that("predictions, printing and simulation follow the parts", {
   expect_output(print(m), "2 MNL parts: rp \\(column 'ch_rp', 2 alternatives\\); sp \\(column 'ch_sp', 3 alternatives, scale 'mu_sp'\\)")
   expect_output(print(m$choice), "part sp: column 'ch_sp', 3 alternatives, relative scale 'mu_sp'")
   expect_identical(m$partable$role[m$partable$name == "mu_sp"], "scale")
+  expect_output(print(pt_sp()), "relative scale 'mu_sp'")
   tr <- pt_theta(iclv:::.iclv_compile(m, pt_data()))
   d <- iclv_simulate(m, tr, n = 20, n_tasks = c(rp = 1, sp = 2), seed = 3, availability = c(sp.bike = 0.5))
   expect_identical(nrow(d), 60L)
