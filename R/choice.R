@@ -161,6 +161,45 @@
 #' With two categories the ordered probit is the binary probit choice whose
 #' utility difference is `V - tau_1`.
 #'
+#' @section Several choice parts:
+#' [iclv_model()] takes a named list of MNL choice parts,
+#' `choice = list(rp = iclv_choice("mnl", choice = "ch_rp", ...), sp = iclv_choice("mnl", choice = "ch_sp", ..., scale = "mu_sp"))`
+#' (e.g. revealed and stated preference). Each part has its own choice
+#' column; a data row belongs to the part whose choice column is not `NA`
+#' there: a row where every part's choice column is `NA`, or where two are
+#' not, is an error naming the row, and two parts cannot share a choice
+#' column. A part may have no rows. In a row of part `k` only part `k`'s
+#' alternatives are available (and of those, the ones its own `available`
+#' columns allow; these are read in the part's rows only, and attributes
+#' that only other parts use may be `NA` there). Parameters are shared by
+#' name across parts, and so are the latent variables and random terms (the
+#' same draw of an individual enters every part).
+#'
+#' `scale = "mu_sp"` gives the part a relative scale: a free parameter
+#' `mu > 0` (start 1, role `"scale"`, estimated on the log scale) that
+#' multiplies all of the part's utilities,
+#' `P(j) = exp(mu V_j) / sum_k exp(mu V_k)`. At least one part has no scale
+#' (the reference): a scale on the only part, on every part or on a choice
+#' that is not a part of a list is an error. Parts may share a scale name.
+#'
+#' The parts are compiled into one MNL choice model over the alternatives
+#' prefixed by their part, `"<part>.<alternative>"` (`"rp.car"`,
+#' `"sp.car"`, ...), with the scales as multipliers of their rows'
+#' utilities, so every engine evaluates them with its MNL kernel and exact
+#' gradients and Hessians; a list of one part is the plain model exactly
+#' (alternatives renamed). Only `"mnl"` parts are supported; other types are
+#' refused by name. The summary reports the choice log-likelihood of each
+#' part (`choice:<part>`, its rows integrated over the latent variables);
+#' [predict.iclv()] returns one column per prefixed alternative, the other
+#' parts' alternatives having probability 0 in a row; [iclv_simulate()]
+#' takes `n_tasks` as one number (that many tasks of every part per
+#' individual) or a vector named by the parts (`c(rp = 2, sp = 4)`; 0
+#' allowed), gives each individual its tasks of the first part, then of the
+#' second, ..., and writes each part's choice and availability columns with
+#' `NA` outside its rows (its `availability` argument names the prefixed
+#' alternatives, e.g. `c(sp.bike = 0.7)`). `newdata` for [predict.iclv()]
+#' needs the parts' choice columns (they say each row's part).
+#'
 #' @param type `"mnl"` (multinomial logit, two or more alternatives),
 #'   `"probit"` (binary probit, exactly two alternatives), `"ranked"`
 #'   (exploded logit of a full or partial ranking), `"bestworst"`
@@ -186,6 +225,9 @@
 #' @param link For `"ordered"` only: `"probit"` (default) or `"logit"`.
 #' @param categories For `"ordered"` only: `NULL` (the largest category in
 #'   the data) or the number of categories `C` (a whole number in `[2, 100]`).
+#' @param scale For a part of several choice parts (see the section Several
+#'   choice parts): `NULL` or the name of a free relative scale parameter
+#'   multiplying all of the part's utilities.
 #' @param ... Not used; anything given is an error.
 #' @return An object of class `"iclv_choice"`: a list with `type`, `choice`
 #'   (the first rank column for `"ranked"` and `"bestworst"`), `ranks` (every
@@ -195,7 +237,11 @@
 #'   alternative in no nest added as a nest of its own named after it) and
 #'   `nest_params` (the name of each nest's lambda, `NA` for the added
 #'   nests), `link` and `categories` (for `"ordered"`: the link and `C`, `NA`
-#'   until the data give it; `NULL` for the other types).
+#'   until the data give it; `NULL` for the other types) and `scale`. The
+#'   combined choice of several parts (a model's `choice`) also has `parts`:
+#'   the parts' `names`, `choice` columns, `alternatives` (unprefixed),
+#'   `alt_part` (the part of each combined alternative), `available` and
+#'   `scale` (`NA` for none).
 #' @seealso [iclv_model()]
 #' @examples
 #' ch <- iclv_choice("mnl", choice = "best",
@@ -207,7 +253,8 @@
 #'             link = "logit", categories = 5)
 #' @export
 iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl", "ordered"), choice, utilities,
-                        available = NULL, worst_scale = NULL, nests = NULL, link = NULL, categories = NULL, ...) {
+                        available = NULL, worst_scale = NULL, nests = NULL, link = NULL, categories = NULL,
+                        scale = NULL, ...) {
   .spec_check_dots(list(...), "iclv_choice")
   types <- c("mnl", "probit", "ranked", "bestworst", "nl", "ordered")
   if (!is.character(type) || length(type) < 1L) {
@@ -270,10 +317,12 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl", "
                                iclv_quote(worst_scale)))
   }
   nst <- .choice_nests(type, nests, alts, unique(unlist(lapply(terms, `[[`, "param"))))
+  scale <- .parts_scale_arg(scale, terms, worst_scale) # R/parts.R
   structure(list(type = type, choice = choice, ranks = ranks, alternatives = alts,
                  utilities = vapply(utilities, identity, character(1)),
                  terms = terms, available = available, worst_scale = worst_scale,
-                 nests = nst$nests, nest_params = nst$params, link = ord$link, categories = ord$categories),
+                 nests = nst$nests, nest_params = nst$params, link = ord$link, categories = ord$categories,
+                 scale = scale),
             class = "iclv_choice")
 }
 
@@ -413,16 +462,18 @@ iclv_choice <- function(type = c("mnl", "probit", "ranked", "bestworst", "nl", "
 
 #' @export
 print.iclv_choice <- function(x, ...) {
+  if (!is.null(x$parts)) return(.parts_print(x)) # several choice parts (R/parts.R)
   lab <- c(mnl = "Multinomial logit", probit = "Binary probit", ranked = "Ranked (exploded logit)",
            bestworst = "Best-worst", nl = "Nested logit",
            ordered = sprintf("Ordered %s", x$link %||% "probit"))[[x$type]]
   cols <- x$ranks %||% x$choice
-  cat(sprintf("%s choice model, column%s %s, %s%s\n", lab, if (length(cols) > 1L) "s" else "",
+  cat(sprintf("%s choice model, column%s %s, %s%s%s\n", lab, if (length(cols) > 1L) "s" else "",
               paste0("'", cols, "'", collapse = ", "),
               if (identical(x$type, "ordered")) {
                 if (is.na(x$categories)) "categories from the data" else sprintf("%d categories", x$categories)
               } else sprintf("%d alternatives", length(x$alternatives)),
-              if (is.null(x$worst_scale)) "" else sprintf(", worst-stage scale '%s'", x$worst_scale)))
+              if (is.null(x$worst_scale)) "" else sprintf(", worst-stage scale '%s'", x$worst_scale),
+              if (is.null(x$scale)) "" else sprintf(", relative scale '%s' (a part of several)", x$scale)))
   w <- max(nchar(x$alternatives))
   for (a in x$alternatives) {
     av <- if (!is.null(x$available) && a %in% names(x$available)) sprintf("   [available: %s]", x$available[[a]]) else ""

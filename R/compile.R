@@ -120,6 +120,11 @@
       stg <- .rank_stages(data, ch, ids[grp]) # one MNL row per stage (R/rank.R)
       X <- .val_attributes(data, ch$columns, ch$terms, alts, stg$A_data, ch$tapes)
       y <- A <- NULL # the stage rows replace them below
+    } else if (!is.null(ch$parts)) { # several choice parts (R/parts.R)
+      prt <- .parts_rows(data, ch, ids[grp])
+      y <- prt$y
+      A <- prt$A
+      X <- .val_attributes(data, ch$columns, ch$terms, alts, A, ch$tapes)
     } else {
       y <- .val_choice_column(data, ch$choice, alts)
       A <- .val_availability(data, ch$available, alts, y, ids[grp])
@@ -227,6 +232,7 @@
       cl$ocat_logit <- as.integer(identical(ch$link, "logit"))
     }
     rows <- seq_len(n)
+    if (!is.null(ch$parts)) cl <- c(cl, .parts_mult(ch, prt$part, pidx)) # relative scales (R/parts.R)
     if (ch$type %in% c("ranked", "bestworst")) {
       rows <- stg$row
       cl$n_rows <- as.integer(length(rows))
@@ -267,6 +273,7 @@
     stage = if (!is.null(ch) && ch$type %in% c("ranked", "bestworst")) stg$stage,
     stage_names = if (!is.null(ch) && ch$type %in% c("ranked", "bestworst")) ch$ranks,
     choice_categories = if (!is.null(ch) && ch$type == "ordered") ch$categories,
+    part = if (!is.null(ch$parts)) prt$part, part_names = ch$parts$names,
     definitions = model$definitions
   ), class = "iclv_compiled")
 }

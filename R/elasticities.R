@@ -80,6 +80,12 @@ iclv_elasticities <- function(fit, newdata = NULL, attribute) {
     })
     dV[, j] <- rep_len(as.double(eval(dj, env)), T * R)
   }
+  # row multipliers (relative scales of choice parts, R/parts.R): dU = s_t dV
+  if ((cc$n_mult %||% 0L) > 0L) {
+    mp <- cc$mult_par[seq_len(T)]
+    s <- cc$mult_sign[seq_len(T)] * ifelse(mp >= 0L, theta[pmax(mp, 0L) + 1L], 1)
+    dV <- dV * rep_len(as.double(s), T * R)
+  }
   P <- matrix(pd$prob[seq_len(T), , , drop = FALSE], T * R, J) # (t, r) x j
   if (ch$type == "mnl") {
     G <- P * (dV - rowSums(P * dV))

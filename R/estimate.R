@@ -333,6 +333,10 @@ iclv <- function(model, data, draws = iclv_draws("halton", 100), backend = "auto
   if (has_choice && !post_interrupted && !is.null(comp$stage)) {
     comp_ll <- c(comp_ll, .rank_stage_ll(comp, theta_hat, prob$spec, control$n_threads))
   }
+  # several choice parts: the choice LL of each part too ("choice:<part>", R/parts.R)
+  if (has_choice && !post_interrupted && !is.null(comp$part)) {
+    comp_ll <- c(comp_ll, .parts_ll(comp, theta_hat, prob$spec, control$n_threads))
+  }
   ll_null <- if (has_choice) .loglik_null(comp$c) else NA_real_ # (weighted by comp$c$weight)
   list(opt = opt, loglik = final$loglik, gradient = parts$gradient, scores = parts$scores, hessian = H,
        vcov = vc, identification = ident, comp_ll = comp_ll, ll_null = ll_null,

@@ -226,6 +226,15 @@ print.iclv <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
                                      component = paste0("choice:", comp$stage_names[k])))
       }
     }
+    if (!is.null(comp$part)) { # several choice parts: one line per part (R/parts.R)
+      for (k in seq_along(comp$part_names)) {
+        keep <- which(comp$part == k)
+        if (!length(keep)) next
+        tab <- rbind(tab, data.frame(ll0 = .loglik_null(.compiled_choice_rows(cc, keep)), llc = NA_real_,
+                                     n_const = 0L, type = "part", n = length(keep),
+                                     component = paste0("choice:", comp$part_names[k])))
+      }
+    }
   }
   tab$ll <- unname(fit$loglik_components[tab$component])
   tab <- tab[, c("component", "type", "n", "ll0", "llc", "ll")]
@@ -718,8 +727,10 @@ anova.iclv <- function(object, ...) {
 residuals.iclv <- function(object, newdata = NULL, type = "response", ...) {
   if (!identical(type, "response")) iclv_abort("control", "'type' must be \"response\"")
   if (object$compiled$c$choice_type == 0L) iclv_abort("input", "the model has no choice part: there are no choice residuals")
-  if (!is.null(newdata) && !object$model$choice$choice %in% names(newdata)) {
-    iclv_abort("data", sprintf("'newdata' needs the choice column %s for residuals", iclv_quote(object$model$choice$choice)))
+  ch <- object$model$choice
+  cols <- ch$parts$choice %||% ch$choice # several choice parts: any of theirs (R/parts.R)
+  if (!is.null(newdata) && !any(cols %in% names(newdata))) {
+    iclv_abort("data", sprintf("'newdata' needs the choice column %s for residuals", iclv_quote(cols)))
   }
   P <- predict.iclv(object, newdata = newdata, type = "prob", stages = TRUE)
   comp <- if (is.null(newdata)) object$compiled else .scenario_compile(object, newdata)$comp

@@ -238,7 +238,11 @@
 #' @param choice `NULL` (a measurement-only model) or an [iclv_choice()]
 #'   object, such as the `choice` element of another model: it means the
 #'   same in every model (its terms are classified again against this
-#'   model's latent variables).
+#'   model's latent variables). Or several choice parts: a named list of
+#'   [iclv_choice()] objects of type `"mnl"`, e.g.
+#'   `list(rp = iclv_choice(...), sp = iclv_choice(..., scale = "mu_sp"))`,
+#'   each with its own choice column; see the section Several choice parts
+#'   of [iclv_choice()].
 #' @param id Name of the data column identifying individuals.
 #' @param indicator_level `"individual"` or `"row"` (see Indicators), or a
 #'   named character vector per indicator (indicators not named are
@@ -363,8 +367,15 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
   # `y ~ 1` and `y ~~ y` on indicators (R/indicator.R)
   ix <- .spec_indicator_statements(lvx$ind_var, lvx$ind_icpt, inds, ind_type)
 
-  if (!is.null(choice) && !inherits(choice, "iclv_choice")) {
-    iclv_abort("spec", "'choice' must be NULL or an object made by iclv_choice()")
+  # several choice parts: one combined MNL choice object (R/parts.R)
+  if (.parts_is_list(choice)) {
+    choice <- .parts_combine(choice)
+  } else if (!is.null(choice) && !inherits(choice, "iclv_choice")) {
+    iclv_abort("spec", "'choice' must be NULL, an object made by iclv_choice() or a named list of them (choice parts)")
+  } else if (!is.null(choice$scale) && is.null(choice$parts)) {
+    iclv_abort("spec", sprintf(
+      "the choice part has a relative scale %s, but a scale is for one of several choice parts: choice = list(rp = iclv_choice(...), sp = iclv_choice(..., scale = %s))",
+      iclv_quote(choice$scale), iclv_quote(choice$scale)))
   }
   random <- .spec_random(random, lvs, inds, covariates, id)
   # random terms stand where latent variables may stand in utilities
@@ -848,6 +859,11 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     }
     # best-worst: the scale of the worst stage's utilities (> 0, R/rank.R)
     if (!is.null(ch$worst_scale)) add(ch$worst_scale, "choice", "worst", "scale", "", "scale", 1)
+    # several choice parts: the relative scales (> 0, R/parts.R), one per name
+    sc <- ch$parts$scale
+    for (s in unique(stats::na.omit(sc))) {
+      add(s, "choice", paste(ch$parts$names[sc %in% s], collapse = ","), "scale", "", "scale", 1)
+    }
     # nested logit: one lambda per nest of the user's, in (0, 1) (R/transform.R), start 0.8
     for (k in which(!is.na(ch$nest_params %||% character()))) {
       add(ch$nest_params[k], "choice", names(ch$nests)[k], "nest", paste(ch$nests[[k]], collapse = ","),
@@ -1075,7 +1091,9 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 .model_summary_line <- function(x) {
   nty <- table(factor(x$ind_type, levels = .ind_types))
   nty <- nty[nty > 0]
-  ch <- if (is.null(x$choice)) "none (measurement model only)" else if (identical(x$choice$type, "ordered")) {
+  ch <- if (is.null(x$choice)) "none (measurement model only)" else if (!is.null(x$choice$parts)) {
+    .parts_summary_line(x$choice) # R/parts.R
+  } else if (identical(x$choice$type, "ordered")) {
     sprintf("ordered %s, %s, column '%s'", x$choice$link,
             if (is.na(x$choice$categories)) "categories from the data" else sprintf("%d categories", x$choice$categories),
             x$choice$choice)

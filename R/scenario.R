@@ -37,6 +37,14 @@
   has_ind <- stats::setNames(inds %in% names(d), inds)
   for (ind in inds[!has_ind]) d[[ind]] <- rep(NA_real_, n)
   ch <- model$choice
+  if (!is.null(ch$parts)) { # several choice parts (R/parts.R): the choice columns say the rows' parts
+    if (!any(ch$parts$choice %in% names(d))) {
+      iclv_abort("data", sprintf(
+        "'newdata' of a model with several choice parts needs the parts' choice columns (%s), which say the part of each row (NA in the rows of the other parts)",
+        iclv_quote(ch$parts$choice)))
+    }
+    for (col in setdiff(ch$parts$choice, names(d))) d[[col]] <- rep(NA, n)
+  }
   has_choice <- is.null(ch) || ch$choice %in% names(d)
   if (!has_choice) {
     first <- rep(1L, n)

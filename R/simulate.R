@@ -29,7 +29,10 @@
 #'   `model$partable` (for ordered indicators whose categories are not
 #'   declared, the thresholds `tau_<ind>_1..` named here define them).
 #' @param n Number of individuals.
-#' @param n_tasks Number of choice tasks (rows) per individual.
+#' @param n_tasks Number of choice tasks (rows) per individual. For a model
+#'   of several choice parts: one number (that many tasks of every part) or
+#'   a vector named by the parts, e.g. `c(rp = 2, sp = 4)` (see
+#'   [iclv_choice()], section Several choice parts).
 #' @param seed `NULL` (use the current random number stream) or a seed (a
 #'   whole number of absolute value at most `.Machine$integer.max`): the
 #'   result is then reproducible and the caller's random number state is
@@ -76,7 +79,9 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     as.integer(v)
   }
   n <- chk_count(n, "n")
-  n_tasks <- chk_count(n_tasks, "n_tasks")
+  # several choice parts: tasks of each part per individual (R/parts.R)
+  part_tasks <- if (!is.null(model$choice$parts)) .parts_sim_tasks(model$choice, n_tasks)
+  n_tasks <- if (is.null(part_tasks)) chk_count(n_tasks, "n_tasks") else sum(part_tasks)
   if (as.double(n) * n_tasks > .Machine$integer.max) {
     iclv_abort("control", sprintf("'n' x 'n_tasks' = %s rows is more than a data.frame can hold (%d)",
                                   format(as.double(n) * n_tasks, digits = 15), .Machine$integer.max))
@@ -219,6 +224,9 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     }
     A <- matrix(TRUE, nr, length(alts), dimnames = list(NULL, alts))
     for (a in names(p_avail)) if (p_avail[[a]] < 1) A[, a] <- stats::runif(nr) < p_avail[[a]]
+    if (!is.null(ch$parts)) { # each row's part: the individual's tasks of part 1, then 2, ...
+      out <- .parts_simulate(out, ch, V, A, rep(rep(seq_along(part_tasks), part_tasks), times = n), th)
+    } else {
     A[rowSums(A) == 0L, ] <- TRUE
     if (ch$type %in% c("ranked", "bestworst")) { # whole rankings / best-worst pairs (R/rank.R)
       mu <- if (is.null(ch$worst_scale)) 1 else th[[ch$worst_scale]]
@@ -244,6 +252,7 @@ iclv_simulate <- function(model, params, n, n_tasks = 1, seed = NULL, ...) {
     if (!ch$type %in% c("ranked", "bestworst")) {
       for (a in names(ch$available)) out[[ch$available[[a]]]] <- as.integer(A[, a])
       out[[ch$choice]] <- if (ch$type == "ordered") as.integer(y) else alts[y]
+    }
     }
   }
   d <- as.data.frame(out, stringsAsFactors = FALSE, optional = TRUE)

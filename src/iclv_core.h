@@ -859,7 +859,9 @@ ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double 
   double s = iclv_row_mult(m, theta, t);
   for (int j = 0; j < J; j++) ws->V[j] = s * iclv_utility(m, theta, eta, t, j, tc);
   double ll = iclv_choice_link(m, t, ws->V, ws->gV, h ? ws->HV : (double *) 0);
-  if (s != 1.0 && (g || h)) {
+  /* (a scale parameter at exactly 1 still has its derivatives: s == 1 skips
+   * only rows without a parameter) */
+  if ((s != 1.0 || (m->n_mult > 0 && m->mult_par[t] >= 0)) && (g || h)) {
     int p = m->mult_par[t];
     if (p >= 0) {
       /* ws->V := the utilities before the multiplier (U is no longer needed) */
