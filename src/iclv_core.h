@@ -864,9 +864,12 @@ ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double 
   if ((s != 1.0 || (m->n_mult > 0 && m->mult_par[t] >= 0)) && (g || h)) {
     int p = m->mult_par[t];
     if (p >= 0) {
-      /* ws->V := the utilities before the multiplier (U is no longer needed) */
+      /* ws->V := the utilities before the multiplier (U is no longer needed);
+       * 0 for an unavailable alternative, whose gU and HU are 0 and whose
+       * utility may not be finite (another choice part's data, R/parts.R) */
       double sg = m->mult_sign[t], a = 0.0, b = 0.0;
-      for (int j = 0; j < J; j++) ws->V[j] = iclv_utility(m, theta, eta, t, j, tc);
+      for (int j = 0; j < J; j++)
+        ws->V[j] = iclv_available(m, t, j) ? iclv_utility(m, theta, eta, t, j, tc) : 0.0;
       for (int j = 0; j < J; j++) a += ws->gV[j] * ws->V[j];
       if (g) g[p] += sg * a;
       if (h) {
