@@ -38,9 +38,9 @@
 #' Before data, [iclv_model()] reads a utility provisionally (in each
 #' product the first plain name is the parameter), and its parameter table
 #' is completed by the data. A misspelt column therefore reads as a
-#' parameter: when it then stands only in a product with another parameter
-#' (`b_price * prce / 2`) and occurs nowhere else, the error names it (a
-#' parameter meant so, e.g. `mu * asc_b` with `mu` elsewhere, is named in
+#' parameter: when it then stands in a product with other parameters, none
+#' of which occurs anywhere else (`b_p * prce / 2`: only the product would be
+#' identified), the error names it (parameters meant so are named in
 #' `iclv_model(start = )`).
 #'
 #' \strong{What is computed how.} The utility is split into its additive

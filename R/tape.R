@@ -215,11 +215,12 @@
 
 # A misspelt column reads as a parameter (it is not in the data): in a
 # product of plain names and data such as 'b_price * prce' it makes two
-# parameters that enter only through their product, which no data identify.
-# Such a product, with a parameter that occurs nowhere else in the choice
-# part (seen: occurrences by name), is an error that names the likely typo,
-# unless iclv_model(start = , fixed = ) names it (`declared`): then it is
-# meant (e.g. a scale times a constant, 'mu * asc_b', with mu elsewhere).
+# parameters that enter only through their product. When every parameter
+# of such a product occurs nowhere else in the choice part (seen:
+# occurrences by name), only the product is identified: an error that names
+# the likely typo, unless iclv_model(start = , fixed = ) names them
+# (`declared`). With one of them elsewhere ('mu * b_dist * dist', mu the
+# scale of every utility) the product identifies the others: no error.
 .tape_check_typo <- function(p, role, seen, where, declared = character()) {
   if (is.null(seen)) return(invisible())
   fs <- .expr_flatten(p$e, 1)$factors
@@ -229,13 +230,13 @@
                         function(f) as.character(f$e), character(1)))
   if (length(pars) < 2L) return(invisible())
   lone <- setdiff(pars[as.integer(seen[pars]) <= 1L], declared)
-  if (length(lone)) {
+  if (length(lone) == length(pars)) {
     iclv_abort("data", sprintf(paste0(
-      "%s: the term %s multiplies the parameters %s; %s is not a column of the data, so it reads as a parameter, ",
-      "and it occurs nowhere else: a product of parameters found only together is not identified. ",
-      "Is %s a column missing from the data, or a latent variable the model does not define (or misspelt)? ",
-      "(If it is a parameter, name it in iclv_model(start = ).)"),
-      where, iclv_quote(.expr_text(p$e)), iclv_quote(pars), iclv_quote(lone[1]), iclv_quote(lone[1])))
+      "%s: the term %s multiplies the parameters %s (names that are not columns of the data read as ",
+      "parameters), and none of them occurs anywhere else: only their product is identified. ",
+      "Is one of %s a column missing from the data, or a latent variable the model does not define (or misspelt)? ",
+      "(If they are parameters, name them in iclv_model(start = ).)"),
+      where, iclv_quote(.expr_text(p$e)), iclv_quote(pars), iclv_quote(lone)))
   }
   invisible()
 }

@@ -3,8 +3,9 @@
 # two positive increments (labels and `:=`), an intercept, a loading and a
 # scale per indicator with Envir01 normalised (intercept 0, loading -1,
 # scale 1), an LV with an intercept and a free structural s.d., and an MNL
-# whose time coefficients vary with the LV through exp() (a nonlinear
-# utility on the tape). Estimated on simulated data of the same shape.
+# with a scale parameter whose time coefficients vary with the LV through
+# exp() (nonlinear utilities on the tape). Estimated on simulated data of
+# the same shape.
 
 skip_if_not(engine_ok(), "the compiled iclv engine is not loadable")
 
@@ -33,19 +34,23 @@ test_that("Biogeme's Optima H05 can be written, and recovers its parameters from
   skip_on_cran()
   m <- iclv_model(h05_spec, structural = "carlovers ~ age_65 + male", indicators = "ordered_logit",
     choice = iclv_choice("mnl", "choice", list(
-      pt = "asc_pt + b_time_pt * exp(b_time_pt_cl * carlovers) * time_pt + b_cost * cost_pt",
-      car = "asc_car + b_time_car * exp(b_time_car_cl * carlovers) * time_car + b_cost * cost_car",
-      sm = "b_dist * dist")),
-    id = "ID")
-  d <- iclv_simulate(m, h05_truth, n = 1500, n_tasks = 1, seed = 5, binary = c("age_65", "male"))
+      pt = "mu * (asc_pt + b_time_pt * exp(b_time_pt_cl * carlovers) * time_pt + b_cost * cost_pt)",
+      car = "mu * (asc_car + b_time_car * exp(b_time_car_cl * carlovers) * time_car + b_cost * cost_car)",
+      sm = "mu * b_dist * dist")),
+    id = "ID", fixed = c(b_cost = -0.6), start = c(mu = 1))
+  # the MNL's scale mu multiplies every utility; the cost coefficient is
+  # fixed (as from another study), which identifies it
+  truth <- c(h05_truth[names(h05_truth) != "b_cost"], b_cost = -0.6, mu = 1.4)
+  d <- iclv_simulate(m, truth, n = 1500, n_tasks = 1, seed = 5, binary = c("age_65", "male"))
   fit <- iclv(m, d, draws = iclv_draws("mlhs", 60, seed = 2))
   expect_identical(fit$convergence$code, 0L)
   # the choice part's parameters came from the data (R/tape.R), the time
   # coefficients' LV effects from its nonlinear part
   expect_true(all(c("asc_pt", "b_time_pt_cl", "b_time_car_cl", "b_cost") %in% names(coef(fit))))
-  expect_identical(fit$compiled$c$n_tape, 2L)
-  free <- names(h05_truth)[-1]
-  z <- (coef(fit)[free] - h05_truth[free]) / sqrt(diag(vcov(fit)))[free]
+  expect_identical(fit$compiled$c$n_tape, 3L) # every utility: the scale
+  free <- setdiff(names(truth), c("zeta_Envir01", "b_cost"))
+  expect_true("mu" %in% free)
+  z <- (coef(fit)[free] - truth[free]) / sqrt(diag(vcov(fit)))[free]
   expect_lt(max(abs(z)), 3)
   # the shared thresholds are the definitions at the estimates
   cf <- coef(fit)

@@ -146,11 +146,13 @@ test_that("nonlinear utilities that cannot be written are classed errors naming 
   expect_error(bad("ifelse(b_time > 0, g1, g2) * exp(mu * time_a)"), class = "iclv_error_spec",
                regexp = "condition of ifelse\\(\\) uses 'b_time'")
   expect_error(bad("exp(mu * (b_time > 0))"), class = "iclv_error_spec", regexp = "no derivative")
-  expect_error(bad("b_time * prce / 2"), class = "iclv_error_data", regexp = "Is 'prce' a column missing")
-  # named in start =: a parameter meant (a scale times a constant)
-  ok <- iclv:::.iclv_compile(suppressWarnings(iclv_model("att =~ q1 + q2 + q3", choice = iclv_choice("mnl", "ch",
-    list(a = "mu * asc_a + mu * b_time * time_a", b = "b_time * time_b", c = "0")), id = "ID", categories = 3,
-    start = c(asc_a = 0))), d)
+  expect_error(bad("b_p * prce / 2"), class = "iclv_error_data", regexp = "Is one of 'b_p', 'prce' a column missing")
+  # named in start =: parameters meant so
+  mk2 <- function(u, ...) iclv:::.iclv_compile(suppressWarnings(iclv_model("att =~ q1 + q2 + q3",
+    choice = iclv_choice("mnl", "ch", list(a = u, b = "b_time * time_b", c = "0")), id = "ID", categories = 3, ...)), d)
+  expect_true(all(c("b_p", "prce") %in% mk2("b_p * prce / 2", start = c(b_p = 1, prce = 1))$partable$name))
+  # a scale found elsewhere identifies the lone coefficient it multiplies
+  ok <- mk2("mu * asc_a + mu * b_time * time_a")
   expect_true(all(c("mu", "asc_a") %in% ok$partable$name))
   expect_error(bad("b_time * prce"), class = "iclv_error_data", regexp = "'prce', which is neither a column") # plain syntax
   expect_error(bad("exp(mu) + time_a"), class = "iclv_error_spec", regexp = "term 'time_a' has no parameter")
