@@ -150,7 +150,7 @@ ICLV_HD static inline void iclv_tape_chain(int nv, int hoff, int order, double v
  * (t < 0: the pair program, which reads no data), using `stack`
  * (tape_depth entries) and the slots of its pair area (STORE writes them,
  * LOAD reads them; NULL without slots). Leaves the stack depth in *sp. */
-ICLV_HD static inline void iclv_tape_exec(const iclv_model *m, const double *theta,
+ICLV_HD_OUTLINE void iclv_tape_exec(const iclv_model *m, const double *theta,
                                           const double *eta, int t, int j, int order,
                                           const int *ops, const int *args, int q0, int q1,
                                           double *stack, double *slots, int *sp_out) {
