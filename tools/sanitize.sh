@@ -33,7 +33,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tools/require-programs.sh"
 require_programs sanitize.sh R Rscript gcc make tar grep sed tr ldd readlink mktemp date
-filter=${1:-"^(engine|engine-fast|draws|compile|numerics|memory|battery|estimate|methods|simulate|validate|choice-kernels|nested-logit|lvstat|random|weights|expr|identify)$"}
+filter=${1:-"^(engine|engine-fast|draws|compile|numerics|memory|battery|estimate|methods|simulate|validate|choice-kernels|choice-parts|nested-logit|lvstat|random|weights|expr|tape|indicator-syntax|constraints|identify)$"}
 work=${ICLV_SAN_DIR:-$(mktemp -d /tmp/iclv-sanitize.XXXXXX)}
 mkdir -p "$work"
 src="$work/src-tree"; lib="$work/lib"; mkdir -p "$lib"
