@@ -1128,6 +1128,10 @@ print.iclv_model <- function(x, ...) {
               if (nd) sprintf(", %d defined by constraints", nd) else ""))
   note <- .model_undeclared_note(x)
   if (length(note)) writeLines(note)
+  if (.choice_has_expressions(x$choice) && !isTRUE(x$choice$resolved)) {
+    writeLines(paste("The choice parameters of expression utilities are provisional: the data tell",
+                     "parameters from columns (names that are not columns are parameters; ?iclv_choice)."))
+  }
   print(pt, row.names = FALSE, ...)
   invisible(x)
 }
