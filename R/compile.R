@@ -134,7 +134,7 @@
 
   # ---- parameter table ---------------------------------------------------------
   pt <- .iclv_partable(model, categories)
-  .spec_check_names(model, pt, c(names(model$fixed), names(model$start)))
+  .spec_check_names(model, pt, c(names(model$fixed), names(model$start)), columns = names(data))
   given <- c(names(model$fixed), names(model$start))
   tn <- .threshold_names(model, categories)
   if (!is.null(ch) && ch$type == "ordered") pt <- .compile_choice_starts(pt, ch, y, given)

@@ -1008,7 +1008,7 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
 
 # Names in `nm` must be parameters of `pt` (or, with defer = TRUE,
 # thresholds whose categories the data will tell).
-.spec_check_names <- function(model, pt, nm, defer = FALSE) {
+.spec_check_names <- function(model, pt, nm, defer = FALSE, columns = NULL) {
   unknown <- setdiff(nm, pt$name)
   if (defer && length(unknown)) {
     pat <- .deferred_threshold_pattern(model)
@@ -1018,6 +1018,15 @@ iclv_model <- function(measurement, structural = NULL, indicators = "ordered_pro
     if (.choice_has_expressions(model$choice) && !isTRUE(model$choice$resolved)) unknown <- character()
   }
   if (length(unknown)) {
+    # the ambiguous case of expression utilities (R/tape.R): a name given
+    # as a parameter that the data have as a column reads as data
+    col <- intersect(unknown, columns)
+    if (length(col) && .choice_has_expressions(model$choice)) {
+      iclv_abort("spec", sprintf(paste0(
+        "%s is given in start =/fixed = as a parameter, but it is a column of the data, so the utilities ",
+        "read it as data (names that are columns are data; ?iclv_choice): rename the parameter or the column"),
+        iclv_quote(col[1])))
+    }
     iclv_abort("spec", sprintf(
       "%s is not a parameter of the model (it appears in no equation or utility); parameters are: %s%s",
       iclv_quote(unknown[1]), paste(utils::head(pt$name, 12), collapse = ", "),

@@ -79,6 +79,9 @@ test_that("the data resolve the names: linear utilities keep their terms, the re
   expect_identical(iclv:::.iclv_compile(mf, d)$partable$start[match("lam", pt$name)], 0.5)
   expect_error(iclv:::.iclv_compile(tape_model(start = c(lamda = 0.5)), d), class = "iclv_error_spec",
                regexp = "'lamda' is not a parameter")
+  # ambiguous: named as a parameter, but a column of the data (which wins)
+  expect_error(iclv:::.iclv_compile(tape_model(start = c(inc = 0.5)), d), class = "iclv_error_spec",
+               regexp = "'inc' is given in start =/fixed = as a parameter, but it is a column of the data")
   # iclv_model(data = ) resolves at once
   md <- tape_model(data = d)
   expect_true("lam" %in% md$partable$name)
