@@ -8,7 +8,11 @@
 #' Covariates are standard normal, or Bernoulli(0.5) when named in
 #' `binary`. Every attribute column used in a utility is drawn per row,
 #' standard normal (`attributes = "normal"`) or uniform on (-1, 1)
-#' (`attributes = "uniform"`). Indicators with `indicator_level =
+#' (`attributes = "uniform"`). In utilities written as R expressions the
+#' names in `params` are the parameters and every other name (not a latent
+#' variable or random term) is an attribute column drawn so: a parameter
+#' left out of `params` is drawn as data, so give them all (a fit's
+#' `fit$model` is resolved already and keeps its parameters). Indicators with `indicator_level =
 #' "individual"` are drawn once per individual and repeated on its rows;
 #' with `"row"` they are drawn per row. Choices: MNL by adding standard
 #' Gumbel errors to the utilities and taking the largest; binary probit by
