@@ -130,8 +130,12 @@ test_that("a utility on a tape equals the same utility in linear terms", {
   b <- iclv_loglik(tap, d, c(th, mu = 1), draws = dr, gradient = TRUE)
   expect_equal(b$loglik, a$loglik, tolerance = 1e-13)
   expect_equal(b$gradient[names(a$gradient)], a$gradient, tolerance = 1e-12)
-  # the scale's own score: d LL / d mu at 1 = sum of the utilities' scores
-  expect_true(is.finite(b$gradient[["mu"]]))
+  # the scale's own score: mu multiplies asc_a and b_time only, so at mu = 1
+  # d LL / d mu is the derivative along theta_k = (1 + h) theta_k for those
+  # two, sum_k theta_k d LL / d theta_k of the linear model
+  k <- c("asc_a", "b_time")
+  expect_equal(b$gradient[["mu"]], sum(th[k] * a$gradient[k]), tolerance = 1e-10)
+  expect_gt(abs(b$gradient[["mu"]]), 1e-3) # not a vacuous 0 = 0
   # predictions read the tape too
   fl <- suppressWarnings(iclv(lin, d, draws = dr, start = th, control = iclv_control(maxit = 0, hessian = FALSE, vcov = "bhhh",
                                                                          check_identification = FALSE)))
