@@ -62,7 +62,7 @@
 #else
 #define ICLV_CLONES
 #endif
-#define NPIECE 31
+#define NPIECE 33
 #define BLOCK_DRAWS 32 /* at most this many draws processed together by the LL and score pass */
 
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
@@ -378,6 +378,8 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[28] = pad8(P * S);           /* HpS */
   z[29] = pad8(O * 2 * (size_t) fd->R); /* Fst */
   z[30] = pad8(J * Ku);          /* HL */
+  z[31] = pad8((size_t) fd->NU * 4 + J + 1); /* tt */
+  z[32] = pad8((Ku + 1) * (Ku + 1)); /* mt */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -394,7 +396,7 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
-                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL};
+                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->tt, &ws->mt};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
@@ -1348,17 +1350,6 @@ static void sort_terms(term_e *t, int n) {
   }
 }
 
-/* Weighted sum of HV (row i, alternatives j, j2) times the LV factors of two
- * utility terms: f_a f_b with f = eta_lv, or 1 for lv < 0. */
-static inline double msum(const iclv_fast_ws *ws, int Ku, int J, int i, int la, int lb, int j,
-                          int j2) {
-  size_t JJ = (size_t) J * J, c = (size_t) j * J + j2;
-  if (la < 0 && lb < 0) return ws->M0[(size_t) i * JJ + c];
-  if (la < 0) return ws->M1[((size_t) i * Ku + lb) * JJ + c];
-  if (lb < 0) return ws->M1[((size_t) i * Ku + la) * JJ + c];
-  return ws->M2[(((size_t) i * Ku + la) * Ku + lb) * JJ + c];
-}
-
 /* The draw-by-draw fold of the Hessian pass, as iclv_fold_hessian()
  * (iclv_core.h) but skipping the zeros of D (with LVs that load on
  * exogenous LVs, D (K, S) has one non-zero per column) and with the mixed
@@ -1533,15 +1524,19 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       double *restrict p = ws->au; /* (J) */
       for (int i = 0; i < T; i++) {
         for (int j = 0; j < J; j++) ws->G0[(size_t) j * Tm + i] += w * ws->gV[(size_t) j * Tm + i];
-        /* M += w f HV with f = 1, eta_k, eta_k eta_l; a fast row's HV is
-         * -(diag p - p p') with p_j = y_j - gV_j, added as such */
+        /* M += w f HV with f = 1, eta_k, eta_k eta_l, in the lower
+         * triangle (j2 <= j) only: HV is symmetric, and the fold below
+         * reads M there. A fast row's HV is -(diag p - p p') with
+         * p_j = y_j - gV_j, written as such (the whole matrix only when the
+         * LV blocks read it draw by draw) */
         double *restrict HV = ws->HV + (size_t) i * JJ;
         if (fastd && ws->tsafe[i] != 0.0) {
           for (int j = 0; j < J; j++)
             p[j] = (j == m->y[t0 + i] ? 1.0 : 0.0) - ws->gV[(size_t) j * Tm + i];
           for (int j = 0; j < J; j++) {
             double pj = p[j];
-            for (int j2 = 0; j2 < J; j2++) HV[j * J + j2] = pj * p[j2];
+            int jn = dvar ? J : j + 1;
+            for (int j2 = 0; j2 < jn; j2++) HV[j * J + j2] = pj * p[j2];
             HV[j * J + j] -= pj;
           }
         }
@@ -1552,8 +1547,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
                                 : l < 0 ? ws->M1 + ((size_t) i * Ku + k) * JJ
                                 : ws->M2 + (((size_t) i * Ku + k) * Ku + l) * JJ;
             double f = w * (k >= 0 ? eta[k] : 1.0) * (l >= 0 ? eta[l] : 1.0);
-            ICLV_SIMD
-            for (size_t c = 0; c < JJ; c++) Mx[c] += f * HV[c];
+            for (int j = 0; j < J; j++)
+              for (int j2 = 0; j2 <= j; j2++) Mx[j * J + j2] += f * HV[j * J + j2];
           }
         if (dvar)
           choice_lv_blocks(m, fd, t0 + i, ws->L + (size_t) i * J * Ku, HV, ws->gV + i, Tm, eta,
@@ -1579,39 +1574,74 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   hb.Hpp = Hn;
   hb.Hpe = ws->Hpe;
   hb.Hee = ws->Hee;
+  term_e *tt = (term_e *) ws->tt; /* one row's terms with x != 0, by alternative */
+  int *tj = (int *) (ws->tt + 4 * (size_t) fd->NU); /* (J + 1) where each alternative's begin */
+  double *mt = ws->mt; /* (Ku + 1, Ku + 1): msum(a, b) at mt[(a + 1) (Ku + 1) + b + 1] */
+  const int K1 = Ku + 1;
   for (int i = 0; i < T; i++) {
     const double *xr = m->X + (long) (t0 + i) * m->n_xcol;
     const double *L = ws->L + (size_t) i * J * Ku;
+    int nt = 0;
+    for (int j = 0; j < J; j++) {
+      tj[j] = nt;
+      for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+        double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+        if (x == 0.0) continue;
+        tt[nt].par = m->ut_par[u];
+        tt[nt].lv = m->ut_lv[u];
+        tt[nt].idx = u;
+        tt[nt].x = x;
+        nt++;
+      }
+    }
+    tj[J] = nt;
     for (int j = 0; j < J; j++) {
       for (int j2 = 0; j2 < J; j2++) {
-        if (ws->M0[(size_t) i * JJ + (size_t) j * J + j2] == 0.0) continue;
-        for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
-          double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
-          if (x == 0.0) continue;
-          int lv = m->ut_lv[u], pu = m->ut_par[u];
-          for (int u2 = m->ut_ptr[j2]; u2 < m->ut_ptr[j2 + 1]; u2++) {
-            double x2 = m->ut_col[u2] >= 0 ? xr[m->ut_col[u2]] : 1.0;
-            if (x2 == 0.0) continue;
-            iclv_hcell(&hb, pu, m->ut_par[u2], x * x2 * msum(ws, Ku, J, i, lv, m->ut_lv[u2], j, j2));
-          }
-          if (dvar) continue; /* the LV blocks were folded draw by draw */
-          double mp = msum(ws, Ku, J, i, lv, -1, j, j2);
+        /* M is symmetric in (j, j2) and summed in its lower triangle */
+        int jl = j > j2 ? j : j2, js = j > j2 ? j2 : j;
+        size_t c = (size_t) jl * J + js;
+        double m0 = ws->M0[(size_t) i * JJ + c];
+        if (m0 == 0.0) continue;
+        mt[0] = m0;
+        for (int k = 0; k < Ku; k++) {
+          double v = ws->M1[((size_t) i * Ku + k) * JJ + c];
+          mt[k + 1] = v;
+          mt[(size_t) (k + 1) * K1] = v;
           for (int l = 0; l < Ku; l++)
-            if (L[j2 * Ku + l] != 0.0) iclv_hcell(&hb, pu, P + l, x * L[j2 * Ku + l] * mp);
+            mt[(size_t) (k + 1) * K1 + l + 1] = ws->M2[(((size_t) i * Ku + k) * Ku + l) * JJ + c];
         }
-        if (dvar) continue;
-        double m0 = ws->M0[(size_t) i * JJ + (size_t) j * J + j2];
+        if (j2 <= j) {
+          /* the parameter block, into Hn's lower triangle: each unordered
+           * pair of terms once (its two orientations land in the same cell
+           * when both terms have one parameter, else in two cells of which
+           * one is in the lower triangle) */
+          for (int a = tj[j]; a < tj[j + 1]; a++) {
+            const int pa = tt[a].par;
+            const double xa = tt[a].x, *ma = mt + (size_t) (tt[a].lv + 1) * K1 + 1;
+            const int bend = j2 == j ? a + 1 : tj[j2 + 1];
+            for (int b = tj[j2]; b < bend; b++) {
+              const int pb = tt[b].par;
+              double v = xa * tt[b].x * ma[tt[b].lv];
+              if (pa == pb && a != b) v += v;
+              if (pa >= pb) Hn[pa + (size_t) P * pb] += v;
+              else Hn[pb + (size_t) P * pa] += v;
+            }
+          }
+        }
+        if (dvar) continue; /* the LV blocks were folded draw by draw */
+        for (int a = tj[j]; a < tj[j + 1]; a++) {
+          double mp = mt[(size_t) (tt[a].lv + 1) * K1];
+          for (int l = 0; l < Ku; l++)
+            if (L[j2 * Ku + l] != 0.0) iclv_hcell(&hb, tt[a].par, P + l, tt[a].x * L[j2 * Ku + l] * mp);
+        }
         for (int k = 0; k < Ku; k++)
           for (int l = 0; l < Ku; l++)
             iclv_hcell(&hb, P + k, P + l, L[j * Ku + k] * L[j2 * Ku + l] * m0);
       }
       double g0 = ws->G0[(size_t) j * Tm + i];
       if (g0 == 0.0 || dvar) continue;
-      for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
-        if (m->ut_lv[u] < 0) continue;
-        double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
-        iclv_hsym(&hb, m->ut_par[u], P + m->ut_lv[u], x * g0);
-      }
+      for (int a = tj[j]; a < tj[j + 1]; a++)
+        if (tt[a].lv >= 0) iclv_hsym(&hb, tt[a].par, P + tt[a].lv, tt[a].x * g0);
     }
   }
   /* d eta / d phi does not depend on the draw (hess_ok): fold once;

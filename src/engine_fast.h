@@ -109,6 +109,10 @@ typedef struct {
   double *Fst;   /* (Omax, 2, R) d log P / d(a, b) of each ordered-probit observation
                     and draw, from the last LL and score pass (the Hessian pass's) */
   double *HL;    /* (J, Ku) HV L of one row and draw (Hessian pass, LV-on-LV models) */
+  double *tt;    /* (NU, 4) one row's utility terms with x != 0, then (J + 1) ints: where
+                    each alternative's begin (Hessian pass, the fold of the weighted sums) */
+  double *mt;    /* (Ku + 1, Ku + 1) the weighted sums of one row and pair of
+                    alternatives, by the LV factors of two terms (Hessian pass) */
 } iclv_fast_ws;
 
 /* The path counters (iclv_fast_ws.cnt): which code took each piece of
@@ -157,7 +161,8 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
 /* Requires that the last iclv_fast_individual() on ws was for n at theta
  * with a score (it leaves the ordered-probit derivatives in ws->Fst).
  * With the draw weights wr (R) of individual n (exp(l_nr - logsumexp), 0
- * skips a draw): Hn (P, P) column-major += sum_r wr hess l_nr (every cell),
+ * skips a draw): Hn (P, P) column-major += sum_r wr hess l_nr (its lower
+ * triangle, diagonal included; the upper one is incomplete),
  * and row r of G (stride ldg) = the gradient g_nr (P) of l_nr for every
  * draw with wr > 0. Scratch: gtmp (P + K), Hpe_d (P, K), Hee_d (K, K) (a
  * draw's LV blocks); pws->D2 (K, S, S) when !fd->hess_ok. With fd->hess_ok
