@@ -1437,6 +1437,36 @@ static void choice_lv_blocks(const iclv_model *m, const iclv_fast_dims *fd, int 
   }
 }
 
+/* The utility parameters' part of the gradients of a block of nb draws:
+ * row rr of G (stride ldg; the block's first draw is row 0) += sum over the
+ * terms of each parameter of x gV_idx (times eta_lv for an LV term), for
+ * the draws with wb[rr] != 0. The terms: t[0..n0-1] attribute-free of
+ * LVs, then nl LV terms, each group sorted by parameter; gvb (J Tm, Bd),
+ * etab (K, Bd) and wb (Bd): the block's gV, LVs and weights, draws
+ * innermost; acc (Bd) scratch. One parameter's sum runs over its terms in
+ * order, for all the block's draws at once. */
+static void flush_terms(const term_e *t, int n0, int nl, const double *gvb, const double *etab,
+                        const double *wb, int Bd, int nb, double *restrict acc, double *G,
+                        size_t ldg) {
+  for (int q = 0; q < n0 + nl;) {
+    const int par = t[q].par, end = q < n0 ? n0 : n0 + nl;
+    for (int rr = 0; rr < nb; rr++) acc[rr] = 0.0;
+    for (; q < end && t[q].par == par; q++) {
+      const double x = t[q].x, *restrict g = gvb + (size_t) t[q].idx * Bd;
+      if (t[q].lv < 0) {
+ICLV_SIMD
+        for (int rr = 0; rr < nb; rr++) acc[rr] += x * g[rr];
+      } else {
+        const double *restrict et = etab + (size_t) t[q].lv * Bd;
+ICLV_SIMD
+        for (int rr = 0; rr < nb; rr++) acc[rr] += x * g[rr] * et[rr];
+      }
+    }
+    for (int rr = 0; rr < nb; rr++)
+      if (wb[rr] != 0.0) G[(size_t) rr * ldg + par] += acc[rr];
+  }
+}
+
 void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                        int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
                        const double *wr, double *G, size_t ldg, double *gtmp, double *Hpe_d,
@@ -1470,6 +1500,14 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         }
     }
   sort_terms((term_e *) ws->tl, n0);
+  sort_terms((term_e *) ws->tl + n0, nl);
+  /* the utility parameters' part of each draw's gradient is summed over
+   * the term lists a block of draws at a time (flush_terms), draws
+   * innermost: gvb (J Tm, B) the block's gV, etab (K, B) its LVs, wb (B)
+   * its weights (0: a skipped draw), acc (B) */
+  const int Bd = fd->B;
+  double *gvb = ws->bGv, *etab = ws->bEta, *wb = ws->bS, *acc = ws->bS + Bd;
+  int rb0 = 0;
   /* LVs that some utility term carries (bit k; LVs from 64 on are taken as
    * carried): the weighted sums M1, M2 of the others are never read */
   uint64_t lvmask = 0;
@@ -1495,7 +1533,15 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   h.Hee = Hee_d;
   for (int r = 0; r < R; r++) {
     double w = wr[r];
-    if (w == 0.0) continue;
+    const int rr = r - rb0;
+    wb[rr] = w;
+    if (w == 0.0) {
+      if (has_choice) {
+        for (size_t c = 0; c < (size_t) J * Tm; c++) gvb[c * Bd + rr] = 0.0;
+        for (int k = 0; k < K; k++) etab[(size_t) k * Bd + rr] = 0.0;
+      }
+      goto next_draw;
+    }
     iclv_structural(m, theta, n, E + (size_t) r * K, eta, D, D2);
     zero(gtmp, (size_t) P + K);
     zero(Hpe_d, (size_t) P * K);
@@ -1511,16 +1557,14 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       int fastd = 0;
       draw_choice(m, fd, n, eta, ws, &fastd, &prod, &sc);
       for (int k = 0; k < Ku; k++) gtmp[P + k] += ws->geta[k];
-      /* g_r of the utility parameters from the term lists */
-      const term_e *e = (const term_e *) ws->tl;
-      const double *gVr = ws->gV;
-      for (int q = 0; q < n0;) { /* one parameter's terms at a time */
-        int par = e[q].par;
-        double acc = 0.0;
-        for (; q < n0 && e[q].par == par; q++) acc += gVr[e[q].idx] * e[q].x;
-        gtmp[par] += acc;
-      }
-      for (int q = n0; q < n0 + nl; q++) gtmp[e[q].par] += gVr[e[q].idx] * e[q].x * eta[e[q].lv];
+      /* this draw's gV and LVs into the block (the utility parameters'
+       * gradient: flush_terms) */
+      for (int j = 0; j < J; j++)
+        for (int i = 0; i < T; i++) {
+          size_t c = (size_t) j * Tm + i;
+          gvb[c * Bd + rr] = ws->gV[c];
+        }
+      for (int k = 0; k < K; k++) etab[(size_t) k * Bd + rr] = eta[k];
       double *restrict p = ws->au; /* (J) */
       for (int i = 0; i < T; i++) {
         for (int j = 0; j < J; j++) ws->G0[(size_t) j * Tm + i] += w * ws->gV[(size_t) j * Tm + i];
@@ -1564,6 +1608,12 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     }
     iclv_fold_gradient(m, D, gtmp);
     memcpy(G + (size_t) r * ldg, gtmp, sizeof(double) * (size_t) P);
+  next_draw:
+    if (has_choice && (rr == Bd - 1 || r == R - 1)) {
+      flush_terms((const term_e *) ws->tl, n0, nl, gvb, etab, wb, Bd, rr + 1, acc,
+                  G + (size_t) rb0 * ldg, ldg);
+      rb0 = r + 1;
+    }
   }
 
   /* the choice rows' second derivatives from the weighted sums, once */
