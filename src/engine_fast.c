@@ -1467,6 +1467,61 @@ ICLV_SIMD
   }
 }
 
+/* The fast rows' part of the weighted sums G0 and M (iclv_fast_hessian)
+ * over a block of nb draws: for each row i with tsafe, from the block's gV
+ * (gvb (J Tm, Bd)) and LVs (etab (K, Bd)) with the weights fb (0 for a
+ * draw whose rows were summed one by one, or skipped): G0 += sum fb gV,
+ * M += sum fb f HV over the lower triangle, with HV = p p' - diag(p),
+ * p_j = y_j - gV_j and f = 1, eta_k, eta_k eta_l for the carried LVs.
+ * cw (Bd) scratch. The same terms as the draw-by-draw sums, another order. */
+static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd, int n, iclv_fast_ws *ws,
+                       const double *gvb, const double *etab, const double *fb, int Bd, int nb,
+                       uint64_t lvmask, double *restrict cw) {
+  const int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
+  const size_t JJ = (size_t) J * J;
+  for (int i = 0; i < T; i++) {
+    if (ws->tsafe[i] == 0.0) continue;
+    const int y = m->y[t0 + i];
+    for (int j = 0; j < J; j++) {
+      const double *restrict g = gvb + ((size_t) j * Tm + i) * Bd;
+      double s = 0.0;
+      for (int rr = 0; rr < nb; rr++) s += fb[rr] * g[rr];
+      ws->G0[(size_t) j * Tm + i] += s;
+    }
+    for (int j = 0; j < J; j++) {
+      const double *restrict gj = gvb + ((size_t) j * Tm + i) * Bd;
+      const double yj = j == y ? 1.0 : 0.0;
+      for (int j2 = 0; j2 <= j; j2++) {
+        const double *restrict gk = gvb + ((size_t) j2 * Tm + i) * Bd;
+        const double yk = j2 == y ? 1.0 : 0.0, dj = j2 == j ? 1.0 : 0.0;
+        const size_t c = (size_t) j * J + j2;
+        double s0 = 0.0;
+        for (int rr = 0; rr < nb; rr++) {
+          const double pj = yj - gj[rr], pk = yk - gk[rr];
+          const double v = fb[rr] * (pj * pk - dj * pj);
+          cw[rr] = v;
+          s0 += v;
+        }
+        ws->M0[(size_t) i * JJ + c] += s0;
+        for (int k = 0; k < Ku; k++) {
+          if (!lv_carried(lvmask, k)) continue;
+          const double *restrict ek = etab + (size_t) k * Bd;
+          double s1 = 0.0;
+          for (int rr = 0; rr < nb; rr++) s1 += cw[rr] * ek[rr];
+          ws->M1[((size_t) i * Ku + k) * JJ + c] += s1;
+          for (int l = 0; l < Ku; l++) {
+            if (!lv_carried(lvmask, l)) continue;
+            const double *restrict el = etab + (size_t) l * Bd;
+            double s2 = 0.0;
+            for (int rr = 0; rr < nb; rr++) s2 += cw[rr] * ek[rr] * el[rr];
+            ws->M2[(((size_t) i * Ku + k) * Ku + l) * JJ + c] += s2;
+          }
+        }
+      }
+    }
+  }
+}
+
 void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                        int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
                        const double *wr, double *G, size_t ldg, double *gtmp, double *Hpe_d,
@@ -1506,7 +1561,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
    * innermost: gvb (J Tm, B) the block's gV, etab (K, B) its LVs, wb (B)
    * its weights (0: a skipped draw), acc (B) */
   const int Bd = fd->B;
-  double *gvb = ws->bGv, *etab = ws->bEta, *wb = ws->bS, *acc = ws->bS + Bd;
+  double *gvb = ws->bGv, *etab = ws->bEta, *wb = ws->bS, *acc = ws->bS + Bd, *fb = ws->bS + 2 * Bd;
   int rb0 = 0;
   /* LVs that some utility term carries (bit k; LVs from 64 on are taken as
    * carried): the weighted sums M1, M2 of the others are never read */
@@ -1537,6 +1592,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     wb[rr] = w;
     if (w == 0.0) {
       if (has_choice) {
+        fb[rr] = 0.0;
         for (size_t c = 0; c < (size_t) J * Tm; c++) gvb[c * Bd + rr] = 0.0;
         for (int k = 0; k < K; k++) etab[(size_t) k * Bd + rr] = 0.0;
       }
@@ -1565,8 +1621,13 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
           gvb[c * Bd + rr] = ws->gV[c];
         }
       for (int k = 0; k < K; k++) etab[(size_t) k * Bd + rr] = eta[k];
+      /* without LV-on-LV terms, fast rows (p from gV) are summed into G0
+       * and M a block of draws at a time (flush_rows, weight fb) */
+      const int rows_later = !dvar && fastd;
+      fb[rr] = rows_later ? w : 0.0;
       double *restrict p = ws->au; /* (J) */
       for (int i = 0; i < T; i++) {
+        if (rows_later && ws->tsafe[i] != 0.0) continue;
         for (int j = 0; j < J; j++) ws->G0[(size_t) j * Tm + i] += w * ws->gV[(size_t) j * Tm + i];
         /* M += w f HV with f = 1, eta_k, eta_k eta_l, in the lower
          * triangle (j2 <= j) only: HV is symmetric, and the fold below
@@ -1612,6 +1673,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     if (has_choice && (rr == Bd - 1 || r == R - 1)) {
       flush_terms((const term_e *) ws->tl, n0, nl, gvb, etab, wb, Bd, rr + 1, acc,
                   G + (size_t) rb0 * ldg, ldg);
+      if (!dvar) flush_rows(m, fd, n, ws, gvb, etab, fb, Bd, rr + 1, lvmask, acc);
       rb0 = r + 1;
     }
   }
