@@ -62,7 +62,7 @@
 #else
 #define ICLV_CLONES
 #endif
-#define NPIECE 33
+#define NPIECE 34
 #define BLOCK_DRAWS 32 /* at most this many draws processed together by the LL and score pass */
 
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
@@ -380,6 +380,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[30] = pad8(J * Ku);          /* HL */
   z[31] = pad8((size_t) fd->NU * 4 + J + 1); /* tt */
   z[32] = pad8((Ku + 1) * (Ku + 1)); /* mt */
+  z[33] = pad8((J + 2 + Ku + Ku * Ku) * B); /* fr */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -396,7 +397,7 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
-                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->tt, &ws->mt};
+                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->tt, &ws->mt, &ws->fr};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
@@ -1467,56 +1468,81 @@ ICLV_SIMD
   }
 }
 
+/* sum_rr a[rr] b[rr] over rr < n in four interleaved partial sums, added
+ * as (s0 + s1) + (s2 + s3): a fixed order (independent of threads), and
+ * four independent additions per step instead of one chain. */
+static inline double dot4(const double *restrict a, const double *restrict b, int n) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; i++) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
 /* The fast rows' part of the weighted sums G0 and M (iclv_fast_hessian)
  * over a block of nb draws: for each row i with tsafe, from the block's gV
  * (gvb (J Tm, Bd)) and LVs (etab (K, Bd)) with the weights fb (0 for a
  * draw whose rows were summed one by one, or skipped): G0 += sum fb gV,
- * M += sum fb f HV over the lower triangle, with HV = p p' - diag(p),
- * p_j = y_j - gV_j and f = 1, eta_k, eta_k eta_l for the carried LVs.
- * cw (Bd) scratch. The same terms as the draw-by-draw sums, another order. */
+ * and for each f = 1, eta_k, eta_k eta_l (carried LVs) over the lower
+ * triangle M_f += sum fb f HV with HV = p p' - diag(p), p_j = y_j - gV_j,
+ * as dot products: with a_j = fb f p_j, M_f(j, j2) += a_j . p_j2, minus
+ * sum a_j on the diagonal. Scratch fr ((J + 2 + Ku + Ku^2) Bd): p (J, Bd),
+ * a (Bd), the weights fb f (1 + Ku + Ku^2, Bd). The same terms as the
+ * draw-by-draw sums, in another order. */
 static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd, int n, iclv_fast_ws *ws,
                        const double *gvb, const double *etab, const double *fb, int Bd, int nb,
-                       uint64_t lvmask, double *restrict cw) {
+                       uint64_t lvmask, double *restrict fr) {
   const int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
   const size_t JJ = (size_t) J * J;
+  double *restrict pv = fr, *restrict av = fr + (size_t) J * Bd, *restrict wf = av + Bd;
+  /* the weights of each f, once per block: row 0 fb, row 1 + k fb eta_k,
+   * row 1 + Ku + k Ku + l fb eta_k eta_l (rows of LVs not carried unused) */
+  for (int rr = 0; rr < nb; rr++) wf[rr] = fb[rr];
+  for (int k = 0; k < Ku; k++) {
+    if (!lv_carried(lvmask, k)) continue;
+    const double *ek = etab + (size_t) k * Bd;
+    double *w1 = wf + (size_t) (1 + k) * Bd;
+    for (int rr = 0; rr < nb; rr++) w1[rr] = fb[rr] * ek[rr];
+    for (int l = 0; l < Ku; l++) {
+      if (!lv_carried(lvmask, l)) continue;
+      const double *el = etab + (size_t) l * Bd;
+      double *w2 = wf + (size_t) (1 + Ku + k * Ku + l) * Bd;
+      for (int rr = 0; rr < nb; rr++) w2[rr] = w1[rr] * el[rr];
+    }
+  }
   for (int i = 0; i < T; i++) {
     if (ws->tsafe[i] == 0.0) continue;
     const int y = m->y[t0 + i];
     for (int j = 0; j < J; j++) {
       const double *restrict g = gvb + ((size_t) j * Tm + i) * Bd;
-      double s = 0.0;
-      for (int rr = 0; rr < nb; rr++) s += fb[rr] * g[rr];
-      ws->G0[(size_t) j * Tm + i] += s;
-    }
-    for (int j = 0; j < J; j++) {
-      const double *restrict gj = gvb + ((size_t) j * Tm + i) * Bd;
+      double *restrict pj = pv + (size_t) j * Bd;
       const double yj = j == y ? 1.0 : 0.0;
-      for (int j2 = 0; j2 <= j; j2++) {
-        const double *restrict gk = gvb + ((size_t) j2 * Tm + i) * Bd;
-        const double yk = j2 == y ? 1.0 : 0.0, dj = j2 == j ? 1.0 : 0.0;
-        const size_t c = (size_t) j * J + j2;
-        double s0 = 0.0;
-        for (int rr = 0; rr < nb; rr++) {
-          const double pj = yj - gj[rr], pk = yk - gk[rr];
-          const double v = fb[rr] * (pj * pk - dj * pj);
-          cw[rr] = v;
-          s0 += v;
-        }
-        ws->M0[(size_t) i * JJ + c] += s0;
-        for (int k = 0; k < Ku; k++) {
-          if (!lv_carried(lvmask, k)) continue;
-          const double *restrict ek = etab + (size_t) k * Bd;
-          double s1 = 0.0;
-          for (int rr = 0; rr < nb; rr++) s1 += cw[rr] * ek[rr];
-          ws->M1[((size_t) i * Ku + k) * JJ + c] += s1;
-          for (int l = 0; l < Ku; l++) {
-            if (!lv_carried(lvmask, l)) continue;
-            const double *restrict el = etab + (size_t) l * Bd;
-            double s2 = 0.0;
-            for (int rr = 0; rr < nb; rr++) s2 += cw[rr] * ek[rr] * el[rr];
-            ws->M2[(((size_t) i * Ku + k) * Ku + l) * JJ + c] += s2;
-          }
-        }
+      for (int rr = 0; rr < nb; rr++) pj[rr] = yj - g[rr];
+      ws->G0[(size_t) j * Tm + i] += dot4(fb, g, nb);
+    }
+    for (int f = 0; f < 1 + Ku + Ku * Ku; f++) {
+      double *Mf;
+      if (f == 0) {
+        Mf = ws->M0 + (size_t) i * JJ;
+      } else if (f <= Ku) {
+        if (!lv_carried(lvmask, f - 1)) continue;
+        Mf = ws->M1 + ((size_t) i * Ku + (f - 1)) * JJ;
+      } else {
+        int k = (f - 1 - Ku) / Ku, l = (f - 1 - Ku) % Ku;
+        if (!lv_carried(lvmask, k) || !lv_carried(lvmask, l)) continue;
+        Mf = ws->M2 + (((size_t) i * Ku + k) * Ku + l) * JJ;
+      }
+      const double *restrict wv = wf + (size_t) f * Bd;
+      for (int j = 0; j < J; j++) {
+        const double *restrict pj = pv + (size_t) j * Bd;
+        for (int rr = 0; rr < nb; rr++) av[rr] = wv[rr] * pj[rr];
+        for (int j2 = 0; j2 <= j; j2++) Mf[(size_t) j * J + j2] += dot4(av, pv + (size_t) j2 * Bd, nb);
+        Mf[(size_t) j * J + j] -= dot4(wv, pj, nb);
       }
     }
   }
@@ -1673,7 +1699,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     if (has_choice && (rr == Bd - 1 || r == R - 1)) {
       flush_terms((const term_e *) ws->tl, n0, nl, gvb, etab, wb, Bd, rr + 1, acc,
                   G + (size_t) rb0 * ldg, ldg);
-      if (!dvar) flush_rows(m, fd, n, ws, gvb, etab, fb, Bd, rr + 1, lvmask, acc);
+      if (!dvar) flush_rows(m, fd, n, ws, gvb, etab, fb, Bd, rr + 1, lvmask, ws->fr);
       rb0 = r + 1;
     }
   }
