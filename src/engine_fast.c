@@ -380,7 +380,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[30] = pad8(J * Ku);          /* HL */
   z[31] = pad8((size_t) fd->NU * 4 + J + 1); /* tt */
   z[32] = pad8((Ku + 1) * (Ku + 1)); /* mt */
-  z[33] = pad8((J + 2 + Ku + Ku * Ku) * B); /* fr */
+  z[33] = pad8((J + J * (J - 1) / 2 + 1 + Ku + Ku * Ku) * B + J); /* fr */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -1489,17 +1489,21 @@ static inline double dot4(const double *restrict a, const double *restrict b, in
  * (gvb (J Tm, Bd)) and LVs (etab (K, Bd)) with the weights fb (0 for a
  * draw whose rows were summed one by one, or skipped): G0 += sum fb gV,
  * and for each f = 1, eta_k, eta_k eta_l (carried LVs) over the lower
- * triangle M_f += sum fb f HV with HV = p p' - diag(p), p_j = y_j - gV_j,
- * as dot products: with a_j = fb f p_j, M_f(j, j2) += a_j . p_j2, minus
- * sum a_j on the diagonal. Scratch fr ((J + 2 + Ku + Ku^2) Bd): p (J, Bd),
- * a (Bd), the weights fb f (1 + Ku + Ku^2, Bd). The same terms as the
- * draw-by-draw sums, in another order. */
+ * triangle M_f += sum fb f HV, where a fast row's HV = p p' - diag(p) with
+ * p_j = y_j - gV_j the MNL probabilities. As they sum to 1, each row of HV
+ * sums to 0: HV_jj = -sum_{j2 != j} p_j p_j2. So only the products
+ * q = p_j p_j2 (j2 < j) are summed, as dot products with the weights fb f,
+ * and the diagonal is minus the sum of its row's others (this block's).
+ * Scratch fr: p (J, Bd), q (J (J - 1) / 2, Bd), the weights fb f
+ * (1 + Ku + Ku^2, Bd), the diagonal (J). The same sums as the draw-by-draw
+ * ones, in another order (and the diagonal from the identity). */
 static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd, int n, iclv_fast_ws *ws,
                        const double *gvb, const double *etab, const double *fb, int Bd, int nb,
                        uint64_t lvmask, double *restrict fr) {
   const int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
-  const size_t JJ = (size_t) J * J;
-  double *restrict pv = fr, *restrict av = fr + (size_t) J * Bd, *restrict wf = av + Bd;
+  const size_t JJ = (size_t) J * J, NQ = (size_t) J * (J - 1) / 2;
+  double *restrict pv = fr, *restrict qv = pv + (size_t) J * Bd, *restrict wf = qv + NQ * Bd;
+  double *restrict dg = wf + (size_t) (1 + Ku + Ku * Ku) * Bd;
   /* the weights of each f, once per block: row 0 fb, row 1 + k fb eta_k,
    * row 1 + Ku + k Ku + l fb eta_k eta_l (rows of LVs not carried unused) */
   for (int rr = 0; rr < nb; rr++) wf[rr] = fb[rr];
@@ -1525,6 +1529,14 @@ static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd, int n, icl
       for (int rr = 0; rr < nb; rr++) pj[rr] = yj - g[rr];
       ws->G0[(size_t) j * Tm + i] += dot4(fb, g, nb);
     }
+    {
+      double *restrict q = qv;
+      for (int j = 1; j < J; j++)
+        for (int j2 = 0; j2 < j; j2++, q += Bd) {
+          const double *restrict pj = pv + (size_t) j * Bd, *restrict pk = pv + (size_t) j2 * Bd;
+          for (int rr = 0; rr < nb; rr++) q[rr] = pj[rr] * pk[rr];
+        }
+    }
     for (int f = 0; f < 1 + Ku + Ku * Ku; f++) {
       double *Mf;
       if (f == 0) {
@@ -1537,13 +1549,16 @@ static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd, int n, icl
         if (!lv_carried(lvmask, k) || !lv_carried(lvmask, l)) continue;
         Mf = ws->M2 + (((size_t) i * Ku + k) * Ku + l) * JJ;
       }
-      const double *restrict wv = wf + (size_t) f * Bd;
-      for (int j = 0; j < J; j++) {
-        const double *restrict pj = pv + (size_t) j * Bd;
-        for (int rr = 0; rr < nb; rr++) av[rr] = wv[rr] * pj[rr];
-        for (int j2 = 0; j2 <= j; j2++) Mf[(size_t) j * J + j2] += dot4(av, pv + (size_t) j2 * Bd, nb);
-        Mf[(size_t) j * J + j] -= dot4(wv, pj, nb);
-      }
+      const double *restrict wv = wf + (size_t) f * Bd, *restrict q = qv;
+      for (int j = 0; j < J; j++) dg[j] = 0.0;
+      for (int j = 1; j < J; j++)
+        for (int j2 = 0; j2 < j; j2++, q += Bd) {
+          const double d = dot4(wv, q, nb);
+          Mf[(size_t) j * J + j2] += d;
+          dg[j] -= d;
+          dg[j2] -= d;
+        }
+      for (int j = 0; j < J; j++) Mf[(size_t) j * J + j] += dg[j];
     }
   }
 }

@@ -113,8 +113,8 @@ typedef struct {
                     each alternative's begin (Hessian pass, the fold of the weighted sums) */
   double *mt;    /* (Ku + 1, Ku + 1) the weighted sums of one row and pair of
                     alternatives, by the LV factors of two terms (Hessian pass) */
-  double *fr;    /* ((J + 2 + Ku + Ku^2), B) the fast rows' block sums (Hessian pass,
-                    flush_rows) */
+  double *fr;    /* ((J + J (J - 1) / 2 + 1 + Ku + Ku^2) B + J) the fast rows' block sums
+                    (Hessian pass, flush_rows) */
 } iclv_fast_ws;
 
 /* The path counters (iclv_fast_ws.cnt): which code took each piece of
