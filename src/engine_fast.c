@@ -62,7 +62,7 @@
 #else
 #define ICLV_CLONES
 #endif
-#define NPIECE 34
+#define NPIECE 35
 #define BLOCK_DRAWS 32 /* at most this many draws processed together by the LL and score pass */
 
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
@@ -381,6 +381,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[31] = pad8((size_t) fd->NU * 4 + J + 1); /* tt */
   z[32] = pad8((Ku + 1) * (Ku + 1)); /* mt */
   z[33] = pad8((J + J * (J - 1) / 2 + 1 + Ku + Ku * Ku) * B + J); /* fr */
+  z[34] = pad8(3 * K);           /* cst */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -397,7 +398,7 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
-                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->tt, &ws->mt, &ws->fr};
+                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->tt, &ws->mt, &ws->fr, &ws->cst};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
@@ -1073,6 +1074,18 @@ static inline double wdot(const double *restrict w, const double *restrict x, in
   return acc;
 }
 
+/* Models whose structural sources are all covariates (fd->hess_ok):
+ * eta_k = e_k + c_k, c_k = sum of the LV's covariate terms: c into ws->cst
+ * (K) and, with D != NULL, d eta / d phi (K, S) into D, both the same for
+ * every draw (iclv_structural at e = 0). */
+static void structural_mean(const iclv_model *m, const double *theta, int n, iclv_fast_ws *ws,
+                            double *D) {
+  const int K = m->n_lv;
+  double *e0 = ws->cst + 2 * (size_t) K;
+  for (int k = 0; k < K; k++) e0[k] = 0.0;
+  iclv_structural(m, theta, n, e0, ws->cst, D, (double *) 0);
+}
+
 double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                             int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
                             double *lr, double *score) {
@@ -1097,15 +1110,23 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   }
   double ref = -INFINITY, wsum = 0.0;
   int any_nan = 0, any_inf = 0;
+  /* with covariate sources only (hess_ok), eta_k = e_k + c_k and d eta /
+   * d phi (D) is the same for every draw: c and D once */
+  const int hoist = fd->hess_ok;
+  if (hoist) structural_mean(m, theta, n, ws, want_g ? D : (double *) 0);
   for (int r0 = 0; r0 < R; r0 += B) {
     int nb = R - r0 < B ? R - r0 : B;
     /* LVs (and d eta / d phi) of each draw */
     for (int b = 0; b < nb; b++) {
-      iclv_structural(m, theta, n, E + (size_t) (r0 + b) * K, eta, want_g ? D : (double *) 0,
-                      (double *) 0);
-      for (int k = 0; k < K; k++) ws->bEta[(size_t) k * B + b] = eta[k];
-      if (want_g)
-        for (int i = 0; i < K * S; i++) ws->bD[(size_t) i * B + b] = D[i];
+      if (hoist) {
+        for (int k = 0; k < K; k++) ws->bEta[(size_t) k * B + b] = E[(size_t) (r0 + b) * K + k] + ws->cst[k];
+      } else {
+        iclv_structural(m, theta, n, E + (size_t) (r0 + b) * K, eta, want_g ? D : (double *) 0,
+                        (double *) 0);
+        for (int k = 0; k < K; k++) ws->bEta[(size_t) k * B + b] = eta[k];
+        if (want_g)
+          for (int i = 0; i < K * S; i++) ws->bD[(size_t) i * B + b] = D[i];
+      }
       ls[b] = 0.0;
       pr[b] = 1.0;
       sc[b] = 0.0;
@@ -1191,15 +1212,26 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
         ws->A1[(size_t) i * K + k] += wdot(wt, tmp, nb);
       }
     }
-    for (int t = 0; t < S; t++) {
-      ICLV_SIMD
-      for (int b = 0; b < nb; b++) tmp[b] = 0.0;
-      for (int k = 0; k < K; k++) {
-        const double *ge = ws->bGe + (size_t) k * B, *dk = ws->bD + ((size_t) k * S + t) * B;
-        ICLV_SIMD
-        for (int b = 0; b < nb; b++) tmp[b] += ge[b] * dk[b];
+    if (hoist) {
+      /* D draw-invariant: Gst_t += sum_k D_kt sum_b w_b geta_kb */
+      double *wge = ws->cst + K;
+      for (int k = 0; k < K; k++) wge[k] = wdot(wt, ws->bGe + (size_t) k * B, nb);
+      for (int t = 0; t < S; t++) {
+        double a = 0.0;
+        for (int k = 0; k < K; k++) a += D[k * S + t] * wge[k];
+        ws->Gst[t] += a;
       }
-      ws->Gst[t] += wdot(wt, tmp, nb);
+    } else {
+      for (int t = 0; t < S; t++) {
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) tmp[b] = 0.0;
+        for (int k = 0; k < K; k++) {
+          const double *ge = ws->bGe + (size_t) k * B, *dk = ws->bD + ((size_t) k * S + t) * B;
+          ICLV_SIMD
+          for (int b = 0; b < nb; b++) tmp[b] += ge[b] * dk[b];
+        }
+        ws->Gst[t] += wdot(wt, tmp, nb);
+      }
     }
   }
   if (any_nan) return NAN;
@@ -1621,6 +1653,9 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   zero(ws->M2, (size_t) T * Ku * Ku * JJ);
   zero(ws->Hpe, (size_t) P * K);
   zero(ws->Hee, (size_t) K * K);
+  /* without LV-on-LV terms eta = e + c and D are as in the LL pass's
+   * (structural_mean), once */
+  if (!dvar) structural_mean(m, theta, n, ws, D);
   iclv_hess h;
   h.P = P;
   h.K = K;
@@ -1639,7 +1674,11 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       }
       goto next_draw;
     }
-    iclv_structural(m, theta, n, E + (size_t) r * K, eta, D, D2);
+    if (dvar) {
+      iclv_structural(m, theta, n, E + (size_t) r * K, eta, D, D2);
+    } else {
+      for (int k = 0; k < K; k++) eta[k] = E[(size_t) r * K + k] + ws->cst[k];
+    }
     zero(gtmp, (size_t) P + K);
     zero(Hpe_d, (size_t) P * K);
     zero(Hee_d, (size_t) K * K);

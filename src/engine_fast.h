@@ -115,6 +115,8 @@ typedef struct {
                     alternatives, by the LV factors of two terms (Hessian pass) */
   double *fr;    /* ((J + J (J - 1) / 2 + 1 + Ku + Ku^2) B + J) the fast rows' block sums
                     (Hessian pass, flush_rows) */
+  double *cst;   /* (3 K) with covariate sources only (hess_ok): the LVs' draw-invariant
+                    part c (eta = e + c), then scratch (K), zeros (K) */
 } iclv_fast_ws;
 
 /* The path counters (iclv_fast_ws.cnt): which code took each piece of
