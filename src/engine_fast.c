@@ -62,7 +62,7 @@
 #else
 #define ICLV_CLONES
 #endif
-#define NPIECE 35
+#define NPIECE 37
 #define BLOCK_DRAWS 32 /* at most this many draws processed together by the LL and score pass */
 
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
@@ -382,6 +382,8 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[32] = pad8((Ku + 1) * (Ku + 1)); /* mt */
   z[33] = pad8((J + J * (J - 1) / 2 + 1 + Ku + Ku * Ku) * B + J); /* fr */
   z[34] = pad8(3 * K);           /* cst */
+  z[35] = pad8(J * B + J + B + J); /* bZ */
+  z[36] = pad8(J);               /* usame */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -398,7 +400,7 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
-                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->tt, &ws->mt, &ws->fr, &ws->cst};
+                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->tt, &ws->mt, &ws->fr, &ws->cst, &ws->bZ, &ws->usame};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
@@ -851,8 +853,8 @@ ICLV_SIMD
  * with row-invariant L the column sums sum_i gV_ij at bU + 2 J B. Fast rows
  * (every draw of the block within the guards) vectorised over the draws;
  * the others through the reference link draw by draw. */
-static void block_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, int nb,
-                         iclv_fast_ws *ws) {
+static int block_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, int nb,
+                        iclv_fast_ws *ws) {
   int B = fd->B, J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n];
   int T = m->row_ptr[n + 1] - t0;
   double *restrict ls = ws->bS, *restrict pr = ws->bS + B, *restrict sc = ws->bS + 2 * B;
@@ -898,6 +900,7 @@ static void block_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, i
           for (int k = 0; k < Ku; k++) eq &= ws->L[j2 * Ku + k] == ws->L[j * Ku + k];
           if (eq) same = j2;
         }
+        ws->usame[j] = same;
         if (same >= 0) {
           memcpy(u, U + (size_t) same * B, sizeof(double) * (size_t) nb);
           continue;
@@ -906,36 +909,44 @@ ICLV_SIMD
         for (int b = 0; b < nb; b++) u[b] = fast_exp(a[b] - amax[b]);
       }
   }
+  /* implicit fast rows (fastd): gV_tj = y_tj - E_tj u_j inv_t is never
+   * written; the row keeps inv_t = 1 / sum_j E_tj u_j (bGv's first B), and
+   * the column sums come from Z_j = sum_t E_tj inv_t and the counts Yc_j of
+   * the rows' choices: sum_t gV_tj = Yc_j - u_j Z_j */
+  double *restrict Z = ws->bZ, *restrict Yc = ws->bZ + (size_t) J * B;
+  if (fastd) {
+    for (size_t c = 0; c < (size_t) J * B; c++) Z[c] = 0.0;
+    for (int j = 0; j < J; j++) Yc[j] = 0.0;
+  }
   for (int i = 0; i < T; i++) {
     int t = t0 + i, yt = m->y[t];
     double *restrict g = ws->bGv + (size_t) i * J * B;
     if (fastd && ws->tsafe[i] != 0.0) {
       ws->cnt[ICLV_FAST_CNT_ROW_VEC] += nb;
+      double *restrict inv = g;
       ICLV_SIMD
-      for (int b = 0; b < nb; b++) tmp[b] = 0.0;
+      for (int b = 0; b < nb; b++) inv[b] = 0.0;
       for (int j = 0; j < J; j++) {
         double e = ws->Eu[(size_t) j * Tm + i];
         const double *restrict u = U + (size_t) j * B;
-        double *restrict gj = g + (size_t) j * B;
 ICLV_SIMD
-        for (int b = 0; b < nb; b++) {
-          double v = e * u[b];
-          gj[b] = v;
-          tmp[b] += v;
-        }
+        for (int b = 0; b < nb; b++) inv[b] += e * u[b];
       }
 ICLV_SIMD
-      for (int b = 0; b < nb; b++) tmp[b] = 1.0 / tmp[b];
+      for (int b = 0; b < nb; b++) inv[b] = 1.0 / inv[b];
       for (int j = 0; j < J; j++) {
-        double *restrict gj = g + (size_t) j * B;
+        double e = ws->Eu[(size_t) j * Tm + i];
+        if (e == 0.0) continue; /* unavailable */
+        double *restrict z = Z + (size_t) j * B;
 ICLV_SIMD
-        for (int b = 0; b < nb; b++) gj[b] *= -tmp[b]; /* -P_tj */
+        for (int b = 0; b < nb; b++) z[b] += e * inv[b];
       }
-      double *restrict gy = g + (size_t) yt * B;
+      Yc[yt] += 1.0;
+      {
+        const double ey = ws->Eu[(size_t) yt * Tm + i];
+        const double *restrict uy = U + (size_t) yt * B;
 ICLV_SIMD
-      for (int b = 0; b < nb; b++) {
-        pr[b] *= -gy[b];
-        gy[b] += 1.0;
+        for (int b = 0; b < nb; b++) pr[b] *= ey * uy[b] * inv[b]; /* P_ty */
       }
       for (int b = 0; b < nb; b++)
         while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
@@ -1028,9 +1039,17 @@ ICLV_SIMD
   if (fd->lv_rowinv) {
     for (int j = 0; j < J; j++) {
       double *restrict cs = CS + (size_t) j * B;
-      ICLV_SIMD
-      for (int b = 0; b < nb; b++) cs[b] = 0.0;
+      if (fastd) {
+        const double *restrict z = Z + (size_t) j * B, *restrict u = U + (size_t) j * B;
+        const double yc = Yc[j];
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) cs[b] = yc - u[b] * z[b];
+      } else {
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) cs[b] = 0.0;
+      }
       for (int i = 0; i < T; i++) {
+        if (fastd && ws->tsafe[i] != 0.0) continue; /* implicit: in Z */
         const double *restrict gj = ws->bGv + ((size_t) i * J + j) * B;
         ICLV_SIMD
         for (int b = 0; b < nb; b++) cs[b] += gj[b];
@@ -1057,6 +1076,7 @@ ICLV_SIMD
       }
     }
   }
+  return fastd;
 }
 
 /* Does alternative j have a utility term with LV k? */
@@ -1140,7 +1160,7 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
           memcpy(ws->Fst + (size_t) i * 2 * R + r0, f0, sizeof(double) * (size_t) nb);
           memcpy(ws->Fst + ((size_t) i * 2 + 1) * R + r0, f0 + B, sizeof(double) * (size_t) nb);
         }
-    if (has_choice) block_choice(m, fd, n, nb, ws);
+    const int implicit = has_choice ? block_choice(m, fd, n, nb, ws) : 0;
     /* l_nr and the block's weights against the running maximum */
     double bmax = -INFINITY;
     ICLV_SIMD
@@ -1171,9 +1191,25 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
     }
     wsum += bsum;
     if (!want_g) continue;
-    for (int i = 0; i < T; i++)
-      for (int j = 0; j < J; j++)
-        ws->G0[(size_t) j * Tm + i] += wdot(wt, ws->bGv + ((size_t) i * J + j) * B, nb);
+    for (int i = 0; i < T; i++) {
+      if (implicit && ws->tsafe[i] != 0.0) {
+        /* sum_b w_b gV_tj(b) = y_tj sum_b w_b - E_tj sum_b w_b inv_t(b) u_j(b),
+         * one dot per distinct u_j (alternatives with equal L rows share it) */
+        const double *inv = ws->bGv + (size_t) i * J * B;
+        double *qv = ws->bZ + (size_t) J * B + J, *dj = qv + B;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) qv[b] = wt[b] * inv[b];
+        for (int j = 0; j < J; j++) {
+          const int sj = (int) ws->usame[j];
+          dj[j] = sj >= 0 ? dj[sj] : wdot(qv, ws->bU + ((size_t) J + j) * B, nb);
+          double e = ws->Eu[(size_t) j * Tm + i];
+          ws->G0[(size_t) j * Tm + i] += (j == m->y[t0 + i] ? bsum : 0.0) - e * dj[j];
+        }
+      } else {
+        for (int j = 0; j < J; j++)
+          ws->G0[(size_t) j * Tm + i] += wdot(wt, ws->bGv + ((size_t) i * J + j) * B, nb);
+      }
+    }
     if (fd->lv_rowinv) {
       /* row-invariant LV terms (no attribute): only sum_t gV_tj matters */
       for (int j = 0; j < J && T > 0; j++)

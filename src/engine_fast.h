@@ -98,7 +98,8 @@ typedef struct {
   double *bGe;   /* (K, B) d l / d eta */
   double *bS;    /* (16, B) log terms, products, their power-of-2 scales, l, weights, scratch (11) */
   double *bOf;   /* (Omax, 3, B) indicator derivatives d1, d2, c = d l / d s */
-  double *bGv;   /* (Tmax, J, B) d log P / dV */
+  double *bGv;   /* (Tmax, J, B) d log P / dV; an implicit fast row (block_choice) keeps
+                    1 / sum_j E_tj u_j in its first B instead */
   double *bU;    /* (3, J, B) a = L eta, u = exp(a - max a), column sums of gV (after bGv) */
   double *tl;    /* (Tmax NU, 4) an individual's utility terms with x != 0: parameter,
                     index of their gV, x, LV (Hessian pass) */
@@ -117,6 +118,11 @@ typedef struct {
                     (Hessian pass, flush_rows) */
   double *cst;   /* (3 K) with covariate sources only (hess_ok): the LVs' draw-invariant
                     part c (eta = e + c), then scratch (K), zeros (K) */
+  double *bZ;    /* (J B + J + B + J) a block's implicit fast rows (block_choice): Z (J, B)
+                    = sum_t E_tj / S_t, the counts of their choices (J); then scratch
+                    of the score: w / S_t (B), one dot per alternative (J) */
+  double *usame; /* (J) an earlier alternative with the same LV coefficients (its u is
+                    copied), or -1 */
 } iclv_fast_ws;
 
 /* The path counters (iclv_fast_ws.cnt): which code took each piece of
