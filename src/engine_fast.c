@@ -41,6 +41,9 @@
  * would round a log-likelihood this close to 0 (x < 2.4e-4: within 1e-12 of
  * the term in relative terms). */
 #define LOGIT_NEAR1 0x1p-12
+/* fct = 1 / (1 + x) <= FCT_NEAR1 implies x >= LOGIT_NEAR1 with a wide
+ * margin for rounding: 1 / (1 + 2^-12) = 0.99975..., the bound 0.9995 */
+#define FCT_NEAR1 0.9995
 /* A probit probability below this goes into the log terms as log(D), not into
  * the product (a factor must stay above about 2^-760 for the product not
  * to underflow below its floor; see PROD_FLOOR). */
@@ -633,23 +636,33 @@ ICLV_SIMD
   return lsum;
 }
 
+/* An ordered-logit observation's derivatives from F(a) and F(-b) (fa, fnb:
+ * logit_fast's, or the LL pass's same values kept in Fst): d1, d2 of
+ * log(F(b) - F(a)) by a and b, and ka, kb (d log f / dx at a and b). */
+static inline void logit_from_F(const double *c, double fa, double fnb, double *d1, double *d2,
+                                double *ka, double *kb) {
+  *d1 = -fa - c[2];
+  *d2 = fnb + c[2];
+  *ka = 1.0 - 2.0 * fa;
+  *kb = 2.0 * fnb - 1.0;
+}
+
 /* An ordered-logit observation in product form (constants c of oc, index s
  * with |s| <= FAST_LOGIT_RANGE): F(b) - F(a) = F(b) F(-a) (1 - e^(a-b))
  * with e^a = c0 / e^s, e^-b = c1 e^s. Returns F(b) F(-a); sets d1, d2 (the
  * derivatives of log(F(b) - F(a)) by a and b: -F(a) - q and F(-b) + q) and
  * ka, kb (d log f / dx at a and b: 1 - 2 F(a), 2 F(-b) - 1). One division. */
 static inline double logit_fast(const double *c, double s, double *d1, double *d2, double *ka,
-                                double *kb) {
+                                double *kb, double *Fa, double *Fnb) {
   double es = fast_exp(s);
   double e0 = es + c[0];       /* e^s (1 + e^a) */
   double e1 = 1.0 + c[1] * es; /* 1 + e^-b */
   double r = 1.0 / (e0 * e1);
   double fa = c[0] * r * e1;       /* F(a) */
   double fnb = c[1] * es * r * e0; /* F(-b) */
-  *d1 = -fa - c[2];
-  *d2 = fnb + c[2];
-  *ka = 1.0 - 2.0 * fa;
-  *kb = 2.0 * fnb - 1.0;
+  logit_from_F(c, fa, fnb, d1, d2, ka, kb);
+  *Fa = fa;
+  *Fnb = fnb;
   return es * r;
 }
 
@@ -670,8 +683,8 @@ static void scale_acc(const iclv_fast_dims *fd, int T, int O, iclv_fast_ws *ws, 
  * added to bGe (K, B), log terms to bS's lsum and product factors to its
  * running products. */
 static void block_indicators(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
-                             int n, int nb, iclv_fast_ws *ws) {
-  int B = fd->B, o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
+                             int n, int r0, int nb, iclv_fast_ws *ws, double *restrict fst) {
+  int B = fd->B, R = fd->R, o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
   double *restrict ls = ws->bS, *restrict pr = ws->bS + B, *restrict sc = ws->bS + 2 * B;
   double *restrict sv = ws->bS + 5 * B;
   for (int i = 0; i < O; i++) {
@@ -695,21 +708,31 @@ static void block_indicators(const iclv_model *m, const iclv_fast_dims *fd, cons
       double c0 = c[0], c1 = c[1], c2 = c[2];
       /* the factor F(b) F(-a) = 1 / (1 + x) and x of each draw (bS slots 6, 7) */
       double *restrict fct = ws->bS + 6 * B, *restrict fx = ws->bS + 7 * B;
+      /* F(a), F(-b) of each draw into Fst, for the Hessian pass (logit_from_F) */
+      double *restrict Fa = fst ? fst + (size_t) i * 2 * R + r0 : ws->bS + 8 * B;
+      double *restrict Fnb = fst ? fst + ((size_t) i * 2 + 1) * R + r0 : ws->bS + 9 * B;
 ICLV_SIMD
       for (int b = 0; b < nb; b++) {
         double es = fast_exp(sv[b]);
         double e0 = es + c0, e1 = 1.0 + c1 * es;
         double r = 1.0 / (e0 * e1);
-        double d1 = -(c0 * r * e1) - c2, d2 = c1 * es * r * e0 + c2;
+        double fa = c0 * r * e1, fnb = c1 * es * r * e0;
+        double d1 = -fa - c2, d2 = fnb + c2;
+        Fa[b] = fa;
+        Fnb[b] = fnb;
         f0[b] = d1;
         f1[b] = d2;
         fc[b] = -(d1 + d2);
-        fx[b] = c0 / es + c1 * es + c0 * c1;
+        fx[b] = es; /* x = e^-s c0 + c1 e^s + c0 c1 below, only where it may be small */
         fct[b] = es * r;
         ls[b] += c[3];
       }
       for (int b = 0; b < nb; b++) {
-        if (fx[b] < LOGIT_NEAR1) ls[b] -= log1p(fx[b]);
+        /* x = 1 / fct - 1: x < LOGIT_NEAR1 needs fct > 1 / (1 + LOGIT_NEAR1);
+         * below a bound safely under that (FCT_NEAR1) x is not small and
+         * its division is skipped (the same branch as x's test) */
+        double x = fct[b] > FCT_NEAR1 ? c0 / fx[b] + c1 * fx[b] + c0 * c1 : 1.0;
+        if (x < LOGIT_NEAR1) ls[b] -= log1p(x);
         else pr[b] *= fct[b];
         while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
           pr[b] *= PROD_SCALE;
@@ -788,7 +811,12 @@ ICLV_SIMD
           if (type == ICLV_IND_ORDERED_LOGIT && c[4] != 0.0 && fabs(s) <= FAST_LOGIT_RANGE) {
             double ka, kb, p = pr[b];
             int k = 0;
-            double f = logit_fast(c, s, &d1, &d2, &ka, &kb);
+            double Fa, Fnb;
+            double f = logit_fast(c, s, &d1, &d2, &ka, &kb, &Fa, &Fnb);
+            if (fst) {
+              fst[(size_t) i * 2 * R + r0 + b] = Fa;
+              fst[((size_t) i * 2 + 1) * R + r0 + b] = Fnb;
+            }
             double es = fast_exp(s), x = c[0] / es + c[1] * es + c[0] * c[1];
             if (x < LOGIT_NEAR1) ls[b] -= log1p(x);
             else prod_mul(&p, &k, f);
@@ -1152,7 +1180,7 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
       sc[b] = 0.0;
     }
     zero(ws->bGe, (size_t) K * B);
-    block_indicators(m, fd, theta, n, nb, ws);
+    block_indicators(m, fd, theta, n, r0, nb, ws, want_g ? ws->Fst : (double *) 0);
     if (want_g)
       for (int i = 0; i < O; i++) /* the ordered-probit derivatives, for the Hessian pass */
         if (m->ind_type[m->obs_ind[o0 + i]] == ICLV_IND_ORDERED_PROBIT) {
@@ -1342,9 +1370,9 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
 
 /* Extended gradient (into g) and Hessian (into h) of indicator observation o
  * at eta, as iclv_indicator_atom(); an ordered-logit observation within the
- * guards uses the product form (logit_fast), an ordered-probit one the
- * derivatives d1, d2 of the LL and score pass (fst[0], fst[ldf]: Fst), the
- * others the reference atom.
+ * guards uses the product form with the LL and score pass's F(a), F(-b)
+ * (fst[0], fst[ldf]: Fst; logit_from_F), an ordered-probit one that pass's
+ * derivatives d1, d2 (the same slots), the others the reference atom.
  * c: the observation's constants (oc). */
 static void hess_indicator(const iclv_model *m, const double *theta, const double *eta, int o,
                            const double *c, const double *fst, size_t ldf, double *g,
@@ -1370,7 +1398,8 @@ static void hess_indicator(const iclv_model *m, const double *theta, const doubl
       iclv_indicator_atom(m, theta, eta, o, g, h);
       return;
     }
-    logit_fast(c, s, &fa, &fb, &ka, &kb);
+    /* F(a), F(-b) of this draw from the LL pass (Fst) */
+    logit_from_F(c, fst[0], fst[ldf], &fa, &fb, &ka, &kb);
   }
   int j_lo, j_hi;
   obs_thresholds(m, theta, o, &j_lo, &j_hi);

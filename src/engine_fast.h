@@ -107,8 +107,9 @@ typedef struct {
                     iclv_fast_ws_bind (which zeroes them) */
   double *HpS;   /* (P, S) column-major, sum over draws of w Hpe D (Hessian pass of
                     models with LV-on-LV terms) */
-  double *Fst;   /* (Omax, 2, R) d log P / d(a, b) of each ordered-probit observation
-                    and draw, from the last LL and score pass (the Hessian pass's) */
+  double *Fst;   /* (Omax, 2, R) of each draw, from the last LL and score pass (the Hessian
+                    pass's): d log P / d(a, b) of an ordered-probit observation; F(a),
+                    F(-b) of an ordered-logit one in the product form (logit_fast) */
   double *HL;    /* (J, Ku) HV L of one row and draw (Hessian pass, LV-on-LV models) */
   double *tt;    /* (NU, 4) one row's utility terms with x != 0, then (J + 1) ints: where
                     each alternative's begin (Hessian pass, the fold of the weighted sums) */
@@ -169,7 +170,7 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
                             double *lr, double *score);
 
 /* Requires that the last iclv_fast_individual() on ws was for n at theta
- * with a score (it leaves the ordered-probit derivatives in ws->Fst).
+ * with a score (it leaves the ordered indicators' link values in ws->Fst).
  * With the draw weights wr (R) of individual n (exp(l_nr - logsumexp), 0
  * skips a draw): Hn (P, P) column-major += sum_r wr hess l_nr (its lower
  * triangle, diagonal included; the upper one is incomplete),
