@@ -376,7 +376,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[23] = pad8(16 * B);          /* bS */
   z[24] = pad8(O * 3 * B);       /* bOf */
   z[25] = pad8(T * J * B + 3 * J * B); /* bGv, then bU */
-  z[26] = pad8(T * (size_t) fd->NU * 4); /* tl */
+  z[26] = pad8(T * (size_t) fd->NU * 8 + P + 1); /* tl: terms, a copy, counts */
   z[27] = pad8(ICLV_FAST_NCNT);  /* cnt */
   z[28] = pad8(P * S);           /* HpS */
   z[29] = pad8(O * 2 * (size_t) fd->R); /* Fst */
@@ -1424,28 +1424,15 @@ typedef struct {
   double x;         /* attribute value (1 without one) */
 } term_e;
 
-/* Sorts t[0..n-1] by parameter (heapsort: in place, no allocation), so that
- * the terms of one parameter are adjacent. */
-static void sort_terms(term_e *t, int n) {
-  for (int start = n / 2 - 1, end = n; ; ) {
-    int root;
-    term_e tmp;
-    if (start >= 0) {
-      root = start--;
-    } else {
-      if (--end <= 0) return;
-      tmp = t[0]; t[0] = t[end]; t[end] = tmp;
-      root = 0;
-    }
-    for (;;) { /* sift down within [0, end) */
-      int c = 2 * root + 1;
-      if (c >= end) break;
-      if (c + 1 < end && t[c + 1].par > t[c].par) c++;
-      if (t[c].par <= t[root].par) break;
-      tmp = t[c]; t[c] = t[root]; t[root] = tmp;
-      root = c;
-    }
-  }
+/* Sorts t[0..n-1] by parameter (0 <= par < P), stably, so that the terms
+ * of one parameter are adjacent: a counting sort through tmp (n terms) and
+ * cnt (P + 1 ints). */
+static void sort_terms(term_e *t, int n, term_e *tmp, int *cnt, int P) {
+  for (int p = 0; p <= P; p++) cnt[p] = 0;
+  for (int q = 0; q < n; q++) cnt[t[q].par + 1]++;
+  for (int p = 0; p < P; p++) cnt[p + 1] += cnt[p];
+  for (int q = 0; q < n; q++) tmp[cnt[t[q].par]++] = t[q];
+  memcpy(t, tmp, sizeof(term_e) * (size_t) n);
 }
 
 /* The draw-by-draw fold of the Hessian pass, as iclv_fold_hessian()
@@ -1692,8 +1679,12 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
           else nl++;
         }
     }
-  sort_terms((term_e *) ws->tl, n0);
-  sort_terms((term_e *) ws->tl + n0, nl);
+  {
+    term_e *tmp = (term_e *) ws->tl + (n0 + nl);
+    int *cnt = (int *) (ws->tl + 8 * (size_t) Tm * fd->NU); /* after terms and copy (<= 6 Tm NU) */
+    sort_terms((term_e *) ws->tl, n0, tmp, cnt, P);
+    sort_terms((term_e *) ws->tl + n0, nl, tmp, cnt, P);
+  }
   /* the utility parameters' part of each draw's gradient is summed over
    * the term lists a block of draws at a time (flush_terms), draws
    * innermost: gvb (J Tm, B) the block's gV, etab (K, B) its LVs, wb (B)

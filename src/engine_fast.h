@@ -102,7 +102,8 @@ typedef struct {
                     1 / sum_j E_tj u_j in its first B instead */
   double *bU;    /* (3, J, B) a = L eta, u = exp(a - max a), column sums of gV (after bGv) */
   double *tl;    /* (Tmax NU, 4) an individual's utility terms with x != 0: parameter,
-                    index of their gV, x, LV (Hessian pass) */
+                    index of their gV, x, LV (Hessian pass); then (Tmax NU, 4) the
+                    sort's copy and (P + 1) ints, its counts */
   double *cnt;   /* (ICLV_FAST_NCNT) path counters of this thread, cumulative since
                     iclv_fast_ws_bind (which zeroes them) */
   double *HpS;   /* (P, S) column-major, sum over draws of w Hpe D (Hessian pass of
