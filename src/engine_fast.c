@@ -54,9 +54,10 @@
 #else
 #define ICLV_FORCE_INLINE inline
 #endif
-/* The Phi kernel over a block of draws is also compiled for AVX2 (vectors
- * of 4 doubles), chosen when the library loads (GCC's function
- * multiversioning, x86-64 with ifunc). AVX2 does not enable FMA (AVX-512
+/* The block kernels of the LL and score pass (Phi over a block of draws,
+ * the indicators' and the choice rows' blocks) are also compiled for AVX2
+ * (vectors of 4 doubles; they hold no vectorised reduction), chosen when
+ * the library loads (GCC's function multiversioning, x86-64 with ifunc). AVX2 does not enable FMA (AVX-512
  * would, hence no AVX-512 version), so both versions perform the same IEEE
  * operations in the same order: the results do not depend on the CPU. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
@@ -682,8 +683,9 @@ static void scale_acc(const iclv_fast_dims *fd, int T, int O, iclv_fast_ws *ws, 
  * per observation i the derivatives d1, d2, c (bOf (i, 3, B)), d l / d eta
  * added to bGe (K, B), log terms to bS's lsum and product factors to its
  * running products. */
-static void block_indicators(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
-                             int n, int r0, int nb, iclv_fast_ws *ws, double *restrict fst) {
+ICLV_CLONES static void block_indicators(const iclv_model *m, const iclv_fast_dims *fd,
+                                         const double *theta, int n, int r0, int nb,
+                                         iclv_fast_ws *ws, double *restrict fst) {
   int B = fd->B, R = fd->R, o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
   double *restrict ls = ws->bS, *restrict pr = ws->bS + B, *restrict sc = ws->bS + 2 * B;
   double *restrict sv = ws->bS + 5 * B;
@@ -881,8 +883,8 @@ ICLV_SIMD
  * with row-invariant L the column sums sum_i gV_ij at bU + 2 J B. Fast rows
  * (every draw of the block within the guards) vectorised over the draws;
  * the others through the reference link draw by draw. */
-static int block_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, int nb,
-                        iclv_fast_ws *ws) {
+ICLV_CLONES static int block_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, int nb,
+                                    iclv_fast_ws *ws) {
   int B = fd->B, J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n];
   int T = m->row_ptr[n + 1] - t0;
   double *restrict ls = ws->bS, *restrict pr = ws->bS + B, *restrict sc = ws->bS + 2 * B;
