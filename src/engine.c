@@ -460,13 +460,22 @@ static int all_finite(const double *x, size_t n) {
   return 1;
 }
 
+/* Is the lower triangle (diagonal included) of H (P, P) column-major
+ * finite? (The per-individual Hessians are complete there only.) */
+static int lower_finite(const double *H, int P) {
+  for (int j = 0; j < P; j++)
+    for (int i = j; i < P; i++)
+      if (!isfinite(H[i + (size_t) P * j])) return 0;
+  return 1;
+}
+
 /* Lower triangle (diagonal included) of H (P, P) column-major += A' A,
  * where A is (R, Pa) with row stride lda and its column q is column idx[q]
  * of the full (R, P) matrix (idx increasing; NULL: Pa = P and the identity;
  * the other columns are 0). A 4 x 4 register tile per block of H, summed
  * over r in order: the result does not depend on threads. */
-static void syrk_lower(int Pa, int R, const double *A, size_t lda, double *H, int P,
-                       const int *idx) {
+ICLV_CLONES static void syrk_lower(int Pa, int R, const double *A, size_t lda, double *H, int P,
+                                   const int *idx) {
   for (int j = 0; j < Pa; j += 4) {
     int nj = Pa - j < 4 ? Pa - j : 4;
     for (int i = j; i < Pa; i += 4) {
@@ -575,7 +584,7 @@ static void individual_eval_ref(const struct iclv_cpu_engine *e, thread_ws *w,
   hessian_outer(e, w, s, Hn);
   /* Only the lower triangle of Hn is complete (the upper one lacks the
    * outer products); iclv_cpu_eval mirrors the total once. */
-  if (!all_finite(Hn, (size_t) P * P)) e->bad[n] = IND_HESS_NONFINITE;
+  if (!lower_finite(Hn, P)) e->bad[n] = IND_HESS_NONFINITE;
 }
 
 /* sum_r w_r hess l_nr into Hn (zeroed first) and row r of w->G = g_nr for
@@ -634,7 +643,7 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
     hessian_pairs_ref(e, w, theta, n, Hn);
   }
   hessian_outer(e, w, s, Hn);
-  if (!all_finite(Hn, (size_t) P * P)) e->bad[n] = IND_HESS_NONFINITE;
+  if (!lower_finite(Hn, P)) e->bad[n] = IND_HESS_NONFINITE;
 }
 
 /* First individual (in index order) whose bad[] is set, or -1. Turns it
@@ -705,12 +714,16 @@ int iclv_cpu_eval(iclv_cpu_engine *e, const double *theta, iclv_eval_out *out,
         individual_eval(e, &e->tw[thread_id()], theta, n0 + b, 1, e->Hslot + (size_t) b * PP);
       if (report_bad(e, theta, n0, n0 + nb, st) != ICLV_OK) return st->code;
       for (int b = 0; b < nb; b++) {
+        /* the lower triangles (the upper ones are incomplete) */
         const double *Hb = e->Hslot + (size_t) b * PP;
-        if (m->weight) {
-          const double wn = m->weight[n0 + b];
-          for (size_t i = 0; i < PP; i++) H[i] += wn * Hb[i];
-        } else {
-          for (size_t i = 0; i < PP; i++) H[i] += Hb[i];
+        const double wn = m->weight ? m->weight[n0 + b] : 1.0;
+        for (int j = 0; j < P; j++) {
+          double *restrict hc = H + (size_t) P * j;
+          const double *restrict bc = Hb + (size_t) P * j;
+          if (m->weight)
+            for (int i = j; i < P; i++) hc[i] += wn * bc[i];
+          else
+            for (int i = j; i < P; i++) hc[i] += bc[i];
         }
       }
     }

@@ -54,18 +54,6 @@
 #else
 #define ICLV_FORCE_INLINE inline
 #endif
-/* The block kernels of the LL and score pass (Phi over a block of draws,
- * the indicators' and the choice rows' blocks) are also compiled for AVX2
- * (vectors of 4 doubles; they hold no vectorised reduction), chosen when
- * the library loads (GCC's function multiversioning, x86-64 with ifunc). AVX2 does not enable FMA (AVX-512
- * would, hence no AVX-512 version), so both versions perform the same IEEE
- * operations in the same order: the results do not depend on the CPU. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    __GNUC__ >= 8
-#define ICLV_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define ICLV_CLONES
-#endif
 #define NPIECE 37
 #define BLOCK_DRAWS 32 /* at most this many draws processed together by the LL and score pass */
 

@@ -236,4 +236,19 @@ ICLV_HD static inline double iclv_logsumexp(const double *x, int n, int stride) 
   return mx + log(s);
 }
 
+/* Hot kernels of the CPU engine (engine_fast.c's block kernels of the LL
+ * and score pass: Phi over a block of draws, the indicators' and the choice
+ * rows' blocks; engine.c's syrk of the Hessian's outer products) are also
+ * compiled for AVX2 (vectors of 4 doubles), chosen when the library loads
+ * (GCC's function multiversioning, x86-64 with ifunc). They hold no
+ * vectorised reduction, and AVX2 does not enable FMA (AVX-512 would, hence
+ * no AVX-512 version), so both versions perform the same IEEE operations in
+ * the same order: the results do not depend on the CPU. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    __GNUC__ >= 8 && !defined(__CUDACC__)
+#define ICLV_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ICLV_CLONES
+#endif
+
 #endif /* ICLV_NUMERICS_H */
