@@ -473,13 +473,15 @@ static int lower_finite(const double *H, int P) {
  * where A is (R, Pa) with row stride lda and its column q is column idx[q]
  * of the full (R, P) matrix (idx increasing; NULL: Pa = P and the identity;
  * the other columns are 0). A 4 x 4 register tile per block of H, summed
- * over r in order: the result does not depend on threads. */
-ICLV_CLONES static void syrk_lower(int Pa, int R, const double *A, size_t lda, double *H, int P,
-                                   const int *idx) {
-  for (int j = 0; j < Pa; j += 4) {
-    int nj = Pa - j < 4 ? Pa - j : 4;
-    for (int i = j; i < Pa; i += 4) {
-      int ni = Pa - i < 4 ? Pa - i : 4;
+ * over r in order: the result does not depend on threads. Columns Pa ..
+ * Pw - 1 of A are zeros (padding to whole tiles; Pw >= Pa) and are not
+ * written. */
+ICLV_CLONES static void syrk_lower(int Pa, int Pw, int R, const double *A, size_t lda, double *H,
+                                   int P, const int *idx) {
+  for (int j = 0; j < Pw; j += 4) {
+    int nj = Pw - j < 4 ? Pw - j : 4;
+    for (int i = j; i < Pw; i += 4) {
+      int ni = Pw - i < 4 ? Pw - i : 4;
       double c[4][4] = {{0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0},
                         {0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}};
       if (ni == 4 && nj == 4) {
@@ -499,8 +501,8 @@ ICLV_CLONES static void syrk_lower(int Pa, int R, const double *A, size_t lda, d
             for (int ii = 0; ii < ni; ii++) c[ii][jj] += a[i + ii] * a[j + jj];
         }
       }
-      for (int jj = 0; jj < nj; jj++)
-        for (int ii = 0; ii < ni; ii++)
+      for (int jj = 0; jj < nj && j + jj < Pa; jj++)
+        for (int ii = 0; ii < ni && i + ii < Pa; ii++)
           if (i + ii >= j + jj)
             H[(idx ? idx[i + ii] : i + ii) + (size_t) P * (idx ? idx[j + jj] : j + jj)] += c[ii][jj];
     }
@@ -517,7 +519,10 @@ static void hessian_outer(const struct iclv_cpu_engine *e, thread_ws *w, const d
   for (int r = 0; r < R; r++) {
     double *a = w->G + (size_t) r * ext;
     double sw = sqrt(w->w[r]);
-    for (int p = 0; p < P; p++) a[p] = sw > 0.0 ? sw * (a[p] - s[p]) : 0.0;
+    if (sw > 0.0)
+      for (int p = 0; p < P; p++) a[p] = sw * (a[p] - s[p]);
+    else
+      for (int p = 0; p < P; p++) a[p] = 0.0;
   }
   /* only the columns that are non-zero for some draw (a parameter that no
    * term of the individual touches, e.g. the thresholds of categories it
@@ -534,7 +539,17 @@ static void hessian_outer(const struct iclv_cpu_engine *e, thread_ws *w, const d
     double *a = w->G + (size_t) r * ext;
     for (int q = 0; q < Pa; q++) a[q] = a[idx[q]];
   }
-  syrk_lower(Pa, R, w->G, (size_t) ext, Hn, P, idx);
+  /* zero columns up to a multiple of 4 where the rows have room (ext = P
+   * + K), so that every tile is whole */
+  int Pw = Pa;
+  if (Pa % 4 != 0 && Pa - Pa % 4 + 4 <= ext) {
+    Pw = Pa - Pa % 4 + 4;
+    for (int r = 0; r < R; r++) {
+      double *a = w->G + (size_t) r * ext;
+      for (int q = Pa; q < Pw; q++) a[q] = 0.0;
+    }
+  }
+  syrk_lower(Pa, Pw, R, w->G, (size_t) ext, Hn, P, idx);
 }
 
 /* Everything of individual n through the per-pair reference (iclv_core.h):

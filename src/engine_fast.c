@@ -1520,9 +1520,9 @@ static void choice_lv_blocks(const iclv_model *m, const iclv_fast_dims *fd, int 
  * etab (K, Bd) and wb (Bd): the block's gV, LVs and weights, draws
  * innermost; acc (Bd) scratch. One parameter's sum runs over its terms in
  * order, for all the block's draws at once. */
-static void flush_terms(const term_e *t, int n0, int nl, const double *gvb, const double *etab,
-                        const double *wb, int Bd, int nb, double *restrict acc, double *G,
-                        size_t ldg) {
+ICLV_CLONES static void flush_terms(const term_e *t, int n0, int nl, const double *gvb,
+                                    const double *etab, const double *wb, int Bd, int nb,
+                                    double *restrict acc, double *G, size_t ldg) {
   for (int q = 0; q < n0 + nl;) {
     const int par = t[q].par, end = q < n0 ? n0 : n0 + nl;
     for (int rr = 0; rr < nb; rr++) acc[rr] = 0.0;
@@ -1571,9 +1571,10 @@ static inline double dot4(const double *restrict a, const double *restrict b, in
  * Scratch fr: p (J, Bd), q (J (J - 1) / 2, Bd), the weights fb f
  * (1 + Ku + Ku^2, Bd), the diagonal (J). The same sums as the draw-by-draw
  * ones, in another order (and the diagonal from the identity). */
-static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd, int n, iclv_fast_ws *ws,
-                       const double *gvb, const double *etab, const double *fb, int Bd, int nb,
-                       uint64_t lvmask, double *restrict fr) {
+ICLV_CLONES static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd, int n,
+                                   iclv_fast_ws *ws, const double *gvb, const double *etab,
+                                   const double *fb, int Bd, int nb, uint64_t lvmask,
+                                   double *restrict fr) {
   const int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
   const size_t JJ = (size_t) J * J, NQ = (size_t) J * (J - 1) / 2;
   double *restrict pv = fr, *restrict qv = pv + (size_t) J * Bd, *restrict wf = qv + NQ * Bd;
@@ -1790,8 +1791,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       /* this draw's LV blocks with this draw's d eta / d phi */
       fold_hessian_sparse(m, D, D2, gtmp + P, &h, ws->HpS);
     } else {
-      for (size_t i = 0; i < (size_t) P * K; i++) ws->Hpe[i] += w * Hpe_d[i];
-      for (int i = 0; i < K * K; i++) ws->Hee[i] += w * Hee_d[i];
+      double *restrict hpe = ws->Hpe, *restrict hee = ws->Hee;
+      const double *restrict hpd = Hpe_d, *restrict hed = Hee_d;
+      for (size_t i = 0; i < (size_t) P * K; i++) hpe[i] += w * hpd[i];
+      for (int i = 0; i < K * K; i++) hee[i] += w * hed[i];
     }
     iclv_fold_gradient(m, D, gtmp);
     memcpy(G + (size_t) r * ldg, gtmp, sizeof(double) * (size_t) P);

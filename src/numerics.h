@@ -238,7 +238,8 @@ ICLV_HD static inline double iclv_logsumexp(const double *x, int n, int stride) 
 
 /* Hot kernels of the CPU engine (engine_fast.c's block kernels of the LL
  * and score pass: Phi over a block of draws, the indicators' and the choice
- * rows' blocks; engine.c's syrk of the Hessian's outer products) are also
+ * rows' blocks; the Hessian pass's block sums flush_terms and flush_rows;
+ * engine.c's syrk of the Hessian's outer products) are also
  * compiled for AVX2 (vectors of 4 doubles), chosen when the library loads
  * (GCC's function multiversioning, x86-64 with ifunc). They hold no
  * vectorised reduction, and AVX2 does not enable FMA (AVX-512 would, hence
