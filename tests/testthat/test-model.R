@@ -144,7 +144,8 @@ test_that("utility factors: LVs decided by the model, either order, undefined LV
   expect_equal(tm$B$lv, c("f", "f"))
   # 'g' is neither an LV nor a column: read as a parameter only in a product
   # with b1, which the data cannot identify (R/tape.R)
-  mg <- iclv_model("f =~ y1", choice = iclv_choice("mnl", "ch", list(A = "b1 * x * g", B = "0")), id = "ID")
+  expect_warning(mg <- iclv_model("f =~ y1", choice = iclv_choice("mnl", "ch", list(A = "b1 * x * g", B = "0")), id = "ID"),
+                 "'f' enters neither the choice model")
   dg <- data.frame(ID = 1:4, y1 = c(1, 2, 1, 2), ch = c("A", "B", "A", "B"), x = 1:4)
   expect_error(iclv:::.iclv_compile(mg, dg), "'g'.*latent variable the model does not define", class = "iclv_error_data")
   expect_error(iclv_model("f =~ y1 \n g =~ y2", choice = iclv_choice("mnl", "ch", list(A = "b1 * f * g", B = "0")), id = "ID"),
