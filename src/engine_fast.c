@@ -21,10 +21,30 @@
 #define ICLV_PRAGMA(x) _Pragma(#x)
 #define ICLV_SIMD _Pragma("omp simd")
 #define ICLV_SIMD_SUM(v) ICLV_PRAGMA(omp simd reduction(+ : v))
+#define ICLV_SIMD_AND(v) ICLV_PRAGMA(omp simd reduction(& : v))
+#define ICLV_SIMD_MIN(v) ICLV_PRAGMA(omp simd reduction(min : v))
 #else
 #define ICLV_SIMD
 #define ICLV_SIMD_SUM(v)
+#define ICLV_SIMD_AND(v)
+#define ICLV_SIMD_MIN(v)
 #endif
+
+/* Rescales the running products pr (with their power-of-2 counts sc) of a
+ * block that fell below PROD_FLOOR (defined below): the common case, none,
+ * costs one vectorised minimum (exact in any order). */
+#define ICLV_RESCALE_PRODUCTS(pr, sc, nb)                                         \
+  do {                                                                            \
+    double pmin_ = INFINITY;                                                      \
+    ICLV_SIMD_MIN(pmin_)                                                          \
+    for (int b_ = 0; b_ < (nb); b_++) pmin_ = (pr)[b_] < pmin_ ? (pr)[b_] : pmin_; \
+    if (pmin_ < PROD_FLOOR)                                                       \
+      for (int b_ = 0; b_ < (nb); b_++)                                           \
+        while ((pr)[b_] < PROD_FLOOR && (pr)[b_] > 0.0) {                         \
+          (pr)[b_] *= PROD_SCALE;                                                 \
+          (sc)[b_] += 1.0;                                                        \
+        }                                                                         \
+  } while (0)
 
 /* Exponents beyond these leave a task / observation to the reference links:
  * with |W - max W| <= 200 and max a - min a <= 200 an MNL term E u is at
@@ -375,7 +395,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[33] = pad8((J + J * (J - 1) / 2 + 1 + Ku + Ku * Ku) * B + J); /* fr */
   z[34] = pad8(3 * K);           /* cst */
   z[35] = pad8(J * B + J + B + J); /* bZ */
-  z[36] = pad8(J);               /* usame */
+  z[36] = pad8(2 * J);           /* usame, then altlv */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -411,6 +431,13 @@ static void zero(double *x, size_t n) {
 static void setup_choice(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                          int n, iclv_fast_ws *ws) {
   int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
+  /* which alternatives have an LV term (their column sums feed d l / d eta) */
+  for (int j = 0; j < J; j++) {
+    double has = 0.0;
+    for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++)
+      if (m->ut_lv[u] >= 0) has = 1.0;
+    ws->usame[J + j] = has;
+  }
   for (int i = 0; i < T; i++) {
     int t = t0 + i;
     const double *xr = m->X + (long) t * m->n_xcol;
@@ -692,7 +719,12 @@ ICLV_CLONES static void block_indicators(const iclv_model *m, const iclv_fast_di
       for (int b = 0; b < nb; b++) sv[b] += th * eb[b];
     }
     int allfast = type == ICLV_IND_ORDERED_LOGIT && c[4] != 0.0;
-    for (int b = 0; b < nb && allfast; b++) allfast = fabs(sv[b]) <= FAST_LOGIT_RANGE;
+    if (allfast) {
+      int ok = 1; /* NaN fails the test, as it must */
+      ICLV_SIMD_AND(ok)
+      for (int b = 0; b < nb; b++) ok &= fabs(sv[b]) <= FAST_LOGIT_RANGE;
+      allfast = ok;
+    }
     if (allfast) {
       ws->cnt[ICLV_FAST_CNT_OBS_VEC] += nb;
       double c0 = c[0], c1 = c[1], c2 = c[2];
@@ -717,18 +749,24 @@ ICLV_SIMD
         fct[b] = es * r;
         ls[b] += c[3];
       }
-      for (int b = 0; b < nb; b++) {
-        /* x = 1 / fct - 1: x < LOGIT_NEAR1 needs fct > 1 / (1 + LOGIT_NEAR1);
-         * below a bound safely under that (FCT_NEAR1) x is not small and
-         * its division is skipped (the same branch as x's test) */
-        double x = fct[b] > FCT_NEAR1 ? c0 / fx[b] + c1 * fx[b] + c0 * c1 : 1.0;
-        if (x < LOGIT_NEAR1) ls[b] -= log1p(x);
-        else pr[b] *= fct[b];
-        while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
-          pr[b] *= PROD_SCALE;
-          sc[b] += 1.0;
+      /* x = 1 / fct - 1: x < LOGIT_NEAR1 needs fct > 1 / (1 + LOGIT_NEAR1);
+       * at or below a bound safely under that (FCT_NEAR1) x is not small:
+       * the factor multiplies the product without x's division (the same
+       * branch as x's test) */
+      int near1 = 0;
+      ICLV_SIMD_SUM(near1)
+      for (int b = 0; b < nb; b++) near1 += fct[b] > FCT_NEAR1;
+      if (near1 == 0) {
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) pr[b] *= fct[b];
+      } else {
+        for (int b = 0; b < nb; b++) {
+          double x = fct[b] > FCT_NEAR1 ? c0 / fx[b] + c1 * fx[b] + c0 * c1 : 1.0;
+          if (x < LOGIT_NEAR1) ls[b] -= log1p(x);
+          else pr[b] *= fct[b];
         }
       }
+      ICLV_RESCALE_PRODUCTS(pr, sc, nb);
     } else if (type == ICLV_IND_ORDERED_PROBIT && c[4] != 0.0) {
       /* thresholds hoisted (oc); Cody's Phi over the block's draws
        * (pnorm_tail_block), after the reflection of iclv_probit_logdiff
@@ -954,7 +992,8 @@ ICLV_SIMD
       for (int b = 0; b < nb; b++) inv[b] = 1.0 / inv[b];
       for (int j = 0; j < J; j++) {
         double e = ws->Eu[(size_t) j * Tm + i];
-        if (e == 0.0) continue; /* unavailable */
+        /* unavailable, or no LV term: its column sum is not read */
+        if (e == 0.0 || ws->usame[J + j] == 0.0) continue;
         double *restrict z = Z + (size_t) j * B;
 ICLV_SIMD
         for (int b = 0; b < nb; b++) z[b] += e * inv[b];
@@ -966,11 +1005,7 @@ ICLV_SIMD
 ICLV_SIMD
         for (int b = 0; b < nb; b++) pr[b] *= ey * uy[b] * inv[b]; /* P_ty */
       }
-      for (int b = 0; b < nb; b++)
-        while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
-          pr[b] *= PROD_SCALE;
-          sc[b] += 1.0;
-        }
+      ICLV_RESCALE_PRODUCTS(pr, sc, nb);
     } else if (m->choice_type == ICLV_CHOICE_PROBIT && iclv_available(m, t, 0) &&
                iclv_available(m, t, 1)) {
       /* binary probit: Cody's Phi over the block's draws
@@ -1057,6 +1092,7 @@ ICLV_SIMD
   if (fd->lv_rowinv) {
     for (int j = 0; j < J; j++) {
       double *restrict cs = CS + (size_t) j * B;
+      if (ws->usame[J + j] == 0.0) continue; /* no LV term: L_j = 0, G1_j not read */
       if (fastd) {
         const double *restrict z = Z + (size_t) j * B, *restrict u = U + (size_t) j * B;
         const double yc = Yc[j];
@@ -1109,6 +1145,15 @@ static inline double wdot(const double *restrict w, const double *restrict x, in
   double acc = 0.0;
   ICLV_SIMD_SUM(acc)
   for (int b = 0; b < nb; b++) acc += w[b] * x[b];
+  return acc;
+}
+
+/* sum_b w[b] x[b] y[b] over a block. */
+static inline double wdot3(const double *restrict w, const double *restrict x,
+                           const double *restrict y, int nb) {
+  double acc = 0.0;
+  ICLV_SIMD_SUM(acc)
+  for (int b = 0; b < nb; b++) acc += w[b] * x[b] * y[b];
   return acc;
 }
 
@@ -1214,12 +1259,10 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
         /* sum_b w_b gV_tj(b) = y_tj sum_b w_b - E_tj sum_b w_b inv_t(b) u_j(b),
          * one dot per distinct u_j (alternatives with equal L rows share it) */
         const double *inv = ws->bGv + (size_t) i * J * B;
-        double *qv = ws->bZ + (size_t) J * B + J, *dj = qv + B;
-        ICLV_SIMD
-        for (int b = 0; b < nb; b++) qv[b] = wt[b] * inv[b];
+        double *dj = ws->bZ + (size_t) J * B + J + B;
         for (int j = 0; j < J; j++) {
           const int sj = (int) ws->usame[j];
-          dj[j] = sj >= 0 ? dj[sj] : wdot(qv, ws->bU + ((size_t) J + j) * B, nb);
+          dj[j] = sj >= 0 ? dj[sj] : wdot3(wt, inv, ws->bU + ((size_t) J + j) * B, nb);
           double e = ws->Eu[(size_t) j * Tm + i];
           ws->G0[(size_t) j * Tm + i] += (j == m->y[t0 + i] ? bsum : 0.0) - e * dj[j];
         }
@@ -1232,6 +1275,7 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
       /* row-invariant LV terms (no attribute): only sum_t gV_tj matters */
       for (int j = 0; j < J && T > 0; j++)
         for (int k = 0; k < Ku; k++) {
+          if (!alt_has_lv(m, j, k)) continue; /* the score reads no other */
           const double *cs = ws->bU + ((size_t) 2 * J + j) * B, *eb = ws->bEta + (size_t) k * B;
           ICLV_SIMD
           for (int b = 0; b < nb; b++) tmp[b] = cs[b] * eb[b];

@@ -123,8 +123,8 @@ typedef struct {
   double *bZ;    /* (J B + J + B + J) a block's implicit fast rows (block_choice): Z (J, B)
                     = sum_t E_tj / S_t, the counts of their choices (J); then scratch
                     of the score: w / S_t (B), one dot per alternative (J) */
-  double *usame; /* (J) an earlier alternative with the same LV coefficients (its u is
-                    copied), or -1 */
+  double *usame; /* (2 J) an earlier alternative with the same LV coefficients (its u is
+                    copied), or -1; then 1 for an alternative with an LV term, else 0 */
 } iclv_fast_ws;
 
 /* The path counters (iclv_fast_ws.cnt): which code took each piece of
