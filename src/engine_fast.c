@@ -75,7 +75,11 @@
 #define ICLV_FORCE_INLINE inline
 #endif
 #define NPIECE 37
-#define BLOCK_DRAWS 32 /* at most this many draws processed together by the LL and score pass */
+/* At most this many draws processed together (the LL and score pass, the
+ * Hessian pass's block sums): fewer, longer vector loops. 128 took the
+ * fewest instructions and the least time of 32, 64 and 128 on the drug and
+ * seed benchmarks (bench/RESULTS.md, issue 17). */
+#define BLOCK_DRAWS 128
 
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
 

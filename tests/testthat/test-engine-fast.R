@@ -66,11 +66,18 @@ test_that("the fast kernels equal the reference for every indicator type, choice
   expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm), "mixed, availability")
 })
 
-test_that("draw blocks of any size: R = 1, R not a multiple of the block, R over 32", {
-  for (R in c(1L, 5L, 33L, 70L)) {
+test_that("draw blocks of any size: R = 1, R not a multiple of the block, R over the block (128)", {
+  # blocks of at most 128 draws (engine_fast.c BLOCK_DRAWS): 129 and 300
+  # draws take 2 and 3 blocks; with and without LV-on-LV terms
+  for (R in c(1L, 5L, 33L, 70L, 129L, 300L)) {
     tm <- tiny_variant(tiny_model(c("ordered_logit", "binary_logit", "normal", "ordered_probit"), "mnl",
                                   n_ind = 5L, n_draws = R, seed = 50 + R), no_lvlv = TRUE, rowinv = TRUE)
     expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm), paste("R =", R))
+  }
+  for (R in c(129L, 300L)) {
+    tm <- tiny_variant(tiny_model(c("ordered_logit", "ordered_probit"), "probit",
+                                  n_ind = 4L, n_draws = R, seed = 80 + R), no_lvlv = FALSE, rowinv = FALSE)
+    expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm), paste("LV-on-LV, R =", R))
   }
 })
 
