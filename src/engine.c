@@ -519,10 +519,14 @@ static void hessian_outer(const struct iclv_cpu_engine *e, thread_ws *w, const d
   for (int r = 0; r < R; r++) {
     double *a = w->G + (size_t) r * ext;
     double sw = sqrt(w->w[r]);
-    if (sw > 0.0)
+    if (sw > 0.0) {
+#ifdef _OPENMP
+#pragma omp simd
+#endif
       for (int p = 0; p < P; p++) a[p] = sw * (a[p] - s[p]);
-    else
+    } else {
       for (int p = 0; p < P; p++) a[p] = 0.0;
+    }
   }
   /* only the columns that are non-zero for some draw (a parameter that no
    * term of the individual touches, e.g. the thresholds of categories it
