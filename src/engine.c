@@ -608,9 +608,9 @@ static void individual_eval_ref(const struct iclv_cpu_engine *e, thread_ws *w,
 
 /* sum_r w_r hess l_nr into Hn (zeroed first) and row r of w->G = g_nr for
  * each draw with w_r > 0, through the per-pair reference (one
- * iclv_pair_eval per draw); for models whose d eta / d phi depends on the
- * draw (LV-on-LV terms) when no D2 scratch is at hand (the fast Hessian
- * folds such models draw by draw with it). */
+ * iclv_pair_eval per draw); for models with row multipliers, and those whose
+ * d eta / d phi depends on the draw (LV-on-LV terms) when no D2 scratch is
+ * at hand (the fast Hessian folds such models draw by draw with it). */
 static void hessian_pairs_ref(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
                               int n, double *Hn) {
   int R = e->R, P = e->P, K = e->K;
@@ -631,14 +631,14 @@ static void hessian_pairs_ref(const struct iclv_cpu_engine *e, thread_ws *w, con
 
 /* The same as individual_eval_ref through the fast kernels (engine_fast.h):
  * one pass over the draws for the LL and the score, a second for the
- * Hessian (the per-pair reference for models with LV-on-LV terms). */
+ * Hessian (the per-pair reference for models with row multipliers, or with
+ * LV-on-LV terms and no D2 scratch). */
 static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
                             int n, int want_g, double *Hn) {
   int R = e->R, P = e->P;
   load_draws(e, w, n);
-  if (e->reference || e->fd.row_mult || e->fd.nested || e->fd.ordered || e->fd.tapes) {
-    /* the fast kernels have no row multipliers, no nests, no ordered choice
-     * and no tapes */
+  if (e->reference || e->fd.nested || e->fd.ordered || e->fd.tapes) {
+    /* the fast kernels have no nests, no ordered choice and no tapes */
     individual_eval_ref(e, w, theta, n, want_g, Hn);
     return;
   }
@@ -654,7 +654,9 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
   if (Hn == NULL) return;
   double lse = lln + log((double) R);
   for (int r = 0; r < R; r++) w->w[r] = exp(w->l[r] - lse);
-  if (e->fd.hess_ok || w->pws.D2 != NULL) { /* D2: LV-on-LV terms, folded draw by draw */
+  /* the fast Hessian: not with row multipliers (their second derivatives
+   * are the per-pair reference's); D2: LV-on-LV terms, folded draw by draw */
+  if (!e->fd.row_mult && (e->fd.hess_ok || w->pws.D2 != NULL)) {
     for (size_t i = 0; i < (size_t) P * P; i++) Hn[i] = 0.0;
     iclv_fast_hessian(e->m, &e->fd, theta, n, w->E, &w->pws, fw, w->w, w->G,
                       (size_t) e->ext, w->gtmp, w->Hpe, w->Hee, Hn);

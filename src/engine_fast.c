@@ -435,6 +435,14 @@ static void zero(double *x, size_t n) {
 static void setup_choice(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                          int n, iclv_fast_ws *ws) {
   int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
+  /* row multipliers s_t (iclv_model.h): W and L below are s_t times the
+   * utility's parts, so the kernels see U = s_t V; the LVs' coefficients
+   * stay row-invariant only when every row of n has the same multiplier */
+  ws->rowinv = fd->lv_rowinv;
+  if (m->n_mult > 0)
+    for (int i = 1; i < T && ws->rowinv; i++)
+      if (m->mult_sign[t0 + i] != m->mult_sign[t0] || m->mult_par[t0 + i] != m->mult_par[t0])
+        ws->rowinv = 0;
   /* which alternatives have an LV term (their column sums feed d l / d eta) */
   for (int j = 0; j < J; j++) {
     double has = 0.0;
@@ -457,8 +465,15 @@ static void setup_choice(const iclv_model *m, const iclv_fast_dims *fd, const do
       }
       W[j] = wj;
     }
+    if (m->n_mult > 0) {
+      const double st = iclv_row_mult(m, theta, t);
+      for (int j = 0; j < J; j++) {
+        W[j] *= st;
+        for (int k = 0; k < Ku; k++) L[j * Ku + k] *= st;
+      }
+    }
     ws->tsafe[i] = 0.0;
-    if (!fd->lv_rowinv) continue;
+    if (!ws->rowinv) continue;
     double mx = -INFINITY;
     for (int j = 0; j < J; j++)
       if (iclv_available(m, t, j) && W[j] > mx) mx = W[j];
@@ -561,7 +576,7 @@ static double draw_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, 
   double *cs = ws->au + 4 * J;
   double *restrict gV = ws->gV;
   int fastd = 0;
-  if (fd->lv_rowinv && T > 0) {
+  if (ws->rowinv && T > 0) {
     double amax = -INFINITY, amin = INFINITY;
     for (int j = 0; j < J; j++) {
       double s = 0.0;
@@ -635,7 +650,7 @@ ICLV_SIMD
     }
     for (int j = 0; j < J; j++) gV[(size_t) j * Tm + i] = gt[j];
   }
-  if (fd->lv_rowinv) {
+  if (ws->rowinv) {
     for (int j = 0; j < J; j++) {
       const double *g = gV + (size_t) j * Tm;
       double c = 0.0;
@@ -923,7 +938,7 @@ ICLV_CLONES static int block_choice(const iclv_model *m, const iclv_fast_dims *f
   double *restrict CS = ws->bU + (size_t) 2 * J * B;
   double *V = ws->au + 2 * J, *gt = ws->au + 3 * J, *eta = ws->au + 5 * J;
   int fastd = 0;
-  if (fd->lv_rowinv && T > 0) {
+  if (ws->rowinv && T > 0) {
     /* a_jb = L_j eta_b, u_jb = exp(a_jb - max_j a_jb) */
     double *restrict amin = tmp;
     ICLV_SIMD
@@ -1093,7 +1108,7 @@ ICLV_SIMD
     }
   }
   /* d l / d eta */
-  if (fd->lv_rowinv) {
+  if (ws->rowinv) {
     for (int j = 0; j < J; j++) {
       double *restrict cs = CS + (size_t) j * B;
       if (ws->usame[J + j] == 0.0) continue; /* no LV term: L_j = 0, G1_j not read */
@@ -1275,7 +1290,7 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
           ws->G0[(size_t) j * Tm + i] += wdot(wt, ws->bGv + ((size_t) i * J + j) * B, nb);
       }
     }
-    if (fd->lv_rowinv) {
+    if (ws->rowinv) {
       /* row-invariant LV terms (no attribute): only sum_t gV_tj matters */
       for (int j = 0; j < J && T > 0; j++)
         for (int k = 0; k < Ku; k++) {
@@ -1342,24 +1357,50 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   double lse = ref + log(wsum);
   if (!want_g) return lse - log((double) R);
 
-  /* the score: weighted sums times the draw-invariant directions */
+  /* the score: weighted sums times the draw-invariant directions; with
+   * row multipliers U = s_t V, dU/dtheta = s_t dV/dtheta and, for a row's
+   * scale mu_t (s_t = sign_t mu_t), dU/dmu_t = sign_t V over the available
+   * alternatives (those of the others are not finite where their data are
+   * NA): V's parts times the same weighted sums */
+  const int mult = m->n_mult > 0;
   for (int p = 0; p < P; p++) score[p] = 0.0;
   for (int i = 0; i < T; i++) {
-    const double *xr = m->X + (long) (t0 + i) * m->n_xcol;
+    const int t = t0 + i;
+    const double *xr = m->X + (long) t * m->n_xcol;
+    const double st = mult ? iclv_row_mult(m, theta, t) : 1.0;
+    const int pmu = mult ? m->mult_par[t] : -1;
+    double dmu = 0.0;
     for (int j = 0; j < J; j++) {
       double g0 = ws->G0[(size_t) j * Tm + i];
       const double *g1 = ws->G1 + ((size_t) i * J + j) * Ku;
+      const int av = pmu >= 0 && iclv_available(m, t, j);
       for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
         double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
-        if (m->ut_lv[u] < 0) score[m->ut_par[u]] += x * g0;
-        else if (!fd->lv_rowinv) score[m->ut_par[u]] += x * g1[m->ut_lv[u]];
+        if (m->ut_lv[u] < 0) {
+          score[m->ut_par[u]] += st * x * g0;
+          if (av) dmu += theta[m->ut_par[u]] * x * g0;
+        } else if (!ws->rowinv) {
+          score[m->ut_par[u]] += st * x * g1[m->ut_lv[u]];
+          if (av) dmu += theta[m->ut_par[u]] * x * g1[m->ut_lv[u]];
+        }
       }
     }
+    if (pmu >= 0) score[pmu] += m->mult_sign[t] * dmu;
   }
-  if (fd->lv_rowinv && T > 0)
+  if (ws->rowinv && T > 0) {
+    /* every row has the same multiplier (setup_choice): row t0's */
+    const double st = mult ? iclv_row_mult(m, theta, t0) : 1.0;
+    const int pmu = mult ? m->mult_par[t0] : -1;
+    double dmu = 0.0;
     for (int j = 0; j < J; j++)
       for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++)
-        if (m->ut_lv[u] >= 0) score[m->ut_par[u]] += ws->G1[j * Ku + m->ut_lv[u]];
+        if (m->ut_lv[u] >= 0) {
+          const double g1 = ws->G1[j * Ku + m->ut_lv[u]];
+          score[m->ut_par[u]] += st * g1;
+          if (pmu >= 0) dmu += theta[m->ut_par[u]] * g1;
+        }
+    if (pmu >= 0) score[pmu] += m->mult_sign[t0] * dmu;
+  }
   for (int i = 0; i < O; i++) {
     int o = o0 + i, ind = m->obs_ind[o], type = m->ind_type[ind];
     const double *a0 = ws->A0 + 2 * i;

@@ -58,8 +58,9 @@ typedef struct {
   int NU;            /* utility terms (ut_ptr[n_alt]; 0 without a choice model) */
   int lv_rowinv;     /* MNL and every LV utility term has no attribute column */
   int hess_ok;       /* no LV-on-LV structural term (d eta / d phi is draw-invariant) */
-  int row_mult;      /* rows carry utility multipliers (best-worst, iclv_model.h): the
-                        kernels do not cover them; the engine takes the per-pair reference */
+  int row_mult;      /* rows carry utility multipliers (best-worst, scales, iclv_model.h): the
+                        LL and score kernels apply them (setup_choice); the Hessian takes
+                        the per-pair reference */
   int nested;        /* a nested logit (iclv_model.h): the kernels do not cover it either;
                         the engine takes the per-pair reference (iclv_nl_atom) */
   int ordered;       /* an ordered choice (iclv_model.h): also the per-pair reference
@@ -125,6 +126,8 @@ typedef struct {
                     of the score: w / S_t (B), one dot per alternative (J) */
   double *usame; /* (2 J) an earlier alternative with the same LV coefficients (its u is
                     copied), or -1; then 1 for an alternative with an LV term, else 0 */
+  int rowinv;    /* the current individual's LV utility coefficients are the same in
+                    every row (lv_rowinv, and one row multiplier: setup_choice) */
 } iclv_fast_ws;
 
 /* The path counters (iclv_fast_ws.cnt): which code took each piece of

@@ -207,3 +207,62 @@ test_that("a model built by iclv_model() (Halton draws) matches the reference", 
 
 # Speed is measured by bench/bench_cpu_drug.R and bench/compare_engines.R
 # (figures in bench/RESULTS.md), never by a timed test.
+
+test_that("row multipliers (scales, best-worst) take the fast LL and score pass, equal to the reference", {
+  counts <- function(e, th, ...) {
+    p0 <- iclv:::.engine_paths(e)
+    iclv:::.engine_eval(e, th, ...)
+    iclv:::.engine_paths(e) - p0
+  }
+  set.seed(7)
+  n <- 14L; tk <- 4L; nr <- n * tk
+  d <- data.frame(ID = rep(seq_len(n), each = tk), age = rep(stats::rnorm(n), each = tk))
+  for (q in c("q1", "q2", "q3")) d[[q]] <- rep(sample(1:3, n, TRUE), each = tk)
+  for (a in c("x_a", "x_b", "x_c")) d[[a]] <- stats::rnorm(nr)
+  d$av_c <- rep_len(c(1L, 0L, 1L), nr)
+  d$ch <- sample(c("a", "b", "c"), nr, TRUE)
+  d$ch[d$av_c == 0L & d$ch == "c"] <- "b"
+  # RP and SP rows; the first 5 individuals have SP rows only (one
+  # multiplier in every row: the LV coefficients stay row-invariant)
+  sp <- rep(c(FALSE, FALSE, TRUE, TRUE), n) | d$ID <= 5L
+  d$ch_rp <- ifelse(sp, NA, d$ch)
+  d$ch_sp <- ifelse(sp, d$ch, NA)
+  d$worst <- ifelse(d$ch == "a", "b", "a")
+  d$worst[seq_len(nr) %% 5L == 0L] <- NA
+  ut <- list(a = "asc_a + b_x * x_a + l_att * att", b = "asc_b + b_x * x_b", c = "b_x * x_c + l_att * att")
+  ut_lvattr <- list(a = "asc_a + b_x * x_a + l_att * att * x_a", b = "asc_b + b_x * x_b",
+                    c = "b_x * x_c + l_att * att")
+  mk <- function(choice) iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = choice,
+                                    id = "ID", categories = 3)
+  models <- list(
+    # RP and SP parts, the SP rows scaled
+    parts = mk(list(rp = iclv_choice("mnl", "ch_rp", ut, available = list(c = "av_c")),
+                    sp = iclv_choice("mnl", "ch_sp", ut, available = list(c = "av_c"), scale = "mu"))),
+    # best-worst: the worst stage's rows at -mu_w
+    bestworst = mk(iclv_choice("bestworst", c("ch", "worst"), ut, available = list(c = "av_c"),
+                               worst_scale = "mu_w")),
+    # an LV term with an attribute (no row-invariant coefficients), scaled
+    parts_lvattr = mk(list(rp = iclv_choice("mnl", "ch_rp", ut_lvattr, available = list(c = "av_c")),
+                           sp = iclv_choice("mnl", "ch_sp", ut_lvattr, available = list(c = "av_c"),
+                                        scale = "mu"))))
+  for (nm in names(models)) {
+    comp <- iclv:::.iclv_compile(models[[nm]], d)
+    th <- setNames(rep(0, nrow(comp$partable)), comp$partable$name)
+    th[grepl("^zeta_", names(th))] <- c(1, 0.8, 1.2)
+    th[grepl("^tau_", names(th))] <- c(-0.7, 0.8, -0.5, 0.6, -0.9, 0.4)
+    vals <- c(gamma_att_age = 0.4, asc_a = 0.3, asc_b = -0.2, b_x = -0.8, l_att = 0.6,
+              mu = 0.7, mu_w = 0.55, sp_asc_a = 0.1, sp_asc_b = -0.3, rp_asc_a = 0.2, rp_asc_b = 0.1)
+    hit <- intersect(names(vals), names(th))
+    th[hit] <- vals[hit]
+    th[is.na(th)] <- 0
+    dr <- random_draws(comp$n_ind, 9L, 1L)
+    expect_fast_equals_ref(comp$c, dr, unname(th), nm)
+    e <- engine_pair(comp$c, dr)
+    cnt <- counts(e$fast, unname(th), TRUE)
+    expect_equal(unname(cnt["individuals"]), comp$n_ind, label = paste(nm, "individuals on the fast pass"))
+    # at a scale of exactly 1 (its start value) too
+    th1 <- th
+    th1[intersect(c("mu", "mu_w"), names(th1))] <- 1
+    expect_fast_equals_ref(comp$c, dr, unname(th1), paste(nm, "scale 1"))
+  }
+})
