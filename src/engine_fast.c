@@ -1447,6 +1447,16 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
 
 /* ---- Hessian ------------------------------------------------------------------ */
 
+/* Hpp (P, P) column-major += v at (a, b) in the lower triangle: as
+ * iclv_hcell (diag != 0, a == b) or iclv_hsym (diag == 0: both cells of a
+ * symmetric pair, so twice on the diagonal when a == b), the weight already
+ * in v. */
+static inline void hpp_sym(double *Hpp, int P, int a, int b, double v, int diag) {
+  if (a == b) Hpp[a + (size_t) P * a] += diag ? v : v + v;
+  else if (a > b) Hpp[a + (size_t) P * b] += v;
+  else Hpp[b + (size_t) P * a] += v;
+}
+
 /* Extended gradient (into g) and Hessian (into h) of indicator observation o
  * at eta, as iclv_indicator_atom(); an ordered-logit observation within the
  * guards uses the product form with the LL and score pass's F(a), F(-b)
@@ -1488,12 +1498,32 @@ static void hess_indicator(const iclv_model *m, const double *theta, const doubl
   if (j_hi >= 0) g[j_hi] += fb;
   iclv_ind_index_grad(m, theta, eta, ind, -(fa + fb), g);
   iclv_logdiff_second(fa, fb, ka, kb, &faa, &fab, &fbb);
-  if (j_lo >= 0) iclv_hcell(h, j_lo, j_lo, faa);
-  if (j_hi >= 0) iclv_hcell(h, j_hi, j_hi, fbb);
-  if (j_lo >= 0 && j_hi >= 0) iclv_hsym(h, j_lo, j_hi, fab);
   int ju[2] = {j_lo, j_hi};
   double cu[2] = {-(faa + fab), -(fab + fbb)};
-  iclv_ind_index_hess(m, theta, eta, ind, faa + 2.0 * fab + fbb, -(fa + fb), 2, ju, cu, h);
+  const int q0 = m->ind_load_ptr[ind];
+  if (m->ind_load_ptr[ind + 1] != q0 + 1) {
+    if (j_lo >= 0) iclv_hcell(h, j_lo, j_lo, faa);
+    if (j_hi >= 0) iclv_hcell(h, j_hi, j_hi, fbb);
+    if (j_lo >= 0 && j_hi >= 0) iclv_hsym(h, j_lo, j_hi, fab);
+    iclv_ind_index_hess(m, theta, eta, ind, faa + 2.0 * fab + fbb, -(fa + fb), 2, ju, cu, h);
+    return;
+  }
+  /* one loading (the common case): the cells of iclv_hcell / iclv_hsym /
+   * iclv_ind_index_hess written directly, Hpp in its lower triangle only
+   * (the fast Hessian's contract) */
+  const int P = m->n_par, K = m->n_lv, pq = m->ind_load_par[q0], lv = m->ind_load_lv[q0];
+  const double w = h->w, dpq = eta[lv], deq = theta[pq], cc = faa + 2.0 * fab + fbb;
+  if (j_lo >= 0) hpp_sym(h->Hpp, P, j_lo, j_lo, w * faa, 1);
+  if (j_hi >= 0) hpp_sym(h->Hpp, P, j_hi, j_hi, w * fbb, 1);
+  if (j_lo >= 0 && j_hi >= 0) hpp_sym(h->Hpp, P, j_lo, j_hi, w * fab, 0);
+  hpp_sym(h->Hpp, P, pq, pq, w * cc * dpq * dpq, 1);
+  h->Hpe[pq + (size_t) P * lv] += cc * dpq * deq - (fa + fb);
+  h->Hee[lv + (size_t) K * lv] += cc * deq * deq;
+  for (int i = 0; i < 2; i++) {
+    if (ju[i] < 0) continue;
+    hpp_sym(h->Hpp, P, ju[i], pq, w * cu[i] * dpq, 0);
+    h->Hpe[ju[i] + (size_t) P * lv] += cu[i] * deq;
+  }
 }
 
 /* One utility term of one row of an individual, with x != 0 (the per-draw
