@@ -15,7 +15,7 @@
  *   - the log-likelihood of a draw is one log of a product of probabilities
  *     (rescaled by powers of two, so never under- or overflowing) plus the
  *     logs of the links that have no product form (probit, normal, binary);
- *   - LL and gradient in one pass over the draws, in blocks of up to 32
+ *   - LL and gradient in one pass over the draws, in blocks of up to 128
  *     draws with the draw index innermost (loops marked for SIMD), with an
  *     online log-sum-exp: each draw's link derivatives are accumulated with
  *     the draw's unnormalised weight (rescaled when a block exceeds the
@@ -24,11 +24,26 @@
  *   - an inline exp (polynomial, about 1 ulp) where the argument is known
  *     to lie in [-708, 708]; an ordered-logit factor within 2^-12 of 1 is
  *     added as -log1p(x) so that log-likelihoods near 0 keep their digits;
+ *   - a fast MNL row is implicit in the LL and score pass: only
+ *     1 / sum_j E_tj u_j is kept per draw; the score's sums come from it
+ *     and u, the column sums of d l / d eta from sum_t E_tj / S_t;
+ *   - with covariate sources only, eta = e + c and d eta / d phi once per
+ *     individual (structural_mean);
+ *   - row multipliers (choice parts' scales, best-worst): W and L are
+ *     pre-multiplied per row, the scale's score is formed from V's parts
+ *     and the same weighted sums; their Hessian takes the per-pair reference;
  *   - the Hessian's choice block is formed from per-task weighted sums of
  *     d2 log P / dV dV' (times 1, eta_k, eta_k eta_l, only for LVs that
  *     the utilities carry), scattered once per individual instead of once
- *     per draw; ordered-probit and binary-probit terms of the Hessian pass
- *     use Cody's Phi too (probit_fast, probit_cdf_fast).
+ *     per draw, in its lower triangle; a fast MNL row's sums are dot
+ *     products over a block of draws of p_j p_j2 (j2 < j; the diagonal from
+ *     HV's zero row sums), and the utility parameters' per-draw gradients
+ *     are summed over the term lists a block of draws at a time;
+ *     ordered-probit and ordered-logit terms of the Hessian pass reuse the
+ *     LL pass's link values (Fst), binary-probit terms use Cody's Phi
+ *     (probit_cdf_fast);
+ *   - the block kernels are also compiled for AVX2 (ICLV_CLONES, numerics.h:
+ *     no FMA, so the same results on every CPU).
  * An ordered indicator with an intercept or a scale (ind_icpt or ind_sd >= 0,
  * lavaan's `y ~ 1`, `y ~~ y`) takes the reference link draw by draw in the
  * LL and score pass (its index a = (tau - alpha - s) / sigma has no hoisted
