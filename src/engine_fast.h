@@ -66,7 +66,7 @@
 /* Model-level facts the kernels use (iclv_fast_dims_init). */
 typedef struct {
   int P, K, S, J, R; /* parameters, LVs, structural terms, alternatives (>= 1), draws */
-  int B;             /* draws per block of the LL and score pass (equal blocks of <= 32) */
+  int B;             /* draws per block (equal blocks of <= BLOCK_DRAWS = 128, engine_fast.c) */
   int Tmax;          /* most choice rows of one individual */
   int Omax;          /* most indicator observations of one individual */
   int Ku;            /* LVs 0..Ku-1 may appear in the utilities (1 + largest ut_lv; 0 if none) */
