@@ -1776,6 +1776,98 @@ ICLV_CLONES static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd
   }
 }
 
+/* The choice rows of the Hessian pass for a block of nb draws starting at
+ * draw r0, for an individual whose LV coefficients are row-invariant
+ * (ws->rowinv) and whose rows are all fast (tsafe): exactly draw_choice's
+ * arithmetic, a block of draws at a time (draws innermost). For each draw b
+ * it sets fastb[b] (draw_choice's fastd) and, where 1, the draw's gV into
+ * column b of gvb (J Tm, Bd) and d l / d eta (Ku) into getab (Ku, Bd).
+ * eta (K) of draw b is E_b + cst. Scratch: A, U, CS (J, Bd) (ws->bU),
+ * amax, amin (Bd). */
+ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_dims *fd, int n,
+                                          const double *E, int r0, int nb, iclv_fast_ws *ws,
+                                          double *restrict gvb, double *restrict getab,
+                                          double *restrict fastb, double *restrict amax,
+                                          double *restrict amin) {
+  const int J = fd->J, Ku = fd->Ku, K = fd->K, Tm = fd->Tmax, Bd = fd->B;
+  const int t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
+  double *restrict A = ws->bU, *restrict U = ws->bU + (size_t) J * Bd;
+  double *restrict CS = ws->bU + (size_t) 2 * J * Bd;
+  for (int b = 0; b < nb; b++) {
+    amax[b] = -INFINITY;
+    amin[b] = INFINITY;
+  }
+  /* a_jb = L_j eta_b (summed from 0 in k order, as draw_choice) */
+  for (int j = 0; j < J; j++) {
+    double *restrict a = A + (size_t) j * Bd;
+    for (int b = 0; b < nb; b++) {
+      double sa = 0.0;
+      for (int k = 0; k < Ku; k++)
+        sa += ws->L[j * Ku + k] * (E[(size_t) (r0 + b) * K + k] + ws->cst[k]);
+      a[b] = sa;
+      if (sa > amax[b]) amax[b] = sa;
+      if (sa < amin[b]) amin[b] = sa;
+    }
+  }
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) fastb[b] = amax[b] - amin[b] <= FAST_MNL_RANGE ? 1.0 : 0.0;
+  for (int j = 0; j < J; j++) {
+    const double *restrict a = A + (size_t) j * Bd;
+    double *restrict u = U + (size_t) j * Bd;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) u[b] = fastb[b] != 0.0 ? fast_exp(a[b] - amax[b]) : 0.0;
+  }
+  for (int j = 0; j < J; j++) {
+    double *restrict cs = CS + (size_t) j * Bd;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) cs[b] = 0.0;
+  }
+  for (int i = 0; i < T; i++) {
+    /* P_tj = E_tj u_j / sum_j E_tj u_j; gV = y - P (draw_choice's order) */
+    double *restrict inv = amin; /* amin is not needed any more */
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) inv[b] = 0.0;
+    for (int j = 0; j < J; j++) {
+      const double e = ws->Eu[(size_t) j * Tm + i];
+      const double *restrict u = U + (size_t) j * Bd;
+      double *restrict g = gvb + ((size_t) j * Tm + i) * Bd;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        const double v = e * u[b];
+        g[b] = v;
+        inv[b] += v;
+      }
+    }
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) inv[b] = 1.0 / inv[b];
+    const int y = m->y[t0 + i];
+    for (int j = 0; j < J; j++) {
+      double *restrict g = gvb + ((size_t) j * Tm + i) * Bd;
+      double *restrict cs = CS + (size_t) j * Bd;
+      const double yj = j == y ? 1.0 : 0.0;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        double gv = g[b] * -inv[b];
+        if (yj != 0.0) gv += 1.0;
+        g[b] = gv;
+        cs[b] += gv;
+      }
+    }
+  }
+  /* d l / d eta_k = sum_j cs_j L_jk (from 0, in j order) */
+  for (int k = 0; k < Ku; k++) {
+    double *restrict ge = getab + (size_t) k * Bd;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) ge[b] = 0.0;
+    for (int j = 0; j < J; j++) {
+      const double l = ws->L[j * Ku + k];
+      const double *restrict cs = CS + (size_t) j * Bd;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) ge[b] += cs[b] * l;
+    }
+  }
+}
+
 void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                        int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
                        const double *wr, double *G, size_t ldg, double *gtmp, double *Hpe_d,
@@ -1841,6 +1933,13 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   /* without LV-on-LV terms eta = e + c and D are as in the LL pass's
    * (structural_mean), once */
   if (!dvar) structural_mean(m, theta, n, ws, D);
+  /* row-invariant LV coefficients and every row fast: the choice rows of a
+   * block of draws at once (hess_block_choice), draw_choice only for the
+   * draws outside its guard */
+  int blockch = has_choice && !dvar && ws->rowinv && T > 0;
+  for (int i = 0; i < T && blockch; i++)
+    if (ws->tsafe[i] == 0.0) blockch = 0;
+  double *fastb = ws->bS + 3 * Bd, *getab = ws->bGe;
   iclv_hess h;
   h.P = P;
   h.K = K;
@@ -1851,6 +1950,9 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     double w = wr[r];
     const int rr = r - rb0;
     wb[rr] = w;
+    if (blockch && rr == 0)
+      hess_block_choice(m, fd, n, E, r, R - r < Bd ? R - r : Bd, ws, gvb, getab, fastb,
+                        ws->bS + 4 * Bd, ws->bS + 5 * Bd);
     if (w == 0.0) {
       if (has_choice) {
         fb[rr] = 0.0;
@@ -1874,17 +1976,23 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     if (has_choice) {
       double prod = 1.0;
       int sc = 0;
-      for (int k = 0; k < K; k++) ws->geta[k] = 0.0;
       int fastd = 0;
-      draw_choice(m, fd, n, eta, ws, &fastd, &prod, &sc);
-      for (int k = 0; k < Ku; k++) gtmp[P + k] += ws->geta[k];
-      /* this draw's gV and LVs into the block (the utility parameters'
-       * gradient: flush_terms) */
-      for (int j = 0; j < J; j++)
-        for (int i = 0; i < T; i++) {
-          size_t c = (size_t) j * Tm + i;
-          gvb[c * Bd + rr] = ws->gV[c];
-        }
+      if (blockch && fastb[rr] != 0.0) {
+        /* gV already in the block (hess_block_choice) */
+        fastd = 1;
+        for (int k = 0; k < Ku; k++) gtmp[P + k] += getab[(size_t) k * Bd + rr];
+      } else {
+        for (int k = 0; k < K; k++) ws->geta[k] = 0.0;
+        draw_choice(m, fd, n, eta, ws, &fastd, &prod, &sc);
+        for (int k = 0; k < Ku; k++) gtmp[P + k] += ws->geta[k];
+        /* this draw's gV and LVs into the block (the utility parameters'
+         * gradient: flush_terms) */
+        for (int j = 0; j < J; j++)
+          for (int i = 0; i < T; i++) {
+            size_t c = (size_t) j * Tm + i;
+            gvb[c * Bd + rr] = ws->gV[c];
+          }
+      }
       for (int k = 0; k < K; k++) etab[(size_t) k * Bd + rr] = eta[k];
       /* without LV-on-LV terms, fast rows (p from gV) are summed into G0
        * and M a block of draws at a time (flush_rows, weight fb) */
