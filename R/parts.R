@@ -218,23 +218,12 @@
        mult_par = as.integer(ifelse(is.na(s), -1L, pidx(ifelse(is.na(s), sc[!is.na(sc)][1], s)))))
 }
 
-# Per-part simulated choice log-likelihoods at theta: for each part k,
-# sum_n log((1/R) sum_r prod_{t of part k} P_t(eta_nr)), by the CPU engine on
-# the part's rows. Named "choice:<part>", for the parts that have rows.
-# NULL for models without parts.
+# Per-part simulated choice log-likelihoods at theta (.group_choice_ll,
+# R/rank.R, over the parts), named "choice:<part>", for the parts that have
+# rows. NULL for models without parts.
 .parts_ll <- function(comp, theta, spec, n_threads = 0L) {
   if (is.null(comp$part)) return(NULL)
-  M <- comp$c$n_indic
-  out <- vapply(seq_along(comp$part_names), function(k) {
-    keep <- which(comp$part == k)
-    if (!length(keep)) return(NA_real_)
-    cc <- .compiled_choice_rows(comp$c, keep) # R/rank.R
-    eng <- .engine_new(cc, spec, "cpu", n_threads = n_threads)
-    on.exit(.engine_release(eng))
-    .engine_predict(eng, theta)$comp_ll[M + 1L]
-  }, double(1))
-  out <- stats::setNames(out, paste0("choice:", comp$part_names))
-  out[!is.na(out)]
+  .group_choice_ll(comp, comp$part, comp$part_names, theta, spec, n_threads)
 }
 
 # iclv_simulate()'s n_tasks for a model with parts: tasks per individual of

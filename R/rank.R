@@ -153,24 +153,32 @@
   out
 }
 
-# Per-stage simulated choice log-likelihoods of a ranked or best-worst
-# model at theta: for each stage k, sum_n log((1/R) sum_r prod_{t of stage
-# k} P_t(eta_nr)), by the CPU engine on the stage's rows. Named
-# "choice:<rank column>", for the stages that have rows. NULL for other
-# models.
-.rank_stage_ll <- function(comp, theta, spec, n_threads = 0L) {
-  if (is.null(comp$stage)) return(NULL)
+# Simulated choice log-likelihoods of groups of choice rows at theta: for
+# each group k (rows with group == k), sum_n log((1/R) sum_r prod_{t of
+# group k} P_t(eta_nr)), by the CPU engine on the group's rows. Named
+# "choice:<names[k]>", for the groups that have rows. Shared by the stages
+# of ranked / best-worst models (.rank_stage_ll) and the choice parts
+# (.parts_ll, R/parts.R).
+.group_choice_ll <- function(comp, group, names, theta, spec, n_threads = 0L) {
   M <- comp$c$n_indic
-  out <- vapply(seq_along(comp$stage_names), function(k) {
-    keep <- which(comp$stage == k)
+  out <- vapply(seq_along(names), function(k) {
+    keep <- which(group == k)
     if (!length(keep)) return(NA_real_)
     cc <- .compiled_choice_rows(comp$c, keep)
     eng <- .engine_new(cc, spec, "cpu", n_threads = n_threads)
     on.exit(.engine_release(eng))
     .engine_predict(eng, theta)$comp_ll[M + 1L]
   }, double(1))
-  out <- stats::setNames(out, paste0("choice:", comp$stage_names))
-  out[!is.na(out)] # stages without rows (e.g. the last rank of full rankings) have none
+  out <- stats::setNames(out, paste0("choice:", names))
+  out[!is.na(out)] # groups without rows (e.g. the last rank of full rankings) have none
+}
+
+# Per-stage simulated choice log-likelihoods of a ranked or best-worst
+# model at theta (.group_choice_ll over the stages), named "choice:<rank
+# column>". NULL for other models.
+.rank_stage_ll <- function(comp, theta, spec, n_threads = 0L) {
+  if (is.null(comp$stage)) return(NULL)
+  .group_choice_ll(comp, comp$stage, comp$stage_names, theta, spec, n_threads)
 }
 
 # The compiled choice rows that predict() returns: those of the first
