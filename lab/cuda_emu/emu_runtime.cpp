@@ -8,6 +8,9 @@
 #include <string>
 #include <random>
 #include <algorithm>
+#include <map>
+#include <deque>
+#include <thread>
 uint3_ threadIdx, blockIdx;
 uint3_ blockDim, gridDim;
 static cudaError_t emu_last = cudaSuccess;
@@ -168,14 +171,21 @@ static int emu_schedule_mode() { /* 0 forward, 1 reverse, 2 random */
   return 2;
 }
 
-void emu_launch(dim3 grid, dim3 block, size_t shm, const std::function<void()> &body) {
+/* 1 when the launch configuration is valid; else 0, with the message and
+ * emu_last = cudaErrorInvalidValue (what cudaGetLastError reports after it) */
+static int emu_config_ok(dim3 grid, dim3 block, size_t shm) {
   size_t shm_max = emu_shared_optin > 48 * 1024 ? emu_shared_optin : 48 * 1024;
   if (grid.x == 0 || block.x == 0 || block.x > EMU_MAX_THREADS || shm > shm_max) {
     snprintf(emu_err, sizeof emu_err, "EMU: invalid launch (grid %u, block %u, %zu bytes of dynamic shared memory, at most %zu)",
              grid.x, block.x, shm, shm_max);
     emu_last = cudaErrorInvalidValue;
-    return;
+    return 0;
   }
+  return 1;
+}
+
+void emu_launch(dim3 grid, dim3 block, size_t shm, const std::function<void()> &body) {
+  if (!emu_config_ok(grid, block, shm)) return;
   blockDim = {block.x, 1, 1};
   gridDim = {grid.x, 1, 1};
   emu_body = &body;
@@ -262,23 +272,357 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { *t = (size_t) 80e9; *f = (size_t) env_num("EMU_FREE", 79e9); return cudaSuccess; }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = 1; return cudaSuccess; }
-cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+/* ---- memory: live allocations, the quarantine of freed device blocks ---- */
+static std::map<const char *, size_t> emu_dev, emu_pinned; /* base -> bytes */
+static std::deque<std::pair<char *, size_t>> emu_quar;     /* freed device blocks kept out of reuse */
+static size_t emu_quar_bytes = 0;
 static long emu_live = 0;
+
+/* 1 when [p, p + n) lies inside one allocation of m (n = 0: p may be its end) */
+static int emu_in(const std::map<const char *, size_t> &m, const void *p, size_t n) {
+  const char *c = (const char *) p;
+  auto it = m.upper_bound(c);
+  if (it == m.begin()) return 0;
+  --it;
+  return c + n <= it->first + it->second;
+}
+
+/* ---- stream capture and graphs ---- */
+struct emu_node {
+  int type = 0;                       /* EMU_N_COPY, EMU_N_SET, EMU_N_KERNEL */
+  void *dst = nullptr;                /* copy, set */
+  const void *src = nullptr;          /* copy */
+  size_t n = 0;                       /* bytes */
+  int val = 0;                        /* set */
+  cudaMemcpyKind kind = cudaMemcpyDeviceToDevice;
+  dim3 grid, block;                   /* kernel */
+  size_t shm = 0;
+  std::function<void()> body;         /* the kernel with its arguments, copied at capture */
+  std::vector<const void *> ptrs;     /* its pointer arguments */
+};
+enum { EMU_N_COPY = 0, EMU_N_SET, EMU_N_KERNEL };
+struct emu_graph {
+  std::vector<emu_node> nodes;
+  int exec; /* 0: cudaGraph_t, 1: cudaGraphExec_t */
+};
+static struct {
+  int active, invalid;
+  cudaStream_t stream;
+  cudaStreamCaptureMode mode;
+  std::thread::id thread;
+  std::vector<emu_node> nodes;
+} emu_cap;
+static long emu_n_graphs = 0, emu_n_execs = 0;
+static cudaError_t emu_pending = cudaSuccess; /* a replay's error, for the next synchronisation */
+extern "C" void emu_graph_counts(long *graphs, long *execs) { *graphs = emu_n_graphs; *execs = emu_n_execs; }
+
+static void emu_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void emu_msg(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(emu_err, sizeof emu_err, fmt, ap);
+  va_end(ap);
+  if (getenv("EMU_VERBOSE")) fprintf(stderr, "%s\n", emu_err);
+}
+
+/* A call that CUDA does not permit while a capture is under way (global
+ * mode: from any thread; thread-local: from the capturing thread): fails
+ * and invalidates the capture. cudaSuccess when permitted. */
+static cudaError_t emu_unsafe(const char *call) {
+  if (!emu_cap.active || emu_cap.mode == cudaStreamCaptureModeRelaxed) return cudaSuccess;
+  if (emu_cap.mode == cudaStreamCaptureModeThreadLocal && std::this_thread::get_id() != emu_cap.thread)
+    return cudaSuccess;
+  emu_cap.invalid = 1;
+  emu_msg("EMU: %s while stream %d is being captured (not permitted; the capture is invalidated)", call,
+          emu_cap.stream);
+  return emu_last = cudaErrorStreamCaptureUnsupported;
+}
+
+/* 1 when an asynchronous operation on st is to be recorded (st is being
+ * captured); 0 to run it now, unless *err says it may not run at all (the
+ * legacy stream during a capture). */
+static int emu_recording(cudaStream_t st, const char *call, cudaError_t *err) {
+  *err = cudaSuccess;
+  if (!emu_cap.active) return 0;
+  if (st == emu_cap.stream) return 1;
+  if (st == 0 && emu_cap.mode != cudaStreamCaptureModeRelaxed) {
+    emu_cap.invalid = 1;
+    emu_msg("EMU: %s on the legacy stream 0 while stream %d is being captured (the capture is invalidated)",
+            call, emu_cap.stream);
+    *err = emu_last = cudaErrorStreamCaptureImplicit;
+  }
+  return 0;
+}
+
+/* why a copy's or memset's buffers are not live allocations of the right
+ * kinds (device: cudaMalloc; host: cudaMallocHost), or NULL when they are */
+static const char *emu_copy_bad(const emu_node &x) {
+  if (x.type == EMU_N_SET) return emu_in(emu_dev, x.dst, x.n) ? NULL : "its destination is not in a live device buffer";
+  const int d_dev = x.kind != cudaMemcpyDeviceToHost, s_dev = x.kind != cudaMemcpyHostToDevice;
+  if (!emu_in(d_dev ? emu_dev : emu_pinned, x.dst, x.n))
+    return d_dev ? "its destination is not in a live device buffer"
+                 : "its destination is not in a live pinned host buffer (cudaMallocHost)";
+  if (!emu_in(s_dev ? emu_dev : emu_pinned, x.src, x.n))
+    return s_dev ? "its source is not in a live device buffer"
+                 : "its source is not in a live pinned host buffer (cudaMallocHost)";
+  return NULL;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) {
+  static int next = 1;
+  *s = next++;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  if (emu_cap.active && s == emu_cap.stream) { emu_cap.active = 0; emu_cap.nodes.clear(); }
+  return cudaSuccess;
+}
 cudaError_t cudaMalloc(void **p, size_t n) {
-  if (n > (size_t) env_num("EMU_MAX_ALLOC", 4e9)) { *p = NULL; emu_last = cudaErrorMemoryAllocation; return cudaErrorMemoryAllocation; }
-  *p = malloc(n); emu_live++; return *p ? cudaSuccess : cudaErrorMemoryAllocation; }
-cudaError_t cudaFree(void *p) { if (p) emu_live--; free(p); if (getenv("EMU_TRACE")) fprintf(stderr, "EMU cudaFree: %ld live\n", emu_live); return cudaSuccess; }
+  *p = NULL;
+  if (cudaError_t e = emu_unsafe("cudaMalloc")) return e;
+  if (n > (size_t) env_num("EMU_MAX_ALLOC", 4e9)) { emu_last = cudaErrorMemoryAllocation; return cudaErrorMemoryAllocation; }
+  *p = malloc(n ? n : 1);
+  if (!*p) return cudaErrorMemoryAllocation;
+  emu_dev[(const char *) *p] = n;
+  emu_live++;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+  if (!p) return cudaSuccess;
+  if (cudaError_t e = emu_unsafe("cudaFree")) return e;
+  auto it = emu_dev.find((const char *) p);
+  if (it == emu_dev.end()) {
+    emu_msg("EMU: cudaFree of %p, which is not a live device allocation", p);
+    return emu_last = cudaErrorInvalidValue;
+  }
+  const size_t n = it->second, cap = (size_t) env_num("EMU_QUARANTINE", 64.0 * 1024 * 1024);
+  emu_dev.erase(it);
+  emu_live--;
+  if (n <= cap) {
+    /* keep it out of reuse, filled with NaN, so a stale pointer neither
+     * aliases a new buffer nor reads the old data */
+    memset(p, 0xFF, n);
+    emu_quar.emplace_back((char *) p, n);
+    emu_quar_bytes += n;
+    while (emu_quar_bytes > cap) {
+      free(emu_quar.front().first);
+      emu_quar_bytes -= emu_quar.front().second;
+      emu_quar.pop_front();
+    }
+  } else {
+    free(p);
+  }
+  if (getenv("EMU_TRACE")) fprintf(stderr, "EMU cudaFree: %ld live\n", emu_live);
+  return cudaSuccess;
+}
 extern "C" long emu_live_allocs() { return emu_live; }
-cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n); return *p ? cudaSuccess : cudaErrorMemoryAllocation; }
-cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
-cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) { memcpy(d, s, n); return cudaSuccess; }
-cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t) { return cudaMemcpy(d, s, n, k); }
-cudaError_t cudaMemset(void *d, int v, size_t n) { memset(d, v, n); return cudaSuccess; }
-cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { return cudaMemset(d, v, n); }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaMallocHost(void **p, size_t n) {
+  *p = NULL;
+  if (cudaError_t e = emu_unsafe("cudaMallocHost")) return e;
+  *p = malloc(n ? n : 1);
+  if (!*p) return cudaErrorMemoryAllocation;
+  emu_pinned[(const char *) *p] = n;
+  return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void *p) {
+  if (!p) return cudaSuccess;
+  if (cudaError_t e = emu_unsafe("cudaFreeHost")) return e;
+  if (!emu_pinned.erase((const char *) p)) {
+    emu_msg("EMU: cudaFreeHost of %p, which is not a live pinned allocation", p);
+    return emu_last = cudaErrorInvalidValue;
+  }
+  free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {
+  if (cudaError_t e = emu_unsafe("cudaMemcpy")) return e;
+  memcpy(d, s, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st) {
+  cudaError_t err;
+  if (emu_recording(st, "cudaMemcpyAsync", &err)) {
+    emu_node x;
+    x.type = EMU_N_COPY; x.dst = d; x.src = s; x.n = n; x.kind = k;
+    if (const char *why = emu_copy_bad(x)) {
+      emu_cap.invalid = 1;
+      emu_msg("EMU: cudaMemcpyAsync of %zu bytes captured on stream %d: %s", n, st, why);
+      return emu_last = cudaErrorInvalidValue;
+    }
+    emu_cap.nodes.push_back(std::move(x));
+    return cudaSuccess;
+  }
+  if (err != cudaSuccess) return err;
+  memcpy(d, s, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMemset(void *d, int v, size_t n) {
+  if (cudaError_t e = emu_unsafe("cudaMemset")) return e;
+  memset(d, v, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st) {
+  cudaError_t err;
+  if (emu_recording(st, "cudaMemsetAsync", &err)) {
+    emu_node x;
+    x.type = EMU_N_SET; x.dst = d; x.n = n; x.val = v;
+    if (const char *why = emu_copy_bad(x)) {
+      emu_cap.invalid = 1;
+      emu_msg("EMU: cudaMemsetAsync of %zu bytes captured on stream %d: %s", n, st, why);
+      return emu_last = cudaErrorInvalidValue;
+    }
+    emu_cap.nodes.push_back(std::move(x));
+    return cudaSuccess;
+  }
+  if (err != cudaSuccess) return err;
+  memset(d, v, n);
+  return cudaSuccess;
+}
+void emu_submit(dim3 grid, dim3 block, size_t shm, cudaStream_t st, std::function<void()> body,
+                std::vector<const void *> ptrs) {
+  cudaError_t err;
+  if (emu_recording(st, "a kernel launch", &err)) {
+    /* a bad configuration is reported at the launch, as CUDA does, and
+     * invalidates the capture; nothing runs now */
+    if (!emu_config_ok(grid, block, shm)) { emu_cap.invalid = 1; return; }
+    emu_node x;
+    x.type = EMU_N_KERNEL; x.grid = grid; x.block = block; x.shm = shm;
+    x.body = std::move(body);
+    x.ptrs = std::move(ptrs);
+    emu_cap.nodes.push_back(std::move(x));
+    return;
+  }
+  if (err != cudaSuccess) return;
+  emu_launch(grid, block, shm, body);
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  if (cudaError_t e = emu_unsafe("cudaStreamSynchronize")) return e;
+  cudaError_t e = emu_pending;
+  emu_pending = cudaSuccess;
+  return e;
+}
+cudaError_t cudaDeviceSynchronize() {
+  if (cudaError_t e = emu_unsafe("cudaDeviceSynchronize")) return e;
+  cudaError_t e = emu_pending;
+  emu_pending = cudaSuccess;
+  return e;
+}
 cudaError_t cudaGetLastError() { cudaError_t e = emu_last; emu_last = cudaSuccess; return e; }
+
+/* fault injection: EMU_FAIL=<call name> makes that graph call fail with
+ * cudaErrorUnknown (cudaStreamEndCapture still ends the capture, as CUDA's
+ * does when it fails), so callers' error paths can be tested */
+static cudaError_t emu_injected(const char *call) {
+  const char *f = getenv("EMU_FAIL");
+  if (f == NULL || strcmp(f, call) != 0) return cudaSuccess;
+  emu_msg("EMU: %s failed on purpose (EMU_FAIL=%s)", call, f);
+  return emu_last = cudaErrorUnknown;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+  if (cudaError_t e = emu_injected("cudaStreamBeginCapture")) return e;
+  if (s == 0) {
+    emu_msg("EMU: cudaStreamBeginCapture on the legacy stream 0 (not permitted)");
+    return emu_last = cudaErrorStreamCaptureUnsupported;
+  }
+  if (emu_cap.active) {
+    emu_msg("EMU: cudaStreamBeginCapture on stream %d while stream %d is being captured (the emulator "
+            "captures one stream at a time)", s, emu_cap.stream);
+    return emu_last = cudaErrorIllegalState;
+  }
+  emu_cap.active = 1;
+  emu_cap.invalid = 0;
+  emu_cap.stream = s;
+  emu_cap.mode = mode;
+  emu_cap.thread = std::this_thread::get_id();
+  emu_cap.nodes.clear();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+  *g = NULL;
+  if (!emu_cap.active || s != emu_cap.stream) {
+    emu_msg("EMU: cudaStreamEndCapture on stream %d, which is not being captured", s);
+    return emu_last = cudaErrorIllegalState;
+  }
+  emu_cap.active = 0;
+  if (cudaError_t e = emu_injected("cudaStreamEndCapture")) { emu_cap.nodes.clear(); return e; }
+  if (emu_cap.invalid) {
+    emu_cap.nodes.clear();
+    emu_msg("EMU: the capture of stream %d was invalidated by an operation it did not permit", s);
+    return emu_last = cudaErrorStreamCaptureInvalidated;
+  }
+  *g = new emu_graph{std::move(emu_cap.nodes), 0};
+  emu_cap.nodes.clear();
+  emu_n_graphs++;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long) {
+  *x = NULL;
+  if (cudaError_t e = emu_injected("cudaGraphInstantiate")) return e;
+  if (g == NULL || g->exec) {
+    emu_msg("EMU: cudaGraphInstantiate of something that is not a graph");
+    return emu_last = cudaErrorInvalidValue;
+  }
+  *x = new emu_graph{g->nodes, 1}; /* a copy: the graph may be destroyed now */
+  emu_n_execs++;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s) {
+  if (cudaError_t e = emu_injected("cudaGraphLaunch")) return e;
+  if (x == NULL || !x->exec) {
+    emu_msg("EMU: cudaGraphLaunch of something that is not an instantiated graph");
+    return emu_last = cudaErrorInvalidValue;
+  }
+  if (emu_cap.active && (s == emu_cap.stream || s == 0)) {
+    emu_cap.invalid = 1;
+    emu_msg("EMU: cudaGraphLaunch into a stream capture is not emulated");
+    return emu_last = cudaErrorStreamCaptureUnsupported;
+  }
+  if (getenv("EMU_TRACE")) fprintf(stderr, "EMU cudaGraphLaunch: %zu nodes\n", x->nodes.size());
+  /* the nodes in order, as at capture; buffers as they are now */
+  const cudaError_t before = emu_last;
+  emu_last = cudaSuccess;
+  for (size_t i = 0; i < x->nodes.size() && emu_pending == cudaSuccess; i++) {
+    const emu_node &nd = x->nodes[i];
+    if (nd.type != EMU_N_KERNEL) {
+      if (const char *why = emu_copy_bad(nd)) {
+        emu_msg("EMU: graph replay, node %zu (%s of %zu bytes): %s (the graph outlived a buffer)", i,
+                nd.type == EMU_N_COPY ? "copy" : "memset", nd.n, why);
+        emu_pending = cudaErrorIllegalAddress;
+      } else if (nd.type == EMU_N_COPY) {
+        memcpy(nd.dst, nd.src, nd.n);
+      } else {
+        memset(nd.dst, nd.val, nd.n);
+      }
+      continue;
+    }
+    for (size_t a = 0; a < nd.ptrs.size(); a++) {
+      if (nd.ptrs[a] != NULL && !emu_in(emu_dev, nd.ptrs[a], 0)) {
+        emu_msg("EMU: graph replay, node %zu (kernel): pointer argument %zu (%p) is not in a live device "
+                "buffer (the graph outlived a buffer)", i, a + 1, nd.ptrs[a]);
+        emu_pending = cudaErrorIllegalAddress;
+        break;
+      }
+    }
+    if (emu_pending != cudaSuccess) break;
+    emu_launch(nd.grid, nd.block, nd.shm, nd.body);
+    if (emu_last != cudaSuccess) { emu_pending = emu_last; emu_last = cudaSuccess; }
+  }
+  emu_last = before;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  if (g == NULL || g->exec) return emu_last = cudaErrorInvalidValue;
+  delete g;
+  emu_n_graphs--;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
+  if (x == NULL || !x->exec) return emu_last = cudaErrorInvalidValue;
+  delete x;
+  emu_n_execs--;
+  return cudaSuccess;
+}
 /* the largest frame ptxas (CUDA 13.0, sm_90) reports for the engine's kernels, k_hess_pairs (EMU_FRAME overrides) */
 cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *a, const void *) {
   a->maxThreadsPerBlock = 1024; a->localSizeBytes = (size_t) env_num("EMU_FRAME", 96); a->numRegs = 0; return cudaSuccess; }
@@ -296,6 +640,25 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float) (1000.0 * (*b - *a)); return cudaSuccess; }
 const char *cudaGetErrorString(cudaError_t e) {
-  return e == cudaSuccess ? "no error" : e == cudaErrorMemoryAllocation ? "out of memory" :
-         e == cudaErrorLaunchFailure || e == cudaErrorInvalidValue ? emu_err : "emulated error"; }
-const char *cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : e == cudaErrorMemoryAllocation ? "cudaErrorMemoryAllocation" : e == cudaErrorLaunchFailure ? "cudaErrorLaunchFailure" : "cudaErrorEmulated"; }
+  switch (e) {
+  case cudaSuccess: return "no error";
+  case cudaErrorMemoryAllocation: return "out of memory";
+  case cudaErrorInvalidDevice: return "emulated error";
+  default: return emu_err; /* the message of the failing call */
+  }
+}
+const char *cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+  case cudaSuccess: return "cudaSuccess";
+  case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+  case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+  case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+  case cudaErrorIllegalState: return "cudaErrorIllegalState";
+  case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+  case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+  case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+  case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+  case cudaErrorUnknown: return "cudaErrorUnknown";
+  default: return "cudaErrorEmulated";
+  }
+}

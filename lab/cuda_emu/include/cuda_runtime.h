@@ -21,7 +21,43 @@
  *     when a shuffle reads a lane outside the mask (undefined on a GPU).
  * An error stops the kernel: the launch reports cudaErrorLaunchFailure
  * (cudaGetLastError), the message is in emu_error_message() and on stderr
- * when EMU_VERBOSE is set; the process is not aborted. */
+ * when EMU_VERBOSE is set; the process is not aborted.
+ *
+ * Launches: build.sh rewrites k<<<g, b, s, st>>>(args) into
+ * emu_launch_k(g, b, s, st, [](auto... a) { k(a...); }, args): the
+ * arguments are evaluated and copied once, at the launch (as CUDA copies
+ * kernel parameters), so a launch recorded by a stream capture keeps the
+ * values it was given.
+ *
+ * Streams and graphs (emu_runtime.cpp): outside a capture every operation
+ * runs at once, in issue order. cudaStreamBeginCapture(st, mode) makes the
+ * operations queued to st (cudaMemcpyAsync, cudaMemsetAsync, launches)
+ * records that do NOT run; cudaStreamEndCapture returns them as a
+ * cudaGraph_t, cudaGraphInstantiate copies them into a cudaGraphExec_t and
+ * cudaGraphLaunch replays them in order, reading host buffers as they are
+ * at the launch. Checks, as CUDA makes them or stricter:
+ *   - during a capture in global or thread-local mode, cudaMalloc, cudaFree,
+ *     cudaMallocHost, cudaFreeHost, cudaMemcpy, cudaMemset,
+ *     cudaDeviceSynchronize and cudaStreamSynchronize fail with
+ *     cudaErrorStreamCaptureUnsupported and invalidate the capture
+ *     (cudaStreamEndCapture then fails with cudaErrorStreamCaptureInvalidated);
+ *     an asynchronous operation on the legacy stream 0 fails with
+ *     cudaErrorStreamCaptureImplicit;
+ *   - a captured copy must name whole live buffers of the right kinds:
+ *     device memory from cudaMalloc and PINNED host memory from
+ *     cudaMallocHost (the emulator refuses pageable host memory in a graph);
+ *   - at every replay each copy's and memset's buffers and every pointer
+ *     argument of a kernel must still be live allocations: a graph that
+ *     outlived a buffer stops with cudaErrorIllegalAddress, reported by the
+ *     next cudaStreamSynchronize / cudaDeviceSynchronize (with the node);
+ *     cudaFree keeps freed device blocks out of reuse for a while
+ *     (up to EMU_QUARANTINE bytes, 64 MB by default) and fills them with 0xFF
+ *     (NaN), so stale pointers neither alias a new buffer nor read data;
+ *   - a kernel that fails during a replay is reported the same way.
+ * Fault injection: EMU_FAIL=cudaStreamBeginCapture (or cudaStreamEndCapture,
+ * cudaGraphInstantiate, cudaGraphLaunch) makes that call fail with
+ * cudaErrorUnknown, to test the callers' error paths.
+ * emu_graph_counts() gives the live graphs and executable graphs (leaks). */
 #ifndef EMU_CUDA_RUNTIME_H
 #define EMU_CUDA_RUNTIME_H
 #include <cstddef>
@@ -33,6 +69,8 @@
 #include <atomic>
 #include <vector>
 #include <functional>
+#include <tuple>
+#include <type_traits>
 
 #define __global__
 #define __device__
@@ -44,11 +82,18 @@
 #define __constant__
 
 typedef enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1,
-               cudaErrorLaunchFailure = 719, cudaErrorInvalidDevice = 101 } cudaError_t;
+               cudaErrorLaunchFailure = 719, cudaErrorInvalidDevice = 101,
+               cudaErrorIllegalState = 401, cudaErrorIllegalAddress = 700,
+               cudaErrorStreamCaptureUnsupported = 900, cudaErrorStreamCaptureInvalidated = 901,
+               cudaErrorStreamCaptureImplicit = 906, cudaErrorUnknown = 999 } cudaError_t;
 typedef enum { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2,
                cudaMemcpyDeviceToDevice = 3 } cudaMemcpyKind;
 typedef enum { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
 typedef int cudaStream_t;
+typedef enum { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
+               cudaStreamCaptureModeRelaxed = 2 } cudaStreamCaptureMode;
+typedef struct emu_graph *cudaGraph_t;          /* a captured sequence */
+typedef struct emu_graph *cudaGraphExec_t;      /* its instantiated copy */
 typedef double *cudaEvent_t; /* host clock seconds (emulated events) */
 #define cudaStreamNonBlocking 1
 struct dim3 { unsigned x, y, z; dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
@@ -91,7 +136,21 @@ static inline int __all_sync(unsigned m, int p) { return __ballot_sync(m, p) == 
 
 /* runs body() for every thread of every block */
 void emu_launch(dim3 grid, dim3 block, size_t shm, const std::function<void()> &body);
-#define EMU_LAUNCH(g, b, s, call) emu_launch(dim3(g), dim3(b), (size_t) (s), [&]() { call; })
+/* a launch on stream st: runs it, or records it while st is captured;
+ * ptrs are the kernel's pointer arguments (checked at every replay) */
+void emu_submit(dim3 grid, dim3 block, size_t shm, cudaStream_t st, std::function<void()> body,
+                std::vector<const void *> ptrs);
+template <typename T> static inline void emu_note_ptr(std::vector<const void *> &v, const T &x) {
+  if constexpr (std::is_pointer_v<T>) v.push_back((const void *) x);
+}
+/* k<<<g, b, s, st>>>(args...) (transform.py): the arguments copied now */
+template <typename F, typename... A>
+static inline void emu_launch_k(dim3 g, dim3 b, size_t s, cudaStream_t st, F f, const A &...a) {
+  std::vector<const void *> ptrs;
+  (emu_note_ptr(ptrs, a), ...);
+  auto args = std::make_tuple(a...);
+  emu_submit(g, b, s, st, [f, args]() { std::apply(f, args); }, std::move(ptrs));
+}
 
 cudaError_t cudaGetDeviceCount(int *n);
 cudaError_t cudaSetDevice(int d);
@@ -117,6 +176,14 @@ cudaError_t cudaEventCreate(cudaEvent_t *e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x);
+/* live cudaGraph_t and cudaGraphExec_t objects (for leak checks) */
+extern "C" void emu_graph_counts(long *graphs, long *execs);
 const char *cudaGetErrorString(cudaError_t e);
 const char *cudaGetErrorName(cudaError_t e);
 /* the dynamic shared memory of the running block (extern __shared__ arrays) */
