@@ -84,6 +84,7 @@ static void cuda_memory(const void *e, iclv_engine_memory *out) {
   out->has_device = 1;
   iclv_cuda_engine_chunking(g, &out->per_chunk, &out->n_chunks, &out->device_total,
                             &out->device_free);
+  iclv_cuda_engine_graphs(g, &out->graph_builds, &out->graph_launches);
 }
 static void cuda_free(void *e) { iclv_cuda_engine_free((iclv_cuda_engine *) e); }
 

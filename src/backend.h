@@ -35,6 +35,8 @@ typedef struct {
   int per_chunk, n_chunks; /* individuals per chunk and chunks (N and 1 on the CPU) */
   double device_total;     /* bytes of the device (NaN without one) */
   double device_free;      /* free bytes when the engine was made (NaN without one) */
+  double graph_builds;     /* CUDA graphs captured so far (0 without a device) */
+  double graph_launches;   /* evaluations run as a CUDA graph so far (0 without a device) */
 } iclv_engine_memory;
 
 /* One backend: its operations on an engine `e` of its own type. predict

@@ -739,21 +739,30 @@ static SEXP account_to_R(const iclv_mem_account *a) {
 }
 
 /* C_iclv_engine_memory(ptr): list(host = account, device = account or NULL,
- * per_chunk, n_chunks, device_total, device_free_at_start). */
+ * per_chunk, n_chunks, device_total, device_free_at_start, cuda_graphs =
+ * c(built, launched): a CUDA engine's graphs captured and evaluations run
+ * as one, zeros elsewhere). */
 SEXP C_iclv_engine_memory(SEXP ptr) {
   int nprot = 0;
   engine_handle *h = engine_get(ptr);
   iclv_engine_memory mem;
   iclv_engine_memory_of(&h->engine, &mem);
-  SEXP out = PROTECT(Rf_allocVector(VECSXP, 6)); nprot++;
+  SEXP out = PROTECT(Rf_allocVector(VECSXP, 7)); nprot++;
   SET_VECTOR_ELT(out, 0, account_to_R(&mem.host));
   if (mem.has_device) SET_VECTOR_ELT(out, 1, account_to_R(&mem.device));
   SET_VECTOR_ELT(out, 2, Rf_ScalarInteger(mem.per_chunk));
   SET_VECTOR_ELT(out, 3, Rf_ScalarInteger(mem.n_chunks));
   SET_VECTOR_ELT(out, 4, Rf_ScalarReal(ISNAN(mem.device_total) ? NA_REAL : mem.device_total));
   SET_VECTOR_ELT(out, 5, Rf_ScalarReal(ISNAN(mem.device_free) ? NA_REAL : mem.device_free));
-  const char *f[6] = {"host", "device", "per_chunk", "n_chunks", "device_total", "device_free_at_start"};
-  set_names(out, f, 6);
+  SEXP graphs = PROTECT(Rf_allocVector(REALSXP, 2)); nprot++;
+  REAL(graphs)[0] = mem.graph_builds;
+  REAL(graphs)[1] = mem.graph_launches;
+  const char *gn[2] = {"built", "launched"};
+  set_names(graphs, gn, 2);
+  SET_VECTOR_ELT(out, 6, graphs);
+  const char *f[7] = {"host", "device", "per_chunk", "n_chunks", "device_total", "device_free_at_start",
+                      "cuda_graphs"};
+  set_names(out, f, 7);
   UNPROTECT(nprot);
   return out;
 }

@@ -54,6 +54,9 @@ const iclv_mem_account *iclv_cuda_engine_host_memory(const iclv_cuda_engine *e);
 void iclv_cuda_engine_chunking(const iclv_cuda_engine *e, int *per_chunk,
                                int *n_chunks, double *dev_total,
                                double *dev_free_at_start);
+/* CUDA graphs captured and instantiated, and evaluations run as a graph,
+ * since creation (cuda_engine_impl.cuh: which requests run as one) */
+void iclv_cuda_engine_graphs(const iclv_cuda_engine *e, double *builds, double *launches);
 void iclv_cuda_engine_free(iclv_cuda_engine *e);
 
 /* The standard normal draws of design d as the CUDA kernels make them

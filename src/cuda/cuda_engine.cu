@@ -214,9 +214,15 @@ extern "C" void iclv_cuda_engine_chunking(const iclv_cuda_engine *e, int *per_ch
   *dev_free_at_start = e->dev_free;
 }
 
+extern "C" void iclv_cuda_engine_graphs(const iclv_cuda_engine *e, double *builds, double *launches) {
+  *builds = (double) e->graph_builds;
+  *launches = (double) e->graph_launches;
+}
+
 extern "C" void iclv_cuda_engine_free(iclv_cuda_engine *e) {
   if (e == NULL) return;
   if (e->device >= 0) (void) cudaSetDevice(e->device);
+  ce_graphs_destroy(e); /* before the buffers they name */
   if (e->have_stream) (void) cudaStreamDestroy(e->stream);
   for (int i = 0; i < e->acct.n; i++)
     if (e->dbuf[i] != NULL) (void) cudaFree(e->dbuf[i]);
@@ -241,6 +247,7 @@ static int dev_alloc2(iclv_cuda_engine *e, const char *head_name, size_t head, c
 /* Frees the chunk buffers (the account's entries from chunk_first on) and
  * removes them from the account (the peak keeps them). */
 void ce_chunk_release(iclv_cuda_engine *e) {
+  ce_graphs_destroy(e); /* they name these buffers: none may outlive them */
   if (e->chunk_first < 0) return;
   for (int i = e->acct.n - 1; i >= e->chunk_first; i--) {
     if (e->dbuf[i] != NULL) (void) cudaFree(e->dbuf[i]);
@@ -350,6 +357,35 @@ extern "C" int iclv_cuda_device_shape(int device, iclv_cuda_shape *s, iclv_statu
   return device_shape(device, s, st);
 }
 
+/* The engine's environment knobs (cuda_engine_impl.cuh): ICLV_CUDA_GRAPHS
+ * (unset, "" or "1": graphs; "0": none) and the test hook
+ * ICLV_CUDA_TEST_HESSIAN_CHUNK (unset or "": none; else a positive count).
+ * Another value is ICLV_ERR_INPUT naming the variable. */
+static int read_env_knobs(iclv_cuda_engine *e, iclv_status *st) {
+  const char *g = getenv("ICLV_CUDA_GRAPHS");
+  const char *h = getenv("ICLV_CUDA_TEST_HESSIAN_CHUNK");
+  if (g == NULL || g[0] == '\0' || strcmp(g, "1") == 0) e->use_graphs = 1;
+  else if (strcmp(g, "0") == 0) e->use_graphs = 0;
+  else {
+    st->code = ICLV_ERR_INPUT;
+    snprintf(st->msg, ICLV_MSG_LEN, "the environment variable ICLV_CUDA_GRAPHS must be 0 or 1 (unset: 1), not '%.40s'", g);
+    return st->code;
+  }
+  e->test_hess_chunk = 0;
+  if (h != NULL && h[0] != '\0') {
+    char *end = NULL;
+    const long k = strtol(h, &end, 10);
+    if (*end != '\0' || k < 1 || k > 1000000000L) {
+      st->code = ICLV_ERR_INPUT;
+      snprintf(st->msg, ICLV_MSG_LEN,
+               "the environment variable ICLV_CUDA_TEST_HESSIAN_CHUNK must be a positive count, not '%.40s'", h);
+      return st->code;
+    }
+    e->test_hess_chunk = (int) k;
+  }
+  return ICLV_OK;
+}
+
 extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
                                        const iclv_cuda_options *opt, iclv_cuda_engine **out,
                                        iclv_status *st) {
@@ -381,6 +417,7 @@ extern "C" int iclv_cuda_engine_create(const iclv_model *m, const iclv_draws *d,
   e->J = m->n_alt > 0 ? m->n_alt : 1;
   for (int t = 0; t < e->S; t++)
     if (m->st_src_type[t] == ICLV_SRC_LV) e->has_lv_src = 1;
+  if (read_env_knobs(e, st) != ICLV_OK) goto fail;
 
   if (device_shape(opt->device, &shape, st) != ICLV_OK) goto fail;
   e->device = opt->device;

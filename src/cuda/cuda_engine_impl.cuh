@@ -38,6 +38,27 @@
  * one copy out (sums, log L_n and statuses are adjacent on the device and on
  * the host); the scores, when asked, are one more copy per chunk.
  *
+ * CUDA graphs (cuda_eval.cu): an LL or LL + gradient request without scores
+ * or Hessian whose individuals fit one chunk (the optimizer's evaluations)
+ * is the fixed sequence theta in, zero the sums, k_pairs, k_merge_split
+ * (split only), k_reduce_groups, results out. It is captured from the
+ * stream once per want_g and instantiated (graph[want_g]); later requests
+ * copy theta into the pinned h_theta, launch the graph and synchronise:
+ * one launch instead of five or six calls, the same kernels with the same
+ * arguments, so the results are bit-identical to the queued calls'. A graph
+ * holds the addresses of h_theta, d_theta, the chunk buffers, d_carry and
+ * h_out: ce_chunk_release and iclv_cuda_engine_free destroy the graphs
+ * before they free any buffer, so no graph outlives a buffer it names (the
+ * chunk layout of a live graph is the one it was captured with). Failures
+ * to capture, instantiate or launch are ICLV_ERR_CUDA like any other call;
+ * there is no silent fallback. Debugging knob, read at creation:
+ * ICLV_CUDA_GRAPHS=0 in the environment makes the engine queue the calls
+ * every time (unset or 1: graphs; anything else is an input error).
+ * Test hook, read at creation: ICLV_CUDA_TEST_HESSIAN_CHUNK=k caps the
+ * Hessian request's chunk at k individuals, which takes hess_create's
+ * guard (the LL chunk buffers re-made for k individuals and restored
+ * after) that the planner's arithmetic otherwise never reaches.
+ *
  * Determinism: no atomics; every sum has a fixed order that depends only on
  * R, N and the launch shape chosen at creation from (N, R, the device),
  * never on the chunk size (cuda_kernels.cuh explains the reductions). So
@@ -119,6 +140,13 @@ struct iclv_cuda_engine {
   int have_stream;
   iclv_poll_fn poll;      /* interrupt poll between chunks (host, calling thread), or NULL */
   void *poll_ctx;         /* its argument */
+  int use_graphs;         /* 1: one-chunk LL (+ gradient) requests run as a CUDA graph
+                             (0: ICLV_CUDA_GRAPHS=0 at creation) */
+  cudaGraphExec_t graph[2]; /* [want_g] the captured one-chunk sequence, or NULL (not yet
+                               captured, or destroyed with the chunk buffers it names) */
+  long graph_builds;      /* graphs captured and instantiated so far */
+  long graph_launches;    /* evaluations run as a graph so far */
+  int test_hess_chunk;    /* test hook: > 0 caps the Hessian's chunk (ICLV_CUDA_TEST_HESSIAN_CHUNK) */
 
   /* device buffers (pointers into dbuf) */
   int *d_int;        /* packed int arrays of the model */
@@ -149,9 +177,12 @@ int ce_fail_msg(iclv_status *st, int code, const char *msg);
 const char *ce_fmt_bytes(double b, char *buf, size_t len);
 /* cudaMalloc of the plan's device buffer `id` for `cap` individuals, recorded */
 int ce_plan_alloc(iclv_cuda_engine *e, int id, int cap, void **out, iclv_status *st);
-/* the chunk buffers for `cap` individuals (poisoned), and their release */
+/* the chunk buffers for `cap` individuals (poisoned), and their release
+ * (which first destroys the graphs: they name the chunk buffers) */
 int ce_chunk_alloc(iclv_cuda_engine *e, int cap, iclv_status *st);
 void ce_chunk_release(iclv_cuda_engine *e);
+/* destroys the engine's graphs (cuda_eval.cu); idempotent, never fails */
+void ce_graphs_destroy(iclv_cuda_engine *e);
 /* names the model part behind individual n's non-finite likelihood (host) */
 void ce_diagnose(const iclv_cuda_engine *e, const double *theta, int n, char *buf, size_t len);
 

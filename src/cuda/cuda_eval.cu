@@ -2,9 +2,10 @@
  * cuda_eval.cu -- one evaluation of the CUDA engine: the chunks of
  * individuals (k_pairs, k_merge_split, k_reduce_groups through
  * cuda_launch.cu), the Hessian's buffers created for the request and
- * released after it, the copies back, the interrupt poll between chunks and
- * the checks of the results (the first bad individual, as engine.c). What
- * it computes and in which order is in cuda_engine_impl.cuh.
+ * released after it, the copies back, the interrupt poll between chunks,
+ * the CUDA graphs of one-chunk LL (+ gradient) requests, and the checks of
+ * the results (the first bad individual, as engine.c). What it computes and
+ * in which order, and when a graph is used, is in cuda_engine_impl.cuh.
  */
 #include <cuda_runtime.h>
 #include <stdlib.h>
@@ -78,6 +79,7 @@ static int hess_create(iclv_cuda_engine *e, hess_bufs *hb, iclv_status *st) {
     return st->code;
   }
   hb->per_chunk = fit >= (double) e->per_chunk ? e->per_chunk : (int) fit;
+  if (e->test_hess_chunk > 0 && hb->per_chunk > e->test_hess_chunk) hb->per_chunk = e->test_hess_chunk;
   if (hb->per_chunk < e->cap) {
     ce_chunk_release(e);
     if (ce_chunk_alloc(e, hb->per_chunk, st) != ICLV_OK) return st->code;
@@ -131,6 +133,102 @@ extern "C" void iclv_cuda_engine_set_poll(iclv_cuda_engine *e, iclv_poll_fn poll
   e->poll_ctx = poll ? ctx : NULL;
 }
 
+/* ---- the LL (and gradient) sequence: queued, or captured as a graph ------------------------ */
+
+/* Queues the start of an LL request: theta from the pinned h_theta (filled
+ * by the caller) into d_theta, and the W reduced sums (LL, and with the
+ * gradient P more) zeroed. Returns ICLV_OK or ICLV_ERR_CUDA. */
+static int queue_start(iclv_cuda_engine *e, int W, iclv_status *st) {
+  if (e->P > 0)
+    ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->d_theta, e->h_theta, (size_t) e->P * sizeof(double),
+                                      cudaMemcpyHostToDevice, e->stream));
+  ICLV_CUDA_TRY(st, cudaMemsetAsync(e->d_out, 0, (size_t) W * sizeof(double), e->stream));
+  return ICLV_OK;
+fail:
+  return st->code;
+}
+
+/* Queues chunk c of n_chunks, individuals n0 .. n0 + nh - 1: k_pairs,
+ * k_merge_split (draws split over blocks), k_reduce_groups of W columns
+ * into the running sums, and the copies into h_out: log L_n and statuses
+ * of the chunk, and after the last chunk the sums; one copy of the whole
+ * results block when one chunk holds every individual (sums, lli and
+ * status are adjacent on both sides). Returns ICLV_OK or ICLV_ERR_CUDA. */
+static int queue_ll_chunk(iclv_cuda_engine *e, int want_g, int W, int c, int n_chunks, int n0, int nh,
+                          iclv_status *st) {
+  const int N = e->N, P = e->P;
+  double *h_sums = e->h_out, *h_lli = h_sums + 1 + P, *h_status = h_lli + N;
+  double *d_lli = e->d_out + 1 + P, *d_status = d_lli + e->cap;
+  cl_launch_pairs(e, want_g, n0, nh);
+  ICLV_CUDA_CHECK_LAUNCH(st, "k_pairs");
+  if (e->plan.split > 1) {
+    cl_launch_merge(e, want_g, nh, d_lli, d_status);
+    ICLV_CUDA_CHECK_LAUNCH(st, "k_merge_split");
+  }
+  cl_launch_reduce(e, e->d_rows, (size_t) (1 + P), W, n0, nh, e->d_carry, e->d_out);
+  ICLV_CUDA_CHECK_LAUNCH(st, "k_reduce_groups");
+  if (n_chunks == 1 && e->cap == N) {
+    ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_sums, e->d_out, (size_t) (1 + P + 2 * (size_t) N) * sizeof(double),
+                                      cudaMemcpyDeviceToHost, e->stream));
+  } else {
+    ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_lli + n0, d_lli, (size_t) nh * sizeof(double),
+                                      cudaMemcpyDeviceToHost, e->stream));
+    ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_status + n0, d_status, (size_t) nh * sizeof(double),
+                                      cudaMemcpyDeviceToHost, e->stream));
+    if (c == n_chunks - 1)
+      ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_sums, e->d_out, (size_t) W * sizeof(double),
+                                        cudaMemcpyDeviceToHost, e->stream));
+  }
+  return ICLV_OK;
+fail:
+  return st->code;
+}
+
+void ce_graphs_destroy(iclv_cuda_engine *e) {
+  for (int k = 0; k < 2; k++) {
+    if (e->graph[k] != NULL) (void) cudaGraphExecDestroy(e->graph[k]);
+    e->graph[k] = NULL;
+  }
+}
+
+/* Captures the one-chunk LL (with want_g: and gradient) request, W reduced
+ * columns, into e->graph[want_g]: queue_start and queue_ll_chunk recorded
+ * from the engine's stream (nothing runs), then instantiated. Thread-local
+ * capture: the calls this thread may not make meanwhile (allocation,
+ * synchronisation) fail, other threads' CUDA calls are left alone.
+ * Requires e->cap == N (the chunk buffers hold every individual). Returns
+ * ICLV_OK, or ICLV_ERR_CUDA naming the failed call, with the capture ended
+ * and no graph kept. */
+static int graph_build(iclv_cuda_engine *e, int want_g, int W, iclv_status *st) {
+  cudaGraph_t g = NULL;
+  cudaGraphExec_t x = NULL;
+  int capturing = 0;
+  ICLV_CUDA_TRY(st, cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeThreadLocal));
+  capturing = 1;
+  if (queue_start(e, W, st) != ICLV_OK) goto fail;
+  if (queue_ll_chunk(e, want_g, W, 0, 1, 0, e->N, st) != ICLV_OK) goto fail;
+  capturing = 0; /* cudaStreamEndCapture ends it, failing or not */
+  ICLV_CUDA_TRY(st, cudaStreamEndCapture(e->stream, &g));
+  ICLV_CUDA_TRY(st, cudaGraphInstantiate(&x, g, 0));
+  e->graph[want_g] = x;
+  ICLV_CUDA_TRY(st, cudaGraphDestroy(g)); /* the instance does not need it */
+  g = NULL;
+  e->graph_builds++;
+  return ICLV_OK;
+fail:
+  if (capturing) {
+    /* leave the stream out of capture mode; the first error is the one reported */
+    cudaGraph_t partial = NULL;
+    if (cudaStreamEndCapture(e->stream, &partial) == cudaSuccess && partial != NULL)
+      (void) cudaGraphDestroy(partial);
+  }
+  if (g != NULL) (void) cudaGraphDestroy(g);
+  if (e->graph[want_g] != NULL) (void) cudaGraphExecDestroy(e->graph[want_g]);
+  e->graph[want_g] = NULL;
+  (void) cudaGetLastError();
+  return st->code;
+}
+
 /* ---- evaluation ------------------------------------------------------------------------- */
 
 extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eval_out *out,
@@ -161,16 +259,16 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
     C = hb.per_chunk; /* the LL pass follows the Hessian's chunks: results do not depend on them */
     ICLV_CUDA_TRY(st, cudaMemsetAsync(hb.sum, 0, (size_t) P * P * sizeof(double), e->stream));
   }
-  if (P > 0) {
-    memcpy(e->h_theta, theta, (size_t) P * sizeof(double));
-    ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->d_theta, e->h_theta, (size_t) P * sizeof(double),
-                                      cudaMemcpyHostToDevice, e->stream));
-  }
-  ICLV_CUDA_TRY(st, cudaMemsetAsync(e->d_out, 0, (size_t) W * sizeof(double), e->stream));
+  if (P > 0) memcpy(e->h_theta, theta, (size_t) P * sizeof(double)); /* read by the theta copy */
 
-  {
+  if (e->use_graphs && !want_h && out->scores == NULL && C >= N && e->cap == N) {
+    /* one chunk, LL (+ gradient) only: the captured sequence, one launch */
+    if (e->graph[want_g] == NULL && graph_build(e, want_g, W, st) != ICLV_OK) goto fail;
+    ICLV_CUDA_TRY(st, cudaGraphLaunch(e->graph[want_g], e->stream));
+    e->graph_launches++;
+  } else {
     const int n_chunks = (N + C - 1) / C;
-    double *d_lli = e->d_out + 1 + P, *d_status = d_lli + e->cap;
+    if (queue_start(e, W, st) != ICLV_OK) goto fail;
     for (int c = 0; c < n_chunks; c++) {
       const int n0 = c * C;
       const int nh = N - n0 < C ? N - n0 : C;
@@ -184,28 +282,8 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
           goto fail;
         }
       }
-      cl_launch_pairs(e, want_g, n0, nh);
-      ICLV_CUDA_CHECK_LAUNCH(st, "k_pairs");
-      if (e->plan.split > 1) {
-        cl_launch_merge(e, want_g, nh, d_lli, d_status);
-        ICLV_CUDA_CHECK_LAUNCH(st, "k_merge_split");
-      }
-      cl_launch_reduce(e, e->d_rows, (size_t) (1 + P), W, n0, nh, e->d_carry, e->d_out);
-      ICLV_CUDA_CHECK_LAUNCH(st, "k_reduce_groups");
+      if (queue_ll_chunk(e, want_g, W, c, n_chunks, n0, nh, st) != ICLV_OK) goto fail;
       if (want_h && queue_hessian_chunk(e, &hb, n0, nh, st) != ICLV_OK) goto fail;
-      if (n_chunks == 1 && e->cap == N) {
-        /* one copy: sums, lli and status are adjacent on both sides */
-        ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_sums, e->d_out, (size_t) (1 + P + 2 * (size_t) N) * sizeof(double),
-                                          cudaMemcpyDeviceToHost, e->stream));
-      } else {
-        ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_lli + n0, d_lli, (size_t) nh * sizeof(double),
-                                          cudaMemcpyDeviceToHost, e->stream));
-        ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_status + n0, d_status, (size_t) nh * sizeof(double),
-                                          cudaMemcpyDeviceToHost, e->stream));
-        if (c == n_chunks - 1)
-          ICLV_CUDA_TRY(st, cudaMemcpyAsync(h_sums, e->d_out, (size_t) W * sizeof(double),
-                                            cudaMemcpyDeviceToHost, e->stream));
-      }
       if (out->scores != NULL && P > 0) {
         /* the staging holds one chunk: wait for it, then transpose into the
          * caller's column-major (N, P) */
@@ -224,10 +302,10 @@ extern "C" int iclv_cuda_eval(iclv_cuda_engine *e, const double *theta, iclv_eva
         }
       }
     }
+    if (want_h)
+      ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hess, hb.sum, (size_t) P * P * sizeof(double),
+                                        cudaMemcpyDeviceToHost, e->stream));
   }
-  if (want_h)
-    ICLV_CUDA_TRY(st, cudaMemcpyAsync(e->h_hess, hb.sum, (size_t) P * P * sizeof(double),
-                                      cudaMemcpyDeviceToHost, e->stream));
   ICLV_CUDA_TRY(st, cudaStreamSynchronize(e->stream));
   if (want_h && hess_finish(e, &hb, st) != ICLV_OK) return st->code;
 
