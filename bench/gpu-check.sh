@@ -2,9 +2,11 @@
 # One GPU check for a device session (issue 18): builds iclv with CUDA, runs
 # the CUDA tests, compute-sanitizer memcheck and racecheck on a small case,
 # the benchmarks (bench_gpu_issue.R: drug-choice ICLV, N = 1e5 R = 1000,
-# fixed cost, memory over 10,000 evaluations; bench_gpu.R: the seed problem's
-# LL + gradient and Hessian), ptxas's registers and frames, and prints a
-# compact summary. Budget: under 8 minutes on an H100/H200.
+# fixed cost, memory over 10,000 evaluations; the fixed cost again with
+# ICLV_CUDA_GRAPHS=0, the calls queued one by one instead of one CUDA graph;
+# bench_gpu.R: the seed problem's LL + gradient and Hessian), ptxas's
+# registers and frames, and prints a compact summary. Budget: under 8
+# minutes on an H100/H200.
 # Usage, in the repository root of a device run (R from the bundle,
 # ../shared/device/README.md):
 #   bash .rbundle/use-r.sh >/dev/null && export PATH=/opt/rbin:$PATH
@@ -61,6 +63,8 @@ note "resources (cuobjdump): see $LOG/resources.txt"; cat "$LOG/resources.txt" 2
 
 # ---- benchmarks ----
 step bench_issue 240 Rscript bench/bench_gpu_issue.R drug,large,fixed,flat "$LIB" cuda
+# the per-evaluation fixed cost without graphs (the engine reads the variable at creation)
+step bench_nograph 60 env ICLV_CUDA_GRAPHS=0 Rscript bench/bench_gpu_issue.R fixed "$LIB" cuda
 step bench_seed 150 Rscript bench/bench_gpu.R 100 50 none "$LIB"
 
 # ---- the CUDA tests (and the memory plan against the account) ----
@@ -74,6 +78,13 @@ tm <- tiny_model(c("ordered_probit", "normal", "binary_probit"), "mnl", n_ind = 
 e <- iclv:::.engine_new(tm$compiled, tm$draws, "cuda")
 r <- iclv:::.engine_eval(e, tm$theta, gradient = TRUE, scores = TRUE, hessian = TRUE, use_cpu = FALSE)
 stopifnot(is.finite(r$loglik), all(is.finite(r$hessian)))
+# the graph path: LL + gradient captured, then replayed at another theta; LL only
+g1 <- iclv:::.engine_eval(e, tm$theta, gradient = TRUE, use_cpu = FALSE)
+g2 <- iclv:::.engine_eval(e, tm$theta * 1.01, gradient = TRUE, use_cpu = FALSE)
+g3 <- iclv:::.engine_eval(e, tm$theta, gradient = FALSE, use_cpu = FALSE)
+stopifnot(identical(g1$loglik, r$loglik), identical(g1$gradient, r$gradient), g2$loglik != g1$loglik,
+          identical(g3$loglik, r$loglik),
+          identical(iclv:::.engine_memory(e)$cuda_graphs, c(built = 2, launched = 3)))
 invisible(iclv:::.draws_generate_cuda(tm$draws))
 RS
 export ICLV_LIB="$LIB"
@@ -88,6 +99,7 @@ echo
 echo "==== summary ($(( $(date +%s) - t_start )) s) ===="
 printf '%s\n' "${summary[@]}"
 grep -E "^(drug|large|fixed|flat|backend)" "$LOG/bench_issue.log" 2>/dev/null
+grep -E "^fixed" "$LOG/bench_nograph.log" 2>/dev/null | sed 's/^fixed /fixed without graphs (ICLV_CUDA_GRAPHS=0): /'
 grep -E "^(device|seed problem|GPU vs CPU| *request| *LL|device memory)" "$LOG/bench_seed.log" 2>/dev/null
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG"/memcheck.log "$LOG"/racecheck.log 2>/dev/null
 tail -4 "$LOG/tests.log" 2>/dev/null
