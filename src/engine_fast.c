@@ -4,6 +4,19 @@
  * is iclv_core.h (the CUDA engine mirrors it); tests compare the two
  * (tests/testthat/test-engine-fast.R).
  */
+/* GCC will not vectorise a loop with a branch (a ternary included) on a
+ * floating-point value while it must keep floating-point exceptions
+ * exactly where the source has them (-ftrapping-math, its default): the
+ * draw loops of the kernels below all have such branches (tails, skipped
+ * draws, chosen alternatives). The engine never reads the exception flags,
+ * so this file compiles without that guarantee. It changes no result: no
+ * reassociation, no contraction, the same IEEE operations on each value.
+ * (Clang ignores floating-point exceptions by default.) Before the headers,
+ * so that every function of this translation unit, the inline ones of the
+ * headers included, has the same options and inlines. */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -74,7 +87,7 @@
 #else
 #define ICLV_FORCE_INLINE inline
 #endif
-#define NPIECE 37
+#define NPIECE 38
 /* At most this many draws processed together (the LL and score pass, the
  * Hessian pass's block sums): fewer, longer vector loops. 128 took the
  * fewest instructions and the least time of 32, 64 and 128 on the drug and
@@ -102,8 +115,15 @@ static const double EXP2_32[32] = {
  * scheme (a short dependency chain), times 2^(j/32) from EXP2_32 and 2^k
  * built in the exponent bits. Inline and branch-free in the range: several
  * times cheaper than a call to libm's exp. */
+static ICLV_FORCE_INLINE double fast_exp_core(double x);
 static inline double fast_exp(double x) {
   if (!(x >= -708.0 && x <= 708.0)) return exp(x);
+  return fast_exp_core(x);
+}
+
+/* fast_exp's arithmetic for -708 <= x <= 708 without the test (loops
+ * whose arguments are in range by construction vectorise) */
+static ICLV_FORCE_INLINE double fast_exp_core(double x) {
   const double shift = 0x1.8p52;
   double kd = x * 0x1.71547652b82fep+5 + shift;
   int64_t kb;
@@ -349,6 +369,14 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
         if (m->ut_lv[u] + 1 > fd->Ku) fd->Ku = m->ut_lv[u] + 1;
         if (m->ut_col[u] >= 0) fd->lv_rowinv = 0;
       }
+  /* the distinct parameters of the utility terms without an LV */
+  fd->NUP = 0;
+  for (int u = 0; u < fd->NU; u++) {
+    if (m->ut_lv[u] >= 0) continue;
+    int seen = 0;
+    for (int u2 = 0; u2 < u && !seen; u2++) seen = m->ut_lv[u2] < 0 && m->ut_par[u2] == m->ut_par[u];
+    fd->NUP += !seen;
+  }
   fd->row_mult = m->choice_type != ICLV_CHOICE_NONE && m->n_mult > 0;
   fd->nested = m->choice_type == ICLV_CHOICE_NL;
   fd->ordered = m->choice_type == ICLV_CHOICE_ORDERED;
@@ -400,6 +428,8 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[34] = pad8(3 * K);           /* cst */
   z[35] = pad8(J * B + J + B + J); /* bZ */
   z[36] = pad8(2 * J);           /* usame, then altlv */
+  size_t U = (size_t) fd->NUP;
+  z[37] = pad8(2 * J * U + U * U + U * Ku + J * Ku + (P + U + 5 * O + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, cmap, cpar, ob */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -416,7 +446,7 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
-                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->tt, &ws->mt, &ws->fr, &ws->cst, &ws->bZ, &ws->usame};
+                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->tt, &ws->mt, &ws->fr, &ws->cst, &ws->bZ, &ws->usame, &ws->dX};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
@@ -754,7 +784,7 @@ ICLV_CLONES static void block_indicators(const iclv_model *m, const iclv_fast_di
       double *restrict Fnb = fst ? fst + ((size_t) i * 2 + 1) * R + r0 : ws->bS + 9 * B;
 ICLV_SIMD
       for (int b = 0; b < nb; b++) {
-        double es = fast_exp(sv[b]);
+        double es = fast_exp_core(sv[b]); /* |s| <= FAST_LOGIT_RANGE (allfast) */
         double e0 = es + c0, e1 = 1.0 + c1 * es;
         double r = 1.0 / (e0 * e1);
         double fa = c0 * r * e1, fnb = c1 * es * r * e0;
@@ -980,8 +1010,9 @@ ICLV_CLONES static int block_choice(const iclv_model *m, const iclv_fast_dims *f
           memcpy(u, U + (size_t) same * B, sizeof(double) * (size_t) nb);
           continue;
         }
+        /* a - amax in [-FAST_MNL_RANGE, 0] (fastd): fast_exp's range */
 ICLV_SIMD
-        for (int b = 0; b < nb; b++) u[b] = fast_exp(a[b] - amax[b]);
+        for (int b = 0; b < nb; b++) u[b] = fast_exp_core(a[b] - amax[b]);
       }
   }
   /* implicit fast rows (fastd): gV_tj = y_tj - E_tj u_j inv_t is never
@@ -1462,17 +1493,21 @@ static inline void hpp_sym(double *Hpp, int P, int a, int b, double v, int diag)
  * guards uses the product form with the LL and score pass's F(a), F(-b)
  * (fst[0], fst[ldf]: Fst; logit_from_F), an ordered-probit one that pass's
  * derivatives d1, d2 (the same slots), the others the reference atom.
- * c: the observation's constants (oc). */
-static void hess_indicator(const iclv_model *m, const double *theta, const double *eta, int o,
-                           const double *c, const double *fst, size_t ldf, double *g,
-                           iclv_hess *h) {
+ * c: the observation's constants (oc). With hpe_w (P, K) and hee_w (K, K)
+ * (the LV blocks summed over the draws, models whose d eta / d phi does not
+ * depend on the draw), the one-loading product form adds its LV blocks
+ * there, times h->w, instead of into h's. Returns 1 when it wrote into h's
+ * Hpe or Hee, else 0. */
+static int hess_indicator(const iclv_model *m, const double *theta, const double *eta, int o,
+                          const double *c, const double *fst, size_t ldf, double *g,
+                          iclv_hess *h, double *hpe_w, double *hee_w) {
   int ind = m->obs_ind[o], type = m->ind_type[ind];
   int probit = type == ICLV_IND_ORDERED_PROBIT;
   /* c[4] == 0: no product form (ordered logit out of range, or an ordered
    * indicator with an intercept or a scale) */
   if ((!probit && type != ICLV_IND_ORDERED_LOGIT) || c[4] == 0.0) {
     iclv_indicator_atom(m, theta, eta, o, g, h);
-    return;
+    return 1;
   }
   double s = iclv_ind_index(m, theta, eta, ind);
   double fa, fb, ka, kb, faa, fab, fbb;
@@ -1485,7 +1520,7 @@ static void hess_indicator(const iclv_model *m, const double *theta, const doubl
   } else {
     if (!(fabs(s) <= FAST_LOGIT_RANGE)) {
       iclv_indicator_atom(m, theta, eta, o, g, h);
-      return;
+      return 1;
     }
     /* F(a), F(-b) of this draw from the LL pass (Fst) */
     logit_from_F(c, fst[0], fst[ldf], &fa, &fb, &ka, &kb);
@@ -1506,7 +1541,7 @@ static void hess_indicator(const iclv_model *m, const double *theta, const doubl
     if (j_hi >= 0) iclv_hcell(h, j_hi, j_hi, fbb);
     if (j_lo >= 0 && j_hi >= 0) iclv_hsym(h, j_lo, j_hi, fab);
     iclv_ind_index_hess(m, theta, eta, ind, faa + 2.0 * fab + fbb, -(fa + fb), 2, ju, cu, h);
-    return;
+    return 1;
   }
   /* one loading (the common case): the cells of iclv_hcell / iclv_hsym /
    * iclv_ind_index_hess written directly, Hpp in its lower triangle only
@@ -1517,12 +1552,165 @@ static void hess_indicator(const iclv_model *m, const double *theta, const doubl
   if (j_hi >= 0) hpp_sym(h->Hpp, P, j_hi, j_hi, w * fbb, 1);
   if (j_lo >= 0 && j_hi >= 0) hpp_sym(h->Hpp, P, j_lo, j_hi, w * fab, 0);
   hpp_sym(h->Hpp, P, pq, pq, w * cc * dpq * dpq, 1);
-  h->Hpe[pq + (size_t) P * lv] += cc * dpq * deq - (fa + fb);
-  h->Hee[lv + (size_t) K * lv] += cc * deq * deq;
+  /* the LV blocks: weighted into hpe_w / hee_w, or unweighted into h's */
+  double *hpe = hpe_w ? hpe_w : h->Hpe, *hee = hpe_w ? hee_w : h->Hee;
+  const double f = hpe_w ? w : 1.0;
+  hpe[pq + (size_t) P * lv] += f * (cc * dpq * deq - (fa + fb));
+  hee[lv + (size_t) K * lv] += f * (cc * deq * deq);
   for (int i = 0; i < 2; i++) {
     if (ju[i] < 0) continue;
     hpp_sym(h->Hpp, P, ju[i], pq, w * cu[i] * dpq, 0);
-    h->Hpe[ju[i] + (size_t) P * lv] += cu[i] * deq;
+    hpe[ju[i] + (size_t) P * lv] += f * (cu[i] * deq);
+  }
+  return hpe_w == NULL;
+}
+
+/* sum_rr a[rr] b[rr] over rr < n in four interleaved partial sums, added
+ * as (s0 + s1) + (s2 + s3): a fixed order (independent of threads), and
+ * four independent additions per step instead of one chain. */
+static inline double dot4(const double *restrict a, const double *restrict b, int n) {
+  int i = 0;
+#if defined(__GNUC__)
+  /* the four partial sums as the lanes of one vector (GCC/Clang vector
+   * extensions: one AVX2 or two SSE2 operations), the same order */
+  typedef double v4d __attribute__((vector_size(32)));
+  v4d acc = {0.0, 0.0, 0.0, 0.0};
+  for (; i + 4 <= n; i += 4) {
+    v4d x, y;
+    memcpy(&x, a + i, sizeof x);
+    memcpy(&y, b + i, sizeof y);
+    acc += x * y;
+  }
+  double s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+#else
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+#endif
+  for (; i < n; i++) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+/* One ordered observation of hess_block_indicators over nb draws (probit:
+ * a literal, so each case compiles to its own loop): from ev (eta of the
+ * loading's LV; overwritten by cc ev^2) and the Fst pair f0, f1 (replaced
+ * by d log f / d(a, b)), the per-draw terms whose weighted sums make the
+ * second derivatives, each 0 for a skipped draw (wb 0): out (9, Bd): faa,
+ * fbb, fab, cc, cc ev deq - (fa + fb), u0, u1, u0 ev, u1 ev (cc = faa +
+ * 2 fab + fbb, u0 = -(faa + fab), u1 = -(fab + fbb)). */
+static ICLV_FORCE_INLINE void hbi_draws(int probit, int nb, int Bd, const double *restrict c,
+                                        double deq, int lo, int hi, const double *restrict wb,
+                                        double *restrict ev, double *restrict f0,
+                                        double *restrict f1, double *restrict out) {
+  const double c0 = c[0], c1 = c[1], c2 = c[2];
+  double *restrict oaa = out, *restrict obb = out + Bd, *restrict oab = out + 2 * Bd;
+  double *restrict occ = out + 3 * Bd, *restrict ope = out + 4 * Bd, *restrict ou0 = out + 5 * Bd;
+  double *restrict ou1 = out + 6 * Bd, *restrict ou0d = out + 7 * Bd, *restrict ou1d = out + 8 * Bd;
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) {
+    const double dpq = ev[b], s = deq * dpq;
+    double fa, fb, ka, kb;
+    if (probit) {
+      fa = f0[b];
+      fb = f1[b];
+      ka = -(c0 - s);
+      kb = -(c1 - s);
+    } else {
+      fa = -f0[b] - c2;
+      fb = f1[b] + c2;
+      ka = 1.0 - 2.0 * f0[b];
+      kb = 2.0 * f1[b] - 1.0;
+    }
+    ka = lo ? ka : 0.0;
+    kb = hi ? kb : 0.0;
+    double faa, fab, fbb;
+    iclv_logdiff_second(fa, fb, ka, kb, &faa, &fab, &fbb);
+    f0[b] = fa;
+    f1[b] = fb;
+    const int on = wb[b] != 0.0;
+    const double cc = faa + 2.0 * fab + fbb, u0 = -(faa + fab), u1 = -(fab + fbb);
+    oaa[b] = on ? faa : 0.0;
+    obb[b] = on ? fbb : 0.0;
+    oab[b] = on ? fab : 0.0;
+    occ[b] = on ? cc : 0.0;
+    ope[b] = on ? cc * dpq * deq - (fa + fb) : 0.0;
+    ou0[b] = on ? u0 : 0.0;
+    ou1[b] = on ? u1 : 0.0;
+    ou0d[b] = on ? u0 * dpq : 0.0;
+    ou1d[b] = on ? u1 * dpq : 0.0;
+    ev[b] = on ? cc * dpq * dpq : 0.0;
+  }
+}
+
+/* The ordered indicators of individual n in the Hessian pass for a block of
+ * nb draws from r0, for models whose d eta / d phi does not depend on the
+ * draw (eta = E + cst): each observation with one loading in
+ * hess_indicator's product form (ordered probit, or ordered logit with |s|
+ * within range for every draw of the block) has its second derivatives
+ * summed over the block with the weights wb (fixed-order dot products) and
+ * added once, Hpp's into Hn's lower triangle and the LV blocks into
+ * ws->Hpe, ws->Hee: the same terms as hess_indicator's, in another order.
+ * Its d log f / d(a, b) of each draw replace the Fst pair (ordered logit:
+ * F(a), F(-b)) for the draw's gradient, which the draw loop adds. ob (Omax,
+ * 5) ints: 1, j_lo, j_hi, the loading's parameter and LV for such an
+ * observation; 0 for one that the draw loop takes through hess_indicator.
+ * Scratch: bS slots 6 .. 15. */
+ICLV_CLONES static void hess_block_indicators(const iclv_model *m, const iclv_fast_dims *fd,
+                                              const double *theta, int n, const double *E,
+                                              int r0, int nb, const double *restrict wb,
+                                              iclv_fast_ws *ws, double *Hn, int *ob) {
+  const int R = fd->R, K = fd->K, P = fd->P, Bd = fd->B;
+  const int o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
+  double *restrict ev = ws->bS + 6 * (size_t) Bd, *restrict out = ws->bS + 7 * (size_t) Bd;
+  for (int i = 0; i < O; i++) {
+    const int o = o0 + i, ind = m->obs_ind[o], type = m->ind_type[ind];
+    const int probit = type == ICLV_IND_ORDERED_PROBIT, q0 = m->ind_load_ptr[ind];
+    const double *c = ws->oc + (size_t) i * 5;
+    int *obi = ob + (size_t) i * 5;
+    obi[0] = 0;
+    if ((!probit && type != ICLV_IND_ORDERED_LOGIT) || c[4] == 0.0 ||
+        m->ind_load_ptr[ind + 1] != q0 + 1)
+      continue;
+    const int pq = m->ind_load_par[q0], lv = m->ind_load_lv[q0];
+    const double deq = theta[pq], cl = ws->cst[lv];
+    for (int b = 0; b < nb; b++) ev[b] = E[(size_t) (r0 + b) * K + lv] + cl;
+    if (!probit) {
+      int ok = 1; /* NaN fails the test, as it must */
+      ICLV_SIMD_AND(ok)
+      for (int b = 0; b < nb; b++) ok &= fabs(deq * ev[b]) <= FAST_LOGIT_RANGE;
+      if (!ok) continue;
+    }
+    int j_lo, j_hi;
+    obs_thresholds(m, theta, o, &j_lo, &j_hi);
+    obi[0] = 1;
+    obi[1] = j_lo;
+    obi[2] = j_hi;
+    obi[3] = pq;
+    obi[4] = lv;
+    double *f0 = ws->Fst + (size_t) i * 2 * R + r0, *f1 = f0 + R;
+    if (probit) hbi_draws(1, nb, Bd, c, deq, j_lo >= 0, j_hi >= 0, wb, ev, f0, f1, out);
+    else hbi_draws(0, nb, Bd, c, deq, j_lo >= 0, j_hi >= 0, wb, ev, f0, f1, out);
+#define HBI_SUM(q) dot4(wb, out + (size_t) (q) * Bd, nb)
+    double *hpe = ws->Hpe + (size_t) P * lv;
+    if (j_lo >= 0) hpp_sym(Hn, P, j_lo, j_lo, HBI_SUM(0), 1);
+    if (j_hi >= 0) hpp_sym(Hn, P, j_hi, j_hi, HBI_SUM(1), 1);
+    if (j_lo >= 0 && j_hi >= 0) hpp_sym(Hn, P, j_lo, j_hi, HBI_SUM(2), 0);
+    hpp_sym(Hn, P, pq, pq, dot4(wb, ev, nb), 1);
+    hpe[pq] += HBI_SUM(4);
+    ws->Hee[lv + (size_t) K * lv] += HBI_SUM(3) * deq * deq;
+    if (j_lo >= 0) {
+      hpp_sym(Hn, P, j_lo, pq, HBI_SUM(7), 0);
+      hpe[j_lo] += HBI_SUM(5) * deq;
+    }
+    if (j_hi >= 0) {
+      hpp_sym(Hn, P, j_hi, pq, HBI_SUM(8), 0);
+      hpe[j_hi] += HBI_SUM(6) * deq;
+    }
+#undef HBI_SUM
   }
 }
 
@@ -1661,35 +1849,6 @@ ICLV_SIMD
   }
 }
 
-/* sum_rr a[rr] b[rr] over rr < n in four interleaved partial sums, added
- * as (s0 + s1) + (s2 + s3): a fixed order (independent of threads), and
- * four independent additions per step instead of one chain. */
-static inline double dot4(const double *restrict a, const double *restrict b, int n) {
-  int i = 0;
-#if defined(__GNUC__)
-  /* the four partial sums as the lanes of one vector (GCC/Clang vector
-   * extensions: one AVX2 or two SSE2 operations), the same order */
-  typedef double v4d __attribute__((vector_size(32)));
-  v4d acc = {0.0, 0.0, 0.0, 0.0};
-  for (; i + 4 <= n; i += 4) {
-    v4d x, y;
-    memcpy(&x, a + i, sizeof x);
-    memcpy(&y, b + i, sizeof y);
-    acc += x * y;
-  }
-  double s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
-#else
-  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-  }
-#endif
-  for (; i < n; i++) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
-}
 
 /* The fast rows' part of the weighted sums G0 and M (iclv_fast_hessian)
  * over a block of nb draws: for each row i with tsafe, from the block's gV
@@ -1814,8 +1973,11 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
   for (int j = 0; j < J; j++) {
     const double *restrict a = A + (size_t) j * Bd;
     double *restrict u = U + (size_t) j * Bd;
+    /* a - amax is in [-FAST_MNL_RANGE, 0] where fastb: fast_exp's range */
     ICLV_SIMD
-    for (int b = 0; b < nb; b++) u[b] = fastb[b] != 0.0 ? fast_exp(a[b] - amax[b]) : 0.0;
+    for (int b = 0; b < nb; b++) u[b] = fastb[b] != 0.0 ? a[b] - amax[b] : 0.0;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) u[b] = fast_exp_core(u[b]) * fastb[b]; /* exactly 0 where not fastb */
   }
   for (int j = 0; j < J; j++) {
     double *restrict cs = CS + (size_t) j * Bd;
@@ -1844,13 +2006,21 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
     for (int j = 0; j < J; j++) {
       double *restrict g = gvb + ((size_t) j * Tm + i) * Bd;
       double *restrict cs = CS + (size_t) j * Bd;
-      const double yj = j == y ? 1.0 : 0.0;
-      ICLV_SIMD
-      for (int b = 0; b < nb; b++) {
-        double gv = g[b] * -inv[b];
-        if (yj != 0.0) gv += 1.0;
-        g[b] = gv;
-        cs[b] += gv;
+      /* (the chosen alternative's loop apart: each vectorises) */
+      if (j == y) {
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          const double gv = g[b] * -inv[b] + 1.0;
+          g[b] = gv;
+          cs[b] += gv;
+        }
+      } else {
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          const double gv = g[b] * -inv[b];
+          g[b] = gv;
+          cs[b] += gv;
+        }
       }
     }
   }
@@ -1877,6 +2047,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   int has_choice = m->choice_type != ICLV_CHOICE_NONE;
   int t0 = m->row_ptr[n], T = has_choice ? m->row_ptr[n + 1] - t0 : 0;
   double *eta = pws->eta, *D = pws->D;
+  /* ob (Omax, 5) ints after cmap (P) and cpar (NUP), at the end of dX's piece */
+  const int NUP = fd->NUP;
+  int *ob = (int *) (ws->dX + (size_t) 2 * J * NUP + (size_t) NUP * NUP + (size_t) NUP * Ku +
+                     (size_t) J * Ku) + P + NUP;
   ws->cnt[ICLV_FAST_CNT_HESS] += 1.0;
   if (has_choice) setup_choice(m, fd, theta, n, ws);
   setup_indicators(m, theta, n, ws);
@@ -1930,6 +2104,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   zero(ws->M2, (size_t) T * Ku * Ku * JJ);
   zero(ws->Hpe, (size_t) P * K);
   zero(ws->Hee, (size_t) K * K);
+  if (!dvar) {
+    zero(Hpe_d, (size_t) P * K);
+    zero(Hee_d, (size_t) K * K);
+  }
   /* without LV-on-LV terms eta = e + c and D are as in the LL pass's
    * (structural_mean), once */
   if (!dvar) structural_mean(m, theta, n, ws, D);
@@ -1950,6 +2128,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     double w = wr[r];
     const int rr = r - rb0;
     wb[rr] = w;
+    if (!dvar && rr == 0)
+      hess_block_indicators(m, fd, theta, n, E, r, R - r < Bd ? R - r : Bd, wr + r, ws, Hn, ob);
     if (blockch && rr == 0)
       hess_block_choice(m, fd, n, E, r, R - r < Bd ? R - r : Bd, ws, gvb, getab, fastb,
                         ws->bS + 4 * Bd, ws->bS + 5 * Bd);
@@ -1967,12 +2147,32 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       for (int k = 0; k < K; k++) eta[k] = E[(size_t) r * K + k] + ws->cst[k];
     }
     zero(gtmp, (size_t) P + K);
-    zero(Hpe_d, (size_t) P * K);
-    zero(Hee_d, (size_t) K * K);
+    if (dvar) {
+      zero(Hpe_d, (size_t) P * K);
+      zero(Hee_d, (size_t) K * K);
+    }
     h.w = w;
-    for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++)
-      hess_indicator(m, theta, eta, o, ws->oc + (size_t) (o - m->obs_ptr[n]) * 5,
-                     ws->Fst + (size_t) (o - m->obs_ptr[n]) * 2 * R + r, (size_t) R, gtmp, &h);
+    /* without LV-on-LV terms Hpe_d and Hee_d are zero here, and stay so
+     * unless a term writes into them (hd) */
+    int hd = 0;
+    for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++) {
+      const int io = o - m->obs_ptr[n];
+      if (!dvar && ob[(size_t) io * 5] != 0) {
+        /* summed over the block (hess_block_indicators), which left this
+         * draw's d log f / d(a, b) in Fst: its gradient, as hess_indicator */
+        const int *obi = ob + (size_t) io * 5, pq = obi[3], lv = obi[4];
+        const double *fs = ws->Fst + (size_t) io * 2 * R + r;
+        const double fa = fs[0], fb = fs[R];
+        if (obi[1] >= 0) gtmp[obi[1]] += fa;
+        if (obi[2] >= 0) gtmp[obi[2]] += fb;
+        gtmp[pq] += -(fa + fb) * eta[lv];
+        gtmp[P + lv] += -(fa + fb) * theta[pq];
+        continue;
+      }
+      hd |= hess_indicator(m, theta, eta, o, ws->oc + (size_t) (o - m->obs_ptr[n]) * 5,
+                           ws->Fst + (size_t) (o - m->obs_ptr[n]) * 2 * R + r, (size_t) R, gtmp,
+                           &h, dvar ? (double *) 0 : ws->Hpe, ws->Hee);
+    }
     if (has_choice) {
       double prod = 1.0;
       int sc = 0;
@@ -1999,7 +2199,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       const int rows_later = !dvar && fastd;
       fb[rr] = rows_later ? w : 0.0;
       double *restrict p = ws->au; /* (J) */
-      for (int i = 0; i < T; i++) {
+      /* with blockch every row is fast (tsafe): all later */
+      for (int i = 0; i < T && !(rows_later && blockch); i++) {
         if (rows_later && ws->tsafe[i] != 0.0) continue;
         for (int j = 0; j < J; j++) ws->G0[(size_t) j * Tm + i] += w * ws->gV[(size_t) j * Tm + i];
         /* M += w f HV with f = 1, eta_k, eta_k eta_l, in the lower
@@ -2036,11 +2237,17 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     if (dvar) {
       /* this draw's LV blocks with this draw's d eta / d phi */
       fold_hessian_sparse(m, D, D2, gtmp + P, &h, ws->HpS);
-    } else {
+    } else if (hd) {
       double *restrict hpe = ws->Hpe, *restrict hee = ws->Hee;
-      const double *restrict hpd = Hpe_d, *restrict hed = Hee_d;
-      for (size_t i = 0; i < (size_t) P * K; i++) hpe[i] += w * hpd[i];
-      for (int i = 0; i < K * K; i++) hee[i] += w * hed[i];
+      double *restrict hpd = Hpe_d, *restrict hed = Hee_d;
+      for (size_t i = 0; i < (size_t) P * K; i++) {
+        hpe[i] += w * hpd[i];
+        hpd[i] = 0.0;
+      }
+      for (int i = 0; i < K * K; i++) {
+        hee[i] += w * hed[i];
+        hed[i] = 0.0;
+      }
     }
     iclv_fold_gradient(m, D, gtmp);
     memcpy(G + (size_t) r * ldg, gtmp, sizeof(double) * (size_t) P);
@@ -2062,29 +2269,112 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   hb.Hpe = ws->Hpe;
   hb.Hee = ws->Hee;
   term_e *tt = (term_e *) ws->tt; /* one row's terms with x != 0, by alternative */
-  int *tj = (int *) (ws->tt + 4 * (size_t) fd->NU); /* (J + 1) where each alternative's begin */
+  /* (J + 1) ints: where each alternative's terms begin; then (J) where its
+   * LV terms begin (each alternative's terms without an LV come first) */
+  int *tj = (int *) (ws->tt + 4 * (size_t) fd->NU), *tjl = tj + J + 1;
   double *mt = ws->mt; /* (Ku + 1, Ku + 1): msum(a, b) at mt[(a + 1) (Ku + 1) + b + 1] */
   const int K1 = Ku + 1;
+  /* The terms without an LV, dense: with dX (J, Pu) a row's design (the
+   * sum of x over its terms of alternative j and parameter column c), each
+   * row adds dX' M0 dX to the parameter block, as dZ = M0 dX and then
+   * sum_j dX_j dZ_j' in the lower triangle of dH (Pu, Pu), and
+   * dX' M0 L to the LV block (dE (Pu, Ku), ML = M0 L (J, Ku)); the columns
+   * are the parameters of this individual's terms without an LV (cpar,
+   * increasing: dH's lower triangle lands in Hn's). The pairs with an LV
+   * term take the term loop below. */
+  double *dX = ws->dX, *dZ = dX + (size_t) J * NUP, *dH = dZ + (size_t) J * NUP;
+  double *dE = dH + (size_t) NUP * NUP, *ML = dE + (size_t) NUP * Ku;
+  int *cmap = (int *) (ML + (size_t) J * Ku), *cpar = cmap + P;
+  int Pu = 0;
+  {
+    const term_e *tl = (const term_e *) ws->tl; /* n0 terms without an LV, by parameter */
+    for (int q = 0; q < n0; q++)
+      if (q == 0 || tl[q].par != tl[q - 1].par) {
+        cpar[Pu] = tl[q].par;
+        cmap[tl[q].par] = Pu++;
+      }
+  }
+  zero(dH, (size_t) Pu * Pu);
+  zero(dE, (size_t) Pu * Ku);
   for (int i = 0; i < T; i++) {
     const double *xr = m->X + (long) (t0 + i) * m->n_xcol;
     const double *L = ws->L + (size_t) i * J * Ku;
-    int nt = 0;
+    const double *M0 = ws->M0 + (size_t) i * JJ;
+    int nt = 0, any_lv = 0;
+    zero(dX, (size_t) J * Pu);
     for (int j = 0; j < J; j++) {
       tj[j] = nt;
-      for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
-        double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
-        if (x == 0.0) continue;
-        tt[nt].par = m->ut_par[u];
-        tt[nt].lv = m->ut_lv[u];
-        tt[nt].idx = u;
-        tt[nt].x = x;
-        nt++;
+      for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) tjl[j] = nt;
+        for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+          if ((m->ut_lv[u] >= 0) != pass) continue;
+          double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+          if (x == 0.0) continue;
+          tt[nt].par = m->ut_par[u];
+          tt[nt].lv = m->ut_lv[u];
+          tt[nt].idx = u;
+          tt[nt].x = x;
+          nt++;
+          if (pass == 0) dX[(size_t) j * Pu + cmap[m->ut_par[u]]] += x;
+          else any_lv = 1;
+        }
       }
     }
     tj[J] = nt;
-    for (int j = 0; j < J; j++) {
+    /* M0 is symmetric in (j, j2) and summed in its lower triangle */
+#define M0S(j, j2) ((j) >= (j2) ? M0[(size_t) (j) * J + (j2)] : M0[(size_t) (j2) * J + (j)])
+    if (Pu > 0) {
+      for (int j = 0; j < J; j++) {
+        double *restrict z = dZ + (size_t) j * Pu;
+        for (int c = 0; c < Pu; c++) z[c] = 0.0;
+        for (int j2 = 0; j2 < J; j2++) {
+          const double mj = M0S(j, j2);
+          if (mj == 0.0) continue;
+          const double *restrict x2 = dX + (size_t) j2 * Pu;
+          ICLV_SIMD
+          for (int c = 0; c < Pu; c++) z[c] += mj * x2[c];
+        }
+      }
+      for (int j = 0; j < J; j++) {
+        const double *restrict x = dX + (size_t) j * Pu, *restrict z = dZ + (size_t) j * Pu;
+        for (int a = 0; a < Pu; a++) {
+          const double xa = x[a];
+          if (xa == 0.0) continue;
+          double *restrict h = dH + (size_t) a * Pu;
+          ICLV_SIMD
+          for (int c = 0; c <= a; c++) h[c] += xa * z[c];
+        }
+      }
+    }
+    if (!dvar && Ku > 0) {
+      /* (draw by draw with dvar) Hee += L' ML, dE += dX' ML */
+      for (int j = 0; j < J; j++)
+        for (int l = 0; l < Ku; l++) {
+          double acc = 0.0;
+          for (int j2 = 0; j2 < J; j2++) acc += M0S(j, j2) * L[j2 * Ku + l];
+          ML[(size_t) j * Ku + l] = acc;
+        }
+      for (int l = 0; l < Ku; l++) {
+        double *restrict e = dE + (size_t) l * Pu;
+        for (int j = 0; j < J; j++) {
+          const double v = ML[(size_t) j * Ku + l];
+          if (v == 0.0) continue;
+          const double *restrict x = dX + (size_t) j * Pu;
+          ICLV_SIMD
+          for (int c = 0; c < Pu; c++) e[c] += x[c] * v;
+        }
+        for (int k = 0; k < Ku; k++) {
+          double acc = 0.0;
+          for (int j = 0; j < J; j++) acc += L[j * Ku + k] * ML[(size_t) j * Ku + l];
+          iclv_hcell(&hb, P + k, P + l, acc);
+        }
+      }
+    }
+#undef M0S
+    for (int j = 0; j < J && any_lv; j++) {
       for (int j2 = 0; j2 < J; j2++) {
-        /* M is symmetric in (j, j2) and summed in its lower triangle */
+        /* the pairs with an LV term of j or j2 */
+        if (tjl[j] == tj[j + 1] && tjl[j2] == tj[j2 + 1]) continue;
         int jl = j > j2 ? j : j2, js = j > j2 ? j2 : j;
         size_t c = (size_t) jl * J + js;
         double m0 = ws->M0[(size_t) i * JJ + c];
@@ -2098,15 +2388,16 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
             mt[(size_t) (k + 1) * K1 + l + 1] = ws->M2[(((size_t) i * Ku + k) * Ku + l) * JJ + c];
         }
         if (j2 <= j) {
-          /* the parameter block, into Hn's lower triangle: each unordered
-           * pair of terms once (its two orientations land in the same cell
-           * when both terms have one parameter, else in two cells of which
-           * one is in the lower triangle) */
+          /* into Hn's lower triangle, each unordered pair once (its two
+           * orientations land in the same cell when both terms have one
+           * parameter, else in two cells of which one is in the lower
+           * triangle); a term without an LV pairs here only with LV terms
+           * (after it when j2 == j) */
           for (int a = tj[j]; a < tj[j + 1]; a++) {
             const int pa = tt[a].par;
             const double xa = tt[a].x, *ma = mt + (size_t) (tt[a].lv + 1) * K1 + 1;
             const int bend = j2 == j ? a + 1 : tj[j2 + 1];
-            for (int b = tj[j2]; b < bend; b++) {
+            for (int b = tt[a].lv < 0 ? tjl[j2] : tj[j2]; b < bend; b++) {
               const int pb = tt[b].par;
               double v = xa * tt[b].x * ma[tt[b].lv];
               if (pa == pb && a != b) v += v;
@@ -2116,21 +2407,25 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
           }
         }
         if (dvar) continue; /* the LV blocks were folded draw by draw */
-        for (int a = tj[j]; a < tj[j + 1]; a++) {
+        for (int a = tjl[j]; a < tj[j + 1]; a++) {
           double mp = mt[(size_t) (tt[a].lv + 1) * K1];
           for (int l = 0; l < Ku; l++)
             if (L[j2 * Ku + l] != 0.0) iclv_hcell(&hb, tt[a].par, P + l, tt[a].x * L[j2 * Ku + l] * mp);
         }
-        for (int k = 0; k < Ku; k++)
-          for (int l = 0; l < Ku; l++)
-            iclv_hcell(&hb, P + k, P + l, L[j * Ku + k] * L[j2 * Ku + l] * m0);
       }
+    }
+    for (int j = 0; j < J; j++) {
       double g0 = ws->G0[(size_t) j * Tm + i];
       if (g0 == 0.0 || dvar) continue;
       for (int a = tj[j]; a < tj[j + 1]; a++)
         if (tt[a].lv >= 0) iclv_hsym(&hb, tt[a].par, P + tt[a].lv, tt[a].x * g0);
     }
   }
+  for (int a = 0; a < Pu; a++)
+    for (int c = 0; c <= a; c++) Hn[cpar[a] + (size_t) P * cpar[c]] += dH[(size_t) a * Pu + c];
+  if (!dvar)
+    for (int l = 0; l < Ku; l++)
+      for (int c = 0; c < Pu; c++) ws->Hpe[cpar[c] + (size_t) P * l] += dE[(size_t) l * Pu + c];
   /* d eta / d phi does not depend on the draw (hess_ok): fold once;
    * otherwise the draws' folded mixed block, both orientations */
   if (!dvar) iclv_fold_hessian(m, D, (double *) 0, ws->geta, &hb);

@@ -38,10 +38,15 @@
  *     per draw, in its lower triangle; a fast MNL row's sums are dot
  *     products over a block of draws of p_j p_j2 (j2 < j; the diagonal from
  *     HV's zero row sums), and the utility parameters' per-draw gradients
- *     are summed over the term lists a block of draws at a time;
+ *     are summed over the term lists a block of draws at a time; the
+ *     parameter block of the terms without an LV is dX' M0 dX per row (a
+ *     dense design over the individual's parameters, not a loop over
+ *     pairs of terms);
  *     ordered-probit and ordered-logit terms of the Hessian pass reuse the
- *     LL pass's link values (Fst), binary-probit terms use Cody's Phi
- *     (probit_cdf_fast);
+ *     LL pass's link values (Fst); with covariate sources only, those with
+ *     one loading are summed over a block of draws (fixed-order dot
+ *     products), only their gradient is formed draw by draw;
+ *     binary-probit terms use Cody's Phi (probit_cdf_fast);
  *   - the block kernels are also compiled for AVX2 (ICLV_CLONES, numerics.h:
  *     no FMA, so the same results on every CPU).
  * An ordered indicator with an intercept or a scale (ind_icpt or ind_sd >= 0,
@@ -71,6 +76,7 @@ typedef struct {
   int Omax;          /* most indicator observations of one individual */
   int Ku;            /* LVs 0..Ku-1 may appear in the utilities (1 + largest ut_lv; 0 if none) */
   int NU;            /* utility terms (ut_ptr[n_alt]; 0 without a choice model) */
+  int NUP;           /* distinct parameters of the utility terms without an LV */
   int lv_rowinv;     /* MNL and every LV utility term has no attribute column */
   int hess_ok;       /* no LV-on-LV structural term (d eta / d phi is draw-invariant) */
   int row_mult;      /* rows carry utility multipliers (best-worst, scales, iclv_model.h): the
@@ -141,6 +147,13 @@ typedef struct {
                     of the score: w / S_t (B), one dot per alternative (J) */
   double *usame; /* (2 J) an earlier alternative with the same LV coefficients (its u is
                     copied), or -1; then 1 for an alternative with an LV term, else 0 */
+  double *dX;    /* (J, NUP) one row's design of the utility terms without an LV, by
+                    alternative and parameter; then dZ (J, NUP) = M0 dX, dH (NUP, NUP) their
+                    parameter block (lower triangle), dE (Ku, NUP) their LV block, ML (J, Ku)
+                    = M0 L (Hessian pass's fold); then ints: cmap (P) the column of a
+                    parameter, cpar (NUP) the parameter of a column, ob (Omax, 5) the
+                    ordered observations summed over a block of draws
+                    (hess_block_indicators) */
   int rowinv;    /* the current individual's LV utility coefficients are the same in
                     every row (lv_rowinv, and one row multiplier: setup_choice) */
 } iclv_fast_ws;
@@ -189,7 +202,8 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
                             double *lr, double *score);
 
 /* Requires that the last iclv_fast_individual() on ws was for n at theta
- * with a score (it leaves the ordered indicators' link values in ws->Fst).
+ * with a score (it leaves the ordered indicators' link values in ws->Fst,
+ * which this pass overwrites with their derivatives).
  * With the draw weights wr (R) of individual n (exp(l_nr - logsumexp), 0
  * skips a draw): Hn (P, P) column-major += sum_r wr hess l_nr (its lower
  * triangle, diagonal included; the upper one is incomplete),
