@@ -67,7 +67,8 @@ typedef struct {
   double *l;    /* (R) l_nr; in predict the weights' source */
   double *w;    /* (R) weights w_nr */
   double *G;    /* (R, P + K) row-major extended per-draw gradients */
-  double *gtmp; /* (P + K) gradient of one draw (Hessian pass) */
+  double *gtmp; /* (P + K + P) gradient of one draw (reference Hessian pass); hessian_outer's
+                   column sums (P) and column indices */
   double *Hpe;  /* (P, K) column-major */
   double *Hee;  /* (K, K) */
   double *lc;   /* (R, M + 1) per-draw component log-likelihoods (predict) */
@@ -231,7 +232,7 @@ static void make_layout(const iclv_model *m, const iclv_draws *d, int T, cpu_lay
   size_t J = (size_t) iclv_vscratch_dim(m), JL = (size_t) iclv_link_dim(m);
   size_t M = (size_t) m->n_indic, ext = p + k;
   size_t B = (size_t) L->B, t = (size_t) T;
-  L->zE = pad8(r * k); L->zl = pad8(r); L->zG = pad8(r * ext); L->zg = pad8(ext);
+  L->zE = pad8(r * k); L->zl = pad8(r); L->zG = pad8(r * ext); L->zg = pad8(ext + p);
   L->zpe = pad8(p * k); L->zee = pad8(k * k); L->zlc = pad8(r * (M + 1)); L->zeta = pad8(k);
   L->zD = pad8(k * s); L->zD2 = L->has_lv_src ? pad8(k * s * s) : 0; L->zJ = pad8(J);
   L->zHV = pad8(JL * JL);
@@ -515,34 +516,42 @@ ICLV_CLONES static void syrk_lower(int Pa, int Pw, int R, const double *A, size_
 static void hessian_outer(const struct iclv_cpu_engine *e, thread_ws *w, const double *s,
                           double *Hn) {
   int R = e->R, P = e->P, ext = e->ext;
-  /* rows of G become a_r = sqrt(w_r) (g_r - s) (G is not needed any more) */
+  /* rows of G become a_r = sqrt(w_r) (g_r - s) (G is not needed any more);
+   * nzs (P, in w->gtmp) sums |a_rp| over the draws: 0 only for a column
+   * that is 0 in every row (NaN and Inf count as non-zero) */
+  double *restrict nzs = w->gtmp;
+  for (int p = 0; p < P; p++) nzs[p] = 0.0;
   for (int r = 0; r < R; r++) {
-    double *a = w->G + (size_t) r * ext;
+    double *restrict a = w->G + (size_t) r * ext;
     double sw = sqrt(w->w[r]);
     if (sw > 0.0) {
 #ifdef _OPENMP
 #pragma omp simd
 #endif
-      for (int p = 0; p < P; p++) a[p] = sw * (a[p] - s[p]);
+      for (int p = 0; p < P; p++) {
+        a[p] = sw * (a[p] - s[p]);
+        nzs[p] += fabs(a[p]);
+      }
     } else {
       for (int p = 0; p < P; p++) a[p] = 0.0;
     }
   }
   /* only the columns that are non-zero for some draw (a parameter that no
    * term of the individual touches, e.g. the thresholds of categories it
-   * never chose, has a zero row and column here): packed to the left of
-   * each row, their indices in idx, which borrows w->gtmp (P + K doubles,
-   * free once the draws' gradients are in G) */
-  int *idx = (int *) w->gtmp, Pa = 0;
-  for (int p = 0; p < P; p++) {
-    int nz = 0;
-    for (int r = 0; r < R && !nz; r++) nz = w->G[(size_t) r * ext + p] != 0.0;
-    if (nz) idx[Pa++] = p;
-  }
-  for (int r = 0; r < R; r++) {
-    double *a = w->G + (size_t) r * ext;
-    for (int q = 0; q < Pa; q++) a[q] = a[idx[q]];
-  }
+   * never chose, has a zero column here; as does one whose every a_rp is
+   * 0, which adds nothing): packed to the left of each row (from the first
+   * column that moves), their indices in idx (after nzs in w->gtmp, P + ext
+   * doubles) */
+  int *idx = (int *) (w->gtmp + P), Pa = 0;
+  for (int p = 0; p < P; p++)
+    if (nzs[p] != 0.0) idx[Pa++] = p;
+  int q0 = 0;
+  while (q0 < Pa && idx[q0] == q0) q0++;
+  if (q0 < Pa)
+    for (int r = 0; r < R; r++) {
+      double *a = w->G + (size_t) r * ext;
+      for (int q = q0; q < Pa; q++) a[q] = a[idx[q]];
+    }
   /* zero columns up to a multiple of 4 where the rows have room (ext = P
    * + K), so that every tile is whole */
   int Pw = Pa;
@@ -553,7 +562,7 @@ static void hessian_outer(const struct iclv_cpu_engine *e, thread_ws *w, const d
       for (int q = Pa; q < Pw; q++) a[q] = 0.0;
     }
   }
-  syrk_lower(Pa, Pw, R, w->G, (size_t) ext, Hn, P, idx);
+  syrk_lower(Pa, Pw, R, w->G, (size_t) ext, Hn, P, Pa < P ? idx : (const int *) 0);
 }
 
 /* Everything of individual n through the per-pair reference (iclv_core.h):
@@ -630,9 +639,11 @@ static void hessian_pairs_ref(const struct iclv_cpu_engine *e, thread_ws *w, con
 }
 
 /* The same as individual_eval_ref through the fast kernels (engine_fast.h):
- * one pass over the draws for the LL and the score, a second for the
- * Hessian (the per-pair reference for models with row multipliers, or with
- * LV-on-LV terms and no D2 scratch). */
+ * one pass over the draws for the LL and the score; with Hn, the LL (and
+ * the links the Hessian pass reuses) only, then the Hessian pass, which
+ * forms every draw's gradient: the score is their weighted sum, as the
+ * reference forms it (the per-pair reference for models with row
+ * multipliers, or with LV-on-LV terms and no D2 scratch). */
 static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
                             int n, int want_g, double *Hn) {
   int R = e->R, P = e->P;
@@ -645,24 +656,39 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
   iclv_fast_ws *fw = &e->fast_ws[w - e->tw]; /* the thread's */
   double *s = e->S_ind + (size_t) n * P;
   double lln = iclv_fast_individual(e->m, &e->fd, theta, n, w->E, &w->pws, fw, w->l,
-                                    want_g ? s : NULL);
+                                    want_g && Hn == NULL ? s : NULL, Hn != NULL);
   e->ll_ind[n] = lln;
   if (!isfinite(lln)) { e->bad[n] = IND_LL_NONFINITE; return; }
   e->bad[n] = IND_OK;
   if (!want_g) return;
-  if (!all_finite(s, (size_t) P)) { e->bad[n] = IND_GRAD_NONFINITE; return; }
-  if (Hn == NULL) return;
+  if (Hn == NULL) {
+    if (!all_finite(s, (size_t) P)) e->bad[n] = IND_GRAD_NONFINITE;
+    return;
+  }
   double lse = lln + log((double) R);
-  for (int r = 0; r < R; r++) w->w[r] = exp(w->l[r] - lse);
+  iclv_fast_weights(w->l, lse, R, w->w);
   /* the fast Hessian: not with row multipliers (their second derivatives
    * are the per-pair reference's); D2: LV-on-LV terms, folded draw by draw */
   if (!e->fd.row_mult && (e->fd.hess_ok || w->pws.D2 != NULL)) {
     for (size_t i = 0; i < (size_t) P * P; i++) Hn[i] = 0.0;
     iclv_fast_hessian(e->m, &e->fd, theta, n, w->E, &w->pws, fw, w->w, w->G,
-                      (size_t) e->ext, w->gtmp, w->Hpe, w->Hee, Hn);
+                      (size_t) e->ext, w->Hpe, w->Hee, Hn);
   } else {
     hessian_pairs_ref(e, w, theta, n, Hn);
   }
+  /* s_n = sum_r w_r g_nr over the draws with w_r > 0 (the others' rows are
+   * not written), in r order as individual_eval_ref */
+  for (int p = 0; p < P; p++) s[p] = 0.0;
+  for (int r = 0; r < R; r++) {
+    const double wr = w->w[r];
+    if (wr == 0.0) continue;
+    const double *restrict g = w->G + (size_t) r * e->ext;
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+    for (int p = 0; p < P; p++) s[p] += wr * g[p];
+  }
+  if (!all_finite(s, (size_t) P)) { e->bad[n] = IND_GRAD_NONFINITE; return; }
   hessian_outer(e, w, s, Hn);
   if (!lower_finite(Hn, P)) e->bad[n] = IND_HESS_NONFINITE;
 }

@@ -429,7 +429,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[35] = pad8(J * B + J + B + J); /* bZ */
   z[36] = pad8(2 * J);           /* usame, then altlv */
   size_t U = (size_t) fd->NUP;
-  z[37] = pad8(2 * J * U + U * U + U * Ku + J * Ku + (P + U + 5 * O + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, cmap, cpar, ob */
+  z[37] = pad8(2 * J * U + U * U + U * Ku + J * Ku + K * B + (P + U + 5 * O + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, gib, cmap, cpar, ob */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -1221,13 +1221,14 @@ static void structural_mean(const iclv_model *m, const double *theta, int n, icl
 
 double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                             int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
-                            double *lr, double *score) {
+                            double *lr, double *score, int links) {
   int R = fd->R, K = fd->K, Ku = fd->Ku, J = fd->J, S = fd->S, P = fd->P, Tm = fd->Tmax;
   int B = fd->B;
   int has_choice = m->choice_type != ICLV_CHOICE_NONE;
   int t0 = m->row_ptr[n], T = has_choice ? m->row_ptr[n + 1] - t0 : 0;
   int o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
   int want_g = score != NULL;
+  double *fst = want_g || links ? ws->Fst : (double *) 0; /* the Hessian pass's links */
   double *eta = pws->eta, *D = pws->D;
   double *ls = ws->bS, *pr = ws->bS + B, *sc = ws->bS + 2 * B, *lb = ws->bS + 3 * B;
   double *wt = ws->bS + 4 * B, *tmp = ws->bS + 5 * B;
@@ -1265,8 +1266,8 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
       sc[b] = 0.0;
     }
     zero(ws->bGe, (size_t) K * B);
-    block_indicators(m, fd, theta, n, r0, nb, ws, want_g ? ws->Fst : (double *) 0);
-    if (want_g)
+    block_indicators(m, fd, theta, n, r0, nb, ws, fst);
+    if (fst)
       for (int i = 0; i < O; i++) /* the ordered-probit derivatives, for the Hessian pass */
         if (m->ind_type[m->obs_ind[o0 + i]] == ICLV_IND_ORDERED_PROBIT) {
           const double *f0 = ws->bOf + (size_t) i * 3 * B;
@@ -1658,14 +1659,17 @@ static ICLV_FORCE_INLINE void hbi_draws(int probit, int nb, int Bd, const double
  * F(a), F(-b)) for the draw's gradient, which the draw loop adds. ob (Omax,
  * 5) ints: 1, j_lo, j_hi, the loading's parameter and LV for such an
  * observation; 0 for one that the draw loop takes through hess_indicator.
- * Scratch: bS slots 6 .. 15. */
+ * gib (K, Bd): their d l / d eta of each draw, summed in observation order
+ * from 0. Scratch: bS slots 6 .. 15. */
 ICLV_CLONES static void hess_block_indicators(const iclv_model *m, const iclv_fast_dims *fd,
                                               const double *theta, int n, const double *E,
                                               int r0, int nb, const double *restrict wb,
-                                              iclv_fast_ws *ws, double *Hn, int *ob) {
+                                              iclv_fast_ws *ws, double *Hn, int *ob,
+                                              double *restrict gib) {
   const int R = fd->R, K = fd->K, P = fd->P, Bd = fd->B;
   const int o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
   double *restrict ev = ws->bS + 6 * (size_t) Bd, *restrict out = ws->bS + 7 * (size_t) Bd;
+  for (size_t q = 0; q < (size_t) K * Bd; q++) gib[q] = 0.0;
   for (int i = 0; i < O; i++) {
     const int o = o0 + i, ind = m->obs_ind[o], type = m->ind_type[ind];
     const int probit = type == ICLV_IND_ORDERED_PROBIT, q0 = m->ind_load_ptr[ind];
@@ -1694,6 +1698,11 @@ ICLV_CLONES static void hess_block_indicators(const iclv_model *m, const iclv_fa
     double *f0 = ws->Fst + (size_t) i * 2 * R + r0, *f1 = f0 + R;
     if (probit) hbi_draws(1, nb, Bd, c, deq, j_lo >= 0, j_hi >= 0, wb, ev, f0, f1, out);
     else hbi_draws(0, nb, Bd, c, deq, j_lo >= 0, j_hi >= 0, wb, ev, f0, f1, out);
+    {
+      double *restrict gl = gib + (size_t) lv * Bd;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) gl[b] += -(f0[b] + f1[b]) * deq;
+    }
 #define HBI_SUM(q) dot4(wb, out + (size_t) (q) * Bd, nb)
     double *hpe = ws->Hpe + (size_t) P * lv;
     if (j_lo >= 0) hpp_sym(Hn, P, j_lo, j_lo, HBI_SUM(0), 1);
@@ -2038,9 +2047,23 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
   }
 }
 
+void iclv_fast_weights(const double *lr, double lse, int R, double *w) {
+  /* fast_exp_core where l - lse is in range (the usual case; vectorises),
+   * then exp() for the others (below -708: underflow; NaN) */
+  ICLV_SIMD
+  for (int r = 0; r < R; r++) {
+    const double x = lr[r] - lse;
+    w[r] = fast_exp_core(x >= -708.0 && x <= 708.0 ? x : 0.0);
+  }
+  for (int r = 0; r < R; r++) {
+    const double x = lr[r] - lse;
+    if (!(x >= -708.0 && x <= 708.0)) w[r] = exp(x);
+  }
+}
+
 void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                        int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
-                       const double *wr, double *G, size_t ldg, double *gtmp, double *Hpe_d,
+                       const double *wr, double *G, size_t ldg, double *Hpe_d,
                        double *Hee_d, double *Hn) {
   int R = fd->R, K = fd->K, Ku = fd->Ku, J = fd->J, P = fd->P, Tm = fd->Tmax;
   size_t JJ = (size_t) J * J;
@@ -2049,11 +2072,11 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   double *eta = pws->eta, *D = pws->D;
   /* ob (Omax, 5) ints after cmap (P) and cpar (NUP), at the end of dX's piece */
   const int NUP = fd->NUP;
-  int *ob = (int *) (ws->dX + (size_t) 2 * J * NUP + (size_t) NUP * NUP + (size_t) NUP * Ku +
-                     (size_t) J * Ku) + P + NUP;
+  double *gib = ws->dX + (size_t) 2 * J * NUP + (size_t) NUP * NUP + (size_t) NUP * Ku +
+                (size_t) J * Ku; /* (K, B) */
+  int *ob = (int *) (gib + (size_t) K * fd->B) + P + NUP;
   ws->cnt[ICLV_FAST_CNT_HESS] += 1.0;
-  if (has_choice) setup_choice(m, fd, theta, n, ws);
-  setup_indicators(m, theta, n, ws);
+  /* W, L, Eu, tsafe, rowinv and oc as the LL pass (for n at theta) set them */
   /* the utility terms with a non-zero attribute, each as (parameter, index
    * of its gV, x, lv): attribute-free terms first (n0 of them), then LV terms */
   int n0 = 0, nl = 0;
@@ -2129,7 +2152,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     const int rr = r - rb0;
     wb[rr] = w;
     if (!dvar && rr == 0)
-      hess_block_indicators(m, fd, theta, n, E, r, R - r < Bd ? R - r : Bd, wr + r, ws, Hn, ob);
+      hess_block_indicators(m, fd, theta, n, E, r, R - r < Bd ? R - r : Bd, wr + r, ws, Hn, ob,
+                            gib);
     if (blockch && rr == 0)
       hess_block_choice(m, fd, n, E, r, R - r < Bd ? R - r : Bd, ws, gvb, getab, fastb,
                         ws->bS + 4 * Bd, ws->bS + 5 * Bd);
@@ -2146,6 +2170,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     } else {
       for (int k = 0; k < K; k++) eta[k] = E[(size_t) r * K + k] + ws->cst[k];
     }
+    /* this draw's extended gradient, formed in its row of G (ldg >= P + K) */
+    double *restrict gtmp = G + (size_t) r * ldg;
     zero(gtmp, (size_t) P + K);
     if (dvar) {
       zero(Hpe_d, (size_t) P * K);
@@ -2155,6 +2181,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     /* without LV-on-LV terms Hpe_d and Hee_d are zero here, and stay so
      * unless a term writes into them (hd) */
     int hd = 0;
+    if (!dvar)
+      for (int k = 0; k < K; k++) gtmp[P + k] = gib[(size_t) k * Bd + rr];
     for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++) {
       const int io = o - m->obs_ptr[n];
       if (!dvar && ob[(size_t) io * 5] != 0) {
@@ -2166,7 +2194,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         if (obi[1] >= 0) gtmp[obi[1]] += fa;
         if (obi[2] >= 0) gtmp[obi[2]] += fb;
         gtmp[pq] += -(fa + fb) * eta[lv];
-        gtmp[P + lv] += -(fa + fb) * theta[pq];
+        /* (d l / d eta: the block's sums over these observations, gib) */
         continue;
       }
       hd |= hess_indicator(m, theta, eta, o, ws->oc + (size_t) (o - m->obs_ptr[n]) * 5,
@@ -2250,7 +2278,6 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       }
     }
     iclv_fold_gradient(m, D, gtmp);
-    memcpy(G + (size_t) r * ldg, gtmp, sizeof(double) * (size_t) P);
   next_draw:
     if (has_choice && (rr == Bd - 1 || r == R - 1)) {
       flush_terms((const term_e *) ws->tl, n0, nl, gvb, etab, wb, Bd, rr + 1, acc,
@@ -2284,7 +2311,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
    * term take the term loop below. */
   double *dX = ws->dX, *dZ = dX + (size_t) J * NUP, *dH = dZ + (size_t) J * NUP;
   double *dE = dH + (size_t) NUP * NUP, *ML = dE + (size_t) NUP * Ku;
-  int *cmap = (int *) (ML + (size_t) J * Ku), *cpar = cmap + P;
+  int *cmap = (int *) (gib + (size_t) K * fd->B), *cpar = cmap + P;
   int Pu = 0;
   {
     const term_e *tl = (const term_e *) ws->tl; /* n0 terms without an LV, by parameter */

@@ -195,27 +195,34 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *block, iclv_fast_ws *ws
 /* Log-likelihood of individual n, log L_n = logsumexp_r(l_nr) - log R, and
  * with score != NULL its score (P) d log L_n / d theta. E (R, K) row-major
  * holds the draws of n; lr (R) receives l_nr. pws supplies eta (K) and D
- * (K, S) (and D2 when the model has LV-on-LV terms). Returns log L_n (NaN
- * or +-Inf when not finite; the score is then unspecified). */
+ * (K, S) (and D2 when the model has LV-on-LV terms). With a score, or with
+ * links != 0, it leaves in ws what iclv_fast_hessian() reuses. Returns
+ * log L_n (NaN or +-Inf when not finite; the score is then unspecified). */
 double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                             int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
-                            double *lr, double *score);
+                            double *lr, double *score, int links);
 
 /* Requires that the last iclv_fast_individual() on ws was for n at theta
- * with a score (it leaves the ordered indicators' link values in ws->Fst,
- * which this pass overwrites with their derivatives).
+ * with a score or links: it reuses that pass's per-individual set-up (utility parts,
+ * the indicators' constants) and the ordered indicators' link values in
+ * ws->Fst, which it overwrites with their derivatives.
  * With the draw weights wr (R) of individual n (exp(l_nr - logsumexp), 0
  * skips a draw): Hn (P, P) column-major += sum_r wr hess l_nr (its lower
  * triangle, diagonal included; the upper one is incomplete),
- * and row r of G (stride ldg) = the gradient g_nr (P) of l_nr for every
- * draw with wr > 0. Scratch: gtmp (P + K), Hpe_d (P, K), Hee_d (K, K) (a
- * draw's LV blocks); pws->D2 (K, S, S) when !fd->hess_ok. With fd->hess_ok
+ * and row r of G (stride ldg >= P + K) = the gradient g_nr (P) of l_nr for
+ * every draw with wr > 0 (the row's P + K entries are its scratch for the
+ * extended gradient; rows of draws with wr == 0 are not written). Scratch:
+ * Hpe_d (P, K), Hee_d (K, K) (a draw's LV blocks); pws->D2 (K, S, S) when !fd->hess_ok. With fd->hess_ok
  * (d eta / d phi draw-invariant) the LV blocks are summed over the draws
  * and folded once; otherwise each draw's are folded with its own d eta /
  * d phi (and D2), as the per-pair reference does. */
 void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                        int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
-                       const double *wr, double *G, size_t ldg, double *gtmp, double *Hpe_d,
+                       const double *wr, double *G, size_t ldg, double *Hpe_d,
                        double *Hee_d, double *Hn);
+
+/* The draw weights of an individual, w[r] = exp(lr[r] - lse) (R draws),
+ * through fast_exp (within about 1 ulp of exp()). */
+void iclv_fast_weights(const double *lr, double lse, int R, double *w);
 
 #endif /* ICLV_ENGINE_FAST_H */
