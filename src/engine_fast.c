@@ -87,7 +87,7 @@
 #else
 #define ICLV_FORCE_INLINE inline
 #endif
-#define NPIECE 38
+#define NPIECE 36
 /* At most this many draws processed together (the LL and score pass, the
  * Hessian pass's block sums): fewer, longer vector loops. 128 took the
  * fewest instructions and the least time of 32, 64 and 128 on the drug and
@@ -417,19 +417,17 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[23] = pad8(16 * B);          /* bS */
   z[24] = pad8(O * 3 * B);       /* bOf */
   z[25] = pad8(T * J * B + 3 * J * B); /* bGv, then bU */
-  z[26] = pad8(T * (size_t) fd->NU * 8 + P + 1); /* tl: terms, a copy, counts */
+  z[26] = pad8(T * (size_t) fd->NU * 8 + P + 1 + (T * (2 * J + 1) + 1) / 2 + 1); /* tl */
   z[27] = pad8(ICLV_FAST_NCNT);  /* cnt */
   z[28] = pad8(P * S);           /* HpS */
   z[29] = pad8(O * 2 * (size_t) fd->R); /* Fst */
   z[30] = pad8(J * Ku);          /* HL */
-  z[31] = pad8((size_t) fd->NU * 4 + J + 1); /* tt */
-  z[32] = pad8((Ku + 1) * (Ku + 1)); /* mt */
-  z[33] = pad8((J + J * (J - 1) / 2 + 1 + Ku + Ku * Ku) * B + J); /* fr */
-  z[34] = pad8(3 * K);           /* cst */
-  z[35] = pad8(J * B + J + B + J); /* bZ */
-  z[36] = pad8(2 * J);           /* usame, then altlv */
+  z[31] = pad8((J + J * (J - 1) / 2 + 1 + Ku + Ku * Ku) * B + J); /* fr */
+  z[32] = pad8(3 * K);           /* cst */
+  z[33] = pad8(J * B + J + B + J); /* bZ */
+  z[34] = pad8(2 * J);           /* usame, then altlv */
   size_t U = (size_t) fd->NUP;
-  z[37] = pad8(2 * J * U + U * U + U * Ku + J * Ku + K * B + (P + U + 5 * O + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, gib, cmap, cpar, ob */
+  z[35] = pad8(2 * J * U + U * U + U * Ku + J * Ku + K * B + (P + U + 5 * O + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, gib, cmap, cpar, ob */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -446,7 +444,7 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
-                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->tt, &ws->mt, &ws->fr, &ws->cst, &ws->bZ, &ws->usame, &ws->dX};
+                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->fr, &ws->cst, &ws->bZ, &ws->usame, &ws->dX};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
@@ -1730,15 +1728,20 @@ typedef struct {
   double x;         /* attribute value (1 without one) */
 } term_e;
 
-/* Sorts t[0..n-1] by parameter (0 <= par < P), stably, so that the terms
- * of one parameter are adjacent: a counting sort through tmp (n terms) and
- * cnt (P + 1 ints). */
-static void sort_terms(term_e *t, int n, term_e *tmp, int *cnt, int P) {
-  for (int p = 0; p <= P; p++) cnt[p] = 0;
-  for (int q = 0; q < n; q++) cnt[t[q].par + 1]++;
-  for (int p = 0; p < P; p++) cnt[p + 1] += cnt[p];
-  for (int q = 0; q < n; q++) tmp[cnt[t[q].par]++] = t[q];
-  memcpy(t, tmp, sizeof(term_e) * (size_t) n);
+/* The terms t[0..n-1] into out sorted by parameter (0 <= par < P),
+ * stably: those without an LV first (n0 of them), then the LV terms, so
+ * that the terms of one parameter are adjacent within each group (counting
+ * sorts through cnt, P + 1 ints). */
+static void sort_terms(const term_e *t, int n, int n0, term_e *out, int *cnt, int P) {
+  for (int g = 0; g < 2; g++) {
+    for (int p = 0; p <= P; p++) cnt[p] = 0;
+    for (int q = 0; q < n; q++)
+      if ((t[q].lv >= 0) == g) cnt[t[q].par + 1]++;
+    cnt[0] = g ? n0 : 0;
+    for (int p = 0; p < P; p++) cnt[p + 1] += cnt[p];
+    for (int q = 0; q < n; q++)
+      if ((t[q].lv >= 0) == g) out[cnt[t[q].par]++] = t[q];
+  }
 }
 
 /* The draw-by-draw fold of the Hessian pass, as iclv_fold_hessian()
@@ -2047,6 +2050,68 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
   }
 }
 
+/* Dense pieces of the fold of the choice rows' weighted sums
+ * (iclv_fast_hessian). M (J, J) row-major is symmetric and held in its
+ * lower triangle (M[j J + j2], j2 <= j); dX (J, Pu), dZ (J, Pu), L (J, Ku)
+ * row-major. */
+#define MSYM(M, j, j2) ((j) >= (j2) ? (M)[(size_t) (j) * J + (j2)] : (M)[(size_t) (j2) * J + (j)])
+
+/* dZ = M dX. */
+ICLV_CLONES static void dense_mx(int J, int Pu, const double *M, const double *restrict dX,
+                                 double *restrict dZ) {
+  for (int j = 0; j < J; j++) {
+    double *restrict z = dZ + (size_t) j * Pu;
+    for (int c = 0; c < Pu; c++) z[c] = 0.0;
+    for (int j2 = 0; j2 < J; j2++) {
+      const double mj = MSYM(M, j, j2);
+      if (mj == 0.0) continue;
+      const double *restrict x2 = dX + (size_t) j2 * Pu;
+      ICLV_SIMD
+      for (int c = 0; c < Pu; c++) z[c] += mj * x2[c];
+    }
+  }
+}
+
+/* dZ = M dX, then dH (Pu, Pu) += dX' dZ in its lower triangle (row a,
+ * columns c <= a): sum_j dX_ja dZ_jc. */
+ICLV_CLONES static void dense_xmx(int J, int Pu, const double *M, const double *restrict dX,
+                                  double *restrict dZ, double *restrict dH) {
+  dense_mx(J, Pu, M, dX, dZ);
+  for (int j = 0; j < J; j++) {
+    const double *restrict x = dX + (size_t) j * Pu, *restrict z = dZ + (size_t) j * Pu;
+    for (int a = 0; a < Pu; a++) {
+      const double xa = x[a];
+      if (xa == 0.0) continue;
+      double *restrict h = dH + (size_t) a * Pu;
+      ICLV_SIMD
+      for (int c = 0; c <= a; c++) h[c] += xa * z[c];
+    }
+  }
+}
+
+/* ML (J, Ku) = M L. */
+static void dense_ml(int J, int Ku, const double *M, const double *L, double *ML) {
+  for (int j = 0; j < J; j++)
+    for (int l = 0; l < Ku; l++) {
+      double acc = 0.0;
+      for (int j2 = 0; j2 < J; j2++) acc += MSYM(M, j, j2) * L[j2 * Ku + l];
+      ML[(size_t) j * Ku + l] = acc;
+    }
+}
+
+/* out (Pu) += dX' v, v[j ldv] (J). */
+ICLV_CLONES static void dense_xtv(int J, int Pu, const double *restrict dX,
+                                  const double *restrict v, int ldv, double *restrict out) {
+  for (int j = 0; j < J; j++) {
+    const double vj = v[(size_t) j * ldv];
+    if (vj == 0.0) continue;
+    const double *restrict x = dX + (size_t) j * Pu;
+    ICLV_SIMD
+    for (int c = 0; c < Pu; c++) out[c] += x[c] * vj;
+  }
+}
+#undef MSYM
+
 void iclv_fast_weights(const double *lr, double lse, int R, double *w) {
   /* fast_exp_core where l - lse is in range (the usual case; vectorises),
    * then exp() for the others (below -708: underflow; NaN) */
@@ -2078,17 +2143,25 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   ws->cnt[ICLV_FAST_CNT_HESS] += 1.0;
   /* W, L, Eu, tsafe, rowinv and oc as the LL pass (for n at theta) set them */
   /* the utility terms with a non-zero attribute, each as (parameter, index
-   * of its gV, x, lv): attribute-free terms first (n0 of them), then LV terms */
+   * of its gV j Tm + i, lv, x): RL by row i and alternative j, those
+   * without an LV first (tjr: where each (row, alternative) begins and where
+   * its LV terms do); TL the same sorted by parameter, the n0 terms without
+   * an LV first, then the nl LV terms (flush_terms) */
+  term_e *TL = (term_e *) ws->tl, *RL = TL + (size_t) Tm * fd->NU;
+  int *tcnt = (int *) (ws->tl + 8 * (size_t) Tm * fd->NU), *tjr = tcnt + P + 1;
   int n0 = 0, nl = 0;
-  for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; i < T; i++) {
-      const double *xr = m->X + (long) (t0 + i) * m->n_xcol;
-      for (int j = 0; j < J; j++)
+  for (int i = 0; i < T; i++) {
+    const double *xr = m->X + (long) (t0 + i) * m->n_xcol;
+    int *tj = tjr + (size_t) i * (2 * J + 1), *tjl = tj + J + 1;
+    for (int j = 0; j < J; j++) {
+      tj[j] = n0 + nl;
+      for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) tjl[j] = n0 + nl;
         for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
           if ((m->ut_lv[u] >= 0) != pass) continue;
           double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
           if (x == 0.0) continue;
-          term_e *e = (term_e *) ws->tl + (n0 + nl);
+          term_e *e = RL + (n0 + nl);
           e->par = m->ut_par[u];
           e->idx = j * Tm + i;
           e->lv = m->ut_lv[u];
@@ -2096,13 +2169,11 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
           if (pass == 0) n0++;
           else nl++;
         }
+      }
     }
-  {
-    term_e *tmp = (term_e *) ws->tl + (n0 + nl);
-    int *cnt = (int *) (ws->tl + 8 * (size_t) Tm * fd->NU); /* after terms and copy (<= 6 Tm NU) */
-    sort_terms((term_e *) ws->tl, n0, tmp, cnt, P);
-    sort_terms((term_e *) ws->tl + n0, nl, tmp, cnt, P);
+    tj[J] = n0 + nl;
   }
+  sort_terms(RL, n0 + nl, n0, TL, tcnt, P);
   /* the utility parameters' part of each draw's gradient is summed over
    * the term lists a block of draws at a time (flush_terms), draws
    * innermost: gvb (J Tm, B) the block's gV, etab (K, B) its LVs, wb (B)
@@ -2295,101 +2366,52 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   hb.Hpp = Hn;
   hb.Hpe = ws->Hpe;
   hb.Hee = ws->Hee;
-  term_e *tt = (term_e *) ws->tt; /* one row's terms with x != 0, by alternative */
-  /* (J + 1) ints: where each alternative's terms begin; then (J) where its
-   * LV terms begin (each alternative's terms without an LV come first) */
-  int *tj = (int *) (ws->tt + 4 * (size_t) fd->NU), *tjl = tj + J + 1;
-  double *mt = ws->mt; /* (Ku + 1, Ku + 1): msum(a, b) at mt[(a + 1) (Ku + 1) + b + 1] */
-  const int K1 = Ku + 1;
-  /* The terms without an LV, dense: with dX (J, Pu) a row's design (the
-   * sum of x over its terms of alternative j and parameter column c), each
-   * row adds dX' M0 dX to the parameter block, as dZ = M0 dX and then
-   * sum_j dX_j dZ_j' in the lower triangle of dH (Pu, Pu), and
-   * dX' M0 L to the LV block (dE (Pu, Ku), ML = M0 L (J, Ku)); the columns
-   * are the parameters of this individual's terms without an LV (cpar,
-   * increasing: dH's lower triangle lands in Hn's). The pairs with an LV
-   * term take the term loop below. */
+  /* The choice rows' parameter block, per row from the weighted sums M
+   * (M0: f = 1, M1_k: eta_k, M2_kl: eta_k eta_l; symmetric in (j, j2),
+   * summed in their lower triangles). The terms without an LV, dense: with
+   * dX (J, Pu) the row's design (the sum of x over its terms of alternative
+   * j and parameter column c), dX' M0 dX (dense_xmx, into dH's lower
+   * triangle) and dX' M0 L (dE); an LV term a of alternative j with LV k
+   * pairs with them through x_a (M1_k dX)_j, and with the other LV terms
+   * one by one. The columns are the parameters of this individual's terms
+   * without an LV (cpar, increasing: dH's lower triangle lands in Hn's). */
   double *dX = ws->dX, *dZ = dX + (size_t) J * NUP, *dH = dZ + (size_t) J * NUP;
   double *dE = dH + (size_t) NUP * NUP, *ML = dE + (size_t) NUP * Ku;
   int *cmap = (int *) (gib + (size_t) K * fd->B), *cpar = cmap + P;
   int Pu = 0;
-  {
-    const term_e *tl = (const term_e *) ws->tl; /* n0 terms without an LV, by parameter */
-    for (int q = 0; q < n0; q++)
-      if (q == 0 || tl[q].par != tl[q - 1].par) {
-        cpar[Pu] = tl[q].par;
-        cmap[tl[q].par] = Pu++;
-      }
-  }
+  for (int q = 0; q < n0; q++) /* TL: the terms without an LV, by parameter */
+    if (q == 0 || TL[q].par != TL[q - 1].par) {
+      cpar[Pu] = TL[q].par;
+      cmap[TL[q].par] = Pu++;
+    }
   zero(dH, (size_t) Pu * Pu);
   zero(dE, (size_t) Pu * Ku);
+  /* lower triangle cell (a, b) of Hn += v, both orientations of a pair of
+   * distinct terms (twice on the diagonal) */
+#define HN_PAIR(pa, pb, v)                                                     \
+  do {                                                                         \
+    const int pa_ = (pa), pb_ = (pb);                                          \
+    const double v_ = (v);                                                     \
+    if (pa_ == pb_) Hn[pa_ + (size_t) P * pa_] += v_ + v_;                     \
+    else if (pa_ > pb_) Hn[pa_ + (size_t) P * pb_] += v_;                      \
+    else Hn[pb_ + (size_t) P * pa_] += v_;                                     \
+  } while (0)
   for (int i = 0; i < T; i++) {
-    const double *xr = m->X + (long) (t0 + i) * m->n_xcol;
     const double *L = ws->L + (size_t) i * J * Ku;
     const double *M0 = ws->M0 + (size_t) i * JJ;
-    int nt = 0, any_lv = 0;
+    const int *tj = tjr + (size_t) i * (2 * J + 1), *tjl = tj + J + 1;
+    int any_lv = 0;
     zero(dX, (size_t) J * Pu);
     for (int j = 0; j < J; j++) {
-      tj[j] = nt;
-      for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1) tjl[j] = nt;
-        for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
-          if ((m->ut_lv[u] >= 0) != pass) continue;
-          double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
-          if (x == 0.0) continue;
-          tt[nt].par = m->ut_par[u];
-          tt[nt].lv = m->ut_lv[u];
-          tt[nt].idx = u;
-          tt[nt].x = x;
-          nt++;
-          if (pass == 0) dX[(size_t) j * Pu + cmap[m->ut_par[u]]] += x;
-          else any_lv = 1;
-        }
-      }
+      for (int a = tj[j]; a < tjl[j]; a++) dX[(size_t) j * Pu + cmap[RL[a].par]] += RL[a].x;
+      any_lv |= tjl[j] < tj[j + 1];
     }
-    tj[J] = nt;
-    /* M0 is symmetric in (j, j2) and summed in its lower triangle */
-#define M0S(j, j2) ((j) >= (j2) ? M0[(size_t) (j) * J + (j2)] : M0[(size_t) (j2) * J + (j)])
-    if (Pu > 0) {
-      for (int j = 0; j < J; j++) {
-        double *restrict z = dZ + (size_t) j * Pu;
-        for (int c = 0; c < Pu; c++) z[c] = 0.0;
-        for (int j2 = 0; j2 < J; j2++) {
-          const double mj = M0S(j, j2);
-          if (mj == 0.0) continue;
-          const double *restrict x2 = dX + (size_t) j2 * Pu;
-          ICLV_SIMD
-          for (int c = 0; c < Pu; c++) z[c] += mj * x2[c];
-        }
-      }
-      for (int j = 0; j < J; j++) {
-        const double *restrict x = dX + (size_t) j * Pu, *restrict z = dZ + (size_t) j * Pu;
-        for (int a = 0; a < Pu; a++) {
-          const double xa = x[a];
-          if (xa == 0.0) continue;
-          double *restrict h = dH + (size_t) a * Pu;
-          ICLV_SIMD
-          for (int c = 0; c <= a; c++) h[c] += xa * z[c];
-        }
-      }
-    }
+    if (Pu > 0) dense_xmx(J, Pu, M0, dX, dZ, dH);
     if (!dvar && Ku > 0) {
-      /* (draw by draw with dvar) Hee += L' ML, dE += dX' ML */
-      for (int j = 0; j < J; j++)
-        for (int l = 0; l < Ku; l++) {
-          double acc = 0.0;
-          for (int j2 = 0; j2 < J; j2++) acc += M0S(j, j2) * L[j2 * Ku + l];
-          ML[(size_t) j * Ku + l] = acc;
-        }
+      /* (draw by draw with dvar) ML = M0 L, dE += dX' ML, Hee += L' ML */
+      dense_ml(J, Ku, M0, L, ML);
       for (int l = 0; l < Ku; l++) {
-        double *restrict e = dE + (size_t) l * Pu;
-        for (int j = 0; j < J; j++) {
-          const double v = ML[(size_t) j * Ku + l];
-          if (v == 0.0) continue;
-          const double *restrict x = dX + (size_t) j * Pu;
-          ICLV_SIMD
-          for (int c = 0; c < Pu; c++) e[c] += x[c] * v;
-        }
+        if (Pu > 0) dense_xtv(J, Pu, dX, ML + l, Ku, dE + (size_t) l * Pu);
         for (int k = 0; k < Ku; k++) {
           double acc = 0.0;
           for (int j = 0; j < J; j++) acc += L[j * Ku + k] * ML[(size_t) j * Ku + l];
@@ -2397,57 +2419,51 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         }
       }
     }
-#undef M0S
-    for (int j = 0; j < J && any_lv; j++) {
-      for (int j2 = 0; j2 < J; j2++) {
-        /* the pairs with an LV term of j or j2 */
-        if (tjl[j] == tj[j + 1] && tjl[j2] == tj[j2 + 1]) continue;
-        int jl = j > j2 ? j : j2, js = j > j2 ? j2 : j;
-        size_t c = (size_t) jl * J + js;
-        double m0 = ws->M0[(size_t) i * JJ + c];
-        if (m0 == 0.0) continue;
-        mt[0] = m0;
-        for (int k = 0; k < Ku; k++) {
-          double v = ws->M1[((size_t) i * Ku + k) * JJ + c];
-          mt[k + 1] = v;
-          mt[(size_t) (k + 1) * K1] = v;
-          for (int l = 0; l < Ku; l++)
-            mt[(size_t) (k + 1) * K1 + l + 1] = ws->M2[(((size_t) i * Ku + k) * Ku + l) * JJ + c];
+    if (!any_lv) continue;
+    for (int k = 0; k < Ku; k++) {
+      /* the LV terms with LV k: with the terms without an LV (M1_k dX, into
+       * dZ) and their LV block (M1_k L) */
+      int has = 0;
+      for (int j = 0; j < J && !has; j++)
+        for (int a = tjl[j]; a < tj[j + 1]; a++) has |= RL[a].lv == k;
+      if (!has) continue;
+      const double *M1 = ws->M1 + ((size_t) i * Ku + k) * JJ;
+      if (Pu > 0) dense_mx(J, Pu, M1, dX, dZ);
+      if (!dvar) dense_ml(J, Ku, M1, L, ML); /* (M0 L is used up) */
+      for (int j = 0; j < J; j++)
+        for (int a = tjl[j]; a < tj[j + 1]; a++) {
+          if (RL[a].lv != k) continue;
+          const int pa = RL[a].par;
+          const double xa = RL[a].x, *z = dZ + (size_t) j * Pu;
+          for (int c = 0; c < Pu; c++)
+            if (z[c] != 0.0) HN_PAIR(pa, cpar[c], xa * z[c]);
+          if (!dvar)
+            for (int l = 0; l < Ku; l++) iclv_hcell(&hb, pa, P + l, xa * ML[(size_t) j * Ku + l]);
         }
-        if (j2 <= j) {
-          /* into Hn's lower triangle, each unordered pair once (its two
-           * orientations land in the same cell when both terms have one
-           * parameter, else in two cells of which one is in the lower
-           * triangle); a term without an LV pairs here only with LV terms
-           * (after it when j2 == j) */
-          for (int a = tj[j]; a < tj[j + 1]; a++) {
-            const int pa = tt[a].par;
-            const double xa = tt[a].x, *ma = mt + (size_t) (tt[a].lv + 1) * K1 + 1;
-            const int bend = j2 == j ? a + 1 : tj[j2 + 1];
-            for (int b = tt[a].lv < 0 ? tjl[j2] : tj[j2]; b < bend; b++) {
-              const int pb = tt[b].par;
-              double v = xa * tt[b].x * ma[tt[b].lv];
-              if (pa == pb && a != b) v += v;
-              if (pa >= pb) Hn[pa + (size_t) P * pb] += v;
-              else Hn[pb + (size_t) P * pa] += v;
-            }
+    }
+    /* pairs of LV terms: each unordered pair once (b up to a in its own
+     * alternative) */
+    for (int j = 0; j < J; j++)
+      for (int a = tjl[j]; a < tj[j + 1]; a++)
+        for (int j2 = 0; j2 <= j; j2++) {
+          const int jl = j, js = j2;
+          const int bend = j2 == j ? a + 1 : tj[j2 + 1];
+          for (int b = tjl[j2]; b < bend; b++) {
+            const double *M2 = ws->M2 + (((size_t) i * Ku + RL[a].lv) * Ku + RL[b].lv) * JJ;
+            const double v = RL[a].x * RL[b].x * M2[(size_t) jl * J + js];
+            if (a == b) Hn[RL[a].par + (size_t) P * RL[a].par] += v;
+            else HN_PAIR(RL[a].par, RL[b].par, v);
           }
         }
-        if (dvar) continue; /* the LV blocks were folded draw by draw */
-        for (int a = tjl[j]; a < tj[j + 1]; a++) {
-          double mp = mt[(size_t) (tt[a].lv + 1) * K1];
-          for (int l = 0; l < Ku; l++)
-            if (L[j2 * Ku + l] != 0.0) iclv_hcell(&hb, tt[a].par, P + l, tt[a].x * L[j2 * Ku + l] * mp);
-        }
-      }
-    }
+    if (dvar) continue; /* the LV blocks were folded draw by draw */
     for (int j = 0; j < J; j++) {
       double g0 = ws->G0[(size_t) j * Tm + i];
-      if (g0 == 0.0 || dvar) continue;
-      for (int a = tj[j]; a < tj[j + 1]; a++)
-        if (tt[a].lv >= 0) iclv_hsym(&hb, tt[a].par, P + tt[a].lv, tt[a].x * g0);
+      if (g0 == 0.0) continue;
+      for (int a = tjl[j]; a < tj[j + 1]; a++)
+        iclv_hsym(&hb, RL[a].par, P + RL[a].lv, RL[a].x * g0);
     }
   }
+#undef HN_PAIR
   for (int a = 0; a < Pu; a++)
     for (int c = 0; c <= a; c++) Hn[cpar[a] + (size_t) P * cpar[c]] += dH[(size_t) a * Pu + c];
   if (!dvar)

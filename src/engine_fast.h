@@ -123,9 +123,11 @@ typedef struct {
   double *bGv;   /* (Tmax, J, B) d log P / dV; an implicit fast row (block_choice) keeps
                     1 / sum_j E_tj u_j in its first B instead */
   double *bU;    /* (3, J, B) a = L eta, u = exp(a - max a), column sums of gV (after bGv) */
-  double *tl;    /* (Tmax NU, 4) an individual's utility terms with x != 0: parameter,
-                    index of their gV, x, LV (Hessian pass); then (Tmax NU, 4) the
-                    sort's copy and (P + 1) ints, its counts */
+  double *tl;    /* (Tmax NU, 4) an individual's utility terms with x != 0 (parameter,
+                    index of their gV, LV, x) sorted by parameter (Hessian pass); then
+                    (Tmax NU, 4) the same by row and alternative; then ints: (P + 1) the
+                    sort's counts, (Tmax, 2 J + 1) where each row's alternatives' terms
+                    and their LV terms begin */
   double *cnt;   /* (ICLV_FAST_NCNT) path counters of this thread, cumulative since
                     iclv_fast_ws_bind (which zeroes them) */
   double *HpS;   /* (P, S) column-major, sum over draws of w Hpe D (Hessian pass of
@@ -134,10 +136,6 @@ typedef struct {
                     pass's): d log P / d(a, b) of an ordered-probit observation; F(a),
                     F(-b) of an ordered-logit one in the product form (logit_fast) */
   double *HL;    /* (J, Ku) HV L of one row and draw (Hessian pass, LV-on-LV models) */
-  double *tt;    /* (NU, 4) one row's utility terms with x != 0, then (J + 1) ints: where
-                    each alternative's begin (Hessian pass, the fold of the weighted sums) */
-  double *mt;    /* (Ku + 1, Ku + 1) the weighted sums of one row and pair of
-                    alternatives, by the LV factors of two terms (Hessian pass) */
   double *fr;    /* ((J + J (J - 1) / 2 + 1 + Ku + Ku^2) B + J) the fast rows' block sums
                     (Hessian pass, flush_rows) */
   double *cst;   /* (3 K) with covariate sources only (hess_ok): the LVs' draw-invariant
