@@ -81,6 +81,31 @@ test_that("draw blocks of any size: R = 1, R not a multiple of the block, R over
   }
 })
 
+test_that("the Hessian fold's term pairs: a parameter in plain and LV terms, LV terms sharing an alternative", {
+  # the fold pairs terms without an LV densely (dX' M0 dX), an LV term with
+  # them through M1_k dX, and LV terms with each other one by one: a
+  # parameter both in a term without an LV and in an LV term (its diagonal
+  # cell takes both orientations), two LV terms of one LV in one
+  # alternative, one LV parameter in two alternatives; attribute-free LV
+  # terms (row-invariant MNL) and with an attribute; with and without
+  # LV-on-LV terms
+  for (lvlv in c(FALSE, TRUE))
+    for (attr in c(FALSE, TRUE)) {
+      tm <- tiny_model(c("ordered_logit", "ordered_probit", "normal"), "mnl", n_ind = 10L,
+                       n_draws = 9L, seed = 90 + 2 * lvlv + attr)
+      ut <- tm$desc$util
+      b_price <- ut$par[1]; lam1 <- ut$par[2]; asc1 <- ut$par[3]; lam2 <- ut$par[5]; asc2 <- ut$par[6]
+      tm$desc$util <- data.frame(
+        alt = c(0L, 0L, 0L, 0L, 1L, 1L, 1L, 2L, 2L),
+        par = c(b_price, lam1, b_price, lam2, asc1, lam1, lam2, asc2, b_price),
+        col = c(0L, -1L, -1L, if (attr) 2L else -1L, -1L, -1L, if (attr) 1L else -1L, -1L, 3L),
+        lv  = c(-1L, 0L, 1L, 1L, -1L, 0L, 1L, -1L, -1L))
+      tm <- tiny_variant(tm, no_lvlv = !lvlv)
+      expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm),
+                             paste("fold pairs, LV-on-LV", lvlv, "attribute", attr))
+    }
+})
+
 test_that("the tails hand over to the reference links: huge utilities, LV effects and thresholds", {
   base <- tiny_variant(tiny_model(c("ordered_logit", "ordered_logit", "ordered_logit", "binary_logit"), "mnl",
                                   n_ind = 8L, n_draws = 6L, ncat = 4L, seed = 61), no_lvlv = TRUE, rowinv = TRUE)
