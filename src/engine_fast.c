@@ -382,6 +382,12 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->ordered = m->choice_type == ICLV_CHOICE_ORDERED;
   fd->tapes = m->choice_type != ICLV_CHOICE_NONE && m->n_tape > 0;
   fd->hess_ok = 1; /* d eta / d phi the same for every draw: covariate sources only */
+  /* d2 eta / d phi d phi' = 0 when every LV source of a structural term is
+   * an LV without structural terms of its own (iclv_structural's D2) */
+  fd->d2_zero = 1;
+  for (int t = 0; t < fd->S; t++)
+    if (m->st_src_type[t] == ICLV_SRC_LV && m->st_ptr[m->st_src[t] + 1] > m->st_ptr[m->st_src[t]])
+      fd->d2_zero = 0;
   for (int t = 0; t < fd->S; t++)
     if (m->st_src_type[t] != ICLV_SRC_COV) fd->hess_ok = 0;
 }
@@ -427,7 +433,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[33] = pad8(J * B + J + B + J); /* bZ */
   z[34] = pad8(2 * J);           /* usame, then altlv */
   size_t U = (size_t) fd->NUP;
-  z[35] = pad8(2 * J * U + U * U + U * Ku + J * Ku + K * B + (P + U + 5 * O + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, gib, cmap, cpar, ob */
+  z[35] = pad8(2 * J * U + U * U + U * Ku + J * Ku + K * B + K * S + (P + U + 5 * O + K + (K + 1) + P * K + P + K * S + S + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, gib, HD; ints cmap, cpar, ob, kc, hr_ptr, hr_idx, mark, nz */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -597,7 +603,8 @@ static inline void prod_mul(double *prod, int *sc, double f) {
  * the log probabilities of the rows through iclv_choice_link (binary-probit
  * rows through Cody's Phi add nothing: the Hessian pass reads no log). */
 static double draw_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, const double *eta,
-                          iclv_fast_ws *ws, int *fast_out, double *prod, int *sc) {
+                          const int *kc, int nkc, iclv_fast_ws *ws, int *fast_out, double *prod,
+                          int *sc) {
   int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
   double lsum = 0.0;
   double *a = ws->au, *u = ws->au + J, *V = ws->au + 2 * J, *gt = ws->au + 3 * J;
@@ -660,7 +667,7 @@ ICLV_SIMD
     const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
     for (int j = 0; j < J; j++) {
       double v = W[j];
-      for (int k = 0; k < Ku; k++) v += L[j * Ku + k] * eta[k];
+      for (int a = 0; a < nkc; a++) v += L[j * Ku + kc[a]] * eta[kc[a]];
       V[j] = v;
     }
     double val, lam;
@@ -684,14 +691,14 @@ ICLV_SIMD
       double c = 0.0;
       for (int i = 0; i < T; i++) c += g[i];
       cs[j] = c;
-      for (int k = 0; k < Ku; k++) ws->geta[k] += c * ws->L[j * Ku + k];
+      for (int a = 0; a < nkc; a++) ws->geta[kc[a]] += c * ws->L[j * Ku + kc[a]];
     }
   } else {
     for (int i = 0; i < T; i++) {
       const double *L = ws->L + (size_t) i * J * Ku;
       for (int j = 0; j < J; j++) {
         double g = gV[(size_t) j * Tm + i];
-        for (int k = 0; k < Ku; k++) ws->geta[k] += g * L[j * Ku + k];
+        for (int a = 0; a < nkc; a++) ws->geta[kc[a]] += g * L[j * Ku + kc[a]];
       }
     }
   }
@@ -1745,43 +1752,102 @@ static void sort_terms(const term_e *t, int n, int n0, term_e *out, int *cnt, in
 }
 
 /* The draw-by-draw fold of the Hessian pass, as iclv_fold_hessian()
- * (iclv_core.h) but skipping the zeros of D (with LVs that load on
- * exogenous LVs, D (K, S) has one non-zero per column) and with the mixed
- * block summed over the draws: HpS (P, S) += w Hpe D (scattered into Hpp,
- * both orientations, once per individual by the caller), h->Hpp += w (D'
- * Hee D + sum_k geta_k D2_k). The sums run in another order than the
- * reference's (same terms). */
+ * (iclv_core.h) but over the rows of Hpe that the atoms can write (hr_ptr
+ * (K + 1), hr_idx: CSR by LV, hess_rows) and the non-zeros of D (with LVs
+ * that load on exogenous LVs, D (K, S) has one non-zero per column), and
+ * with the mixed block summed over the draws: HpS (P, S) += w Hpe D
+ * (scattered into Hpp, both orientations, once per individual by the
+ * caller), h->Hpp += w (D' Hee D + sum_k geta_k D2_k) in its lower triangle
+ * (both cells (t, u) and (u, t) where their parameters are equal). The sums
+ * run in another order than the reference's (same terms). Scratch: HD (K,
+ * S), nz (K S + S ints). */
 static void fold_hessian_sparse(const iclv_model *m, const double *D, const double *D2,
-                                const double *geta, iclv_hess *h, double *HpS) {
+                                const double *geta, iclv_hess *h, double *HpS,
+                                const int *hr_ptr, const int *hr_idx, double *HD, int *nz) {
   int P = m->n_par, K = m->n_lv, S = m->st_ptr[K];
   double w = h->w;
   for (int k = 0; k < K; k++) {
     const double *restrict hk = h->Hpe + (long) P * k;
+    const int q0 = hr_ptr[k], q1 = hr_ptr[k + 1];
+    if (q0 == q1) continue;
     for (int t = 0; t < S; t++) {
       double d = D[k * S + t];
       if (d == 0.0) continue;
       double *restrict col = HpS + (long) P * t, wd = w * d;
-      ICLV_SIMD
-      for (int i = 0; i < P; i++) col[i] += wd * hk[i];
+      for (int q = q0; q < q1; q++) col[hr_idx[q]] += wd * hk[hr_idx[q]];
+    }
+  }
+  /* the non-zeros of each column u of D (nz[u S ..], nz[K S + u] of them),
+   * HD = Hee D over them */
+  int *cnt = nz + (size_t) K * S;
+  for (int u = 0; u < S; u++) {
+    int c = 0;
+    for (int l = 0; l < K; l++)
+      if (D[l * S + u] != 0.0) nz[(size_t) u * K + c++] = l;
+    cnt[u] = c;
+    for (int k = 0; k < K; k++) {
+      double acc = 0.0;
+      for (int q = 0; q < c; q++) {
+        const int l = nz[(size_t) u * K + q];
+        acc += h->Hee[k + K * l] * D[l * S + u];
+      }
+      HD[(size_t) k * S + u] = acc;
     }
   }
   for (int t = 0; t < S; t++) {
     int pt = m->st_par[t];
     for (int u = 0; u < S; u++) {
       int pu = m->st_par[u];
+      if (pt < pu) continue; /* the upper triangle: not read */
       double acc = 0.0;
-      for (int k = 0; k < K; k++) {
-        double dkt = D[k * S + t];
-        if (dkt != 0.0)
-          for (int l = 0; l < K; l++) {
-            double dlu = D[l * S + u];
-            if (dlu != 0.0) acc += dkt * h->Hee[k + K * l] * dlu;
-          }
-        if (D2) acc += geta[k] * D2[((long) k * S + t) * S + u];
+      for (int q = 0; q < cnt[t]; q++) {
+        const int k = nz[(size_t) t * K + q];
+        acc += D[k * S + t] * HD[(size_t) k * S + u];
       }
+      if (D2)
+        for (int k = 0; k < K; k++) acc += geta[k] * D2[((long) k * S + t) * S + u];
       h->Hpp[pt + (long) P * pu] += w * acc;
     }
   }
+}
+
+/* The rows of Hpe (P, K) that the atoms of the Hessian pass can write, by
+ * LV k (CSR hr_ptr (K + 1), hr_idx (<= P K), each row once): the
+ * parameters of every indicator with a loading on k (loadings, thresholds,
+ * intercept, scale), and the utility parameters when k is carried (kc).
+ * mark (P ints) scratch. */
+static void hess_rows(const iclv_model *m, const int *kc, int nkc, int *hr_ptr, int *hr_idx,
+                      int *mark) {
+  const int P = m->n_par, K = m->n_lv, has_choice = m->choice_type != ICLV_CHOICE_NONE;
+  int nq = 0;
+  for (int p = 0; p < P; p++) mark[p] = -1;
+#define HR_ADD(par)                                                  \
+  do {                                                               \
+    const int par_ = (par);                                          \
+    if (par_ >= 0 && mark[par_] != k) {                              \
+      mark[par_] = k;                                                \
+      hr_idx[nq++] = par_;                                           \
+    }                                                                \
+  } while (0)
+  for (int k = 0; k < K; k++) {
+    hr_ptr[k] = nq;
+    for (int ind = 0; ind < m->n_indic; ind++) {
+      int on = 0;
+      for (int q = m->ind_load_ptr[ind]; q < m->ind_load_ptr[ind + 1]; q++) on |= m->ind_load_lv[q] == k;
+      if (!on) continue;
+      for (int q = m->ind_load_ptr[ind]; q < m->ind_load_ptr[ind + 1]; q++) HR_ADD(m->ind_load_par[q]);
+      if (m->ind_thr[ind] >= 0)
+        for (int c = 0; c < m->ind_ncat[ind] - 1; c++) HR_ADD(m->ind_thr[ind] + c);
+      HR_ADD(m->ind_icpt[ind]);
+      HR_ADD(m->ind_sd[ind]);
+    }
+    int carried = 0;
+    for (int a = 0; a < nkc; a++) carried |= kc[a] == k;
+    if (has_choice && carried)
+      for (int u = 0; u < m->ut_ptr[m->n_alt]; u++) HR_ADD(m->ut_par[u]);
+  }
+  hr_ptr[K] = nq;
+#undef HR_ADD
 }
 
 /* Is LV k carried by some utility term? (bit k of mask; LVs from 64 on are
@@ -1793,30 +1859,31 @@ static inline int lv_carried(uint64_t mask, int k) {
 /* The LV blocks of choice row t at one draw (models whose d eta / d phi
  * depends on the draw): into h's Hpe (P, K) and Hee (K, K), unweighted, as
  * iclv_choice_atom() adds them: with HL = HV L (J, Ku) over the carried
- * LVs (lvmask; the others have L = 0), Hee(k, l) += sum_j L_jk HL_jl,
+ * LVs (kc[0 .. nkc - 1]; the others have L = 0 and are not read), Hee(k, l) += sum_j L_jk HL_jl,
  * Hpe(u, l) += dV_j/dtheta_u HL_jl over the utility terms u of j, and the
  * second derivative of V (x gV_j for a term with an LV). L (J, Ku) the
  * row's LV coefficients, HV (J, J) row-major, gV with stride ldg
  * (column-major (J, Tm) from row i), HL scratch (J, Ku). */
 static void choice_lv_blocks(const iclv_model *m, const iclv_fast_dims *fd, int t, const double *L,
                              const double *HV, const double *gV, int ldg, const double *eta,
-                             uint64_t lvmask, double *HL, iclv_hess *h) {
+                             const int *kc, int nkc, double *HL, iclv_hess *h) {
   int J = fd->J, Ku = fd->Ku, P = fd->P, K = fd->K;
   const double *xr = m->X + (long) t * m->n_xcol;
   for (int j = 0; j < J; j++)
-    for (int k = 0; k < Ku; k++) {
+    for (int a = 0; a < nkc; a++) {
+      const int k = kc[a];
       double acc = 0.0;
-      if (lv_carried(lvmask, k))
-        for (int j2 = 0; j2 < J; j2++) acc += HV[j * J + j2] * L[j2 * Ku + k];
+      for (int j2 = 0; j2 < J; j2++) acc += HV[j * J + j2] * L[j2 * Ku + k];
       HL[j * Ku + k] = acc;
     }
   for (int j = 0; j < J; j++) {
     const double *hl = HL + (size_t) j * Ku;
-    for (int k = 0; k < Ku; k++) {
+    for (int a = 0; a < nkc; a++) {
+      const int k = kc[a];
       double lk = L[j * Ku + k];
       if (lk == 0.0) continue;
-      for (int l = 0; l < Ku; l++)
-        if (hl[l] != 0.0) h->Hee[k + K * l] += lk * hl[l];
+      for (int b = 0; b < nkc; b++)
+        if (hl[kc[b]] != 0.0) h->Hee[k + K * kc[b]] += lk * hl[kc[b]];
     }
     double g = gV[(size_t) j * ldg];
     for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
@@ -1824,8 +1891,8 @@ static void choice_lv_blocks(const iclv_model *m, const iclv_fast_dims *fd, int 
       if (x == 0.0) continue;
       int lv = m->ut_lv[u], pu = m->ut_par[u];
       double dp = x * (lv >= 0 ? eta[lv] : 1.0);
-      for (int l = 0; l < Ku; l++)
-        if (hl[l] != 0.0) h->Hpe[pu + (long) P * l] += dp * hl[l];
+      for (int b = 0; b < nkc; b++)
+        if (hl[kc[b]] != 0.0) h->Hpe[pu + (long) P * kc[b]] += dp * hl[kc[b]];
       if (lv >= 0) h->Hpe[pu + (long) P * lv] += x * g;
     }
   }
@@ -2139,7 +2206,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   const int NUP = fd->NUP;
   double *gib = ws->dX + (size_t) 2 * J * NUP + (size_t) NUP * NUP + (size_t) NUP * Ku +
                 (size_t) J * Ku; /* (K, B) */
-  int *ob = (int *) (gib + (size_t) K * fd->B) + P + NUP;
+  double *HD = gib + (size_t) K * fd->B; /* (K, S) */
+  int *ob = (int *) (HD + (size_t) K * fd->S) + P + NUP;
   ws->cnt[ICLV_FAST_CNT_HESS] += 1.0;
   /* W, L, Eu, tsafe, rowinv and oc as the LL pass (for n at theta) set them */
   /* the utility terms with a non-zero attribute, each as (parameter, index
@@ -2187,10 +2255,18 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   for (int u = 0; u < fd->NU; u++)
     if (m->ut_lv[u] >= 0) lvmask |= m->ut_lv[u] < 64 ? (uint64_t) 1 << m->ut_lv[u] : 0;
 #define LV_CARRIED(k) lv_carried(lvmask, k)
+  /* the carried LVs below Ku, in order */
+  int *kc = ob + (size_t) 5 * fd->Omax, nkc = 0;
+  for (int k = 0; k < Ku; k++)
+    if (LV_CARRIED(k)) kc[nkc++] = k;
+  /* with LV-on-LV terms (draw by draw): the rows of Hpe_d that can be
+   * written, the only ones zeroed and folded */
+  int *hr_ptr = kc + K, *hr_idx = hr_ptr + K + 1, *hmark = hr_idx + (size_t) P * K;
+  int *dnz = hmark + P;
   /* d eta / d phi depends on the draw (LV-on-LV terms): the LV blocks are
    * folded draw by draw (as the reference does), the choice rows' included */
   int dvar = !fd->hess_ok;
-  double *D2 = dvar ? pws->D2 : (double *) 0;
+  double *D2 = dvar && !fd->d2_zero ? pws->D2 : (double *) 0;
   if (dvar) zero(ws->HpS, (size_t) P * fd->S);
   zero(ws->G0, (size_t) Tm * J);
   zero(ws->M0, (size_t) T * JJ);
@@ -2198,10 +2274,11 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   zero(ws->M2, (size_t) T * Ku * Ku * JJ);
   zero(ws->Hpe, (size_t) P * K);
   zero(ws->Hee, (size_t) K * K);
-  if (!dvar) {
-    zero(Hpe_d, (size_t) P * K);
-    zero(Hee_d, (size_t) K * K);
-  }
+  /* Hpe_d and Hee_d start at zero; draw by draw (dvar) only Hpe_d's rows
+   * in hr_idx are zeroed again, the only ones its atoms write */
+  zero(Hpe_d, (size_t) P * K);
+  zero(Hee_d, (size_t) K * K);
+  if (dvar) hess_rows(m, kc, nkc, hr_ptr, hr_idx, hmark);
   /* without LV-on-LV terms eta = e + c and D are as in the LL pass's
    * (structural_mean), once */
   if (!dvar) structural_mean(m, theta, n, ws, D);
@@ -2245,7 +2322,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     double *restrict gtmp = G + (size_t) r * ldg;
     zero(gtmp, (size_t) P + K);
     if (dvar) {
-      zero(Hpe_d, (size_t) P * K);
+      for (int k = 0; k < K; k++)
+        for (int q = hr_ptr[k]; q < hr_ptr[k + 1]; q++) Hpe_d[hr_idx[q] + (size_t) P * k] = 0.0;
       zero(Hee_d, (size_t) K * K);
     }
     h.w = w;
@@ -2282,7 +2360,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         for (int k = 0; k < Ku; k++) gtmp[P + k] += getab[(size_t) k * Bd + rr];
       } else {
         for (int k = 0; k < K; k++) ws->geta[k] = 0.0;
-        draw_choice(m, fd, n, eta, ws, &fastd, &prod, &sc);
+        draw_choice(m, fd, n, eta, kc, nkc, ws, &fastd, &prod, &sc);
         for (int k = 0; k < Ku; k++) gtmp[P + k] += ws->geta[k];
         /* this draw's gV and LVs into the block (the utility parameters'
          * gradient: flush_terms) */
@@ -2318,9 +2396,9 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
             HV[j * J + j] -= pj;
           }
         }
-        for (int k = -1; k < Ku; k++)
-          for (int l = -1; l < (k < 0 ? 0 : Ku); l++) {
-            if ((k >= 0 && !LV_CARRIED(k)) || (l >= 0 && !LV_CARRIED(l))) continue;
+        for (int a = -1; a < nkc; a++)
+          for (int b = -1; b < (a < 0 ? 0 : nkc); b++) {
+            const int k = a < 0 ? -1 : kc[a], l = b < 0 ? -1 : kc[b];
             double *restrict Mx = k < 0 ? ws->M0 + (size_t) i * JJ
                                 : l < 0 ? ws->M1 + ((size_t) i * Ku + k) * JJ
                                 : ws->M2 + (((size_t) i * Ku + k) * Ku + l) * JJ;
@@ -2330,12 +2408,12 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
           }
         if (dvar)
           choice_lv_blocks(m, fd, t0 + i, ws->L + (size_t) i * J * Ku, HV, ws->gV + i, Tm, eta,
-                           lvmask, ws->HL, &h);
+                           kc, nkc, ws->HL, &h);
       }
     }
     if (dvar) {
       /* this draw's LV blocks with this draw's d eta / d phi */
-      fold_hessian_sparse(m, D, D2, gtmp + P, &h, ws->HpS);
+      fold_hessian_sparse(m, D, D2, gtmp + P, &h, ws->HpS, hr_ptr, hr_idx, HD, dnz);
     } else if (hd) {
       double *restrict hpe = ws->Hpe, *restrict hee = ws->Hee;
       double *restrict hpd = Hpe_d, *restrict hed = Hee_d;
@@ -2377,7 +2455,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
    * without an LV (cpar, increasing: dH's lower triangle lands in Hn's). */
   double *dX = ws->dX, *dZ = dX + (size_t) J * NUP, *dH = dZ + (size_t) J * NUP;
   double *dE = dH + (size_t) NUP * NUP, *ML = dE + (size_t) NUP * Ku;
-  int *cmap = (int *) (gib + (size_t) K * fd->B), *cpar = cmap + P;
+  int *cmap = (int *) (HD + (size_t) K * fd->S), *cpar = cmap + P;
   int Pu = 0;
   for (int q = 0; q < n0; q++) /* TL: the terms without an LV, by parameter */
     if (q == 0 || TL[q].par != TL[q - 1].par) {

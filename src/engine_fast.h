@@ -79,6 +79,8 @@ typedef struct {
   int NUP;           /* distinct parameters of the utility terms without an LV */
   int lv_rowinv;     /* MNL and every LV utility term has no attribute column */
   int hess_ok;       /* no LV-on-LV structural term (d eta / d phi is draw-invariant) */
+  int d2_zero;       /* every LV source of a structural term has no structural term itself
+                        (d2 eta / d phi d phi' = 0: the Hessian pass forms no D2) */
   int row_mult;      /* rows carry utility multipliers (best-worst, scales, iclv_model.h): the
                         LL and score kernels apply them (setup_choice); the Hessian takes
                         the per-pair reference */
