@@ -106,6 +106,23 @@ test_that("the Hessian fold's term pairs: a parameter in plain and LV terms, LV 
     }
 })
 
+test_that("LV-on-LV terms whose sources have no structural terms (no D2) equal the reference", {
+  # LV 0 on LVs 1 and 2 and covariates, LVs 1 and 2 exogenous: d eta / d phi
+  # varies by draw but d2 eta / d phi2 = 0, which the fast Hessian does not
+  # form (engine_fast.c fd->d2_zero); the seed problem's structure
+  for (ch in c("mnl", "probit")) {
+    tm <- tiny_model(c("ordered_probit", "ordered_logit", "normal", "binary_logit"), ch,
+                     n_ind = 9L, n_draws = 8L, seed = 120 + nchar(ch))
+    st <- tm$desc$struct
+    st$lv[] <- 0L
+    st$src_type <- c(1L, 1L, 0L, 0L, 0L)
+    st$src <- c(1L, 2L, 1L, 0L, 0L)
+    tm$desc$struct <- st
+    tm$compiled <- compile_by_hand(tm$desc)
+    expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm), paste("exogenous LV sources", ch))
+  }
+})
+
 test_that("the tails hand over to the reference links: huge utilities, LV effects and thresholds", {
   base <- tiny_variant(tiny_model(c("ordered_logit", "ordered_logit", "ordered_logit", "binary_logit"), "mnl",
                                   n_ind = 8L, n_draws = 6L, ncat = 4L, seed = 61), no_lvlv = TRUE, rowinv = TRUE)
