@@ -1660,6 +1660,8 @@ static ICLV_FORCE_INLINE void hbi_draws(int probit, int nb, int Bd, const double
  * summed over the block with the weights wb (fixed-order dot products) and
  * added once, Hpp's into Hn's lower triangle and the LV blocks into
  * ws->Hpe, ws->Hee: the same terms as hess_indicator's, in another order.
+ * With dvar (LV-on-LV terms; eta = E + cst otherwise), only observations
+ * of LVs without structural terms (eta = E), whose LV blocks are not needed.
  * Its d log f / d(a, b) of each draw replace the Fst pair (ordered logit:
  * F(a), F(-b)) for the draw's gradient, which the draw loop adds. ob (Omax,
  * 5) ints: 1, j_lo, j_hi, the loading's parameter and LV for such an
@@ -1670,7 +1672,7 @@ ICLV_CLONES static void hess_block_indicators(const iclv_model *m, const iclv_fa
                                               const double *theta, int n, const double *E,
                                               int r0, int nb, const double *restrict wb,
                                               iclv_fast_ws *ws, double *Hn, int *ob,
-                                              double *restrict gib) {
+                                              double *restrict gib, int dvar) {
   const int R = fd->R, K = fd->K, P = fd->P, Bd = fd->B;
   const int o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
   double *restrict ev = ws->bS + 6 * (size_t) Bd, *restrict out = ws->bS + 7 * (size_t) Bd;
@@ -1685,7 +1687,11 @@ ICLV_CLONES static void hess_block_indicators(const iclv_model *m, const iclv_fa
         m->ind_load_ptr[ind + 1] != q0 + 1)
       continue;
     const int pq = m->ind_load_par[q0], lv = m->ind_load_lv[q0];
-    const double deq = theta[pq], cl = ws->cst[lv];
+    /* with LV-on-LV terms only an LV without structural terms: eta = e, and
+     * its row of d eta / d phi is 0, so that the draw's LV blocks are never
+     * folded (its sums into ws->Hpe, ws->Hee are not read) */
+    if (dvar && m->st_ptr[lv + 1] > m->st_ptr[lv]) continue;
+    const double deq = theta[pq], cl = dvar ? 0.0 : ws->cst[lv];
     for (int b = 0; b < nb; b++) ev[b] = E[(size_t) (r0 + b) * K + lv] + cl;
     if (!probit) {
       int ok = 1; /* NaN fails the test, as it must */
@@ -1814,7 +1820,9 @@ static void fold_hessian_sparse(const iclv_model *m, const double *D, const doub
 /* The rows of Hpe (P, K) that the atoms of the Hessian pass can write, by
  * LV k (CSR hr_ptr (K + 1), hr_idx (<= P K), each row once): the
  * parameters of every indicator with a loading on k (loadings, thresholds,
- * intercept, scale), and the utility parameters when k is carried (kc).
+ * intercept, scale), and the utility parameters when k is carried (kc);
+ * none for an LV without structural terms (its row of D is 0, so the fold
+ * reads none of its column).
  * mark (P ints) scratch. */
 static void hess_rows(const iclv_model *m, const int *kc, int nkc, int *hr_ptr, int *hr_idx,
                       int *mark) {
@@ -1831,6 +1839,9 @@ static void hess_rows(const iclv_model *m, const int *kc, int nkc, int *hr_ptr, 
   } while (0)
   for (int k = 0; k < K; k++) {
     hr_ptr[k] = nq;
+    /* an LV without structural terms has a zero row of D: its column of
+     * Hpe is never folded (nor zeroed) */
+    if (m->st_ptr[k + 1] == m->st_ptr[k]) continue;
     for (int ind = 0; ind < m->n_indic; ind++) {
       int on = 0;
       for (int q = m->ind_load_ptr[ind]; q < m->ind_load_ptr[ind + 1]; q++) on |= m->ind_load_lv[q] == k;
@@ -2299,9 +2310,9 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     double w = wr[r];
     const int rr = r - rb0;
     wb[rr] = w;
-    if (!dvar && rr == 0)
+    if (rr == 0)
       hess_block_indicators(m, fd, theta, n, E, r, R - r < Bd ? R - r : Bd, wr + r, ws, Hn, ob,
-                            gib);
+                            gib, dvar);
     if (blockch && rr == 0)
       hess_block_choice(m, fd, n, E, r, R - r < Bd ? R - r : Bd, ws, gvb, getab, fastb,
                         ws->bS + 4 * Bd, ws->bS + 5 * Bd);
@@ -2330,11 +2341,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     /* without LV-on-LV terms Hpe_d and Hee_d are zero here, and stay so
      * unless a term writes into them (hd) */
     int hd = 0;
-    if (!dvar)
-      for (int k = 0; k < K; k++) gtmp[P + k] = gib[(size_t) k * Bd + rr];
+    for (int k = 0; k < K; k++) gtmp[P + k] = gib[(size_t) k * Bd + rr];
     for (int o = m->obs_ptr[n]; o < m->obs_ptr[n + 1]; o++) {
       const int io = o - m->obs_ptr[n];
-      if (!dvar && ob[(size_t) io * 5] != 0) {
+      if (ob[(size_t) io * 5] != 0) {
         /* summed over the block (hess_block_indicators), which left this
          * draw's d log f / d(a, b) in Fst: its gradient, as hess_indicator */
         const int *obi = ob + (size_t) io * 5, pq = obi[3], lv = obi[4];
