@@ -439,18 +439,23 @@ cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {
   memcpy(d, s, n);
   return cudaSuccess;
 }
+/* Records copy or memset node x of call `what` into the capture of stream
+ * st, after emu_copy_bad's checks (a bad one invalidates the capture). */
+static cudaError_t emu_capture_node(emu_node x, const char *what, cudaStream_t st) {
+  if (const char *why = emu_copy_bad(x)) {
+    emu_cap.invalid = 1;
+    emu_msg("EMU: %s of %zu bytes captured on stream %d: %s", what, x.n, st, why);
+    return emu_last = cudaErrorInvalidValue;
+  }
+  emu_cap.nodes.push_back(std::move(x));
+  return cudaSuccess;
+}
 cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st) {
   cudaError_t err;
   if (emu_recording(st, "cudaMemcpyAsync", &err)) {
     emu_node x;
     x.type = EMU_N_COPY; x.dst = d; x.src = s; x.n = n; x.kind = k;
-    if (const char *why = emu_copy_bad(x)) {
-      emu_cap.invalid = 1;
-      emu_msg("EMU: cudaMemcpyAsync of %zu bytes captured on stream %d: %s", n, st, why);
-      return emu_last = cudaErrorInvalidValue;
-    }
-    emu_cap.nodes.push_back(std::move(x));
-    return cudaSuccess;
+    return emu_capture_node(std::move(x), "cudaMemcpyAsync", st);
   }
   if (err != cudaSuccess) return err;
   memcpy(d, s, n);
@@ -466,13 +471,7 @@ cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st) {
   if (emu_recording(st, "cudaMemsetAsync", &err)) {
     emu_node x;
     x.type = EMU_N_SET; x.dst = d; x.n = n; x.val = v;
-    if (const char *why = emu_copy_bad(x)) {
-      emu_cap.invalid = 1;
-      emu_msg("EMU: cudaMemsetAsync of %zu bytes captured on stream %d: %s", n, st, why);
-      return emu_last = cudaErrorInvalidValue;
-    }
-    emu_cap.nodes.push_back(std::move(x));
-    return cudaSuccess;
+    return emu_capture_node(std::move(x), "cudaMemsetAsync", st);
   }
   if (err != cudaSuccess) return err;
   memset(d, v, n);
