@@ -510,20 +510,15 @@ ICLV_CLONES static void syrk_lower(int Pa, int Pw, int R, const double *A, size_
   }
 }
 
-/* H_n (P, P) += sum_r w_r (g_r - s)(g_r - s)' in its lower triangle, from
- * the rows g_r of w->G (stride ext) and the weights w->w; s = s_n. The rows
- * are overwritten. */
-static void hessian_outer(const struct iclv_cpu_engine *e, thread_ws *w, const double *s,
-                          double *Hn) {
-  int R = e->R, P = e->P, ext = e->ext;
-  /* rows of G become a_r = sqrt(w_r) (g_r - s) (G is not needed any more);
-   * nzs (P, in w->gtmp) sums |a_rp| over the draws: 0 only for a column
-   * that is 0 in every row (NaN and Inf count as non-zero) */
-  double *restrict nzs = w->gtmp;
+/* Rows r of G (R, P, stride ext) become a_r = sqrt(w_r) (g_r - s) (0 where
+ * w_r == 0), and nzs (P) = sum_r |a_rp|: element by element, the same
+ * values whichever clone runs. */
+ICLV_CLONES static void center_rows(int R, int P, double *G, size_t ext, const double *w,
+                                    const double *restrict s, double *restrict nzs) {
   for (int p = 0; p < P; p++) nzs[p] = 0.0;
   for (int r = 0; r < R; r++) {
-    double *restrict a = w->G + (size_t) r * ext;
-    double sw = sqrt(w->w[r]);
+    double *restrict a = G + (size_t) r * ext;
+    double sw = sqrt(w[r]);
     if (sw > 0.0) {
 #ifdef _OPENMP
 #pragma omp simd
@@ -536,6 +531,35 @@ static void hessian_outer(const struct iclv_cpu_engine *e, thread_ws *w, const d
       for (int p = 0; p < P; p++) a[p] = 0.0;
     }
   }
+}
+
+/* s (P) = sum_r w_r g_r over the rows of G (stride ext) with w_r > 0, in r
+ * order (element by element: the same values whichever clone runs). */
+ICLV_CLONES static void weighted_rows(int R, int P, const double *G, size_t ext,
+                                      const double *w, double *restrict s) {
+  for (int p = 0; p < P; p++) s[p] = 0.0;
+  for (int r = 0; r < R; r++) {
+    const double wr = w[r];
+    if (wr == 0.0) continue;
+    const double *restrict g = G + (size_t) r * ext;
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+    for (int p = 0; p < P; p++) s[p] += wr * g[p];
+  }
+}
+
+/* H_n (P, P) += sum_r w_r (g_r - s)(g_r - s)' in its lower triangle, from
+ * the rows g_r of w->G (stride ext) and the weights w->w; s = s_n. The rows
+ * are overwritten. */
+static void hessian_outer(const struct iclv_cpu_engine *e, thread_ws *w, const double *s,
+                          double *Hn) {
+  int R = e->R, P = e->P, ext = e->ext;
+  /* rows of G become a_r = sqrt(w_r) (g_r - s) (G is not needed any more);
+   * nzs (P, in w->gtmp) sums |a_rp| over the draws: 0 only for a column
+   * that is 0 in every row (NaN and Inf count as non-zero) */
+  double *restrict nzs = w->gtmp;
+  center_rows(R, P, w->G, (size_t) ext, w->w, s, nzs);
   /* only the columns that are non-zero for some draw (a parameter that no
    * term of the individual touches, e.g. the thresholds of categories it
    * never chose, has a zero column here; as does one whose every a_rp is
@@ -678,16 +702,7 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
   }
   /* s_n = sum_r w_r g_nr over the draws with w_r > 0 (the others' rows are
    * not written), in r order as individual_eval_ref */
-  for (int p = 0; p < P; p++) s[p] = 0.0;
-  for (int r = 0; r < R; r++) {
-    const double wr = w->w[r];
-    if (wr == 0.0) continue;
-    const double *restrict g = w->G + (size_t) r * e->ext;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
-    for (int p = 0; p < P; p++) s[p] += wr * g[p];
-  }
+  weighted_rows(R, P, w->G, (size_t) e->ext, w->w, s);
   if (!all_finite(s, (size_t) P)) { e->bad[n] = IND_GRAD_NONFINITE; return; }
   hessian_outer(e, w, s, Hn);
   if (!lower_finite(Hn, P)) e->bad[n] = IND_HESS_NONFINITE;
