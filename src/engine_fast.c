@@ -87,7 +87,7 @@
 #else
 #define ICLV_FORCE_INLINE inline
 #endif
-#define NPIECE 36
+#define NPIECE 37
 /* At most this many draws processed together (the LL and score pass, the
  * Hessian pass's block sums): fewer, longer vector loops. 128 took the
  * fewest instructions and the least time of 32, 64 and 128 on the drug and
@@ -434,6 +434,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[34] = pad8(2 * J);           /* usame, then altlv */
   size_t U = (size_t) fd->NUP;
   z[35] = pad8(2 * J * U + U * U + U * Ku + J * Ku + K * B + K * S + (P + U + 5 * O + K + (K + 1) + P * K + P + K * S + S + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, gib, HD; ints cmap, cpar, ob, kc, hr_ptr, hr_idx, mark, nz */
+  z[36] = pad8((J + T + 1) * (size_t) fd->R); /* hU, hI, hF */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -450,7 +451,7 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
-                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->fr, &ws->cst, &ws->bZ, &ws->usame, &ws->dX};
+                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->fr, &ws->cst, &ws->bZ, &ws->usame, &ws->dX, &ws->hU};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
@@ -1280,6 +1281,19 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
           memcpy(ws->Fst + ((size_t) i * 2 + 1) * R + r0, f0 + B, sizeof(double) * (size_t) nb);
         }
     const int implicit = has_choice ? block_choice(m, fd, n, nb, ws) : 0;
+    if (links && has_choice) {
+      /* for the Hessian pass (hess_block_choice): this block's u (J) and,
+       * for its fast rows, 1 / S_t, where the block was implicit */
+      double *hU = ws->hU, *hI = hU + (size_t) J * R, *hF = hI + (size_t) Tm * R;
+      hF[r0 / B] = implicit ? 1.0 : 0.0;
+      if (implicit) {
+        for (int j = 0; j < J; j++)
+          memcpy(hU + (size_t) j * R + r0, ws->bU + ((size_t) J + j) * B, sizeof(double) * (size_t) nb);
+        for (int i = 0; i < T; i++)
+          if (ws->tsafe[i] != 0.0)
+            memcpy(hI + (size_t) i * R + r0, ws->bGv + (size_t) i * J * B, sizeof(double) * (size_t) nb);
+      }
+    }
     /* l_nr and the block's weights against the running maximum */
     double bmax = -INFINITY;
     ICLV_SIMD
@@ -2031,8 +2045,9 @@ ICLV_CLONES static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd
  * arithmetic, a block of draws at a time (draws innermost). For each draw b
  * it sets fastb[b] (draw_choice's fastd) and, where 1, the draw's gV into
  * column b of gvb (J Tm, Bd) and d l / d eta (Ku) into getab (Ku, Bd).
- * eta (K) of draw b is E_b + cst. Scratch: A, U, CS (J, Bd) (ws->bU),
- * amax, amin (Bd). */
+ * eta (K) of draw b is E_b + cst. Where the LL pass's block was implicit
+ * (ws->hU's flag), its u and 1 / S_t are reused (every draw fast, the same
+ * values). Scratch: A, U, CS (J, Bd) (ws->bU), amax, amin (Bd). */
 ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_dims *fd, int n,
                                           const double *E, int r0, int nb, iclv_fast_ws *ws,
                                           double *restrict gvb, double *restrict getab,
@@ -2042,6 +2057,44 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
   const int t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
   double *restrict A = ws->bU, *restrict U = ws->bU + (size_t) J * Bd;
   double *restrict CS = ws->bU + (size_t) 2 * J * Bd;
+  const double *hU = ws->hU, *hI = hU + (size_t) J * fd->R, *hF = hI + (size_t) Tm * fd->R;
+  if (hF[r0 / Bd] != 0.0) {
+    /* the LL pass's block was implicit: every draw fast, u and 1 / S_t as
+     * it computed them (the same arithmetic as below) */
+    const int R = fd->R;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) fastb[b] = 1.0;
+    for (int j = 0; j < J; j++) {
+      double *restrict cs = CS + (size_t) j * Bd;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) cs[b] = 0.0;
+    }
+    for (int i = 0; i < T; i++) {
+      const double *restrict inv = hI + (size_t) i * R + r0;
+      const int y = m->y[t0 + i];
+      for (int j = 0; j < J; j++) {
+        const double e = ws->Eu[(size_t) j * Tm + i];
+        const double *restrict u = hU + (size_t) j * R + r0;
+        double *restrict g = gvb + ((size_t) j * Tm + i) * Bd;
+        double *restrict cs = CS + (size_t) j * Bd;
+        if (j == y) {
+          ICLV_SIMD
+          for (int b = 0; b < nb; b++) {
+            const double gv = e * u[b] * -inv[b] + 1.0;
+            g[b] = gv;
+            cs[b] += gv;
+          }
+        } else {
+          ICLV_SIMD
+          for (int b = 0; b < nb; b++) {
+            const double gv = e * u[b] * -inv[b];
+            g[b] = gv;
+            cs[b] += gv;
+          }
+        }
+      }
+    }
+  } else {
   for (int b = 0; b < nb; b++) {
     amax[b] = -INFINITY;
     amin[b] = INFINITY;
@@ -2113,6 +2166,7 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
         }
       }
     }
+  }
   }
   /* d l / d eta_k = sum_j cs_j L_jk (from 0, in j order) */
   for (int k = 0; k < Ku; k++) {

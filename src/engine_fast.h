@@ -154,6 +154,10 @@ typedef struct {
                     parameter, cpar (NUP) the parameter of a column, ob (Omax, 5) the
                     ordered observations summed over a block of draws
                     (hess_block_indicators) */
+  double *hU;    /* (J, R) u_j of each draw of the last LL pass with links, where its
+                    block was implicit (block_choice); then hI (Tmax, R) 1 / S_t of
+                    its fast rows, hF (R) 1 for such a block (by block index): the
+                    Hessian pass's choice rows reuse them (hess_block_choice) */
   int rowinv;    /* the current individual's LV utility coefficients are the same in
                     every row (lv_rowinv, and one row multiplier: setup_choice) */
 } iclv_fast_ws;
@@ -195,17 +199,18 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *block, iclv_fast_ws *ws
 /* Log-likelihood of individual n, log L_n = logsumexp_r(l_nr) - log R, and
  * with score != NULL its score (P) d log L_n / d theta. E (R, K) row-major
  * holds the draws of n; lr (R) receives l_nr. pws supplies eta (K) and D
- * (K, S) (and D2 when the model has LV-on-LV terms). With a score, or with
- * links != 0, it leaves in ws what iclv_fast_hessian() reuses. Returns
+ * (K, S) (and D2 when the model has LV-on-LV terms). With links != 0 it
+ * leaves in ws what iclv_fast_hessian() reuses. Returns
  * log L_n (NaN or +-Inf when not finite; the score is then unspecified). */
 double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                             int n, const double *E, iclv_pair_ws *pws, iclv_fast_ws *ws,
                             double *lr, double *score, int links);
 
 /* Requires that the last iclv_fast_individual() on ws was for n at theta
- * with a score or links: it reuses that pass's per-individual set-up (utility parts,
- * the indicators' constants) and the ordered indicators' link values in
- * ws->Fst, which it overwrites with their derivatives.
+ * with links: it reuses that pass's per-individual set-up (utility parts,
+ * the indicators' constants), the ordered indicators' link values in
+ * ws->Fst, which it overwrites with their derivatives, and the MNL rows'
+ * u and 1 / S_t of its implicit blocks (ws->hU).
  * With the draw weights wr (R) of individual n (exp(l_nr - logsumexp), 0
  * skips a draw): Hn (P, P) column-major += sum_r wr hess l_nr (its lower
  * triangle, diagonal included; the upper one is incomplete),
