@@ -533,22 +533,6 @@ ICLV_CLONES static void center_rows(int R, int P, double *G, size_t ext, const d
   }
 }
 
-/* s (P) = sum_r w_r g_r over the rows of G (stride ext) with w_r > 0, in r
- * order (element by element: the same values whichever clone runs). */
-ICLV_CLONES static void weighted_rows(int R, int P, const double *G, size_t ext,
-                                      const double *w, double *restrict s) {
-  for (int p = 0; p < P; p++) s[p] = 0.0;
-  for (int r = 0; r < R; r++) {
-    const double wr = w[r];
-    if (wr == 0.0) continue;
-    const double *restrict g = G + (size_t) r * ext;
-#ifdef _OPENMP
-#pragma omp simd
-#endif
-    for (int p = 0; p < P; p++) s[p] += wr * g[p];
-  }
-}
-
 /* H_n (P, P) += sum_r w_r (g_r - s)(g_r - s)' in its lower triangle, from
  * the rows g_r of w->G (stride ext) and the weights w->w; s = s_n. The rows
  * are overwritten. */
@@ -663,11 +647,11 @@ static void hessian_pairs_ref(const struct iclv_cpu_engine *e, thread_ws *w, con
 }
 
 /* The same as individual_eval_ref through the fast kernels (engine_fast.h):
- * one pass over the draws for the LL and the score; with Hn, the LL (and
- * the links the Hessian pass reuses) only, then the Hessian pass, which
- * forms every draw's gradient: the score is their weighted sum, as the
- * reference forms it (the per-pair reference for models with row
- * multipliers, or with LV-on-LV terms and no D2 scratch). */
+ * one pass over the draws for the LL and the score (with Hn, also keeping
+ * the links the Hessian pass reuses: the score is the same as without the
+ * Hessian, bit for bit), a second for the Hessian (the per-pair reference
+ * for models with row multipliers, or with LV-on-LV terms and no D2
+ * scratch). */
 static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
                             int n, int want_g, double *Hn) {
   int R = e->R, P = e->P;
@@ -680,15 +664,13 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
   iclv_fast_ws *fw = &e->fast_ws[w - e->tw]; /* the thread's */
   double *s = e->S_ind + (size_t) n * P;
   double lln = iclv_fast_individual(e->m, &e->fd, theta, n, w->E, &w->pws, fw, w->l,
-                                    want_g && Hn == NULL ? s : NULL, Hn != NULL);
+                                    want_g ? s : NULL, Hn != NULL);
   e->ll_ind[n] = lln;
   if (!isfinite(lln)) { e->bad[n] = IND_LL_NONFINITE; return; }
   e->bad[n] = IND_OK;
   if (!want_g) return;
-  if (Hn == NULL) {
-    if (!all_finite(s, (size_t) P)) e->bad[n] = IND_GRAD_NONFINITE;
-    return;
-  }
+  if (!all_finite(s, (size_t) P)) { e->bad[n] = IND_GRAD_NONFINITE; return; }
+  if (Hn == NULL) return;
   double lse = lln + log((double) R);
   iclv_fast_weights(w->l, lse, R, w->w);
   /* the fast Hessian: not with row multipliers (their second derivatives
@@ -700,10 +682,6 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
   } else {
     hessian_pairs_ref(e, w, theta, n, Hn);
   }
-  /* s_n = sum_r w_r g_nr over the draws with w_r > 0 (the others' rows are
-   * not written), in r order as individual_eval_ref */
-  weighted_rows(R, P, w->G, (size_t) e->ext, w->w, s);
-  if (!all_finite(s, (size_t) P)) { e->bad[n] = IND_GRAD_NONFINITE; return; }
   hessian_outer(e, w, s, Hn);
   if (!lower_finite(Hn, P)) e->bad[n] = IND_HESS_NONFINITE;
 }

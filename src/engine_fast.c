@@ -432,8 +432,8 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[32] = pad8(3 * K);           /* cst */
   z[33] = pad8(J * B + J + B + J); /* bZ */
   z[34] = pad8(2 * J);           /* usame, then altlv */
-  size_t U = (size_t) fd->NUP;
-  z[35] = pad8(2 * J * U + U * U + U * Ku + J * Ku + K * B + K * S + (P + U + 5 * O + K + (K + 1) + P * K + P + K * S + S + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, gib, HD; ints cmap, cpar, ob, kc, hr_ptr, hr_idx, mark, nz */
+  size_t U = (size_t) fd->NUP, U4 = (U + 3) / 4 * 4; /* rows padded to whole vectors of 4 */
+  z[35] = pad8(2 * J * U4 + U * U4 + U4 * Ku + J * Ku + K * B + K * S + (P + U + 5 * O + K + (K + 1) + P * K + P + K * S + S + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, gib, HD; ints cmap, cpar, ob, kc, hr_ptr, hr_idx, mark, nz */
   z[36] = pad8((J + T + 1) * (size_t) fd->R); /* hU, hI, hF */
 }
 
@@ -2185,7 +2185,7 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
 /* Dense pieces of the fold of the choice rows' weighted sums
  * (iclv_fast_hessian). M (J, J) row-major is symmetric and held in its
  * lower triangle (M[j J + j2], j2 <= j); dX (J, Pu), dZ (J, Pu), L (J, Ku)
- * row-major. */
+ * row-major (Pu here: the rows' length, padded by the caller). */
 #define MSYM(M, j, j2) ((j) >= (j2) ? (M)[(size_t) (j) * J + (j2)] : (M)[(size_t) (j2) * J + (j)])
 
 /* dZ = M dX. */
@@ -2204,19 +2204,23 @@ ICLV_CLONES static void dense_mx(int J, int Pu, const double *M, const double *r
   }
 }
 
-/* dZ = M dX, then dH (Pu, Pu) += dX' dZ in its lower triangle (row a,
- * columns c <= a): sum_j dX_ja dZ_jc. */
-ICLV_CLONES static void dense_xmx(int J, int Pu, const double *M, const double *restrict dX,
-                                  double *restrict dZ, double *restrict dH) {
-  dense_mx(J, Pu, M, dX, dZ);
+/* dZ = M dX, then dH (Pu, Pw) += dX' dZ in its lower triangle (row a,
+ * columns c <= a): sum_j dX_ja dZ_jc. Rows of dX, dZ, dH have Pw >= Pu
+ * entries, a multiple of 4, dX's beyond Pu zero; row a of dH is also
+ * written beyond a, to the next multiple of 4 (whole vectors; not read). */
+ICLV_CLONES static void dense_xmx(int J, int Pu, int Pw, const double *M,
+                                  const double *restrict dX, double *restrict dZ,
+                                  double *restrict dH) {
+  dense_mx(J, Pw, M, dX, dZ);
   for (int j = 0; j < J; j++) {
-    const double *restrict x = dX + (size_t) j * Pu, *restrict z = dZ + (size_t) j * Pu;
+    const double *restrict x = dX + (size_t) j * Pw, *restrict z = dZ + (size_t) j * Pw;
     for (int a = 0; a < Pu; a++) {
       const double xa = x[a];
       if (xa == 0.0) continue;
-      double *restrict h = dH + (size_t) a * Pu;
+      double *restrict h = dH + (size_t) a * Pw;
+      const int ce = (a + 4) / 4 * 4;
       ICLV_SIMD
-      for (int c = 0; c <= a; c++) h[c] += xa * z[c];
+      for (int c = 0; c < ce; c++) h[c] += xa * z[c];
     }
   }
 }
@@ -2268,8 +2272,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   int t0 = m->row_ptr[n], T = has_choice ? m->row_ptr[n + 1] - t0 : 0;
   double *eta = pws->eta, *D = pws->D;
   /* ob (Omax, 5) ints after cmap (P) and cpar (NUP), at the end of dX's piece */
-  const int NUP = fd->NUP;
-  double *gib = ws->dX + (size_t) 2 * J * NUP + (size_t) NUP * NUP + (size_t) NUP * Ku +
+  const int NUP = fd->NUP, NUP4 = (NUP + 3) / 4 * 4;
+  double *gib = ws->dX + (size_t) 2 * J * NUP4 + (size_t) NUP * NUP4 + (size_t) NUP4 * Ku +
                 (size_t) J * Ku; /* (K, B) */
   double *HD = gib + (size_t) K * fd->B; /* (K, S) */
   int *ob = (int *) (HD + (size_t) K * fd->S) + P + NUP;
@@ -2517,8 +2521,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
    * pairs with them through x_a (M1_k dX)_j, and with the other LV terms
    * one by one. The columns are the parameters of this individual's terms
    * without an LV (cpar, increasing: dH's lower triangle lands in Hn's). */
-  double *dX = ws->dX, *dZ = dX + (size_t) J * NUP, *dH = dZ + (size_t) J * NUP;
-  double *dE = dH + (size_t) NUP * NUP, *ML = dE + (size_t) NUP * Ku;
+  double *dX = ws->dX, *dZ = dX + (size_t) J * NUP4, *dH = dZ + (size_t) J * NUP4;
+  double *dE = dH + (size_t) NUP * NUP4, *ML = dE + (size_t) NUP4 * Ku;
   int *cmap = (int *) (HD + (size_t) K * fd->S), *cpar = cmap + P;
   int Pu = 0;
   for (int q = 0; q < n0; q++) /* TL: the terms without an LV, by parameter */
@@ -2526,8 +2530,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       cpar[Pu] = TL[q].par;
       cmap[TL[q].par] = Pu++;
     }
-  zero(dH, (size_t) Pu * Pu);
-  zero(dE, (size_t) Pu * Ku);
+  /* rows of dX, dZ, dH, dE padded with zero columns to Pw, a multiple of 4 */
+  const int Pw = (Pu + 3) / 4 * 4;
+  zero(dH, (size_t) Pu * Pw);
+  zero(dE, (size_t) Pw * Ku);
   /* lower triangle cell (a, b) of Hn += v, both orientations of a pair of
    * distinct terms (twice on the diagonal) */
 #define HN_PAIR(pa, pb, v)                                                     \
@@ -2543,17 +2549,17 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     const double *M0 = ws->M0 + (size_t) i * JJ;
     const int *tj = tjr + (size_t) i * (2 * J + 1), *tjl = tj + J + 1;
     int any_lv = 0;
-    zero(dX, (size_t) J * Pu);
+    zero(dX, (size_t) J * Pw);
     for (int j = 0; j < J; j++) {
-      for (int a = tj[j]; a < tjl[j]; a++) dX[(size_t) j * Pu + cmap[RL[a].par]] += RL[a].x;
+      for (int a = tj[j]; a < tjl[j]; a++) dX[(size_t) j * Pw + cmap[RL[a].par]] += RL[a].x;
       any_lv |= tjl[j] < tj[j + 1];
     }
-    if (Pu > 0) dense_xmx(J, Pu, M0, dX, dZ, dH);
+    if (Pu > 0) dense_xmx(J, Pu, Pw, M0, dX, dZ, dH);
     if (!dvar && Ku > 0) {
       /* (draw by draw with dvar) ML = M0 L, dE += dX' ML, Hee += L' ML */
       dense_ml(J, Ku, M0, L, ML);
       for (int l = 0; l < Ku; l++) {
-        if (Pu > 0) dense_xtv(J, Pu, dX, ML + l, Ku, dE + (size_t) l * Pu);
+        if (Pu > 0) dense_xtv(J, Pw, dX, ML + l, Ku, dE + (size_t) l * Pw);
         for (int k = 0; k < Ku; k++) {
           double acc = 0.0;
           for (int j = 0; j < J; j++) acc += L[j * Ku + k] * ML[(size_t) j * Ku + l];
@@ -2570,13 +2576,13 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         for (int a = tjl[j]; a < tj[j + 1]; a++) has |= RL[a].lv == k;
       if (!has) continue;
       const double *M1 = ws->M1 + ((size_t) i * Ku + k) * JJ;
-      if (Pu > 0) dense_mx(J, Pu, M1, dX, dZ);
+      if (Pu > 0) dense_mx(J, Pw, M1, dX, dZ);
       if (!dvar) dense_ml(J, Ku, M1, L, ML); /* (M0 L is used up) */
       for (int j = 0; j < J; j++)
         for (int a = tjl[j]; a < tj[j + 1]; a++) {
           if (RL[a].lv != k) continue;
           const int pa = RL[a].par;
-          const double xa = RL[a].x, *z = dZ + (size_t) j * Pu;
+          const double xa = RL[a].x, *z = dZ + (size_t) j * Pw;
           for (int c = 0; c < Pu; c++)
             if (z[c] != 0.0) HN_PAIR(pa, cpar[c], xa * z[c]);
           if (!dvar)
@@ -2607,10 +2613,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   }
 #undef HN_PAIR
   for (int a = 0; a < Pu; a++)
-    for (int c = 0; c <= a; c++) Hn[cpar[a] + (size_t) P * cpar[c]] += dH[(size_t) a * Pu + c];
+    for (int c = 0; c <= a; c++) Hn[cpar[a] + (size_t) P * cpar[c]] += dH[(size_t) a * Pw + c];
   if (!dvar)
     for (int l = 0; l < Ku; l++)
-      for (int c = 0; c < Pu; c++) ws->Hpe[cpar[c] + (size_t) P * l] += dE[(size_t) l * Pu + c];
+      for (int c = 0; c < Pu; c++) ws->Hpe[cpar[c] + (size_t) P * l] += dE[(size_t) l * Pw + c];
   /* d eta / d phi does not depend on the draw (hess_ok): fold once;
    * otherwise the draws' folded mixed block, both orientations */
   if (!dvar) iclv_fold_hessian(m, D, (double *) 0, ws->geta, &hb);
