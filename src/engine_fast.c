@@ -392,6 +392,50 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
     if (m->st_src_type[t] != ICLV_SRC_COV) fd->hess_ok = 0;
 }
 
+/* The Hessian pass's scratch in ws->dX (engine_fast.h), laid out here
+ * only: ws_sizes takes its size from the same counts. Doubles first (rows
+ * of dX, dZ, dH, dE padded to whole vectors of 4 columns), then ints. */
+typedef struct {
+  double *dX, *dZ, *dH, *dE, *ML, *gib, *HD;
+  int *cmap, *cpar, *ob, *kc, *hr_ptr, *hr_idx, *mark, *nz;
+} hess_scratch;
+
+/* Points h into base (when non-NULL); returns the doubles the whole takes. */
+static size_t hess_layout(const iclv_fast_dims *fd, double *base, hess_scratch *h) {
+  const size_t J = (size_t) fd->J, K = (size_t) fd->K, Ku = (size_t) fd->Ku, S = (size_t) fd->S;
+  const size_t P = (size_t) fd->P, B = (size_t) fd->B, O = (size_t) fd->Omax;
+  const size_t U = (size_t) fd->NUP, U4 = (U + 3) / 4 * 4;
+  /* dX, dZ (J, U4); dH (U, U4); dE (Ku, U4); ML (J, Ku); gib (K, B); HD (K, S) */
+  const size_t nd[7] = {J * U4, J * U4, U * U4, Ku * U4, J * Ku, K * B, K * S};
+  /* cmap (P), cpar (U), ob (O, 5), kc (K), hr_ptr (K + 1), hr_idx (P K),
+   * mark (P), nz (K S + S) */
+  const size_t ni[8] = {P, U, 5 * O, K, K + 1, P * K, P, K * S + S};
+  size_t td = 0, ti = 0;
+  for (int i = 0; i < 7; i++) td += nd[i];
+  for (int i = 0; i < 8; i++) ti += ni[i];
+  if (base != NULL && h != NULL) {
+    double **d[7] = {&h->dX, &h->dZ, &h->dH, &h->dE, &h->ML, &h->gib, &h->HD};
+    int **q[8] = {&h->cmap, &h->cpar, &h->ob, &h->kc, &h->hr_ptr, &h->hr_idx, &h->mark, &h->nz};
+    double *b = base;
+    for (int i = 0; i < 7; i++) {
+      *d[i] = b;
+      b += nd[i];
+    }
+    int *c = (int *) b;
+    for (int i = 0; i < 8; i++) {
+      *q[i] = c;
+      c += ni[i];
+    }
+  }
+  return td + (ti + 1) / 2;
+}
+
+/* ws->hU's parts: u (J, R), then hI (Tmax, R) and hF (R). */
+static void hu_parts(const iclv_fast_dims *fd, double *hU, double **hI, double **hF) {
+  *hI = hU + (size_t) fd->J * fd->R;
+  *hF = *hI + (size_t) fd->Tmax * fd->R;
+}
+
 /* sizes of the pieces, in the order they are laid out */
 static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   size_t T = (size_t) fd->Tmax, O = (size_t) fd->Omax, J = (size_t) fd->J, K = (size_t) fd->K;
@@ -432,8 +476,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[32] = pad8(3 * K);           /* cst */
   z[33] = pad8(J * B + J + B + J); /* bZ */
   z[34] = pad8(2 * J);           /* usame, then altlv */
-  size_t U = (size_t) fd->NUP, U4 = (U + 3) / 4 * 4; /* rows padded to whole vectors of 4 */
-  z[35] = pad8(2 * J * U4 + U * U4 + U4 * Ku + J * Ku + K * B + K * S + (P + U + 5 * O + K + (K + 1) + P * K + P + K * S + S + 1) / 2 + 1); /* dX, dZ, dH, dE, ML, gib, HD; ints cmap, cpar, ob, kc, hr_ptr, hr_idx, mark, nz */
+  z[35] = pad8(hess_layout(fd, (double *) 0, (hess_scratch *) 0)); /* dX: hess_scratch */
   z[36] = pad8((J + T + 1) * (size_t) fd->R); /* hU, hI, hF */
 }
 
@@ -1284,7 +1327,8 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
     if (links && has_choice) {
       /* for the Hessian pass (hess_block_choice): this block's u (J) and,
        * for its fast rows, 1 / S_t, where the block was implicit */
-      double *hU = ws->hU, *hI = hU + (size_t) J * R, *hF = hI + (size_t) Tm * R;
+      double *hU = ws->hU, *hI, *hF;
+      hu_parts(fd, hU, &hI, &hF);
       hF[r0 / B] = implicit ? 1.0 : 0.0;
       if (implicit) {
         for (int j = 0; j < J; j++)
@@ -2057,7 +2101,9 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
   const int t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
   double *restrict A = ws->bU, *restrict U = ws->bU + (size_t) J * Bd;
   double *restrict CS = ws->bU + (size_t) 2 * J * Bd;
-  const double *hU = ws->hU, *hI = hU + (size_t) J * fd->R, *hF = hI + (size_t) Tm * fd->R;
+  const double *hU = ws->hU;
+  double *hI, *hF;
+  hu_parts(fd, ws->hU, &hI, &hF);
   if (hF[r0 / Bd] != 0.0) {
     /* the LL pass's block was implicit: every draw fast, u and 1 / S_t as
      * it computed them (the same arithmetic as below) */
@@ -2271,12 +2317,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   int has_choice = m->choice_type != ICLV_CHOICE_NONE;
   int t0 = m->row_ptr[n], T = has_choice ? m->row_ptr[n + 1] - t0 : 0;
   double *eta = pws->eta, *D = pws->D;
-  /* ob (Omax, 5) ints after cmap (P) and cpar (NUP), at the end of dX's piece */
-  const int NUP = fd->NUP, NUP4 = (NUP + 3) / 4 * 4;
-  double *gib = ws->dX + (size_t) 2 * J * NUP4 + (size_t) NUP * NUP4 + (size_t) NUP4 * Ku +
-                (size_t) J * Ku; /* (K, B) */
-  double *HD = gib + (size_t) K * fd->B; /* (K, S) */
-  int *ob = (int *) (HD + (size_t) K * fd->S) + P + NUP;
+  hess_scratch hs; /* in ws->dX (hess_layout) */
+  hess_layout(fd, ws->dX, &hs);
+  double *gib = hs.gib, *HD = hs.HD;
+  int *ob = hs.ob;
   ws->cnt[ICLV_FAST_CNT_HESS] += 1.0;
   /* W, L, Eu, tsafe, rowinv and oc as the LL pass (for n at theta) set them */
   /* the utility terms with a non-zero attribute, each as (parameter, index
@@ -2325,13 +2369,12 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     if (m->ut_lv[u] >= 0) lvmask |= m->ut_lv[u] < 64 ? (uint64_t) 1 << m->ut_lv[u] : 0;
 #define LV_CARRIED(k) lv_carried(lvmask, k)
   /* the carried LVs below Ku, in order */
-  int *kc = ob + (size_t) 5 * fd->Omax, nkc = 0;
+  int *kc = hs.kc, nkc = 0;
   for (int k = 0; k < Ku; k++)
     if (LV_CARRIED(k)) kc[nkc++] = k;
   /* with LV-on-LV terms (draw by draw): the rows of Hpe_d that can be
    * written, the only ones zeroed and folded */
-  int *hr_ptr = kc + K, *hr_idx = hr_ptr + K + 1, *hmark = hr_idx + (size_t) P * K;
-  int *dnz = hmark + P;
+  int *hr_ptr = hs.hr_ptr, *hr_idx = hs.hr_idx, *hmark = hs.mark, *dnz = hs.nz;
   /* d eta / d phi depends on the draw (LV-on-LV terms): the LV blocks are
    * folded draw by draw (as the reference does), the choice rows' included */
   int dvar = !fd->hess_ok;
@@ -2521,9 +2564,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
    * pairs with them through x_a (M1_k dX)_j, and with the other LV terms
    * one by one. The columns are the parameters of this individual's terms
    * without an LV (cpar, increasing: dH's lower triangle lands in Hn's). */
-  double *dX = ws->dX, *dZ = dX + (size_t) J * NUP4, *dH = dZ + (size_t) J * NUP4;
-  double *dE = dH + (size_t) NUP * NUP4, *ML = dE + (size_t) NUP4 * Ku;
-  int *cmap = (int *) (HD + (size_t) K * fd->S), *cpar = cmap + P;
+  double *dX = hs.dX, *dZ = hs.dZ, *dH = hs.dH, *dE = hs.dE, *ML = hs.ML;
+  int *cmap = hs.cmap, *cpar = hs.cpar;
   int Pu = 0;
   for (int q = 0; q < n0; q++) /* TL: the terms without an LV, by parameter */
     if (q == 0 || TL[q].par != TL[q - 1].par) {

@@ -147,13 +147,13 @@ typedef struct {
                     of the score: w / S_t (B), one dot per alternative (J) */
   double *usame; /* (2 J) an earlier alternative with the same LV coefficients (its u is
                     copied), or -1; then 1 for an alternative with an LV term, else 0 */
-  double *dX;    /* (J, NUP) one row's design of the utility terms without an LV, by
-                    alternative and parameter; then dZ (J, NUP) = M0 dX, dH (NUP, NUP) their
-                    parameter block (lower triangle), dE (Ku, NUP) their LV block, ML (J, Ku)
-                    = M0 L (Hessian pass's fold); then ints: cmap (P) the column of a
-                    parameter, cpar (NUP) the parameter of a column, ob (Omax, 5) the
-                    ordered observations summed over a block of draws
-                    (hess_block_indicators) */
+  double *dX;    /* the Hessian pass's scratch, laid out by hess_layout (engine_fast.c):
+                    one row's design of the utility terms without an LV (J, NUP), M0 dX,
+                    their parameter block, their LV block, M0 L (the fold); the ordered
+                    indicators' block sums of d l / d eta; Hee D of a draw; then ints:
+                    the fold's parameter columns, the observations summed over a block
+                    of draws (hess_block_indicators), the carried LVs, the rows of Hpe
+                    that atoms write (hess_rows), D's non-zeros */
   double *hU;    /* (J, R) u_j of each draw of the last LL pass with links, where its
                     block was implicit (block_choice); then hI (Tmax, R) 1 / S_t of
                     its fast rows, hF (R) 1 for such a block (by block index): the
