@@ -26,7 +26,8 @@
  * choice Hessian from weighted per-task sums); individual_eval_ref keeps the
  * readable per-pair path of iclv_core.h (which the CUDA engine mirrors): the
  * tests compare the two (ICLV_CPU_REFERENCE=1 at creation selects it), and
- * the Hessian of models with LV-on-LV terms uses its pairs.
+ * the Hessian of models with LV-on-LV terms whose choice rows go through
+ * the atoms (nests, ordered choice, tapes, row multipliers) uses its pairs.
  *
  * Memory: make_layout() sizes every workspace (iclv_cpu_plan reports it);
  * iclv_cpu_engine_create allocates exactly those buffers once and records
@@ -625,9 +626,9 @@ static void individual_eval_ref(const struct iclv_cpu_engine *e, thread_ws *w,
 
 /* sum_r w_r hess l_nr into Hn (zeroed first) and row r of w->G = g_nr for
  * each draw with w_r > 0, through the per-pair reference (one
- * iclv_pair_eval per draw); for models with row multipliers, and those whose
- * d eta / d phi depends on the draw (LV-on-LV terms) when no D2 scratch is
- * at hand (the fast Hessian folds such models draw by draw with it). */
+ * iclv_pair_eval per draw); for models whose d eta / d phi depends on the
+ * draw (LV-on-LV terms) when no D2 scratch is at hand or their choice rows
+ * go through the atoms (the fast Hessian folds the others draw by draw). */
 static void hessian_pairs_ref(const struct iclv_cpu_engine *e, thread_ws *w, const double *theta,
                               int n, double *Hn) {
   int R = e->R, P = e->P, K = e->K;
@@ -656,8 +657,7 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
                             int n, int want_g, double *Hn) {
   int R = e->R, P = e->P;
   load_draws(e, w, n);
-  if (e->reference || e->fd.nested || e->fd.ordered || e->fd.tapes) {
-    /* the fast kernels have no nests, no ordered choice and no tapes */
+  if (e->reference) {
     individual_eval_ref(e, w, theta, n, want_g, Hn);
     return;
   }
@@ -673,9 +673,12 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
   if (Hn == NULL) return;
   double lse = lln + log((double) R);
   iclv_fast_weights(w->l, lse, R, w->w);
-  /* the fast Hessian: not with row multipliers (their second derivatives
-   * are the per-pair reference's); D2: LV-on-LV terms, folded draw by draw */
-  if (!e->fd.row_mult && (e->fd.hess_ok || w->pws.D2 != NULL)) {
+  /* the fast Hessian; D2: LV-on-LV terms, folded draw by draw, except
+   * where the choice rows go through the atoms (nests, ordered choice,
+   * tapes, row multipliers: iclv_fast_hessian), whose LV blocks it folds
+   * only when d eta / d phi is draw-invariant */
+  const int atoms = e->fd.ref_choice || e->fd.row_mult;
+  if (e->fd.hess_ok || (!atoms && w->pws.D2 != NULL)) {
     for (size_t i = 0; i < (size_t) P * P; i++) Hn[i] = 0.0;
     iclv_fast_hessian(e->m, &e->fd, theta, n, w->E, &w->pws, fw, w->w, w->G,
                       (size_t) e->ext, w->Hpe, w->Hee, Hn);

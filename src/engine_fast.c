@@ -87,7 +87,7 @@
 #else
 #define ICLV_FORCE_INLINE inline
 #endif
-#define NPIECE 37
+#define NPIECE 38
 /* At most this many draws processed together (the LL and score pass, the
  * Hessian pass's block sums): fewer, longer vector loops. 128 took the
  * fewest instructions and the least time of 32, 64 and 128 on the drug and
@@ -381,6 +381,7 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->nested = m->choice_type == ICLV_CHOICE_NL;
   fd->ordered = m->choice_type == ICLV_CHOICE_ORDERED;
   fd->tapes = m->choice_type != ICLV_CHOICE_NONE && m->n_tape > 0;
+  fd->ref_choice = fd->nested || fd->ordered || fd->tapes;
   fd->hess_ok = 1; /* d eta / d phi the same for every draw: covariate sources only */
   /* d2 eta / d phi d phi' = 0 when every LV source of a structural term is
    * an LV without structural terms of its own (iclv_structural's D2) */
@@ -478,6 +479,9 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[34] = pad8(2 * J);           /* usame, then altlv */
   z[35] = pad8(hess_layout(fd, (double *) 0, (hess_scratch *) 0)); /* dX: hess_scratch */
   z[36] = pad8((J + T + 1) * (size_t) fd->R); /* hU, hI, hF */
+  /* rc: one draw's gradient (P + K), the block's rows (P, B), their sums
+   * (P), then crow (P ints) */
+  z[37] = fd->ref_choice ? pad8((P + K) + P * B + P + (P + 1) / 2) : 0;
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -494,13 +498,14 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
-                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->fr, &ws->cst, &ws->bZ, &ws->usame, &ws->dX, &ws->hU};
+                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->fr, &ws->cst, &ws->bZ, &ws->usame, &ws->dX, &ws->hU, &ws->rc};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
   }
   for (int i = 0; i < ICLV_FAST_NCNT; i++) ws->cnt[i] = 0.0;
   ws->bU = ws->bGv + (size_t) fd->Tmax * fd->J * fd->B;
+  ws->nrc = 0;
 }
 
 static void zero(double *x, size_t n) {
@@ -790,6 +795,70 @@ static void scale_acc(const iclv_fast_dims *fd, int T, int O, iclv_fast_ws *ws, 
   for (size_t i = 0; i < (size_t) O * 2; i++) ws->A0[i] *= f;
   for (size_t i = 0; i < (size_t) O * K; i++) ws->A1[i] *= f;
   for (int t = 0; t < fd->S; t++) ws->Gst[t] *= f;
+  if (fd->ref_choice) {
+    double *gc = ws->rc + (size_t) (fd->P + fd->K) + (size_t) fd->P * fd->B;
+    for (int q = 0; q < ws->nrc; q++) gc[q] *= f;
+  }
+}
+
+/* ---- choice rows through the atoms (fd->ref_choice) ------------------------ */
+
+/* The parameters whose entries of a draw's gradient the choice atoms can
+ * write (iclv_core.h): the utility terms', the tapes' variables below P,
+ * the nests' lambdas, the ordered choice's thresholds and the row
+ * multipliers' scales; into crow (increasing), their count into ws->nrc. */
+static int *choice_params(const iclv_model *m, const iclv_fast_dims *fd, iclv_fast_ws *ws) {
+  const int P = fd->P;
+  double *gc = ws->rc + (size_t) (P + fd->K) + (size_t) P * fd->B;
+  int *crow = (int *) (gc + P);
+  /* a marker per parameter in gc (zeroed after: the sums start at 0) */
+  for (int p = 0; p < P; p++) gc[p] = 0.0;
+  for (int u = 0; u < m->ut_ptr[m->n_alt]; u++) gc[m->ut_par[u]] = 1.0;
+  if (m->n_tape > 0)
+    for (int v = 0; v < m->tape_var_ptr[m->n_alt]; v++)
+      if (m->tape_var[v] < P) gc[m->tape_var[v]] = 1.0;
+  for (int a = 0; a < m->n_nest; a++)
+    if (m->nest_par[a] >= 0) gc[m->nest_par[a]] = 1.0;
+  if (m->choice_type == ICLV_CHOICE_ORDERED && m->ocat_thr >= 0)
+    for (int c = 0; c < m->n_ocat - 1; c++) gc[m->ocat_thr + c] = 1.0;
+  for (int t = 0; t < m->n_mult; t++)
+    if (m->mult_par[t] >= 0) gc[m->mult_par[t]] = 1.0;
+  int nc = 0;
+  for (int p = 0; p < P; p++)
+    if (gc[p] != 0.0) {
+      crow[nc++] = p;
+      gc[p] = 0.0;
+    }
+  ws->nrc = nc;
+  return crow;
+}
+
+/* The choice rows of individual n for the nb draws of a block, each row and
+ * draw through iclv_choice_atom (as the reference, iclv_pair_eval): their
+ * log-likelihood added to the block's log terms ls (B); with want_g their
+ * d l / d eta added to bGe (K, B) and their gradient at the parameters of
+ * crow into rc's rows (nrc, B). A draw whose rows give l = -Inf (weight 0)
+ * adds no derivatives (the reference skips such draws). */
+static void block_ref_choice(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
+                             int n, int nb, iclv_pair_ws *pws, iclv_fast_ws *ws, const int *crow,
+                             int want_g, double *ls) {
+  const int P = fd->P, K = fd->K, B = fd->B, t0 = m->row_ptr[n], t1 = m->row_ptr[n + 1];
+  double *g = want_g ? ws->rc : (double *) 0, *gb = ws->rc + (size_t) (P + K);
+  double *eta = pws->eta;
+  for (int b = 0; b < nb; b++) {
+    for (int k = 0; k < K; k++) eta[k] = ws->bEta[(size_t) k * B + b];
+    if (g) zero(g, (size_t) P + K);
+    iclv_tapes_invalidate(m, pws->V);
+    double l = 0.0;
+    for (int t = t0; t < t1; t++) l += iclv_choice_atom(m, theta, eta, t, pws, g, (iclv_hess *) 0);
+    ls[b] += l;
+    if (!g) continue;
+    const int live = l > -INFINITY;
+    for (int k = 0; k < K; k++)
+      if (live) ws->bGe[(size_t) k * B + b] += g[P + k];
+    for (int q = 0; q < ws->nrc; q++) gb[(size_t) q * B + b] = live ? g[crow[q]] : 0.0;
+  }
+  ws->cnt[ICLV_FAST_CNT_ROW_REF] += (double) (t1 - t0) * nb;
 }
 
 /* The indicator observations of individual n for the nb draws of a block:
@@ -1273,7 +1342,10 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
                             double *lr, double *score, int links) {
   int R = fd->R, K = fd->K, Ku = fd->Ku, J = fd->J, S = fd->S, P = fd->P, Tm = fd->Tmax;
   int B = fd->B;
-  int has_choice = m->choice_type != ICLV_CHOICE_NONE;
+  /* the choice rows in the hoisted forms (has_choice), or through the
+   * atoms (refch: T = 0 for the hoisted forms) */
+  const int refch = m->choice_type != ICLV_CHOICE_NONE && fd->ref_choice;
+  int has_choice = m->choice_type != ICLV_CHOICE_NONE && !refch;
   int t0 = m->row_ptr[n], T = has_choice ? m->row_ptr[n + 1] - t0 : 0;
   int o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
   int want_g = score != NULL;
@@ -1283,6 +1355,8 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   double *wt = ws->bS + 4 * B, *tmp = ws->bS + 5 * B;
   ws->cnt[ICLV_FAST_CNT_INDIV] += 1.0;
   if (has_choice) setup_choice(m, fd, theta, n, ws);
+  else ws->rowinv = 0;
+  const int *crow = refch ? choice_params(m, fd, ws) : (const int *) 0;
   setup_indicators(m, theta, n, ws);
   if (want_g) {
     zero(ws->G0, (size_t) Tm * J);
@@ -1324,6 +1398,7 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
           memcpy(ws->Fst + ((size_t) i * 2 + 1) * R + r0, f0 + B, sizeof(double) * (size_t) nb);
         }
     const int implicit = has_choice ? block_choice(m, fd, n, nb, ws) : 0;
+    if (refch) block_ref_choice(m, fd, theta, n, nb, pws, ws, crow, want_g, ls);
     if (links && has_choice) {
       /* for the Hessian pass (hess_block_choice): this block's u (J) and,
        * for its fast rows, 1 / S_t, where the block was implicit */
@@ -1423,6 +1498,12 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
         for (int b = 0; b < nb; b++) tmp[b] = fc[b] * eb[b];
         ws->A1[(size_t) i * K + k] += wdot(wt, tmp, nb);
       }
+    }
+    if (refch) {
+      /* the choice atoms' gradient rows (zero for a draw of weight 0) */
+      const double *gb = ws->rc + (size_t) (P + K);
+      double *gc = ws->rc + (size_t) (P + K) + (size_t) P * B;
+      for (int q = 0; q < ws->nrc; q++) gc[q] += wdot(wt, gb + (size_t) q * B, nb);
     }
     if (hoist) {
       /* D draw-invariant: Gst_t += sum_k D_kt sum_b w_b geta_kb */
@@ -1536,6 +1617,10 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
       score[m->ind_load_par[q]] += ws->A1[(size_t) i * K + m->ind_load_lv[q]];
   }
   for (int t = 0; t < S; t++) score[m->st_par[t]] += ws->Gst[t];
+  if (refch) {
+    const double *gc = ws->rc + (size_t) (P + K) + (size_t) P * B;
+    for (int q = 0; q < ws->nrc; q++) score[crow[q]] += gc[q];
+  }
   for (int p = 0; p < P; p++) score[p] /= wsum;
   return lse - log((double) R);
 }
@@ -2314,7 +2399,11 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
                        double *Hee_d, double *Hn) {
   int R = fd->R, K = fd->K, Ku = fd->Ku, J = fd->J, P = fd->P, Tm = fd->Tmax;
   size_t JJ = (size_t) J * J;
-  int has_choice = m->choice_type != ICLV_CHOICE_NONE;
+  /* the choice rows from the weighted sums (has_choice), or draw by draw
+   * through the atoms (atoms: nests, ordered choice, tapes, and the row
+   * multipliers, whose second derivatives have no hoisted form here) */
+  const int atoms = m->choice_type != ICLV_CHOICE_NONE && (fd->ref_choice || fd->row_mult);
+  int has_choice = m->choice_type != ICLV_CHOICE_NONE && !atoms;
   int t0 = m->row_ptr[n], T = has_choice ? m->row_ptr[n + 1] - t0 : 0;
   double *eta = pws->eta, *D = pws->D;
   hess_scratch hs; /* in ws->dX (hess_layout) */
@@ -2460,6 +2549,14 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       hd |= hess_indicator(m, theta, eta, o, ws->oc + (size_t) (o - m->obs_ptr[n]) * 5,
                            ws->Fst + (size_t) (o - m->obs_ptr[n]) * 2 * R + r, (size_t) R, gtmp,
                            &h, dvar ? (double *) 0 : ws->Hpe, ws->Hee);
+    }
+    if (atoms) {
+      /* the choice rows as the reference does: weighted into Hn, their LV
+       * blocks into Hpe_d and Hee_d (folded below: hd) */
+      iclv_tapes_invalidate(m, pws->V);
+      for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++)
+        iclv_choice_atom(m, theta, eta, t, pws, gtmp, &h);
+      hd = 1;
     }
     if (has_choice) {
       double prod = 1.0;

@@ -31,7 +31,14 @@
  *     individual (structural_mean);
  *   - row multipliers (choice parts' scales, best-worst): W and L are
  *     pre-multiplied per row, the scale's score is formed from V's parts
- *     and the same weighted sums; their Hessian takes the per-pair reference;
+ *     and the same weighted sums; their Hessian pass takes the rows
+ *     through the atoms (below);
+ *   - choice rows without a hoisted form (nested logit, ordered choice,
+ *     nonlinear utilities on tapes: fd->ref_choice) go draw by draw through
+ *     iclv_choice_atom, the reference's own atom, inside these kernels: the
+ *     indicators and the structural part keep their hoisted forms, the
+ *     atoms' gradient rows are summed with the same weights (a block of
+ *     draws at a time) and their d l / d eta joins the indicators';
  *   - the Hessian's choice block is formed from per-task weighted sums of
  *     d2 log P / dV dV' (times 1, eta_k, eta_k eta_l, only for LVs that
  *     the utilities carry), scattered once per individual instead of once
@@ -82,14 +89,16 @@ typedef struct {
   int d2_zero;       /* every LV source of a structural term has no structural term itself
                         (d2 eta / d phi d phi' = 0: the Hessian pass forms no D2) */
   int row_mult;      /* rows carry utility multipliers (best-worst, scales, iclv_model.h): the
-                        LL and score kernels apply them (setup_choice); the Hessian takes
-                        the per-pair reference */
-  int nested;        /* a nested logit (iclv_model.h): the kernels do not cover it either;
-                        the engine takes the per-pair reference (iclv_nl_atom) */
-  int ordered;       /* an ordered choice (iclv_model.h): also the per-pair reference
-                        (iclv_ordered_atom) */
-  int tapes;         /* nonlinear utilities (iclv_tape.h): the kernels read only the
-                        linear terms; the engine takes the per-pair reference */
+                        LL and score kernels apply them (setup_choice); the Hessian pass
+                        takes their rows through the choice atoms (see ref_choice) */
+  int nested;        /* a nested logit (iclv_model.h) */
+  int ordered;       /* an ordered choice (iclv_model.h) */
+  int tapes;         /* nonlinear utilities (iclv_tape.h) */
+  int ref_choice;    /* nested, ordered or tapes: the choice rows have no hoisted form; both
+                        passes take them draw by draw through iclv_choice_atom (the
+                        reference's atom, iclv_core.h) inside the fast kernels, which keep
+                        the indicators' and the structural part's hoisted forms and the
+                        weighted sums (rows counted as ICLV_FAST_CNT_ROW_REF) */
 } iclv_fast_dims;
 
 /* Per-thread scratch (all pointers into one block; shapes row-major). */
@@ -158,6 +167,11 @@ typedef struct {
                     block was implicit (block_choice); then hI (Tmax, R) 1 / S_t of
                     its fast rows, hF (R) 1 for such a block (by block index): the
                     Hessian pass's choice rows reuse them (hess_block_choice) */
+  double *rc;    /* ref_choice only: (P + K) one draw's gradient from the choice atoms;
+                    (P, B) its entries at the choice parameters (crow), draws innermost;
+                    (P) their weighted sums; then ints: (P) crow, the parameters the
+                    choice atoms can touch (choice_params) */
+  int nrc;       /* entries of crow */
   int rowinv;    /* the current individual's LV utility coefficients are the same in
                     every row (lv_rowinv, and one row multiplier: setup_choice) */
 } iclv_fast_ws;

@@ -273,19 +273,44 @@ expect_cpu_plan_is_account <- function(m, d, dr) {
   names(acct)
 }
 
-#' The default CPU engine sends every individual of this model to the
-#' per-pair reference path (no fast kernel: .engine_paths()), and gives the
-#' ICLV_CPU_REFERENCE=1 engine's numbers bit for bit.
-expect_reference_routing <- function(comp, spec, th) {
+#' The default CPU engine takes this model's individuals through the fast
+#' kernels with its choice rows through the atoms (nests, ordered choice,
+#' tapes: every (row, draw) counted as a reference row in .engine_paths()),
+#' the Hessian through the fast Hessian pass when `fast_hessian`, and gives
+#' the ICLV_CPU_REFERENCE=1 engine's numbers to 1e-12 relative (LL, log L_n,
+#' gradient, scores, Hessian; also from LL-only and gradient-only
+#' evaluations), bit for bit the same with 1 and 2 threads.
+expect_atom_routing <- function(comp, spec, th, fast_hessian = TRUE, label = "") {
   old <- Sys.getenv("ICLV_CPU_REFERENCE", NA)
   on.exit(if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old))
   Sys.unsetenv("ICLV_CPU_REFERENCE")
   e <- iclv:::.engine_new(comp$c, spec, n_threads = 1L)
+  p0 <- iclv:::.engine_paths(e)
+  gr <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = FALSE)
+  p1 <- iclv:::.engine_paths(e) - p0
+  testthat::expect_equal(p1[["individuals"]], comp$c$n_ind, label = paste(label, "fast individuals"))
+  testthat::expect_equal(p1[["rows_reference"]], comp$c$n_rows * spec$n_draws,
+                         label = paste(label, "rows through the atoms"))
+  testthat::expect_equal(p1[["rows_vectorised"]] + p1[["rows_scalar"]], 0, label = paste(label, "no hoisted rows"))
+  p1 <- iclv:::.engine_paths(e)
   fast <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = TRUE)
-  testthat::expect_identical(iclv:::.engine_paths(e)[["individuals"]], 0)
+  p2 <- iclv:::.engine_paths(e) - p1
+  testthat::expect_equal(p2[["hessian_individuals"]], if (fast_hessian) comp$c$n_ind else 0,
+                         label = paste(label, "fast Hessian individuals"))
+  ll <- iclv:::.engine_eval(e, th, gradient = FALSE)
   Sys.setenv(ICLV_CPU_REFERENCE = "1")
   ref <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, n_threads = 1L), th,
                              gradient = TRUE, scores = TRUE, hessian = TRUE)
+  Sys.unsetenv("ICLV_CPU_REFERENCE")
+  rel <- function(a, b) max(abs(a - b)) / max(abs(b), 1e-300)
+  testthat::expect_true(is.finite(ref$loglik), label = paste(label, "finite reference LL"))
+  for (k in c("loglik", "loglik_i", "gradient", "scores", "hessian"))
+    testthat::expect_lt(rel(fast[[k]], ref[[k]]), 1e-12, label = paste(label, k))
+  testthat::expect_lt(rel(gr$gradient, ref$gradient), 1e-12, label = paste(label, "gradient-only evaluation"))
+  testthat::expect_identical(gr$gradient, fast$gradient, label = paste(label, "gradient with and without Hessian"))
+  testthat::expect_lt(rel(ll$loglik_i, ref$loglik_i), 1e-12, label = paste(label, "LL-only evaluation"))
+  two <- iclv:::.engine_eval(iclv:::.engine_new(comp$c, spec, n_threads = 2L), th,
+                             gradient = TRUE, scores = TRUE, hessian = TRUE)
   el <- c("loglik", "loglik_i", "gradient", "scores", "hessian")
-  testthat::expect_identical(fast[el], ref[el])
+  testthat::expect_identical(two[el], fast[el], label = paste(label, "2 threads"))
 }

@@ -250,7 +250,7 @@ test_that("a model built by iclv_model() (Halton draws) matches the reference", 
 # Speed is measured by bench/bench_cpu_drug.R and bench/compare_engines.R
 # (figures in bench/RESULTS.md), never by a timed test.
 
-test_that("row multipliers (scales, best-worst) take the fast LL and score pass, equal to the reference", {
+test_that("row multipliers (scales, best-worst) take the fast LL, score and Hessian passes, equal to the reference", {
   counts <- function(e, th, ...) {
     p0 <- iclv:::.engine_paths(e)
     iclv:::.engine_eval(e, th, ...)
@@ -302,6 +302,9 @@ test_that("row multipliers (scales, best-worst) take the fast LL and score pass,
     e <- engine_pair(comp$c, dr)
     cnt <- counts(e$fast, unname(th), TRUE)
     expect_equal(unname(cnt["individuals"]), comp$n_ind, label = paste(nm, "individuals on the fast pass"))
+    # the Hessian too: the fast Hessian pass, its rows through the atoms
+    cnt <- counts(e$fast, unname(th), TRUE, TRUE, TRUE)
+    expect_equal(unname(cnt["hessian_individuals"]), comp$n_ind, label = paste(nm, "fast Hessian"))
     # at a scale of exactly 1 (its start value) too
     th1 <- th
     th1[intersect(c("mu", "mu_w"), names(th1))] <- 1

@@ -93,7 +93,7 @@ test_that("nested logit gradients and Hessians match finite differences at rando
   }
 })
 
-test_that("every lambda fixed at 1 is MNL exactly; the nested model takes the reference path", {
+test_that("every lambda fixed at 1 is MNL exactly; the nested model takes the fast kernels", {
   d <- nl_data(seed = 3L)
   U <- nl_draws(12L)
   old <- Sys.getenv("ICLV_CPU_REFERENCE", NA)
@@ -104,10 +104,11 @@ test_that("every lambda fixed at 1 is MNL exactly; the nested model takes the re
     iclv:::.engine_eval(iclv:::.engine_new(comp$c, user_draws(U), n_threads = 1L), th,
                         gradient = TRUE, hessian = TRUE)
   }
-  Sys.setenv(ICLV_CPU_REFERENCE = "1") # MNL through the per-pair reference, as NL always is
+  # both through the per-pair reference: the links themselves, bit for bit
+  Sys.setenv(ICLV_CPU_REFERENCE = "1")
   o_mnl <- ev(mnl, nl_theta(mnl, NULL))
-  Sys.unsetenv("ICLV_CPU_REFERENCE")
   o_one <- ev(one, nl_theta(one, c(lambda_branded = 1, lambda_generic = 1)))
+  Sys.unsetenv("ICLV_CPU_REFERENCE")
   expect_identical(o_one$loglik, o_mnl$loglik)
   expect_identical(o_one$loglik_i, o_mnl$loglik_i)
   k <- match(mnl$partable$name, one$partable$name)
@@ -116,9 +117,26 @@ test_that("every lambda fixed at 1 is MNL exactly; the nested model takes the re
   # the fixed lambdas do not reach the optimizer, and the fit's LL is MNL's
   prob <- iclv:::.problem_new(one, U)
   expect_false(any(c("lambda_branded", "lambda_generic") %in% prob$free_names))
-  # routing: the default engine gives the reference path's numbers, on no fast kernel
+  # routing: the fast kernels, the rows through the atoms, the reference's numbers
   comp <- iclv:::.iclv_compile(nl_model(), d)
-  expect_reference_routing(comp, user_draws(U), nl_theta(comp)) # (helper-compiled.R)
+  expect_atom_routing(comp, user_draws(U), nl_theta(comp), label = "NL") # (helper-compiled.R)
+})
+
+test_that("with an LV-on-LV term the nests take the fast LL pass and the reference Hessian, equal to it", {
+  # d eta / d phi depends on the draw: the fast Hessian does not fold the
+  # atoms' LV blocks draw by draw, so the engine takes the per-pair Hessian
+  d <- nl_data(n = 10L, seed = 8L)
+  m <- iclv_model("att =~ q1 + q2\nnor =~ q3", structural = "att ~ age + nor",
+                  choice = iclv_choice("nl", choice = "ch", utilities = nl_util,
+                                       available = list(B = "av_B", D = "av_D"), nests = nl_nests),
+                  id = "ID", categories = 3)
+  comp <- iclv:::.iclv_compile(m, d)
+  set.seed(9)
+  th <- comp$partable$start + stats::runif(nrow(comp$partable), -0.1, 0.1)
+  th[comp$partable$role == "nest"] <- c(0.55, 0.4)
+  set.seed(10)
+  U <- array(stats::rnorm(10L * 6L * 2L), c(10L, 6L, 2L))
+  expect_atom_routing(comp, user_draws(U), th, fast_hessian = FALSE, label = "NL, LV on LV")
 })
 
 test_that("the lambda map: qlogis for the optimizer, natural values outside, exact chain rule", {

@@ -131,11 +131,11 @@ test_that("two categories: the ordered probit is the binary probit choice with u
   expect_equal(o$hessian[it, it], b$hessian[im, im], tolerance = 1e-12)
 })
 
-test_that("the ordered choice takes the reference path: the default engine gives its numbers bit for bit", {
+test_that("the ordered choice takes the fast kernels, its rows through the atoms, equal to the reference", {
   d <- oc_data(seed = 4L)
   U <- oc_draws(12L)
   comp <- iclv:::.iclv_compile(oc_model(), d)
-  expect_reference_routing(comp, user_draws(U), oc_theta(comp)) # (helper-compiled.R)
+  expect_atom_routing(comp, user_draws(U), oc_theta(comp), label = "ordered") # (helper-compiled.R)
 })
 
 test_that("the thresholds are a threshold group: increasing through the transform, refused when not", {

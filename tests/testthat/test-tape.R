@@ -112,7 +112,7 @@ test_that("gradient and Hessian of nonlinear utilities equal finite differences,
     set.seed(11)
     th <- tape_params(comp, jitter = 0.3)
     for (ref in c("0", "1")) expect_engine_fd(comp$c, spec, th, ref, paste0(" ", type))
-    expect_reference_routing(comp, spec, th) # the fast kernels send tapes to the reference
+    expect_atom_routing(comp, spec, th, label = type) # tapes: fast kernels, rows through the atoms
   }
 })
 
