@@ -613,6 +613,7 @@ static void individual_eval_ref(const struct iclv_cpu_engine *e, thread_ws *w,
   h.Hpp = Hn;
   h.Hpe = w->Hpe;
   h.Hee = w->Hee;
+  h.C = (double *) 0;
   for (int r = 0; r < R; r++) {
     if (w->w[r] == 0.0) continue;
     h.w = w->w[r];
@@ -639,6 +640,7 @@ static void hessian_pairs_ref(const struct iclv_cpu_engine *e, thread_ws *w, con
   h.Hpp = Hn;
   h.Hpe = w->Hpe;
   h.Hee = w->Hee;
+  h.C = (double *) 0;
   for (int r = 0; r < R; r++) {
     if (w->w[r] == 0.0) continue;
     h.w = w->w[r];

@@ -437,6 +437,44 @@ static void hu_parts(const iclv_fast_dims *fd, double *hU, double **hI, double *
   *hF = *hI + (size_t) fd->Tmax * fd->R;
 }
 
+/* ws->rc, laid out here only (ws_sizes takes its size from the same
+ * counts): the choice rows through the atoms (fd->ref_choice: the LL and
+ * score pass; with row multipliers too: the Hessian pass). */
+typedef struct {
+  double *g;  /* (P + K) one draw's gradient from the atoms */
+  double *gb; /* (P, B) its entries at the choice parameters (crow), draws innermost */
+  double *gc; /* (P) their weighted sums */
+  double *C;  /* (J, J) one row's coefficients of dV_j dV_j2' (iclv_hess.C) */
+  double *gf; /* (P + K) dV_j of one alternative, zero between uses */
+  double *DV; /* (J, P + K) the row's dV at the coordinates (coord) */
+  double *Y;  /* (J, P + K) C DV */
+  double *Hc; /* (P + K, P + K) row-major, the weighted sums of DV' C DV (lower triangle) */
+  int *crow;  /* (P) the parameters the atoms can touch (choice_params) */
+  int *coord; /* (P + K) the LVs' coordinates P + k, then crow */
+} rc_scratch;
+
+/* Points r into base (when non-NULL); returns the doubles the whole takes
+ * (0 when no choice row goes through the atoms). */
+static size_t rc_layout(const iclv_fast_dims *fd, double *base, rc_scratch *r) {
+  if (!fd->ref_choice && !fd->row_mult) return 0;
+  const size_t P = (size_t) fd->P, K = (size_t) fd->K, J = (size_t) fd->J, B = (size_t) fd->B;
+  const size_t nd[8] = {P + K, P * B, P, J * J, P + K, J * (P + K), J * (P + K), (P + K) * (P + K)};
+  size_t td = 0;
+  for (int i = 0; i < 8; i++) td += nd[i];
+  const size_t ti = P + P + K;
+  if (base != NULL && r != NULL) {
+    double **d[8] = {&r->g, &r->gb, &r->gc, &r->C, &r->gf, &r->DV, &r->Y, &r->Hc};
+    double *b = base;
+    for (int i = 0; i < 8; i++) {
+      *d[i] = b;
+      b += nd[i];
+    }
+    r->crow = (int *) b;
+    r->coord = r->crow + P;
+  }
+  return td + (ti + 1) / 2;
+}
+
 /* sizes of the pieces, in the order they are laid out */
 static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   size_t T = (size_t) fd->Tmax, O = (size_t) fd->Omax, J = (size_t) fd->J, K = (size_t) fd->K;
@@ -479,9 +517,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[34] = pad8(2 * J);           /* usame, then altlv */
   z[35] = pad8(hess_layout(fd, (double *) 0, (hess_scratch *) 0)); /* dX: hess_scratch */
   z[36] = pad8((J + T + 1) * (size_t) fd->R); /* hU, hI, hF */
-  /* rc: one draw's gradient (P + K), the block's rows (P, B), their sums
-   * (P), then crow (P ints) */
-  z[37] = fd->ref_choice ? pad8((P + K) + P * B + P + (P + 1) / 2) : 0;
+  z[37] = pad8(rc_layout(fd, (double *) 0, (rc_scratch *) 0)); /* rc: rc_scratch */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -796,8 +832,9 @@ static void scale_acc(const iclv_fast_dims *fd, int T, int O, iclv_fast_ws *ws, 
   for (size_t i = 0; i < (size_t) O * K; i++) ws->A1[i] *= f;
   for (int t = 0; t < fd->S; t++) ws->Gst[t] *= f;
   if (fd->ref_choice) {
-    double *gc = ws->rc + (size_t) (fd->P + fd->K) + (size_t) fd->P * fd->B;
-    for (int q = 0; q < ws->nrc; q++) gc[q] *= f;
+    rc_scratch rs;
+    rc_layout(fd, ws->rc, &rs);
+    for (int q = 0; q < ws->nrc; q++) rs.gc[q] *= f;
   }
 }
 
@@ -809,8 +846,10 @@ static void scale_acc(const iclv_fast_dims *fd, int T, int O, iclv_fast_ws *ws, 
  * multipliers' scales; into crow (increasing), their count into ws->nrc. */
 static int *choice_params(const iclv_model *m, const iclv_fast_dims *fd, iclv_fast_ws *ws) {
   const int P = fd->P;
-  double *gc = ws->rc + (size_t) (P + fd->K) + (size_t) P * fd->B;
-  int *crow = (int *) (gc + P);
+  rc_scratch rs;
+  rc_layout(fd, ws->rc, &rs);
+  double *gc = rs.gc;
+  int *crow = rs.crow;
   /* a marker per parameter in gc (zeroed after: the sums start at 0) */
   for (int p = 0; p < P; p++) gc[p] = 0.0;
   for (int u = 0; u < m->ut_ptr[m->n_alt]; u++) gc[m->ut_par[u]] = 1.0;
@@ -843,7 +882,9 @@ static void block_ref_choice(const iclv_model *m, const iclv_fast_dims *fd, cons
                              int n, int nb, iclv_pair_ws *pws, iclv_fast_ws *ws, const int *crow,
                              int want_g, double *ls) {
   const int P = fd->P, K = fd->K, B = fd->B, t0 = m->row_ptr[n], t1 = m->row_ptr[n + 1];
-  double *g = want_g ? ws->rc : (double *) 0, *gb = ws->rc + (size_t) (P + K);
+  rc_scratch rs;
+  rc_layout(fd, ws->rc, &rs);
+  double *g = want_g ? rs.g : (double *) 0, *gb = rs.gb;
   double *eta = pws->eta;
   for (int b = 0; b < nb; b++) {
     for (int k = 0; k < K; k++) eta[k] = ws->bEta[(size_t) k * B + b];
@@ -1501,9 +1542,9 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
     }
     if (refch) {
       /* the choice atoms' gradient rows (zero for a draw of weight 0) */
-      const double *gb = ws->rc + (size_t) (P + K);
-      double *gc = ws->rc + (size_t) (P + K) + (size_t) P * B;
-      for (int q = 0; q < ws->nrc; q++) gc[q] += wdot(wt, gb + (size_t) q * B, nb);
+      rc_scratch rs;
+      rc_layout(fd, ws->rc, &rs);
+      for (int q = 0; q < ws->nrc; q++) rs.gc[q] += wdot(wt, rs.gb + (size_t) q * B, nb);
     }
     if (hoist) {
       /* D draw-invariant: Gst_t += sum_k D_kt sum_b w_b geta_kb */
@@ -1618,14 +1659,66 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   }
   for (int t = 0; t < S; t++) score[m->st_par[t]] += ws->Gst[t];
   if (refch) {
-    const double *gc = ws->rc + (size_t) (P + K) + (size_t) P * B;
-    for (int q = 0; q < ws->nrc; q++) score[crow[q]] += gc[q];
+    rc_scratch rs;
+    rc_layout(fd, ws->rc, &rs);
+    for (int q = 0; q < ws->nrc; q++) score[crow[q]] += rs.gc[q];
   }
   for (int p = 0; p < P; p++) score[p] /= wsum;
   return lse - log((double) R);
 }
 
 /* ---- Hessian ------------------------------------------------------------------ */
+
+/* One choice row t of a draw through the atoms in the Hessian pass: the
+ * atom left the coefficients of its dV_j dV_j2' terms in rs->C (iclv_hess.C)
+ * instead of adding them cell by cell; here rs->Hc (n, n) += w DV' C DV in
+ * its lower triangle, DV (J, n) the row's dV at the n coordinates rs->coord
+ * (the LVs, then the choice parameters: every coordinate a dV can touch).
+ * An alternative whose row and column of C are zero is left out (its
+ * utility may not be finite where it is unavailable; the atoms skip it
+ * likewise). */
+ICLV_CLONES static void atom_outer(const iclv_model *m, const double *theta, const double *eta, int t,
+                       iclv_pair_ws *pws, rc_scratch *rs, int n, double w) {
+  const int J = m->n_alt;
+  const double *tc = iclv_tape_cache(m, pws->V); /* the row's tapes (the atom ran them) */
+  const double *C = rs->C;
+  double *restrict DV = rs->DV, *restrict Y = rs->Y, *restrict gf = rs->gf;
+  for (int j = 0; j < J; j++) {
+    double *dv = DV + (size_t) j * n;
+    int live = 0;
+    for (int j2 = 0; j2 < J && !live; j2++) live = C[j * J + j2] != 0.0 || C[j2 * J + j] != 0.0;
+    if (!live) {
+      for (int a = 0; a < n; a++) dv[a] = 0.0;
+      continue;
+    }
+    iclv_utility_grad(m, theta, eta, t, j, 1.0, tc, gf);
+    for (int a = 0; a < n; a++) {
+      dv[a] = gf[rs->coord[a]];
+      gf[rs->coord[a]] = 0.0;
+    }
+  }
+  for (int j = 0; j < J; j++) {
+    double *y = Y + (size_t) j * n;
+    for (int a = 0; a < n; a++) y[a] = 0.0;
+    for (int j2 = 0; j2 < J; j2++) {
+      const double c = C[j * J + j2];
+      if (c == 0.0) continue;
+      const double *dv = DV + (size_t) j2 * n;
+      ICLV_SIMD
+      for (int a = 0; a < n; a++) y[a] += c * dv[a];
+    }
+  }
+  for (int a = 0; a < n; a++) {
+    double *restrict hc = rs->Hc + (size_t) a * n;
+    for (int j = 0; j < J; j++) {
+      const double da = w * DV[(size_t) j * n + a];
+      if (da == 0.0) continue;
+      const double *y = Y + (size_t) j * n;
+      ICLV_SIMD
+      for (int b = 0; b <= a; b++) hc[b] += da * y[b];
+    }
+  }
+}
 
 /* Hpp (P, P) column-major += v at (a, b) in the lower triangle: as
  * iclv_hcell (diag != 0, a == b) or iclv_hsym (diag == 0: both cells of a
@@ -2496,6 +2589,19 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   h.Hpp = Hn;
   h.Hpe = Hpe_d;
   h.Hee = Hee_d;
+  h.C = (double *) 0;
+  /* the rows through the atoms: their outer products dV' C dV summed in
+   * rs.Hc over the coordinates the utilities can touch (atom_outer) */
+  rc_scratch rs;
+  int nco = 0;
+  if (atoms) {
+    rc_layout(fd, ws->rc, &rs);
+    const int *crow = choice_params(m, fd, ws);
+    for (int k = 0; k < K; k++) rs.coord[nco++] = P + k;
+    for (int q = 0; q < ws->nrc; q++) rs.coord[nco++] = crow[q];
+    zero(rs.Hc, (size_t) nco * nco);
+    zero(rs.gf, (size_t) P + K);
+  }
   for (int r = 0; r < R; r++) {
     double w = wr[r];
     const int rr = r - rb0;
@@ -2554,8 +2660,13 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       /* the choice rows as the reference does: weighted into Hn, their LV
        * blocks into Hpe_d and Hee_d (folded below: hd) */
       iclv_tapes_invalidate(m, pws->V);
-      for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++)
+      h.C = rs.C;
+      for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++) {
+        zero(rs.C, (size_t) m->n_alt * m->n_alt);
         iclv_choice_atom(m, theta, eta, t, pws, gtmp, &h);
+        atom_outer(m, theta, eta, t, pws, &rs, nco, w);
+      }
+      h.C = (double *) 0;
       hd = 1;
     }
     if (has_choice) {
@@ -2652,6 +2763,25 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   hb.Hpp = Hn;
   hb.Hpe = ws->Hpe;
   hb.Hee = ws->Hee;
+  hb.C = (double *) 0;
+  if (atoms) {
+    /* the atoms' outer products (weighted): the LV block into Hee, the
+     * mixed one into Hpe (its (parameter, LV) orientation, as iclv_hcell),
+     * the parameters' lower triangle into Hn (coord increasing) */
+    for (int a = 0; a < nco; a++)
+      for (int b = 0; b <= a; b++) {
+        const double v = rs.Hc[(size_t) a * nco + b];
+        const int ca = rs.coord[a], cb = rs.coord[b];
+        if (a < K) {
+          ws->Hee[(ca - P) + (size_t) K * (cb - P)] += v;
+          if (a != b) ws->Hee[(cb - P) + (size_t) K * (ca - P)] += v;
+        } else if (b < K) {
+          ws->Hpe[ca + (size_t) P * (cb - P)] += v;
+        } else {
+          Hn[ca + (size_t) P * cb] += v;
+        }
+      }
+  }
   /* The choice rows' parameter block, per row from the weighted sums M
    * (M0: f = 1, M1_k: eta_k, M2_kl: eta_k eta_l; symmetric in (j, j2),
    * summed in their lower triangles). The terms without an LV, dense: with

@@ -62,6 +62,9 @@ typedef struct {
   double *Hpp; /* (P, P) column-major, accumulated across calls */
   double *Hpe; /* (P, K) column-major, this pair only (zeroed by iclv_pair_eval) */
   double *Hee; /* (K, K) column-major, this pair only (zeroed by iclv_pair_eval) */
+  double *C;   /* NULL (everyone but the CPU's fast Hessian pass), or (n_alt, n_alt)
+                  row-major: iclv_utility_outer adds its c at (j, j2) there instead of
+                  adding c dV_j dV_j2' to the cells (the caller forms DV' C DV) */
 } iclv_hess;
 
 /* Adds v to cell (i, j) of the extended Hessian, for 0 <= i, j < P + K.
@@ -379,6 +382,10 @@ ICLV_HD static inline void iclv_utility_grad(const iclv_model *m, const double *
 ICLV_HD static inline void iclv_utility_outer(const iclv_model *m, const double *theta,
                                               const double *eta, int t, int j, int j2,
                                               double c, const double *tc, iclv_hess *h) {
+  if (h->C) {
+    h->C[(long) j * m->n_alt + j2] += c;
+    return;
+  }
   int P = m->n_par;
   const double *xr = m->X + (long) t * m->n_xcol;
   if (tc) { /* the tape's gradient of j against all of dV_j2, and the linear

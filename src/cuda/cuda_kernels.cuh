@@ -354,6 +354,7 @@ k_hess_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_
   h.Hpp = hslot + (size_t) q * P * P;
   h.Hpe = Hpe;
   h.Hee = Hee;
+  h.C = NULL;
   const double lse = lse_in[i];
   const double *s = rows + (size_t) i * ldr + 1;
   for (int r = sub; r < R; r += hsplit) {
