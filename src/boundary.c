@@ -917,7 +917,8 @@ SEXP C_iclv_engine_paths(SEXP ptr) {
   if (h->engine.cpu == NULL) stop_input("this iclv engine has no CPU engine");
   const char *f[1 + ICLV_FAST_NCNT] = {"reference", "individuals", "hessian_individuals",
                                        "obs_vectorised", "obs_scalar", "obs_reference",
-                                       "rows_vectorised", "rows_scalar", "rows_reference"};
+                                       "rows_vectorised", "rows_scalar", "rows_reference",
+                                       "tape_rows_hoisted"};
   SEXP out = PROTECT(Rf_allocVector(REALSXP, 1 + ICLV_FAST_NCNT));
   iclv_cpu_engine_paths(h->engine.cpu, REAL(out));
   SEXP nm = PROTECT(Rf_allocVector(STRSXP, 1 + ICLV_FAST_NCNT));

@@ -382,6 +382,11 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->ordered = m->choice_type == ICLV_CHOICE_ORDERED;
   fd->tapes = m->choice_type != ICLV_CHOICE_NONE && m->n_tape > 0;
   fd->ref_choice = fd->nested || fd->ordered || fd->tapes;
+  fd->tape_E = fd->tapes ? iclv_tape_entry(m) : 0;
+  fd->tapes_fixed = fd->tapes;
+  if (fd->tapes)
+    for (int v = 0; v < m->tape_var_ptr[m->n_alt]; v++)
+      if (m->tape_var[v] >= m->n_par) fd->tapes_fixed = 0;
   fd->hess_ok = 1; /* d eta / d phi the same for every draw: covariate sources only */
   /* d2 eta / d phi d phi' = 0 when every LV source of a structural term is
    * an LV without structural terms of its own (iclv_structural's D2) */
@@ -449,6 +454,8 @@ typedef struct {
   double *DV; /* (J, P + K) the row's dV at the coordinates (coord) */
   double *Y;  /* (J, P + K) C DV */
   double *Hc; /* (P + K, P + K) row-major, the weighted sums of DV' C DV (lower triangle) */
+  double *tcb; /* (Tmax, J, tape_E) with tapes_fixed: each row's tape cache, once per
+                  individual (hoist_tapes) */
   int *crow;  /* (P) the parameters the atoms can touch (choice_params) */
   int *coord; /* (P + K) the LVs' coordinates P + k, then crow */
 } rc_scratch;
@@ -458,14 +465,15 @@ typedef struct {
 static size_t rc_layout(const iclv_fast_dims *fd, double *base, rc_scratch *r) {
   if (!fd->ref_choice && !fd->row_mult) return 0;
   const size_t P = (size_t) fd->P, K = (size_t) fd->K, J = (size_t) fd->J, B = (size_t) fd->B;
-  const size_t nd[8] = {P + K, P * B, P, J * J, P + K, J * (P + K), J * (P + K), (P + K) * (P + K)};
+  const size_t TE = fd->tapes_fixed ? (size_t) fd->Tmax * J * (size_t) fd->tape_E : 0;
+  const size_t nd[9] = {P + K, P * B, P, J * J, P + K, J * (P + K), J * (P + K), (P + K) * (P + K), TE};
   size_t td = 0;
-  for (int i = 0; i < 8; i++) td += nd[i];
+  for (int i = 0; i < 9; i++) td += nd[i];
   const size_t ti = P + P + K;
   if (base != NULL && r != NULL) {
-    double **d[8] = {&r->g, &r->gb, &r->gc, &r->C, &r->gf, &r->DV, &r->Y, &r->Hc};
+    double **d[9] = {&r->g, &r->gb, &r->gc, &r->C, &r->gf, &r->DV, &r->Y, &r->Hc, &r->tcb};
     double *b = base;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 9; i++) {
       *d[i] = b;
       b += nd[i];
     }
@@ -872,6 +880,31 @@ static int *choice_params(const iclv_model *m, const iclv_fast_dims *fd, iclv_fa
   return crow;
 }
 
+/* With tapes_fixed: the tapes of every choice row of individual n at order
+ * `order` (iclv_row_tapes: 0 values, 1 and gradients, 2 and Hessians), once
+ * for all draws, into rs->tcb (row i's cache at i J tape_E). */
+static void hoist_tapes(const iclv_model *m, const iclv_fast_dims *fd, const double *theta, int n,
+                        iclv_pair_ws *pws, rc_scratch *rs, iclv_fast_ws *ws, int order) {
+  const int t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
+  const size_t JE = (size_t) m->n_alt * fd->tape_E;
+  iclv_tapes_invalidate(m, pws->V);
+  for (int i = 0; i < T; i++) {
+    /* (no tape reads eta: pws->eta's contents do not matter) */
+    const double *tc = iclv_row_tapes(m, theta, pws->eta, t0 + i, pws->V, order);
+    memcpy(rs->tcb + (size_t) i * JE, tc, sizeof(double) * JE);
+  }
+  ws->cnt[ICLV_FAST_CNT_TAPE_HOIST] += (double) T;
+}
+
+/* The row's tape cache for the atoms: hoisted (tapes_fixed), else run now
+ * for this draw (NULL without tapes). */
+static inline const double *row_tapes(const iclv_model *m, const iclv_fast_dims *fd,
+                                      const double *theta, const double *eta, int i, int t,
+                                      iclv_pair_ws *pws, const rc_scratch *rs, int order) {
+  if (fd->tapes_fixed) return rs->tcb + (size_t) i * m->n_alt * fd->tape_E;
+  return iclv_row_tapes(m, theta, eta, t, pws->V, order);
+}
+
 /* The choice rows of individual n for the nb draws of a block, each row and
  * draw through iclv_choice_atom (as the reference, iclv_pair_eval): their
  * log-likelihood added to the block's log terms ls (B); with want_g their
@@ -889,9 +922,12 @@ static void block_ref_choice(const iclv_model *m, const iclv_fast_dims *fd, cons
   for (int b = 0; b < nb; b++) {
     for (int k = 0; k < K; k++) eta[k] = ws->bEta[(size_t) k * B + b];
     if (g) zero(g, (size_t) P + K);
-    iclv_tapes_invalidate(m, pws->V);
+    if (!fd->tapes_fixed) iclv_tapes_invalidate(m, pws->V);
     double l = 0.0;
-    for (int t = t0; t < t1; t++) l += iclv_choice_atom(m, theta, eta, t, pws, g, (iclv_hess *) 0);
+    for (int t = t0; t < t1; t++) {
+      const double *tc = row_tapes(m, fd, theta, eta, t - t0, t, pws, &rs, want_g ? 1 : 0);
+      l += iclv_choice_atom_tc(m, theta, eta, t, pws, tc, g, (iclv_hess *) 0);
+    }
     ls[b] += l;
     if (!g) continue;
     const int live = l > -INFINITY;
@@ -1398,6 +1434,11 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   if (has_choice) setup_choice(m, fd, theta, n, ws);
   else ws->rowinv = 0;
   const int *crow = refch ? choice_params(m, fd, ws) : (const int *) 0;
+  if (refch && fd->tapes_fixed) {
+    rc_scratch rs;
+    rc_layout(fd, ws->rc, &rs);
+    hoist_tapes(m, fd, theta, n, pws, &rs, ws, want_g ? 1 : 0);
+  }
   setup_indicators(m, theta, n, ws);
   if (want_g) {
     zero(ws->G0, (size_t) Tm * J);
@@ -1678,9 +1719,8 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
  * utility may not be finite where it is unavailable; the atoms skip it
  * likewise). */
 ICLV_CLONES static void atom_outer(const iclv_model *m, const double *theta, const double *eta, int t,
-                       iclv_pair_ws *pws, rc_scratch *rs, int n, double w) {
+                                   const double *tc, rc_scratch *rs, int n, double w) {
   const int J = m->n_alt;
-  const double *tc = iclv_tape_cache(m, pws->V); /* the row's tapes (the atom ran them) */
   const double *C = rs->C;
   double *restrict DV = rs->DV, *restrict Y = rs->Y, *restrict gf = rs->gf;
   for (int j = 0; j < J; j++) {
@@ -2601,6 +2641,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     for (int q = 0; q < ws->nrc; q++) rs.coord[nco++] = crow[q];
     zero(rs.Hc, (size_t) nco * nco);
     zero(rs.gf, (size_t) P + K);
+    if (fd->tapes_fixed) hoist_tapes(m, fd, theta, n, pws, &rs, ws, 2);
   }
   for (int r = 0; r < R; r++) {
     double w = wr[r];
@@ -2659,12 +2700,13 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     if (atoms) {
       /* the choice rows as the reference does: weighted into Hn, their LV
        * blocks into Hpe_d and Hee_d (folded below: hd) */
-      iclv_tapes_invalidate(m, pws->V);
+      if (!fd->tapes_fixed) iclv_tapes_invalidate(m, pws->V);
       h.C = rs.C;
       for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++) {
+        const double *tc = row_tapes(m, fd, theta, eta, t - m->row_ptr[n], t, pws, &rs, 2);
         zero(rs.C, (size_t) m->n_alt * m->n_alt);
-        iclv_choice_atom(m, theta, eta, t, pws, gtmp, &h);
-        atom_outer(m, theta, eta, t, pws, &rs, nco, w);
+        iclv_choice_atom_tc(m, theta, eta, t, pws, tc, gtmp, &h);
+        atom_outer(m, theta, eta, t, tc, &rs, nco, w);
       }
       h.C = (double *) 0;
       hd = 1;

@@ -94,6 +94,10 @@ typedef struct {
   int nested;        /* a nested logit (iclv_model.h) */
   int ordered;       /* an ordered choice (iclv_model.h) */
   int tapes;         /* nonlinear utilities (iclv_tape.h) */
+  int tapes_fixed;   /* tapes whose variables are all parameters (no LV or random term): a
+                        row's tape results are the same for every draw, run once per
+                        individual (ICLV_FAST_CNT_TAPE_HOIST) */
+  int tape_E;        /* doubles of one tape entry (iclv_tape_entry; 0 without tapes) */
   int ref_choice;    /* nested, ordered or tapes: the choice rows have no hoisted form; both
                         passes take them draw by draw through iclv_choice_atom (the
                         reference's atom, iclv_core.h) inside the fast kernels, which keep
@@ -167,10 +171,11 @@ typedef struct {
                     block was implicit (block_choice); then hI (Tmax, R) 1 / S_t of
                     its fast rows, hF (R) 1 for such a block (by block index): the
                     Hessian pass's choice rows reuse them (hess_block_choice) */
-  double *rc;    /* ref_choice only: (P + K) one draw's gradient from the choice atoms;
-                    (P, B) its entries at the choice parameters (crow), draws innermost;
-                    (P) their weighted sums; then ints: (P) crow, the parameters the
-                    choice atoms can touch (choice_params) */
+  double *rc;    /* ref_choice or row_mult only: the choice rows through the atoms,
+                    laid out by rc_layout (engine_fast.c): one draw's gradient, its
+                    entries at the choice parameters for a block of draws and their
+                    weighted sums (LL and score pass); the Hessian pass's dense outer
+                    products (atom_outer); the hoisted tape results (tapes_fixed) */
   int nrc;       /* entries of crow */
   int rowinv;    /* the current individual's LV utility coefficients are the same in
                     every row (lv_rowinv, and one row multiplier: setup_choice) */
@@ -195,7 +200,8 @@ enum {
   ICLV_FAST_CNT_OBS_REF,     /* indicator terms, reference links */
   ICLV_FAST_CNT_ROW_VEC,     /* choice-row terms, vectorised forms */
   ICLV_FAST_CNT_ROW_SCALAR,  /* choice-row terms, fast scalar forms */
-  ICLV_FAST_CNT_ROW_REF,     /* choice-row terms, reference links */
+  ICLV_FAST_CNT_ROW_REF,     /* choice-row terms, reference links (the atoms included) */
+  ICLV_FAST_CNT_TAPE_HOIST,  /* choice rows whose tapes ran once for all draws (tapes_fixed) */
   ICLV_FAST_NCNT
 };
 

@@ -856,11 +856,23 @@ ICLV_HD static inline double iclv_ordered_atom(const iclv_model *m, const double
  * and, when mu is a parameter p,
  *   d l / d mu = sgn gU'V,  d2 l / d mu2 = V' HU V,
  *   d2 l / d mu d V_j = sgn (gU_j + s (HU V)_j). */
+ICLV_HD static inline double iclv_choice_atom_tc(const iclv_model *m, const double *theta,
+                                                 const double *eta, int t, iclv_pair_ws *ws,
+                                                 const double *tc, double *g, iclv_hess *h);
 ICLV_HD static inline double iclv_choice_atom(const iclv_model *m, const double *theta,
                                               const double *eta, int t, iclv_pair_ws *ws,
                                               double *g, iclv_hess *h) {
-  int J = m->n_alt;
   const double *tc = iclv_row_tapes(m, theta, eta, t, ws->V, h ? 2 : g ? 1 : 0);
+  return iclv_choice_atom_tc(m, theta, eta, t, ws, tc, g, h);
+}
+
+/* iclv_choice_atom with the row's tape cache tc given (iclv_row_tapes at
+ * the order the derivatives need; NULL without tapes): the CPU's fast
+ * kernels run tapes that read no LV or random term once per individual. */
+ICLV_HD static inline double iclv_choice_atom_tc(const iclv_model *m, const double *theta,
+                                                 const double *eta, int t, iclv_pair_ws *ws,
+                                                 const double *tc, double *g, iclv_hess *h) {
+  int J = m->n_alt;
   if (m->choice_type == ICLV_CHOICE_NL) return iclv_nl_atom(m, theta, eta, t, ws, tc, g, h);
   if (m->choice_type == ICLV_CHOICE_ORDERED) return iclv_ordered_atom(m, theta, eta, t, tc, g, h);
   double s = iclv_row_mult(m, theta, t);

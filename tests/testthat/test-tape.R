@@ -116,6 +116,38 @@ test_that("gradient and Hessian of nonlinear utilities equal finite differences,
   }
 })
 
+test_that("tapes that read no LV or random term run once per individual in the fast kernels", {
+  # (the same values for every draw: iclv_row_tapes once per row, not once
+  # per (row, draw); counted in .engine_paths()$tape_rows_hoisted)
+  u <- list(a = "mu * (asc_a + b_time * time_a) + l_att * att",
+            b = "mu * b_time * time_b - exp(m_p) * price_b",
+            c = "b_c * (cost_c / inc) ^ lam + exp(ifelse(inc > 1.5, g1, g2)) * cost_c + l_c * att")
+  for (type in c("mnl", "nl", "ordered")) {
+    ch <- switch(type,
+      mnl = iclv_choice("mnl", "ch", u),
+      nl = iclv_choice("nl", "ch", u, nests = list(ab = c("a", "b"))),
+      ordered = iclv_choice("ordered", "rating", list(index = u[["c"]]), categories = 4L))
+    m <- iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = ch, id = "ID",
+                    categories = 3)
+    d <- tape_data(12, 2, 3, type)
+    comp <- iclv:::.iclv_compile(m, d)
+    expect_gt(comp$c$n_tape, 0)
+    spec <- iclv:::.draws_spec(iclv_draws("mlhs", 6, seed = 2), comp$n_ind, length(comp$lvs))
+    set.seed(12)
+    th <- tape_params(comp, jitter = 0.3)
+    expect_atom_routing(comp, spec, th, label = paste("fixed tapes", type))
+    e <- iclv:::.engine_new(comp$c, spec, n_threads = 1L)
+    iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE) # the LL pass, then the Hessian pass
+    expect_equal(iclv:::.engine_paths(e)[["tape_rows_hoisted"]], 2 * comp$c$n_rows, label = type)
+  }
+  # a tape with a random term (xi) or an LV runs draw by draw
+  comp <- iclv:::.iclv_compile(tape_model("mnl"), tape_data(12, 2, 3))
+  spec <- iclv:::.draws_spec(iclv_draws("mlhs", 6, seed = 2), comp$n_ind, length(comp$lvs))
+  e <- iclv:::.engine_new(comp$c, spec, n_threads = 1L)
+  iclv:::.engine_eval(e, tape_params(comp), gradient = TRUE, hessian = TRUE)
+  expect_equal(iclv:::.engine_paths(e)[["tape_rows_hoisted"]], 0)
+})
+
 test_that("a utility on a tape equals the same utility in linear terms", {
   d <- tape_data(30, 3, 4)
   lin <- iclv_model("att =~ q1 + q2 + q3", choice = iclv_choice("mnl", "ch", list(
