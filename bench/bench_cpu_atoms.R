@@ -7,8 +7,9 @@
 #         in two nests;
 #   tape: the MNL with a Box-Cox price term b_price (price ^ lam_p - 1) /
 #         lam_p (a nonlinear utility: a tape per alternative);
-#   bw:   the MNL's best and worst choices (best-worst: row multipliers,
-#         whose Hessian goes through the atoms).
+#   bw:   the MNL's best and worst choices, the worst's utilities scaled by
+#         -mu_w (best-worst: row multipliers, whose Hessian pass goes through
+#         the atoms).
 # Prints, per variant, median elapsed ms per LL + gradient and LL + gradient
 # + Hessian, and ns per (individual, draw) pair. Run it with two libraries
 # in turn to compare engines (bench/RESULTS.md).
@@ -42,7 +43,7 @@ choices <- list(
   nl = iclv_choice("nl", choice = "best", utilities = utils4(),
                    nests = list(branded = c("alt1", "alt2"), generic = c("alt3", "alt4"))),
   tape = iclv_choice("mnl", choice = "best", utilities = utils4(boxcox)),
-  bw = iclv_choice("bestworst", choice = c("best", "worst"), utilities = utils4()))
+  bw = iclv_choice("bestworst", choice = c("best", "worst"), utilities = utils4(), worst_scale = "mu_w"))
 
 time_ms <- function(f, reps) {
   f()
@@ -54,7 +55,7 @@ vals <- c(b_novum = 0.02, b_ch = 0.6, b_dk = 0.2, b_fast = 0.1, b_double = 0.5, 
           b_price = -0.9, lambda = 1.0, b_bestvalue = -0.3, b_supermarket = -0.5, b_painaway = -0.8,
           b_ind = -0.6, b_rus = -0.5, b_bra = -0.4, gamma_lv_regular_user = 0.3,
           gamma_lv_university_educated = -0.3, gamma_lv_over_50 = 0.8, lambda_branded = 0.7,
-          lambda_generic = 0.8, lam_p = 0.5, mu_worst = 0.8)
+          lambda_generic = 0.8, lam_p = 0.5, mu_w = 0.8)
 cat(sprintf("library: %s, N = %d, R = %d, threads = %d\n", if (is.null(lib)) "default" else lib,
             length(unique(d$ID)), R, n_threads))
 for (v in names(choices)) {

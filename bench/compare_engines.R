@@ -1,7 +1,8 @@
 # Compares two builds of the CPU engine (e.g. the fast kernels against an
 # install of 16c8b95) on many models: every indicator type x choice type,
 # LV-on-LV or not, LV utility terms with and without attributes,
-# availability, missing indicators, the drug-choice ICLV, the seed problem
+# availability, missing indicators, the drug-choice ICLV (also with nests, a
+# Box-Cox price on a tape, and best-worst with a scale), the seed problem
 # and a model with fixed parameters. LL, log L_n, gradient, scores and
 # Hessian; the largest difference relative to the largest magnitude.
 #
@@ -65,6 +66,30 @@ if (file.exists("/work/shared/data/drugchoice.csv")) {
   p[grepl("^tau_", names(p))] <- rep(c(-2, -1, 1, 2.5), 4)
   p[c("b_price", "lambda", "b_risk")] <- c(-0.9, 1, -0.05)
   add_model("drug_n200", dm, d, p, R = 100)
+  # the choice rows through the atoms (engine_fast.c, ref_choice and
+  # row_mult): nests, a Box-Cox price on a tape, best-worst with a scale
+  alts <- function(f = identity) list(alt1 = f(branded(1)), alt2 = f(branded(2)),
+                                      alt3 = f(generic(3)), alt4 = f(generic(4)))
+  boxcox <- function(u) sub("b_price \\* price_([0-9])", "b_price * (price_\\1 ^ lam_p - 1) / lam_p", u)
+  variants <- list(
+    drug_n200_nl = iclv_choice("nl", choice = "best", utilities = alts(),
+                               nests = list(branded = c("alt1", "alt2"), generic = c("alt3", "alt4"))),
+    drug_n200_tape = iclv_choice("mnl", choice = "best", utilities = alts(boxcox)),
+    drug_n200_bw = iclv_choice("bestworst", choice = c("best", "worst"), utilities = alts(),
+                               worst_scale = "mu_w"))
+  for (nm in names(variants)) {
+    mv <- iclv_model("lv =~ attitude_quality + attitude_ingredients + attitude_patent + attitude_dominance",
+                     structural = "lv ~ regular_user + university_educated + over_50",
+                     indicators = "ordered_logit", choice = variants[[nm]], id = "ID", categories = 5)
+    cv <- iclv:::.iclv_compile(mv, d)
+    pv <- stats::setNames(cv$partable$start, cv$partable$name)
+    pv[is.na(pv)] <- 0
+    pv[grepl("^tau_", names(pv))] <- rep(c(-2, -1, 1, 2.5), 4)
+    pv[c("b_price", "lambda", "b_risk")] <- c(-0.9, 1, -0.05)
+    extra <- c(lambda_branded = 0.7, lambda_generic = 0.8, lam_p = 0.5, mu_w = 0.8)
+    pv[intersect(names(extra), names(pv))] <- extra[intersect(names(extra), names(pv))]
+    add_model(nm, mv, d, pv, R = 100)
+  }
 }
 
 out <- lapply(models, function(x) {
