@@ -382,6 +382,7 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->ordered = m->choice_type == ICLV_CHOICE_ORDERED;
   fd->tapes = m->choice_type != ICLV_CHOICE_NONE && m->n_tape > 0;
   fd->ref_choice = fd->nested || fd->ordered || fd->tapes;
+  fd->link_rows = (fd->nested || fd->ordered) && !fd->tapes;
   fd->tape_E = fd->tapes ? iclv_tape_entry(m) : 0;
   fd->tapes_fixed = fd->tapes;
   if (fd->tapes)
@@ -878,6 +879,91 @@ static int *choice_params(const iclv_model *m, const iclv_fast_dims *fd, iclv_fa
     }
   ws->nrc = nc;
   return crow;
+}
+
+/* With link_rows: the parameters of the link's own derivatives (a nested
+ * logit's lambdas, nest a's at q = nq[a] or none; an ordered choice's
+ * thresholds, tau_c at q = c - 1) into crow, their count into ws->nrc; the
+ * LL and score pass sums them as it sums the atoms' rows (gb, gc). */
+static int *link_params(const iclv_model *m, const iclv_fast_dims *fd, iclv_fast_ws *ws) {
+  rc_scratch rs;
+  rc_layout(fd, ws->rc, &rs);
+  int nc = 0;
+  if (m->choice_type == ICLV_CHOICE_NL) {
+    for (int a = 0; a < m->n_nest; a++)
+      if (m->nest_par[a] >= 0) rs.crow[nc++] = m->nest_par[a];
+  } else if (m->ocat_thr >= 0) {
+    for (int c = 0; c < m->n_ocat - 1; c++) rs.crow[nc++] = m->ocat_thr + c;
+  }
+  for (int q = 0; q < nc; q++) rs.gc[q] = 0.0;
+  ws->nrc = nc;
+  return rs.crow;
+}
+
+/* The choice rows of individual n for the nb draws of a block through their
+ * links (fd->link_rows: a nested logit or an ordered choice with linear
+ * utilities): V = W + L eta from setup_choice's hoisted parts, the link of
+ * iclv_core.h (iclv_nl_link; iclv_ordered_link), its log-likelihood added to
+ * ls (B); with want_g its d l / d V into bGv (T, J, B) as the fast rows'
+ * (the score's weighted sums G0, G1), sum_j gV_j L_jk into bGe (K, B) and
+ * the link's own derivatives (lambdas, thresholds: link_params) into rc's
+ * rows gb. A draw whose rows give l = -Inf (weight 0) keeps no derivative. */
+static void block_link_rows(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
+                            int n, int nb, iclv_pair_ws *pws, iclv_fast_ws *ws, int want_g,
+                            double *ls) {
+  const int J = fd->J, K = fd->K, Ku = fd->Ku, B = fd->B, t0 = m->row_ptr[n];
+  const int T = m->row_ptr[n + 1] - t0, M = m->n_nest, nl = m->choice_type == ICLV_CHOICE_NL;
+  rc_scratch rs;
+  rc_layout(fd, ws->rc, &rs);
+  double *V = pws->V, *gV = pws->gV, *ge = rs.g; /* ge (K): this draw's d l / d eta */
+  const double *eb = ws->bEta;
+  for (int b = 0; b < nb; b++) {
+    double l = 0.0;
+    if (want_g) {
+      for (int k = 0; k < K; k++) ge[k] = 0.0;
+      for (int q = 0; q < ws->nrc; q++) rs.gb[(size_t) q * B + b] = 0.0;
+    }
+    for (int i = 0; i < T; i++) {
+      const int t = t0 + i;
+      const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
+      for (int j = 0; j < J; j++) {
+        double v = W[j];
+        for (int k = 0; k < Ku; k++) v += L[j * Ku + k] * eb[(size_t) k * B + b];
+        V[j] = v;
+      }
+      if (nl) {
+        l += iclv_nl_link(m, theta, t, V, gV, (double *) 0);
+        if (want_g)
+          for (int a = 0, q = 0; a < M; a++)
+            if (m->nest_par[a] >= 0) rs.gb[(size_t) q++ * B + b] += gV[J + a];
+      } else {
+        const int C = m->n_ocat, c = m->y[t] + 1, thr = m->ocat_thr;
+        const double lo = c > 1 ? theta[thr + c - 2] - V[0] : -INFINITY;
+        const double hi = c < C ? theta[thr + c - 1] - V[0] : INFINITY;
+        double fa, fb, f2;
+        l += iclv_ordered_link(!m->ocat_logit, lo, hi, 0, &fa, &fb, &f2, &f2, &f2);
+        gV[0] = -(fa + fb);
+        if (want_g) {
+          if (c > 1) rs.gb[(size_t) (c - 2) * B + b] += fa;
+          if (c < C) rs.gb[(size_t) (c - 1) * B + b] += fb;
+        }
+      }
+      if (!want_g) continue;
+      for (int j = 0; j < J; j++) {
+        ws->bGv[((size_t) i * J + j) * B + b] = gV[j];
+        for (int k = 0; k < Ku; k++) ge[k] += gV[j] * L[j * Ku + k];
+      }
+    }
+    ls[b] += l;
+    if (!want_g) continue;
+    if (l > -INFINITY) {
+      for (int k = 0; k < K; k++) ws->bGe[(size_t) k * B + b] += ge[k];
+    } else { /* weight 0: no derivative (they may not be finite) */
+      for (size_t c = 0; c < (size_t) T * J; c++) ws->bGv[c * B + b] = 0.0;
+      for (int q = 0; q < ws->nrc; q++) rs.gb[(size_t) q * B + b] = 0.0;
+    }
+  }
+  ws->cnt[ICLV_FAST_CNT_ROW_REF] += (double) T * nb;
 }
 
 /* With tapes_fixed: the tapes of every choice row of individual n at order
@@ -1423,7 +1509,10 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
    * atoms (refch: T = 0 for the hoisted forms) */
   const int refch = m->choice_type != ICLV_CHOICE_NONE && fd->ref_choice;
   int has_choice = m->choice_type != ICLV_CHOICE_NONE && !refch;
-  int t0 = m->row_ptr[n], T = has_choice ? m->row_ptr[n + 1] - t0 : 0;
+  /* (rows through their links: the weighted sums of d l / dV over T rows
+   * as the hoisted forms', block_link_rows) */
+  const int linkr = refch && fd->link_rows;
+  int t0 = m->row_ptr[n], T = has_choice || linkr ? m->row_ptr[n + 1] - t0 : 0;
   int o0 = m->obs_ptr[n], O = m->obs_ptr[n + 1] - o0;
   int want_g = score != NULL;
   double *fst = want_g || links ? ws->Fst : (double *) 0; /* the Hessian pass's links */
@@ -1431,9 +1520,9 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   double *ls = ws->bS, *pr = ws->bS + B, *sc = ws->bS + 2 * B, *lb = ws->bS + 3 * B;
   double *wt = ws->bS + 4 * B, *tmp = ws->bS + 5 * B;
   ws->cnt[ICLV_FAST_CNT_INDIV] += 1.0;
-  if (has_choice) setup_choice(m, fd, theta, n, ws);
+  if (has_choice || linkr) setup_choice(m, fd, theta, n, ws);
   else ws->rowinv = 0;
-  const int *crow = refch ? choice_params(m, fd, ws) : (const int *) 0;
+  const int *crow = linkr ? link_params(m, fd, ws) : refch ? choice_params(m, fd, ws) : (const int *) 0;
   if (refch && fd->tapes_fixed) {
     rc_scratch rs;
     rc_layout(fd, ws->rc, &rs);
@@ -1480,7 +1569,8 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
           memcpy(ws->Fst + ((size_t) i * 2 + 1) * R + r0, f0 + B, sizeof(double) * (size_t) nb);
         }
     const int implicit = has_choice ? block_choice(m, fd, n, nb, ws) : 0;
-    if (refch) block_ref_choice(m, fd, theta, n, nb, pws, ws, crow, want_g, ls);
+    if (linkr) block_link_rows(m, fd, theta, n, nb, pws, ws, want_g, ls);
+    else if (refch) block_ref_choice(m, fd, theta, n, nb, pws, ws, crow, want_g, ls);
     if (links && has_choice) {
       /* for the Hessian pass (hess_block_choice): this block's u (J) and,
        * for its fast rows, 1 / S_t, where the block was implicit */

@@ -98,6 +98,10 @@ typedef struct {
                         row's tape results are the same for every draw, run once per
                         individual (ICLV_FAST_CNT_TAPE_HOIST) */
   int tape_E;        /* doubles of one tape entry (iclv_tape_entry; 0 without tapes) */
+  int link_rows;     /* nested or ordered without tapes: the LL and score pass forms the
+                        utilities from the hoisted W and L and calls the links of
+                        iclv_core.h (iclv_nl_link, iclv_ordered_link) directly; the score
+                        from the same weighted sums as the hoisted forms' (G0, G1) */
   int ref_choice;    /* nested, ordered or tapes: the choice rows have no hoisted form; both
                         passes take them draw by draw through iclv_choice_atom (the
                         reference's atom, iclv_core.h) inside the fast kernels, which keep

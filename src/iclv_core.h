@@ -587,9 +587,11 @@ ICLV_HD static inline double iclv_nest_lambda(const iclv_model *m, const double 
 /* The nests of row t: V (J + 4 M) holds the utilities; fills V[J..] with
  * I (M; -Inf for a nest without an available alternative), zbar (M), var
  * (M), Q (M), and p (J) with the within-nest probabilities (0 when not
- * available). Returns 1 when every lambda is exactly 1. */
+ * available); with lsw != NULL, *lsw = log sum_a exp(lambda_a I_a) (as
+ * max + log of the shifted sum: Q's normaliser). Returns 1 when every
+ * lambda is exactly 1. */
 ICLV_HD static inline int iclv_nl_nests(const iclv_model *m, const double *theta, int t, double *V,
-                                        double *p) {
+                                        double *p, double *lsw) {
   int J = m->n_alt, M = m->n_nest, all1 = 1;
   double *I = V + J, *zb = I + M, *var = zb + M, *Q = var + M;
   for (int k = 0; k < J; k++) p[k] = 0.0;
@@ -633,6 +635,7 @@ ICLV_HD static inline int iclv_nl_nests(const iclv_model *m, const double *theta
     sW += Q[a];
   }
   for (int a = 0; a < M; a++) Q[a] /= sW;
+  if (lsw) *lsw = mxW + log(sW);
   return all1;
 }
 
@@ -644,7 +647,8 @@ ICLV_HD static inline double iclv_nl_link(const iclv_model *m, const double *the
   int J = m->n_alt, M = m->n_nest, L = J + M, yt = m->y[t], b = m->nest_of[yt];
   double *I = V + J, *zb = I + M, *var = zb + M, *Q = var + M;
   double *p = gV; /* the within-nest probabilities, until gV is written */
-  int all1 = iclv_nl_nests(m, theta, t, V, p);
+  double lsw;
+  int all1 = iclv_nl_nests(m, theta, t, V, p, &lsw);
   double ll;
   if (all1) { /* MNL, computed exactly as iclv_choice_link computes it */
     double mx = -INFINITY, sum = 0.0;
@@ -654,14 +658,10 @@ ICLV_HD static inline double iclv_nl_link(const iclv_model *m, const double *the
       if (iclv_available(m, t, j)) sum += exp(V[j] - mx);
     ll = V[yt] - (mx + log(sum));
   } else {
-    double mxW = -INFINITY, sW = 0.0;
-    for (int a = 0; a < M; a++)
-      if (I[a] != -INFINITY && iclv_nest_lambda(m, theta, a) * I[a] > mxW)
-        mxW = iclv_nest_lambda(m, theta, a) * I[a];
-    for (int a = 0; a < M; a++)
-      if (I[a] != -INFINITY) sW += exp(iclv_nest_lambda(m, theta, a) * I[a] - mxW);
+    /* (lsw: the nests' log-sum, Q's normaliser, the same sum in the same
+     * order: the empty nests' Q are 0) */
     double lb = iclv_nest_lambda(m, theta, b);
-    ll = V[yt] / lb + (lb - 1.0) * I[b] - (mxW + log(sW));
+    ll = V[yt] / lb + (lb - 1.0) * I[b] - lsw;
   }
   double lb = iclv_nest_lambda(m, theta, b), zy = V[yt] / lb;
   if (HV) {
@@ -939,7 +939,7 @@ ICLV_HD static inline void iclv_choice_probs(const iclv_model *m, const double *
     return;
   }
   if (m->choice_type == ICLV_CHOICE_NL) {
-    iclv_nl_nests(m, theta, t, V, prob);
+    iclv_nl_nests(m, theta, t, V, prob, (double *) 0);
     const double *Q = V + J + 3 * m->n_nest;
     for (int j = 0; j < J; j++) prob[j] *= Q[m->nest_of[j]];
     return;
