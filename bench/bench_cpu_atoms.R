@@ -7,6 +7,8 @@
 #         in two nests;
 #   tape: the MNL with a Box-Cox price term b_price (price ^ lam_p - 1) /
 #         lam_p (a nonlinear utility: a tape per alternative);
+#   ord:  an ordered probit of alternative 1's rank in the task (1 best ..
+#         4 worst; its branded utility as the index, 3 thresholds);
 #   bw:   the MNL's best and worst choices, the worst's utilities scaled by
 #         -mu_w (best-worst: row multipliers, whose Hessian pass goes through
 #         the atoms).
@@ -36,6 +38,7 @@ local({
 })
 
 d <- drug_data(path)
+d$rank_1 <- ifelse(d$best == 1, 1L, ifelse(d$second_pref == 1, 2L, ifelse(d$third_pref == 1, 3L, 4L)))
 boxcox <- function(u) sub("b_price \\* price_([0-9])", "b_price * (price_\\1 ^ lam_p - 1) / lam_p", u)
 utils4 <- function(f = identity) list(alt1 = f(branded(1)), alt2 = f(branded(2)),
                                       alt3 = f(generic(3)), alt4 = f(generic(4)))
@@ -43,6 +46,7 @@ choices <- list(
   nl = iclv_choice("nl", choice = "best", utilities = utils4(),
                    nests = list(branded = c("alt1", "alt2"), generic = c("alt3", "alt4"))),
   tape = iclv_choice("mnl", choice = "best", utilities = utils4(boxcox)),
+  ord = iclv_choice("ordered", choice = "rank_1", utilities = list(index = branded(1)), categories = 4L),
   bw = iclv_choice("bestworst", choice = c("best", "worst"), utilities = utils4(), worst_scale = "mu_w"))
 
 time_ms <- function(f, reps) {
@@ -69,6 +73,8 @@ for (v in names(choices)) {
   th[hit] <- vals[hit]
   for (ind in c("quality", "ingredients", "patent", "dominance"))
     th[paste0("tau_attitude_", ind, "_", 1:4)] <- c(-2, -1, 1, 2.5)
+  thr <- grep("^tau_rank_1_", names(th))
+  if (length(thr)) th[thr] <- c(-1, 0, 1)
   th[is.na(th)] <- 0
   th <- iclv:::.params_full(th, comp$partable, "params")
   spec <- iclv:::.draws_spec(iclv_draws("halton", R), comp$n_ind, length(comp$lvs))

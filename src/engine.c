@@ -614,6 +614,8 @@ static void individual_eval_ref(const struct iclv_cpu_engine *e, thread_ws *w,
   h.Hpe = w->Hpe;
   h.Hee = w->Hee;
   h.C = (double *) 0;
+  h.Cp = (int *) 0;
+  h.nCp = 0;
   for (int r = 0; r < R; r++) {
     if (w->w[r] == 0.0) continue;
     h.w = w->w[r];
@@ -641,6 +643,8 @@ static void hessian_pairs_ref(const struct iclv_cpu_engine *e, thread_ws *w, con
   h.Hpe = w->Hpe;
   h.Hee = w->Hee;
   h.C = (double *) 0;
+  h.Cp = (int *) 0;
+  h.nCp = 0;
   for (int r = 0; r < R; r++) {
     if (w->w[r] == 0.0) continue;
     h.w = w->w[r];

@@ -383,6 +383,7 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->tapes = m->choice_type != ICLV_CHOICE_NONE && m->n_tape > 0;
   fd->ref_choice = fd->nested || fd->ordered || fd->tapes;
   fd->link_rows = (fd->nested || fd->ordered) && !fd->tapes;
+  fd->Lc = m->choice_type != ICLV_CHOICE_NONE ? iclv_outer_dim(m) : fd->J;
   fd->tape_E = fd->tapes ? iclv_tape_entry(m) : 0;
   fd->tapes_fixed = fd->tapes;
   if (fd->tapes)
@@ -450,15 +451,18 @@ typedef struct {
   double *g;  /* (P + K) one draw's gradient from the atoms */
   double *gb; /* (P, B) its entries at the choice parameters (crow), draws innermost */
   double *gc; /* (P) their weighted sums */
-  double *C;  /* (J, J) one row's coefficients of dV_j dV_j2' (iclv_hess.C) */
+  double *C;  /* (Lc, Lc) one row's coefficients of dV_j dV_j2' (iclv_hess.C) */
   double *gf; /* (P + K) dV_j of one alternative, zero between uses */
-  double *DV; /* (J, P + K) the row's dV at the coordinates (coord) */
-  double *Y;  /* (J, P + K) C DV */
+  double *DV; /* (Lc, P + K) the row's dV at the coordinates (coord), then the unit
+                 rows of C's extra parameters (iclv_hess.Cp) */
+  double *Y;  /* (Lc, P + K) C DV */
   double *Hc; /* (P + K, P + K) row-major, the weighted sums of DV' C DV (lower triangle) */
   double *tcb; /* (Tmax, J, tape_E) with tapes_fixed: each row's tape cache, once per
                   individual (hoist_tapes) */
   int *crow;  /* (P) the parameters the atoms can touch (choice_params) */
   int *coord; /* (P + K) the LVs' coordinates P + k, then crow */
+  int *cinv;  /* (P + K) the index in coord of each coordinate, or -1 */
+  int *Cp;    /* (Lc) iclv_hess.Cp */
 } rc_scratch;
 
 /* Points r into base (when non-NULL); returns the doubles the whole takes
@@ -467,10 +471,11 @@ static size_t rc_layout(const iclv_fast_dims *fd, double *base, rc_scratch *r) {
   if (!fd->ref_choice && !fd->row_mult) return 0;
   const size_t P = (size_t) fd->P, K = (size_t) fd->K, J = (size_t) fd->J, B = (size_t) fd->B;
   const size_t TE = fd->tapes_fixed ? (size_t) fd->Tmax * J * (size_t) fd->tape_E : 0;
-  const size_t nd[9] = {P + K, P * B, P, J * J, P + K, J * (P + K), J * (P + K), (P + K) * (P + K), TE};
+  const size_t Lc = (size_t) fd->Lc;
+  const size_t nd[9] = {P + K, P * B, P, Lc * Lc, P + K, Lc * (P + K), Lc * (P + K), (P + K) * (P + K), TE};
   size_t td = 0;
   for (int i = 0; i < 9; i++) td += nd[i];
-  const size_t ti = P + P + K;
+  const size_t ti = P + 2 * (P + K) + Lc;
   if (base != NULL && r != NULL) {
     double **d[9] = {&r->g, &r->gb, &r->gc, &r->C, &r->gf, &r->DV, &r->Y, &r->Hc, &r->tcb};
     double *b = base;
@@ -480,6 +485,8 @@ static size_t rc_layout(const iclv_fast_dims *fd, double *base, rc_scratch *r) {
     }
     r->crow = (int *) b;
     r->coord = r->crow + P;
+    r->cinv = r->coord + P + K;
+    r->Cp = r->cinv + P + K;
   }
   return td + (ti + 1) / 2;
 }
@@ -1801,37 +1808,42 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
 /* ---- Hessian ------------------------------------------------------------------ */
 
 /* One choice row t of a draw through the atoms in the Hessian pass: the
- * atom left the coefficients of its dV_j dV_j2' terms in rs->C (iclv_hess.C)
- * instead of adding them cell by cell; here rs->Hc (n, n) += w DV' C DV in
- * its lower triangle, DV (J, n) the row's dV at the n coordinates rs->coord
- * (the LVs, then the choice parameters: every coordinate a dV can touch).
- * An alternative whose row and column of C are zero is left out (its
- * utility may not be finite where it is unavailable; the atoms skip it
- * likewise). */
-ICLV_CLONES static void atom_outer(const iclv_model *m, const double *theta, const double *eta, int t,
-                                   const double *tc, rc_scratch *rs, int n, double w) {
-  const int J = m->n_alt;
+ * atom left the coefficients of its dV_j dV_j2' terms in rs->C, and of its
+ * (e_p dV_j' + dV_j e_p') terms at the extra rows of the nCp parameters p in
+ * rs->Cp (iclv_hess.C), instead of adding them cell by cell; here rs->Hc
+ * (n, n) += w DV' C DV in its lower triangle, DV (J + nCp, n) the row's dV
+ * at the n coordinates rs->coord (the LVs, then the choice parameters:
+ * every coordinate a dV can touch), then the unit rows of the extra
+ * parameters. An alternative whose row and column of C are zero is left
+ * out (its utility may not be finite where it is unavailable; the atoms
+ * skip it likewise). */
+ICLV_CLONES static void atom_outer(const iclv_model *m, const iclv_fast_dims *fd,
+                                   const double *theta, const double *eta, int t,
+                                   const double *tc, rc_scratch *rs, int nCp, int n, double w) {
+  const int J = m->n_alt, L = fd->Lc, Jx = J + nCp;
   const double *C = rs->C;
   double *restrict DV = rs->DV, *restrict Y = rs->Y, *restrict gf = rs->gf;
-  for (int j = 0; j < J; j++) {
+  for (int j = 0; j < Jx; j++) {
     double *dv = DV + (size_t) j * n;
-    int live = 0;
-    for (int j2 = 0; j2 < J && !live; j2++) live = C[j * J + j2] != 0.0 || C[j2 * J + j] != 0.0;
-    if (!live) {
-      for (int a = 0; a < n; a++) dv[a] = 0.0;
+    for (int a = 0; a < n; a++) dv[a] = 0.0;
+    if (j >= J) { /* the unit row of parameter Cp[j - J] */
+      dv[rs->cinv[rs->Cp[j - J]]] = 1.0;
       continue;
     }
+    int live = 0;
+    for (int j2 = 0; j2 < Jx && !live; j2++) live = C[j * L + j2] != 0.0 || C[j2 * L + j] != 0.0;
+    if (!live) continue;
     iclv_utility_grad(m, theta, eta, t, j, 1.0, tc, gf);
     for (int a = 0; a < n; a++) {
       dv[a] = gf[rs->coord[a]];
       gf[rs->coord[a]] = 0.0;
     }
   }
-  for (int j = 0; j < J; j++) {
+  for (int j = 0; j < Jx; j++) {
     double *y = Y + (size_t) j * n;
     for (int a = 0; a < n; a++) y[a] = 0.0;
-    for (int j2 = 0; j2 < J; j2++) {
-      const double c = C[j * J + j2];
+    for (int j2 = 0; j2 < Jx; j2++) {
+      const double c = C[j * L + j2];
       if (c == 0.0) continue;
       const double *dv = DV + (size_t) j2 * n;
       ICLV_SIMD
@@ -1840,7 +1852,7 @@ ICLV_CLONES static void atom_outer(const iclv_model *m, const double *theta, con
   }
   for (int a = 0; a < n; a++) {
     double *restrict hc = rs->Hc + (size_t) a * n;
-    for (int j = 0; j < J; j++) {
+    for (int j = 0; j < Jx; j++) {
       const double da = w * DV[(size_t) j * n + a];
       if (da == 0.0) continue;
       const double *y = Y + (size_t) j * n;
@@ -2720,6 +2732,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   h.Hpe = Hpe_d;
   h.Hee = Hee_d;
   h.C = (double *) 0;
+  h.Cp = (int *) 0;
+  h.nCp = 0;
   /* the rows through the atoms: their outer products dV' C dV summed in
    * rs.Hc over the coordinates the utilities can touch (atom_outer) */
   rc_scratch rs;
@@ -2729,6 +2743,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     const int *crow = choice_params(m, fd, ws);
     for (int k = 0; k < K; k++) rs.coord[nco++] = P + k;
     for (int q = 0; q < ws->nrc; q++) rs.coord[nco++] = crow[q];
+    for (int c = 0; c < P + K; c++) rs.cinv[c] = -1;
+    for (int a = 0; a < nco; a++) rs.cinv[rs.coord[a]] = a;
     zero(rs.Hc, (size_t) nco * nco);
     zero(rs.gf, (size_t) P + K);
     if (fd->tapes_fixed) hoist_tapes(m, fd, theta, n, pws, &rs, ws, 2);
@@ -2792,13 +2808,16 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
        * blocks into Hpe_d and Hee_d (folded below: hd) */
       if (!fd->tapes_fixed) iclv_tapes_invalidate(m, pws->V);
       h.C = rs.C;
+      h.Cp = rs.Cp;
       for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++) {
         const double *tc = row_tapes(m, fd, theta, eta, t - m->row_ptr[n], t, pws, &rs, 2);
-        zero(rs.C, (size_t) m->n_alt * m->n_alt);
+        zero(rs.C, (size_t) fd->Lc * fd->Lc);
+        h.nCp = 0;
         iclv_choice_atom_tc(m, theta, eta, t, pws, tc, gtmp, &h);
-        atom_outer(m, theta, eta, t, tc, &rs, nco, w);
+        atom_outer(m, fd, theta, eta, t, tc, &rs, h.nCp, nco, w);
       }
       h.C = (double *) 0;
+      h.Cp = (int *) 0;
       hd = 1;
     }
     if (has_choice) {
@@ -2879,10 +2898,14 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     }
     iclv_fold_gradient(m, D, gtmp);
   next_draw:
-    if (has_choice && (rr == Bd - 1 || r == R - 1)) {
-      flush_terms((const term_e *) ws->tl, n0, nl, gvb, etab, wb, Bd, rr + 1, acc,
-                  G + (size_t) rb0 * ldg, ldg);
-      if (!dvar) flush_rows(m, fd, n, ws, gvb, etab, fb, Bd, rr + 1, lvmask, ws->fr);
+    /* the end of a block of draws (for every model: the indicators' block
+     * sums are per block too) */
+    if (rr == Bd - 1 || r == R - 1) {
+      if (has_choice) {
+        flush_terms((const term_e *) ws->tl, n0, nl, gvb, etab, wb, Bd, rr + 1, acc,
+                    G + (size_t) rb0 * ldg, ldg);
+        if (!dvar) flush_rows(m, fd, n, ws, gvb, etab, fb, Bd, rr + 1, lvmask, ws->fr);
+      }
       rb0 = r + 1;
     }
   }
@@ -2896,6 +2919,8 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   hb.Hpe = ws->Hpe;
   hb.Hee = ws->Hee;
   hb.C = (double *) 0;
+  hb.Cp = (int *) 0;
+  hb.nCp = 0;
   if (atoms) {
     /* the atoms' outer products (weighted): the LV block into Hee, the
      * mixed one into Hpe (its (parameter, LV) orientation, as iclv_hcell),

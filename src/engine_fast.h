@@ -98,6 +98,7 @@ typedef struct {
                         row's tape results are the same for every draw, run once per
                         individual (ICLV_FAST_CNT_TAPE_HOIST) */
   int tape_E;        /* doubles of one tape entry (iclv_tape_entry; 0 without tapes) */
+  int Lc;            /* side of the Hessian pass's C (iclv_outer_dim; J without a choice model) */
   int link_rows;     /* nested or ordered without tapes: the LL and score pass forms the
                         utilities from the hoisted W and L and calls the links of
                         iclv_core.h (iclv_nl_link, iclv_ordered_link) directly; the score

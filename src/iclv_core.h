@@ -62,10 +62,22 @@ typedef struct {
   double *Hpp; /* (P, P) column-major, accumulated across calls */
   double *Hpe; /* (P, K) column-major, this pair only (zeroed by iclv_pair_eval) */
   double *Hee; /* (K, K) column-major, this pair only (zeroed by iclv_pair_eval) */
-  double *C;   /* NULL (everyone but the CPU's fast Hessian pass), or (n_alt, n_alt)
-                  row-major: iclv_utility_outer adds its c at (j, j2) there instead of
-                  adding c dV_j dV_j2' to the cells (the caller forms DV' C DV) */
+  double *C;   /* NULL (everyone but the CPU's fast Hessian pass), or (L, L) row-major,
+                  L = iclv_outer_dim: iclv_utility_outer adds its c at (j, j2) there
+                  instead of adding c dV_j dV_j2' to the cells, iclv_utility_cross its
+                  c at (j, J + x) and (J + x, j) for parameter p = Cp[x] (appended to
+                  Cp when new) instead of c (e_p dV_j' + dV_j e_p'): the caller forms
+                  DV' C DV with DV's row J + x the unit vector of Cp[x] */
+  int *Cp;     /* (L - n_alt) with C: the parameters of C's extra rows */
+  int nCp;     /* with C: their count (the caller resets it with C) */
 } iclv_hess;
+
+/* Side of iclv_hess.C: the alternatives, then room for every distinct
+ * parameter that iclv_utility_cross meets in one row (a row multiplier's
+ * scale, an ordered choice's two thresholds, a nested logit's lambdas). */
+ICLV_HD static inline int iclv_outer_dim(const iclv_model *m) {
+  return m->n_alt + (m->n_nest > 2 ? m->n_nest : 2);
+}
 
 /* Adds v to cell (i, j) of the extended Hessian, for 0 <= i, j < P + K.
  * Callers add both (i, j) and (j, i) (the full symmetric matrix); the mixed
@@ -383,7 +395,7 @@ ICLV_HD static inline void iclv_utility_outer(const iclv_model *m, const double 
                                               const double *eta, int t, int j, int j2,
                                               double c, const double *tc, iclv_hess *h) {
   if (h->C) {
-    h->C[(long) j * m->n_alt + j2] += c;
+    h->C[(long) j * iclv_outer_dim(m) + j2] += c;
     return;
   }
   int P = m->n_par;
@@ -460,6 +472,15 @@ ICLV_HD static inline void iclv_utility_second(const iclv_model *m, int t, int j
 ICLV_HD static inline void iclv_utility_cross(const iclv_model *m, const double *theta,
                                               const double *eta, int t, int j, int p, double c,
                                               const double *tc, iclv_hess *h) {
+  if (h->C) {
+    const int L = iclv_outer_dim(m), J = m->n_alt;
+    int x = 0;
+    while (x < h->nCp && h->Cp[x] != p) x++;
+    if (x == h->nCp) h->Cp[h->nCp++] = p;
+    h->C[(long) j * L + J + x] += c;
+    h->C[(long) (J + x) * L + j] += c;
+    return;
+  }
   const double *xr = m->X + (long) t * m->n_xcol;
   if (tc) {
     const double *te = tc + (long) j * iclv_tape_entry(m);

@@ -355,6 +355,8 @@ k_hess_pairs(const __grid_constant__ iclv_model m, const __grid_constant__ iclv_
   h.Hpe = Hpe;
   h.Hee = Hee;
   h.C = NULL;
+  h.Cp = NULL;
+  h.nCp = 0;
   const double lse = lse_in[i];
   const double *s = rows + (size_t) i * ldr + 1;
   for (int r = sub; r < R; r += hsplit) {

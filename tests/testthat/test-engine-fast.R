@@ -106,6 +106,21 @@ test_that("the Hessian fold's term pairs: a parameter in plain and LV terms, LV 
     }
 })
 
+test_that("more draws than one block (R > 128: blocks of 75 or 100) equal the reference, without a choice model too", {
+  # (the Hessian pass's blocks once advanced only with a choice model: a
+  # measurement-only model with R > 128 read past its first block)
+  for (choice in c("none", "mnl", "probit"))
+    for (R in c(150L, 200L)) {
+      tm <- tiny_variant(tiny_model(c("ordered_probit", "ordered_logit", "normal", "binary_probit"), choice,
+                                    n_ind = 5L, n_draws = R, seed = 40 + R), no_lvlv = TRUE)
+      expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm), paste(choice, "R =", R))
+    }
+  # with LV-on-LV terms (each draw's LV blocks folded draw by draw)
+  tl <- tiny_model(c("ordered_probit", "normal", "ordered_logit", "binary_logit"), "none", n_ind = 4L,
+                   n_draws = 150L, seed = 47)
+  expect_fast_equals_ref(tl$compiled, tl$draws, jitter_theta(tl), "LV-on-LV, no choice, R = 150")
+})
+
 test_that("LV-on-LV terms whose sources have no structural terms (no D2) equal the reference", {
   # LV 0 on LVs 1 and 2 and covariates, LVs 1 and 2 exogenous: d eta / d phi
   # varies by draw but d2 eta / d phi2 = 0, which the fast Hessian does not

@@ -113,6 +113,9 @@ test_that("gradient and Hessian of nonlinear utilities equal finite differences,
     th <- tape_params(comp, jitter = 0.3)
     for (ref in c("0", "1")) expect_engine_fd(comp$c, spec, th, ref, paste0(" ", type))
     expect_atom_routing(comp, spec, th, label = type) # tapes: fast kernels, rows through the atoms
+    # two blocks of draws (R = 150: 2 x 75)
+    spec2 <- iclv:::.draws_spec(iclv_draws("mlhs", 150, seed = 3), comp$n_ind, length(comp$lvs))
+    expect_atom_routing(comp, spec2, th, label = paste(type, "R = 150"))
   }
 })
 
