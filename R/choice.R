@@ -53,8 +53,9 @@
 #' nonlinear part, compiled into a small program (a tape) that both engines
 #' run for every choice task and draw with exact first and second
 #' derivatives (forward mode); there too every subexpression of data only
-#' is evaluated once, into a column. Models with nonlinear parts run on the
-#' CPU engine's per-pair reference path. The parameters that only a
+#' is evaluated once, into a column. On the CPU engine a tape whose
+#' variables are all parameters (no latent variable or random term) runs
+#' once per respondent and task, not once per draw. The parameters that only a
 #' nonlinear part uses start at 0, or at 1 for a scale (a parameter
 #' multiplying an expression with parameters), an exponent, or a parameter
 #' alone inside `log()` or `sqrt()`, in a denominator or as the base of a

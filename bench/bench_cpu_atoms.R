@@ -7,6 +7,8 @@
 #         in two nests;
 #   tape: the MNL with a Box-Cox price term b_price (price ^ lam_p - 1) /
 #         lam_p (a nonlinear utility: a tape per alternative);
+#   logn: the MNL with a lognormal price coefficient, -exp(m_p + s_p xi)
+#         price (xi a random term: a tape that reads a draw, run per draw);
 #   ord:  an ordered probit of alternative 1's rank in the task (1 best ..
 #         4 worst; its branded utility as the index, 3 thresholds);
 #   bw:   the MNL's best and worst choices, the worst's utilities scaled by
@@ -39,6 +41,7 @@ local({
 
 d <- drug_data(path)
 d$rank_1 <- ifelse(d$best == 1, 1L, ifelse(d$second_pref == 1, 2L, ifelse(d$third_pref == 1, 3L, 4L)))
+lognormal <- function(u) sub("b_price \\* price_([0-9])", "- exp(m_p + s_p * xi) * price_\\1", u)
 boxcox <- function(u) sub("b_price \\* price_([0-9])", "b_price * (price_\\1 ^ lam_p - 1) / lam_p", u)
 utils4 <- function(f = identity) list(alt1 = f(branded(1)), alt2 = f(branded(2)),
                                       alt3 = f(generic(3)), alt4 = f(generic(4)))
@@ -46,6 +49,7 @@ choices <- list(
   nl = iclv_choice("nl", choice = "best", utilities = utils4(),
                    nests = list(branded = c("alt1", "alt2"), generic = c("alt3", "alt4"))),
   tape = iclv_choice("mnl", choice = "best", utilities = utils4(boxcox)),
+  logn = iclv_choice("mnl", choice = "best", utilities = utils4(lognormal)),
   ord = iclv_choice("ordered", choice = "rank_1", utilities = list(index = branded(1)), categories = 4L),
   bw = iclv_choice("bestworst", choice = c("best", "worst"), utilities = utils4(), worst_scale = "mu_w"))
 
@@ -59,14 +63,15 @@ vals <- c(b_novum = 0.02, b_ch = 0.6, b_dk = 0.2, b_fast = 0.1, b_double = 0.5, 
           b_price = -0.9, lambda = 1.0, b_bestvalue = -0.3, b_supermarket = -0.5, b_painaway = -0.8,
           b_ind = -0.6, b_rus = -0.5, b_bra = -0.4, gamma_lv_regular_user = 0.3,
           gamma_lv_university_educated = -0.3, gamma_lv_over_50 = 0.8, lambda_branded = 0.7,
-          lambda_generic = 0.8, lam_p = 0.5, mu_w = 0.8)
+          lambda_generic = 0.8, lam_p = 0.5, mu_w = 0.8, m_p = -0.2, s_p = 0.3)
 cat(sprintf("library: %s, N = %d, R = %d, threads = %d\n", if (is.null(lib)) "default" else lib,
             length(unique(d$ID)), R, n_threads))
 for (v in names(choices)) {
   model <- iclv_model(
     "lv =~ attitude_quality + attitude_ingredients + attitude_patent + attitude_dominance",
     structural = "lv ~ regular_user + university_educated + over_50",
-    indicators = "ordered_logit", choice = choices[[v]], id = "ID", categories = 5)
+    indicators = "ordered_logit", choice = choices[[v]], id = "ID", categories = 5,
+    random = if (v == "logn") "xi" else NULL)
   comp <- iclv:::.iclv_compile(model, d)
   th <- stats::setNames(comp$partable$start, comp$partable$name)
   hit <- intersect(names(vals), names(th))

@@ -382,8 +382,9 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->ordered = m->choice_type == ICLV_CHOICE_ORDERED;
   fd->tapes = m->choice_type != ICLV_CHOICE_NONE && m->n_tape > 0;
   fd->ref_choice = fd->nested || fd->ordered || fd->tapes;
-  fd->link_rows = (fd->nested || fd->ordered) && !fd->tapes;
+  fd->link_rows = fd->ref_choice && m->n_mult == 0;
   fd->Lc = m->choice_type != ICLV_CHOICE_NONE ? iclv_outer_dim(m) : fd->J;
+  fd->NTV = fd->tapes ? m->tape_var_ptr[m->n_alt] : 0;
   fd->tape_E = fd->tapes ? iclv_tape_entry(m) : 0;
   fd->tapes_fixed = fd->tapes;
   if (fd->tapes)
@@ -463,6 +464,8 @@ typedef struct {
   int *coord; /* (P + K) the LVs' coordinates P + k, then crow */
   int *cinv;  /* (P + K) the index in coord of each coordinate, or -1 */
   int *Cp;    /* (Lc) iclv_hess.Cp */
+  int *tq;    /* (NTV) link_rows with tapes: each tape variable's row q of gb (a
+                 parameter), or -1 - k for LV / random term k */
 } rc_scratch;
 
 /* Points r into base (when non-NULL); returns the doubles the whole takes
@@ -475,7 +478,7 @@ static size_t rc_layout(const iclv_fast_dims *fd, double *base, rc_scratch *r) {
   const size_t nd[9] = {P + K, P * B, P, Lc * Lc, P + K, Lc * (P + K), Lc * (P + K), (P + K) * (P + K), TE};
   size_t td = 0;
   for (int i = 0; i < 9; i++) td += nd[i];
-  const size_t ti = P + 2 * (P + K) + Lc;
+  const size_t ti = P + 2 * (P + K) + Lc + (size_t) fd->NTV;
   if (base != NULL && r != NULL) {
     double **d[9] = {&r->g, &r->gb, &r->gc, &r->C, &r->gf, &r->DV, &r->Y, &r->Hc, &r->tcb};
     double *b = base;
@@ -487,6 +490,7 @@ static size_t rc_layout(const iclv_fast_dims *fd, double *base, rc_scratch *r) {
     r->coord = r->crow + P;
     r->cinv = r->coord + P + K;
     r->Cp = r->cinv + P + K;
+    r->tq = r->Cp + Lc;
   }
   return td + (ti + 1) / 2;
 }
@@ -889,9 +893,10 @@ static int *choice_params(const iclv_model *m, const iclv_fast_dims *fd, iclv_fa
 }
 
 /* With link_rows: the parameters of the link's own derivatives (a nested
- * logit's lambdas, nest a's at q = nq[a] or none; an ordered choice's
- * thresholds, tau_c at q = c - 1) into crow, their count into ws->nrc; the
- * LL and score pass sums them as it sums the atoms' rows (gb, gc). */
+ * logit's lambdas in nest order, those with a parameter; an ordered
+ * choice's thresholds, tau_c at q = c - 1), then the tapes' parameters
+ * (tape variable v's at tq[v]) into crow, their count into ws->nrc; the LL
+ * and score pass sums them as it sums the atoms' rows (gb, gc). */
 static int *link_params(const iclv_model *m, const iclv_fast_dims *fd, iclv_fast_ws *ws) {
   rc_scratch rs;
   rc_layout(fd, ws->rc, &rs);
@@ -899,78 +904,25 @@ static int *link_params(const iclv_model *m, const iclv_fast_dims *fd, iclv_fast
   if (m->choice_type == ICLV_CHOICE_NL) {
     for (int a = 0; a < m->n_nest; a++)
       if (m->nest_par[a] >= 0) rs.crow[nc++] = m->nest_par[a];
-  } else if (m->ocat_thr >= 0) {
+  } else if (m->choice_type == ICLV_CHOICE_ORDERED && m->ocat_thr >= 0) {
     for (int c = 0; c < m->n_ocat - 1; c++) rs.crow[nc++] = m->ocat_thr + c;
+  }
+  /* the tapes' parameters, each once, after them */
+  const int ne = nc;
+  for (int v = 0; v < fd->NTV; v++) {
+    const int p = m->tape_var[v];
+    if (p >= fd->P) {
+      rs.tq[v] = -1 - (p - fd->P);
+      continue;
+    }
+    int q = ne;
+    while (q < nc && rs.crow[q] != p) q++;
+    if (q == nc) rs.crow[nc++] = p;
+    rs.tq[v] = q;
   }
   for (int q = 0; q < nc; q++) rs.gc[q] = 0.0;
   ws->nrc = nc;
   return rs.crow;
-}
-
-/* The choice rows of individual n for the nb draws of a block through their
- * links (fd->link_rows: a nested logit or an ordered choice with linear
- * utilities): V = W + L eta from setup_choice's hoisted parts, the link of
- * iclv_core.h (iclv_nl_link; iclv_ordered_link), its log-likelihood added to
- * ls (B); with want_g its d l / d V into bGv (T, J, B) as the fast rows'
- * (the score's weighted sums G0, G1), sum_j gV_j L_jk into bGe (K, B) and
- * the link's own derivatives (lambdas, thresholds: link_params) into rc's
- * rows gb. A draw whose rows give l = -Inf (weight 0) keeps no derivative. */
-static void block_link_rows(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
-                            int n, int nb, iclv_pair_ws *pws, iclv_fast_ws *ws, int want_g,
-                            double *ls) {
-  const int J = fd->J, K = fd->K, Ku = fd->Ku, B = fd->B, t0 = m->row_ptr[n];
-  const int T = m->row_ptr[n + 1] - t0, M = m->n_nest, nl = m->choice_type == ICLV_CHOICE_NL;
-  rc_scratch rs;
-  rc_layout(fd, ws->rc, &rs);
-  double *V = pws->V, *gV = pws->gV, *ge = rs.g; /* ge (K): this draw's d l / d eta */
-  const double *eb = ws->bEta;
-  for (int b = 0; b < nb; b++) {
-    double l = 0.0;
-    if (want_g) {
-      for (int k = 0; k < K; k++) ge[k] = 0.0;
-      for (int q = 0; q < ws->nrc; q++) rs.gb[(size_t) q * B + b] = 0.0;
-    }
-    for (int i = 0; i < T; i++) {
-      const int t = t0 + i;
-      const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
-      for (int j = 0; j < J; j++) {
-        double v = W[j];
-        for (int k = 0; k < Ku; k++) v += L[j * Ku + k] * eb[(size_t) k * B + b];
-        V[j] = v;
-      }
-      if (nl) {
-        l += iclv_nl_link(m, theta, t, V, gV, (double *) 0);
-        if (want_g)
-          for (int a = 0, q = 0; a < M; a++)
-            if (m->nest_par[a] >= 0) rs.gb[(size_t) q++ * B + b] += gV[J + a];
-      } else {
-        const int C = m->n_ocat, c = m->y[t] + 1, thr = m->ocat_thr;
-        const double lo = c > 1 ? theta[thr + c - 2] - V[0] : -INFINITY;
-        const double hi = c < C ? theta[thr + c - 1] - V[0] : INFINITY;
-        double fa, fb, f2;
-        l += iclv_ordered_link(!m->ocat_logit, lo, hi, 0, &fa, &fb, &f2, &f2, &f2);
-        gV[0] = -(fa + fb);
-        if (want_g) {
-          if (c > 1) rs.gb[(size_t) (c - 2) * B + b] += fa;
-          if (c < C) rs.gb[(size_t) (c - 1) * B + b] += fb;
-        }
-      }
-      if (!want_g) continue;
-      for (int j = 0; j < J; j++) {
-        ws->bGv[((size_t) i * J + j) * B + b] = gV[j];
-        for (int k = 0; k < Ku; k++) ge[k] += gV[j] * L[j * Ku + k];
-      }
-    }
-    ls[b] += l;
-    if (!want_g) continue;
-    if (l > -INFINITY) {
-      for (int k = 0; k < K; k++) ws->bGe[(size_t) k * B + b] += ge[k];
-    } else { /* weight 0: no derivative (they may not be finite) */
-      for (size_t c = 0; c < (size_t) T * J; c++) ws->bGv[c * B + b] = 0.0;
-      for (int q = 0; q < ws->nrc; q++) rs.gb[(size_t) q * B + b] = 0.0;
-    }
-  }
-  ws->cnt[ICLV_FAST_CNT_ROW_REF] += (double) T * nb;
 }
 
 /* With tapes_fixed: the tapes of every choice row of individual n at order
@@ -996,6 +948,92 @@ static inline const double *row_tapes(const iclv_model *m, const iclv_fast_dims 
                                       iclv_pair_ws *pws, const rc_scratch *rs, int order) {
   if (fd->tapes_fixed) return rs->tcb + (size_t) i * m->n_alt * fd->tape_E;
   return iclv_row_tapes(m, theta, eta, t, pws->V, order);
+}
+
+/* The choice rows of individual n for the nb draws of a block through their
+ * links (fd->link_rows: a nested logit, an ordered choice, or utilities
+ * with tapes, without row multipliers): V = W + L eta from setup_choice's
+ * hoisted parts plus the tapes' values (row_tapes), the link of
+ * iclv_core.h (iclv_nl_link; iclv_ordered_link; iclv_choice_link), its
+ * log-likelihood added to ls (B); with want_g its d l / d V into bGv (T, J,
+ * B) as the fast rows' (the score's weighted sums G0, G1), sum_j gV_j L_jk
+ * into bGe (K, B), and the link's own derivatives (lambdas, thresholds)
+ * and the tapes' gV_j dN_j into rc's rows gb (link_params) or bGe. A draw
+ * whose rows give l = -Inf (weight 0) keeps no derivative. */
+static void block_link_rows(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
+                            int n, int nb, iclv_pair_ws *pws, iclv_fast_ws *ws, int want_g,
+                            double *ls) {
+  const int J = fd->J, K = fd->K, Ku = fd->Ku, B = fd->B, t0 = m->row_ptr[n];
+  const int T = m->row_ptr[n + 1] - t0, M = m->n_nest, nl = m->choice_type == ICLV_CHOICE_NL;
+  rc_scratch rs;
+  rc_layout(fd, ws->rc, &rs);
+  double *V = pws->V, *gV = pws->gV, *ge = rs.g; /* ge (K): this draw's d l / d eta */
+  const double *eb = ws->bEta;
+  const int E = fd->tape_E, ord = m->choice_type == ICLV_CHOICE_ORDERED;
+  for (int b = 0; b < nb; b++) {
+    double l = 0.0;
+    if (want_g) {
+      for (int k = 0; k < K; k++) ge[k] = 0.0;
+      for (int q = 0; q < ws->nrc; q++) rs.gb[(size_t) q * B + b] = 0.0;
+    }
+    if (fd->tapes && !fd->tapes_fixed) {
+      /* this draw's eta for the tapes, their pair areas emptied */
+      for (int k = 0; k < K; k++) pws->eta[k] = eb[(size_t) k * B + b];
+      iclv_tapes_invalidate(m, pws->V);
+    }
+    for (int i = 0; i < T; i++) {
+      const int t = t0 + i;
+      const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
+      const double *tc = fd->tapes ? row_tapes(m, fd, theta, pws->eta, i, t, pws, &rs, want_g ? 1 : 0)
+                                   : (const double *) 0;
+      for (int j = 0; j < J; j++) {
+        double v = W[j];
+        for (int k = 0; k < Ku; k++) v += L[j * Ku + k] * eb[(size_t) k * B + b];
+        V[j] = tc ? v + tc[(size_t) j * E] : v;
+      }
+      if (nl) {
+        l += iclv_nl_link(m, theta, t, V, gV, (double *) 0);
+        if (want_g)
+          for (int a = 0, q = 0; a < M; a++)
+            if (m->nest_par[a] >= 0) rs.gb[(size_t) q++ * B + b] += gV[J + a];
+      } else if (!ord) {
+        l += iclv_choice_link(m, t, V, gV, (double *) 0);
+      } else {
+        const int C = m->n_ocat, c = m->y[t] + 1, thr = m->ocat_thr;
+        const double lo = c > 1 ? theta[thr + c - 2] - V[0] : -INFINITY;
+        const double hi = c < C ? theta[thr + c - 1] - V[0] : INFINITY;
+        double fa, fb, f2;
+        l += iclv_ordered_link(!m->ocat_logit, lo, hi, 0, &fa, &fb, &f2, &f2, &f2);
+        gV[0] = -(fa + fb);
+        if (want_g) {
+          if (c > 1) rs.gb[(size_t) (c - 2) * B + b] += fa;
+          if (c < C) rs.gb[(size_t) (c - 1) * B + b] += fb;
+        }
+      }
+      if (!want_g) continue;
+      for (int j = 0; j < J; j++) {
+        ws->bGv[((size_t) i * J + j) * B + b] = gV[j];
+        for (int k = 0; k < Ku; k++) ge[k] += gV[j] * L[j * Ku + k];
+        if (!tc || gV[j] == 0.0) continue; /* (an unavailable alternative's tape may not be finite) */
+        const double *te = tc + (size_t) j * E + 1;
+        for (int v = m->tape_var_ptr[j]; v < m->tape_var_ptr[j + 1]; v++) {
+          const double c = gV[j] * te[v - m->tape_var_ptr[j]];
+          const int q = rs.tq[v];
+          if (q >= 0) rs.gb[(size_t) q * B + b] += c;
+          else ge[-1 - q] += c;
+        }
+      }
+    }
+    ls[b] += l;
+    if (!want_g) continue;
+    if (l > -INFINITY) {
+      for (int k = 0; k < K; k++) ws->bGe[(size_t) k * B + b] += ge[k];
+    } else { /* weight 0: no derivative (they may not be finite) */
+      for (size_t c = 0; c < (size_t) T * J; c++) ws->bGv[c * B + b] = 0.0;
+      for (int q = 0; q < ws->nrc; q++) rs.gb[(size_t) q * B + b] = 0.0;
+    }
+  }
+  ws->cnt[ICLV_FAST_CNT_ROW_REF] += (double) T * nb;
 }
 
 /* The choice rows of individual n for the nb draws of a block, each row and
@@ -1528,7 +1566,8 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   double *wt = ws->bS + 4 * B, *tmp = ws->bS + 5 * B;
   ws->cnt[ICLV_FAST_CNT_INDIV] += 1.0;
   if (has_choice || linkr) setup_choice(m, fd, theta, n, ws);
-  else ws->rowinv = 0;
+  /* (rows through their links keep G1 per row: no column sums of their own) */
+  if (!has_choice) ws->rowinv = 0;
   const int *crow = linkr ? link_params(m, fd, ws) : refch ? choice_params(m, fd, ws) : (const int *) 0;
   if (refch && fd->tapes_fixed) {
     rc_scratch rs;

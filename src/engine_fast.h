@@ -99,10 +99,11 @@ typedef struct {
                         individual (ICLV_FAST_CNT_TAPE_HOIST) */
   int tape_E;        /* doubles of one tape entry (iclv_tape_entry; 0 without tapes) */
   int Lc;            /* side of the Hessian pass's C (iclv_outer_dim; J without a choice model) */
-  int link_rows;     /* nested or ordered without tapes: the LL and score pass forms the
-                        utilities from the hoisted W and L and calls the links of
-                        iclv_core.h (iclv_nl_link, iclv_ordered_link) directly; the score
-                        from the same weighted sums as the hoisted forms' (G0, G1) */
+  int link_rows;     /* ref_choice without row multipliers: the LL and score pass forms the
+                        utilities from the hoisted W and L (plus the tapes' values) and
+                        calls the links of iclv_core.h directly (block_link_rows); the
+                        score from the same weighted sums as the hoisted forms' (G0, G1) */
+  int NTV;           /* tape variables over all alternatives (tape_var_ptr[n_alt]; 0 without) */
   int ref_choice;    /* nested, ordered or tapes: the choice rows have no hoisted form; both
                         passes take them draw by draw through iclv_choice_atom (the
                         reference's atom, iclv_core.h) inside the fast kernels, which keep
