@@ -1449,6 +1449,96 @@ ICLV_SIMD
       ws->cnt[ICLV_FAST_CNT_ROW_VEC] += nb - nsc - nref;
       ws->cnt[ICLV_FAST_CNT_ROW_SCALAR] += nsc;
       ws->cnt[ICLV_FAST_CNT_ROW_REF] += nref;
+    } else if (m->choice_type == ICLV_CHOICE_MNL) {
+      /* an explicit MNL row (LV coefficients that differ between rows: LV
+       * terms with attributes, rows with different multipliers): V_jb = W_j
+       * + L_j eta_b, e_jb = exp(V_jb - max_j V_jb) (fast_exp_core; 0 below
+       * -700) and P_ty into the running product, draws innermost; a draw
+       * with a non-finite V, or a chosen alternative more than
+       * FAST_MNL_RANGE below the best (its factor could underflow the
+       * product), is redone through the reference link */
+      const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
+      double *restrict mx = ws->bS + 8 * B, *restrict S = ws->bS + 9 * B;
+      double *restrict ok = ws->bS + 12 * B;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        mx[b] = -INFINITY;
+        ok[b] = 1.0;
+      }
+      for (int j = 0; j < J; j++) {
+        double *restrict v = g + (size_t) j * B; /* V, then e, then gV */
+        if (!iclv_available(m, t, j)) continue;
+        const double wj = W[j];
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) v[b] = wj;
+        for (int k = 0; k < Ku; k++) {
+          const double lk = L[j * Ku + k];
+          if (lk == 0.0) continue;
+          const double *restrict eb = ws->bEta + (size_t) k * B;
+          ICLV_SIMD
+          for (int b = 0; b < nb; b++) v[b] += lk * eb[b];
+        }
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          const double x = v[b];
+          ok[b] = (x - x == 0.0) ? ok[b] : 0.0; /* NaN or +-Inf */
+          mx[b] = x > mx[b] ? x : mx[b];
+        }
+      }
+      {
+        const double *restrict vy = g + (size_t) yt * B;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          S[b] = 0.0;
+          ok[b] = vy[b] - mx[b] >= -FAST_MNL_RANGE ? ok[b] : 0.0;
+        }
+      }
+      for (int j = 0; j < J; j++) {
+        double *restrict v = g + (size_t) j * B;
+        if (!iclv_available(m, t, j)) continue;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          const double x = v[b] - mx[b];
+          const double e = x >= -700.0 ? fast_exp_core(x >= -700.0 ? x : 0.0) : 0.0;
+          v[b] = e;
+          S[b] += e;
+        }
+      }
+      {
+        double *restrict ey = g + (size_t) yt * B;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          S[b] = 1.0 / S[b];
+          pr[b] *= ok[b] != 0.0 ? ey[b] * S[b] : 1.0;
+        }
+      }
+      for (int j = 0; j < J; j++) {
+        double *restrict v = g + (size_t) j * B;
+        if (!iclv_available(m, t, j)) {
+          ICLV_SIMD
+          for (int b = 0; b < nb; b++) v[b] = 0.0;
+          continue;
+        }
+        const double yj = j == yt ? 1.0 : 0.0;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) v[b] = yj - v[b] * S[b];
+      }
+      ICLV_RESCALE_PRODUCTS(pr, sc, nb);
+      int nref = 0;
+      for (int b = 0; b < nb; b++) {
+        if (ok[b] != 0.0) continue;
+        nref++;
+        for (int k = 0; k < Ku; k++) eta[k] = ws->bEta[(size_t) k * B + b];
+        for (int j = 0; j < J; j++) {
+          double vv = W[j];
+          for (int k = 0; k < Ku; k++) vv += L[j * Ku + k] * eta[k];
+          V[j] = vv;
+        }
+        ls[b] += iclv_choice_link(m, t, V, gt, (double *) 0);
+        for (int j = 0; j < J; j++) g[(size_t) j * B + b] = gt[j];
+      }
+      ws->cnt[ICLV_FAST_CNT_ROW_VEC] += nb - nref;
+      ws->cnt[ICLV_FAST_CNT_ROW_REF] += nref;
     } else {
       ws->cnt[ICLV_FAST_CNT_ROW_REF] += nb;
       const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;

@@ -164,6 +164,40 @@ test_that("the tails hand over to the reference links: huge utilities, LV effect
   }
 })
 
+test_that("explicit MNL rows (LV terms with attributes) are vectorised, and hand their tails to the reference", {
+  counts <- function(e, th) {
+    p0 <- iclv:::.engine_paths(e)
+    iclv:::.engine_eval(e, th, TRUE)
+    iclv:::.engine_paths(e) - p0
+  }
+  # rowinv = FALSE: the LV coefficients differ between rows (an attribute
+  # multiplies the LV), so every row forms its own V = W + L eta
+  tm <- tiny_variant(tiny_model(rep("ordered_probit", 4L), "mnl", n_ind = 8L, n_draws = 23L, seed = 64),
+                     no_lvlv = TRUE, rowinv = FALSE)
+  th <- jitter_theta(tm, 0.1)
+  d <- counts(iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 1L), th)
+  expect_equal(unname(d["rows_vectorised"]), tm$compiled$n_rows * 23)
+  expect_fast_equals_ref(tm$compiled, tm$draws, th, "explicit MNL rows")
+  # a chosen alternative 300 below the best: its draws through the reference link
+  ut <- tm$desc$util
+  th2 <- th
+  th2[ut$par[ut$col < 0 & ut$lv < 0][1] + 1L] <- 300
+  d <- counts(iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 1L), th2)
+  expect_gt(unname(d["rows_reference"]), 0)
+  expect_equal(unname(d["rows_vectorised"] + d["rows_reference"]), tm$compiled$n_rows * 23)
+  expect_fast_equals_ref(tm$compiled, tm$draws, th2, "explicit MNL rows, far tail", tol = 1e-10)
+  # a non-finite utility (an LV effect of 1e308 overflows V) ends as the
+  # reference's does: the same error, naming the same individual
+  th3 <- th
+  th3[ut$par[ut$lv >= 0][1] + 1L] <- 1e308
+  e <- engine_pair(tm$compiled, tm$draws)
+  run <- function(x) tryCatch(iclv:::.engine_eval(x, th3, TRUE), error = function(err) conditionMessage(err))
+  r3 <- run(e$ref)
+  f3 <- run(e$fast)
+  expect_type(r3, "character")
+  expect_identical(f3, r3)
+})
+
 test_that("probit tails hand over to the reference: deep tails, straddling masses, probabilities near 1", {
   base <- tiny_variant(tiny_model(rep("ordered_probit", 4L), "probit", n_ind = 8L, n_draws = 6L,
                                   ncat = 4L, seed = 62), no_lvlv = TRUE)
