@@ -3,6 +3,9 @@
 # issue 17): the drug-choice ICLV of bench/bench_cpu_drug.R (N = 1000, four
 # ordered-logit indicators of one LV with three covariates, T = 10 tasks over
 # 4 alternatives, R Halton draws) with
+#   lvx:  the MNL with the LV also interacting with price in the branded
+#         alternatives (lambda_p lv price: LV coefficients that differ
+#         between rows, explicit MNL rows);
 #   nl:   a nested logit, the branded (1, 2) and generic (3, 4) alternatives
 #         in two nests;
 #   tape: the MNL with a Box-Cox price term b_price (price ^ lam_p - 1) /
@@ -28,16 +31,8 @@ lib <- if (length(args) >= 4 && nzchar(args[4])) args[4] else NULL
 path <- if (length(args) >= 5) args[5] else "/work/shared/data/drugchoice.csv"
 suppressPackageStartupMessages(library(iclv, lib.loc = lib))
 
-# the data preparation and utilities of bench_cpu_drug.R (its function
-# definitions only, so that the scripts share one model)
-local({
-  ex <- parse(file.path("bench", "bench_cpu_drug.R"))
-  for (e in ex) {
-    if (is.call(e) && identical(e[[1]], as.name("<-")) && is.call(e[[3]]) &&
-        identical(e[[3]][[1]], as.name("function")) &&
-        as.character(e[[2]]) %in% c("drug_data", "branded", "generic")) eval(e, globalenv())
-  }
-})
+# drug_data(), branded(), generic(): bench_cpu_drug.R's model
+source(file.path("bench", "drug_defs.R"))
 
 d <- drug_data(path)
 d$rank_1 <- ifelse(d$best == 1, 1L, ifelse(d$second_pref == 1, 2L, ifelse(d$third_pref == 1, 3L, 4L)))
@@ -45,7 +40,11 @@ lognormal <- function(u) sub("b_price \\* price_([0-9])", "- exp(m_p + s_p * xi)
 boxcox <- function(u) sub("b_price \\* price_([0-9])", "b_price * (price_\\1 ^ lam_p - 1) / lam_p", u)
 utils4 <- function(f = identity) list(alt1 = f(branded(1)), alt2 = f(branded(2)),
                                       alt3 = f(generic(3)), alt4 = f(generic(4)))
+lvprice <- function(u) sub("lambda \\* lv", "lambda * lv + lambda_p * lv * price_1", u)
 choices <- list(
+  lvx = iclv_choice("mnl", choice = "best", utilities = list(
+    alt1 = lvprice(branded(1)), alt2 = sub("price_1", "price_2", lvprice(branded(2))),
+    alt3 = generic(3), alt4 = generic(4))),
   nl = iclv_choice("nl", choice = "best", utilities = utils4(),
                    nests = list(branded = c("alt1", "alt2"), generic = c("alt3", "alt4"))),
   tape = iclv_choice("mnl", choice = "best", utilities = utils4(boxcox)),
@@ -63,7 +62,7 @@ vals <- c(b_novum = 0.02, b_ch = 0.6, b_dk = 0.2, b_fast = 0.1, b_double = 0.5, 
           b_price = -0.9, lambda = 1.0, b_bestvalue = -0.3, b_supermarket = -0.5, b_painaway = -0.8,
           b_ind = -0.6, b_rus = -0.5, b_bra = -0.4, gamma_lv_regular_user = 0.3,
           gamma_lv_university_educated = -0.3, gamma_lv_over_50 = 0.8, lambda_branded = 0.7,
-          lambda_generic = 0.8, lam_p = 0.5, mu_w = 0.8, m_p = -0.2, s_p = 0.3)
+          lambda_generic = 0.8, lam_p = 0.5, mu_w = 0.8, m_p = -0.2, s_p = 0.3, lambda_p = -0.1)
 cat(sprintf("library: %s, N = %d, R = %d, threads = %d\n", if (is.null(lib)) "default" else lib,
             length(unique(d$ID)), R, n_threads))
 for (v in names(choices)) {

@@ -15,16 +15,8 @@ lib <- if (length(args) >= 3 && nzchar(args[3])) args[3] else NULL
 path <- if (length(args) >= 4) args[4] else "/work/shared/data/drugchoice.csv"
 suppressPackageStartupMessages(library(iclv, lib.loc = lib))
 
-# the data preparation and utilities of bench_cpu_drug.R (its function
-# definitions only, so that the two scripts share one model)
-local({
-  ex <- parse(file.path("bench", "bench_cpu_drug.R"))
-  for (e in ex) {
-    if (is.call(e) && identical(e[[1]], as.name("<-")) && is.call(e[[3]]) &&
-        identical(e[[3]][[1]], as.name("function")) &&
-        as.character(e[[2]]) %in% c("drug_data", "branded", "generic")) eval(e, globalenv())
-  }
-})
+# drug_data(), branded(), generic(): bench_cpu_drug.R's model
+source(file.path("bench", "drug_defs.R"))
 
 d <- drug_data(path)
 model <- iclv_model(

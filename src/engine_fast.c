@@ -1279,11 +1279,31 @@ ICLV_SIMD
   }
 }
 
+/* Choice row i (row t) of the LL pass at draw b of the block through the
+ * reference link: V = W + L eta_b (scratch V, gt (J), eta (Ku)), its log
+ * into ls[b], its d l / dV into column b of g (J, B). */
+static void row_draw_ref(const iclv_model *m, const iclv_fast_dims *fd, iclv_fast_ws *ws, int i,
+                         int t, int b, double *g, double *V, double *gt, double *eta, double *ls) {
+  const int J = fd->J, Ku = fd->Ku, B = fd->B;
+  const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
+  for (int k = 0; k < Ku; k++) eta[k] = ws->bEta[(size_t) k * B + b];
+  for (int j = 0; j < J; j++) {
+    double v = W[j];
+    for (int k = 0; k < Ku; k++) v += L[j * Ku + k] * eta[k];
+    V[j] = v;
+  }
+  ls[b] += iclv_choice_link(m, t, V, gt, (double *) 0);
+  for (int j = 0; j < J; j++) g[(size_t) j * B + b] = gt[j];
+}
+
 /* The choice rows of individual n for the nb draws of a block: gV of row
  * i, alternative j, draw b at bGv[(i J + j) B + b]; d l / d eta added to bGe;
  * with row-invariant L the column sums sum_i gV_ij at bU + 2 J B. Fast rows
- * (every draw of the block within the guards) vectorised over the draws;
- * the others through the reference link draw by draw. */
+ * (every draw of the block within the guards) vectorised over the draws
+ * with the hoisted exp(W); explicit MNL rows (row-dependent L) vectorised
+ * over the draws too; binary probit rows through Cody's Phi; the rest,
+ * and the draws outside the guards, through the reference link draw by
+ * draw (row_draw_ref). */
 ICLV_CLONES static int block_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, int nb,
                                     iclv_fast_ws *ws) {
   int B = fd->B, J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n];
@@ -1528,30 +1548,13 @@ ICLV_SIMD
       for (int b = 0; b < nb; b++) {
         if (ok[b] != 0.0) continue;
         nref++;
-        for (int k = 0; k < Ku; k++) eta[k] = ws->bEta[(size_t) k * B + b];
-        for (int j = 0; j < J; j++) {
-          double vv = W[j];
-          for (int k = 0; k < Ku; k++) vv += L[j * Ku + k] * eta[k];
-          V[j] = vv;
-        }
-        ls[b] += iclv_choice_link(m, t, V, gt, (double *) 0);
-        for (int j = 0; j < J; j++) g[(size_t) j * B + b] = gt[j];
+        row_draw_ref(m, fd, ws, i, t, b, g, V, gt, eta, ls);
       }
       ws->cnt[ICLV_FAST_CNT_ROW_VEC] += nb - nref;
       ws->cnt[ICLV_FAST_CNT_ROW_REF] += nref;
     } else {
       ws->cnt[ICLV_FAST_CNT_ROW_REF] += nb;
-      const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
-      for (int b = 0; b < nb; b++) {
-        for (int k = 0; k < Ku; k++) eta[k] = ws->bEta[(size_t) k * B + b];
-        for (int j = 0; j < J; j++) {
-          double v = W[j];
-          for (int k = 0; k < Ku; k++) v += L[j * Ku + k] * eta[k];
-          V[j] = v;
-        }
-        ls[b] += iclv_choice_link(m, t, V, gt, (double *) 0);
-        for (int j = 0; j < J; j++) g[(size_t) j * B + b] = gt[j];
-      }
+      for (int b = 0; b < nb; b++) row_draw_ref(m, fd, ws, i, t, b, g, V, gt, eta, ls);
     }
   }
   /* d l / d eta */
