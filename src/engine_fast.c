@@ -385,6 +385,7 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->link_rows = fd->ref_choice && m->n_mult == 0;
   fd->Lc = m->choice_type != ICLV_CHOICE_NONE ? iclv_outer_dim(m) : fd->J;
   fd->NTV = fd->tapes ? m->tape_var_ptr[m->n_alt] : 0;
+  fd->atoms_affine = !fd->tapes || fd->tapes_fixed;
   fd->tape_E = fd->tapes ? iclv_tape_entry(m) : 0;
   fd->tapes_fixed = fd->tapes;
   if (fd->tapes)
@@ -460,6 +461,9 @@ typedef struct {
   double *Hc; /* (P + K, P + K) row-major, the weighted sums of DV' C DV (lower triangle) */
   double *tcb; /* (Tmax, J, tape_E) with tapes_fixed: each row's tape cache, once per
                   individual (hoist_tapes) */
+  double *S;   /* (Tmax, 1 + Ku + Ku^2, Lc, Lc) with atoms_affine: each row's weighted
+                  sums of C, eta_k C, eta_k eta_l C over the draws (affine_sums) */
+  double *DK;  /* (Ku, Lc, P + K) with atoms_affine: d DV / d eta_k (affine_outer) */
   int *crow;  /* (P) the parameters the atoms can touch (choice_params) */
   int *coord; /* (P + K) the LVs' coordinates P + k, then crow */
   int *cinv;  /* (P + K) the index in coord of each coordinate, or -1 */
@@ -475,14 +479,16 @@ static size_t rc_layout(const iclv_fast_dims *fd, double *base, rc_scratch *r) {
   const size_t P = (size_t) fd->P, K = (size_t) fd->K, J = (size_t) fd->J, B = (size_t) fd->B;
   const size_t TE = fd->tapes_fixed ? (size_t) fd->Tmax * J * (size_t) fd->tape_E : 0;
   const size_t Lc = (size_t) fd->Lc;
-  const size_t nd[9] = {P + K, P * B, P, Lc * Lc, P + K, Lc * (P + K), Lc * (P + K), (P + K) * (P + K), TE};
+  const size_t Ku = (size_t) fd->Ku, aff = fd->atoms_affine ? 1 : 0;
+  const size_t nd[11] = {P + K, P * B, P, Lc * Lc, P + K, Lc * (P + K), Lc * (P + K), (P + K) * (P + K), TE,
+                         aff * (size_t) fd->Tmax * (1 + Ku + Ku * Ku) * Lc * Lc, aff * Ku * Lc * (P + K)};
   size_t td = 0;
-  for (int i = 0; i < 9; i++) td += nd[i];
+  for (int i = 0; i < 11; i++) td += nd[i];
   const size_t ti = P + 2 * (P + K) + Lc + (size_t) fd->NTV;
   if (base != NULL && r != NULL) {
-    double **d[9] = {&r->g, &r->gb, &r->gc, &r->C, &r->gf, &r->DV, &r->Y, &r->Hc, &r->tcb};
+    double **d[11] = {&r->g, &r->gb, &r->gc, &r->C, &r->gf, &r->DV, &r->Y, &r->Hc, &r->tcb, &r->S, &r->DK};
     double *b = base;
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 11; i++) {
       *d[i] = b;
       b += nd[i];
     }
@@ -1994,6 +2000,146 @@ ICLV_CLONES static void atom_outer(const iclv_model *m, const iclv_fast_dims *fd
   }
 }
 
+/* The extra parameters of row t's C (iclv_hess.Cp) in a fixed order, so that
+ * every draw's C has the same rows (affine_sums): a nested logit's lambdas
+ * (each once), an ordered choice's thresholds of the row's category, a row
+ * multiplier's scale. Returns their count (at most Lc - n_alt). */
+static int row_extras(const iclv_model *m, int t, int *Cp) {
+  int nx = 0;
+  if (m->choice_type == ICLV_CHOICE_NL) {
+    for (int a = 0; a < m->n_nest; a++) {
+      const int p = m->nest_par[a];
+      int seen = p < 0;
+      for (int x = 0; x < nx && !seen; x++) seen = Cp[x] == p;
+      if (!seen) Cp[nx++] = p;
+    }
+  } else if (m->choice_type == ICLV_CHOICE_ORDERED && m->ocat_thr >= 0) {
+    const int c = m->y[t] + 1;
+    if (c > 1) Cp[nx++] = m->ocat_thr + c - 2;
+    if (c < m->n_ocat) Cp[nx++] = m->ocat_thr + c - 1;
+  }
+  if (m->n_mult > 0 && m->mult_par[t] >= 0) Cp[nx++] = m->mult_par[t];
+  return nx;
+}
+
+/* With atoms_affine (the utilities linear in eta: V = W + L eta plus tapes
+ * that read no draw), a row's DV is DV0 + sum_k eta_k DK_k with DV0, DK_k
+ * the same for every draw, so sum_r w_r DV_r' C_r DV_r needs only the sums
+ * of w C, w eta_k C and w eta_k eta_l C (l <= k) over the draws: here the
+ * draw's C added into them (S_i, (1 + Ku + Ku^2, Lc, Lc)). */
+static void affine_sums(const iclv_fast_dims *fd, const double *C, const double *eta, double w,
+                        double *restrict Si) {
+  const int Ku = fd->Ku;
+  const size_t L2 = (size_t) fd->Lc * fd->Lc;
+  for (size_t q = 0; q < L2; q++) {
+    const double c = C[q];
+    if (c == 0.0) continue;
+    const double wc = w * c;
+    Si[q] += wc;
+    for (int k = 0; k < Ku; k++) {
+      const double we = wc * eta[k];
+      Si[(1 + (size_t) k) * L2 + q] += we;
+      for (int l = 0; l <= k; l++) Si[(1 + Ku + (size_t) k * Ku + l) * L2 + q] += we * eta[l];
+    }
+  }
+}
+
+/* rs->Hc (n, n) lower triangle += the row's summed outer products from its
+ * sums S_i (affine_sums): DV0' S0 DV0 + sum_k (DK_k' S1_k DV0 + its
+ * transpose) + sum_{l <= k} (DK_k' S2_kl DK_l + for l < k its transpose),
+ * DV0 the row's dV at eta = 0, DK_k = dV at e_k minus DV0 (exact: the
+ * utilities are linear in eta), extra rows unit vectors (row_extras). eta
+ * (K) is scratch. An alternative whose rows and columns of every sum are
+ * zero is left out (as atom_outer). */
+ICLV_CLONES static void affine_outer(const iclv_model *m, const iclv_fast_dims *fd,
+                                     const double *theta, int t, const double *tc,
+                                     const double *Si, rc_scratch *rs, int nx, int n,
+                                     double *eta) {
+  const int J = m->n_alt, L = fd->Lc, Jx = J + nx, Ku = fd->Ku, K = fd->K;
+  const size_t L2 = (size_t) L * L, NS = 1 + (size_t) Ku + (size_t) Ku * Ku;
+  double *restrict D0 = rs->DV, *restrict Y = rs->Y, *restrict gf = rs->gf;
+  for (int j = 0; j < Jx; j++) {
+    double *d0 = D0 + (size_t) j * n;
+    for (int a = 0; a < n; a++) d0[a] = 0.0;
+    for (int k = 0; k < Ku; k++) {
+      double *dk = rs->DK + ((size_t) k * L + j) * n;
+      for (int a = 0; a < n; a++) dk[a] = 0.0;
+    }
+    if (j >= J) { /* the unit row of parameter Cp[j - J] */
+      d0[rs->cinv[rs->Cp[j - J]]] = 1.0;
+      continue;
+    }
+    int live = 0;
+    for (size_t f = 0; f < NS && !live; f++)
+      for (int j2 = 0; j2 < Jx && !live; j2++)
+        live = Si[f * L2 + (size_t) j * L + j2] != 0.0 || Si[f * L2 + (size_t) j2 * L + j] != 0.0;
+    if (!live) continue;
+    for (int k = 0; k < K; k++) eta[k] = 0.0;
+    iclv_utility_grad(m, theta, eta, t, j, 1.0, tc, gf);
+    for (int a = 0; a < n; a++) {
+      d0[a] = gf[rs->coord[a]];
+      gf[rs->coord[a]] = 0.0;
+    }
+    for (int k = 0; k < Ku; k++) {
+      double *dk = rs->DK + ((size_t) k * L + j) * n;
+      eta[k] = 1.0;
+      iclv_utility_grad(m, theta, eta, t, j, 1.0, tc, gf);
+      eta[k] = 0.0;
+      for (int a = 0; a < n; a++) {
+        dk[a] = gf[rs->coord[a]] - d0[a];
+        gf[rs->coord[a]] = 0.0;
+      }
+    }
+  }
+  /* Hc += X' (S Z) (+ its transpose when sym), X, Z among DV0 and DK_k */
+  for (size_t f = 0; f < NS; f++) {
+    int kx = -1, kz = -1, sym = 0; /* -1: DV0 */
+    if (f >= 1 && f < 1 + (size_t) Ku) {
+      kx = (int) f - 1;
+      sym = 1;
+    } else if (f > (size_t) Ku) {
+      const int kl = (int) f - 1 - Ku;
+      kx = kl / Ku;
+      kz = kl % Ku;
+      if (kz > kx) continue; /* (only l <= k is summed) */
+      sym = kz < kx;
+    }
+    const double *S = Si + f * L2;
+    const double *X = kx < 0 ? D0 : rs->DK + (size_t) kx * L * n;
+    const double *Z = kz < 0 ? D0 : rs->DK + (size_t) kz * L * n;
+    for (int j = 0; j < Jx; j++) {
+      double *y = Y + (size_t) j * n;
+      for (int a = 0; a < n; a++) y[a] = 0.0;
+      for (int j2 = 0; j2 < Jx; j2++) {
+        const double c = S[(size_t) j * L + j2];
+        if (c == 0.0) continue;
+        const double *z = Z + (size_t) j2 * n;
+        ICLV_SIMD
+        for (int a = 0; a < n; a++) y[a] += c * z[a];
+      }
+    }
+    for (int a = 0; a < n; a++) {
+      double *restrict hc = rs->Hc + (size_t) a * n;
+      for (int j = 0; j < Jx; j++) {
+        const double xa = X[(size_t) j * n + a];
+        const double *y = Y + (size_t) j * n;
+        if (xa != 0.0) {
+          ICLV_SIMD
+          for (int b = 0; b <= a; b++) hc[b] += xa * y[b];
+        }
+        if (sym) {
+          /* the transpose: hc[b] += sum_j Y_j[a] X_j[b] */
+          const double ya = y[a];
+          if (ya == 0.0) continue;
+          const double *x = X + (size_t) j * n;
+          ICLV_SIMD
+          for (int b = 0; b <= a; b++) hc[b] += ya * x[b];
+        }
+      }
+    }
+  }
+}
+
 /* Hpp (P, P) column-major += v at (a, b) in the lower triangle: as
  * iclv_hcell (diag != 0, a == b) or iclv_hsym (diag == 0: both cells of a
  * symmetric pair, so twice on the diagonal when a == b), the weight already
@@ -2880,6 +3026,9 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     zero(rs.Hc, (size_t) nco * nco);
     zero(rs.gf, (size_t) P + K);
     if (fd->tapes_fixed) hoist_tapes(m, fd, theta, n, pws, &rs, ws, 2);
+    if (fd->atoms_affine)
+      zero(rs.S, (size_t) (m->row_ptr[n + 1] - m->row_ptr[n]) * (1 + Ku + (size_t) Ku * Ku) * fd->Lc *
+                     fd->Lc);
   }
   for (int r = 0; r < R; r++) {
     double w = wr[r];
@@ -2941,12 +3090,16 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       if (!fd->tapes_fixed) iclv_tapes_invalidate(m, pws->V);
       h.C = rs.C;
       h.Cp = rs.Cp;
+      const size_t SZ = (1 + Ku + (size_t) Ku * Ku) * fd->Lc * fd->Lc;
       for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++) {
-        const double *tc = row_tapes(m, fd, theta, eta, t - m->row_ptr[n], t, pws, &rs, 2);
+        const int i = t - m->row_ptr[n];
+        const double *tc = row_tapes(m, fd, theta, eta, i, t, pws, &rs, 2);
         zero(rs.C, (size_t) fd->Lc * fd->Lc);
-        h.nCp = 0;
+        /* (affine: every draw's C with the same extra rows) */
+        h.nCp = fd->atoms_affine ? row_extras(m, t, rs.Cp) : 0;
         iclv_choice_atom_tc(m, theta, eta, t, pws, tc, gtmp, &h);
-        atom_outer(m, fd, theta, eta, t, tc, &rs, h.nCp, nco, w);
+        if (fd->atoms_affine) affine_sums(fd, rs.C, eta, w, rs.S + (size_t) i * SZ);
+        else atom_outer(m, fd, theta, eta, t, tc, &rs, h.nCp, nco, w);
       }
       h.C = (double *) 0;
       h.Cp = (int *) 0;
@@ -3053,6 +3206,16 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   hb.C = (double *) 0;
   hb.Cp = (int *) 0;
   hb.nCp = 0;
+  if (atoms && fd->atoms_affine) {
+    /* the rows' summed outer products from their sums (affine_outer) */
+    const size_t SZ = (1 + Ku + (size_t) Ku * Ku) * fd->Lc * fd->Lc;
+    for (int t = m->row_ptr[n]; t < m->row_ptr[n + 1]; t++) {
+      const int i = t - m->row_ptr[n];
+      const double *tc = fd->tapes_fixed ? rs.tcb + (size_t) i * m->n_alt * fd->tape_E : (const double *) 0;
+      const int nx = row_extras(m, t, rs.Cp);
+      affine_outer(m, fd, theta, t, tc, rs.S + (size_t) i * SZ, &rs, nx, nco, eta);
+    }
+  }
   if (atoms) {
     /* the atoms' outer products (weighted): the LV block into Hee, the
      * mixed one into Hpe (its (parameter, LV) orientation, as iclv_hcell),

@@ -104,6 +104,9 @@ typedef struct {
                         calls the links of iclv_core.h directly (block_link_rows); the
                         score from the same weighted sums as the hoisted forms' (G0, G1) */
   int NTV;           /* tape variables over all alternatives (tape_var_ptr[n_alt]; 0 without) */
+  int atoms_affine;  /* the utilities are affine in eta with draw-invariant coefficients (no
+                        tape, or tapes_fixed): the Hessian pass sums each row's C over the
+                        draws (affine_sums) and forms its outer products once (affine_outer) */
   int ref_choice;    /* nested, ordered or tapes: the choice rows have no hoisted form; both
                         passes take them draw by draw through iclv_choice_atom (the
                         reference's atom, iclv_core.h) inside the fast kernels, which keep

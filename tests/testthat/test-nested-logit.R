@@ -139,6 +139,26 @@ test_that("with an LV-on-LV term the nests take the fast LL pass and the referen
   expect_atom_routing(comp, user_draws(U), th, fast_hessian = FALSE, label = "NL, LV on LV")
 })
 
+test_that("two LVs in the nests' utilities (one times an attribute) take the fast Hessian, equal to the reference", {
+  # the Hessian pass sums each row's C over the draws with eta_k and
+  # eta_k eta_l (affine_sums): two LVs exercise the cross sums (k != l)
+  d <- nl_data(n = 10L, seed = 12L)
+  u <- list(A = "asc_A + b_price * price_A + l_att * att + l_nor * nor * price_A",
+            B = "asc_B + b_price * price_B + l_norB * nor", C = "asc_C + b_price * price_C",
+            D = "b_price * price_D + l_attD * att", E = "asc_E + l_E * att")
+  m <- iclv_model("att =~ q1 + q2\nnor =~ q3", structural = "att ~ age\nnor ~ age",
+                  choice = iclv_choice("nl", choice = "ch", utilities = u,
+                                       available = list(B = "av_B", D = "av_D"), nests = nl_nests),
+                  id = "ID", categories = 3)
+  comp <- iclv:::.iclv_compile(m, d)
+  set.seed(13)
+  th <- comp$partable$start + stats::runif(nrow(comp$partable), -0.2, 0.2)
+  th[comp$partable$role == "nest"] <- c(0.45, 0.7)
+  set.seed(14)
+  U <- array(stats::rnorm(10L * 9L * 2L), c(10L, 9L, 2L))
+  expect_atom_routing(comp, user_draws(U), th, label = "NL, two LVs")
+})
+
 test_that("the lambda map: qlogis for the optimizer, natural values outside, exact chain rule", {
   d <- nl_data(n = 8L, seed = 4L)
   U <- nl_draws(8L, R = 5L)
