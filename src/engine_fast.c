@@ -712,7 +712,8 @@ static inline void prod_mul(double *prod, int *sc, double f) {
  * entries; for row-invariant L through the column sums cs_j = sum_t gV_tj);
  * multiplies fast rows' probabilities into the product; returns the sum of
  * the log probabilities of the rows through iclv_choice_link (binary-probit
- * rows through Cody's Phi add nothing: the Hessian pass reads no log). */
+ * rows through Cody's Phi and explicit MNL rows through fast_exp add
+ * nothing: the Hessian pass reads no log). */
 static double draw_choice(const iclv_model *m, const iclv_fast_dims *fd, int n, const double *eta,
                           const int *kc, int nkc, iclv_fast_ws *ws, int *fast_out, double *prod,
                           int *sc) {
@@ -791,6 +792,20 @@ ICLV_SIMD
       gt[0] = sg * lam;
       gt[1] = -sg * lam;
       HV[0] = f2; HV[1] = -f2; HV[2] = -f2; HV[3] = f2;
+    } else if (m->choice_type == ICLV_CHOICE_MNL) {
+      /* iclv_choice_link's P_j, gV and HV with fast_exp and without the
+       * row's log (the Hessian pass does not read it) */
+      double mx = -INFINITY, sum = 0.0;
+      for (int j = 0; j < J; j++)
+        if (iclv_available(m, t, j) && V[j] > mx) mx = V[j];
+      for (int j = 0; j < J; j++) {
+        gt[j] = iclv_available(m, t, j) ? fast_exp(V[j] - mx) : 0.0;
+        sum += gt[j];
+      }
+      for (int j = 0; j < J; j++) gt[j] /= sum;
+      for (int j = 0; j < J; j++)
+        for (int j2 = 0; j2 < J; j2++) HV[j * J + j2] = (j == j2 ? -gt[j] : 0.0) + gt[j] * gt[j2];
+      for (int j = 0; j < J; j++) gt[j] = (j == m->y[t] ? 1.0 : 0.0) - gt[j];
     } else {
       lsum += iclv_choice_link(m, t, V, gt, HV);
     }
