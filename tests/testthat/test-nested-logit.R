@@ -122,41 +122,39 @@ test_that("every lambda fixed at 1 is MNL exactly; the nested model takes the fa
   expect_atom_routing(comp, user_draws(U), nl_theta(comp), label = "NL") # (helper-compiled.R)
 })
 
-test_that("with an LV-on-LV term the nests take the fast LL pass and the reference Hessian, equal to it", {
-  # d eta / d phi depends on the draw: the fast Hessian does not fold the
-  # atoms' LV blocks draw by draw, so the engine takes the per-pair Hessian
-  d <- nl_data(n = 10L, seed = 8L)
-  m <- iclv_model("att =~ q1 + q2\nnor =~ q3", structural = "att ~ age + nor",
-                  choice = iclv_choice("nl", choice = "ch", utilities = nl_util,
+# Two LVs (att with q1, q2; nor with q3) and the nests of nl_nests: the
+# routing check of helper-compiled.R at jittered start values, lambdas lam,
+# R draws per individual.
+expect_two_lv_routing <- function(structural, u, lam, seed, R, fast_hessian, label) {
+  d <- nl_data(n = 10L, seed = seed)
+  m <- iclv_model("att =~ q1 + q2\nnor =~ q3", structural = structural,
+                  choice = iclv_choice("nl", choice = "ch", utilities = u,
                                        available = list(B = "av_B", D = "av_D"), nests = nl_nests),
                   id = "ID", categories = 3)
   comp <- iclv:::.iclv_compile(m, d)
-  set.seed(9)
-  th <- comp$partable$start + stats::runif(nrow(comp$partable), -0.1, 0.1)
-  th[comp$partable$role == "nest"] <- c(0.55, 0.4)
-  set.seed(10)
-  U <- array(stats::rnorm(10L * 6L * 2L), c(10L, 6L, 2L))
-  expect_atom_routing(comp, user_draws(U), th, fast_hessian = FALSE, label = "NL, LV on LV")
+  set.seed(seed + 1)
+  th <- comp$partable$start + stats::runif(nrow(comp$partable), -0.15, 0.15)
+  th[comp$partable$role == "nest"] <- lam
+  set.seed(seed + 2)
+  U <- array(stats::rnorm(10L * R * 2L), c(10L, R, 2L))
+  expect_atom_routing(comp, user_draws(U), th, fast_hessian = fast_hessian, label = label)
+}
+
+test_that("with an LV-on-LV term the nests take the fast LL pass and the reference Hessian, equal to it", {
+  # d eta / d phi depends on the draw: the fast Hessian does not fold the
+  # atoms' LV blocks draw by draw, so the engine takes the per-pair Hessian
+  expect_two_lv_routing("att ~ age + nor", nl_util, c(0.55, 0.4), seed = 8L, R = 6L,
+                        fast_hessian = FALSE, label = "NL, LV on LV")
 })
 
 test_that("two LVs in the nests' utilities (one times an attribute) take the fast Hessian, equal to the reference", {
   # the Hessian pass sums each row's C over the draws with eta_k and
   # eta_k eta_l (affine_sums): two LVs exercise the cross sums (k != l)
-  d <- nl_data(n = 10L, seed = 12L)
   u <- list(A = "asc_A + b_price * price_A + l_att * att + l_nor * nor * price_A",
             B = "asc_B + b_price * price_B + l_norB * nor", C = "asc_C + b_price * price_C",
             D = "b_price * price_D + l_attD * att", E = "asc_E + l_E * att")
-  m <- iclv_model("att =~ q1 + q2\nnor =~ q3", structural = "att ~ age\nnor ~ age",
-                  choice = iclv_choice("nl", choice = "ch", utilities = u,
-                                       available = list(B = "av_B", D = "av_D"), nests = nl_nests),
-                  id = "ID", categories = 3)
-  comp <- iclv:::.iclv_compile(m, d)
-  set.seed(13)
-  th <- comp$partable$start + stats::runif(nrow(comp$partable), -0.2, 0.2)
-  th[comp$partable$role == "nest"] <- c(0.45, 0.7)
-  set.seed(14)
-  U <- array(stats::rnorm(10L * 9L * 2L), c(10L, 9L, 2L))
-  expect_atom_routing(comp, user_draws(U), th, label = "NL, two LVs")
+  expect_two_lv_routing("att ~ age\nnor ~ age", u, c(0.45, 0.7), seed = 12L, R = 9L,
+                        fast_hessian = TRUE, label = "NL, two LVs")
 })
 
 test_that("the lambda map: qlogis for the optimizer, natural values outside, exact chain rule", {
