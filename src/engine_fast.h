@@ -33,12 +33,21 @@
  *     pre-multiplied per row, the scale's score is formed from V's parts
  *     and the same weighted sums; their Hessian pass takes the rows
  *     through the atoms (below);
- *   - choice rows without a hoisted form (nested logit, ordered choice,
- *     nonlinear utilities on tapes: fd->ref_choice) go draw by draw through
- *     iclv_choice_atom, the reference's own atom, inside these kernels: the
- *     indicators and the structural part keep their hoisted forms, the
- *     atoms' gradient rows are summed with the same weights (a block of
- *     draws at a time) and their d l / d eta joins the indicators';
+ *   - MNL rows whose LV coefficients differ between rows (an LV times an
+ *     attribute, several multipliers) are vectorised over the draws too
+ *     (explicit rows: V = W + L eta, fast_exp_core, P_y into the product);
+ *   - choice rows without a hoisted product form (nested logit, ordered
+ *     choice, nonlinear utilities on tapes: fd->ref_choice) keep the
+ *     indicators' and the structural part's hoisted forms: without row
+ *     multipliers (fd->link_rows) their utilities come from the hoisted W
+ *     and L plus the tapes' values (tapes that read no draw run once per
+ *     individual) and go through the reference's links draw by draw, d l /
+ *     dV into the same weighted sums as MNL's; with row multipliers through
+ *     iclv_choice_atom itself, its gradient rows summed with the same
+ *     weights; in the Hessian pass (row multipliers included) through the
+ *     atoms, their outer products dense (iclv_hess.C: DV' C DV) and, where
+ *     the utilities are affine in eta, from each row's sums over the draws
+ *     (fd->atoms_affine);
  *   - the Hessian's choice block is formed from per-task weighted sums of
  *     d2 log P / dV dV' (times 1, eta_k, eta_k eta_l, only for LVs that
  *     the utilities carry), scattered once per individual instead of once
