@@ -157,6 +157,18 @@ test_that("two LVs in the nests' utilities (one times an attribute) take the fas
                         fast_hessian = TRUE, label = "NL, two LVs")
 })
 
+test_that("a nest whose alternatives are all unavailable in some rows, over two blocks of draws, equals the reference", {
+  # (B and D together: both unavailable in some rows, so the nest drops out
+  # there, I = -Inf; R = 150 draws: two blocks of 75)
+  d <- nl_data(n = 14L, tasks = 4L, seed = 9L)
+  expect_gt(sum(d$av_B == 0 & d$av_D == 0), 0)
+  comp <- iclv:::.iclv_compile(nl_model(nests = list(bd = c("B", "D"), ac = c("A", "C"))), d)
+  set.seed(3)
+  th <- comp$partable$start + stats::runif(nrow(comp$partable), -0.2, 0.2)
+  th[comp$partable$role == "nest"] <- c(0.3, 0.7)
+  expect_atom_routing(comp, user_draws(nl_draws(14L, R = 150L, seed = 4L)), th, label = "NL, empty nest")
+})
+
 test_that("the lambda map: qlogis for the optimizer, natural values outside, exact chain rule", {
   d <- nl_data(n = 8L, seed = 4L)
   U <- nl_draws(8L, R = 5L)
