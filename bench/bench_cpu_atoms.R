@@ -22,13 +22,18 @@
 # in turn to compare engines (bench/RESULTS.md).
 #
 # Usage (from the repository root, with iclv installed):
-#   Rscript bench/bench_cpu_atoms.R [threads] [draws] [reps] [lib] [data]
+#   Rscript bench/bench_cpu_atoms.R [threads] [draws] [reps] [lib] [data] [fit] [variants]
+#   fit: "fit" also times a whole iclv() fit of each variant (BFGS, then the
+#   Hessian, BHHH and robust covariance matrices); variants: a comma-separated
+#   subset of the names below (default all).
 args <- commandArgs(trailingOnly = TRUE)
 n_threads <- if (length(args) >= 1) as.integer(args[1]) else 1L
 R <- if (length(args) >= 2) as.integer(args[2]) else 100L
 reps <- if (length(args) >= 3) as.integer(args[3]) else 10L
 lib <- if (length(args) >= 4 && nzchar(args[4])) args[4] else NULL
-path <- if (length(args) >= 5) args[5] else "/work/shared/data/drugchoice.csv"
+path <- if (length(args) >= 5 && nzchar(args[5])) args[5] else "/work/shared/data/drugchoice.csv"
+do_fit <- length(args) >= 6 && args[6] == "fit"
+only <- if (length(args) >= 7) strsplit(args[7], ",")[[1]] else NULL
 suppressPackageStartupMessages(library(iclv, lib.loc = lib))
 
 # drug_data(), branded(), generic(): bench_cpu_drug.R's model
@@ -65,7 +70,7 @@ vals <- c(b_novum = 0.02, b_ch = 0.6, b_dk = 0.2, b_fast = 0.1, b_double = 0.5, 
           lambda_generic = 0.8, lam_p = 0.5, mu_w = 0.8, m_p = -0.2, s_p = 0.3, lambda_p = -0.1)
 cat(sprintf("library: %s, N = %d, R = %d, threads = %d\n", if (is.null(lib)) "default" else lib,
             length(unique(d$ID)), R, n_threads))
-for (v in names(choices)) {
+for (v in if (is.null(only)) names(choices) else only) {
   model <- iclv_model(
     "lv =~ attitude_quality + attitude_ingredients + attitude_patent + attitude_dominance",
     structural = "lv ~ regular_user + university_educated + over_50",
@@ -90,5 +95,13 @@ for (v in names(choices)) {
   pairs <- comp$c$n_ind * R
   cat(sprintf("%-5s P = %3d rows = %5d LL = %.6f  LL + gradient %8.2f ms (%6.1f ns/pair)  + Hessian %8.2f ms (%6.1f ns/pair)\n",
               v, comp$c$n_par, comp$c$n_rows, ll, g, 1e6 * g / pairs, h, 1e6 * h / pairs))
+  if (do_fit) {
+    t0 <- proc.time()[["elapsed"]]
+    fit <- iclv(model, d, draws = iclv_draws("halton", R), backend = "cpu",
+                control = iclv_control(n_threads = n_threads, trace = 0))
+    secs <- proc.time()[["elapsed"]] - t0
+    cat(sprintf("%-5s whole fit (BFGS + Hessian, BHHH, robust SEs): %.2f s, LL = %.6f, iterations = %d, evaluations = %d\n",
+                v, secs, fit$loglik, fit$convergence$iterations, fit$convergence$evaluations))
+  }
 }
 cat(sprintf("load average now: %s\n", tryCatch(readLines("/proc/loadavg", 1L), error = function(e) "unknown")))
