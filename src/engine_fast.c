@@ -1960,6 +1960,59 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
 
 /* ---- Hessian ------------------------------------------------------------------ */
 
+/* dv (n) := alternative j's dV in row t at the n coordinates rs->coord
+ * (iclv_utility_grad into rs->gf, which is left zero again). */
+static ICLV_FORCE_INLINE void row_dv(const iclv_model *m, const double *theta, const double *eta,
+                                     int t, int j, const double *tc, rc_scratch *rs, int n,
+                                     double *restrict dv) {
+  double *restrict gf = rs->gf;
+  iclv_utility_grad(m, theta, eta, t, j, 1.0, tc, gf);
+  for (int a = 0; a < n; a++) {
+    dv[a] = gf[rs->coord[a]];
+    gf[rs->coord[a]] = 0.0;
+  }
+}
+
+/* Y (Jx, n) := C Z for C (Jx, Jx) with row stride L, Z (Jx, n); zero
+ * entries of C skipped. */
+static ICLV_FORCE_INLINE void small_cz(const double *C, int L, int Jx, const double *Z, int n,
+                                       double *restrict Y) {
+  for (int j = 0; j < Jx; j++) {
+    double *restrict y = Y + (size_t) j * n;
+    for (int a = 0; a < n; a++) y[a] = 0.0;
+    for (int j2 = 0; j2 < Jx; j2++) {
+      const double c = C[(size_t) j * L + j2];
+      if (c == 0.0) continue;
+      const double *restrict z = Z + (size_t) j2 * n;
+      ICLV_SIMD
+      for (int a = 0; a < n; a++) y[a] += c * z[a];
+    }
+  }
+}
+
+/* Hc (n, n) lower triangle += w X' Y, and with sym also w (X' Y)' (X, Y
+ * (Jx, n)). */
+static ICLV_FORCE_INLINE void hc_add(double *Hc, int n, int Jx, const double *X, const double *Y,
+                                     double w, int sym) {
+  for (int a = 0; a < n; a++) {
+    double *restrict hc = Hc + (size_t) a * n;
+    for (int j = 0; j < Jx; j++) {
+      const double xa = w * X[(size_t) j * n + a];
+      const double *restrict y = Y + (size_t) j * n;
+      if (xa != 0.0) {
+        ICLV_SIMD
+        for (int b = 0; b <= a; b++) hc[b] += xa * y[b];
+      }
+      if (!sym) continue;
+      const double ya = w * y[a];
+      if (ya == 0.0) continue;
+      const double *restrict x = X + (size_t) j * n;
+      ICLV_SIMD
+      for (int b = 0; b <= a; b++) hc[b] += ya * x[b];
+    }
+  }
+}
+
 /* One choice row t of a draw through the atoms in the Hessian pass: the
  * atom left the coefficients of its dV_j dV_j2' terms in rs->C, and of its
  * (e_p dV_j' + dV_j e_p') terms at the extra rows of the nCp parameters p in
@@ -1975,7 +2028,7 @@ ICLV_CLONES static void atom_outer(const iclv_model *m, const iclv_fast_dims *fd
                                    const double *tc, rc_scratch *rs, int nCp, int n, double w) {
   const int J = m->n_alt, L = fd->Lc, Jx = J + nCp;
   const double *C = rs->C;
-  double *restrict DV = rs->DV, *restrict Y = rs->Y, *restrict gf = rs->gf;
+  double *restrict DV = rs->DV;
   for (int j = 0; j < Jx; j++) {
     double *dv = DV + (size_t) j * n;
     for (int a = 0; a < n; a++) dv[a] = 0.0;
@@ -1985,34 +2038,10 @@ ICLV_CLONES static void atom_outer(const iclv_model *m, const iclv_fast_dims *fd
     }
     int live = 0;
     for (int j2 = 0; j2 < Jx && !live; j2++) live = C[j * L + j2] != 0.0 || C[j2 * L + j] != 0.0;
-    if (!live) continue;
-    iclv_utility_grad(m, theta, eta, t, j, 1.0, tc, gf);
-    for (int a = 0; a < n; a++) {
-      dv[a] = gf[rs->coord[a]];
-      gf[rs->coord[a]] = 0.0;
-    }
+    if (live) row_dv(m, theta, eta, t, j, tc, rs, n, dv);
   }
-  for (int j = 0; j < Jx; j++) {
-    double *y = Y + (size_t) j * n;
-    for (int a = 0; a < n; a++) y[a] = 0.0;
-    for (int j2 = 0; j2 < Jx; j2++) {
-      const double c = C[j * L + j2];
-      if (c == 0.0) continue;
-      const double *dv = DV + (size_t) j2 * n;
-      ICLV_SIMD
-      for (int a = 0; a < n; a++) y[a] += c * dv[a];
-    }
-  }
-  for (int a = 0; a < n; a++) {
-    double *restrict hc = rs->Hc + (size_t) a * n;
-    for (int j = 0; j < Jx; j++) {
-      const double da = w * DV[(size_t) j * n + a];
-      if (da == 0.0) continue;
-      const double *y = Y + (size_t) j * n;
-      ICLV_SIMD
-      for (int b = 0; b <= a; b++) hc[b] += da * y[b];
-    }
-  }
+  small_cz(C, L, Jx, DV, n, rs->Y);
+  hc_add(rs->Hc, n, Jx, DV, rs->Y, w, 0);
 }
 
 /* The extra parameters of row t's C (iclv_hess.Cp) in a fixed order, so that
@@ -2072,7 +2101,7 @@ ICLV_CLONES static void affine_outer(const iclv_model *m, const iclv_fast_dims *
                                      double *eta) {
   const int J = m->n_alt, L = fd->Lc, Jx = J + nx, Ku = fd->Ku, K = fd->K;
   const size_t L2 = (size_t) L * L, NS = 1 + (size_t) Ku + (size_t) Ku * Ku;
-  double *restrict D0 = rs->DV, *restrict Y = rs->Y, *restrict gf = rs->gf;
+  double *restrict D0 = rs->DV;
   for (int j = 0; j < Jx; j++) {
     double *d0 = D0 + (size_t) j * n;
     for (int a = 0; a < n; a++) d0[a] = 0.0;
@@ -2090,20 +2119,13 @@ ICLV_CLONES static void affine_outer(const iclv_model *m, const iclv_fast_dims *
         live = Si[f * L2 + (size_t) j * L + j2] != 0.0 || Si[f * L2 + (size_t) j2 * L + j] != 0.0;
     if (!live) continue;
     for (int k = 0; k < K; k++) eta[k] = 0.0;
-    iclv_utility_grad(m, theta, eta, t, j, 1.0, tc, gf);
-    for (int a = 0; a < n; a++) {
-      d0[a] = gf[rs->coord[a]];
-      gf[rs->coord[a]] = 0.0;
-    }
+    row_dv(m, theta, eta, t, j, tc, rs, n, d0);
     for (int k = 0; k < Ku; k++) {
       double *dk = rs->DK + ((size_t) k * L + j) * n;
       eta[k] = 1.0;
-      iclv_utility_grad(m, theta, eta, t, j, 1.0, tc, gf);
+      row_dv(m, theta, eta, t, j, tc, rs, n, dk);
       eta[k] = 0.0;
-      for (int a = 0; a < n; a++) {
-        dk[a] = gf[rs->coord[a]] - d0[a];
-        gf[rs->coord[a]] = 0.0;
-      }
+      for (int a = 0; a < n; a++) dk[a] -= d0[a];
     }
   }
   /* Hc += X' (S Z) (+ its transpose when sym), X, Z among DV0 and DK_k */
@@ -2122,36 +2144,8 @@ ICLV_CLONES static void affine_outer(const iclv_model *m, const iclv_fast_dims *
     const double *S = Si + f * L2;
     const double *X = kx < 0 ? D0 : rs->DK + (size_t) kx * L * n;
     const double *Z = kz < 0 ? D0 : rs->DK + (size_t) kz * L * n;
-    for (int j = 0; j < Jx; j++) {
-      double *y = Y + (size_t) j * n;
-      for (int a = 0; a < n; a++) y[a] = 0.0;
-      for (int j2 = 0; j2 < Jx; j2++) {
-        const double c = S[(size_t) j * L + j2];
-        if (c == 0.0) continue;
-        const double *z = Z + (size_t) j2 * n;
-        ICLV_SIMD
-        for (int a = 0; a < n; a++) y[a] += c * z[a];
-      }
-    }
-    for (int a = 0; a < n; a++) {
-      double *restrict hc = rs->Hc + (size_t) a * n;
-      for (int j = 0; j < Jx; j++) {
-        const double xa = X[(size_t) j * n + a];
-        const double *y = Y + (size_t) j * n;
-        if (xa != 0.0) {
-          ICLV_SIMD
-          for (int b = 0; b <= a; b++) hc[b] += xa * y[b];
-        }
-        if (sym) {
-          /* the transpose: hc[b] += sum_j Y_j[a] X_j[b] */
-          const double ya = y[a];
-          if (ya == 0.0) continue;
-          const double *x = X + (size_t) j * n;
-          ICLV_SIMD
-          for (int b = 0; b <= a; b++) hc[b] += ya * x[b];
-        }
-      }
-    }
+    small_cz(S, L, Jx, Z, n, rs->Y);
+    hc_add(rs->Hc, n, Jx, X, rs->Y, 1.0, sym);
   }
 }
 
