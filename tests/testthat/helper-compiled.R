@@ -274,8 +274,9 @@ expect_cpu_plan_is_account <- function(m, d, dr) {
 }
 
 #' The default CPU engine takes this model's individuals through the fast
-#' kernels with its choice rows through the atoms (nests, ordered choice,
-#' tapes: every (row, draw) counted as a reference row in .engine_paths()),
+#' kernels with its choice rows, which have no hoisted product form (nests,
+#' ordered choice, tapes), through the reference's links or atoms draw by
+#' draw (every (row, draw) counted as a reference row in .engine_paths()),
 #' the Hessian through the fast Hessian pass when `fast_hessian`, and gives
 #' the ICLV_CPU_REFERENCE=1 engine's numbers to 1e-12 relative (LL, log L_n,
 #' gradient, scores, Hessian; also from LL-only and gradient-only
