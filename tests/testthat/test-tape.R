@@ -202,6 +202,41 @@ test_that("nonlinear utilities that cannot be written are classed errors naming 
   expect_error(bad(many), class = "iclv_error_spec", regexp = "at most 32")
 })
 
+test_that("an individual whose Hessian alone is not finite is named, in every block and on both paths", {
+  # (q_s + z)^1.5 at q_s = 0: its first derivative is 0 where z = 0, its
+  # second infinite; z = 0 in one individual's rows only. With 40
+  # individuals the Hessian runs in blocks (32 per thread): individual 37
+  # is in the second. The engine checks each block's sum once and looks
+  # for the culprit only when that sum is not finite.
+  u <- list(a = "asc_a + b_time * time_a + l_att * att", b = "b_time * time_b + (q_s + z) ^ 1.5 * price_b",
+            c = "b_c * cost_c")
+  m <- iclv_model("att =~ q1 + q2 + q3", structural = "att ~ age", choice = iclv_choice("mnl", "ch", u),
+                  id = "ID", categories = 3)
+  for (who in c(3L, 37L)) {
+    d <- tape_data(40, 2, 3)
+    d$z <- ifelse(d$ID == unique(d$ID)[who], 0, 1)
+    comp <- iclv:::.iclv_compile(m, d)
+    th <- tape_params(comp)
+    spec <- iclv:::.draws_spec(iclv_draws("mlhs", 6, seed = 2), comp$n_ind, length(comp$lvs))
+    for (ref in c("0", "1")) for (threads in 1:2) {
+      old <- Sys.getenv("ICLV_CPU_REFERENCE", unset = NA)
+      Sys.setenv(ICLV_CPU_REFERENCE = ref) # (read at creation)
+      e <- iclv:::.engine_new(comp$c, spec, n_threads = threads)
+      if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old)
+      lab <- sprintf("individual %d, reference %s, %d threads", who, ref, threads)
+      ok <- iclv:::.engine_eval(e, replace(th, "q_s", 0.5), gradient = TRUE, hessian = TRUE)
+      expect_true(all(is.finite(ok$hessian)), label = lab)
+      g <- iclv:::.engine_eval(e, replace(th, "q_s", 0), gradient = TRUE)
+      expect_true(all(is.finite(g$gradient)), label = lab)
+      err <- tryCatch(iclv:::.engine_eval(e, replace(th, "q_s", 0), gradient = TRUE, hessian = TRUE),
+                      error = function(e) e)
+      expect_s3_class(err, "iclv_error_numeric")
+      expect_match(conditionMessage(err), sprintf("the simulated Hessian of individual %d is not finite", who),
+                   fixed = TRUE, label = lab)
+    }
+  }
+})
+
 test_that("weights scale a nonlinear model's LL, gradient and Hessian exactly", {
   m <- tape_model()
   d <- tape_data(15, 2, 6)
