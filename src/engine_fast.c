@@ -2239,7 +2239,7 @@ static int hess_indicator(const iclv_model *m, const double *theta, const double
 /* sum_rr a[rr] b[rr] over rr < n in four interleaved partial sums, added
  * as (s0 + s1) + (s2 + s3): a fixed order (independent of threads), and
  * four independent additions per step instead of one chain. */
-static inline double dot4(const double *restrict a, const double *restrict b, int n) {
+static ICLV_FORCE_INLINE double dot4(const double *restrict a, const double *restrict b, int n) {
   int i = 0;
 #if defined(__GNUC__)
   /* the four partial sums as the lanes of one vector (GCC/Clang vector
@@ -2264,6 +2264,47 @@ static inline double dot4(const double *restrict a, const double *restrict b, in
 #endif
   for (; i < n; i++) s0 += a[i] * b[i];
   return (s0 + s1) + (s2 + s3);
+}
+
+/* out[q] = dot4(a, b + q ldb, n) for q < m: the same sums (bit for bit),
+ * four at a time, sharing the loads of a and keeping four independent
+ * chains of additions (one dot4 is bound by the latency of its one). */
+static ICLV_FORCE_INLINE void dot4_many(const double *restrict a, const double *restrict b,
+                                        size_t ldb, int m, int n, double *restrict out) {
+  int q = 0;
+#if defined(__GNUC__)
+  typedef double v4d __attribute__((vector_size(32)));
+  for (; q + 4 <= m; q += 4) {
+    const double *restrict b0 = b + (size_t) q * ldb, *restrict b1 = b0 + ldb,
+                           *restrict b2 = b1 + ldb, *restrict b3 = b2 + ldb;
+    v4d c0 = {0.0, 0.0, 0.0, 0.0}, c1 = c0, c2 = c0, c3 = c0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+      v4d x, y0, y1, y2, y3;
+      memcpy(&x, a + i, sizeof x);
+      memcpy(&y0, b0 + i, sizeof y0);
+      memcpy(&y1, b1 + i, sizeof y1);
+      memcpy(&y2, b2 + i, sizeof y2);
+      memcpy(&y3, b3 + i, sizeof y3);
+      c0 += x * y0;
+      c1 += x * y1;
+      c2 += x * y2;
+      c3 += x * y3;
+    }
+    double t0 = c0[0], t1 = c1[0], t2 = c2[0], t3 = c3[0];
+    for (; i < n; i++) {
+      t0 += a[i] * b0[i];
+      t1 += a[i] * b1[i];
+      t2 += a[i] * b2[i];
+      t3 += a[i] * b3[i];
+    }
+    out[q] = (t0 + c0[1]) + (c0[2] + c0[3]);
+    out[q + 1] = (t1 + c1[1]) + (c1[2] + c1[3]);
+    out[q + 2] = (t2 + c2[1]) + (c2[2] + c2[3]);
+    out[q + 3] = (t3 + c3[1]) + (c3[2] + c3[3]);
+  }
+#endif
+  for (; q < m; q++) out[q] = dot4(a, b + (size_t) q * ldb, n);
 }
 
 /* One ordered observation of hess_block_indicators over nb draws (probit:
@@ -2379,7 +2420,9 @@ ICLV_CLONES static void hess_block_indicators(const iclv_model *m, const iclv_fa
       ICLV_SIMD
       for (int b = 0; b < nb; b++) gl[b] += -(f0[b] + f1[b]) * deq;
     }
-#define HBI_SUM(q) dot4(wb, out + (size_t) (q) * Bd, nb)
+    double hs[9];
+    dot4_many(wb, out, (size_t) Bd, 9, nb, hs);
+#define HBI_SUM(q) hs[q]
     double *hpe = ws->Hpe + (size_t) P * lv;
     if (j_lo >= 0) hpp_sym(Hn, P, j_lo, j_lo, HBI_SUM(0), 1);
     if (j_hi >= 0) hpp_sym(Hn, P, j_hi, j_hi, HBI_SUM(1), 1);
@@ -2587,16 +2630,57 @@ ICLV_CLONES static void flush_terms(const term_e *t, int n0, int nl, const doubl
                                     double *restrict acc, double *G, size_t ldg) {
   for (int q = 0; q < n0 + nl;) {
     const int par = t[q].par, end = q < n0 ? n0 : n0 + nl;
-    for (int rr = 0; rr < nb; rr++) acc[rr] = 0.0;
+    int rr0 = 0;
+#if defined(__GNUC__)
+    /* 16 draws at a time in registers over the parameter's terms (the
+     * same sums as the loops below, which finish the block) */
+    typedef double v4d __attribute__((vector_size(32)));
+    int qe = q;
+    while (qe < end && t[qe].par == par) qe++;
+    for (; rr0 + 16 <= nb; rr0 += 16) {
+      v4d a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, a2 = a0, a3 = a0;
+      for (int q2 = q; q2 < qe; q2++) {
+        const double *restrict g = gvb + (size_t) t[q2].idx * Bd + rr0;
+        const v4d x = {t[q2].x, t[q2].x, t[q2].x, t[q2].x};
+        v4d g0, g1, g2, g3;
+        memcpy(&g0, g, sizeof g0);
+        memcpy(&g1, g + 4, sizeof g1);
+        memcpy(&g2, g + 8, sizeof g2);
+        memcpy(&g3, g + 12, sizeof g3);
+        if (t[q2].lv < 0) {
+          a0 += x * g0;
+          a1 += x * g1;
+          a2 += x * g2;
+          a3 += x * g3;
+        } else {
+          const double *restrict et = etab + (size_t) t[q2].lv * Bd + rr0;
+          v4d e0, e1, e2, e3;
+          memcpy(&e0, et, sizeof e0);
+          memcpy(&e1, et + 4, sizeof e1);
+          memcpy(&e2, et + 8, sizeof e2);
+          memcpy(&e3, et + 12, sizeof e3);
+          a0 += x * g0 * e0;
+          a1 += x * g1 * e1;
+          a2 += x * g2 * e2;
+          a3 += x * g3 * e3;
+        }
+      }
+      memcpy(acc + rr0, &a0, sizeof a0);
+      memcpy(acc + rr0 + 4, &a1, sizeof a1);
+      memcpy(acc + rr0 + 8, &a2, sizeof a2);
+      memcpy(acc + rr0 + 12, &a3, sizeof a3);
+    }
+#endif
+    for (int rr = rr0; rr < nb; rr++) acc[rr] = 0.0;
     for (; q < end && t[q].par == par; q++) {
       const double x = t[q].x, *restrict g = gvb + (size_t) t[q].idx * Bd;
       if (t[q].lv < 0) {
 ICLV_SIMD
-        for (int rr = 0; rr < nb; rr++) acc[rr] += x * g[rr];
+        for (int rr = rr0; rr < nb; rr++) acc[rr] += x * g[rr];
       } else {
         const double *restrict et = etab + (size_t) t[q].lv * Bd;
 ICLV_SIMD
-        for (int rr = 0; rr < nb; rr++) acc[rr] += x * g[rr] * et[rr];
+        for (int rr = rr0; rr < nb; rr++) acc[rr] += x * g[rr] * et[rr];
       }
     }
     for (int rr = 0; rr < nb; rr++)
@@ -2653,7 +2737,14 @@ ICLV_CLONES static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd
       const double yj = j == y ? 1.0 : 0.0;
       ICLV_SIMD
       for (int rr = 0; rr < nb; rr++) pj[rr] = yj - g[rr];
-      ws->G0[(size_t) j * Tm + i] += dot4(fb, g, nb);
+    }
+    /* (G0's column sums four alternatives at a time: gV_j of row i are Tm
+     * Bd apart) */
+    for (int j = 0; j < J; j += 4) {
+      double d4[4];
+      const int nj = J - j < 4 ? J - j : 4;
+      dot4_many(fb, gvb + ((size_t) j * Tm + i) * Bd, (size_t) Tm * Bd, nj, nb, d4);
+      for (int jj = 0; jj < nj; jj++) ws->G0[(size_t) (j + jj) * Tm + i] += d4[jj];
     }
     {
       double *restrict q = qv;
@@ -2676,11 +2767,16 @@ ICLV_CLONES static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd
         if (!lv_carried(lvmask, k) || !lv_carried(lvmask, l)) continue;
         Mf = ws->M2 + (((size_t) i * Ku + k) * Ku + l) * JJ;
       }
-      const double *restrict wv = wf + (size_t) f * Bd, *restrict q = qv;
+      const double *restrict wv = wf + (size_t) f * Bd;
       for (int j = 0; j < J; j++) dg[j] = 0.0;
+      /* the pairs' dots four at a time (q in qv's order) */
+      double d4[4];
+      size_t qi = 0;
       for (int j = 1; j < J; j++)
-        for (int j2 = 0; j2 < j; j2++, q += Bd) {
-          const double d = dot4(wv, q, nb);
+        for (int j2 = 0; j2 < j; j2++, qi++) {
+          if (qi % 4 == 0)
+            dot4_many(wv, qv + qi * Bd, (size_t) Bd, NQ - qi < 4 ? (int) (NQ - qi) : 4, nb, d4);
+          const double d = d4[qi % 4];
           Mf[(size_t) j * J + j2] += d;
           dg[j] -= d;
           dg[j2] -= d;
