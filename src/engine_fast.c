@@ -87,7 +87,7 @@
 #else
 #define ICLV_FORCE_INLINE inline
 #endif
-#define NPIECE 38
+#define NPIECE 37
 /* At most this many draws processed together (the LL and score pass, the
  * Hessian pass's block sums): fewer, longer vector loops. 128 took the
  * fewest instructions and the least time of 32, 64 and 128 on the drug and
@@ -400,14 +400,27 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
       fd->d2_zero = 0;
   for (int t = 0; t < fd->S; t++)
     if (m->st_src_type[t] != ICLV_SRC_COV) fd->hess_ok = 0;
+  /* hess_rows' count, without removing repeats (a bound) */
+  fd->nhr = 0;
+  if (!fd->hess_ok)
+    for (int k = 0; k < K; k++) {
+      if (m->st_ptr[k + 1] == m->st_ptr[k]) continue;
+      for (int ind = 0; ind < m->n_indic; ind++) {
+        int on = 0;
+        for (int q = m->ind_load_ptr[ind]; q < m->ind_load_ptr[ind + 1]; q++) on |= m->ind_load_lv[q] == k;
+        if (!on) continue;
+        fd->nhr += m->ind_load_ptr[ind + 1] - m->ind_load_ptr[ind] + 2;
+        if (m->ind_thr[ind] >= 0) fd->nhr += m->ind_ncat[ind] - 1;
+      }
+    }
 }
 
 /* The Hessian pass's scratch in ws->dX (engine_fast.h), laid out here
  * only: ws_sizes takes its size from the same counts. Doubles first (rows
  * of dX, dZ, dH, dE padded to whole vectors of 4 columns), then ints. */
 typedef struct {
-  double *dX, *dZ, *dH, *dE, *ML, *gib, *HD;
-  int *cmap, *cpar, *ob, *kc, *hr_ptr, *hr_idx, *mark, *nz;
+  double *dX, *dZ, *dH, *dE, *ML, *gib, *HD, *hb, *hlb;
+  int *cmap, *cpar, *ob, *kc, *hr_ptr, *hr_idx, *mark, *nz, *dz;
 } hess_scratch;
 
 /* Points h into base (when non-NULL); returns the doubles the whole takes. */
@@ -415,24 +428,29 @@ static size_t hess_layout(const iclv_fast_dims *fd, double *base, hess_scratch *
   const size_t J = (size_t) fd->J, K = (size_t) fd->K, Ku = (size_t) fd->Ku, S = (size_t) fd->S;
   const size_t P = (size_t) fd->P, B = (size_t) fd->B, O = (size_t) fd->Omax;
   const size_t U = (size_t) fd->NUP, U4 = (U + 3) / 4 * 4;
-  /* dX, dZ (J, U4); dH (U, U4); dE (Ku, U4); ML (J, Ku); gib (K, B); HD (K, S) */
-  const size_t nd[7] = {J * U4, J * U4, U * U4, Ku * U4, J * Ku, K * B, K * S};
+  /* with LV-on-LV terms only (dv): a block of draws' LV-block rows and the
+   * choice rows' HV L (fold_block) */
+  const size_t dv = fd->hess_ok ? 0 : 1, T = (size_t) fd->Tmax;
+  /* dX, dZ (J, U4); dH (U, U4); dE (Ku, U4); ML (J, Ku); gib (K, B); HD (K,
+   * S); hb (nhr, B); hlb (Ku, J, Tmax, B) */
+  const size_t nd[9] = {J * U4, J * U4, U * U4, Ku * U4, J * Ku, K * B, K * S,
+                        dv * (size_t) fd->nhr * B, dv * Ku * J * T * B};
   /* cmap (P), cpar (U), ob (O, 5), kc (K), hr_ptr (K + 1), hr_idx (P K),
-   * mark (P), nz (K S + S) */
-  const size_t ni[8] = {P, U, 5 * O, K, K + 1, P * K, P, K * S + S};
+   * mark (P), nz (K S + S), dz (K S) */
+  const size_t ni[9] = {P, U, 5 * O, K, K + 1, P * K, P, K * S + S, K * S};
   size_t td = 0, ti = 0;
-  for (int i = 0; i < 7; i++) td += nd[i];
-  for (int i = 0; i < 8; i++) ti += ni[i];
+  for (int i = 0; i < 9; i++) td += nd[i];
+  for (int i = 0; i < 9; i++) ti += ni[i];
   if (base != NULL && h != NULL) {
-    double **d[7] = {&h->dX, &h->dZ, &h->dH, &h->dE, &h->ML, &h->gib, &h->HD};
-    int **q[8] = {&h->cmap, &h->cpar, &h->ob, &h->kc, &h->hr_ptr, &h->hr_idx, &h->mark, &h->nz};
+    double **d[9] = {&h->dX, &h->dZ, &h->dH, &h->dE, &h->ML, &h->gib, &h->HD, &h->hb, &h->hlb};
+    int **q[9] = {&h->cmap, &h->cpar, &h->ob, &h->kc, &h->hr_ptr, &h->hr_idx, &h->mark, &h->nz, &h->dz};
     double *b = base;
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 9; i++) {
       *d[i] = b;
       b += nd[i];
     }
     int *c = (int *) b;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 9; i++) {
       *q[i] = c;
       c += ni[i];
     }
@@ -536,14 +554,13 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[27] = pad8(ICLV_FAST_NCNT);  /* cnt */
   z[28] = pad8(P * S);           /* HpS */
   z[29] = pad8(O * 2 * (size_t) fd->R); /* Fst */
-  z[30] = pad8(J * Ku);          /* HL */
-  z[31] = pad8((J + J * (J - 1) / 2 + 1 + Ku + Ku * Ku) * B + J); /* fr */
-  z[32] = pad8(3 * K);           /* cst */
-  z[33] = pad8(J * B + J + B + J); /* bZ */
-  z[34] = pad8(2 * J);           /* usame, then altlv */
-  z[35] = pad8(hess_layout(fd, (double *) 0, (hess_scratch *) 0)); /* dX: hess_scratch */
-  z[36] = pad8((J + T + 1) * (size_t) fd->R); /* hU, hI, hF */
-  z[37] = pad8(rc_layout(fd, (double *) 0, (rc_scratch *) 0)); /* rc: rc_scratch */
+  z[30] = pad8((J + J * (J - 1) / 2 + 1 + Ku + Ku * Ku) * B + J); /* fr */
+  z[31] = pad8(3 * K);           /* cst */
+  z[32] = pad8(J * B + J + B + J); /* bZ */
+  z[33] = pad8(2 * J);           /* usame, then altlv */
+  z[34] = pad8(hess_layout(fd, (double *) 0, (hess_scratch *) 0)); /* dX: hess_scratch */
+  z[35] = pad8((J + T + 1) * (size_t) fd->R); /* hU, hI, hF */
+  z[36] = pad8(rc_layout(fd, (double *) 0, (rc_scratch *) 0)); /* rc: rc_scratch */
 }
 
 size_t iclv_fast_ws_doubles(const iclv_fast_dims *fd) {
@@ -560,7 +577,7 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
                           &ws->G1, &ws->M0, &ws->M1, &ws->M2, &ws->oc, &ws->A0,
                           &ws->A1, &ws->geta, &ws->Gst, &ws->au, &ws->Hpe, &ws->Hee, &ws->tv,
                           &ws->bEta, &ws->bD, &ws->bGe, &ws->bS, &ws->bOf, &ws->bGv,
-                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->HL, &ws->fr, &ws->cst, &ws->bZ, &ws->usame, &ws->dX, &ws->hU, &ws->rc};
+                          &ws->tl, &ws->cnt, &ws->HpS, &ws->Fst, &ws->fr, &ws->cst, &ws->bZ, &ws->usame, &ws->dX, &ws->hU, &ws->rc};
   for (int i = 0; i < NPIECE; i++) {
     *dst[i] = b;
     b += z[i];
@@ -2465,31 +2482,24 @@ static void sort_terms(const term_e *t, int n, int n0, term_e *out, int *cnt, in
   }
 }
 
-/* The draw-by-draw fold of the Hessian pass, as iclv_fold_hessian()
- * (iclv_core.h) but over the rows of Hpe that the atoms can write (hr_ptr
- * (K + 1), hr_idx: CSR by LV, hess_rows) and the non-zeros of D (with LVs
- * that load on exogenous LVs, D (K, S) has one non-zero per column), and
- * with the mixed block summed over the draws: HpS (P, S) += w Hpe D
- * (scattered into Hpp, both orientations, once per individual by the
- * caller), h->Hpp += w (D' Hee D + sum_k geta_k D2_k) in its lower triangle
- * (both cells (t, u) and (u, t) where their parameters are equal). The sums
- * run in another order than the reference's (same terms). Scratch: HD (K,
- * S), nz (K S + S ints). */
+/* The draw-by-draw part of the fold of the Hessian pass (as
+ * iclv_fold_hessian(), iclv_core.h), with the mixed block left to
+ * fold_block: this draw's rows of Hpe that the indicators can write (hr_ptr
+ * (K + 1), hr_idx: CSR by LV, hess_rows) into column rr of hb (nhr, Bd),
+ * and h->Hpp += w (D' Hee D + sum_k geta_k D2_k) in its lower triangle
+ * (both cells (t, u) and (u, t) where their parameters are equal) over the
+ * non-zeros of D (with LVs that load on exogenous LVs, D (K, S) has one
+ * non-zero per column). The sums run in another order than the
+ * reference's (same terms). Scratch: HD (K, S), nz (K S + S ints). */
 static void fold_hessian_sparse(const iclv_model *m, const double *D, const double *D2,
-                                const double *geta, iclv_hess *h, double *HpS,
-                                const int *hr_ptr, const int *hr_idx, double *HD, int *nz) {
+                                const double *geta, iclv_hess *h, const int *hr_ptr,
+                                const int *hr_idx, double *restrict hb, int Bd, int rr,
+                                double *HD, int *nz) {
   int P = m->n_par, K = m->n_lv, S = m->st_ptr[K];
   double w = h->w;
   for (int k = 0; k < K; k++) {
     const double *restrict hk = h->Hpe + (long) P * k;
-    const int q0 = hr_ptr[k], q1 = hr_ptr[k + 1];
-    if (q0 == q1) continue;
-    for (int t = 0; t < S; t++) {
-      double d = D[k * S + t];
-      if (d == 0.0) continue;
-      double *restrict col = HpS + (long) P * t, wd = w * d;
-      for (int q = q0; q < q1; q++) col[hr_idx[q]] += wd * hk[hr_idx[q]];
-    }
+    for (int q = hr_ptr[k]; q < hr_ptr[k + 1]; q++) hb[(size_t) q * Bd + rr] = hk[hr_idx[q]];
   }
   /* the non-zeros of each column u of D (nz[u S ..], nz[K S + u] of them),
    * HD = Hee D over them */
@@ -2525,16 +2535,15 @@ static void fold_hessian_sparse(const iclv_model *m, const double *D, const doub
   }
 }
 
-/* The rows of Hpe (P, K) that the atoms of the Hessian pass can write, by
- * LV k (CSR hr_ptr (K + 1), hr_idx (<= P K), each row once): the
- * parameters of every indicator with a loading on k (loadings, thresholds,
- * intercept, scale), and the utility parameters when k is carried (kc);
- * none for an LV without structural terms (its row of D is 0, so the fold
- * reads none of its column).
- * mark (P ints) scratch. */
-static void hess_rows(const iclv_model *m, const int *kc, int nkc, int *hr_ptr, int *hr_idx,
-                      int *mark) {
-  const int P = m->n_par, K = m->n_lv, has_choice = m->choice_type != ICLV_CHOICE_NONE;
+/* The rows of Hpe (P, K) that the indicators can write in the Hessian pass
+ * of a model with LV-on-LV terms, by LV k (CSR hr_ptr (K + 1), hr_idx (<=
+ * fd->nhr), each row once): the parameters of every indicator with a
+ * loading on k (loadings, thresholds, intercept, scale); none for an LV
+ * without structural terms (its row of D is 0, so the fold reads none of
+ * its column). (The choice rows' LV blocks are summed from hlb by
+ * fold_block.) mark (P ints) scratch. */
+static void hess_rows(const iclv_model *m, int *hr_ptr, int *hr_idx, int *mark) {
+  const int P = m->n_par, K = m->n_lv;
   int nq = 0;
   for (int p = 0; p < P; p++) mark[p] = -1;
 #define HR_ADD(par)                                                  \
@@ -2547,8 +2556,6 @@ static void hess_rows(const iclv_model *m, const int *kc, int nkc, int *hr_ptr, 
   } while (0)
   for (int k = 0; k < K; k++) {
     hr_ptr[k] = nq;
-    /* an LV without structural terms has a zero row of D: its column of
-     * Hpe is never folded (nor zeroed) */
     if (m->st_ptr[k + 1] == m->st_ptr[k]) continue;
     for (int ind = 0; ind < m->n_indic; ind++) {
       int on = 0;
@@ -2560,10 +2567,6 @@ static void hess_rows(const iclv_model *m, const int *kc, int nkc, int *hr_ptr, 
       HR_ADD(m->ind_icpt[ind]);
       HR_ADD(m->ind_sd[ind]);
     }
-    int carried = 0;
-    for (int a = 0; a < nkc; a++) carried |= kc[a] == k;
-    if (has_choice && carried)
-      for (int u = 0; u < m->ut_ptr[m->n_alt]; u++) HR_ADD(m->ut_par[u]);
   }
   hr_ptr[K] = nq;
 #undef HR_ADD
@@ -2575,46 +2578,35 @@ static inline int lv_carried(uint64_t mask, int k) {
   return k >= 64 || ((mask >> k) & 1u);
 }
 
-/* The LV blocks of choice row t at one draw (models whose d eta / d phi
- * depends on the draw): into h's Hpe (P, K) and Hee (K, K), unweighted, as
- * iclv_choice_atom() adds them: with HL = HV L (J, Ku) over the carried
- * LVs (kc[0 .. nkc - 1]; the others have L = 0 and are not read), Hee(k, l) += sum_j L_jk HL_jl,
- * Hpe(u, l) += dV_j/dtheta_u HL_jl over the utility terms u of j, and the
- * second derivative of V (x gV_j for a term with an LV). L (J, Ku) the
- * row's LV coefficients, HV (J, J) row-major, gV with stride ldg
- * (column-major (J, Tm) from row i), HL scratch (J, Ku). */
-static void choice_lv_blocks(const iclv_model *m, const iclv_fast_dims *fd, int t, const double *L,
-                             const double *HV, const double *gV, int ldg, const double *eta,
-                             const int *kc, int nkc, double *HL, iclv_hess *h) {
-  int J = fd->J, Ku = fd->Ku, P = fd->P, K = fd->K;
-  const double *xr = m->X + (long) t * m->n_xcol;
+/* Choice row i's part of the LV blocks at one draw, for models whose d eta
+ * / d phi depends on the draw: HL = HV L (J, Ku) over the carried LVs
+ * (kc[0 .. nkc - 1]; the others have L = 0 and are not read) into column
+ * rr of hlb (nkc, J, Tm, Bd), where fold_block sums the mixed block from it
+ * (Hpe(u, k) = sum over u's terms of dV_j/dtheta_u HL_jk, plus x gV_j for a
+ * term of LV k), and h->Hee(k, l) += sum_j L_jk HL_jl, unweighted, as
+ * iclv_choice_atom() adds it. L (J, Ku) the row's LV coefficients, HV (J,
+ * J) row-major. */
+static void choice_lv_hl(const iclv_fast_dims *fd, int i, const double *L, const double *HV,
+                         const int *kc, int nkc, double *restrict hlb, int rr, iclv_hess *h) {
+  const int J = fd->J, Ku = fd->Ku, K = fd->K, Tm = fd->Tmax, Bd = fd->B;
+  for (int a = 0; a < nkc; a++) {
+    const int k = kc[a];
+    for (int j = 0; j < J; j++) {
+      double acc = 0.0;
+      for (int j2 = 0; j2 < J; j2++) acc += HV[j * J + j2] * L[j2 * Ku + k];
+      hlb[(((size_t) a * J + j) * Tm + i) * Bd + rr] = acc;
+    }
+  }
   for (int j = 0; j < J; j++)
     for (int a = 0; a < nkc; a++) {
       const int k = kc[a];
-      double acc = 0.0;
-      for (int j2 = 0; j2 < J; j2++) acc += HV[j * J + j2] * L[j2 * Ku + k];
-      HL[j * Ku + k] = acc;
-    }
-  for (int j = 0; j < J; j++) {
-    const double *hl = HL + (size_t) j * Ku;
-    for (int a = 0; a < nkc; a++) {
-      const int k = kc[a];
-      double lk = L[j * Ku + k];
+      const double lk = L[j * Ku + k];
       if (lk == 0.0) continue;
-      for (int b = 0; b < nkc; b++)
-        if (hl[kc[b]] != 0.0) h->Hee[k + K * kc[b]] += lk * hl[kc[b]];
+      for (int b = 0; b < nkc; b++) {
+        const double hl = hlb[(((size_t) b * J + j) * Tm + i) * Bd + rr];
+        if (hl != 0.0) h->Hee[k + K * kc[b]] += lk * hl;
+      }
     }
-    double g = gV[(size_t) j * ldg];
-    for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
-      double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
-      if (x == 0.0) continue;
-      int lv = m->ut_lv[u], pu = m->ut_par[u];
-      double dp = x * (lv >= 0 ? eta[lv] : 1.0);
-      for (int b = 0; b < nkc; b++)
-        if (hl[kc[b]] != 0.0) h->Hpe[pu + (long) P * kc[b]] += dp * hl[kc[b]];
-      if (lv >= 0) h->Hpe[pu + (long) P * lv] += x * g;
-    }
-  }
 }
 
 /* The utility parameters' part of the gradients of a block of nb draws:
@@ -2688,6 +2680,71 @@ ICLV_SIMD
   }
 }
 
+
+/* The mixed block (parameters x structural terms) of a block of nb draws
+ * of a model whose d eta / d phi depends on the draw, summed over the
+ * draws: HpS (P, S) += sum_rr w D_rr[k, s] Hpe_rr[p, k], as fixed-order
+ * dot products over the block (dot4) with wD (K, S, Bd) = w D of each
+ * draw (0 for a skipped one), for the pairs (k, s) that some draw of the
+ * block has non-zero (dz (K, S) flags, reset here):
+ *   - the indicators' rows, from hb (nhr, Bd) (hr_ptr, hr_idx: hess_rows);
+ *   - the utility parameters, for each carried LV k = kc[a]: Hpe_rr[u, k]
+ *     = the sum over u's terms t (n0 without an LV, then nl with, each
+ *     group by parameter, as flush_terms) of x_t HL_k (times eta_lv for an
+ *     LV term), plus x_t gV for a term of LV k, from hlb (nkc, J Tm, Bd)
+ *     (choice_lv_hl), gvb (J Tm, Bd) and etab (K, Bd); acc (Bd) scratch. */
+static void fold_block(const iclv_fast_dims *fd, const term_e *t, int n0, int nl, const int *kc,
+                       int nkc, const int *hr_ptr, const int *hr_idx, const double *hb,
+                       const double *hlb, const double *gvb, const double *etab,
+                       const double *wD, int *dz, int nb, double *restrict acc, double *HpS) {
+  const int P = fd->P, K = fd->K, S = fd->S, Bd = fd->B;
+  const size_t JT = (size_t) fd->J * fd->Tmax;
+  for (int k = 0; k < K; k++) {
+    const int q0 = hr_ptr[k], q1 = hr_ptr[k + 1];
+    if (q0 == q1) continue;
+    for (int s = 0; s < S; s++) {
+      if (!dz[k * S + s]) continue;
+      const double *wv = wD + ((size_t) k * S + s) * Bd;
+      double *col = HpS + (size_t) P * s;
+      for (int q = q0; q < q1; q += 4) {
+        double d4[4];
+        const int m4 = q1 - q < 4 ? q1 - q : 4;
+        dot4_many(wv, hb + (size_t) q * Bd, (size_t) Bd, m4, nb, d4);
+        for (int jj = 0; jj < m4; jj++) col[hr_idx[q + jj]] += d4[jj];
+      }
+    }
+  }
+  for (int a = 0; a < nkc; a++) {
+    const int k = kc[a];
+    int any = 0;
+    for (int s = 0; s < S; s++) any |= dz[k * S + s];
+    if (!any) continue;
+    const double *hl = hlb + (size_t) a * JT * Bd;
+    for (int q = 0; q < n0 + nl;) {
+      const int par = t[q].par, end = q < n0 ? n0 : n0 + nl;
+      for (int rr = 0; rr < nb; rr++) acc[rr] = 0.0;
+      for (; q < end && t[q].par == par; q++) {
+        const double x = t[q].x, *restrict g = hl + (size_t) t[q].idx * Bd;
+        if (t[q].lv < 0) {
+ICLV_SIMD
+          for (int rr = 0; rr < nb; rr++) acc[rr] += x * g[rr];
+        } else {
+          const double *restrict et = etab + (size_t) t[q].lv * Bd;
+ICLV_SIMD
+          for (int rr = 0; rr < nb; rr++) acc[rr] += x * g[rr] * et[rr];
+          if (t[q].lv == k) {
+            const double *restrict gv = gvb + (size_t) t[q].idx * Bd;
+ICLV_SIMD
+            for (int rr = 0; rr < nb; rr++) acc[rr] += x * gv[rr];
+          }
+        }
+      }
+      for (int s = 0; s < S; s++)
+        if (dz[k * S + s]) HpS[par + (size_t) P * s] += dot4(wD + ((size_t) k * S + s) * Bd, acc, nb);
+    }
+  }
+  for (int i = 0; i < K * S; i++) dz[i] = 0;
+}
 
 /* The fast rows' part of the weighted sums G0 and M (iclv_fast_hessian)
  * over a block of nb draws: for each row i with tsafe, from the block's gV
@@ -3081,7 +3138,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     if (LV_CARRIED(k)) kc[nkc++] = k;
   /* with LV-on-LV terms (draw by draw): the rows of Hpe_d that can be
    * written, the only ones zeroed and folded */
-  int *hr_ptr = hs.hr_ptr, *hr_idx = hs.hr_idx, *hmark = hs.mark, *dnz = hs.nz;
+  int *hr_ptr = hs.hr_ptr, *hr_idx = hs.hr_idx, *hmark = hs.mark, *dnz = hs.nz, *dz = hs.dz;
+  /* (and a block of draws' rows of those, hb, the choice rows' HV L, hlb,
+   * and w D, in ws->bD (K, S, Bd): fold_block) */
+  double *hrb = hs.hb, *hlb = hs.hlb, *wD = ws->bD;
   /* d eta / d phi depends on the draw (LV-on-LV terms): the LV blocks are
    * folded draw by draw (as the reference does), the choice rows' included */
   int dvar = !fd->hess_ok;
@@ -3097,7 +3157,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
    * in hr_idx are zeroed again, the only ones its atoms write */
   zero(Hpe_d, (size_t) P * K);
   zero(Hee_d, (size_t) K * K);
-  if (dvar) hess_rows(m, kc, nkc, hr_ptr, hr_idx, hmark);
+  if (dvar) {
+    hess_rows(m, hr_ptr, hr_idx, hmark);
+    for (int i = 0; i < K * fd->S; i++) dz[i] = 0;
+  }
   /* without LV-on-LV terms eta = e + c and D are as in the LL pass's
    * (structural_mean), once */
   if (!dvar) structural_mean(m, theta, n, ws, D);
@@ -3151,10 +3214,20 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         for (size_t c = 0; c < (size_t) J * Tm; c++) gvb[c * Bd + rr] = 0.0;
         for (int k = 0; k < K; k++) etab[(size_t) k * Bd + rr] = 0.0;
       }
+      if (dvar) {
+        /* (fold_block reads the block's columns: zeros) */
+        for (size_t c = 0; c < (size_t) K * fd->S; c++) wD[c * Bd + rr] = 0.0;
+        for (int q = 0; q < hr_ptr[K]; q++) hrb[(size_t) q * Bd + rr] = 0.0;
+        for (size_t c = 0; c < (size_t) nkc * J * Tm && has_choice; c++) hlb[c * Bd + rr] = 0.0;
+      }
       goto next_draw;
     }
     if (dvar) {
       iclv_structural(m, theta, n, E + (size_t) r * K, eta, D, D2);
+      for (int c = 0; c < K * fd->S; c++) {
+        wD[(size_t) c * Bd + rr] = w * D[c];
+        dz[c] |= D[c] != 0.0;
+      }
     } else {
       for (int k = 0; k < K; k++) eta[k] = E[(size_t) r * K + k] + ws->cst[k];
     }
@@ -3266,14 +3339,12 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
             for (int j = 0; j < J; j++)
               for (int j2 = 0; j2 <= j; j2++) Mx[j * J + j2] += f * HV[j * J + j2];
           }
-        if (dvar)
-          choice_lv_blocks(m, fd, t0 + i, ws->L + (size_t) i * J * Ku, HV, ws->gV + i, Tm, eta,
-                           kc, nkc, ws->HL, &h);
+        if (dvar) choice_lv_hl(fd, i, ws->L + (size_t) i * J * Ku, HV, kc, nkc, hlb, rr, &h);
       }
     }
     if (dvar) {
       /* this draw's LV blocks with this draw's d eta / d phi */
-      fold_hessian_sparse(m, D, D2, gtmp + P, &h, ws->HpS, hr_ptr, hr_idx, HD, dnz);
+      fold_hessian_sparse(m, D, D2, gtmp + P, &h, hr_ptr, hr_idx, hrb, Bd, rr, HD, dnz);
     } else if (hd) {
       double *restrict hpe = ws->Hpe, *restrict hee = ws->Hee;
       double *restrict hpd = Hpe_d, *restrict hed = Hee_d;
@@ -3296,6 +3367,9 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
                     G + (size_t) rb0 * ldg, ldg);
         if (!dvar) flush_rows(m, fd, n, ws, gvb, etab, fb, Bd, rr + 1, lvmask, ws->fr);
       }
+      if (dvar)
+        fold_block(fd, (const term_e *) ws->tl, n0, nl, kc, nkc, hr_ptr, hr_idx, hrb, hlb, gvb, etab,
+                   wD, dz, rr + 1, acc, ws->HpS);
       rb0 = r + 1;
     }
   }

@@ -63,6 +63,11 @@
  *     one loading are summed over a block of draws (fixed-order dot
  *     products), only their gradient is formed draw by draw;
  *     binary-probit terms use Cody's Phi (probit_cdf_fast);
+ *   - with LV-on-LV terms (d eta / d phi differs by draw) the LV blocks
+ *     that meet d eta / d phi are kept per draw for a block of draws (the
+ *     indicators' rows of Hpe; the choice rows' HV L) and folded into the
+ *     mixed block with w D as fixed-order dot products over the block
+ *     (fold_block), the LV-LV block draw by draw;
  *   - the block kernels are also compiled for AVX2 (ICLV_CLONES, numerics.h:
  *     no FMA, so the same results on every CPU).
  * An ordered indicator with an intercept or a scale (ind_icpt or ind_sd >= 0,
@@ -116,6 +121,9 @@ typedef struct {
   int atoms_affine;  /* the utilities are affine in eta with draw-invariant coefficients (no
                         tape, or tapes_fixed): the Hessian pass sums each row's C over the
                         draws (affine_sums) and forms its outer products once (affine_outer) */
+  int nhr;          /* with LV-on-LV terms (!hess_ok): a bound on the rows of Hpe that
+                        the Hessian pass keeps per draw for fold_block (hess_rows: the
+                        parameters of the indicators of LVs with structural terms) */
   int ref_choice;    /* nested, ordered or tapes: the choice rows have no hoisted form; both
                         passes take them draw by draw through iclv_choice_atom (the
                         reference's atom, iclv_core.h) inside the fast kernels, which keep
@@ -149,7 +157,8 @@ typedef struct {
   double *tv;    /* (Tmax) per-row scratch of one draw */
   /* one block of B draws (LL and score pass), draws innermost: */
   double *bEta;  /* (K, B) LVs */
-  double *bD;    /* (K, S, B) d eta / d phi */
+  double *bD;    /* (K, S, B) d eta / d phi; in the Hessian pass of models with LV-on-LV
+                    terms w D of a block's draws (fold_block) */
   double *bGe;   /* (K, B) d l / d eta */
   double *bS;    /* (16, B) log terms, products, their power-of-2 scales, l, weights, scratch (11) */
   double *bOf;   /* (Omax, 3, B) indicator derivatives d1, d2, c = d l / d s */
@@ -168,7 +177,6 @@ typedef struct {
   double *Fst;   /* (Omax, 2, R) of each draw, from the last LL and score pass (the Hessian
                     pass's): d log P / d(a, b) of an ordered-probit observation; F(a),
                     F(-b) of an ordered-logit one in the product form (logit_fast) */
-  double *HL;    /* (J, Ku) HV L of one row and draw (Hessian pass, LV-on-LV models) */
   double *fr;    /* ((J + J (J - 1) / 2 + 1 + Ku + Ku^2) B + J) the fast rows' block sums
                     (Hessian pass, flush_rows) */
   double *cst;   /* (3 K) with covariate sources only (hess_ok): the LVs' draw-invariant
@@ -181,10 +189,12 @@ typedef struct {
   double *dX;    /* the Hessian pass's scratch, laid out by hess_layout (engine_fast.c):
                     one row's design of the utility terms without an LV (J, NUP), M0 dX,
                     their parameter block, their LV block, M0 L (the fold); the ordered
-                    indicators' block sums of d l / d eta; Hee D of a draw; then ints:
-                    the fold's parameter columns, the observations summed over a block
-                    of draws (hess_block_indicators), the carried LVs, the rows of Hpe
-                    that atoms write (hess_rows), D's non-zeros */
+                    indicators' block sums of d l / d eta; Hee D of a draw; with
+                    LV-on-LV terms a block of draws' rows of Hpe that the indicators
+                    write (nhr, B) and the choice rows' HV L (Ku, J, Tmax, B); then
+                    ints: the fold's parameter columns, the observations summed over a
+                    block of draws (hess_block_indicators), the carried LVs, those rows
+                    of Hpe (hess_rows), D's non-zeros of a draw and of a block */
   double *hU;    /* (J, R) u_j of each draw of the last LL pass with links, where its
                     block was implicit (block_choice); then hI (Tmax, R) 1 / S_t of
                     its fast rows, hF (R) 1 for such a block (by block index): the

@@ -138,6 +138,25 @@ test_that("LV-on-LV terms whose sources have no structural terms (no D2) equal t
   }
 })
 
+test_that("LV-on-LV models' draws of weight 0 leave no trace in the Hessian's block sums", {
+  # (the Hessian pass folds the mixed block a block of draws at a time,
+  # fold_block: a draw whose weight underflows to 0 must add nothing) one
+  # draw in 10 puts LV 1 at 60, where its indicators' log-probabilities are
+  # near -1800: weight exp(l_r - log L) = 0; two blocks of draws (R = 150)
+  for (ch in c("mnl", "probit")) {
+    tm <- tiny_model(c("ordered_probit", "ordered_logit"), ch, n_ind = 5L, n_draws = 150L,
+                     seed = 140 + nchar(ch))
+    u <- tm$draws$user
+    u[, seq(3, 150, by = 10), 2] <- 60
+    dr <- user_draws(u)
+    th <- jitter_theta(tm)
+    e <- engine_pair(tm$compiled, dr)
+    l <- iclv:::.engine_eval(e$ref, th, FALSE, FALSE, FALSE)
+    expect_true(is.finite(l$loglik))
+    expect_fast_equals_ref(tm$compiled, dr, th, paste("weight-0 draws, LV-on-LV", ch))
+  }
+})
+
 test_that("the tails hand over to the reference links: huge utilities, LV effects and thresholds", {
   base <- tiny_variant(tiny_model(c("ordered_logit", "ordered_logit", "ordered_logit", "binary_logit"), "mnl",
                                   n_ind = 8L, n_draws = 6L, ncat = 4L, seed = 61), no_lvlv = TRUE, rowinv = TRUE)
