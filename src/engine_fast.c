@@ -400,6 +400,7 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
       fd->d2_zero = 0;
   for (int t = 0; t < fd->S; t++)
     if (m->st_src_type[t] != ICLV_SRC_COV) fd->hess_ok = 0;
+  fd->pblk = m->choice_type == ICLV_CHOICE_PROBIT && !fd->ref_choice && !fd->row_mult;
   /* hess_rows' count, without removing repeats (a bound) */
   fd->nhr = 0;
   if (!fd->hess_ok)
@@ -419,7 +420,7 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
  * only: ws_sizes takes its size from the same counts. Doubles first (rows
  * of dX, dZ, dH, dE padded to whole vectors of 4 columns), then ints. */
 typedef struct {
-  double *dX, *dZ, *dH, *dE, *ML, *gib, *HD, *hb, *hlb;
+  double *dX, *dZ, *dH, *dE, *ML, *gib, *HD, *hb, *hlb, *hvb, *heeb;
   int *cmap, *cpar, *ob, *kc, *hr_ptr, *hr_idx, *mark, *nz, *dz;
 } hess_scratch;
 
@@ -431,21 +432,25 @@ static size_t hess_layout(const iclv_fast_dims *fd, double *base, hess_scratch *
   /* with LV-on-LV terms only (dv): a block of draws' LV-block rows and the
    * choice rows' HV L (fold_block) */
   const size_t dv = fd->hess_ok ? 0 : 1, T = (size_t) fd->Tmax;
+  const size_t pb = fd->pblk ? 1 : 0;
   /* dX, dZ (J, U4); dH (U, U4); dE (Ku, U4); ML (J, Ku); gib (K, B); HD (K,
-   * S); hb (nhr, B); hlb (Ku, J, Tmax, B) */
-  const size_t nd[9] = {J * U4, J * U4, U * U4, Ku * U4, J * Ku, K * B, K * S,
-                        dv * (size_t) fd->nhr * B, dv * Ku * J * T * B};
+   * S); hb (nhr, B); hlb (Ku, J, Tmax, B); with pblk (hess_block_probit)
+   * hvb (Tmax, B), heeb (Ku, Ku, B) */
+  const size_t nd[11] = {J * U4, J * U4, U * U4, Ku * U4, J * Ku, K * B, K * S,
+                         dv * (size_t) fd->nhr * B, dv * Ku * J * T * B, pb * T * B,
+                         pb * Ku * Ku * B};
   /* cmap (P), cpar (U), ob (O, 5), kc (K), hr_ptr (K + 1), hr_idx (P K),
    * mark (P), nz (K S + S), dz (K S) */
   const size_t ni[9] = {P, U, 5 * O, K, K + 1, P * K, P, K * S + S, K * S};
   size_t td = 0, ti = 0;
-  for (int i = 0; i < 9; i++) td += nd[i];
+  for (int i = 0; i < 11; i++) td += nd[i];
   for (int i = 0; i < 9; i++) ti += ni[i];
   if (base != NULL && h != NULL) {
-    double **d[9] = {&h->dX, &h->dZ, &h->dH, &h->dE, &h->ML, &h->gib, &h->HD, &h->hb, &h->hlb};
+    double **d[11] = {&h->dX, &h->dZ, &h->dH, &h->dE, &h->ML, &h->gib, &h->HD, &h->hb, &h->hlb,
+                      &h->hvb, &h->heeb};
     int **q[9] = {&h->cmap, &h->cpar, &h->ob, &h->kc, &h->hr_ptr, &h->hr_idx, &h->mark, &h->nz, &h->dz};
     double *b = base;
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 11; i++) {
       *d[i] = b;
       b += nd[i];
     }
@@ -462,6 +467,12 @@ static size_t hess_layout(const iclv_fast_dims *fd, double *base, hess_scratch *
 static void hu_parts(const iclv_fast_dims *fd, double *hU, double **hI, double **hF) {
   *hI = hU + (size_t) fd->J * fd->R;
   *hF = *hI + (size_t) fd->Tmax * fd->R;
+}
+
+/* With fd->pblk, ws->hU's further parts: hPg (Tmax, R), hEta (K, R). */
+static void hp_parts(const iclv_fast_dims *fd, double *hU, double **hPg, double **hEta) {
+  *hPg = hU + (size_t) (fd->J + fd->Tmax + 1) * fd->R;
+  *hEta = *hPg + (size_t) fd->Tmax * fd->R;
 }
 
 /* ws->rc, laid out here only (ws_sizes takes its size from the same
@@ -559,7 +570,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[32] = pad8(J * B + J + B + J); /* bZ */
   z[33] = pad8(2 * J);           /* usame, then altlv */
   z[34] = pad8(hess_layout(fd, (double *) 0, (hess_scratch *) 0)); /* dX: hess_scratch */
-  z[35] = pad8((J + T + 1) * (size_t) fd->R); /* hU, hI, hF */
+  z[35] = pad8((J + T + 1 + (fd->pblk ? T + K : 0)) * (size_t) fd->R); /* hU, hI, hF; hPg, hEta */
   z[36] = pad8(rc_layout(fd, (double *) 0, (rc_scratch *) 0)); /* rc: rc_scratch */
 }
 
@@ -1760,6 +1771,15 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
         for (int i = 0; i < T; i++)
           if (ws->tsafe[i] != 0.0)
             memcpy(hI + (size_t) i * R + r0, ws->bGv + (size_t) i * J * B, sizeof(double) * (size_t) nb);
+      }
+      if (fd->pblk) {
+        /* (hess_block_probit) each row's gV_0 and the LVs */
+        double *hPg, *hEta;
+        hp_parts(fd, hU, &hPg, &hEta);
+        for (int i = 0; i < T; i++)
+          memcpy(hPg + (size_t) i * R + r0, ws->bGv + (size_t) i * J * B, sizeof(double) * (size_t) nb);
+        for (int k = 0; k < K; k++)
+          memcpy(hEta + (size_t) k * R + r0, ws->bEta + (size_t) k * B, sizeof(double) * (size_t) nb);
       }
     }
     /* l_nr and the block's weights against the running maximum */
@@ -2988,6 +3008,151 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
   }
 }
 
+/* The binary probit rows of the Hessian pass for a block of nb draws from
+ * r0 (fd->pblk), from the LL pass's gV_0 of each row and draw and its LVs
+ * (ws->hU's hPg, hEta): the same gV as the LL pass's (its score) and, with
+ * lam = sg gV_0 and x = sg (V_0 - V_1) (V = W + L eta in the LL pass's
+ * order), d2 log P / dV_0^2 = f2 = iclv_inv_mills_deriv(x, lam), so that
+ * HV = f2 [1 -1; -1 1] (iclv_choice_link's; 0 for a row with one
+ * alternative available, whose gV_0 is 0). Into gvb (J Tm, Bd) gV, hvb (Tm,
+ * Bd) f2, getab (Ku, Bd) d l / d eta (draw_choice's order: rows, then
+ * alternatives, from 0); with dvar (LV-on-LV terms) also HV L into hlb and
+ * sum_j L_jk (HV L)_jl into heeb (nkc, nkc, Bd), choice_lv_hl's arithmetic.
+ * tmp (2 Bd) scratch. */
+ICLV_CLONES static void hess_block_probit(const iclv_model *m, const iclv_fast_dims *fd, int n,
+                                          int r0, int nb, const iclv_fast_ws *ws, const int *kc,
+                                          int nkc, int dvar, double *restrict gvb,
+                                          double *restrict getab, double *restrict hvb,
+                                          double *restrict hlb, double *restrict heeb,
+                                          double *restrict tmp) {
+  const int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, Bd = fd->B, R = fd->R;
+  const int t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
+  double *hPg, *hEta;
+  hp_parts(fd, ws->hU, &hPg, &hEta);
+  double *restrict xv = tmp, *restrict ya = tmp + Bd;
+  for (int k = 0; k < Ku; k++)
+    for (int b = 0; b < nb; b++) getab[(size_t) k * Bd + b] = 0.0;
+  if (dvar)
+    for (size_t c = 0; c < (size_t) nkc * nkc * Bd; c++) heeb[c] = 0.0;
+  for (int i = 0; i < T; i++) {
+    const int yt = m->y[t0 + i];
+    const double sg = yt == 0 ? 1.0 : -1.0;
+    const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
+    const double *restrict g0 = hPg + (size_t) i * R + r0;
+    double *restrict gv0 = gvb + (size_t) i * Bd, *restrict gv1 = gvb + ((size_t) Tm + i) * Bd;
+    double *restrict hv = hvb + (size_t) i * Bd;
+    /* V_0, V_1 as block_choice forms them */
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) {
+      xv[b] = W[0];
+      ya[b] = W[1];
+    }
+    for (int k = 0; k < Ku; k++) {
+      const double l0 = L[k], l1 = L[Ku + k];
+      if (l0 == 0.0 && l1 == 0.0) continue;
+      const double *restrict eb = hEta + (size_t) k * R + r0;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        xv[b] += l0 * eb[b];
+        ya[b] += l1 * eb[b];
+      }
+    }
+    for (int b = 0; b < nb; b++) {
+      const double x = sg * (xv[b] - ya[b]), g = g0[b];
+      gv0[b] = g;
+      gv1[b] = -g;
+      hv[b] = iclv_inv_mills_deriv(x, sg * g);
+    }
+    for (int j = 0; j < J; j++) {
+      const double *restrict gv = j == 0 ? gv0 : gv1;
+      for (int a = 0; a < nkc; a++) {
+        const double l = L[j * Ku + kc[a]];
+        double *restrict ge = getab + (size_t) kc[a] * Bd;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) ge[b] += gv[b] * l;
+      }
+    }
+    if (!dvar) continue;
+    for (int a = 0; a < nkc; a++) {
+      const double l0 = L[kc[a]], l1 = L[Ku + kc[a]];
+      double *restrict h0 = hlb + (((size_t) a * J) * Tm + i) * Bd;
+      double *restrict h1 = hlb + (((size_t) a * J + 1) * Tm + i) * Bd;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        h0[b] = hv[b] * l0 + -hv[b] * l1;
+        h1[b] = -hv[b] * l0 + hv[b] * l1;
+      }
+    }
+    for (int j = 0; j < J; j++)
+      for (int a = 0; a < nkc; a++) {
+        const double lk = L[j * Ku + kc[a]];
+        if (lk == 0.0) continue;
+        for (int c = 0; c < nkc; c++) {
+          const double *restrict hl = hlb + (((size_t) c * J + j) * Tm + i) * Bd;
+          double *restrict he = heeb + ((size_t) a * nkc + c) * Bd;
+          ICLV_SIMD
+          for (int b = 0; b < nb; b++) he[b] += lk * hl[b];
+        }
+      }
+  }
+}
+
+/* The block's probit rows' part of the weighted sums G0 and M (the rows of
+ * hess_block_probit): G0_ji += sum_b wb gV_jib, and for each f = 1, eta_k,
+ * eta_k eta_l (carried LVs kc) M_f += (sum_b wb f f2_ib) [1 -1; -1 1] in
+ * its lower triangle (fixed-order dots). wf ((1 + Ku + Ku^2) Bd) scratch. */
+ICLV_CLONES static void flush_probit(const iclv_model *m, const iclv_fast_dims *fd, int n,
+                                     iclv_fast_ws *ws, const double *gvb, const double *hvb,
+                                     const double *etab, const double *wb, int nb, const int *kc,
+                                     int nkc, double *restrict wf) {
+  const int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, Bd = fd->B;
+  const int T = m->row_ptr[n + 1] - m->row_ptr[n];
+  const size_t JJ = (size_t) J * J;
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) wf[b] = wb[b];
+  for (int a = 0; a < nkc; a++) {
+    const double *restrict ek = etab + (size_t) kc[a] * Bd;
+    double *restrict w1 = wf + (size_t) (1 + a) * Bd;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) w1[b] = wb[b] * ek[b];
+    for (int c = 0; c < nkc; c++) {
+      const double *restrict el = etab + (size_t) kc[c] * Bd;
+      double *restrict w2 = wf + (size_t) (1 + nkc + a * nkc + c) * Bd;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) w2[b] = w1[b] * el[b];
+    }
+  }
+  const int nf = 1 + nkc + nkc * nkc;
+  for (int i = 0; i < T; i++) {
+    double d2[2];
+    dot4_many(wb, gvb + (size_t) i * Bd, (size_t) Tm * Bd, 2, nb, d2);
+    ws->G0[i] += d2[0];
+    ws->G0[(size_t) Tm + i] += d2[1];
+    const double *hv = hvb + (size_t) i * Bd;
+    for (int f0 = 0; f0 < nf; f0 += 4) {
+      double d4[4];
+      const int m4 = nf - f0 < 4 ? nf - f0 : 4;
+      /* (four weights against one f2: hv * wf, the same products as wf * hv) */
+      dot4_many(hv, wf + (size_t) f0 * Bd, (size_t) Bd, m4, nb, d4);
+      for (int q = 0; q < m4; q++) {
+        const int f = f0 + q;
+        double *Mf;
+        if (f == 0) {
+          Mf = ws->M0 + (size_t) i * JJ;
+        } else if (f <= nkc) {
+          Mf = ws->M1 + ((size_t) i * Ku + kc[f - 1]) * JJ;
+        } else {
+          const int a = (f - 1 - nkc) / nkc, c = (f - 1 - nkc) % nkc;
+          Mf = ws->M2 + (((size_t) i * Ku + kc[a]) * Ku + kc[c]) * JJ;
+        }
+        Mf[0] += d4[q];
+        Mf[2] += -d4[q];
+        Mf[3] += d4[q];
+      }
+    }
+  }
+}
+
 /* Dense pieces of the fold of the choice rows' weighted sums
  * (iclv_fast_hessian). M (J, J) row-major is symmetric and held in its
  * lower triangle (M[j J + j2], j2 <= j); dX (J, Pu), dZ (J, Pu), L (J, Ku)
@@ -3171,6 +3336,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   for (int i = 0; i < T && blockch; i++)
     if (ws->tsafe[i] == 0.0) blockch = 0;
   double *fastb = ws->bS + 3 * Bd, *getab = ws->bGe;
+  /* a binary probit: its rows a block of draws at a time (hess_block_probit,
+   * flush_probit) */
+  const int blockpr = has_choice && fd->pblk && T > 0;
+  double *hvb = hs.hvb, *heeb = hs.heeb;
   iclv_hess h;
   h.P = P;
   h.K = K;
@@ -3208,12 +3377,17 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     if (blockch && rr == 0)
       hess_block_choice(m, fd, n, E, r, R - r < Bd ? R - r : Bd, ws, gvb, getab, fastb,
                         ws->bS + 4 * Bd, ws->bS + 5 * Bd);
+    if (blockpr && rr == 0)
+      hess_block_probit(m, fd, n, r, R - r < Bd ? R - r : Bd, ws, kc, nkc, dvar, gvb, getab, hvb,
+                        hlb, heeb, ws->bS + 6 * Bd);
     if (w == 0.0) {
       if (has_choice) {
         fb[rr] = 0.0;
         for (size_t c = 0; c < (size_t) J * Tm; c++) gvb[c * Bd + rr] = 0.0;
         for (int k = 0; k < K; k++) etab[(size_t) k * Bd + rr] = 0.0;
       }
+      if (blockpr)
+        for (int i = 0; i < T; i++) hvb[(size_t) i * Bd + rr] = 0.0; /* (flush_probit's) */
       if (dvar) {
         /* (fold_block reads the block's columns: zeros) */
         for (size_t c = 0; c < (size_t) K * fd->S; c++) wD[c * Bd + rr] = 0.0;
@@ -3283,7 +3457,17 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       h.Cp = (int *) 0;
       hd = 1;
     }
-    if (has_choice) {
+    if (blockpr) {
+      /* gV, HV (and HV L) already in the block (hess_block_probit); the
+       * weighted sums at its end (flush_probit); the LV-LV block now */
+      for (int k = 0; k < Ku; k++) gtmp[P + k] += getab[(size_t) k * Bd + rr];
+      for (int k = 0; k < K; k++) etab[(size_t) k * Bd + rr] = eta[k];
+      fb[rr] = 0.0;
+      if (dvar)
+        for (int a = 0; a < nkc; a++)
+          for (int c = 0; c < nkc; c++)
+            Hee_d[kc[a] + (size_t) K * kc[c]] += heeb[((size_t) a * nkc + c) * Bd + rr];
+    } else if (has_choice) {
       double prod = 1.0;
       int sc = 0;
       int fastd = 0;
@@ -3366,6 +3550,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         flush_terms((const term_e *) ws->tl, n0, nl, gvb, etab, wb, Bd, rr + 1, acc,
                     G + (size_t) rb0 * ldg, ldg);
         if (!dvar) flush_rows(m, fd, n, ws, gvb, etab, fb, Bd, rr + 1, lvmask, ws->fr);
+        if (blockpr) flush_probit(m, fd, n, ws, gvb, hvb, etab, wb, rr + 1, kc, nkc, ws->fr);
       }
       if (dvar)
         fold_block(fd, (const term_e *) ws->tl, n0, nl, kc, nkc, hr_ptr, hr_idx, hrb, hlb, gvb, etab,

@@ -121,6 +121,9 @@ typedef struct {
   int atoms_affine;  /* the utilities are affine in eta with draw-invariant coefficients (no
                         tape, or tapes_fixed): the Hessian pass sums each row's C over the
                         draws (affine_sums) and forms its outer products once (affine_outer) */
+  int pblk;         /* a binary probit without row multipliers or tapes: the Hessian pass
+                        takes its rows a block of draws at a time from the LL pass's gV_0
+                        and LVs (kept in hU's hPg, hEta: hess_block_probit) */
   int nhr;          /* with LV-on-LV terms (!hess_ok): a bound on the rows of Hpe that
                         the Hessian pass keeps per draw for fold_block (hess_rows: the
                         parameters of the indicators of LVs with structural terms) */
@@ -198,7 +201,9 @@ typedef struct {
   double *hU;    /* (J, R) u_j of each draw of the last LL pass with links, where its
                     block was implicit (block_choice); then hI (Tmax, R) 1 / S_t of
                     its fast rows, hF (R) 1 for such a block (by block index): the
-                    Hessian pass's choice rows reuse them (hess_block_choice) */
+                    Hessian pass's choice rows reuse them (hess_block_choice); with
+                    pblk then hPg (Tmax, R) each probit row's gV_0 and hEta (K, R)
+                    the LVs of each draw (hess_block_probit) */
   double *rc;    /* ref_choice or row_mult only: the choice rows through the atoms,
                     laid out by rc_layout (engine_fast.c): one draw's gradient, its
                     entries at the choice parameters for a block of draws and their

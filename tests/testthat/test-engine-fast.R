@@ -157,6 +157,25 @@ test_that("LV-on-LV models' draws of weight 0 leave no trace in the Hessian's bl
   }
 })
 
+test_that("binary probit rows through the Hessian's block path: one alternative available, several blocks", {
+  # (hess_block_probit: gV_0 and the LVs from the LL pass; a row with one
+  # alternative available has gV = 0 and HV = 0) with and without LV-on-LV
+  # terms, R = 7 and 150 (two blocks)
+  for (lvlv in c(FALSE, TRUE))
+    for (R in c(7L, 150L)) {
+      tm <- tiny_variant(tiny_model(c("ordered_probit", "normal"), "probit", n_ind = 6L, n_draws = R,
+                                    seed = 160 + R + lvlv), no_lvlv = !lvlv)
+      nr <- nrow(tm$desc$rows)
+      av <- matrix(1L, nr, 2L)
+      av[seq(2, nr, by = 3), 2L] <- 0L
+      tm$desc$avail <- av
+      tm$desc$rows$y[seq(2, nr, by = 3)] <- 0L
+      tm$compiled <- compile_by_hand(tm$desc)
+      expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm),
+                             paste("probit, one alternative in some rows, LV-on-LV", lvlv, "R =", R))
+    }
+})
+
 test_that("the tails hand over to the reference links: huge utilities, LV effects and thresholds", {
   base <- tiny_variant(tiny_model(c("ordered_logit", "ordered_logit", "ordered_logit", "binary_logit"), "mnl",
                                   n_ind = 8L, n_draws = 6L, ncat = 4L, seed = 61), no_lvlv = TRUE, rowinv = TRUE)
