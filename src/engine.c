@@ -548,6 +548,26 @@ ICLV_CLONES static void syrk_lower(int Pa, int Pw, int R, const double *A, size_
       for (int jj = 0; jj < 4; jj++)
         for (int ii = 0; ii < 8; ii++) c[jj][ii] = 0.0;
       if (ni == 4 && nj == 4) {
+#if defined(__GNUC__)
+        typedef double v4d __attribute__((vector_size(32)));
+        v4d c0 = {0.0, 0.0, 0.0, 0.0}, c1 = c0, c2 = c0, c3 = c0;
+        for (int r = 0; r < R; r++) {
+          const double *a = A + (size_t) r * lda;
+          v4d x;
+          memcpy(&x, a + i, sizeof x);
+          const v4d y0 = {a[j], a[j], a[j], a[j]}, y1 = {a[j + 1], a[j + 1], a[j + 1], a[j + 1]},
+                    y2 = {a[j + 2], a[j + 2], a[j + 2], a[j + 2]},
+                    y3 = {a[j + 3], a[j + 3], a[j + 3], a[j + 3]};
+          c0 += x * y0;
+          c1 += x * y1;
+          c2 += x * y2;
+          c3 += x * y3;
+        }
+        memcpy(c[0], &c0, sizeof c0);
+        memcpy(c[1], &c1, sizeof c1);
+        memcpy(c[2], &c2, sizeof c2);
+        memcpy(c[3], &c3, sizeof c3);
+#else
         for (int r = 0; r < R; r++) {
           const double *a = A + (size_t) r * lda;
           for (int jj = 0; jj < 4; jj++) {
@@ -555,6 +575,7 @@ ICLV_CLONES static void syrk_lower(int Pa, int Pw, int R, const double *A, size_
             for (int ii = 0; ii < 4; ii++) c[jj][ii] += a[i + ii] * y;
           }
         }
+#endif
       } else {
         for (int r = 0; r < R; r++) {
           const double *a = A + (size_t) r * lda;
