@@ -314,15 +314,23 @@ test_that("the fast path is taken: the kernels' path counters", {
 })
 
 test_that("fast results are bit-identical with 1 and 2 threads (fast Hessian model)", {
-  tm <- tiny_variant(tiny_model(c("ordered_logit", "ordered_probit", "normal", "binary_probit"), "mnl",
-                                n_ind = 40L, n_draws = 19L, seed = 71), no_lvlv = TRUE, rowinv = TRUE)
-  th <- jitter_theta(tm)
-  o1 <- iclv:::.engine_eval(iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 1L), th, TRUE, TRUE, TRUE)
-  o2 <- iclv:::.engine_eval(iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 2L), th, TRUE, TRUE, TRUE)
-  expect_identical(o1$loglik_i, o2$loglik_i)
-  expect_identical(o1$gradient, o2$gradient)
-  expect_identical(o1$scores, o2$scores)
-  expect_identical(o1$hessian, o2$hessian)
+  # the fast MNL rows; and binary probit rows with LV-on-LV terms (the
+  # Hessian's block paths: hess_block_probit, fold_block), over two blocks
+  # of draws
+  for (v in 1:2) {
+    tm <- if (v == 1)
+      tiny_variant(tiny_model(c("ordered_logit", "ordered_probit", "normal", "binary_probit"), "mnl",
+                              n_ind = 40L, n_draws = 19L, seed = 71), no_lvlv = TRUE, rowinv = TRUE)
+    else tiny_model(c("ordered_probit", "ordered_logit", "normal"), "probit", n_ind = 40L, n_draws = 150L,
+                    seed = 72)
+    th <- jitter_theta(tm)
+    o1 <- iclv:::.engine_eval(iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 1L), th, TRUE, TRUE, TRUE)
+    o2 <- iclv:::.engine_eval(iclv:::.engine_new(tm$compiled, tm$draws, n_threads = 2L), th, TRUE, TRUE, TRUE)
+    expect_identical(o1$loglik_i, o2$loglik_i)
+    expect_identical(o1$gradient, o2$gradient)
+    expect_identical(o1$scores, o2$scores)
+    expect_identical(o1$hessian, o2$hessian)
+  }
 })
 
 test_that("a model built by iclv_model() (Halton draws) matches the reference", {
