@@ -758,9 +758,9 @@ static void individual_eval(const struct iclv_cpu_engine *e, thread_ws *w, const
   iclv_fast_weights(w->l, lse, R, w->w);
   /* the fast Hessian; D2: LV-on-LV terms, folded draw by draw, except
    * where the choice rows go through the atoms (nests, ordered choice,
-   * tapes, row multipliers: iclv_fast_hessian), whose LV blocks it folds
-   * only when d eta / d phi is draw-invariant */
-  const int atoms = e->fd.ref_choice || e->fd.row_mult;
+   * tapes: iclv_fast_hessian), whose LV blocks it folds only when d eta /
+   * d phi is draw-invariant */
+  const int atoms = e->fd.ref_choice;
   if (e->fd.hess_ok || (!atoms && w->pws.D2 != NULL)) {
     for (size_t i = 0; i < (size_t) P * P; i++) Hn[i] = 0.0;
     iclv_fast_hessian(e->m, &e->fd, theta, n, w->E, &w->pws, fw, w->w, w->G,

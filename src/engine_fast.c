@@ -378,10 +378,24 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
     fd->NUP += !seen;
   }
   fd->row_mult = m->choice_type != ICLV_CHOICE_NONE && m->n_mult > 0;
+  fd->NTE = fd->NU;
   fd->nested = m->choice_type == ICLV_CHOICE_NL;
   fd->ordered = m->choice_type == ICLV_CHOICE_ORDERED;
   fd->tapes = m->choice_type != ICLV_CHOICE_NONE && m->n_tape > 0;
   fd->ref_choice = fd->nested || fd->ordered || fd->tapes;
+  if (fd->row_mult && !fd->ref_choice) {
+    /* the Hessian pass's pseudo-terms of the row multipliers: J (1 + Ku)
+     * per row, and their parameters in the dense design (NUP) */
+    fd->NTE = fd->NU + fd->J * (1 + fd->Ku);
+    for (int t = 0; t < m->n_rows; t++) {
+      const int pm = m->mult_par[t];
+      if (pm < 0) continue;
+      int seen = 0;
+      for (int t2 = 0; t2 < t && !seen; t2++) seen = m->mult_par[t2] == pm;
+      for (int u = 0; u < fd->NU && !seen; u++) seen = m->ut_lv[u] < 0 && m->ut_par[u] == pm;
+      fd->NUP += !seen;
+    }
+  }
   fd->link_rows = fd->ref_choice && m->n_mult == 0;
   fd->Lc = m->choice_type != ICLV_CHOICE_NONE ? iclv_outer_dim(m) : fd->J;
   fd->NTV = fd->tapes ? m->tape_var_ptr[m->n_alt] : 0;
@@ -477,7 +491,7 @@ static void hp_parts(const iclv_fast_dims *fd, double *hU, double **hPg, double 
 
 /* ws->rc, laid out here only (ws_sizes takes its size from the same
  * counts): the choice rows through the atoms (fd->ref_choice: the LL and
- * score pass; with row multipliers too: the Hessian pass). */
+ * score pass and the Hessian pass). */
 typedef struct {
   double *g;  /* (P + K) one draw's gradient from the atoms */
   double *gb; /* (P, B) its entries at the choice parameters (crow), draws innermost */
@@ -504,7 +518,7 @@ typedef struct {
 /* Points r into base (when non-NULL); returns the doubles the whole takes
  * (0 when no choice row goes through the atoms). */
 static size_t rc_layout(const iclv_fast_dims *fd, double *base, rc_scratch *r) {
-  if (!fd->ref_choice && !fd->row_mult) return 0;
+  if (!fd->ref_choice) return 0;
   const size_t P = (size_t) fd->P, K = (size_t) fd->K, J = (size_t) fd->J, B = (size_t) fd->B;
   const size_t TE = fd->tapes_fixed ? (size_t) fd->Tmax * J * (size_t) fd->tape_E : 0;
   const size_t Lc = (size_t) fd->Lc;
@@ -561,7 +575,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[23] = pad8(16 * B);          /* bS */
   z[24] = pad8(O * 3 * B);       /* bOf */
   z[25] = pad8(T * J * B + 3 * J * B); /* bGv, then bU */
-  z[26] = pad8(T * (size_t) fd->NU * 8 + P + 1 + (T * (2 * J + 1) + 1) / 2 + 1); /* tl */
+  z[26] = pad8(T * (size_t) fd->NTE * 8 + P + 1 + (T * (2 * J + 1) + 1) / 2 + 1); /* tl */
   z[27] = pad8(ICLV_FAST_NCNT);  /* cnt */
   z[28] = pad8(P * S);           /* HpS */
   z[29] = pad8(O * 2 * (size_t) fd->R); /* Fst */
@@ -2823,6 +2837,14 @@ ICLV_CLONES static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd
       dot4_many(fb, gvb + ((size_t) j * Tm + i) * Bd, (size_t) Tm * Bd, nj, nb, d4);
       for (int jj = 0; jj < nj; jj++) ws->G0[(size_t) (j + jj) * Tm + i] += d4[jj];
     }
+    if (fd->row_mult && m->mult_par[t0 + i] >= 0)
+      /* (a row with a scale: G1, iclv_fast_hessian) */
+      for (int k = 0; k < Ku; k++) {
+        if (!lv_carried(lvmask, k)) continue;
+        const double *restrict w1 = wf + (size_t) (1 + k) * Bd;
+        for (int j = 0; j < J; j++)
+          ws->G1[((size_t) i * J + j) * Ku + k] += dot4(w1, gvb + ((size_t) j * Tm + i) * Bd, nb);
+      }
     {
       double *restrict q = qv;
       for (int j = 1; j < J; j++)
@@ -3239,10 +3261,11 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
                        double *Hee_d, double *Hn) {
   int R = fd->R, K = fd->K, Ku = fd->Ku, J = fd->J, P = fd->P, Tm = fd->Tmax;
   size_t JJ = (size_t) J * J;
-  /* the choice rows from the weighted sums (has_choice), or draw by draw
-   * through the atoms (atoms: nests, ordered choice, tapes, and the row
-   * multipliers, whose second derivatives have no hoisted form here) */
-  const int atoms = m->choice_type != ICLV_CHOICE_NONE && (fd->ref_choice || fd->row_mult);
+  /* the choice rows from the weighted sums (has_choice; with row
+   * multipliers too, their scales as pseudo-terms), or draw by draw through
+   * the atoms (atoms: nests, ordered choice, tapes, with or without row
+   * multipliers) */
+  const int atoms = m->choice_type != ICLV_CHOICE_NONE && fd->ref_choice;
   int has_choice = m->choice_type != ICLV_CHOICE_NONE && !atoms;
   int t0 = m->row_ptr[n], T = has_choice ? m->row_ptr[n + 1] - t0 : 0;
   double *eta = pws->eta, *D = pws->D;
@@ -3257,11 +3280,19 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
    * without an LV first (tjr: where each (row, alternative) begins and where
    * its LV terms do); TL the same sorted by parameter, the n0 terms without
    * an LV first, then the nl LV terms (flush_terms) */
-  term_e *TL = (term_e *) ws->tl, *RL = TL + (size_t) Tm * fd->NU;
-  int *tcnt = (int *) (ws->tl + 8 * (size_t) Tm * fd->NU), *tjr = tcnt + P + 1;
+  term_e *TL = (term_e *) ws->tl, *RL = TL + (size_t) Tm * fd->NTE;
+  int *tcnt = (int *) (ws->tl + 8 * (size_t) Tm * fd->NTE), *tjr = tcnt + P + 1;
+  /* With row multipliers (U = s_t V, s_t = sign mu or sign; iclv_model.h)
+   * a term's x is s_t x (d U / d theta), and a row with a scale mu has
+   * pseudo-terms of mu: d U_j / d mu = sign (W0_j + L0_j eta) (W0, L0 the
+   * unscaled parts) is a term without an LV (x = sign W0_j) and one per LV
+   * (x = sign L0_jk); d2 U / d mu d theta is added after the draws. */
   int n0 = 0, nl = 0;
   for (int i = 0; i < T; i++) {
-    const double *xr = m->X + (long) (t0 + i) * m->n_xcol;
+    const int t = t0 + i;
+    const double *xr = m->X + (long) t * m->n_xcol;
+    const double st = m->n_mult > 0 ? iclv_row_mult(m, theta, t) : 1.0;
+    const int pmu = m->n_mult > 0 ? m->mult_par[t] : -1;
     int *tj = tjr + (size_t) i * (2 * J + 1), *tjl = tj + J + 1;
     for (int j = 0; j < J; j++) {
       tj[j] = n0 + nl;
@@ -3275,7 +3306,22 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
           e->par = m->ut_par[u];
           e->idx = j * Tm + i;
           e->lv = m->ut_lv[u];
-          e->x = x;
+          e->x = m->n_mult > 0 ? st * x : x;
+          if (pass == 0) n0++;
+          else nl++;
+        }
+        if (pmu < 0) continue;
+        for (int k = pass == 0 ? -1 : 0; k < (pass == 0 ? 0 : Ku); k++) {
+          /* the pseudo-term of mu for LV k (-1: the part without an LV) */
+          double c = 0.0;
+          for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++)
+            if (m->ut_lv[u] == k) c += theta[m->ut_par[u]] * (m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0);
+          if (c == 0.0) continue;
+          term_e *e = RL + (n0 + nl);
+          e->par = pmu;
+          e->idx = j * Tm + i;
+          e->lv = k;
+          e->x = m->mult_sign[t] * c;
           if (pass == 0) n0++;
           else nl++;
         }
@@ -3313,6 +3359,9 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   double *D2 = dvar && !fd->d2_zero ? pws->D2 : (double *) 0;
   if (dvar) zero(ws->HpS, (size_t) P * fd->S);
   zero(ws->G0, (size_t) Tm * J);
+  /* (rows with a scale: G1 (T, J, Ku) the weighted sums of gV eta_k, for
+   * d2 U / d mu d theta of the LV terms) */
+  if (fd->row_mult) zero(ws->G1, (size_t) T * J * Ku);
   zero(ws->M0, (size_t) T * JJ);
   zero(ws->M1, (size_t) T * Ku * JJ);
   zero(ws->M2, (size_t) T * Ku * Ku * JJ);
@@ -3497,6 +3546,10 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       for (int i = 0; i < T && !(rows_later && blockch); i++) {
         if (rows_later && ws->tsafe[i] != 0.0) continue;
         for (int j = 0; j < J; j++) ws->G0[(size_t) j * Tm + i] += w * ws->gV[(size_t) j * Tm + i];
+        if (fd->row_mult && m->mult_par[t0 + i] >= 0)
+          for (int j = 0; j < J; j++)
+            for (int a = 0; a < nkc; a++)
+              ws->G1[((size_t) i * J + j) * Ku + kc[a]] += w * ws->gV[(size_t) j * Tm + i] * eta[kc[a]];
         /* M += w f HV with f = 1, eta_k, eta_k eta_l, in the lower
          * triangle (j2 <= j) only: HV is symmetric, and the fold below
          * reads M there. A fast row's HV is -(diag p - p p') with
@@ -3696,6 +3749,24 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         iclv_hsym(&hb, RL[a].par, P + RL[a].lv, RL[a].x * g0);
     }
   }
+  /* row multipliers: d2 U_j / d mu d theta_u = sign x_u lvf_u (U = s V, s
+   * = sign mu), whose weighted sums over the draws are sign x_u G0_j (no
+   * LV) or sign x_u G1_jk (LV k) */
+  if (fd->row_mult)
+    for (int i = 0; i < T; i++) {
+      const int t = t0 + i, pmu = m->mult_par[t];
+      if (pmu < 0) continue;
+      const double sgm = m->mult_sign[t];
+      const double *xr = m->X + (long) t * m->n_xcol;
+      for (int j = 0; j < J; j++)
+        for (int u = m->ut_ptr[j]; u < m->ut_ptr[j + 1]; u++) {
+          const double x = m->ut_col[u] >= 0 ? xr[m->ut_col[u]] : 1.0;
+          if (x == 0.0) continue;
+          const int lv = m->ut_lv[u];
+          const double g = lv < 0 ? ws->G0[(size_t) j * Tm + i] : ws->G1[((size_t) i * J + j) * Ku + lv];
+          HN_PAIR(pmu, m->ut_par[u], sgm * x * g);
+        }
+    }
 #undef HN_PAIR
   for (int a = 0; a < Pu; a++)
     for (int c = 0; c <= a; c++) Hn[cpar[a] + (size_t) P * cpar[c]] += dH[(size_t) a * Pw + c];

@@ -31,8 +31,10 @@
  *     individual (structural_mean);
  *   - row multipliers (choice parts' scales, best-worst): W and L are
  *     pre-multiplied per row, the scale's score is formed from V's parts
- *     and the same weighted sums; their Hessian pass takes the rows
- *     through the atoms (below);
+ *     and the same weighted sums; in the Hessian pass a scale mu is a
+ *     parameter of pseudo-terms, d U / d mu = sign (W0 + L0 eta) (the
+ *     unscaled parts), so the rows' weighted sums M give its block too,
+ *     and d2 U / d mu d theta comes from G0 and G1 (sum w gV eta_k);
  *   - MNL rows whose LV coefficients differ between rows (an LV times an
  *     attribute, several multipliers) are vectorised over the draws too
  *     (explicit rows: V = W + L eta, fast_exp_core, P_y into the product);
@@ -97,14 +99,19 @@ typedef struct {
   int Omax;          /* most indicator observations of one individual */
   int Ku;            /* LVs 0..Ku-1 may appear in the utilities (1 + largest ut_lv; 0 if none) */
   int NU;            /* utility terms (ut_ptr[n_alt]; 0 without a choice model) */
-  int NUP;           /* distinct parameters of the utility terms without an LV */
+  int NUP;           /* distinct parameters of the utility terms without an LV, and of the
+                        row multipliers (the Hessian pass's pseudo-terms, below) */
+  int NTE;           /* the Hessian pass's terms per row at most: NU, and with row
+                        multipliers (not through the atoms) J (1 + Ku) pseudo-terms for
+                        d U / d mu = sign (W + L eta) (unscaled) */
   int lv_rowinv;     /* MNL and every LV utility term has no attribute column */
   int hess_ok;       /* no LV-on-LV structural term (d eta / d phi is draw-invariant) */
   int d2_zero;       /* every LV source of a structural term has no structural term itself
                         (d2 eta / d phi d phi' = 0: the Hessian pass forms no D2) */
   int row_mult;      /* rows carry utility multipliers (best-worst, scales, iclv_model.h): the
                         LL and score kernels apply them (setup_choice); the Hessian pass
-                        takes their rows through the choice atoms (see ref_choice) */
+                        adds the scales' pseudo-terms (NTE) and cross terms, or with
+                        ref_choice takes the rows through the choice atoms */
   int nested;        /* a nested logit (iclv_model.h) */
   int ordered;       /* an ordered choice (iclv_model.h) */
   int tapes;         /* nonlinear utilities (iclv_tape.h) */
@@ -204,7 +211,7 @@ typedef struct {
                     Hessian pass's choice rows reuse them (hess_block_choice); with
                     pblk then hPg (Tmax, R) each probit row's gV_0 and hEta (K, R)
                     the LVs of each draw (hess_block_probit) */
-  double *rc;    /* ref_choice or row_mult only: the choice rows through the atoms,
+  double *rc;    /* ref_choice only: the choice rows through the atoms,
                     laid out by rc_layout (engine_fast.c): one draw's gradient, its
                     entries at the choice parameters for a block of draws and their
                     weighted sums (LL and score pass); the Hessian pass's dense outer

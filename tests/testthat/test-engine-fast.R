@@ -176,6 +176,38 @@ test_that("binary probit rows through the Hessian's block path: one alternative 
     }
 })
 
+test_that("row multipliers' Hessian from the weighted sums (scales as pseudo-terms), with LV-on-LV terms too", {
+  # U = s_t V with s_t = sign mu (a free scale) or a sign: the Hessian pass
+  # takes d U / d mu = sign (W + L eta) as terms of mu and adds d2 U / d mu
+  # d theta from G0, G1 (iclv_fast_hessian). Individuals whose rows all
+  # share one multiplier keep row-invariant LV coefficients (the block path
+  # of fast MNL rows, flush_rows); the others mix mu, +1 and -1 rows.
+  for (lvlv in c(FALSE, TRUE))
+    for (rowinv in c(FALSE, TRUE))
+      for (R in c(9L, 150L)) {
+        tm <- tiny_variant(tiny_model(c("ordered_probit", "ordered_logit", "normal"), "mnl", n_ind = 12L,
+                                      n_draws = R, seed = 180 + R + 2 * lvlv + rowinv),
+                           no_lvlv = !lvlv, rowinv = rowinv)
+        cc <- tm$compiled
+        nr <- cc$n_rows
+        mu <- cc$n_par # a new parameter, index P (0-based)
+        cc$n_par <- cc$n_par + 1L
+        ind <- tm$desc$rows$ind
+        odd <- ind %% 2L == 1L
+        cc$n_mult <- nr
+        cc$mult_par <- ifelse(odd | seq_len(nr) %% 3L == 0L, mu, -1L)
+        cc$mult_sign <- ifelse(odd, 1, ifelse(seq_len(nr) %% 2L == 0L, -1, 1))
+        th <- c(jitter_theta(tm), 0.7)
+        expect_fast_equals_ref(cc, tm$draws, th,
+                               paste("row multipliers, LV-on-LV", lvlv, "row-invariant", rowinv, "R =", R))
+        e <- iclv:::.engine_new(cc, tm$draws, n_threads = 1L)
+        p0 <- iclv:::.engine_paths(e)
+        iclv:::.engine_eval(e, th, TRUE, TRUE, TRUE)
+        expect_equal(unname(iclv:::.engine_paths(e)[["hessian_individuals"]] - p0[["hessian_individuals"]]),
+                     cc$n_ind, label = "fast Hessian")
+      }
+})
+
 test_that("the tails hand over to the reference links: huge utilities, LV effects and thresholds", {
   base <- tiny_variant(tiny_model(c("ordered_logit", "ordered_logit", "ordered_logit", "binary_logit"), "mnl",
                                   n_ind = 8L, n_draws = 6L, ncat = 4L, seed = 61), no_lvlv = TRUE, rowinv = TRUE)
@@ -397,7 +429,7 @@ test_that("row multipliers (scales, best-worst) take the fast LL, score and Hess
     e <- engine_pair(comp$c, dr)
     cnt <- counts(e$fast, unname(th), TRUE)
     expect_equal(unname(cnt["individuals"]), comp$n_ind, label = paste(nm, "individuals on the fast pass"))
-    # the Hessian too: the fast Hessian pass, its rows through the atoms
+    # the Hessian too: the fast Hessian pass (the scales as pseudo-terms)
     cnt <- counts(e$fast, unname(th), TRUE, TRUE, TRUE)
     expect_equal(unname(cnt["hessian_individuals"]), comp$n_ind, label = paste(nm, "fast Hessian"))
     # at a scale of exactly 1 (its start value) too
