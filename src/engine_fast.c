@@ -415,6 +415,7 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   for (int t = 0; t < fd->S; t++)
     if (m->st_src_type[t] != ICLV_SRC_COV) fd->hess_ok = 0;
   fd->pblk = m->choice_type == ICLV_CHOICE_PROBIT && !fd->ref_choice && !fd->row_mult;
+  fd->exblk = m->choice_type == ICLV_CHOICE_MNL && !fd->ref_choice && (!fd->lv_rowinv || fd->row_mult);
   /* hess_rows' count, without removing repeats (a bound) */
   fd->nhr = 0;
   if (!fd->hess_ok)
@@ -446,10 +447,10 @@ static size_t hess_layout(const iclv_fast_dims *fd, double *base, hess_scratch *
   /* with LV-on-LV terms only (dv): a block of draws' LV-block rows and the
    * choice rows' HV L (fold_block) */
   const size_t dv = fd->hess_ok ? 0 : 1, T = (size_t) fd->Tmax;
-  const size_t pb = fd->pblk ? 1 : 0;
+  const size_t pb = fd->pblk || fd->exblk ? 1 : 0;
   /* dX, dZ (J, U4); dH (U, U4); dE (Ku, U4); ML (J, Ku); gib (K, B); HD (K,
-   * S); hb (nhr, B); hlb (Ku, J, Tmax, B); with pblk (hess_block_probit)
-   * hvb (Tmax, B), heeb (Ku, Ku, B) */
+   * S); hb (nhr, B); hlb (Ku, J, Tmax, B); with pblk or exblk
+   * (hess_block_probit, hess_block_mnl) hvb (Tmax, B), heeb (Ku, Ku, B) */
   const size_t nd[11] = {J * U4, J * U4, U * U4, Ku * U4, J * Ku, K * B, K * S,
                          dv * (size_t) fd->nhr * B, dv * Ku * J * T * B, pb * T * B,
                          pb * Ku * Ku * B};
@@ -483,7 +484,8 @@ static void hu_parts(const iclv_fast_dims *fd, double *hU, double **hI, double *
   *hF = *hI + (size_t) fd->Tmax * fd->R;
 }
 
-/* With fd->pblk, ws->hU's further parts: hPg (Tmax, R), hEta (K, R). */
+/* ws->hU's further parts: with fd->pblk hPg (Tmax, R), hEta (K, R); with
+ * fd->exblk hGv (Tmax, J, R) in hPg's place. */
 static void hp_parts(const iclv_fast_dims *fd, double *hU, double **hPg, double **hEta) {
   *hPg = hU + (size_t) (fd->J + fd->Tmax + 1) * fd->R;
   *hEta = *hPg + (size_t) fd->Tmax * fd->R;
@@ -584,7 +586,8 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[32] = pad8(J * B + J + B + J); /* bZ */
   z[33] = pad8(2 * J);           /* usame, then altlv */
   z[34] = pad8(hess_layout(fd, (double *) 0, (hess_scratch *) 0)); /* dX: hess_scratch */
-  z[35] = pad8((J + T + 1 + (fd->pblk ? T + K : 0)) * (size_t) fd->R); /* hU, hI, hF; hPg, hEta */
+  z[35] = pad8((J + T + 1 + (fd->pblk ? T + K : 0) + (fd->exblk ? T * J : 0)) * (size_t) fd->R);
+                                 /* hU, hI, hF; hPg, hEta or hGv */
   z[36] = pad8(rc_layout(fd, (double *) 0, (rc_scratch *) 0)); /* rc: rc_scratch */
 }
 
@@ -1786,6 +1789,14 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
           if (ws->tsafe[i] != 0.0)
             memcpy(hI + (size_t) i * R + r0, ws->bGv + (size_t) i * J * B, sizeof(double) * (size_t) nb);
       }
+      if (fd->exblk && !ws->rowinv) {
+        /* (hess_block_mnl) each row's gV: explicit rows (the block is not
+         * implicit without row-invariant LV coefficients) */
+        double *hGv, *hEta;
+        hp_parts(fd, hU, &hGv, &hEta);
+        for (size_t c = 0; c < (size_t) T * J; c++)
+          memcpy(hGv + c * R + r0, ws->bGv + c * B, sizeof(double) * (size_t) nb);
+      }
       if (fd->pblk) {
         /* (hess_block_probit) each row's gV_0 and the LVs */
         double *hPg, *hEta;
@@ -2781,7 +2792,8 @@ ICLV_SIMD
 }
 
 /* The fast rows' part of the weighted sums G0 and M (iclv_fast_hessian)
- * over a block of nb draws: for each row i with tsafe, from the block's gV
+ * over a block of nb draws: for each row i with tsafe (every row with all:
+ * hess_block_mnl's explicit rows), from the block's gV
  * (gvb (J Tm, Bd)) and LVs (etab (K, Bd)) with the weights fb (0 for a
  * draw whose rows were summed one by one, or skipped): G0 += sum fb gV,
  * and for each f = 1, eta_k, eta_k eta_l (carried LVs) over the lower
@@ -2795,7 +2807,7 @@ ICLV_SIMD
  * ones, in another order (and the diagonal from the identity). */
 ICLV_CLONES static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd, int n,
                                    iclv_fast_ws *ws, const double *gvb, const double *etab,
-                                   const double *fb, int Bd, int nb, uint64_t lvmask,
+                                   const double *fb, int Bd, int nb, uint64_t lvmask, int all,
                                    double *restrict fr) {
   const int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
   const size_t JJ = (size_t) J * J, NQ = (size_t) J * (J - 1) / 2;
@@ -2820,7 +2832,7 @@ ICLV_CLONES static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd
     }
   }
   for (int i = 0; i < T; i++) {
-    if (ws->tsafe[i] == 0.0) continue;
+    if (!all && ws->tsafe[i] == 0.0) continue;
     const int y = m->y[t0 + i];
     for (int j = 0; j < J; j++) {
       const double *restrict g = gvb + ((size_t) j * Tm + i) * Bd;
@@ -3119,6 +3131,82 @@ ICLV_CLONES static void hess_block_probit(const iclv_model *m, const iclv_fast_d
   }
 }
 
+/* The explicit MNL rows of the Hessian pass for a block of nb draws from r0
+ * (fd->exblk, an individual without row-invariant LV coefficients), from
+ * the LL pass's gV of each row, alternative and draw (ws->hU's hGv): into
+ * gvb (J Tm, Bd) gV, getab (Ku, Bd) d l / d eta (draw_choice's order: rows,
+ * alternatives, then LVs, from 0); with dvar (LV-on-LV terms) also HV L into
+ * hlb and sum_j L_jk (HV L)_jl into heeb (nkc, nkc, Bd) (choice_lv_hl's
+ * arithmetic), with HV = p p' - diag(p), p = y - gV the probabilities. The
+ * weighted sums M and G0 come at the block's end from gvb (flush_rows, every
+ * row). pv (J, Bd) scratch. */
+ICLV_CLONES static void hess_block_mnl(const iclv_model *m, const iclv_fast_dims *fd, int n,
+                                       int r0, int nb, const iclv_fast_ws *ws, const int *kc,
+                                       int nkc, int dvar, double *restrict gvb,
+                                       double *restrict getab, double *restrict hlb,
+                                       double *restrict heeb, double *restrict pv) {
+  const int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, Bd = fd->B, R = fd->R;
+  const int t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
+  double *hGv, *hEta;
+  hp_parts(fd, ws->hU, &hGv, &hEta);
+  for (int k = 0; k < Ku; k++)
+    for (int b = 0; b < nb; b++) getab[(size_t) k * Bd + b] = 0.0;
+  if (dvar)
+    for (size_t c = 0; c < (size_t) nkc * nkc * Bd; c++) heeb[c] = 0.0;
+  for (int i = 0; i < T; i++) {
+    const double *L = ws->L + (size_t) i * J * Ku;
+    const int y = m->y[t0 + i];
+    for (int j = 0; j < J; j++) {
+      const double *restrict g = hGv + ((size_t) i * J + j) * R + r0;
+      double *restrict gv = gvb + ((size_t) j * Tm + i) * Bd;
+      memcpy(gv, g, sizeof(double) * (size_t) nb);
+      for (int a = 0; a < nkc; a++) {
+        const double l = L[j * Ku + kc[a]];
+        double *restrict ge = getab + (size_t) kc[a] * Bd;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) ge[b] += gv[b] * l;
+      }
+    }
+    if (!dvar) continue;
+    for (int j = 0; j < J; j++) {
+      const double *restrict gv = gvb + ((size_t) j * Tm + i) * Bd;
+      double *restrict p = pv + (size_t) j * Bd;
+      const double yj = j == y ? 1.0 : 0.0;
+      ICLV_SIMD
+      for (int b = 0; b < nb; b++) p[b] = yj - gv[b];
+    }
+    for (int a = 0; a < nkc; a++)
+      for (int j = 0; j < J; j++) {
+        const double *restrict pj = pv + (size_t) j * Bd;
+        double *restrict hl = hlb + (((size_t) a * J + j) * Tm + i) * Bd;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) hl[b] = 0.0;
+        for (int j2 = 0; j2 < J; j2++) {
+          const double l = L[j2 * Ku + kc[a]];
+          const double *restrict pk = pv + (size_t) j2 * Bd;
+          if (j2 == j) {
+            ICLV_SIMD
+            for (int b = 0; b < nb; b++) hl[b] += (-pj[b] + pj[b] * pk[b]) * l;
+          } else {
+            ICLV_SIMD
+            for (int b = 0; b < nb; b++) hl[b] += (0.0 + pj[b] * pk[b]) * l;
+          }
+        }
+      }
+    for (int j = 0; j < J; j++)
+      for (int a = 0; a < nkc; a++) {
+        const double lk = L[j * Ku + kc[a]];
+        if (lk == 0.0) continue;
+        for (int c = 0; c < nkc; c++) {
+          const double *restrict hl = hlb + (((size_t) c * J + j) * Tm + i) * Bd;
+          double *restrict he = heeb + ((size_t) a * nkc + c) * Bd;
+          ICLV_SIMD
+          for (int b = 0; b < nb; b++) he[b] += lk * hl[b];
+        }
+      }
+  }
+}
+
 /* The block's probit rows' part of the weighted sums G0 and M (the rows of
  * hess_block_probit): G0_ji += sum_b wb gV_jib, and for each f = 1, eta_k,
  * eta_k eta_l (carried LVs kc) M_f += (sum_b wb f f2_ib) [1 -1; -1 1] in
@@ -3388,6 +3476,9 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
   /* a binary probit: its rows a block of draws at a time (hess_block_probit,
    * flush_probit) */
   const int blockpr = has_choice && fd->pblk && T > 0;
+  /* explicit MNL rows (no row-invariant LV coefficients): a block of draws
+   * at a time too (hess_block_mnl, flush_rows over every row) */
+  const int blockex = has_choice && fd->exblk && !ws->rowinv && T > 0;
   double *hvb = hs.hvb, *heeb = hs.heeb;
   iclv_hess h;
   h.P = P;
@@ -3429,6 +3520,9 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
     if (blockpr && rr == 0)
       hess_block_probit(m, fd, n, r, R - r < Bd ? R - r : Bd, ws, kc, nkc, dvar, gvb, getab, hvb,
                         hlb, heeb, ws->bS + 6 * Bd);
+    if (blockex && rr == 0)
+      hess_block_mnl(m, fd, n, r, R - r < Bd ? R - r : Bd, ws, kc, nkc, dvar, gvb, getab, hlb, heeb,
+                     ws->fr);
     if (w == 0.0) {
       if (has_choice) {
         fb[rr] = 0.0;
@@ -3506,12 +3600,13 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       h.Cp = (int *) 0;
       hd = 1;
     }
-    if (blockpr) {
-      /* gV, HV (and HV L) already in the block (hess_block_probit); the
-       * weighted sums at its end (flush_probit); the LV-LV block now */
+    if (blockpr || blockex) {
+      /* gV, HV (and HV L) already in the block (hess_block_probit,
+       * hess_block_mnl); the weighted sums at its end (flush_probit,
+       * flush_rows with the weights fb); the LV-LV block now */
       for (int k = 0; k < Ku; k++) gtmp[P + k] += getab[(size_t) k * Bd + rr];
       for (int k = 0; k < K; k++) etab[(size_t) k * Bd + rr] = eta[k];
-      fb[rr] = 0.0;
+      fb[rr] = blockex ? w : 0.0;
       if (dvar)
         for (int a = 0; a < nkc; a++)
           for (int c = 0; c < nkc; c++)
@@ -3602,7 +3697,7 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
       if (has_choice) {
         flush_terms((const term_e *) ws->tl, n0, nl, gvb, etab, wb, Bd, rr + 1, acc,
                     G + (size_t) rb0 * ldg, ldg);
-        if (!dvar) flush_rows(m, fd, n, ws, gvb, etab, fb, Bd, rr + 1, lvmask, ws->fr);
+        if (!dvar || blockex) flush_rows(m, fd, n, ws, gvb, etab, fb, Bd, rr + 1, lvmask, blockex, ws->fr);
         if (blockpr) flush_probit(m, fd, n, ws, gvb, hvb, etab, wb, rr + 1, kc, nkc, ws->fr);
       }
       if (dvar)

@@ -131,6 +131,11 @@ typedef struct {
   int pblk;         /* a binary probit without row multipliers or tapes: the Hessian pass
                         takes its rows a block of draws at a time from the LL pass's gV_0
                         and LVs (kept in hU's hPg, hEta: hess_block_probit) */
+  int exblk;        /* an MNL without tapes or nests whose rows can be explicit (LV
+                        coefficients that differ by row, row multipliers): for an
+                        individual without row-invariant LV coefficients, the Hessian
+                        pass takes its rows a block of draws at a time from the LL pass's
+                        gV (kept in hU's hGv: hess_block_mnl) */
   int nhr;          /* with LV-on-LV terms (!hess_ok): a bound on the rows of Hpe that
                         the Hessian pass keeps per draw for fold_block (hess_rows: the
                         parameters of the indicators of LVs with structural terms) */
@@ -210,7 +215,8 @@ typedef struct {
                     its fast rows, hF (R) 1 for such a block (by block index): the
                     Hessian pass's choice rows reuse them (hess_block_choice); with
                     pblk then hPg (Tmax, R) each probit row's gV_0 and hEta (K, R)
-                    the LVs of each draw (hess_block_probit) */
+                    the LVs of each draw (hess_block_probit); with exblk then hGv
+                    (Tmax, J, R) each row's gV (hess_block_mnl) */
   double *rc;    /* ref_choice only: the choice rows through the atoms,
                     laid out by rc_layout (engine_fast.c): one draw's gradient, its
                     entries at the choice parameters for a block of draws and their
