@@ -399,12 +399,13 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->link_rows = fd->ref_choice && m->n_mult == 0;
   fd->Lc = m->choice_type != ICLV_CHOICE_NONE ? iclv_outer_dim(m) : fd->J;
   fd->NTV = fd->tapes ? m->tape_var_ptr[m->n_alt] : 0;
-  fd->atoms_affine = !fd->tapes || fd->tapes_fixed;
   fd->tape_E = fd->tapes ? iclv_tape_entry(m) : 0;
   fd->tapes_fixed = fd->tapes;
   if (fd->tapes)
     for (int v = 0; v < m->tape_var_ptr[m->n_alt]; v++)
       if (m->tape_var[v] >= m->n_par) fd->tapes_fixed = 0;
+  /* (after tapes_fixed, which it reads) */
+  fd->atoms_affine = !fd->tapes || fd->tapes_fixed;
   fd->hess_ok = 1; /* d eta / d phi the same for every draw: covariate sources only */
   /* d2 eta / d phi d phi' = 0 when every LV source of a structural term is
    * an LV without structural terms of its own (iclv_structural's D2) */
