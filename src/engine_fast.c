@@ -382,7 +382,24 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->nested = m->choice_type == ICLV_CHOICE_NL;
   fd->ordered = m->choice_type == ICLV_CHOICE_ORDERED;
   fd->tapes = m->choice_type != ICLV_CHOICE_NONE && m->n_tape > 0;
-  fd->ref_choice = fd->nested || fd->ordered || fd->tapes;
+  fd->tapes_fixed = fd->tapes;
+  if (fd->tapes)
+    for (int v = 0; v < m->tape_var_ptr[m->n_alt]; v++)
+      if (m->tape_var[v] >= m->n_par) fd->tapes_fixed = 0;
+  fd->tape_w = m->choice_type == ICLV_CHOICE_MNL && fd->tapes_fixed && !fd->row_mult;
+  fd->ref_choice = fd->nested || fd->ordered || (fd->tapes && !fd->tape_w);
+  if (fd->tape_w) {
+    /* the Hessian pass's pseudo-terms of the tapes' parameters: their
+     * gradients, NTV per row, and those parameters in the dense design */
+    fd->NTE = fd->NU + m->tape_var_ptr[m->n_alt];
+    for (int v = 0; v < m->tape_var_ptr[m->n_alt]; v++) {
+      const int pv = m->tape_var[v];
+      int seen = 0;
+      for (int v2 = 0; v2 < v && !seen; v2++) seen = m->tape_var[v2] == pv;
+      for (int u = 0; u < fd->NU && !seen; u++) seen = m->ut_lv[u] < 0 && m->ut_par[u] == pv;
+      fd->NUP += !seen;
+    }
+  }
   if (fd->row_mult && !fd->ref_choice) {
     /* the Hessian pass's pseudo-terms of the row multipliers: J (1 + Ku)
      * per row, and their parameters in the dense design (NUP) */
@@ -400,11 +417,6 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->Lc = m->choice_type != ICLV_CHOICE_NONE ? iclv_outer_dim(m) : fd->J;
   fd->NTV = fd->tapes ? m->tape_var_ptr[m->n_alt] : 0;
   fd->tape_E = fd->tapes ? iclv_tape_entry(m) : 0;
-  fd->tapes_fixed = fd->tapes;
-  if (fd->tapes)
-    for (int v = 0; v < m->tape_var_ptr[m->n_alt]; v++)
-      if (m->tape_var[v] >= m->n_par) fd->tapes_fixed = 0;
-  /* (after tapes_fixed, which it reads) */
   fd->atoms_affine = !fd->tapes || fd->tapes_fixed;
   fd->hess_ok = 1; /* d eta / d phi the same for every draw: covariate sources only */
   /* d2 eta / d phi d phi' = 0 when every LV source of a structural term is
@@ -519,9 +531,9 @@ typedef struct {
 } rc_scratch;
 
 /* Points r into base (when non-NULL); returns the doubles the whole takes
- * (0 when no choice row goes through the atoms). */
+ * (0 when no choice row goes through the atoms and no tape joins W). */
 static size_t rc_layout(const iclv_fast_dims *fd, double *base, rc_scratch *r) {
-  if (!fd->ref_choice) return 0;
+  if (!fd->ref_choice && !fd->tape_w) return 0;
   const size_t P = (size_t) fd->P, K = (size_t) fd->K, J = (size_t) fd->J, B = (size_t) fd->B;
   const size_t TE = fd->tapes_fixed ? (size_t) fd->Tmax * J * (size_t) fd->tape_E : 0;
   const size_t Lc = (size_t) fd->Lc;
@@ -626,6 +638,12 @@ static void zero(double *x, size_t n) {
 static void setup_choice(const iclv_model *m, const iclv_fast_dims *fd, const double *theta,
                          int n, iclv_fast_ws *ws) {
   int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, t0 = m->row_ptr[n], T = m->row_ptr[n + 1] - t0;
+  const double *tcb = (const double *) 0;
+  if (fd->tape_w) {
+    rc_scratch rs;
+    rc_layout(fd, ws->rc, &rs);
+    tcb = rs.tcb;
+  }
   /* row multipliers s_t (iclv_model.h): W and L below are s_t times the
    * utility's parts, so the kernels see U = s_t V; the LVs' coefficients
    * stay row-invariant only when every row of n has the same multiplier */
@@ -654,6 +672,8 @@ static void setup_choice(const iclv_model *m, const iclv_fast_dims *fd, const do
         if (m->ut_lv[u] < 0) wj += c;
         else L[j * Ku + m->ut_lv[u]] += c;
       }
+      /* (tape_w: the tape's value, hoisted by hoist_tapes) */
+      if (tcb) wj += tcb[((size_t) i * m->n_alt + j) * fd->tape_E];
       W[j] = wj;
     }
     if (m->n_mult > 0) {
@@ -1725,15 +1745,17 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
   double *ls = ws->bS, *pr = ws->bS + B, *sc = ws->bS + 2 * B, *lb = ws->bS + 3 * B;
   double *wt = ws->bS + 4 * B, *tmp = ws->bS + 5 * B;
   ws->cnt[ICLV_FAST_CNT_INDIV] += 1.0;
-  if (has_choice || linkr) setup_choice(m, fd, theta, n, ws);
-  /* (rows through their links keep G1 per row: no column sums of their own) */
-  if (!has_choice) ws->rowinv = 0;
-  const int *crow = linkr ? link_params(m, fd, ws) : refch ? choice_params(m, fd, ws) : (const int *) 0;
-  if (refch && fd->tapes_fixed) {
+  /* tapes that read no draw, once per individual (before setup_choice:
+   * with tape_w their values join W) */
+  if ((refch || fd->tape_w) && fd->tapes_fixed) {
     rc_scratch rs;
     rc_layout(fd, ws->rc, &rs);
     hoist_tapes(m, fd, theta, n, pws, &rs, ws, want_g ? 1 : 0);
   }
+  if (has_choice || linkr) setup_choice(m, fd, theta, n, ws);
+  /* (rows through their links keep G1 per row: no column sums of their own) */
+  if (!has_choice) ws->rowinv = 0;
+  const int *crow = linkr ? link_params(m, fd, ws) : refch ? choice_params(m, fd, ws) : (const int *) 0;
   setup_indicators(m, theta, n, ws);
   if (want_g) {
     zero(ws->G0, (size_t) Tm * J);
@@ -1957,6 +1979,17 @@ double iclv_fast_individual(const iclv_model *m, const iclv_fast_dims *fd, const
       }
     }
     if (pmu >= 0) score[pmu] += m->mult_sign[t] * dmu;
+    if (fd->tape_w) {
+      /* the tapes' parameters: G0_j times the tape's gradient */
+      rc_scratch rs;
+      rc_layout(fd, ws->rc, &rs);
+      for (int j = 0; j < J; j++) {
+        const double g0 = ws->G0[(size_t) j * Tm + i];
+        const double *te = rs.tcb + ((size_t) i * m->n_alt + j) * fd->tape_E;
+        for (int v = m->tape_var_ptr[j]; v < m->tape_var_ptr[j + 1]; v++)
+          score[m->tape_var[v]] += g0 * te[1 + v - m->tape_var_ptr[j]];
+      }
+    }
   }
   if (ws->rowinv && T > 0) {
     /* every row has the same multiplier (setup_choice): row t0's */
@@ -3369,6 +3402,15 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
    * without an LV first (tjr: where each (row, alternative) begins and where
    * its LV terms do); TL the same sorted by parameter, the n0 terms without
    * an LV first, then the nl LV terms (flush_terms) */
+  /* tape_w: the tapes' values, gradients and Hessians once (hoist_tapes,
+   * order 2): their gradients are pseudo-terms below */
+  const double *tcb = (const double *) 0;
+  if (fd->tape_w && has_choice) {
+    rc_scratch rt;
+    rc_layout(fd, ws->rc, &rt);
+    hoist_tapes(m, fd, theta, n, pws, &rt, ws, 2);
+    tcb = rt.tcb;
+  }
   term_e *TL = (term_e *) ws->tl, *RL = TL + (size_t) Tm * fd->NTE;
   int *tcnt = (int *) (ws->tl + 8 * (size_t) Tm * fd->NTE), *tjr = tcnt + P + 1;
   /* With row multipliers (U = s_t V, s_t = sign mu or sign; iclv_model.h)
@@ -3398,6 +3440,20 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
           e->x = m->n_mult > 0 ? st * x : x;
           if (pass == 0) n0++;
           else nl++;
+        }
+        if (tcb && pass == 0) {
+          /* the tape's gradient: terms without an LV (d V_j / d theta_v) */
+          const double *te = tcb + ((size_t) i * m->n_alt + j) * fd->tape_E;
+          for (int v = m->tape_var_ptr[j]; v < m->tape_var_ptr[j + 1]; v++) {
+            const double x = te[1 + v - m->tape_var_ptr[j]];
+            if (x == 0.0) continue;
+            term_e *e = RL + (n0 + nl);
+            e->par = m->tape_var[v];
+            e->idx = j * Tm + i;
+            e->lv = -1;
+            e->x = x;
+            n0++;
+          }
         }
         if (pmu < 0) continue;
         for (int k = pass == 0 ? -1 : 0; k < (pass == 0 ? 0 : Ku); k++) {
@@ -3845,6 +3901,23 @@ void iclv_fast_hessian(const iclv_model *m, const iclv_fast_dims *fd, const doub
         iclv_hsym(&hb, RL[a].par, P + RL[a].lv, RL[a].x * g0);
     }
   }
+  /* tape_w: sum_r w gV_j d2 V_j / d theta d theta' = G0_j times the tape's
+   * Hessian (packed by rows after its gradient, iclv_tape.h) */
+  if (tcb)
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < J; j++) {
+        const double g0 = ws->G0[(size_t) j * Tm + i];
+        if (g0 == 0.0) continue;
+        const int a0 = m->tape_var_ptr[j], nv = m->tape_var_ptr[j + 1] - a0;
+        const double *He = tcb + ((size_t) i * m->n_alt + j) * fd->tape_E + 1 + m->tape_nv;
+        for (int a = 0, q = 0; a < nv; a++)
+          for (int b = 0; b <= a; b++, q++) {
+            if (He[q] == 0.0) continue;
+            const int pa = m->tape_var[a0 + a], pb = m->tape_var[a0 + b];
+            if (a == b) Hn[pa + (size_t) P * pa] += g0 * He[q];
+            else HN_PAIR(pa, pb, g0 * He[q]);
+          }
+      }
   /* row multipliers: d2 U_j / d mu d theta_u = sign x_u lvf_u (U = s V, s
    * = sign mu), whose weighted sums over the draws are sign x_u G0_j (no
    * LV) or sign x_u G1_jk (LV k) */

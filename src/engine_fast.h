@@ -115,6 +115,12 @@ typedef struct {
   int nested;        /* a nested logit (iclv_model.h) */
   int ordered;       /* an ordered choice (iclv_model.h) */
   int tapes;         /* nonlinear utilities (iclv_tape.h) */
+  int tape_w;        /* an MNL whose tapes read no draw (tapes_fixed), without row
+                        multipliers: the tapes run once per individual (hoist_tapes) and
+                        their values join W, so the rows take the MNL's hoisted forms (not
+                        ref_choice); the tapes' parameters' score from G0 and the tapes'
+                        gradients, their Hessian from pseudo-terms (the gradients, NTE)
+                        and G0 times the tapes' Hessians */
   int tapes_fixed;   /* tapes whose variables are all parameters (no LV or random term): a
                         row's tape results are the same for every draw, run once per
                         individual (ICLV_FAST_CNT_TAPE_HOIST) */

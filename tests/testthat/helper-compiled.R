@@ -280,8 +280,11 @@ expect_cpu_plan_is_account <- function(m, d, dr) {
 #' the Hessian through the fast Hessian pass when `fast_hessian`, and gives
 #' the ICLV_CPU_REFERENCE=1 engine's numbers to 1e-12 relative (LL, log L_n,
 #' gradient, scores, Hessian; also from LL-only and gradient-only
-#' evaluations), bit for bit the same with 1 and 2 threads.
-expect_atom_routing <- function(comp, spec, th, fast_hessian = TRUE, label = "") {
+#' evaluations), bit for bit the same with 1 and 2 threads. With `hoisted`
+#' the rows take the MNL's hoisted forms instead (an MNL whose tapes read
+#' no draw: every (row, draw) counted as vectorised or scalar, none as a
+#' reference row).
+expect_atom_routing <- function(comp, spec, th, fast_hessian = TRUE, label = "", hoisted = FALSE) {
   old <- Sys.getenv("ICLV_CPU_REFERENCE", NA)
   on.exit(if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old))
   Sys.unsetenv("ICLV_CPU_REFERENCE")
@@ -290,9 +293,11 @@ expect_atom_routing <- function(comp, spec, th, fast_hessian = TRUE, label = "")
   gr <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = FALSE)
   p1 <- iclv:::.engine_paths(e) - p0
   testthat::expect_equal(p1[["individuals"]], comp$c$n_ind, label = paste(label, "fast individuals"))
-  testthat::expect_equal(p1[["rows_reference"]], comp$c$n_rows * spec$n_draws,
+  n_rd <- comp$c$n_rows * spec$n_draws
+  testthat::expect_equal(p1[["rows_reference"]], if (hoisted) 0 else n_rd,
                          label = paste(label, "rows through the atoms"))
-  testthat::expect_equal(p1[["rows_vectorised"]] + p1[["rows_scalar"]], 0, label = paste(label, "no hoisted rows"))
+  testthat::expect_equal(p1[["rows_vectorised"]] + p1[["rows_scalar"]], if (hoisted) n_rd else 0,
+                         label = paste(label, "hoisted rows"))
   p1 <- iclv:::.engine_paths(e)
   fast <- iclv:::.engine_eval(e, th, gradient = TRUE, scores = TRUE, hessian = TRUE)
   p2 <- iclv:::.engine_paths(e) - p1

@@ -138,11 +138,24 @@ test_that("tapes that read no LV or random term run once per individual in the f
     spec <- iclv:::.draws_spec(iclv_draws("mlhs", 6, seed = 2), comp$n_ind, length(comp$lvs))
     set.seed(12)
     th <- tape_params(comp, jitter = 0.3)
-    expect_atom_routing(comp, spec, th, label = paste("fixed tapes", type))
+    # (an MNL's tapes join W: its rows take the hoisted MNL forms)
+    expect_atom_routing(comp, spec, th, label = paste("fixed tapes", type), hoisted = type == "mnl")
     e <- iclv:::.engine_new(comp$c, spec, n_threads = 1L)
     iclv:::.engine_eval(e, th, gradient = TRUE, hessian = TRUE) # the LL pass, then the Hessian pass
     expect_equal(iclv:::.engine_paths(e)[["tape_rows_hoisted"]], 2 * comp$c$n_rows, label = type)
   }
+  # the MNL's tapes joining W with LV-on-LV terms and an LV x attribute term
+  # (explicit rows), over one and two blocks of draws
+  u2 <- u
+  u2$c <- "b_c * (cost_c / inc) ^ lam + exp(ifelse(inc > 1.5, g1, g2)) * cost_c + l_c * att * time_a"
+  m2 <- iclv_model("att =~ q1 + q2\nf2 =~ q3", structural = "att ~ age + f2",
+                   choice = iclv_choice("mnl", "ch", u2), id = "ID", categories = 3)
+  comp2 <- iclv:::.iclv_compile(m2, tape_data(12, 2, 3))
+  set.seed(13)
+  th2 <- tape_params(comp2, jitter = 0.3)
+  for (R in c(6L, 150L))
+    expect_atom_routing(comp2, iclv:::.draws_spec(iclv_draws("mlhs", R, seed = 2), comp2$n_ind, 2L), th2,
+                        label = paste("fixed tapes, LV-on-LV, R =", R), hoisted = TRUE)
   # a tape with a random term (xi) or an LV runs draw by draw
   comp <- iclv:::.iclv_compile(tape_model("mnl"), tape_data(12, 2, 3))
   spec <- iclv:::.draws_spec(iclv_draws("mlhs", 6, seed = 2), comp$n_ind, length(comp$lvs))
