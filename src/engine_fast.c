@@ -3076,6 +3076,27 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
   }
 }
 
+/* Row i's part of the LV-LV block over a block of nb draws from its HV L
+ * (hlb (nkc, J, Tm, Bd)): heeb (nkc, nkc, Bd) += sum_j L_jk (HV L)_jl over
+ * the carried LVs, in choice_lv_hl's order (alternatives, then LVs). L (J,
+ * Ku) the row's LV coefficients. */
+static ICLV_FORCE_INLINE void block_hee(const iclv_fast_dims *fd, int i, const double *L,
+                                        const int *kc, int nkc, const double *hlb, int nb,
+                                        double *heeb) {
+  const int J = fd->J, Ku = fd->Ku, Tm = fd->Tmax, Bd = fd->B;
+  for (int j = 0; j < J; j++)
+    for (int a = 0; a < nkc; a++) {
+      const double lk = L[j * Ku + kc[a]];
+      if (lk == 0.0) continue;
+      for (int c = 0; c < nkc; c++) {
+        const double *restrict hl = hlb + (((size_t) c * J + j) * Tm + i) * Bd;
+        double *restrict he = heeb + ((size_t) a * nkc + c) * Bd;
+        ICLV_SIMD
+        for (int b = 0; b < nb; b++) he[b] += lk * hl[b];
+      }
+    }
+}
+
 /* The binary probit rows of the Hessian pass for a block of nb draws from
  * r0 (fd->pblk), from the LL pass's gV_0 of each row and draw and its LVs
  * (ws->hU's hPg, hEta): the same gV as the LL pass's (its score) and, with
@@ -3151,17 +3172,7 @@ ICLV_CLONES static void hess_block_probit(const iclv_model *m, const iclv_fast_d
         h1[b] = -hv[b] * l0 + hv[b] * l1;
       }
     }
-    for (int j = 0; j < J; j++)
-      for (int a = 0; a < nkc; a++) {
-        const double lk = L[j * Ku + kc[a]];
-        if (lk == 0.0) continue;
-        for (int c = 0; c < nkc; c++) {
-          const double *restrict hl = hlb + (((size_t) c * J + j) * Tm + i) * Bd;
-          double *restrict he = heeb + ((size_t) a * nkc + c) * Bd;
-          ICLV_SIMD
-          for (int b = 0; b < nb; b++) he[b] += lk * hl[b];
-        }
-      }
+    block_hee(fd, i, L, kc, nkc, hlb, nb, heeb);
   }
 }
 
@@ -3227,17 +3238,7 @@ ICLV_CLONES static void hess_block_mnl(const iclv_model *m, const iclv_fast_dims
           }
         }
       }
-    for (int j = 0; j < J; j++)
-      for (int a = 0; a < nkc; a++) {
-        const double lk = L[j * Ku + kc[a]];
-        if (lk == 0.0) continue;
-        for (int c = 0; c < nkc; c++) {
-          const double *restrict hl = hlb + (((size_t) c * J + j) * Tm + i) * Bd;
-          double *restrict he = heeb + ((size_t) a * nkc + c) * Bd;
-          ICLV_SIMD
-          for (int b = 0; b < nb; b++) he[b] += lk * hl[b];
-        }
-      }
+    block_hee(fd, i, L, kc, nkc, hlb, nb, heeb);
   }
 }
 
