@@ -2825,6 +2825,20 @@ ICLV_SIMD
   for (int i = 0; i < K * S; i++) dz[i] = 0;
 }
 
+/* An MNL row's probabilities over a block of nb draws from its d log P /
+ * dV: pv (J, Bd) = y - gV, gV of row i in gvb (J Tm, Bd), y its choice. */
+static ICLV_FORCE_INLINE void row_probs(const iclv_fast_dims *fd, int i, int y, const double *gvb,
+                                        int nb, double *restrict pv) {
+  const int J = fd->J, Tm = fd->Tmax, Bd = fd->B;
+  for (int j = 0; j < J; j++) {
+    const double *restrict g = gvb + ((size_t) j * Tm + i) * Bd;
+    double *restrict pj = pv + (size_t) j * Bd;
+    const double yj = j == y ? 1.0 : 0.0;
+    ICLV_SIMD
+    for (int rr = 0; rr < nb; rr++) pj[rr] = yj - g[rr];
+  }
+}
+
 /* The fast rows' part of the weighted sums G0 and M (iclv_fast_hessian)
  * over a block of nb draws: for each row i with tsafe (every row with all:
  * hess_block_mnl's explicit rows), from the block's gV
@@ -2868,13 +2882,7 @@ ICLV_CLONES static void flush_rows(const iclv_model *m, const iclv_fast_dims *fd
   for (int i = 0; i < T; i++) {
     if (!all && ws->tsafe[i] == 0.0) continue;
     const int y = m->y[t0 + i];
-    for (int j = 0; j < J; j++) {
-      const double *restrict g = gvb + ((size_t) j * Tm + i) * Bd;
-      double *restrict pj = pv + (size_t) j * Bd;
-      const double yj = j == y ? 1.0 : 0.0;
-      ICLV_SIMD
-      for (int rr = 0; rr < nb; rr++) pj[rr] = yj - g[rr];
-    }
+    row_probs(fd, i, y, gvb, nb, pv);
     /* (G0's column sums four alternatives at a time: gV_j of row i are Tm
      * Bd apart) */
     for (int j = 0; j < J; j += 4) {
@@ -3076,6 +3084,19 @@ ICLV_CLONES static void hess_block_choice(const iclv_model *m, const iclv_fast_d
   }
 }
 
+/* d l / d eta of a block of nb draws: getab (Ku, Bd) += gV_j L_jk over the
+ * carried LVs, for alternative j of a row (Lj: its Ku LV coefficients; gv
+ * (nb): its gV). */
+static ICLV_FORCE_INLINE void block_geta(const iclv_fast_dims *fd, const double *Lj, const int *kc,
+                                         int nkc, const double *gv, int nb, double *getab) {
+  for (int a = 0; a < nkc; a++) {
+    const double l = Lj[kc[a]];
+    double *restrict ge = getab + (size_t) kc[a] * fd->B;
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) ge[b] += gv[b] * l;
+  }
+}
+
 /* Row i's part of the LV-LV block over a block of nb draws from its HV L
  * (hlb (nkc, J, Tm, Bd)): heeb (nkc, nkc, Bd) += sum_j L_jk (HV L)_jl over
  * the carried LVs, in choice_lv_hl's order (alternatives, then LVs). L (J,
@@ -3152,15 +3173,7 @@ ICLV_CLONES static void hess_block_probit(const iclv_model *m, const iclv_fast_d
       gv1[b] = -g;
       hv[b] = iclv_inv_mills_deriv(x, sg * g);
     }
-    for (int j = 0; j < J; j++) {
-      const double *restrict gv = j == 0 ? gv0 : gv1;
-      for (int a = 0; a < nkc; a++) {
-        const double l = L[j * Ku + kc[a]];
-        double *restrict ge = getab + (size_t) kc[a] * Bd;
-        ICLV_SIMD
-        for (int b = 0; b < nb; b++) ge[b] += gv[b] * l;
-      }
-    }
+    for (int j = 0; j < J; j++) block_geta(fd, L + (size_t) j * Ku, kc, nkc, j == 0 ? gv0 : gv1, nb, getab);
     if (!dvar) continue;
     for (int a = 0; a < nkc; a++) {
       const double l0 = L[kc[a]], l1 = L[Ku + kc[a]];
@@ -3205,21 +3218,10 @@ ICLV_CLONES static void hess_block_mnl(const iclv_model *m, const iclv_fast_dims
       const double *restrict g = hGv + ((size_t) i * J + j) * R + r0;
       double *restrict gv = gvb + ((size_t) j * Tm + i) * Bd;
       memcpy(gv, g, sizeof(double) * (size_t) nb);
-      for (int a = 0; a < nkc; a++) {
-        const double l = L[j * Ku + kc[a]];
-        double *restrict ge = getab + (size_t) kc[a] * Bd;
-        ICLV_SIMD
-        for (int b = 0; b < nb; b++) ge[b] += gv[b] * l;
-      }
+      block_geta(fd, L + (size_t) j * Ku, kc, nkc, gv, nb, getab);
     }
     if (!dvar) continue;
-    for (int j = 0; j < J; j++) {
-      const double *restrict gv = gvb + ((size_t) j * Tm + i) * Bd;
-      double *restrict p = pv + (size_t) j * Bd;
-      const double yj = j == y ? 1.0 : 0.0;
-      ICLV_SIMD
-      for (int b = 0; b < nb; b++) p[b] = yj - gv[b];
-    }
+    row_probs(fd, i, y, gvb, nb, pv);
     for (int a = 0; a < nkc; a++)
       for (int j = 0; j < J; j++) {
         const double *restrict pj = pv + (size_t) j * Bd;
