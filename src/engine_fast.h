@@ -38,8 +38,11 @@
  *   - MNL rows whose LV coefficients differ between rows (an LV times an
  *     attribute, several multipliers) are vectorised over the draws too
  *     (explicit rows: V = W + L eta, fast_exp_core, P_y into the product);
+ *   - an MNL whose tapes read no draw (fd->tape_w) runs them once per
+ *     individual and adds their values to W: its rows are the MNL's hoisted
+ *     rows, the tapes' gradients pseudo-terms of the Hessian pass;
  *   - choice rows without a hoisted product form (nested logit, ordered
- *     choice, nonlinear utilities on tapes: fd->ref_choice) keep the
+ *     choice, nonlinear utilities on tapes otherwise: fd->ref_choice) keep the
  *     indicators' and the structural part's hoisted forms: without row
  *     multipliers (fd->link_rows) their utilities come from the hoisted W
  *     and L plus the tapes' values (tapes that read no draw run once per
@@ -64,7 +67,10 @@
  *     LL pass's link values (Fst); with covariate sources only, those with
  *     one loading are summed over a block of draws (fixed-order dot
  *     products), only their gradient is formed draw by draw;
- *     binary-probit terms use Cody's Phi (probit_cdf_fast);
+ *     binary-probit indicator terms use Cody's Phi (probit_cdf_fast);
+ *     binary probit choice rows and explicit MNL rows are taken a block
+ *     of draws at a time from the gV the LL pass kept (hess_block_probit,
+ *     hess_block_mnl), their sums as dot products over the block;
  *   - with LV-on-LV terms (d eta / d phi differs by draw) the LV blocks
  *     that meet d eta / d phi are kept per draw for a block of draws (the
  *     indicators' rows of Hpe; the choice rows' HV L) and folded into the
