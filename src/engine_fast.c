@@ -93,6 +93,11 @@
  * fewest instructions and the least time of 32, 64 and 128 on the drug and
  * seed benchmarks (bench/RESULTS.md, issue 17). */
 #define BLOCK_DRAWS 128
+/* At most this many doubles per thread hold the LL pass's gV of every
+ * explicit MNL row and draw for the Hessian pass (fd->exblk, Tmax J R):
+ * beyond (a long panel with many draws), the Hessian pass takes those rows
+ * draw by draw (draw_choice), without the copy. */
+#define EXBLK_MAX_DOUBLES ((double) (1 << 20))
 
 static size_t pad8(size_t n) { return (n + 7) / 8 * 8; }
 
@@ -428,7 +433,8 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   for (int t = 0; t < fd->S; t++)
     if (m->st_src_type[t] != ICLV_SRC_COV) fd->hess_ok = 0;
   fd->pblk = m->choice_type == ICLV_CHOICE_PROBIT && !fd->ref_choice && !fd->row_mult;
-  fd->exblk = m->choice_type == ICLV_CHOICE_MNL && !fd->ref_choice && (!fd->lv_rowinv || fd->row_mult);
+  fd->exblk = m->choice_type == ICLV_CHOICE_MNL && !fd->ref_choice && (!fd->lv_rowinv || fd->row_mult) &&
+              (double) fd->Tmax * fd->J * R <= EXBLK_MAX_DOUBLES;
   /* hess_rows' count, without removing repeats (a bound) */
   fd->nhr = 0;
   if (!fd->hess_ok)

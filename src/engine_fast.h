@@ -143,11 +143,12 @@ typedef struct {
   int pblk;         /* a binary probit without row multipliers or tapes: the Hessian pass
                         takes its rows a block of draws at a time from the LL pass's gV_0
                         and LVs (kept in hU's hPg, hEta: hess_block_probit) */
-  int exblk;        /* an MNL without tapes or nests whose rows can be explicit (LV
-                        coefficients that differ by row, row multipliers): for an
-                        individual without row-invariant LV coefficients, the Hessian
-                        pass takes its rows a block of draws at a time from the LL pass's
-                        gV (kept in hU's hGv: hess_block_mnl) */
+  int exblk;        /* an MNL without nests whose rows can be explicit (LV coefficients
+                        that differ by row, row multipliers), when Tmax J R doubles are
+                        at most EXBLK_MAX_DOUBLES (engine_fast.c): for an individual
+                        without row-invariant LV coefficients, the Hessian pass takes its
+                        rows a block of draws at a time from the LL pass's gV (kept in
+                        hU's hGv: hess_block_mnl) */
   int nhr;          /* with LV-on-LV terms (!hess_ok): a bound on the rows of Hpe that
                         the Hessian pass keeps per draw for fold_block (hess_rows: the
                         parameters of the indicators of LVs with structural terms) */

@@ -208,6 +208,25 @@ test_that("row multipliers' Hessian from the weighted sums (scales as pseudo-ter
       }
 })
 
+test_that("a long panel whose kept gV would pass the cap takes explicit MNL rows draw by draw in the Hessian", {
+  # (EXBLK_MAX_DOUBLES, engine_fast.c: Tmax J R = 1800 x 3 x 200 > 2^20
+  # doubles, so the LL pass keeps no gV and the Hessian pass runs
+  # draw_choice per draw) with an LV x attribute term: no row-invariant LV
+  # coefficients
+  set.seed(190)
+  tm <- tiny_variant(tiny_model("ordered_probit", "mnl", n_ind = 2L, n_draws = 200L, seed = 190),
+                     no_lvlv = TRUE)
+  d <- tm$desc
+  nr <- 1803L
+  d$rows <- data.frame(ind = c(rep(0L, 1800L), rep(1L, 3L)), y = sample(0:2, nr, replace = TRUE))
+  d$X <- matrix(round(stats::rnorm(nr * 4), 2), nr, 4)
+  d$avail <- NULL
+  tm$desc <- d
+  tm$compiled <- compile_by_hand(d)
+  expect_gt(nr * 3 * 200, 2^20)
+  expect_fast_equals_ref(tm$compiled, tm$draws, jitter_theta(tm), "long panel over the kept-gV cap")
+})
+
 test_that("the tails hand over to the reference links: huge utilities, LV effects and thresholds", {
   base <- tiny_variant(tiny_model(c("ordered_logit", "ordered_logit", "ordered_logit", "binary_logit"), "mnl",
                                   n_ind = 8L, n_draws = 6L, ncat = 4L, seed = 61), no_lvlv = TRUE, rowinv = TRUE)
