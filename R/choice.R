@@ -55,7 +55,9 @@
 #' derivatives (forward mode); there too every subexpression of data only
 #' is evaluated once, into a column. On the CPU engine a tape whose
 #' variables are all parameters (no latent variable or random term) runs
-#' once per respondent and task, not once per draw. The parameters that only a
+#' once per respondent and task, not once per draw; in an MNL without row
+#' multipliers its value then enters like the linear part, and the task takes
+#' the linear MNL's fast path. The parameters that only a
 #' nonlinear part uses start at 0, or at 1 for a scale (a parameter
 #' multiplying an expression with parameters), an exponent, or a parameter
 #' alone inside `log()` or `sqrt()`, in a denominator or as the base of a
