@@ -145,6 +145,34 @@ static ICLV_FORCE_INLINE double fast_exp_core(double x) {
   return EXP2_32[k & 31] * p * sc;
 }
 
+/* log x for positive, finite, normal x (the callers' sums of shifted
+ * exponentials, 1 <= x <= J), within about 1 ulp of log(): x = 2^e m with
+ * sqrt(1/2) < m <= sqrt(2), log m = 2 atanh(f), f = (m - 1) / (m + 1)
+ * (|f| <= 0.1716; m - 1 exact), by the series 2 f sum_i f^(2i) / (2i + 1)
+ * to f^22 (remainder below 1e-18 relative) in Estrin's scheme, plus e ln2
+ * in two parts (ln2_hi with 32 significant bits: e ln2_hi exact). e comes
+ * from the exponent bits through 2^52 + e's bits as a double (no integer
+ * conversion) and the selection of m is a ternary: branch-free, so that
+ * loops over draws vectorise. NaN or infinite x gives NaN (x - x). */
+static ICLV_FORCE_INLINE double fast_log(double x) {
+  uint64_t xb;
+  memcpy(&xb, &x, sizeof xb);
+  uint64_t eb = (xb >> 52) | 0x4330000000000000ULL, mb = (xb & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+  double ed, m;
+  memcpy(&ed, &eb, sizeof ed);
+  memcpy(&m, &mb, sizeof m);
+  ed -= 0x1p52 + 1023.0; /* the unbiased exponent */
+  const int up = m > 1.4142135623730951;
+  m = up ? 0.5 * m : m;
+  ed = up ? ed + 1.0 : ed;
+  const double f = (m - 1.0) / (m + 1.0), z = f * f, z2 = z * z, z4 = z2 * z2, z8 = z4 * z4;
+  const double q0 = (1.0 + z * (1.0 / 3.0)) + z2 * (1.0 / 5.0 + z * (1.0 / 7.0));
+  const double q1 = (1.0 / 9.0 + z * (1.0 / 11.0)) + z2 * (1.0 / 13.0 + z * (1.0 / 15.0));
+  const double q2 = (1.0 / 17.0 + z * (1.0 / 19.0)) + z2 * (1.0 / 21.0 + z * (1.0 / 23.0));
+  const double lm = (f + f) * ((q0 + z4 * q1) + z8 * q2);
+  return ed * 6.93147180369123816490e-01 + (lm + ed * 1.90821492927058770002e-10) + (x - x);
+}
+
 /* e^x for |x| <= 0.36 (the callers' range) by its Taylor polynomial to
  * x^13 / 13! (remainder below 1e-17 relative) in Estrin's scheme:
  * branch-free, no table, so that loops over draws vectorise. */
@@ -419,6 +447,9 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
     }
   }
   fd->link_rows = fd->ref_choice && m->n_mult == 0;
+  fd->nl_block = fd->link_rows && m->choice_type == ICLV_CHOICE_NL && (!fd->tapes || fd->tapes_fixed)
+                     ? 2 * fd->J + 3 * m->n_nest + 3 + fd->K : 0;
+  fd->nl_nests = fd->nl_block ? m->n_nest : 0;
   fd->Lc = m->choice_type != ICLV_CHOICE_NONE ? iclv_outer_dim(m) : fd->J;
   fd->NTV = fd->tapes ? m->tape_var_ptr[m->n_alt] : 0;
   fd->tape_E = fd->tapes ? iclv_tape_entry(m) : 0;
@@ -595,7 +626,8 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[22] = pad8(K * B);           /* bGe */
   z[23] = pad8(16 * B);          /* bS */
   z[24] = pad8(O * 3 * B);       /* bOf */
-  z[25] = pad8(T * J * B + 3 * J * B); /* bGv, then bU */
+  z[25] = pad8(T * J * B + 3 * J * B + (size_t) fd->nl_block * B + (size_t) fd->nl_nests);
+                                 /* bGv, then bU, bN */
   z[26] = pad8(T * (size_t) fd->NTE * 8 + P + 1 + (T * (2 * J + 1) + 1) / 2 + 1); /* tl */
   z[27] = pad8(ICLV_FAST_NCNT);  /* cnt */
   z[28] = pad8(P * S);           /* HpS */
@@ -631,6 +663,7 @@ void iclv_fast_ws_bind(const iclv_fast_dims *fd, double *b, iclv_fast_ws *ws) {
   }
   for (int i = 0; i < ICLV_FAST_NCNT; i++) ws->cnt[i] = 0.0;
   ws->bU = ws->bGv + (size_t) fd->Tmax * fd->J * fd->B;
+  ws->bN = ws->bU + (size_t) 3 * fd->J * fd->B;
   ws->nrc = 0;
 }
 
@@ -1043,6 +1076,184 @@ static inline const double *row_tapes(const iclv_model *m, const iclv_fast_dims 
   return iclv_row_tapes(m, theta, eta, t, pws->V, order);
 }
 
+/* The rows of a nested logit (fd->nl_block) for the nb draws of a block of
+ * individual n, draws innermost: what block_link_rows gets from
+ * iclv_nl_link for each (row, draw) -- the log-likelihood into ls; with
+ * want_g d l / d V into bGv, the lambdas' derivatives into rc's rows gb,
+ * sum_j gV_j L_jk into bGe and the fixed tapes' gV_j dN_j -- by the same
+ * formulas in the same order (iclv_core.h), with fast_exp_core and fast_log
+ * in place of exp and log, so that the loops over draws vectorise (their
+ * arguments: shifted exponents in [-708, 0], clamped below; sums in [1, J]).
+ * Nests whose lambdas are all 1 take the same general formulas (the
+ * reference takes the MNL's there: equal to rounding). Scratch bN (after
+ * nl_block B doubles: the M lambdas). */
+ICLV_CLONES static void block_nl_rows(const iclv_model *m, const iclv_fast_dims *fd,
+                                      const double *theta, int n, int nb, iclv_fast_ws *ws,
+                                      int want_g, double *ls) {
+  const int J = fd->J, K = fd->K, Ku = fd->Ku, B = fd->B, t0 = m->row_ptr[n];
+  const int T = m->row_ptr[n + 1] - t0, M = m->n_nest, E = fd->tape_E;
+  rc_scratch rs;
+  rc_layout(fd, ws->rc, &rs);
+  const double *restrict eb = ws->bEta;
+  double *restrict Vb = ws->bN, *restrict pb = Vb + (size_t) J * B, *restrict Ib = pb + (size_t) J * B;
+  double *restrict zb = Ib + (size_t) M * B, *restrict Qb = zb + (size_t) M * B;
+  double *restrict mx = Qb + (size_t) M * B, *restrict sw = mx + B, *restrict lb = sw + B;
+  double *restrict ge = lb + B, *restrict lam = ge + (size_t) K * B;
+  for (int a = 0; a < M; a++) lam[a] = iclv_nest_lambda(m, theta, a);
+  for (int b = 0; b < nb; b++) lb[b] = 0.0;
+  if (want_g) {
+    for (size_t c = 0; c < (size_t) K * B; c++) ge[c] = 0.0;
+    for (int q = 0; q < ws->nrc; q++)
+      for (int b = 0; b < nb; b++) rs.gb[(size_t) q * B + b] = 0.0;
+  }
+  for (int i = 0; i < T; i++) {
+    const int t = t0 + i, y = m->y[t], bn = m->nest_of[y];
+    const double *W = ws->W + (size_t) i * J, *L = ws->L + (size_t) i * J * Ku;
+    const double *tc = fd->tapes ? rs.tcb + (size_t) i * J * E : (const double *) 0;
+    for (int j = 0; j < J; j++) {
+      double *restrict v = Vb + (size_t) j * B;
+      for (int b = 0; b < nb; b++) v[b] = W[j];
+      for (int k = 0; k < Ku; k++) {
+        const double c = L[j * Ku + k], *restrict e = eb + (size_t) k * B;
+ICLV_SIMD
+        for (int b = 0; b < nb; b++) v[b] += c * e[b];
+      }
+      if (tc)
+        for (int b = 0; b < nb; b++) v[b] += tc[(size_t) j * E];
+      for (int b = 0; b < nb; b++) pb[(size_t) j * B + b] = 0.0;
+    }
+    /* each nest: its max of V / lambda, the shifted exponentials p, their
+     * sum (in I), I = max + log sum, p / sum, zbar = sum p V / lambda */
+    for (int a = 0; a < M; a++) {
+      const double la = lam[a];
+      double *restrict I = Ib + (size_t) a * B, *restrict z = zb + (size_t) a * B;
+      int any = 0;
+      for (int b = 0; b < nb; b++) mx[b] = -INFINITY;
+      for (int k = 0; k < J; k++) {
+        if (m->nest_of[k] != a || !iclv_available(m, t, k)) continue;
+        any = 1;
+        const double *restrict v = Vb + (size_t) k * B;
+ICLV_SIMD
+        for (int b = 0; b < nb; b++) mx[b] = v[b] / la > mx[b] ? v[b] / la : mx[b];
+      }
+      for (int b = 0; b < nb; b++) z[b] = 0.0;
+      if (!any) { /* no available alternative: the nest drops out */
+        for (int b = 0; b < nb; b++) I[b] = -INFINITY;
+        continue;
+      }
+      for (int b = 0; b < nb; b++) I[b] = 0.0;
+      for (int k = 0; k < J; k++) {
+        if (m->nest_of[k] != a || !iclv_available(m, t, k)) continue;
+        const double *restrict v = Vb + (size_t) k * B;
+        double *restrict p = pb + (size_t) k * B;
+ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          const double x = v[b] / la - mx[b];
+          p[b] = fast_exp_core(x < -708.0 ? -708.0 : x);
+          I[b] += p[b];
+        }
+      }
+      for (int k = 0; k < J; k++) {
+        if (m->nest_of[k] != a || !iclv_available(m, t, k)) continue;
+        const double *restrict v = Vb + (size_t) k * B;
+        double *restrict p = pb + (size_t) k * B;
+ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          p[b] /= I[b];
+          z[b] += p[b] * (v[b] / la);
+        }
+      }
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) I[b] = mx[b] + fast_log(I[b]);
+    }
+    /* the nests' shares Q and their log-sum lsw = max + log sum (in mx) */
+    for (int b = 0; b < nb; b++) mx[b] = -INFINITY;
+    for (int a = 0; a < M; a++) {
+      const double la = lam[a], *restrict I = Ib + (size_t) a * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) mx[b] = la * I[b] > mx[b] ? la * I[b] : mx[b];
+    }
+    for (int b = 0; b < nb; b++) sw[b] = 0.0;
+    for (int a = 0; a < M; a++) {
+      const double la = lam[a], *restrict I = Ib + (size_t) a * B;
+      double *restrict Q = Qb + (size_t) a * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        const double x = la * I[b] - mx[b];
+        Q[b] = I[b] == -INFINITY ? 0.0 : fast_exp_core(x < -708.0 ? -708.0 : x);
+        sw[b] += Q[b];
+      }
+    }
+    for (int a = 0; a < M; a++) {
+      double *restrict Q = Qb + (size_t) a * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) Q[b] /= sw[b];
+    }
+    const double ly = lam[bn];
+    const double *restrict vy = Vb + (size_t) y * B, *restrict Iy = Ib + (size_t) bn * B;
+ICLV_SIMD
+    for (int b = 0; b < nb; b++) {
+      mx[b] += fast_log(sw[b]); /* lsw */
+      lb[b] += vy[b] / ly + (ly - 1.0) * Iy[b] - mx[b];
+    }
+    if (!want_g) continue;
+    /* d l / d lambda_c of the nests with a parameter (iclv_nl_link's gV[J + c]) */
+    for (int c = 0, q = 0; c < M; c++) {
+      if (m->nest_par[c] < 0) continue;
+      const double *restrict Q = Qb + (size_t) c * B, *restrict I = Ib + (size_t) c * B;
+      const double *restrict z = zb + (size_t) c * B;
+      double *restrict g = rs.gb + (size_t) q++ * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        const double wc = Q[b] != 0.0 ? I[b] - z[b] : 0.0;
+        double gc = -Q[b] * wc;
+        if (c == bn) gc += -(vy[b] / ly) / ly + I[b] - (ly - 1.0) * z[b] / ly;
+        g[b] += gc;
+      }
+    }
+    /* d l / d V_k, then its parts by eta and the tapes' parameters */
+    for (int k = 0; k < J; k++) {
+      const int a = m->nest_of[k];
+      const double *restrict Q = Qb + (size_t) a * B, *restrict p = pb + (size_t) k * B;
+      double *restrict gv = ws->bGv + ((size_t) i * J + k) * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        double gk = -Q[b] * p[b];
+        if (a == bn) gk += (ly - 1.0) * p[b] / ly;
+        if (k == y) gk += 1.0 / ly;
+        gv[b] = gk;
+      }
+      for (int kk = 0; kk < Ku; kk++) {
+        const double c = L[k * Ku + kk];
+        double *restrict g = ge + (size_t) kk * B;
+ICLV_SIMD
+        for (int b = 0; b < nb; b++) g[b] += gv[b] * c;
+      }
+      if (!tc) continue;
+      const double *te = tc + (size_t) k * E + 1;
+      for (int v = m->tape_var_ptr[k]; v < m->tape_var_ptr[k + 1]; v++) {
+        const double d = te[v - m->tape_var_ptr[k]];
+        const int q = rs.tq[v];
+        double *restrict g = q >= 0 ? rs.gb + (size_t) q * B : ge + (size_t) (-1 - q) * B;
+        /* (an unavailable alternative's tape may not be finite: gV 0 adds nothing) */
+        for (int b = 0; b < nb; b++)
+          if (gv[b] != 0.0) g[b] += gv[b] * d;
+      }
+    }
+  }
+  for (int b = 0; b < nb; b++) {
+    ls[b] += lb[b];
+    if (!want_g) continue;
+    if (lb[b] > -INFINITY) {
+      for (int k = 0; k < K; k++) ws->bGe[(size_t) k * B + b] += ge[(size_t) k * B + b];
+    } else { /* weight 0: no derivative (they may not be finite) */
+      for (size_t c = 0; c < (size_t) T * J; c++) ws->bGv[c * B + b] = 0.0;
+      for (int q = 0; q < ws->nrc; q++) rs.gb[(size_t) q * B + b] = 0.0;
+    }
+  }
+  ws->cnt[ICLV_FAST_CNT_ROW_REF] += (double) T * nb;
+}
+
 /* The choice rows of individual n for the nb draws of a block through their
  * links (fd->link_rows: a nested logit, an ordered choice, or utilities
  * with tapes, without row multipliers): V = W + L eta from setup_choice's
@@ -1063,6 +1274,10 @@ static void block_link_rows(const iclv_model *m, const iclv_fast_dims *fd, const
   double *V = pws->V, *gV = pws->gV, *ge = rs.g; /* ge (K): this draw's d l / d eta */
   const double *eb = ws->bEta;
   const int E = fd->tape_E, ord = m->choice_type == ICLV_CHOICE_ORDERED;
+  if (fd->nl_block) {
+    block_nl_rows(m, fd, theta, n, nb, ws, want_g, ls);
+    return;
+  }
   for (int b = 0; b < nb; b++) {
     double l = 0.0;
     if (want_g) {

@@ -136,6 +136,11 @@ typedef struct {
                         utilities from the hoisted W and L (plus the tapes' values) and
                         calls the links of iclv_core.h directly (block_link_rows); the
                         score from the same weighted sums as the hoisted forms' (G0, G1) */
+  int nl_block;      /* doubles per draw of the nested-logit rows' block scratch (bN), 0
+                        unless the LL and score pass takes a nested logit's rows a block
+                        of draws at a time (link_rows with nests and no tape that reads a
+                        draw: block_nl_rows) */
+  int nl_nests;      /* with nl_block: the nests M (their lambdas follow bN's nl_block B) */
   int NTV;           /* tape variables over all alternatives (tape_var_ptr[n_alt]; 0 without) */
   int atoms_affine;  /* the utilities are affine in eta with draw-invariant coefficients (no
                         tape, or tapes_fixed): the Hessian pass sums each row's C over the
@@ -193,6 +198,9 @@ typedef struct {
   double *bGv;   /* (Tmax, J, B) d log P / dV; an implicit fast row (block_choice) keeps
                     1 / sum_j E_tj u_j in its first B instead */
   double *bU;    /* (3, J, B) a = L eta, u = exp(a - max a), column sums of gV (after bGv) */
+  double *bN;    /* (nl_block, B) the nested-logit rows of a block of draws (after bU):
+                    V, p (J, B); I, zbar, Q (M, B); the max, the nests' sum and the
+                    log-likelihood (B); d l / d eta (K, B); the lambdas (block_nl_rows) */
   double *tl;    /* (Tmax NU, 4) an individual's utility terms with x != 0 (parameter,
                     index of their gV, LV, x) sorted by parameter (Hessian pass); then
                     (Tmax NU, 4) the same by row and alternative; then ints: (P + 1) the

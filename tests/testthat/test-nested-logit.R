@@ -114,6 +114,13 @@ test_that("every lambda fixed at 1 is MNL exactly; the nested model takes the fa
   k <- match(mnl$partable$name, one$partable$name)
   expect_lt(max(abs(o_one$gradient[k] - o_mnl$gradient)), 1e-12)
   expect_lt(max(abs(o_one$hessian[k, k] - o_mnl$hessian)) / max(abs(o_mnl$hessian)), 1e-12)
+  # the fast kernels take the nests' general formulas there (block_nl_rows,
+  # fast exp and log): the reference's MNL numbers to rounding
+  o_fast <- ev(one, nl_theta(one, c(lambda_branded = 1, lambda_generic = 1)))
+  expect_lt(abs(o_fast$loglik - o_mnl$loglik), 1e-13 * abs(o_mnl$loglik))
+  expect_lt(max(abs(o_fast$loglik_i - o_mnl$loglik_i)), 1e-13 * max(abs(o_mnl$loglik_i)))
+  expect_lt(max(abs(o_fast$gradient[k] - o_mnl$gradient)), 1e-12 * max(abs(o_mnl$gradient)))
+  expect_lt(max(abs(o_fast$hessian[k, k] - o_mnl$hessian)) / max(abs(o_mnl$hessian)), 1e-12)
   # the fixed lambdas do not reach the optimizer, and the fit's LL is MNL's
   prob <- iclv:::.problem_new(one, U)
   expect_false(any(c("lambda_branded", "lambda_generic") %in% prob$free_names))
