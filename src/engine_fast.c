@@ -1146,10 +1146,16 @@ ICLV_SIMD
         if (m->nest_of[k] != a || !iclv_available(m, t, k)) continue;
         const double *restrict v = Vb + (size_t) k * B;
         double *restrict p = pb + (size_t) k * B;
+        /* (the clamp in a loop of its own: GCC 12 does not vectorise the
+         * exponential after a select in the same loop) */
 ICLV_SIMD
         for (int b = 0; b < nb; b++) {
           const double x = v[b] / la - mx[b];
-          p[b] = fast_exp_core(x < -708.0 ? -708.0 : x);
+          p[b] = x < -708.0 ? -708.0 : x;
+        }
+ICLV_SIMD
+        for (int b = 0; b < nb; b++) {
+          p[b] = fast_exp_core(p[b]);
           I[b] += p[b];
         }
       }
@@ -1180,7 +1186,13 @@ ICLV_SIMD
 ICLV_SIMD
       for (int b = 0; b < nb; b++) {
         const double x = la * I[b] - mx[b];
-        Q[b] = I[b] == -INFINITY ? 0.0 : fast_exp_core(x < -708.0 ? -708.0 : x);
+        Q[b] = x < -708.0 ? -708.0 : x;
+      }
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) Q[b] = fast_exp_core(Q[b]);
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) {
+        Q[b] = I[b] == -INFINITY ? 0.0 : Q[b];
         sw[b] += Q[b];
       }
     }
