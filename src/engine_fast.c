@@ -1389,6 +1389,131 @@ static void block_ref_choice(const iclv_model *m, const iclv_fast_dims *fd, cons
   ws->cnt[ICLV_FAST_CNT_ROW_REF] += (double) (t1 - t0) * nb;
 }
 
+/* An ordered-logit outcome of nb draws in the product form, with every
+ * index in range (|sv| <= FAST_LOGIT_RANGE) and the thresholds hoisted into
+ * c (setup_indicators' oc, c[4] != 0): its log terms added to ls, its factor
+ * multiplied into the running products pr (power-of-2 scales sc), d l /
+ * d(a, b) into f0, f1 and d l / d s into fc; F(a), F(-b) of each draw into
+ * Fa, Fnb (the Hessian pass's, logit_from_F). Scratch: bS's slots 6, 7 (B
+ * doubles each). Shared by the indicators and the ordered choice rows. */
+static ICLV_FORCE_INLINE void ordered_logit_block(const double *c, const double *restrict sv, int nb,
+                                                  double *restrict ls, double *restrict pr,
+                                                  double *restrict sc, double *restrict f0,
+                                                  double *restrict f1, double *restrict fc,
+                                                  double *restrict Fa, double *restrict Fnb,
+                                                  double *bS, int B, double *cnt) {
+  cnt[ICLV_FAST_CNT_OBS_VEC] += nb;
+  double c0 = c[0], c1 = c[1], c2 = c[2];
+  /* the factor F(b) F(-a) = 1 / (1 + x) and x of each draw (bS slots 6, 7) */
+  double *restrict fct = bS + 6 * B, *restrict fx = bS + 7 * B;
+ICLV_SIMD
+  for (int b = 0; b < nb; b++) {
+    double es = fast_exp_core(sv[b]); /* |s| <= FAST_LOGIT_RANGE (allfast) */
+    double e0 = es + c0, e1 = 1.0 + c1 * es;
+    double r = 1.0 / (e0 * e1);
+    double fa = c0 * r * e1, fnb = c1 * es * r * e0;
+    double d1 = -fa - c2, d2 = fnb + c2;
+    Fa[b] = fa;
+    Fnb[b] = fnb;
+    f0[b] = d1;
+    f1[b] = d2;
+    fc[b] = -(d1 + d2);
+    fx[b] = es; /* x = e^-s c0 + c1 e^s + c0 c1 below, only where it may be small */
+    fct[b] = es * r;
+    ls[b] += c[3];
+  }
+  /* x = 1 / fct - 1: x < LOGIT_NEAR1 needs fct > 1 / (1 + LOGIT_NEAR1);
+   * at or below a bound safely under that (FCT_NEAR1) x is not small:
+   * the factor multiplies the product without x's division (the same
+   * branch as x's test) */
+  int near1 = 0;
+  ICLV_SIMD_SUM(near1)
+  for (int b = 0; b < nb; b++) near1 += fct[b] > FCT_NEAR1;
+  if (near1 == 0) {
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) pr[b] *= fct[b];
+  } else {
+    for (int b = 0; b < nb; b++) {
+      double x = fct[b] > FCT_NEAR1 ? c0 / fx[b] + c1 * fx[b] + c0 * c1 : 1.0;
+      if (x < LOGIT_NEAR1) ls[b] -= log1p(x);
+      else pr[b] *= fct[b];
+    }
+  }
+  ICLV_RESCALE_PRODUCTS(pr, sc, nb);
+}
+
+/* An ordered-probit outcome of nb draws with thresholds tlo < thi (either
+ * infinite) and index sv: as ordered_logit_block, the fast forms where they
+ * hold, each other draw by probit_fast or the reference link. Scratch: bS's
+ * slots 8 .. 15. */
+static ICLV_FORCE_INLINE void ordered_probit_block(double tlo, double thi, const double *restrict sv,
+                                                   int nb, double *restrict ls, double *restrict pr,
+                                                   double *restrict sc, double *restrict f0,
+                                                   double *restrict f1, double *restrict fc,
+                                                   double *bS, int B, double *cnt) {
+  /* thresholds hoisted (oc); Cody's Phi over the block's draws
+   * (pnorm_tail_block), after the reflection of iclv_probit_logdiff
+   * (lo + hi <= 0): D = Phi(hi) - Phi(lo) = Q(|hi|) - Q(-lo) when
+   * hi <= 0, 1 - Q(-lo) - Q(hi) when the interval straddles 0, Q(y) =
+   * Phi(-y). Draws outside the product form's conditions (probit_fast's)
+   * are redone one by one: probit_fast, or the reference link. */
+  double *restrict yl = bS + 8 * B, *restrict yh = bS + 9 * B;
+  double *restrict ql = bS + 10 * B, *restrict qh = bS + 11 * B;
+  double *restrict dl = bS + 12 * B, *restrict dh = bS + 13 * B;
+  double *restrict fl = bS + 14 * B, *restrict ok = bS + 15 * B;
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) {
+    double a = tlo - sv[b], bb = thi - sv[b];
+    int f = a + bb > 0.0;
+    double lo = f ? -bb : a, hi = f ? -a : bb;
+    fl[b] = f ? 1.0 : 0.0;
+    yl[b] = -lo;
+    yh[b] = hi; /* signed for now */
+  }
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) ok[b] = fabs(yh[b]);
+  pnorm_tail_block(yl, ql, dl, nb);
+  pnorm_tail_block(ok, qh, dh, nb);
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) {
+    double hi = yh[b], tails = ql[b] + qh[b];
+    int hp = hi > 0.0;
+    double D = hp ? 1.0 - tails : qh[b] - ql[b];
+    int good = hp ? (tails <= 0.75 && tails >= LOGIT_NEAR1)
+                  : (hi > ICLV_PHI_TAIL && D >= PROBIT_PROD_MIN);
+    double inv = 1.0 / D;
+    double fa = -dl[b] * inv, fb = dh[b] * inv;
+    double d1 = fl[b] != 0.0 ? -fb : fa, d2 = fl[b] != 0.0 ? -fa : fb;
+    f0[b] = d1;
+    f1[b] = d2;
+    fc[b] = -(d1 + d2);
+    pr[b] *= good ? D : 1.0;
+    ok[b] = good ? 1.0 : 0.0;
+  }
+  int nsc = 0, nref = 0;
+  for (int b = 0; b < nb; b++) {
+    if (ok[b] == 0.0) {
+      double d1, d2, v, a = tlo - sv[b], bb = thi - sv[b];
+      int how = probit_fast(a, bb, &v, &d1, &d2);
+      nsc += how != 0;
+      nref += how == 0;
+      if (how == 1) pr[b] *= v;
+      else if (how == 2) ls[b] += v;
+      else ls[b] += iclv_probit_logdiff(a, bb, &d1, &d2);
+      f0[b] = d1;
+      f1[b] = d2;
+      fc[b] = -(d1 + d2);
+    }
+    while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
+      pr[b] *= PROD_SCALE;
+      sc[b] += 1.0;
+    }
+  }
+  cnt[ICLV_FAST_CNT_OBS_VEC] += nb - nsc - nref;
+  cnt[ICLV_FAST_CNT_OBS_SCALAR] += nsc;
+  cnt[ICLV_FAST_CNT_OBS_REF] += nref;
+}
+
 /* The indicator observations of individual n for the nb draws of a block:
  * per observation i the derivatives d1, d2, c (bOf (i, 3, B)), d l / d eta
  * added to bGe (K, B), log terms to bS's lsum and product factors to its
@@ -1421,110 +1546,12 @@ ICLV_CLONES static void block_indicators(const iclv_model *m, const iclv_fast_di
       allfast = ok;
     }
     if (allfast) {
-      ws->cnt[ICLV_FAST_CNT_OBS_VEC] += nb;
-      double c0 = c[0], c1 = c[1], c2 = c[2];
-      /* the factor F(b) F(-a) = 1 / (1 + x) and x of each draw (bS slots 6, 7) */
-      double *restrict fct = ws->bS + 6 * B, *restrict fx = ws->bS + 7 * B;
       /* F(a), F(-b) of each draw into Fst, for the Hessian pass (logit_from_F) */
       double *restrict Fa = fst ? fst + (size_t) i * 2 * R + r0 : ws->bS + 8 * B;
       double *restrict Fnb = fst ? fst + ((size_t) i * 2 + 1) * R + r0 : ws->bS + 9 * B;
-ICLV_SIMD
-      for (int b = 0; b < nb; b++) {
-        double es = fast_exp_core(sv[b]); /* |s| <= FAST_LOGIT_RANGE (allfast) */
-        double e0 = es + c0, e1 = 1.0 + c1 * es;
-        double r = 1.0 / (e0 * e1);
-        double fa = c0 * r * e1, fnb = c1 * es * r * e0;
-        double d1 = -fa - c2, d2 = fnb + c2;
-        Fa[b] = fa;
-        Fnb[b] = fnb;
-        f0[b] = d1;
-        f1[b] = d2;
-        fc[b] = -(d1 + d2);
-        fx[b] = es; /* x = e^-s c0 + c1 e^s + c0 c1 below, only where it may be small */
-        fct[b] = es * r;
-        ls[b] += c[3];
-      }
-      /* x = 1 / fct - 1: x < LOGIT_NEAR1 needs fct > 1 / (1 + LOGIT_NEAR1);
-       * at or below a bound safely under that (FCT_NEAR1) x is not small:
-       * the factor multiplies the product without x's division (the same
-       * branch as x's test) */
-      int near1 = 0;
-      ICLV_SIMD_SUM(near1)
-      for (int b = 0; b < nb; b++) near1 += fct[b] > FCT_NEAR1;
-      if (near1 == 0) {
-        ICLV_SIMD
-        for (int b = 0; b < nb; b++) pr[b] *= fct[b];
-      } else {
-        for (int b = 0; b < nb; b++) {
-          double x = fct[b] > FCT_NEAR1 ? c0 / fx[b] + c1 * fx[b] + c0 * c1 : 1.0;
-          if (x < LOGIT_NEAR1) ls[b] -= log1p(x);
-          else pr[b] *= fct[b];
-        }
-      }
-      ICLV_RESCALE_PRODUCTS(pr, sc, nb);
+      ordered_logit_block(c, sv, nb, ls, pr, sc, f0, f1, fc, Fa, Fnb, ws->bS, B, ws->cnt);
     } else if (type == ICLV_IND_ORDERED_PROBIT && c[4] != 0.0) {
-      /* thresholds hoisted (oc); Cody's Phi over the block's draws
-       * (pnorm_tail_block), after the reflection of iclv_probit_logdiff
-       * (lo + hi <= 0): D = Phi(hi) - Phi(lo) = Q(|hi|) - Q(-lo) when
-       * hi <= 0, 1 - Q(-lo) - Q(hi) when the interval straddles 0, Q(y) =
-       * Phi(-y). Draws outside the product form's conditions (probit_fast's)
-       * are redone one by one: probit_fast, or the reference link. */
-      double tlo = c[0], thi = c[1];
-      double *restrict yl = ws->bS + 8 * B, *restrict yh = ws->bS + 9 * B;
-      double *restrict ql = ws->bS + 10 * B, *restrict qh = ws->bS + 11 * B;
-      double *restrict dl = ws->bS + 12 * B, *restrict dh = ws->bS + 13 * B;
-      double *restrict fl = ws->bS + 14 * B, *restrict ok = ws->bS + 15 * B;
-      ICLV_SIMD
-      for (int b = 0; b < nb; b++) {
-        double a = tlo - sv[b], bb = thi - sv[b];
-        int f = a + bb > 0.0;
-        double lo = f ? -bb : a, hi = f ? -a : bb;
-        fl[b] = f ? 1.0 : 0.0;
-        yl[b] = -lo;
-        yh[b] = hi; /* signed for now */
-      }
-      ICLV_SIMD
-      for (int b = 0; b < nb; b++) ok[b] = fabs(yh[b]);
-      pnorm_tail_block(yl, ql, dl, nb);
-      pnorm_tail_block(ok, qh, dh, nb);
-      ICLV_SIMD
-      for (int b = 0; b < nb; b++) {
-        double hi = yh[b], tails = ql[b] + qh[b];
-        int hp = hi > 0.0;
-        double D = hp ? 1.0 - tails : qh[b] - ql[b];
-        int good = hp ? (tails <= 0.75 && tails >= LOGIT_NEAR1)
-                      : (hi > ICLV_PHI_TAIL && D >= PROBIT_PROD_MIN);
-        double inv = 1.0 / D;
-        double fa = -dl[b] * inv, fb = dh[b] * inv;
-        double d1 = fl[b] != 0.0 ? -fb : fa, d2 = fl[b] != 0.0 ? -fa : fb;
-        f0[b] = d1;
-        f1[b] = d2;
-        fc[b] = -(d1 + d2);
-        pr[b] *= good ? D : 1.0;
-        ok[b] = good ? 1.0 : 0.0;
-      }
-      int nsc = 0, nref = 0;
-      for (int b = 0; b < nb; b++) {
-        if (ok[b] == 0.0) {
-          double d1, d2, v, a = tlo - sv[b], bb = thi - sv[b];
-          int how = probit_fast(a, bb, &v, &d1, &d2);
-          nsc += how != 0;
-          nref += how == 0;
-          if (how == 1) pr[b] *= v;
-          else if (how == 2) ls[b] += v;
-          else ls[b] += iclv_probit_logdiff(a, bb, &d1, &d2);
-          f0[b] = d1;
-          f1[b] = d2;
-          fc[b] = -(d1 + d2);
-        }
-        while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
-          pr[b] *= PROD_SCALE;
-          sc[b] += 1.0;
-        }
-      }
-      ws->cnt[ICLV_FAST_CNT_OBS_VEC] += nb - nsc - nref;
-      ws->cnt[ICLV_FAST_CNT_OBS_SCALAR] += nsc;
-      ws->cnt[ICLV_FAST_CNT_OBS_REF] += nref;
+      ordered_probit_block(c[0], c[1], sv, nb, ls, pr, sc, f0, f1, fc, ws->bS, B, ws->cnt);
     } else {
       for (int b = 0; b < nb; b++) {
         double s = sv[b], d1, d2, cs;
