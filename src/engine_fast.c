@@ -450,6 +450,9 @@ void iclv_fast_dims_init(const iclv_model *m, int R, iclv_fast_dims *fd) {
   fd->nl_block = fd->link_rows && m->choice_type == ICLV_CHOICE_NL && (!fd->tapes || fd->tapes_fixed)
                      ? 2 * fd->J + 3 * m->n_nest + 3 + fd->K : 0;
   fd->nl_nests = fd->nl_block ? m->n_nest : 0;
+  fd->ord_block = fd->link_rows && m->choice_type == ICLV_CHOICE_ORDERED && m->n_alt == 1 &&
+                          (!fd->tapes || fd->tapes_fixed)
+                      ? 4 + fd->K : 0;
   fd->Lc = m->choice_type != ICLV_CHOICE_NONE ? iclv_outer_dim(m) : fd->J;
   fd->NTV = fd->tapes ? m->tape_var_ptr[m->n_alt] : 0;
   fd->tape_E = fd->tapes ? iclv_tape_entry(m) : 0;
@@ -626,7 +629,7 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[22] = pad8(K * B);           /* bGe */
   z[23] = pad8(16 * B);          /* bS */
   z[24] = pad8(O * 3 * B);       /* bOf */
-  z[25] = pad8(T * J * B + 3 * J * B + (size_t) fd->nl_block * B + (size_t) fd->nl_nests);
+  z[25] = pad8(T * J * B + 3 * J * B + (size_t) (fd->nl_block + fd->ord_block) * B + (size_t) fd->nl_nests);
                                  /* bGv, then bU, bN */
   z[26] = pad8(T * (size_t) fd->NTE * 8 + P + 1 + (T * (2 * J + 1) + 1) / 2 + 1); /* tl */
   z[27] = pad8(ICLV_FAST_NCNT);  /* cnt */
@@ -1076,6 +1079,131 @@ static inline const double *row_tapes(const iclv_model *m, const iclv_fast_dims 
   return iclv_row_tapes(m, theta, eta, t, pws->V, order);
 }
 
+/* An ordered-logit outcome of nb draws in the product form, with every
+ * index in range (|sv| <= FAST_LOGIT_RANGE) and the thresholds hoisted into
+ * c (setup_indicators' oc, c[4] != 0): its log terms added to ls, its factor
+ * multiplied into the running products pr (power-of-2 scales sc), d l /
+ * d(a, b) into f0, f1 and d l / d s into fc; F(a), F(-b) of each draw into
+ * Fa, Fnb (the Hessian pass's, logit_from_F). Scratch: bS's slots 6, 7 (B
+ * doubles each). Shared by the indicators and the ordered choice rows. */
+static ICLV_FORCE_INLINE void ordered_logit_block(const double *c, const double *restrict sv, int nb,
+                                                  double *restrict ls, double *restrict pr,
+                                                  double *restrict sc, double *restrict f0,
+                                                  double *restrict f1, double *restrict fc,
+                                                  double *restrict Fa, double *restrict Fnb,
+                                                  double *bS, int B, double *cnt) {
+  cnt[ICLV_FAST_CNT_OBS_VEC] += nb;
+  double c0 = c[0], c1 = c[1], c2 = c[2];
+  /* the factor F(b) F(-a) = 1 / (1 + x) and x of each draw (bS slots 6, 7) */
+  double *restrict fct = bS + 6 * B, *restrict fx = bS + 7 * B;
+ICLV_SIMD
+  for (int b = 0; b < nb; b++) {
+    double es = fast_exp_core(sv[b]); /* |s| <= FAST_LOGIT_RANGE (allfast) */
+    double e0 = es + c0, e1 = 1.0 + c1 * es;
+    double r = 1.0 / (e0 * e1);
+    double fa = c0 * r * e1, fnb = c1 * es * r * e0;
+    double d1 = -fa - c2, d2 = fnb + c2;
+    Fa[b] = fa;
+    Fnb[b] = fnb;
+    f0[b] = d1;
+    f1[b] = d2;
+    fc[b] = -(d1 + d2);
+    fx[b] = es; /* x = e^-s c0 + c1 e^s + c0 c1 below, only where it may be small */
+    fct[b] = es * r;
+    ls[b] += c[3];
+  }
+  /* x = 1 / fct - 1: x < LOGIT_NEAR1 needs fct > 1 / (1 + LOGIT_NEAR1);
+   * at or below a bound safely under that (FCT_NEAR1) x is not small:
+   * the factor multiplies the product without x's division (the same
+   * branch as x's test) */
+  int near1 = 0;
+  ICLV_SIMD_SUM(near1)
+  for (int b = 0; b < nb; b++) near1 += fct[b] > FCT_NEAR1;
+  if (near1 == 0) {
+    ICLV_SIMD
+    for (int b = 0; b < nb; b++) pr[b] *= fct[b];
+  } else {
+    for (int b = 0; b < nb; b++) {
+      double x = fct[b] > FCT_NEAR1 ? c0 / fx[b] + c1 * fx[b] + c0 * c1 : 1.0;
+      if (x < LOGIT_NEAR1) ls[b] -= log1p(x);
+      else pr[b] *= fct[b];
+    }
+  }
+  ICLV_RESCALE_PRODUCTS(pr, sc, nb);
+}
+
+/* An ordered-probit outcome of nb draws with thresholds tlo < thi (either
+ * infinite) and index sv: as ordered_logit_block, the fast forms where they
+ * hold, each other draw by probit_fast or the reference link. Scratch: bS's
+ * slots 8 .. 15. */
+static ICLV_FORCE_INLINE void ordered_probit_block(double tlo, double thi, const double *restrict sv,
+                                                   int nb, double *restrict ls, double *restrict pr,
+                                                   double *restrict sc, double *restrict f0,
+                                                   double *restrict f1, double *restrict fc,
+                                                   double *bS, int B, double *cnt) {
+  /* thresholds hoisted (oc); Cody's Phi over the block's draws
+   * (pnorm_tail_block), after the reflection of iclv_probit_logdiff
+   * (lo + hi <= 0): D = Phi(hi) - Phi(lo) = Q(|hi|) - Q(-lo) when
+   * hi <= 0, 1 - Q(-lo) - Q(hi) when the interval straddles 0, Q(y) =
+   * Phi(-y). Draws outside the product form's conditions (probit_fast's)
+   * are redone one by one: probit_fast, or the reference link. */
+  double *restrict yl = bS + 8 * B, *restrict yh = bS + 9 * B;
+  double *restrict ql = bS + 10 * B, *restrict qh = bS + 11 * B;
+  double *restrict dl = bS + 12 * B, *restrict dh = bS + 13 * B;
+  double *restrict fl = bS + 14 * B, *restrict ok = bS + 15 * B;
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) {
+    double a = tlo - sv[b], bb = thi - sv[b];
+    int f = a + bb > 0.0;
+    double lo = f ? -bb : a, hi = f ? -a : bb;
+    fl[b] = f ? 1.0 : 0.0;
+    yl[b] = -lo;
+    yh[b] = hi; /* signed for now */
+  }
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) ok[b] = fabs(yh[b]);
+  pnorm_tail_block(yl, ql, dl, nb);
+  pnorm_tail_block(ok, qh, dh, nb);
+  ICLV_SIMD
+  for (int b = 0; b < nb; b++) {
+    double hi = yh[b], tails = ql[b] + qh[b];
+    int hp = hi > 0.0;
+    double D = hp ? 1.0 - tails : qh[b] - ql[b];
+    int good = hp ? (tails <= 0.75 && tails >= LOGIT_NEAR1)
+                  : (hi > ICLV_PHI_TAIL && D >= PROBIT_PROD_MIN);
+    double inv = 1.0 / D;
+    double fa = -dl[b] * inv, fb = dh[b] * inv;
+    double d1 = fl[b] != 0.0 ? -fb : fa, d2 = fl[b] != 0.0 ? -fa : fb;
+    f0[b] = d1;
+    f1[b] = d2;
+    fc[b] = -(d1 + d2);
+    pr[b] *= good ? D : 1.0;
+    ok[b] = good ? 1.0 : 0.0;
+  }
+  int nsc = 0, nref = 0;
+  for (int b = 0; b < nb; b++) {
+    if (ok[b] == 0.0) {
+      double d1, d2, v, a = tlo - sv[b], bb = thi - sv[b];
+      int how = probit_fast(a, bb, &v, &d1, &d2);
+      nsc += how != 0;
+      nref += how == 0;
+      if (how == 1) pr[b] *= v;
+      else if (how == 2) ls[b] += v;
+      else ls[b] += iclv_probit_logdiff(a, bb, &d1, &d2);
+      f0[b] = d1;
+      f1[b] = d2;
+      fc[b] = -(d1 + d2);
+    }
+    while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
+      pr[b] *= PROD_SCALE;
+      sc[b] += 1.0;
+    }
+  }
+  cnt[ICLV_FAST_CNT_OBS_VEC] += nb - nsc - nref;
+  cnt[ICLV_FAST_CNT_OBS_SCALAR] += nsc;
+  cnt[ICLV_FAST_CNT_OBS_REF] += nref;
+}
+
 /* The rows of a nested logit (fd->nl_block) for the nb draws of a block of
  * individual n, draws innermost: what block_link_rows gets from
  * iclv_nl_link for each (row, draw) -- the log-likelihood into ls; with
@@ -1266,6 +1394,121 @@ ICLV_SIMD
   ws->cnt[ICLV_FAST_CNT_ROW_REF] += (double) T * nb;
 }
 
+/* The rows of an ordered choice (fd->ord_block: one index, V_0 = W + L eta
+ * plus a fixed tape's value) for the nb draws of a block of individual n:
+ * what block_link_rows gets from iclv_ordered_link for each (row, draw) --
+ * with want_g d l / d V_0 into bGv, the thresholds' derivatives into rc's
+ * rows gb, d l / d V_0 L_0k into bGe and the fixed tape's gV dN -- through
+ * the ordered indicators' block kernels (ordered_probit_block,
+ * ordered_logit_block: the row's thresholds hoisted, the probabilities
+ * into bS's running products and log terms as an indicator's), the logit's
+ * draws outside its fast range through the reference link. A draw whose
+ * log-likelihood is -Inf or NaN after the rows (weight 0, or the
+ * evaluation fails) keeps no choice derivative, as in block_link_rows.
+ * Scratch bN: the index, d l / d(a, b, V_0) (B each), d l / d eta (K, B). */
+ICLV_CLONES static void block_ord_rows(const iclv_model *m, const iclv_fast_dims *fd,
+                                       const double *theta, int n, int nb, iclv_fast_ws *ws,
+                                       int want_g) {
+  const int K = fd->K, Ku = fd->Ku, B = fd->B, t0 = m->row_ptr[n];
+  const int T = m->row_ptr[n + 1] - t0, E = fd->tape_E, C = m->n_ocat, thr = m->ocat_thr;
+  const int logit = m->ocat_logit;
+  rc_scratch rs;
+  rc_layout(fd, ws->rc, &rs);
+  double *restrict ls = ws->bS, *restrict pr = ws->bS + B, *restrict sc = ws->bS + 2 * B;
+  double *restrict sv = ws->bN, *restrict f0 = sv + B, *restrict f1 = f0 + B, *restrict fc = f1 + B;
+  double *restrict ge = fc + B;
+  const double *restrict eb = ws->bEta;
+  /* (the kernels count indicator terms: the rows are counted below) */
+  double cnt[ICLV_FAST_NCNT];
+  if (want_g) {
+    for (size_t c = 0; c < (size_t) K * B; c++) ge[c] = 0.0;
+    for (int q = 0; q < ws->nrc; q++)
+      for (int b = 0; b < nb; b++) rs.gb[(size_t) q * B + b] = 0.0;
+  }
+  for (int i = 0; i < T; i++) {
+    const int t = t0 + i, cat = m->y[t] + 1;
+    const double *L = ws->L + (size_t) i * Ku;
+    const double *tc = fd->tapes ? rs.tcb + (size_t) i * E : (const double *) 0;
+    for (int b = 0; b < nb; b++) sv[b] = ws->W[i];
+    for (int k = 0; k < Ku; k++) {
+      const double c = L[k], *restrict e = eb + (size_t) k * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) sv[b] += c * e[b];
+    }
+    if (tc)
+      for (int b = 0; b < nb; b++) sv[b] += tc[0];
+    const double lo = cat > 1 ? theta[thr + cat - 2] : -INFINITY;
+    const double hi = cat < C ? theta[thr + cat - 1] : INFINITY;
+    int fast = 1;
+    double oc[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+    if (logit) {
+      /* setup_indicators' constants of an ordered-logit observation */
+      fast = (lo == -INFINITY || fabs(lo) <= FAST_LOGIT_RANGE) && (hi == INFINITY || fabs(hi) <= FAST_LOGIT_RANGE);
+      if (lo > -INFINITY) oc[0] = exp(lo);
+      if (hi < INFINITY) oc[1] = exp(-hi);
+      if (lo > -INFINITY && hi < INFINITY) {
+        oc[2] = 1.0 / expm1(hi - lo);
+        oc[3] = iclv_log1mexp(lo - hi);
+      }
+      int ok = 1; /* NaN fails the test, as it must */
+      ICLV_SIMD_AND(ok)
+      for (int b = 0; b < nb; b++) ok &= fabs(sv[b]) <= FAST_LOGIT_RANGE;
+      fast = fast && ok;
+    }
+    if (!logit) {
+      ordered_probit_block(lo, hi, sv, nb, ls, pr, sc, f0, f1, fc, ws->bS, B, cnt);
+    } else if (fast) {
+      ordered_logit_block(oc, sv, nb, ls, pr, sc, f0, f1, fc, ws->bS + 8 * B, ws->bS + 9 * B, ws->bS, B,
+                          cnt);
+    } else {
+      for (int b = 0; b < nb; b++) {
+        double d1, d2, f2;
+        ls[b] += iclv_ordered_link(0, lo - sv[b], hi - sv[b], 0, &d1, &d2, &f2, &f2, &f2);
+        f0[b] = d1;
+        f1[b] = d2;
+        fc[b] = -(d1 + d2);
+      }
+    }
+    if (!want_g) continue;
+    double *restrict gv = ws->bGv + (size_t) i * B;
+    for (int b = 0; b < nb; b++) gv[b] = fc[b];
+    if (cat > 1) {
+      double *restrict g = rs.gb + (size_t) (cat - 2) * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) g[b] += f0[b];
+    }
+    if (cat < C) {
+      double *restrict g = rs.gb + (size_t) (cat - 1) * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) g[b] += f1[b];
+    }
+    for (int k = 0; k < Ku; k++) {
+      const double c = L[k];
+      double *restrict g = ge + (size_t) k * B;
+ICLV_SIMD
+      for (int b = 0; b < nb; b++) g[b] += gv[b] * c;
+    }
+    if (!tc) continue;
+    for (int v = m->tape_var_ptr[0]; v < m->tape_var_ptr[1]; v++) {
+      const double d = tc[1 + v - m->tape_var_ptr[0]];
+      const int q = rs.tq[v];
+      double *restrict g = q >= 0 ? rs.gb + (size_t) q * B : ge + (size_t) (-1 - q) * B;
+      for (int b = 0; b < nb; b++)
+        if (gv[b] != 0.0) g[b] += gv[b] * d;
+    }
+  }
+  ws->cnt[ICLV_FAST_CNT_ROW_REF] += (double) T * nb;
+  if (!want_g) return;
+  for (int b = 0; b < nb; b++) {
+    if (ls[b] > -INFINITY && pr[b] != 0.0) {
+      for (int k = 0; k < K; k++) ws->bGe[(size_t) k * B + b] += ge[(size_t) k * B + b];
+    } else { /* weight 0 (or a failed evaluation): no derivative (they may not be finite) */
+      for (int i = 0; i < T; i++) ws->bGv[(size_t) i * B + b] = 0.0;
+      for (int q = 0; q < ws->nrc; q++) rs.gb[(size_t) q * B + b] = 0.0;
+    }
+  }
+}
+
 /* The choice rows of individual n for the nb draws of a block through their
  * links (fd->link_rows: a nested logit, an ordered choice, or utilities
  * with tapes, without row multipliers): V = W + L eta from setup_choice's
@@ -1288,6 +1531,10 @@ static void block_link_rows(const iclv_model *m, const iclv_fast_dims *fd, const
   const int E = fd->tape_E, ord = m->choice_type == ICLV_CHOICE_ORDERED;
   if (fd->nl_block) {
     block_nl_rows(m, fd, theta, n, nb, ws, want_g, ls);
+    return;
+  }
+  if (fd->ord_block) {
+    block_ord_rows(m, fd, theta, n, nb, ws, want_g);
     return;
   }
   for (int b = 0; b < nb; b++) {
@@ -1387,131 +1634,6 @@ static void block_ref_choice(const iclv_model *m, const iclv_fast_dims *fd, cons
     for (int q = 0; q < ws->nrc; q++) gb[(size_t) q * B + b] = live ? g[crow[q]] : 0.0;
   }
   ws->cnt[ICLV_FAST_CNT_ROW_REF] += (double) (t1 - t0) * nb;
-}
-
-/* An ordered-logit outcome of nb draws in the product form, with every
- * index in range (|sv| <= FAST_LOGIT_RANGE) and the thresholds hoisted into
- * c (setup_indicators' oc, c[4] != 0): its log terms added to ls, its factor
- * multiplied into the running products pr (power-of-2 scales sc), d l /
- * d(a, b) into f0, f1 and d l / d s into fc; F(a), F(-b) of each draw into
- * Fa, Fnb (the Hessian pass's, logit_from_F). Scratch: bS's slots 6, 7 (B
- * doubles each). Shared by the indicators and the ordered choice rows. */
-static ICLV_FORCE_INLINE void ordered_logit_block(const double *c, const double *restrict sv, int nb,
-                                                  double *restrict ls, double *restrict pr,
-                                                  double *restrict sc, double *restrict f0,
-                                                  double *restrict f1, double *restrict fc,
-                                                  double *restrict Fa, double *restrict Fnb,
-                                                  double *bS, int B, double *cnt) {
-  cnt[ICLV_FAST_CNT_OBS_VEC] += nb;
-  double c0 = c[0], c1 = c[1], c2 = c[2];
-  /* the factor F(b) F(-a) = 1 / (1 + x) and x of each draw (bS slots 6, 7) */
-  double *restrict fct = bS + 6 * B, *restrict fx = bS + 7 * B;
-ICLV_SIMD
-  for (int b = 0; b < nb; b++) {
-    double es = fast_exp_core(sv[b]); /* |s| <= FAST_LOGIT_RANGE (allfast) */
-    double e0 = es + c0, e1 = 1.0 + c1 * es;
-    double r = 1.0 / (e0 * e1);
-    double fa = c0 * r * e1, fnb = c1 * es * r * e0;
-    double d1 = -fa - c2, d2 = fnb + c2;
-    Fa[b] = fa;
-    Fnb[b] = fnb;
-    f0[b] = d1;
-    f1[b] = d2;
-    fc[b] = -(d1 + d2);
-    fx[b] = es; /* x = e^-s c0 + c1 e^s + c0 c1 below, only where it may be small */
-    fct[b] = es * r;
-    ls[b] += c[3];
-  }
-  /* x = 1 / fct - 1: x < LOGIT_NEAR1 needs fct > 1 / (1 + LOGIT_NEAR1);
-   * at or below a bound safely under that (FCT_NEAR1) x is not small:
-   * the factor multiplies the product without x's division (the same
-   * branch as x's test) */
-  int near1 = 0;
-  ICLV_SIMD_SUM(near1)
-  for (int b = 0; b < nb; b++) near1 += fct[b] > FCT_NEAR1;
-  if (near1 == 0) {
-    ICLV_SIMD
-    for (int b = 0; b < nb; b++) pr[b] *= fct[b];
-  } else {
-    for (int b = 0; b < nb; b++) {
-      double x = fct[b] > FCT_NEAR1 ? c0 / fx[b] + c1 * fx[b] + c0 * c1 : 1.0;
-      if (x < LOGIT_NEAR1) ls[b] -= log1p(x);
-      else pr[b] *= fct[b];
-    }
-  }
-  ICLV_RESCALE_PRODUCTS(pr, sc, nb);
-}
-
-/* An ordered-probit outcome of nb draws with thresholds tlo < thi (either
- * infinite) and index sv: as ordered_logit_block, the fast forms where they
- * hold, each other draw by probit_fast or the reference link. Scratch: bS's
- * slots 8 .. 15. */
-static ICLV_FORCE_INLINE void ordered_probit_block(double tlo, double thi, const double *restrict sv,
-                                                   int nb, double *restrict ls, double *restrict pr,
-                                                   double *restrict sc, double *restrict f0,
-                                                   double *restrict f1, double *restrict fc,
-                                                   double *bS, int B, double *cnt) {
-  /* thresholds hoisted (oc); Cody's Phi over the block's draws
-   * (pnorm_tail_block), after the reflection of iclv_probit_logdiff
-   * (lo + hi <= 0): D = Phi(hi) - Phi(lo) = Q(|hi|) - Q(-lo) when
-   * hi <= 0, 1 - Q(-lo) - Q(hi) when the interval straddles 0, Q(y) =
-   * Phi(-y). Draws outside the product form's conditions (probit_fast's)
-   * are redone one by one: probit_fast, or the reference link. */
-  double *restrict yl = bS + 8 * B, *restrict yh = bS + 9 * B;
-  double *restrict ql = bS + 10 * B, *restrict qh = bS + 11 * B;
-  double *restrict dl = bS + 12 * B, *restrict dh = bS + 13 * B;
-  double *restrict fl = bS + 14 * B, *restrict ok = bS + 15 * B;
-  ICLV_SIMD
-  for (int b = 0; b < nb; b++) {
-    double a = tlo - sv[b], bb = thi - sv[b];
-    int f = a + bb > 0.0;
-    double lo = f ? -bb : a, hi = f ? -a : bb;
-    fl[b] = f ? 1.0 : 0.0;
-    yl[b] = -lo;
-    yh[b] = hi; /* signed for now */
-  }
-  ICLV_SIMD
-  for (int b = 0; b < nb; b++) ok[b] = fabs(yh[b]);
-  pnorm_tail_block(yl, ql, dl, nb);
-  pnorm_tail_block(ok, qh, dh, nb);
-  ICLV_SIMD
-  for (int b = 0; b < nb; b++) {
-    double hi = yh[b], tails = ql[b] + qh[b];
-    int hp = hi > 0.0;
-    double D = hp ? 1.0 - tails : qh[b] - ql[b];
-    int good = hp ? (tails <= 0.75 && tails >= LOGIT_NEAR1)
-                  : (hi > ICLV_PHI_TAIL && D >= PROBIT_PROD_MIN);
-    double inv = 1.0 / D;
-    double fa = -dl[b] * inv, fb = dh[b] * inv;
-    double d1 = fl[b] != 0.0 ? -fb : fa, d2 = fl[b] != 0.0 ? -fa : fb;
-    f0[b] = d1;
-    f1[b] = d2;
-    fc[b] = -(d1 + d2);
-    pr[b] *= good ? D : 1.0;
-    ok[b] = good ? 1.0 : 0.0;
-  }
-  int nsc = 0, nref = 0;
-  for (int b = 0; b < nb; b++) {
-    if (ok[b] == 0.0) {
-      double d1, d2, v, a = tlo - sv[b], bb = thi - sv[b];
-      int how = probit_fast(a, bb, &v, &d1, &d2);
-      nsc += how != 0;
-      nref += how == 0;
-      if (how == 1) pr[b] *= v;
-      else if (how == 2) ls[b] += v;
-      else ls[b] += iclv_probit_logdiff(a, bb, &d1, &d2);
-      f0[b] = d1;
-      f1[b] = d2;
-      fc[b] = -(d1 + d2);
-    }
-    while (pr[b] < PROD_FLOOR && pr[b] > 0.0) {
-      pr[b] *= PROD_SCALE;
-      sc[b] += 1.0;
-    }
-  }
-  cnt[ICLV_FAST_CNT_OBS_VEC] += nb - nsc - nref;
-  cnt[ICLV_FAST_CNT_OBS_SCALAR] += nsc;
-  cnt[ICLV_FAST_CNT_OBS_REF] += nref;
 }
 
 /* The indicator observations of individual n for the nb draws of a block:

@@ -141,6 +141,10 @@ typedef struct {
                         of draws at a time (link_rows with nests and no tape that reads a
                         draw: block_nl_rows) */
   int nl_nests;      /* with nl_block: the nests M (their lambdas follow bN's nl_block B) */
+  int ord_block;     /* doubles per draw of an ordered choice's block scratch (bN), 0 unless
+                        the LL and score pass takes its rows a block of draws at a time
+                        through the ordered indicators' kernels (link_rows with one index
+                        and no tape that reads a draw: block_ord_rows) */
   int NTV;           /* tape variables over all alternatives (tape_var_ptr[n_alt]; 0 without) */
   int atoms_affine;  /* the utilities are affine in eta with draw-invariant coefficients (no
                         tape, or tapes_fixed): the Hessian pass sums each row's C over the
@@ -198,9 +202,11 @@ typedef struct {
   double *bGv;   /* (Tmax, J, B) d log P / dV; an implicit fast row (block_choice) keeps
                     1 / sum_j E_tj u_j in its first B instead */
   double *bU;    /* (3, J, B) a = L eta, u = exp(a - max a), column sums of gV (after bGv) */
-  double *bN;    /* (nl_block, B) the nested-logit rows of a block of draws (after bU):
+  double *bN;    /* (after bU) the nested-logit rows of a block of draws (nl_block, B):
                     V, p (J, B); I, zbar, Q (M, B); the max, the nests' sum and the
-                    log-likelihood (B); d l / d eta (K, B); the lambdas (block_nl_rows) */
+                    log-likelihood (B); d l / d eta (K, B); then the lambdas (M)
+                    (block_nl_rows); or an ordered choice's (ord_block, B): the index,
+                    d l / d(a, b, V_0) (B each), d l / d eta (K, B) (block_ord_rows) */
   double *tl;    /* (Tmax NU, 4) an individual's utility terms with x != 0 (parameter,
                     index of their gV, LV, x) sorted by parameter (Hessian pass); then
                     (Tmax NU, 4) the same by row and alternative; then ints: (P + 1) the
