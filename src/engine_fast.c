@@ -629,7 +629,8 @@ static void ws_sizes(const iclv_fast_dims *fd, size_t z[NPIECE]) {
   z[22] = pad8(K * B);           /* bGe */
   z[23] = pad8(16 * B);          /* bS */
   z[24] = pad8(O * 3 * B);       /* bOf */
-  z[25] = pad8(T * J * B + 3 * J * B + (size_t) (fd->nl_block + fd->ord_block) * B + (size_t) fd->nl_nests);
+  z[25] = pad8(T * J * B + 3 * J * B + (size_t) (fd->nl_block + fd->ord_block) * B +
+               (fd->nl_block ? (size_t) fd->nl_nests + J : 0));
                                  /* bGv, then bU, bN */
   z[26] = pad8(T * (size_t) fd->NTE * 8 + P + 1 + (T * (2 * J + 1) + 1) / 2 + 1); /* tl */
   z[27] = pad8(ICLV_FAST_NCNT);  /* cnt */
@@ -1214,7 +1215,7 @@ static ICLV_FORCE_INLINE void ordered_probit_block(double tlo, double thi, const
  * arguments: shifted exponents in [-708, 0], clamped below; sums in [1, J]).
  * Nests whose lambdas are all 1 take the same general formulas (the
  * reference takes the MNL's there: equal to rounding). Scratch bN (after
- * nl_block B doubles: the M lambdas). */
+ * nl_block B doubles: the M lambdas, then a nest's members as J ints). */
 ICLV_CLONES static void block_nl_rows(const iclv_model *m, const iclv_fast_dims *fd,
                                       const double *theta, int n, int nb, iclv_fast_ws *ws,
                                       int want_g, double *ls) {
@@ -1227,6 +1228,7 @@ ICLV_CLONES static void block_nl_rows(const iclv_model *m, const iclv_fast_dims 
   double *restrict zb = Ib + (size_t) M * B, *restrict Qb = zb + (size_t) M * B;
   double *restrict mx = Qb + (size_t) M * B, *restrict sw = mx + B, *restrict lb = sw + B;
   double *restrict ge = lb + B, *restrict lam = ge + (size_t) K * B;
+  int *mem = (int *) (lam + M); /* (J) */
   for (int a = 0; a < M; a++) lam[a] = iclv_nest_lambda(m, theta, a);
   for (int b = 0; b < nb; b++) lb[b] = 0.0;
   if (want_g) {
@@ -1255,25 +1257,25 @@ ICLV_SIMD
     for (int a = 0; a < M; a++) {
       const double la = lam[a];
       double *restrict I = Ib + (size_t) a * B, *restrict z = zb + (size_t) a * B;
-      int any = 0;
+      /* the nest's available alternatives */
+      int nm = 0;
+      for (int k = 0; k < J; k++)
+        if (m->nest_of[k] == a && iclv_available(m, t, k)) mem[nm++] = k;
       for (int b = 0; b < nb; b++) mx[b] = -INFINITY;
-      for (int k = 0; k < J; k++) {
-        if (m->nest_of[k] != a || !iclv_available(m, t, k)) continue;
-        any = 1;
-        const double *restrict v = Vb + (size_t) k * B;
+      for (int q = 0; q < nm; q++) {
+        const double *restrict v = Vb + (size_t) mem[q] * B;
 ICLV_SIMD
         for (int b = 0; b < nb; b++) mx[b] = v[b] / la > mx[b] ? v[b] / la : mx[b];
       }
       for (int b = 0; b < nb; b++) z[b] = 0.0;
-      if (!any) { /* no available alternative: the nest drops out */
+      if (nm == 0) { /* no available alternative: the nest drops out */
         for (int b = 0; b < nb; b++) I[b] = -INFINITY;
         continue;
       }
       for (int b = 0; b < nb; b++) I[b] = 0.0;
-      for (int k = 0; k < J; k++) {
-        if (m->nest_of[k] != a || !iclv_available(m, t, k)) continue;
-        const double *restrict v = Vb + (size_t) k * B;
-        double *restrict p = pb + (size_t) k * B;
+      for (int q = 0; q < nm; q++) {
+        const double *restrict v = Vb + (size_t) mem[q] * B;
+        double *restrict p = pb + (size_t) mem[q] * B;
         /* (the clamp in a loop of its own: GCC 12 does not vectorise the
          * exponential after a select in the same loop) */
 ICLV_SIMD
@@ -1287,10 +1289,9 @@ ICLV_SIMD
           I[b] += p[b];
         }
       }
-      for (int k = 0; k < J; k++) {
-        if (m->nest_of[k] != a || !iclv_available(m, t, k)) continue;
-        const double *restrict v = Vb + (size_t) k * B;
-        double *restrict p = pb + (size_t) k * B;
+      for (int q = 0; q < nm; q++) {
+        const double *restrict v = Vb + (size_t) mem[q] * B;
+        double *restrict p = pb + (size_t) mem[q] * B;
 ICLV_SIMD
         for (int b = 0; b < nb; b++) {
           p[b] /= I[b];

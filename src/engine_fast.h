@@ -140,7 +140,8 @@ typedef struct {
                         unless the LL and score pass takes a nested logit's rows a block
                         of draws at a time (link_rows with nests and no tape that reads a
                         draw: block_nl_rows) */
-  int nl_nests;      /* with nl_block: the nests M (their lambdas follow bN's nl_block B) */
+  int nl_nests;      /* with nl_block: the nests M (their lambdas, then J ints, follow bN's
+                        nl_block B) */
   int ord_block;     /* doubles per draw of an ordered choice's block scratch (bN), 0 unless
                         the LL and score pass takes its rows a block of draws at a time
                         through the ordered indicators' kernels (link_rows with one index
@@ -204,9 +205,10 @@ typedef struct {
   double *bU;    /* (3, J, B) a = L eta, u = exp(a - max a), column sums of gV (after bGv) */
   double *bN;    /* (after bU) the nested-logit rows of a block of draws (nl_block, B):
                     V, p (J, B); I, zbar, Q (M, B); the max, the nests' sum and the
-                    log-likelihood (B); d l / d eta (K, B); then the lambdas (M)
-                    (block_nl_rows); or an ordered choice's (ord_block, B): the index,
-                    d l / d(a, b, V_0) (B each), d l / d eta (K, B) (block_ord_rows) */
+                    log-likelihood (B); d l / d eta (K, B); then the lambdas (M) and a
+                    nest's members (J ints) (block_nl_rows); or an ordered choice's
+                    (ord_block, B): the index, d l / d(a, b, V_0) (B each), d l / d eta
+                    (K, B) (block_ord_rows) */
   double *tl;    /* (Tmax NU, 4) an individual's utility terms with x != 0 (parameter,
                     index of their gV, LV, x) sorted by parameter (Hessian pass); then
                     (Tmax NU, 4) the same by row and alternative; then ints: (P + 1) the
