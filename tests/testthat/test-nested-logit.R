@@ -176,6 +176,35 @@ test_that("a nest whose alternatives are all unavailable in some rows, over two 
   expect_atom_routing(comp, user_draws(nl_draws(14L, R = 150L, seed = 4L)), th, label = "NL, empty nest")
 })
 
+test_that("the nests a block of draws at a time: small, unit and large lambdas, large utilities, equal to the reference", {
+  # (block_nl_rows: fast_exp_core and fast_log over the draws, the shifted
+  # exponents clamped at -708)
+  d <- nl_data(n = 12L, seed = 3L)
+  comp <- iclv:::.iclv_compile(nl_model(), d)
+  U <- nl_draws(12L, R = 9L)
+  old <- Sys.getenv("ICLV_CPU_REFERENCE", NA)
+  on.exit(if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old))
+  ev <- function(th, ref, draws = U) {
+    if (ref) Sys.setenv(ICLV_CPU_REFERENCE = "1") else Sys.unsetenv("ICLV_CPU_REFERENCE")
+    iclv:::.engine_eval(iclv:::.engine_new(comp$c, user_draws(draws), n_threads = 1L), th, TRUE, TRUE, TRUE)
+  }
+  cases <- list(list(lam = c(0.01, 0.02)), list(lam = c(0.001, 0.9)), list(lam = c(0.999, 1)),
+                list(lam = c(1.5, 2)), list(lam = c(0.6, 0.35), b_price = 300),
+                list(lam = c(0.01, 0.35), b_price = 30), list(lam = c(0.6, 0.35), l_att = 200, k = 5))
+  for (cs in cases) {
+    th <- nl_theta(comp, c(lambda_branded = cs$lam[1], lambda_generic = cs$lam[2]))
+    if (!is.null(cs$b_price)) th["b_price"] <- cs$b_price
+    if (!is.null(cs$l_att)) th["l_att"] <- cs$l_att
+    dr <- U * (if (is.null(cs$k)) 1 else cs$k)
+    f <- ev(th, FALSE, dr)
+    r <- ev(th, TRUE, dr)
+    label <- paste(names(unlist(cs)), unlist(cs), collapse = " ")
+    expect_true(is.finite(r$loglik), label = label)
+    for (k in c("loglik_i", "gradient", "hessian"))
+      expect_lt(max(abs(f[[k]] - r[[k]])) / max(abs(r[[k]])), 1e-12, label = paste(label, k))
+  }
+})
+
 test_that("the lambda map: qlogis for the optimizer, natural values outside, exact chain rule", {
   d <- nl_data(n = 8L, seed = 4L)
   U <- nl_draws(8L, R = 5L)

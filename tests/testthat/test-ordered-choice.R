@@ -138,6 +138,41 @@ test_that("the ordered choice takes the fast kernels, its rows through the atoms
   expect_atom_routing(comp, user_draws(U), oc_theta(comp), label = "ordered") # (helper-compiled.R)
 })
 
+test_that("the ordered choice's rows a block of draws at a time: logit and probit, extreme indices and thresholds, equal to the reference", {
+  # (block_ord_rows: the ordered indicators' kernels; the logit's draws
+  # beyond its fast range, |index| or |threshold| > 150, by the reference
+  # link; two blocks of draws at R = 150)
+  d <- oc_data(n = 10L, seed = 6L)
+  fast_ref <- function(comp, U, th, tol, label) {
+    old <- Sys.getenv("ICLV_CPU_REFERENCE", NA)
+    on.exit(if (is.na(old)) Sys.unsetenv("ICLV_CPU_REFERENCE") else Sys.setenv(ICLV_CPU_REFERENCE = old))
+    ev <- function(ref) {
+      if (ref) Sys.setenv(ICLV_CPU_REFERENCE = "1") else Sys.unsetenv("ICLV_CPU_REFERENCE")
+      iclv:::.engine_eval(iclv:::.engine_new(comp$c, user_draws(U), n_threads = 1L), th, TRUE, TRUE, TRUE)
+    }
+    f <- ev(FALSE)
+    r <- ev(TRUE)
+    expect_true(is.finite(r$loglik), label = paste(label, "finite"))
+    for (k in c("loglik_i", "gradient", "hessian"))
+      expect_lt(max(abs(f[[k]] - r[[k]])) / max(abs(r[[k]])), tol, label = paste(label, k))
+  }
+  for (link in c("logit", "probit")) {
+    comp <- iclv:::.iclv_compile(oc_model(link), d)
+    th <- oc_theta(comp)
+    fast_ref(comp, oc_draws(10L), th, 1e-12, link)
+    fast_ref(comp, oc_draws(10L, R = 150L), th, 1e-12, paste(link, "R = 150"))
+    big <- th
+    big["b_price"] <- 60 # indices beyond the logit's fast range for some rows
+    fast_ref(comp, oc_draws(10L), big, 1e-11, paste(link, "large indices"))
+    far <- th
+    far[sprintf("tau_rating_%d", 1:3)] <- c(-800, 0, 800)
+    fast_ref(comp, oc_draws(10L), far, 1e-11, paste(link, "thresholds at +-800"))
+    strong <- th
+    strong["l_att"] <- 40
+    fast_ref(comp, 3 * oc_draws(10L), strong, 1e-11, paste(link, "a strong LV"))
+  }
+})
+
 test_that("the thresholds are a threshold group: increasing through the transform, refused when not", {
   d <- oc_data(seed = 5L)
   U <- oc_draws(12L)
