@@ -22,10 +22,11 @@
 # in turn to compare engines (bench/RESULTS.md).
 #
 # Usage (from the repository root, with iclv installed):
-#   Rscript bench/bench_cpu_atoms.R [threads] [draws] [reps] [lib] [data] [fit] [variants]
+#   Rscript bench/bench_cpu_atoms.R [threads] [draws] [reps] [lib] [data] [fit] [variants] [maxit]
 #   fit: "fit" also times a whole iclv() fit of each variant (BFGS, then the
 #   Hessian, BHHH and robust covariance matrices); variants: a comma-separated
-#   subset of the names below (default all).
+#   subset of the names below (default all); maxit: the fit's iteration limit
+#   (default 200, iclv_control()'s).
 args <- commandArgs(trailingOnly = TRUE)
 n_threads <- if (length(args) >= 1) as.integer(args[1]) else 1L
 R <- if (length(args) >= 2) as.integer(args[2]) else 100L
@@ -33,7 +34,8 @@ reps <- if (length(args) >= 3) as.integer(args[3]) else 10L
 lib <- if (length(args) >= 4 && nzchar(args[4])) args[4] else NULL
 path <- if (length(args) >= 5 && nzchar(args[5])) args[5] else "/work/shared/data/drugchoice.csv"
 do_fit <- length(args) >= 6 && args[6] == "fit"
-only <- if (length(args) >= 7) strsplit(args[7], ",")[[1]] else NULL
+only <- if (length(args) >= 7 && nzchar(args[7])) strsplit(args[7], ",")[[1]] else NULL
+maxit <- if (length(args) >= 8) as.integer(args[8]) else 200L
 suppressPackageStartupMessages(library(iclv, lib.loc = lib))
 
 # drug_data(), branded(), generic(): bench_cpu_drug.R's model
@@ -98,10 +100,11 @@ for (v in if (is.null(only)) names(choices) else only) {
   if (do_fit) {
     t0 <- proc.time()[["elapsed"]]
     fit <- iclv(model, d, draws = iclv_draws("halton", R), backend = "cpu",
-                control = iclv_control(n_threads = n_threads, trace = 0))
+                control = iclv_control(n_threads = n_threads, trace = 0, maxit = maxit))
     secs <- proc.time()[["elapsed"]] - t0
-    cat(sprintf("%-5s whole fit (BFGS + Hessian, BHHH, robust SEs): %.2f s, LL = %.6f, iterations = %d, evaluations = %d\n",
-                v, secs, fit$loglik, fit$convergence$iterations, fit$convergence$evaluations))
+    cat(sprintf("%-5s whole fit (BFGS + Hessian, BHHH, robust SEs): %.2f s, LL = %.6f, iterations = %d, evaluations = %d, %s\n",
+                v, secs, fit$loglik, fit$convergence$iterations, fit$convergence$evaluations,
+                fit$convergence$message))
   }
 }
 cat(sprintf("load average now: %s\n", tryCatch(readLines("/proc/loadavg", 1L), error = function(e) "unknown")))
