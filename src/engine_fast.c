@@ -1252,8 +1252,9 @@ ICLV_SIMD
         for (int b = 0; b < nb; b++) v[b] += tc[(size_t) j * E];
       for (int b = 0; b < nb; b++) pb[(size_t) j * B + b] = 0.0;
     }
-    /* each nest: its max of V / lambda, the shifted exponentials p, their
-     * sum (in I), I = max + log sum, p / sum, zbar = sum p V / lambda */
+    /* each nest: its alternatives' V / lambda (in place of V: the rest
+     * reads only the scaled values), their max, the shifted exponentials p,
+     * their sum (in I), I = max + log sum, p / sum, zbar = sum p V / lambda */
     for (int a = 0; a < M; a++) {
       const double la = lam[a];
       double *restrict I = Ib + (size_t) a * B, *restrict z = zb + (size_t) a * B;
@@ -1263,9 +1264,11 @@ ICLV_SIMD
         if (m->nest_of[k] == a && iclv_available(m, t, k)) mem[nm++] = k;
       for (int b = 0; b < nb; b++) mx[b] = -INFINITY;
       for (int q = 0; q < nm; q++) {
-        const double *restrict v = Vb + (size_t) mem[q] * B;
+        double *restrict v = Vb + (size_t) mem[q] * B;
 ICLV_SIMD
-        for (int b = 0; b < nb; b++) mx[b] = v[b] / la > mx[b] ? v[b] / la : mx[b];
+        for (int b = 0; b < nb; b++) v[b] /= la;
+ICLV_SIMD
+        for (int b = 0; b < nb; b++) mx[b] = v[b] > mx[b] ? v[b] : mx[b];
       }
       for (int b = 0; b < nb; b++) z[b] = 0.0;
       if (nm == 0) { /* no available alternative: the nest drops out */
@@ -1280,7 +1283,7 @@ ICLV_SIMD
          * exponential after a select in the same loop) */
 ICLV_SIMD
         for (int b = 0; b < nb; b++) {
-          const double x = v[b] / la - mx[b];
+          const double x = v[b] - mx[b];
           p[b] = x < -708.0 ? -708.0 : x;
         }
 ICLV_SIMD
@@ -1295,7 +1298,7 @@ ICLV_SIMD
 ICLV_SIMD
         for (int b = 0; b < nb; b++) {
           p[b] /= I[b];
-          z[b] += p[b] * (v[b] / la);
+          z[b] += p[b] * v[b];
         }
       }
 ICLV_SIMD
@@ -1335,7 +1338,7 @@ ICLV_SIMD
 ICLV_SIMD
     for (int b = 0; b < nb; b++) {
       mx[b] += fast_log(sw[b]); /* lsw */
-      lb[b] += vy[b] / ly + (ly - 1.0) * Iy[b] - mx[b];
+      lb[b] += vy[b] + (ly - 1.0) * Iy[b] - mx[b]; /* (vy: V_y / lambda_y) */
     }
     if (!want_g) continue;
     /* d l / d lambda_c of the nests with a parameter (iclv_nl_link's gV[J + c]) */
@@ -1348,7 +1351,7 @@ ICLV_SIMD
       for (int b = 0; b < nb; b++) {
         const double wc = Q[b] != 0.0 ? I[b] - z[b] : 0.0;
         double gc = -Q[b] * wc;
-        if (c == bn) gc += -(vy[b] / ly) / ly + I[b] - (ly - 1.0) * z[b] / ly;
+        if (c == bn) gc += -vy[b] / ly + I[b] - (ly - 1.0) * z[b] / ly;
         g[b] += gc;
       }
     }
