@@ -1163,7 +1163,14 @@ static ICLV_FORCE_INLINE void ordered_probit_block(double tlo, double thi, const
   }
   ICLV_SIMD
   for (int b = 0; b < nb; b++) ok[b] = fabs(yh[b]);
-  pnorm_tail_block(yl, ql, dl, nb);
+  if (tlo == -INFINITY || thi == INFINITY) {
+    /* an end category: after the reflection lo = -Inf for every draw (NaN
+     * where the index is), whose Q and density pnorm_tail_block gives as 0
+     * and 0: written as such */
+    for (int b = 0; b < nb; b++) ql[b] = dl[b] = 0.0;
+  } else {
+    pnorm_tail_block(yl, ql, dl, nb);
+  }
   pnorm_tail_block(ok, qh, dh, nb);
   ICLV_SIMD
   for (int b = 0; b < nb; b++) {
